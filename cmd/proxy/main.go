@@ -1,0 +1,88 @@
+// Command proxy is the Switchyard server: a MySQL-protocol proxy in front of
+// one or more database clusters.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/switchyard-db/switchyard/lib/config"
+	"github.com/switchyard-db/switchyard/pkg/server"
+	"go.uber.org/zap"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "path to the TOML configuration file")
+	checkPath := fs.String("check-config", "", "validate a configuration file and exit (1 when invalid)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *checkPath != "" {
+		if _, err := config.Load(*checkPath); err != nil {
+			printConfigErrors(err)
+			return 1
+		}
+		fmt.Printf("%s: configuration is valid\n", *checkPath)
+		return 0
+	}
+	if *cfgPath == "" {
+		fmt.Fprintln(os.Stderr, "usage: proxy --config FILE | --check-config FILE")
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		printConfigErrors(err)
+		return 1
+	}
+	lg, err := server.NewLogger(cfg.Log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = lg.Sync() }()
+
+	srv, err := server.New(lg, cfg)
+	if err != nil {
+		lg.Error("cannot build the proxy", zap.Error(err))
+		return 1
+	}
+	if err := srv.Start(); err != nil {
+		lg.Error("cannot start the proxy", zap.Error(err))
+		return 1
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	sig := <-sigs
+	lg.Info("signal received, shutting down gracefully (send it again to stop at once)", zap.Stringer("signal", sig))
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-sigs
+		cancel()
+	}()
+	srv.Shutdown(ctx)
+	cancel()
+	lg.Info("proxy stopped")
+	return 0
+}
+
+// printConfigErrors prints one problem per line.
+func printConfigErrors(err error) {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		for _, e := range joined.Unwrap() {
+			fmt.Fprintln(os.Stderr, e)
+		}
+		return
+	}
+	fmt.Fprintln(os.Stderr, err)
+}

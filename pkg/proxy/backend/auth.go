@@ -1,0 +1,243 @@
+package backend
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+
+	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+)
+
+// relayAuth relays the authentication exchange between backend and client
+// until the backend says OK or ERR. The backend was sent an unknown plugin
+// name, so it starts with an AuthSwitchRequest carrying its own scramble and
+// the client answers it directly: the proxy never needs the password.
+//
+// The one exception is caching_sha2_password full authentication when only
+// one side is TLS: then the password crosses the proxy, which encrypts it
+// for the backend (RSA) or decrypts it from the client with its own key.
+func (s *Session) relayAuth(initial bool) (ok bool, err error) {
+	plugin := ""
+	for {
+		data, err := s.backend.ReadPacket(maxAuthPacket)
+		if err != nil {
+			s.reportBackendLost(err)
+			return false, fmt.Errorf("authentication: reading backend: %w", err)
+		}
+		if len(data) == 0 {
+			return false, s.protocolError("empty packet from backend during authentication")
+		}
+		switch data[0] {
+		case pnet.OKHeader:
+			okInfo, err := pnet.ParseOK(data, s.backendCap&pnet.ClientSessionTrack != 0)
+			if err != nil {
+				return false, s.protocolError(err.Error())
+			}
+			s.trackOK(okInfo)
+			if err := s.writeOKToClient(data, okInfo); err != nil {
+				return false, err
+			}
+			return true, s.client.Flush()
+		case pnet.ErrHeader:
+			if err := s.client.WritePacket(data); err != nil {
+				return false, err
+			}
+			if err := s.client.Flush(); err != nil {
+				return false, err
+			}
+			e := pnet.ParseErr(data)
+			if initial {
+				return false, fmt.Errorf("backend refused authentication: %w", e)
+			}
+			return false, nil
+		case pnet.AuthSwitchHeader:
+			req, err := pnet.ParseAuthSwitchRequest(data)
+			if err != nil {
+				return false, s.protocolError(err.Error())
+			}
+			plugin = req.Plugin
+			s.backendSalt = req.Data
+			if err := s.forwardAuthRound(data); err != nil {
+				return false, err
+			}
+		case pnet.AuthMoreDataHeader:
+			if plugin == "" && initial {
+				// No switch happened: the backend kept its default plugin.
+				plugin = pnet.AuthCachingSha2
+			}
+			if plugin == pnet.AuthCachingSha2 && len(data) == 2 {
+				switch data[1] {
+				case pnet.CachingSha2FastAuthOK:
+					if err := s.client.WritePacket(data); err != nil {
+						return false, err
+					}
+					continue // the OK packet follows
+				case pnet.CachingSha2PerformFullAuth:
+					if err := s.sha2FullAuth(data); err != nil {
+						return false, err
+					}
+					continue
+				}
+			}
+			if err := s.forwardAuthRound(data); err != nil {
+				return false, err
+			}
+		default:
+			return false, s.protocolError(fmt.Sprintf("unexpected packet 0x%02x from backend during authentication", data[0]))
+		}
+	}
+}
+
+// forwardAuthRound sends a backend auth packet to the client and the
+// client's answer back to the backend.
+func (s *Session) forwardAuthRound(data []byte) error {
+	if err := s.client.WritePacket(data); err != nil {
+		return err
+	}
+	if err := s.client.Flush(); err != nil {
+		return err
+	}
+	reply, err := s.client.ReadPacket(maxAuthPacket)
+	if err != nil {
+		return fmt.Errorf("authentication: reading client: %w", err)
+	}
+	return s.sendBackend(reply)
+}
+
+func (s *Session) sendBackend(payload []byte) error {
+	if err := s.backend.WritePacket(payload); err != nil {
+		return err
+	}
+	return s.backend.Flush()
+}
+
+// sha2FullAuth handles caching_sha2_password's "perform full
+// authentication" step.
+func (s *Session) sha2FullAuth(data []byte) error {
+	clientTLS, backendTLS := s.client.IsTLS(), s.backend.IsTLS()
+	if clientTLS == backendTLS {
+		// Same transport security on both sides: the client's answer (a
+		// cleartext password over TLS, or a public key request and then an
+		// RSA-encrypted password) is exactly what the backend expects.
+		return s.forwardAuthRound(data)
+	}
+	if err := s.client.WritePacket(data); err != nil {
+		return err
+	}
+	if err := s.client.Flush(); err != nil {
+		return err
+	}
+	reply, err := s.client.ReadPacket(maxAuthPacket)
+	if err != nil {
+		return fmt.Errorf("authentication: reading client: %w", err)
+	}
+	if clientTLS {
+		// Cleartext from the client; the backend is plain TCP and wants
+		// the password RSA-encrypted with its key.
+		return s.encryptForBackend(reply)
+	}
+	// Plain TCP client, TLS backend: the client must not send the password
+	// in clear, so it gets the proxy's public key.
+	if len(reply) != 1 || reply[0] != pnet.CachingSha2RequestPubKey {
+		_ = s.client.WriteError(pnet.NewError(pnet.ErAccessDenied,
+			"Switchyard: caching_sha2_password full authentication needs TLS, or the client must request the server's public key (it used a preconfigured key the proxy cannot read)"))
+		return errors.New("client sent an encrypted password for an unknown key")
+	}
+	if s.cfg.RSAKey == nil {
+		_ = s.client.WriteError(pnet.NewError(pnet.ErAccessDenied, "Switchyard: no RSA key to protect the password; connect with TLS"))
+		return errors.New("no RSA key configured")
+	}
+	der, err := x509.MarshalPKIXPublicKey(&s.cfg.RSAKey.PublicKey)
+	if err != nil {
+		return err
+	}
+	keyPacket := append([]byte{pnet.AuthMoreDataHeader}, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})...)
+	if err := s.client.WritePacket(keyPacket); err != nil {
+		return err
+	}
+	if err := s.client.Flush(); err != nil {
+		return err
+	}
+	enc, err := s.client.ReadPacket(maxAuthPacket)
+	if err != nil {
+		return fmt.Errorf("authentication: reading client: %w", err)
+	}
+	plain, err := rsa.DecryptOAEP(sha1.New(), rand.Reader, s.cfg.RSAKey, enc, nil)
+	if err != nil {
+		_ = s.client.WriteError(pnet.NewError(pnet.ErAccessDenied, "Switchyard: cannot decrypt the password sent by the client"))
+		return fmt.Errorf("decrypting client password: %w", err)
+	}
+	xorSalt(plain, s.backendSalt)
+	return s.sendBackend(plain)
+}
+
+// encryptForBackend asks the backend for its public key and sends it the
+// password (NUL-terminated, XORed with the scramble) encrypted with it.
+func (s *Session) encryptForBackend(password []byte) error {
+	if err := s.sendBackend([]byte{pnet.CachingSha2RequestPubKey}); err != nil {
+		return err
+	}
+	data, err := s.backend.ReadPacket(maxAuthPacket)
+	if err != nil {
+		return fmt.Errorf("authentication: reading backend public key: %w", err)
+	}
+	if len(data) < 2 || data[0] != pnet.AuthMoreDataHeader {
+		if len(data) > 0 && data[0] == pnet.ErrHeader {
+			_ = s.client.WritePacket(data)
+			_ = s.client.Flush()
+			return fmt.Errorf("backend refused the public key request: %w", pnet.ParseErr(data))
+		}
+		return s.protocolError("backend did not send its public key")
+	}
+	block, _ := pem.Decode(data[1:])
+	if block == nil {
+		return s.protocolError("backend sent an unreadable public key")
+	}
+	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return s.protocolError("backend public key: " + err.Error())
+	}
+	rsaPub, ok := pub.(*rsa.PublicKey)
+	if !ok {
+		return s.protocolError("backend public key is not RSA")
+	}
+	plain := append([]byte(nil), password...)
+	if len(plain) == 0 || plain[len(plain)-1] != 0 {
+		plain = append(plain, 0)
+	}
+	xorSalt(plain, s.backendSalt)
+	enc, err := rsa.EncryptOAEP(sha1.New(), rand.Reader, rsaPub, plain, nil)
+	if err != nil {
+		return fmt.Errorf("encrypting password for backend: %w", err)
+	}
+	return s.sendBackend(enc)
+}
+
+func xorSalt(b, salt []byte) {
+	if len(salt) == 0 {
+		return
+	}
+	for i := range b {
+		b[i] ^= salt[i%len(salt)]
+	}
+}
+
+// protocolError reports a broken exchange to the client and returns it.
+func (s *Session) protocolError(msg string) error {
+	_ = s.client.WriteError(pnet.NewError(pnet.ErNetReadError, "Switchyard: protocol error from backend: %s", msg))
+	return fmt.Errorf("protocol error: %s: %w", msg, errSessionEnded)
+}
+
+// reportBackendLost tells the client that the backend went away.
+func (s *Session) reportBackendLost(err error) {
+	name := "backend"
+	if s.lease != nil {
+		name = "backend " + s.lease.Addr()
+	}
+	_ = s.client.WriteError(&pnet.MySQLError{Code: pnet.CrServerLost, State: "08S01",
+		Message: fmt.Sprintf("Switchyard: lost connection to %s: %v", name, err)})
+}

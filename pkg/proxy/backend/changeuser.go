@@ -1,0 +1,119 @@
+package backend
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+)
+
+// changeUser forwards COM_CHANGE_USER. The client scrambled its password
+// with the proxy's salt, which the backend never saw, so the plugin name is
+// replaced with an unknown one: the backend then sends an AuthSwitchRequest
+// with a fresh scramble and the client answers it directly, as during the
+// initial handshake.
+func (s *Session) changeUser(pk pnet.Packet) error {
+	if !pk.Complete {
+		if err := s.client.DiscardCurrent(); err != nil {
+			return err
+		}
+		return s.replyError(pnet.NewError(pnet.ErNetPacketTooLarge, "COM_CHANGE_USER packet too large"))
+	}
+	data := append([]byte(nil), pk.Data...)
+	if err := s.client.DiscardCurrent(); err != nil {
+		return err
+	}
+	req, err := parseChangeUser(data, s.clientCap)
+	if err != nil {
+		return s.replyError(pnet.NewError(pnet.ErHandshakeError, "Bad handshake: %v", err))
+	}
+	if err := s.sendBackend(req.encode(s.backendCap, s.charset)); err != nil {
+		s.reportBackendLost(err)
+		return err
+	}
+	ok, err := s.relayAuth(false)
+	if err != nil {
+		return err
+	}
+	if ok {
+		s.state.resetSession()
+		s.state.user, s.state.db = string(req.user), string(req.db)
+	}
+	return nil
+}
+
+// parseChangeUser splits a COM_CHANGE_USER payload.
+type changeUserReq struct {
+	user, auth, db []byte
+	charset        []byte // 2 bytes, or nil
+	attrs          []byte // raw attrs block with its length prefix, or nil
+}
+
+func parseChangeUser(data []byte, capability uint32) (*changeUserReq, error) {
+	r := &changeUserReq{}
+	pos := 1
+	user, n, ok := pnet.ReadNulString(data[pos:])
+	if !ok {
+		return nil, fmt.Errorf("%w: COM_CHANGE_USER user", pnet.ErrMalformed)
+	}
+	r.user = user
+	pos += n
+	if capability&pnet.ClientSecureConnection != 0 {
+		if pos >= len(data) || pos+1+int(data[pos]) > len(data) {
+			return nil, fmt.Errorf("%w: COM_CHANGE_USER auth data", pnet.ErrMalformed)
+		}
+		r.auth = data[pos+1 : pos+1+int(data[pos])]
+		pos += 1 + int(data[pos])
+	} else {
+		auth, n, ok := pnet.ReadNulString(data[pos:])
+		if !ok {
+			return nil, fmt.Errorf("%w: COM_CHANGE_USER auth data", pnet.ErrMalformed)
+		}
+		r.auth = auth
+		pos += n
+	}
+	if pos < len(data) {
+		db, n, ok := pnet.ReadNulString(data[pos:])
+		if !ok {
+			return nil, fmt.Errorf("%w: COM_CHANGE_USER database", pnet.ErrMalformed)
+		}
+		r.db = db
+		pos += n
+	}
+	if pos+2 <= len(data) {
+		r.charset = data[pos : pos+2]
+		pos += 2
+	}
+	if capability&pnet.ClientPluginAuth != 0 && pos < len(data) {
+		_, n, ok := pnet.ReadNulString(data[pos:])
+		if !ok {
+			n = len(data) - pos
+		}
+		pos += n
+	}
+	if capability&pnet.ClientConnectAttrs != 0 && pos < len(data) {
+		r.attrs = data[pos:]
+	}
+	return r, nil
+}
+
+func (r *changeUserReq) encode(capability uint32, charset byte) []byte {
+	b := []byte{pnet.ComChangeUser}
+	b = append(b, r.user...)
+	b = append(b, 0)
+	b = append(b, byte(len(r.auth)))
+	b = append(b, r.auth...)
+	b = append(b, r.db...)
+	b = append(b, 0)
+	if r.charset != nil {
+		b = append(b, r.charset...)
+	} else {
+		b = binary.LittleEndian.AppendUint16(b, uint16(charset))
+	}
+	b = append(b, pnet.AuthUnknownPlugin...)
+	b = append(b, 0)
+	if capability&pnet.ClientConnectAttrs != 0 && r.attrs != nil {
+		b = append(b, r.attrs...)
+	}
+	return b
+}

@@ -1,0 +1,209 @@
+package backend
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+
+	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	"go.uber.org/zap"
+)
+
+// serve is the command loop: read a command from the client, forward it,
+// forward the response, repeat.
+func (s *Session) serve() error {
+	for {
+		if !s.client.Buffered() {
+			// About to wait on the client: send what is pending and give
+			// the buffers back while idle.
+			if err := s.backend.Flush(); err != nil {
+				s.reportBackendLost(err)
+				return err
+			}
+			s.client.Release()
+			s.backend.Release()
+			if !s.enterIdle() {
+				return nil
+			}
+		}
+		pk, err := s.client.Next()
+		if draining := s.leaveIdle(); err != nil {
+			var ne net.Error
+			if draining && errors.As(err, &ne) && ne.Timeout() {
+				return nil // woken up by RequestClose
+			}
+			return err
+		}
+		if err := s.dispatch(pk); err != nil {
+			return err
+		}
+		s.publishInfo()
+	}
+}
+
+// dispatch forwards one command and its response.
+func (s *Session) dispatch(pk pnet.Packet) error {
+	if pk.Len == 0 {
+		_ = s.client.DiscardCurrent()
+		return s.replyError(pnet.NewError(pnet.ErUnknownCom, "Malformed communication packet"))
+	}
+	cmd := pk.First()
+	s.backend.ResetSequence()
+	switch cmd {
+	case pnet.ComQuit:
+		_ = s.client.ForwardCurrent(s.backend)
+		_ = s.backend.Flush()
+		return nil
+	case pnet.ComStmtClose:
+		if len(pk.Data) >= 5 {
+			delete(s.state.prepared, binary.LittleEndian.Uint32(pk.Data[1:]))
+		}
+		return s.forwardRequest()
+	case pnet.ComStmtSendLongData:
+		if len(pk.Data) >= 5 {
+			if st := s.state.prepared[binary.LittleEndian.Uint32(pk.Data[1:])]; st != nil {
+				st.longData = true
+			}
+		}
+		return s.forwardRequest()
+	case pnet.ComChangeUser:
+		return s.changeUser(pk)
+	case pnet.ComQuery, pnet.ComStmtExecute, pnet.ComProcessInfo:
+		var st *stmtState
+		var cursor bool
+		if cmd == pnet.ComStmtExecute && len(pk.Data) >= 6 {
+			st = s.state.prepared[binary.LittleEndian.Uint32(pk.Data[1:])]
+			cursor = pk.Data[5]&0x07 != 0
+		}
+		if err := s.forwardRequestAndFlush(); err != nil {
+			return err
+		}
+		if st != nil {
+			st.longData = false
+		}
+		status, err := s.forwardResults(cmd)
+		if st != nil && err == nil {
+			st.cursorOpen = cursor && status&pnet.ServerStatusCursorExists != 0
+		}
+		return err
+	case pnet.ComStmtFetch:
+		var st *stmtState
+		if len(pk.Data) >= 5 {
+			st = s.state.prepared[binary.LittleEndian.Uint32(pk.Data[1:])]
+		}
+		if err := s.forwardRequestAndFlush(); err != nil {
+			return err
+		}
+		status, err := s.forwardRows()
+		if st != nil && err == nil && status&pnet.ServerStatusLastRowSent != 0 {
+			st.cursorOpen = false
+		}
+		return err
+	case pnet.ComStmtPrepare:
+		if err := s.forwardRequestAndFlush(); err != nil {
+			return err
+		}
+		return s.forwardPrepare()
+	case pnet.ComFieldList:
+		if err := s.forwardRequestAndFlush(); err != nil {
+			return err
+		}
+		_, err := s.forwardRows()
+		return err
+	case pnet.ComInitDB:
+		db := string(pk.Data[1:])
+		if err := s.forwardRequestAndFlush(); err != nil {
+			return err
+		}
+		ok, err := s.forwardSimple()
+		if ok {
+			s.state.db = db
+		}
+		return err
+	case pnet.ComStmtReset:
+		var st *stmtState
+		if len(pk.Data) >= 5 {
+			st = s.state.prepared[binary.LittleEndian.Uint32(pk.Data[1:])]
+		}
+		if err := s.forwardRequestAndFlush(); err != nil {
+			return err
+		}
+		ok, err := s.forwardSimple()
+		if ok && st != nil {
+			st.cursorOpen, st.longData = false, false
+		}
+		return err
+	case pnet.ComResetConnection:
+		if err := s.forwardRequestAndFlush(); err != nil {
+			return err
+		}
+		ok, err := s.forwardSimple()
+		if ok {
+			s.state.resetSession()
+		}
+		return err
+	case pnet.ComSetOption:
+		var on bool
+		if len(pk.Data) >= 3 {
+			on = binary.LittleEndian.Uint16(pk.Data[1:]) == 0
+		}
+		if err := s.forwardRequestAndFlush(); err != nil {
+			return err
+		}
+		ok, err := s.forwardSimple()
+		if ok {
+			s.state.multiStatements = on
+		}
+		return err
+	case pnet.ComPing, pnet.ComRefresh, pnet.ComProcessKill, pnet.ComCreateDB, pnet.ComDropDB,
+		pnet.ComDebug, pnet.ComStatistics, pnet.ComShutdown:
+		if err := s.forwardRequestAndFlush(); err != nil {
+			return err
+		}
+		_, err := s.forwardSimple()
+		return err
+	default:
+		// Replication and obsolete commands either stream without end or
+		// have no defined response; refusing them is safer than guessing.
+		if err := s.client.DiscardCurrent(); err != nil {
+			return err
+		}
+		s.lg.Debug("unsupported command", zap.Uint8("command", cmd))
+		return s.replyError(pnet.NewError(pnet.ErUnknownCom,
+			"Switchyard: command 0x%02x is not supported through the proxy", cmd))
+	}
+}
+
+// replyError answers the current command with an error from the proxy.
+func (s *Session) replyError(e *pnet.MySQLError) error {
+	return s.client.WriteError(e)
+}
+
+// forwardRequest forwards the client packet announced by Next to the
+// backend without flushing: commands without a response may be batched
+// with the next one.
+func (s *Session) forwardRequest() error {
+	if err := s.client.ForwardCurrent(s.backend); err != nil {
+		return s.wrapForwardErr(err)
+	}
+	return nil
+}
+
+func (s *Session) forwardRequestAndFlush() error {
+	if err := s.forwardRequest(); err != nil {
+		return err
+	}
+	if err := s.backend.Flush(); err != nil {
+		s.reportBackendLost(err)
+		return fmt.Errorf("writing to backend: %w", err)
+	}
+	return nil
+}
+
+// wrapForwardErr tells read errors on the client (the client went away)
+// from write errors on the backend. ForwardCurrent cannot say which side
+// failed, so the backend is asked.
+func (s *Session) wrapForwardErr(err error) error {
+	return fmt.Errorf("forwarding request: %w", err)
+}

@@ -1,0 +1,54 @@
+package backend
+
+import (
+	"crypto/rsa"
+	"crypto/tls"
+	"time"
+
+	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+)
+
+// Config holds the settings a session needs. It is shared read-only by all
+// sessions started under it.
+type Config struct {
+	// ServerVersion is announced in the proxy's handshake.
+	ServerVersion string
+	// ServerTLS enables TLS towards clients (nil: no TLS offered).
+	ServerTLS *tls.Config
+	// BackendTLS enables TLS towards backends that offer it (nil: none).
+	BackendTLS *tls.Config
+	// RequireBackendTLS refuses backends that do not offer TLS.
+	RequireBackendTLS bool
+	// BackendProxyProtocol sends a PROXY v2 header to backends.
+	BackendProxyProtocol bool
+	// ConnectTimeout bounds dialing a backend and reading its handshake.
+	ConnectTimeout time.Duration
+	// HandshakeTimeout bounds the whole client handshake and authentication.
+	HandshakeTimeout time.Duration
+	// RSAKey answers caching_sha2_password public-key requests when the
+	// client side is plain TCP but the backend side is TLS.
+	RSAKey *rsa.PrivateKey
+}
+
+// proxyCapability is what the proxy offers clients. It leaves out what it
+// cannot forward faithfully to every backend: query attributes and optional
+// result-set metadata change packet layouts that MariaDB does not know.
+const proxyCapability = pnet.ClientLongPassword | pnet.ClientFoundRows | pnet.ClientLongFlag |
+	pnet.ClientConnectWithDB | pnet.ClientNoSchema | pnet.ClientCompress | pnet.ClientODBC |
+	pnet.ClientLocalFiles | pnet.ClientIgnoreSpace | pnet.ClientProtocol41 | pnet.ClientInteractive |
+	pnet.ClientIgnoreSigpipe | pnet.ClientTransactions | pnet.ClientSecureConnection |
+	pnet.ClientMultiStatements | pnet.ClientMultiResults | pnet.ClientPSMultiResults |
+	pnet.ClientPluginAuth | pnet.ClientConnectAttrs | pnet.ClientPluginAuthLenencClientData |
+	pnet.ClientCanHandleExpiredPasswords | pnet.ClientSessionTrack | pnet.ClientDeprecateEOF |
+	pnet.ClientZstdCompression
+
+// requiredOfBackend lists client capabilities that change the wire format;
+// a backend lacking one the client chose cannot serve that client.
+const requiredOfBackend = pnet.ClientProtocol41 | pnet.ClientDeprecateEOF |
+	pnet.ClientPluginAuth | pnet.ClientSecureConnection | pnet.ClientMultiResults
+
+// Handshake limits: a first packet over 1 MiB is not a handshake.
+const (
+	maxHandshakePacket = 1 << 20
+	maxAuthPacket      = 1 << 20
+)

@@ -1,0 +1,275 @@
+package backend
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+)
+
+// next reads the next response packet from the backend, reporting a lost
+// backend to the client.
+func (s *Session) next() (pnet.Packet, error) {
+	pk, err := s.backend.Next()
+	if err != nil {
+		s.reportBackendLost(err)
+		return pk, fmt.Errorf("reading from backend: %w", err)
+	}
+	return pk, nil
+}
+
+// forward sends the current backend packet to the client, flushing when the
+// backend has nothing more buffered (so the client is never kept waiting
+// while the proxy blocks on the backend).
+func (s *Session) forward() error {
+	if err := s.backend.ForwardCurrent(s.client); err != nil {
+		s.reportBackendLost(err)
+		return fmt.Errorf("forwarding response: %w", err)
+	}
+	if !s.backend.Buffered() {
+		return s.client.Flush()
+	}
+	return nil
+}
+
+// forwardResults forwards the response to COM_QUERY or COM_STMT_EXECUTE:
+// OK, ERR, LOCAL INFILE requests, or result sets, repeated while the server
+// says more results follow. It returns the last status flags.
+func (s *Session) forwardResults(cmd byte) (uint16, error) {
+	for {
+		pk, err := s.next()
+		if err != nil {
+			return 0, err
+		}
+		switch {
+		case pk.First() == pnet.OKHeader && pk.Complete:
+			status, err := s.forwardOK(pk)
+			if err != nil || status&pnet.ServerMoreResultsExists == 0 {
+				return status, err
+			}
+		case pk.First() == pnet.ErrHeader:
+			return 0, s.finish()
+		case pk.First() == pnet.LocalInfileHeader && cmd == pnet.ComQuery:
+			if err := s.forward(); err != nil {
+				return 0, err
+			}
+			if err := s.client.Flush(); err != nil {
+				return 0, err
+			}
+			if err := s.relayLocalInfile(); err != nil {
+				return 0, err
+			}
+		default:
+			status, err := s.forwardResultSet(pk)
+			if err != nil || status&pnet.ServerMoreResultsExists == 0 {
+				return status, err
+			}
+		}
+	}
+}
+
+// forwardResultSet forwards a result set whose column-count packet is pk.
+func (s *Session) forwardResultSet(pk pnet.Packet) (uint16, error) {
+	cols, _, _, ok := pnet.ReadLenEncInt(pk.Data)
+	if !ok {
+		return 0, s.protocolError("bad column count")
+	}
+	if err := s.forward(); err != nil {
+		return 0, err
+	}
+	for i := uint64(0); i < cols; i++ {
+		if _, err := s.next(); err != nil {
+			return 0, err
+		}
+		if err := s.forward(); err != nil {
+			return 0, err
+		}
+	}
+	if s.backendCap&pnet.ClientDeprecateEOF == 0 {
+		pk, err := s.next()
+		if err != nil {
+			return 0, err
+		}
+		status, err := s.forwardTerminator(pk)
+		if err != nil {
+			return 0, err
+		}
+		if status&pnet.ServerStatusCursorExists != 0 {
+			// A cursor was opened: rows come with COM_STMT_FETCH.
+			return status, s.client.Flush()
+		}
+	}
+	return s.forwardRows()
+}
+
+// forwardRows forwards rows (or column definitions) until the terminating
+// EOF/OK or an ERR.
+func (s *Session) forwardRows() (uint16, error) {
+	for {
+		pk, err := s.next()
+		if err != nil {
+			return 0, err
+		}
+		if pnet.IsEOFPacket(pk) {
+			status, err := s.forwardTerminator(pk)
+			if err != nil {
+				return 0, err
+			}
+			return status, s.client.Flush()
+		}
+		if pk.First() == pnet.ErrHeader && pk.Complete {
+			return 0, s.finish()
+		}
+		if err := s.forward(); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// forwardTerminator forwards the EOF (or 0xfe OK) packet that ends a list of
+// columns or rows and returns its status flags.
+func (s *Session) forwardTerminator(pk pnet.Packet) (uint16, error) {
+	if s.backendCap&pnet.ClientDeprecateEOF != 0 {
+		return s.forwardOK(pk)
+	}
+	status, err := pnet.ParseEOFStatus(pk.Data, false, false)
+	if err != nil {
+		return 0, s.protocolError(err.Error())
+	}
+	s.state.applyStatus(status)
+	return status, s.forward()
+}
+
+// forwardOK forwards an OK packet, recording the state it carries and
+// removing session-tracking data the client did not ask for.
+func (s *Session) forwardOK(pk pnet.Packet) (uint16, error) {
+	ok, err := pnet.ParseOK(pk.Data, s.backendCap&pnet.ClientSessionTrack != 0)
+	if err != nil {
+		return 0, s.protocolError(err.Error())
+	}
+	s.trackOK(ok)
+	if s.backendCap&pnet.ClientSessionTrack == s.clientCap&pnet.ClientSessionTrack {
+		return ok.Status, s.forward()
+	}
+	if err := s.writeOKToClient(pk.Data, ok); err != nil {
+		return 0, err
+	}
+	if err := s.backend.DiscardCurrent(); err != nil {
+		return 0, err
+	}
+	if !s.backend.Buffered() {
+		return ok.Status, s.client.Flush()
+	}
+	return ok.Status, nil
+}
+
+// writeOKToClient writes an OK packet in the client's format (it may not
+// have negotiated session tracking, which the backend side always uses).
+func (s *Session) writeOKToClient(raw []byte, ok pnet.OKInfo) error {
+	if s.backendCap&pnet.ClientSessionTrack == s.clientCap&pnet.ClientSessionTrack {
+		return s.client.WritePacket(raw)
+	}
+	var buf [128]byte
+	return s.client.WritePacket(pnet.AppendOK(buf[:0], raw[0], ok, s.clientCap&pnet.ClientSessionTrack != 0))
+}
+
+// trackOK records the transaction flag and schema changes of an OK packet.
+func (s *Session) trackOK(ok pnet.OKInfo) {
+	s.state.applyStatus(ok.Status)
+	if len(ok.SessionState) > 0 {
+		if db, found := pnet.SessionSchema(ok.SessionState); found {
+			s.state.db = db
+		}
+	}
+}
+
+// finish forwards the current packet (an ERR) and flushes.
+func (s *Session) finish() error {
+	if err := s.forward(); err != nil {
+		return err
+	}
+	return s.client.Flush()
+}
+
+// forwardSimple forwards a single-packet response. It reports whether the
+// command succeeded (an OK, or for COM_SET_OPTION an EOF).
+func (s *Session) forwardSimple() (bool, error) {
+	pk, err := s.next()
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case pk.First() == pnet.OKHeader && pk.Complete:
+		_, err := s.forwardOK(pk)
+		return err == nil, err
+	case pk.First() == pnet.ErrHeader:
+		return false, s.finish()
+	case pnet.IsEOFPacket(pk):
+		return true, s.finish()
+	default:
+		// COM_STATISTICS answers with a bare string.
+		return true, s.finish()
+	}
+}
+
+// forwardPrepare forwards the response to COM_STMT_PREPARE and records the
+// statement.
+func (s *Session) forwardPrepare() error {
+	pk, err := s.next()
+	if err != nil {
+		return err
+	}
+	if pk.First() != pnet.OKHeader || len(pk.Data) < 9 {
+		return s.finish()
+	}
+	id := binary.LittleEndian.Uint32(pk.Data[1:])
+	st := &stmtState{
+		columns: binary.LittleEndian.Uint16(pk.Data[5:]),
+		params:  binary.LittleEndian.Uint16(pk.Data[7:]),
+	}
+	s.state.prepared[id] = st
+	if err := s.forward(); err != nil {
+		return err
+	}
+	for _, n := range []uint16{st.params, st.columns} {
+		if n == 0 {
+			continue
+		}
+		packets := int(n)
+		if s.backendCap&pnet.ClientDeprecateEOF == 0 {
+			packets++
+		}
+		for i := 0; i < packets; i++ {
+			if _, err := s.next(); err != nil {
+				return err
+			}
+			if err := s.forward(); err != nil {
+				return err
+			}
+		}
+	}
+	return s.client.Flush()
+}
+
+// relayLocalInfile forwards the file the client sends for LOAD DATA LOCAL
+// INFILE, up to and including the empty packet that ends it.
+func (s *Session) relayLocalInfile() error {
+	for {
+		pk, err := s.client.Next()
+		if err != nil {
+			return fmt.Errorf("reading LOCAL INFILE data from client: %w", err)
+		}
+		if err := s.client.ForwardCurrent(s.backend); err != nil {
+			return s.wrapForwardErr(err)
+		}
+		if pk.Len == 0 || !s.client.Buffered() {
+			if err := s.backend.Flush(); err != nil {
+				s.reportBackendLost(err)
+				return err
+			}
+		}
+		if pk.Len == 0 {
+			return nil
+		}
+	}
+}

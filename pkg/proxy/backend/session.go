@@ -1,0 +1,196 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	"github.com/switchyard-db/switchyard/pkg/router"
+	"go.uber.org/zap"
+)
+
+// Session is one client connection and the backend connection it was
+// routed to.
+type Session struct {
+	id     uint64
+	cfg    *Config
+	router router.Router
+	lg     *zap.Logger
+
+	client  *pnet.PacketIO
+	backend *pnet.PacketIO
+	lease   router.Lease
+
+	clientAddr netip.AddrPort
+	localAddr  netip.AddrPort
+	since      time.Time
+
+	// Negotiated capabilities on each side.
+	clientCap, backendCap uint32
+	// backendSalt is the scramble of the current authentication exchange
+	// with the backend (greeting, then each auth switch).
+	backendSalt []byte
+	// charset is the client's handshake collation, reused when a
+	// COM_CHANGE_USER omits it.
+	charset byte
+
+	state state
+
+	// mu guards the idle/draining handshake between the session goroutine
+	// and RequestClose.
+	mu       sync.Mutex
+	idle     bool
+	draining bool
+	closed   atomic.Bool
+	// info is a copy of what the API shows, refreshed at command
+	// boundaries so that readers never race with the session goroutine.
+	info atomic.Pointer[Info]
+}
+
+// Info is a snapshot of a session for status reporting.
+type Info struct {
+	ID            uint64
+	ClientAddr    string
+	User          string
+	DB            string
+	Cluster       string
+	Backend       string
+	InTransaction bool
+	Since         time.Time
+}
+
+// NewSession prepares a session for an accepted connection. clientAddr is
+// the real client address (from a PROXY header when one was accepted).
+func NewSession(id uint64, conn net.Conn, clientAddr netip.AddrPort, cfg *Config, r router.Router, lg *zap.Logger) *Session {
+	s := &Session{
+		id:         id,
+		cfg:        cfg,
+		router:     r,
+		lg:         lg.With(zap.Uint64("conn", id), zap.Stringer("client", clientAddr)),
+		client:     pnet.NewPacketIO(conn),
+		clientAddr: clientAddr,
+		since:      time.Now(),
+	}
+	if la, ok := conn.LocalAddr().(*net.TCPAddr); ok {
+		s.localAddr = la.AddrPort()
+	}
+	s.state.prepared = map[uint32]*stmtState{}
+	s.publishInfo()
+	return s
+}
+
+// ID returns the session id (also the connection id sent to the client).
+func (s *Session) ID() uint64 { return s.id }
+
+// Info returns the latest published snapshot of the session.
+func (s *Session) Info() Info { return *s.info.Load() }
+
+func (s *Session) publishInfo() {
+	in := &Info{
+		ID:            s.id,
+		ClientAddr:    s.clientAddr.String(),
+		User:          s.state.user,
+		DB:            s.state.db,
+		InTransaction: s.state.inTxn,
+		Since:         s.since,
+	}
+	if s.lease != nil {
+		in.Cluster, in.Backend = s.lease.Cluster(), s.lease.Addr()
+	}
+	s.info.Store(in)
+}
+
+// Run serves the session until the client quits, an error ends it, or it is
+// closed. It always closes both connections before returning.
+func (s *Session) Run(ctx context.Context) {
+	defer s.cleanup()
+	if err := s.handshake(ctx); err != nil {
+		s.logEnd("handshake failed", err)
+		return
+	}
+	s.publishInfo()
+	err := s.serve()
+	s.logEnd("session ended", err)
+}
+
+func (s *Session) logEnd(msg string, err error) {
+	if err == nil || errors.Is(err, io.EOF) || s.closed.Load() {
+		s.lg.Debug(msg, zap.Error(err))
+		return
+	}
+	s.lg.Info(msg, zap.Error(err))
+}
+
+func (s *Session) cleanup() {
+	s.closed.Store(true)
+	_ = s.client.Close()
+	if s.backend != nil {
+		_ = s.backend.Close()
+	}
+	if s.lease != nil {
+		s.lease.Release()
+	}
+	s.client.Release()
+	if s.backend != nil {
+		s.backend.Release()
+	}
+}
+
+// RequestClose asks the session to end at its next transaction boundary:
+// immediately if it is idle outside a transaction, otherwise after the
+// response that leaves it idle outside a transaction.
+func (s *Session) RequestClose() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.draining = true
+	if s.idle && !s.info.Load().InTransaction {
+		// Wake the read; a command that already arrived is still served.
+		_ = s.client.SetReadDeadline(time.Now())
+	}
+}
+
+// Close ends the session now.
+func (s *Session) Close() {
+	s.closed.Store(true)
+	_ = s.client.Close()
+	if b := s.backendConn(); b != nil {
+		_ = b.Close()
+	}
+}
+
+func (s *Session) backendConn() net.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.backend == nil {
+		return nil
+	}
+	return s.backend.RawConn()
+}
+
+// enterIdle marks the session idle before it waits for the next command. It
+// returns false when the session should end instead (draining outside a
+// transaction).
+func (s *Session) enterIdle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining && !s.state.inTxn {
+		return false
+	}
+	s.idle = true
+	return true
+}
+
+// leaveIdle marks the session busy; it returns whether a drain was
+// requested meanwhile.
+func (s *Session) leaveIdle() (draining bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.idle = false
+	return s.draining
+}

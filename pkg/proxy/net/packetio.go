@@ -1,0 +1,325 @@
+package net
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// ErrPacketTooLarge is returned when a packet exceeds the limit set for the
+// current phase (e.g. the first packet of a handshake).
+var ErrPacketTooLarge = errors.New("packet too large")
+
+// PacketIO reads and writes MySQL packets on one connection. It tracks the
+// sequence id, splits and joins payloads of 16 MiB and more, and can switch
+// the transport to TLS and to the compressed protocol mid-stream.
+//
+// A PacketIO is used by one goroutine at a time; only Close may be called
+// concurrently.
+type PacketIO struct {
+	raw  net.Conn // the TCP connection
+	conn net.Conn // raw, or the TLS connection over it
+	comp *CompressedStream
+	rd   reader
+	wr   writer
+	seq  uint8
+	// prefix holds the first bytes of a packet too large to inspect in place.
+	prefix [64]byte
+	// cur is the physical packet announced by Next and not yet consumed.
+	curLen  int
+	pending bool
+}
+
+// NewPacketIO wraps a connection.
+func NewPacketIO(conn net.Conn) *PacketIO {
+	p := &PacketIO{raw: conn, conn: conn}
+	p.rd.init(conn)
+	p.wr.dst = conn
+	return p
+}
+
+// Conn returns the current transport (TLS once upgraded).
+func (p *PacketIO) Conn() net.Conn { return p.conn }
+
+// RawConn returns the underlying TCP connection.
+func (p *PacketIO) RawConn() net.Conn { return p.raw }
+
+// IsTLS reports whether the transport has been upgraded to TLS.
+func (p *PacketIO) IsTLS() bool { return p.conn != p.raw }
+
+// TLSState returns the TLS connection state, or nil.
+func (p *PacketIO) TLSState() *tls.ConnectionState {
+	if c, ok := p.conn.(*tls.Conn); ok {
+		st := c.ConnectionState()
+		return &st
+	}
+	return nil
+}
+
+// Sequence returns the next sequence id.
+func (p *PacketIO) Sequence() uint8 { return p.seq }
+
+// SetSequence sets the next sequence id.
+func (p *PacketIO) SetSequence(s uint8) { p.seq = s }
+
+// ResetSequence starts a new command: sequence ids (and the compressed
+// protocol's own sequence) restart at 0.
+func (p *PacketIO) ResetSequence() {
+	p.seq = 0
+	if p.comp != nil {
+		p.comp.ResetSequence()
+	}
+}
+
+// Buffered reports whether bytes are already buffered for reading, i.e.
+// whether the next read can complete without waiting on the network.
+func (p *PacketIO) Buffered() bool {
+	return p.rd.buffered() > 0 || (p.comp != nil && p.comp.Buffered() > 0)
+}
+
+// SetReadDeadline sets the read deadline on the underlying connection.
+func (p *PacketIO) SetReadDeadline(t time.Time) error { return p.raw.SetReadDeadline(t) }
+
+// SetDeadline sets both deadlines on the underlying connection.
+func (p *PacketIO) SetDeadline(t time.Time) error { return p.raw.SetDeadline(t) }
+
+// Packet describes the physical packet announced by Next.
+type Packet struct {
+	// Len is the payload length of this physical packet. MaxPayloadLen
+	// means the logical packet continues in the next one.
+	Len int
+	// Data is the whole payload when Complete, otherwise a copy of its
+	// first bytes (up to 64). It aliases internal buffers: valid until
+	// the next read.
+	Data []byte
+	// Complete is true when Data is the whole logical packet.
+	Complete bool
+	// Seq is the packet's sequence id.
+	Seq uint8
+}
+
+// First returns the payload's first byte, or 0 for an empty packet.
+func (pk Packet) First() byte {
+	if len(pk.Data) == 0 {
+		return 0
+	}
+	return pk.Data[0]
+}
+
+// Next reads the header of the next packet and buffers its payload when it
+// fits in a buffer, without consuming it. The caller then calls
+// ForwardCurrent or DiscardCurrent.
+func (p *PacketIO) Next() (Packet, error) {
+	if p.pending {
+		return Packet{}, errors.New("pnet: Next called twice without consuming the packet")
+	}
+	if err := p.rd.fill(4); err != nil {
+		return Packet{}, err
+	}
+	h := p.rd.buf[p.rd.r : p.rd.r+4]
+	n := int(uint32(h[0]) | uint32(h[1])<<8 | uint32(h[2])<<16)
+	seq := h[3]
+	p.rd.r += 4
+	p.seq = seq + 1
+	p.curLen, p.pending = n, true
+	pk := Packet{Len: n, Seq: seq}
+	if n <= largeBufSize {
+		if err := p.rd.fill(n); err != nil {
+			return Packet{}, err
+		}
+		pk.Data = p.rd.buf[p.rd.r : p.rd.r+n]
+		pk.Complete = n < MaxPayloadLen
+		return pk, nil
+	}
+	m := min(n, len(p.prefix))
+	if err := p.rd.fill(m); err != nil {
+		return Packet{}, err
+	}
+	pk.Data = p.prefix[:copy(p.prefix[:], p.rd.buf[p.rd.r:p.rd.r+m])]
+	return pk, nil
+}
+
+// DiscardCurrent consumes the packet announced by Next (and its
+// continuation packets) without forwarding it.
+func (p *PacketIO) DiscardCurrent() error {
+	return p.consumeCurrent(nil)
+}
+
+// ForwardCurrent writes the packet announced by Next (and its continuation
+// packets) to dst with dst's sequence ids, streaming payloads that do not fit
+// in a buffer.
+func (p *PacketIO) ForwardCurrent(dst *PacketIO) error {
+	return p.consumeCurrent(dst)
+}
+
+func (p *PacketIO) consumeCurrent(dst *PacketIO) error {
+	if !p.pending {
+		return errors.New("pnet: no packet to consume")
+	}
+	p.pending = false
+	n := p.curLen
+	for {
+		if dst != nil {
+			if err := dst.writeHeader(n); err != nil {
+				return err
+			}
+		}
+		if err := p.copyPayload(dst, n); err != nil {
+			return err
+		}
+		if n < MaxPayloadLen {
+			return nil
+		}
+		if err := p.rd.fill(4); err != nil {
+			return err
+		}
+		h := p.rd.buf[p.rd.r : p.rd.r+4]
+		n = int(uint32(h[0]) | uint32(h[1])<<8 | uint32(h[2])<<16)
+		p.seq = h[3] + 1
+		p.rd.r += 4
+	}
+}
+
+// copyPayload moves n payload bytes from the read buffer to dst (or drops
+// them when dst is nil).
+func (p *PacketIO) copyPayload(dst *PacketIO, n int) error {
+	for n > 0 {
+		if p.rd.r == p.rd.w {
+			if err := p.rd.fill(1); err != nil {
+				if err == io.EOF {
+					return io.ErrUnexpectedEOF
+				}
+				return err
+			}
+		}
+		m := min(n, p.rd.w-p.rd.r)
+		if dst != nil {
+			if err := dst.wr.write(p.rd.buf[p.rd.r : p.rd.r+m]); err != nil {
+				return err
+			}
+		}
+		p.rd.r += m
+		n -= m
+	}
+	return nil
+}
+
+func (p *PacketIO) writeHeader(n int) error {
+	h := [4]byte{byte(n), byte(n >> 8), byte(n >> 16), p.seq}
+	p.seq++
+	return p.wr.write(h[:])
+}
+
+// ReadPacket reads one logical packet, joining continuation packets, into a
+// newly allocated slice. maxLen bounds the total size (0: no bound); it is
+// meant for the handshake and other control packets, not for result rows.
+func (p *PacketIO) ReadPacket(maxLen int) ([]byte, error) {
+	var out []byte
+	for {
+		if err := p.rd.fill(4); err != nil {
+			return nil, err
+		}
+		h := p.rd.buf[p.rd.r : p.rd.r+4]
+		n := int(uint32(h[0]) | uint32(h[1])<<8 | uint32(h[2])<<16)
+		p.seq = h[3] + 1
+		p.rd.r += 4
+		if maxLen > 0 && len(out)+n > maxLen {
+			return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrPacketTooLarge, len(out)+n, maxLen)
+		}
+		start := len(out)
+		out = append(out, make([]byte, n)...)
+		if err := p.rd.readFull(out[start:]); err != nil {
+			return nil, err
+		}
+		if n < MaxPayloadLen {
+			return out, nil
+		}
+	}
+}
+
+// WritePacket writes one logical packet, splitting it as needed. It does
+// not flush.
+func (p *PacketIO) WritePacket(payload []byte) error {
+	for {
+		n := min(len(payload), MaxPayloadLen)
+		if err := p.writeHeader(n); err != nil {
+			return err
+		}
+		if err := p.wr.write(payload[:n]); err != nil {
+			return err
+		}
+		payload = payload[n:]
+		if n < MaxPayloadLen {
+			return nil
+		}
+	}
+}
+
+// WriteRaw writes bytes that are not a MySQL packet (a PROXY protocol
+// header) straight to the transport.
+func (p *PacketIO) WriteRaw(b []byte) error { return p.wr.write(b) }
+
+// Flush sends everything written so far.
+func (p *PacketIO) Flush() error {
+	if err := p.wr.flushBuf(); err != nil {
+		return err
+	}
+	if p.comp != nil {
+		return p.comp.Flush()
+	}
+	return nil
+}
+
+// Release returns pooled buffers that hold no data. Sessions call it before
+// waiting for the next command so that idle sessions stay small.
+func (p *PacketIO) Release() {
+	p.rd.release()
+	p.wr.release()
+}
+
+// ServerTLSHandshake upgrades the connection to TLS as the server side.
+func (p *PacketIO) ServerTLSHandshake(cfg *tls.Config) error {
+	return p.upgradeTLS(tls.Server(p.raw, cfg))
+}
+
+// ClientTLSHandshake upgrades the connection to TLS as the client side.
+func (p *PacketIO) ClientTLSHandshake(cfg *tls.Config) error {
+	return p.upgradeTLS(tls.Client(p.raw, cfg))
+}
+
+func (p *PacketIO) upgradeTLS(c *tls.Conn) error {
+	if p.rd.buffered() > 0 {
+		return errors.New("unexpected data before the TLS handshake")
+	}
+	if err := p.Flush(); err != nil {
+		return err
+	}
+	if err := c.Handshake(); err != nil {
+		return fmt.Errorf("TLS handshake: %w", err)
+	}
+	p.conn = c
+	p.rd.src, p.wr.dst = c, c
+	return nil
+}
+
+// SetCompression switches to the compressed protocol (after the OK packet
+// that ends authentication).
+func (p *PacketIO) SetCompression(algo CompressAlgorithm, zstdLevel int) error {
+	if algo == CompressNone {
+		return nil
+	}
+	if p.rd.buffered() > 0 {
+		return errors.New("unexpected data before switching to compression")
+	}
+	p.comp = NewCompressedStream(p.conn, algo, zstdLevel)
+	p.rd.src, p.wr.dst = p.comp, p.comp
+	return nil
+}
+
+// Close closes the connection (and the TLS layer over it).
+func (p *PacketIO) Close() error {
+	return p.conn.Close()
+}

@@ -1,0 +1,253 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
+	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	"github.com/switchyard-db/switchyard/pkg/router"
+	"go.uber.org/zap"
+)
+
+// Options configure the SQL server.
+type Options struct {
+	Addr           string
+	MaxConnections int // 0: unlimited
+	// ProxyProtocolTrusted lists the sources that must send a PROXY v2
+	// header; empty disables the PROXY protocol.
+	ProxyProtocolTrusted []netip.Prefix
+	// GracefulWait keeps accepting for this long after shutdown starts, so
+	// load balancers notice the proxy going away before it stops listening.
+	GracefulWait time.Duration
+	// GracefulCloseTimeout bounds how long sessions may take to reach a
+	// transaction boundary during shutdown.
+	GracefulCloseTimeout time.Duration
+	Session              *backend.Config
+}
+
+// Server accepts clients and owns their sessions.
+type Server struct {
+	lg     *zap.Logger
+	opts   Options
+	router router.Router
+
+	ln     net.Listener
+	nextID atomic.Uint64
+	count  atomic.Int64
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	sessions map[uint64]*backend.Session
+	closing  bool
+}
+
+// New builds a server; nothing listens until Start.
+func New(lg *zap.Logger, opts Options, r router.Router) *Server {
+	return &Server{lg: lg, opts: opts, router: r, sessions: map[uint64]*backend.Session{}}
+}
+
+// Start listens and starts the accept loop.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.opts.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", s.opts.Addr, err)
+	}
+	s.ln = ln
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.wg.Add(1)
+	go s.acceptLoop()
+	s.lg.Info("SQL listener started", zap.Stringer("addr", ln.Addr()))
+	return nil
+}
+
+// Addr returns the listening address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// SessionCount returns the number of live sessions.
+func (s *Server) SessionCount() int { return int(s.count.Load()) }
+
+// Sessions returns a snapshot of the live sessions.
+func (s *Server) Sessions() []backend.Info {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]backend.Info, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		out = append(out, ss.Info())
+	}
+	return out
+}
+
+func (s *Server) acceptLoop() {
+	defer s.wg.Done()
+	var delay time.Duration
+	for {
+		conn, err := s.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off instead of
+			// spinning, as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.lg.Warn("accept failed", zap.Error(err), zap.Duration("retry_in", delay))
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		s.wg.Add(1)
+		go s.handle(conn)
+	}
+}
+
+// handle runs one connection: limits, PROXY header, then the session.
+func (s *Server) handle(conn net.Conn) {
+	defer s.wg.Done()
+	if n := s.count.Add(1); s.opts.MaxConnections > 0 && n > int64(s.opts.MaxConnections) {
+		s.count.Add(-1)
+		s.refuse(conn, &pnet.MySQLError{Code: pnet.ErCONCount, State: "08004", Message: "Too many connections"})
+		return
+	}
+	defer s.count.Add(-1)
+
+	remote := addrPort(conn.RemoteAddr())
+	clientAddr := remote
+	if s.trusted(remote.Addr()) {
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		hdr, err := pnet.ReadProxyHeaderV2(conn)
+		if err != nil {
+			s.lg.Warn("bad PROXY protocol header from a trusted source", zap.Stringer("remote", remote), zap.Error(err))
+			s.refuse(conn, pnet.NewError(pnet.ErHandshakeError, "Bad handshake: invalid PROXY protocol header: %v", err))
+			return
+		}
+		_ = conn.SetReadDeadline(time.Time{})
+		if hdr.Src.IsValid() {
+			clientAddr = hdr.Src
+		}
+	}
+
+	id := s.nextID.Add(1)
+	sess := backend.NewSession(id, conn, clientAddr, s.opts.Session, s.router, s.lg)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		s.refuse(conn, &pnet.MySQLError{Code: pnet.ErServerShutdown, State: "08S01", Message: "Server shutdown in progress"})
+		return
+	}
+	s.sessions[id] = sess
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.sessions, id)
+		s.mu.Unlock()
+	}()
+	defer func() {
+		// One session's bug must not take the proxy down.
+		if r := recover(); r != nil {
+			s.lg.Error("session panicked", zap.Uint64("conn", id), zap.Any("panic", r), zap.Stack("stack"))
+			sess.Close()
+		}
+	}()
+	sess.Run(s.ctx)
+}
+
+func (s *Server) trusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range s.opts.ProxyProtocolTrusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// refuse sends an ERR packet in place of the greeting and closes.
+func (s *Server) refuse(conn net.Conn, e *pnet.MySQLError) {
+	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+	p := pnet.NewPacketIO(conn)
+	_ = p.WriteError(e)
+	_ = conn.Close()
+	p.Release()
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// Shutdown stops the server gracefully: it keeps accepting for
+// GracefulWait, closes the listener, asks every session to end at its next
+// transaction boundary and force-closes those still open after
+// GracefulCloseTimeout (or when ctx ends).
+func (s *Server) Shutdown(ctx context.Context) {
+	if s.opts.GracefulWait > 0 {
+		s.lg.Info("shutting down: still accepting", zap.Duration("graceful_wait", s.opts.GracefulWait))
+		select {
+		case <-time.After(s.opts.GracefulWait):
+		case <-ctx.Done():
+		}
+	}
+	_ = s.ln.Close()
+	s.mu.Lock()
+	s.closing = true
+	live := make([]*backend.Session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		live = append(live, ss)
+	}
+	s.mu.Unlock()
+	s.lg.Info("shutting down: draining sessions", zap.Int("sessions", len(live)))
+	for _, ss := range live {
+		ss.RequestClose()
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	var timeout <-chan time.Time
+	if s.opts.GracefulCloseTimeout > 0 {
+		t := time.NewTimer(s.opts.GracefulCloseTimeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-done:
+		s.cancel()
+		return
+	case <-timeout:
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	n := len(s.sessions)
+	for _, ss := range s.sessions {
+		ss.Close()
+	}
+	s.mu.Unlock()
+	s.lg.Warn("shutting down: closed sessions that did not finish in time", zap.Int("sessions", n))
+	s.cancel()
+	<-done
+}
+
+// Close stops everything immediately.
+func (s *Server) Close() {
+	_ = s.ln.Close()
+	s.mu.Lock()
+	s.closing = true
+	for _, ss := range s.sessions {
+		ss.Close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+}
