@@ -56,12 +56,14 @@ func run(args []string) int {
 		lg.Error("cannot build the proxy", zap.Error(err))
 		return 1
 	}
+	// Signals are caught before listening: a SIGTERM that arrives as soon as
+	// the port is open must drain, not kill.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	if err := srv.Start(); err != nil {
 		lg.Error("cannot start the proxy", zap.Error(err))
 		return 1
 	}
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	sig := <-sigs
 	lg.Info("signal received, shutting down gracefully (send it again to stop at once)", zap.Stringer("signal", sig))
 	ctx, cancel := context.WithCancel(context.Background())

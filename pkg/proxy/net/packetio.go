@@ -282,18 +282,42 @@ func (p *PacketIO) Release() {
 
 // ServerTLSHandshake upgrades the connection to TLS as the server side.
 func (p *PacketIO) ServerTLSHandshake(cfg *tls.Config) error {
-	return p.upgradeTLS(tls.Server(p.raw, cfg))
+	return p.upgradeTLS(tls.Server(p.tlsTransport(), cfg))
 }
 
 // ClientTLSHandshake upgrades the connection to TLS as the client side.
 func (p *PacketIO) ClientTLSHandshake(cfg *tls.Config) error {
-	return p.upgradeTLS(tls.Client(p.raw, cfg))
+	return p.upgradeTLS(tls.Client(p.tlsTransport(), cfg))
+}
+
+// tlsTransport returns the connection the TLS layer reads from. A client
+// sends its TLS ClientHello right after the SSLRequest without waiting, so
+// the read buffer may already hold the start of it.
+func (p *PacketIO) tlsTransport() net.Conn {
+	if p.rd.buffered() == 0 {
+		return p.raw
+	}
+	pre := append([]byte(nil), p.rd.buf[p.rd.r:p.rd.w]...)
+	p.rd.r = p.rd.w
+	return &prefixConn{Conn: p.raw, prefix: pre}
+}
+
+// prefixConn replays bytes already read from a connection.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(b []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(b, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
 }
 
 func (p *PacketIO) upgradeTLS(c *tls.Conn) error {
-	if p.rd.buffered() > 0 {
-		return errors.New("unexpected data before the TLS handshake")
-	}
 	if err := p.Flush(); err != nil {
 		return err
 	}

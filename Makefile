@@ -1,0 +1,41 @@
+# Switchyard build and test entry points. `make test` is what CI runs.
+GO        ?= go
+FUZZTIME  ?= 5s
+# Packages whose tests need no external servers.
+UNIT_PKGS := $(shell $(GO) list ./... | grep -v /test/e2e)
+
+.PHONY: all build test unit e2e fuzz lint bench deps clean
+
+all: build
+
+build:
+	$(GO) build -o bin/proxy ./cmd/proxy
+
+# Installs what the tests need on a Debian machine (idempotent; root only).
+deps:
+	@bash scripts/install-deps.sh
+
+test: deps lint unit e2e fuzz
+
+unit:
+	$(GO) test -race -count=1 $(UNIT_PKGS)
+
+# The end-to-end suite starts real MariaDB servers and the real binary. A
+# skipped end-to-end test fails the target: a skip is not a pass.
+e2e: build
+	@set -o pipefail; $(GO) test -count=1 -timeout 20m -v ./test/e2e/ 2>&1 | tee bin/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; \
+	if grep -q -- '--- SKIP' bin/e2e.log; then echo "FAIL: end-to-end tests were skipped:"; grep -- '--- SKIP' bin/e2e.log; exit 1; fi
+
+# Runs every fuzz target briefly on top of its seed corpus.
+fuzz:
+	@bash scripts/fuzz.sh $(FUZZTIME)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench: build
+	bash bench/run.sh
+
+clean:
+	rm -rf bin bench/.out

@@ -1,0 +1,15 @@
+// Package mysqldouble is an in-process MySQL 8 server double for tests.
+//
+// Debian's MariaDB cannot authenticate with caching_sha2_password, so the proxy's
+// authentication pass-through could not be exercised end to end against it. This double
+// speaks exactly the part of the MySQL wire protocol that matters for that: the v10
+// handshake, the SSLRequest/TLS upgrade, AuthSwitchRequest, and caching_sha2_password with
+// its fast-auth cache, its TLS cleartext full auth and its RSA public-key full auth, plus
+// mysql_native_password accounts (Config.NativeUsers) for the older plugin. After
+// authentication it answers a handful of commands (COM_PING, COM_INIT_DB, COM_QUERY with a
+// trivial SELECT evaluator, COM_QUIT) so that drivers can finish connecting and run simple
+// queries. Counters (Stats) let tests assert which authentication path was taken.
+//
+// It is written from the protocol documentation and is not a database: every query other
+// than the few recognised SELECT forms and USE is answered with an empty OK.
+package mysqldouble

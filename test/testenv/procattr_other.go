@@ -1,0 +1,9 @@
+//go:build !linux
+
+package testenv
+
+import "syscall"
+
+// childProcAttr has no parent-death signal outside Linux; Teardown and t.Cleanup still stop
+// every child of a test binary that exits normally.
+func childProcAttr() *syscall.SysProcAttr { return nil }
