@@ -232,6 +232,9 @@ func (s *Session) protocolError(msg string) error {
 	return fmt.Errorf("protocol error: %s: %w", msg, errSessionEnded)
 }
 
+// errBackendLost marks errors where the backend connection broke.
+var errBackendLost = errors.New("backend connection lost")
+
 // reportBackendLost tells the client that the backend went away.
 func (s *Session) reportBackendLost(err error) {
 	name := "backend"

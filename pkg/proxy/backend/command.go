@@ -196,7 +196,7 @@ func (s *Session) forwardRequestAndFlush() error {
 	}
 	if err := s.backend.Flush(); err != nil {
 		s.reportBackendLost(err)
-		return fmt.Errorf("writing to backend: %w", err)
+		return fmt.Errorf("%w: writing: %w", errBackendLost, err)
 	}
 	return nil
 }

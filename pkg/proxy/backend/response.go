@@ -13,7 +13,7 @@ func (s *Session) next() (pnet.Packet, error) {
 	pk, err := s.backend.Next()
 	if err != nil {
 		s.reportBackendLost(err)
-		return pk, fmt.Errorf("reading from backend: %w", err)
+		return pk, fmt.Errorf("%w: reading: %w", errBackendLost, err)
 	}
 	return pk, nil
 }
@@ -24,7 +24,7 @@ func (s *Session) next() (pnet.Packet, error) {
 func (s *Session) forward() error {
 	if err := s.backend.ForwardCurrent(s.client); err != nil {
 		s.reportBackendLost(err)
-		return fmt.Errorf("forwarding response: %w", err)
+		return fmt.Errorf("%w: forwarding response: %w", errBackendLost, err)
 	}
 	if !s.backend.Buffered() {
 		return s.client.Flush()

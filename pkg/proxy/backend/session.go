@@ -120,6 +120,10 @@ func (s *Session) Run(ctx context.Context) {
 }
 
 func (s *Session) logEnd(msg string, err error) {
+	if errors.Is(err, errBackendLost) && !s.closed.Load() {
+		s.lg.Warn("lost connection to backend", zap.Error(err))
+		return
+	}
 	if err == nil || errors.Is(err, io.EOF) || s.closed.Load() {
 		s.lg.Debug(msg, zap.Error(err))
 		return
