@@ -4,12 +4,16 @@ FUZZTIME  ?= 5s
 # Packages whose tests need no external servers.
 UNIT_PKGS := $(shell $(GO) list ./... | grep -v /test/e2e)
 
-.PHONY: all build test unit e2e fuzz lint bench deps clean
+.PHONY: all build run test unit e2e fuzz lint bench deps clean
 
 all: build
 
 build:
 	$(GO) build -o bin/proxy ./cmd/proxy
+
+# Runs the proxy in front of a throwaway local MariaDB (see README).
+run:
+	@bash scripts/quickstart.sh
 
 # Installs what the tests need on a Debian machine (idempotent; root only).
 deps:
@@ -38,4 +42,4 @@ bench: build
 	bash bench/run.sh
 
 clean:
-	rm -rf bin bench/.out
+	rm -rf bin bench/.out .quickstart
