@@ -19,13 +19,17 @@ func serverTLS(c config.TLSConfig) (*tls.Config, error) {
 		return nil, fmt.Errorf("security.server-tls: %w", err)
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if c.CA != "" {
+	switch {
+	case c.CA != "":
+		// A CA means client certificates are how clients are let in.
 		pool, err := loadCA(c.CA)
 		if err != nil {
 			return nil, fmt.Errorf("security.server-tls: %w", err)
 		}
 		cfg.ClientCAs = pool
-		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	case c.SkipVerify:
+		cfg.ClientAuth = tls.RequireAnyClientCert
 	}
 	return cfg, nil
 }

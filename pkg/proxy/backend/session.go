@@ -92,6 +92,11 @@ func (s *Session) ID() uint64 { return s.id }
 func (s *Session) Info() Info { return *s.info.Load() }
 
 func (s *Session) publishInfo() {
+	cur := s.info.Load()
+	if cur != nil && cur.User == s.state.user && cur.DB == s.state.db &&
+		cur.InTransaction == s.state.inTxn && (s.lease == nil || cur.Backend != "") {
+		return // unchanged: no allocation on the query path
+	}
 	in := &Info{
 		ID:            s.id,
 		ClientAddr:    s.clientAddr.String(),

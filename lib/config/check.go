@@ -1,0 +1,231 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+var (
+	clusterNameRE = regexp.MustCompile(`^[a-z0-9-]+$`)
+	// Client libraries parse the leading X.Y.Z of the handshake version to decide
+	// which features to use, so it has to be there.
+	serverVersionRE = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+`)
+)
+
+var (
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"console", "json"}
+)
+
+// Check validates c and returns every problem at once, joined with errors.Join, so an
+// operator can fix a file in one pass. Each error wraps ErrInvalid. It reads the TLS
+// files to be sure they exist and are readable, but does not parse them. Messages
+// carry TOML line numbers only when Parse runs the same checks on a document.
+func (c *Config) Check() error {
+	return errors.Join(c.problems(nil)...)
+}
+
+// problems is Check with line numbers from a parsed document; lines is nil for a
+// Config built in code.
+func (c *Config) problems(lines *keyLines) []error {
+	v := &validator{lines: lines}
+	c.Proxy.check(v)
+	c.Security.check(v)
+	c.Log.check(v)
+	checkClusters(v, c.Clusters)
+	return v.errs
+}
+
+type validator struct {
+	lines *keyLines
+	errs  []error
+}
+
+// addf records a problem with the key at path; the message names the key itself.
+func (v *validator) addf(path, format string, args ...any) {
+	v.errs = append(v.errs, &problem{line: v.lines.lineOf(path), msg: fmt.Sprintf(format, args...)})
+}
+
+func (p ProxyServer) check(v *validator) {
+	if p.Addr == "" {
+		v.addf("proxy.addr", "proxy.addr must not be empty")
+	} else if reason := checkHostPort(p.Addr, 0, false); reason != "" {
+		v.addf("proxy.addr", "proxy.addr %q: %s", p.Addr, reason)
+	}
+	if p.MaxConnections < 0 {
+		v.addf("proxy.max-connections", "proxy.max-connections %d: must be 0 (unlimited) or more", p.MaxConnections)
+	}
+	for _, d := range []struct {
+		key string
+		val Duration
+	}{
+		{"proxy.graceful-wait-before-shutdown", p.GracefulWaitBeforeShutdown},
+		{"proxy.graceful-close-conn-timeout", p.GracefulCloseConnTimeout},
+	} {
+		if d.val.Duration < 0 {
+			v.addf(d.key, "%s %q: must not be negative", d.key, d.val)
+		}
+	}
+	if p.ConnectTimeout.Duration <= 0 {
+		v.addf("proxy.connect-timeout", "proxy.connect-timeout %q: must be positive, or a dead backend would hang its clients", p.ConnectTimeout)
+	}
+	if p.ProxyProtocol != "" && p.ProxyProtocol != ProxyProtocolV2 {
+		v.addf("proxy.proxy-protocol", `proxy.proxy-protocol %q: must be "" or "v2"`, p.ProxyProtocol)
+	}
+	if p.BackendProxyProtocol != "" && p.BackendProxyProtocol != ProxyProtocolV2 {
+		v.addf("proxy.backend-proxy-protocol", `proxy.backend-proxy-protocol %q: must be "" or "v2"`, p.BackendProxyProtocol)
+	}
+	for i, s := range p.ProxyProtocolTrustedCIDRs {
+		if _, err := parseTrustedNet(s); err != nil {
+			key := fmt.Sprintf("proxy.proxy-protocol-trusted-cidrs[%d]", i)
+			v.addf(key, "%s %q: %v", key, s, err)
+		}
+	}
+	if p.ProxyProtocol == ProxyProtocolV2 && len(p.ProxyProtocolTrustedCIDRs) == 0 {
+		v.addf("proxy.proxy-protocol", `proxy.proxy-protocol "v2" requires at least one proxy.proxy-protocol-trusted-cidrs entry: trusting every peer would let any client spoof its address`)
+	}
+	switch {
+	case p.ServerVersion == "":
+		v.addf("proxy.server-version", "proxy.server-version must not be empty")
+	case strings.ContainsRune(p.ServerVersion, 0):
+		// The handshake writes the version NUL-terminated.
+		v.addf("proxy.server-version", "proxy.server-version %q: must not contain a NUL byte", p.ServerVersion)
+	case !serverVersionRE.MatchString(p.ServerVersion):
+		v.addf("proxy.server-version", "proxy.server-version %q: must start with a MySQL version such as 8.0.11, which clients parse", p.ServerVersion)
+	}
+}
+
+func (s Security) check(v *validator) {
+	s.ServerTLS.check(v, "security.server-tls")
+	if !s.ServerTLS.HasCert() && (s.ServerTLS.CA != "" || s.ServerTLS.SkipVerify) {
+		v.addf("security.server-tls", "security.server-tls: ca and skip-verify need cert and key, since the proxy cannot offer TLS without a certificate")
+	}
+	s.BackendTLS.check(v, "security.backend-tls")
+}
+
+func (t TLSConfig) check(v *validator, section string) {
+	if (t.Cert == "") != (t.Key == "") {
+		// Point at the half that is written; the missing one has no line.
+		key := section + ".key"
+		if t.Cert != "" {
+			key = section + ".cert"
+		}
+		v.addf(key, "%s: cert and key must be set together", section)
+	}
+	for _, f := range []struct{ name, path string }{{"cert", t.Cert}, {"key", t.Key}, {"ca", t.CA}} {
+		if f.path == "" {
+			continue
+		}
+		if reason := checkReadable(f.path); reason != "" {
+			key := section + "." + f.name
+			v.addf(key, "%s %q: %s", key, f.path, reason)
+		}
+	}
+}
+
+// checkReadable opens the file now so a typo fails the config load instead of the
+// first TLS handshake.
+func checkReadable(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return pe.Err.Error()
+		}
+		return err.Error()
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err.Error()
+	}
+	if st.IsDir() {
+		return "is a directory"
+	}
+	return ""
+}
+
+func (l Log) check(v *validator) {
+	if !slices.Contains(logLevels, l.Level) {
+		v.addf("log.level", "log.level %q: must be one of %s", l.Level, strings.Join(logLevels, ", "))
+	}
+	if !slices.Contains(logFormats, l.Format) {
+		v.addf("log.format", "log.format %q: must be one of %s", l.Format, strings.Join(logFormats, ", "))
+	}
+}
+
+func checkClusters(v *validator, clusters []Cluster) {
+	if len(clusters) == 0 {
+		v.addf("cluster", "at least one [[cluster]] is required")
+	}
+	firstByName := make(map[string]int, len(clusters))
+	for i, c := range clusters {
+		path := fmt.Sprintf("cluster[%d]", i)
+		// Name the cluster the way the operator wrote it when the name is usable.
+		label := path
+		switch {
+		case c.Name == "":
+			v.addf(path+".name", "%s.name must not be empty", path)
+		case !clusterNameRE.MatchString(c.Name):
+			v.addf(path+".name", "%s.name %q: must match [a-z0-9-]+", path, c.Name)
+		default:
+			label = fmt.Sprintf("cluster %q", c.Name)
+			if first, dup := firstByName[c.Name]; dup {
+				v.addf(path+".name", "%s.name %q: duplicates cluster[%d].name", path, c.Name, first)
+			} else {
+				firstByName[c.Name] = i
+			}
+		}
+		checkInstances(v, path, label, c.Instances)
+	}
+}
+
+func checkInstances(v *validator, path, label string, instances []string) {
+	if len(instances) == 0 {
+		v.addf(path+".instances", "%s: instances must not be empty", label)
+	}
+	firstByAddr := make(map[string]int, len(instances))
+	for j, addr := range instances {
+		key := fmt.Sprintf("%s.instances[%d]", path, j)
+		if reason := checkHostPort(addr, 1, true); reason != "" {
+			v.addf(key, "%s: instances[%d] %q: %s", label, j, addr, reason)
+			continue
+		}
+		if first, dup := firstByAddr[addr]; dup {
+			v.addf(key, "%s: instances[%d] %q: duplicates instances[%d]", label, j, addr, first)
+			continue
+		}
+		firstByAddr[addr] = j
+	}
+}
+
+// checkHostPort returns why addr is not host:port with a decimal port from minPort
+// to 65535, or "" when it is.
+func checkHostPort(addr string, minPort int, needHost bool) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			return ae.Err
+		}
+		return err.Error()
+	}
+	if needHost && host == "" {
+		return "missing host"
+	}
+	if strings.ContainsAny(host, " \t") {
+		return "host must not contain spaces"
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || port == "" || port[0] < '0' || port[0] > '9' || n < minPort || n > 65535 {
+		return fmt.Sprintf("port must be a number from %d to 65535", minPort)
+	}
+	return ""
+}

@@ -1,0 +1,214 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestCheckRules(t *testing.T) {
+	dir := t.TempDir()
+	cert := writeFile(t, dir, "cert.pem")
+	key := writeFile(t, dir, "key.pem")
+	ca := writeFile(t, dir, "ca.pem")
+	missing := filepath.Join(dir, "missing.pem")
+
+	tests := []struct {
+		name   string
+		modify func(c *Config)
+		want   string // "" means valid
+	}{
+		// proxy.addr
+		{name: "addr any interface", modify: func(c *Config) { c.Proxy.Addr = ":6000" }},
+		{name: "addr ephemeral port", modify: func(c *Config) { c.Proxy.Addr = "127.0.0.1:0" }},
+		{name: "addr ipv6", modify: func(c *Config) { c.Proxy.Addr = "[::]:6000" }},
+		{name: "addr empty", modify: func(c *Config) { c.Proxy.Addr = "" }, want: "proxy.addr must not be empty"},
+		{name: "addr no port", modify: func(c *Config) { c.Proxy.Addr = "x" }, want: `proxy.addr "x": missing port in address`},
+		{name: "addr named port", modify: func(c *Config) { c.Proxy.Addr = "x:mysql" }, want: `proxy.addr "x:mysql": port must be a number from 0 to 65535`},
+		{name: "addr port too big", modify: func(c *Config) { c.Proxy.Addr = "x:65536" }, want: `proxy.addr "x:65536": port must be a number from 0 to 65535`},
+		{name: "addr signed port", modify: func(c *Config) { c.Proxy.Addr = "x:+80" }, want: `proxy.addr "x:+80": port must be a number`},
+		{name: "addr bare ipv6", modify: func(c *Config) { c.Proxy.Addr = "::1:6000" }, want: `proxy.addr "::1:6000": too many colons in address`},
+
+		// numbers and durations
+		{name: "max-connections limit", modify: func(c *Config) { c.Proxy.MaxConnections = 1 }},
+		{name: "max-connections negative", modify: func(c *Config) { c.Proxy.MaxConnections = -1 }, want: "proxy.max-connections -1: must be 0 (unlimited) or more"},
+		{name: "graceful wait negative", modify: func(c *Config) { c.Proxy.GracefulWaitBeforeShutdown = NewDuration(-time.Second) }, want: `proxy.graceful-wait-before-shutdown "-1s": must not be negative`},
+		{name: "graceful close zero", modify: func(c *Config) { c.Proxy.GracefulCloseConnTimeout = NewDuration(0) }},
+		{name: "graceful close negative", modify: func(c *Config) { c.Proxy.GracefulCloseConnTimeout = NewDuration(-time.Millisecond) }, want: `proxy.graceful-close-conn-timeout "-1ms": must not be negative`},
+		{name: "connect-timeout zero", modify: func(c *Config) { c.Proxy.ConnectTimeout = NewDuration(0) }, want: `proxy.connect-timeout "0s": must be positive`},
+		{name: "connect-timeout negative", modify: func(c *Config) { c.Proxy.ConnectTimeout = NewDuration(-time.Second) }, want: `proxy.connect-timeout "-1s": must be positive`},
+
+		// PROXY protocol
+		{name: "proxy-protocol v2 trusted", modify: func(c *Config) {
+			c.Proxy.ProxyProtocol = "v2"
+			c.Proxy.ProxyProtocolTrustedCIDRs = []string{"10.0.0.0/8", "192.168.0.1", "::1", "fd00::/8"}
+		}},
+		{name: "proxy-protocol v1", modify: func(c *Config) { c.Proxy.ProxyProtocol = "v1" }, want: `proxy.proxy-protocol "v1": must be "" or "v2"`},
+		{name: "proxy-protocol V2", modify: func(c *Config) {
+			c.Proxy.ProxyProtocol = "V2"
+			c.Proxy.ProxyProtocolTrustedCIDRs = []string{"10.0.0.0/8"}
+		}, want: `proxy.proxy-protocol "V2": must be "" or "v2"`},
+		{name: "proxy-protocol v2 untrusted", modify: func(c *Config) { c.Proxy.ProxyProtocol = "v2" }, want: `proxy.proxy-protocol "v2" requires at least one proxy.proxy-protocol-trusted-cidrs entry`},
+		{name: "trusted cidr bad", modify: func(c *Config) { c.Proxy.ProxyProtocolTrustedCIDRs = []string{"10.0.0.0/8", "10.0.0.0/99"} }, want: `proxy.proxy-protocol-trusted-cidrs[1] "10.0.0.0/99": not a CIDR or IP address`},
+		{name: "trusted cidr empty", modify: func(c *Config) { c.Proxy.ProxyProtocolTrustedCIDRs = []string{""} }, want: `proxy.proxy-protocol-trusted-cidrs[0] "": not a CIDR or IP address`},
+		{name: "trusted cidr hostname", modify: func(c *Config) { c.Proxy.ProxyProtocolTrustedCIDRs = []string{"lb.local"} }, want: `proxy.proxy-protocol-trusted-cidrs[0] "lb.local": not a CIDR or IP address`},
+		{name: "trusted cidr zone", modify: func(c *Config) { c.Proxy.ProxyProtocolTrustedCIDRs = []string{"fe80::1%eth0"} }, want: `proxy.proxy-protocol-trusted-cidrs[0] "fe80::1%eth0": IPv6 zones are not allowed`},
+		{name: "trusted cidrs without proxy-protocol", modify: func(c *Config) { c.Proxy.ProxyProtocolTrustedCIDRs = []string{"10.0.0.0/8"} }},
+		{name: "backend-proxy-protocol v2", modify: func(c *Config) { c.Proxy.BackendProxyProtocol = "v2" }},
+		{name: "backend-proxy-protocol v1", modify: func(c *Config) { c.Proxy.BackendProxyProtocol = "v1" }, want: `proxy.backend-proxy-protocol "v1": must be "" or "v2"`},
+
+		// server-version
+		{name: "server-version tidb", modify: func(c *Config) { c.Proxy.ServerVersion = "8.0.11-TiDB-v7.5.0" }},
+		{name: "server-version empty", modify: func(c *Config) { c.Proxy.ServerVersion = "" }, want: "proxy.server-version must not be empty"},
+		{name: "server-version nul", modify: func(c *Config) { c.Proxy.ServerVersion = "8.0.11\x00x" }, want: `proxy.server-version "8.0.11\x00x": must not contain a NUL byte`},
+		{name: "server-version no number", modify: func(c *Config) { c.Proxy.ServerVersion = "Switchyard" }, want: `proxy.server-version "Switchyard": must start with a MySQL version such as 8.0.11`},
+
+		// TLS
+		{name: "server tls cert and key", modify: func(c *Config) { c.Security.ServerTLS = TLSConfig{Cert: cert, Key: key} }},
+		{name: "server tls client ca", modify: func(c *Config) { c.Security.ServerTLS = TLSConfig{Cert: cert, Key: key, CA: ca, SkipVerify: true} }},
+		{name: "server tls cert only", modify: func(c *Config) { c.Security.ServerTLS.Cert = cert }, want: "security.server-tls: cert and key must be set together"},
+		{name: "server tls key only", modify: func(c *Config) { c.Security.ServerTLS.Key = key }, want: "security.server-tls: cert and key must be set together"},
+		{name: "server tls ca without cert", modify: func(c *Config) { c.Security.ServerTLS.CA = ca }, want: "security.server-tls: ca and skip-verify need cert and key"},
+		{name: "server tls skip-verify without cert", modify: func(c *Config) { c.Security.ServerTLS.SkipVerify = true }, want: "security.server-tls: ca and skip-verify need cert and key"},
+		{name: "server tls missing cert", modify: func(c *Config) { c.Security.ServerTLS = TLSConfig{Cert: missing, Key: key} }, want: `security.server-tls.cert "` + missing + `": no such file or directory`},
+		{name: "server tls missing key", modify: func(c *Config) { c.Security.ServerTLS = TLSConfig{Cert: cert, Key: missing} }, want: `security.server-tls.key "` + missing + `": no such file or directory`},
+		{name: "server tls ca is dir", modify: func(c *Config) { c.Security.ServerTLS = TLSConfig{Cert: cert, Key: key, CA: dir} }, want: `security.server-tls.ca "` + dir + `": is a directory`},
+		{name: "backend tls system roots", modify: func(c *Config) { c.Security.RequireBackendTLS = true }},
+		{name: "backend tls ca", modify: func(c *Config) { c.Security.BackendTLS = TLSConfig{CA: ca} }},
+		{name: "backend tls skip-verify", modify: func(c *Config) { c.Security.BackendTLS = TLSConfig{SkipVerify: true} }},
+		{name: "backend tls client cert", modify: func(c *Config) { c.Security.BackendTLS = TLSConfig{Cert: cert, Key: key} }},
+		{name: "backend tls cert only", modify: func(c *Config) { c.Security.BackendTLS.Cert = cert }, want: "security.backend-tls: cert and key must be set together"},
+		{name: "backend tls missing ca", modify: func(c *Config) { c.Security.BackendTLS.CA = missing }, want: `security.backend-tls.ca "` + missing + `": no such file or directory`},
+
+		// log
+		{name: "log debug json file", modify: func(c *Config) { c.Log = Log{Level: "debug", Format: "json", File: "/tmp/x.log"} }},
+		{name: "log level warn", modify: func(c *Config) { c.Log.Level = "warn" }},
+		{name: "log level error", modify: func(c *Config) { c.Log.Level = "error" }},
+		{name: "log level bad", modify: func(c *Config) { c.Log.Level = "warning" }, want: `log.level "warning": must be one of debug, info, warn, error`},
+		{name: "log level empty", modify: func(c *Config) { c.Log.Level = "" }, want: `log.level "": must be one of debug, info, warn, error`},
+		{name: "log format bad", modify: func(c *Config) { c.Log.Format = "text" }, want: `log.format "text": must be one of console, json`},
+
+		// clusters
+		{name: "no clusters", modify: func(c *Config) { c.Clusters = nil }, want: "at least one [[cluster]] is required"},
+		{name: "two clusters", modify: func(c *Config) {
+			c.Clusters = append(c.Clusters, Cluster{Name: "west-2", Instances: []string{"db.example.com:4000", "[fd00::1]:4000"}})
+		}},
+		{name: "name empty", modify: func(c *Config) { c.Clusters[0].Name = "" }, want: "cluster[0].name must not be empty"},
+		{name: "name upper case", modify: func(c *Config) { c.Clusters = append(c.Clusters, Cluster{Name: "East", Instances: []string{"h:1"}}) }, want: `cluster[1].name "East": must match [a-z0-9-]+`},
+		{name: "name with dot", modify: func(c *Config) { c.Clusters[0].Name = "a.b" }, want: `cluster[0].name "a.b": must match [a-z0-9-]+`},
+		{name: "name duplicate", modify: func(c *Config) {
+			c.Clusters = append(c.Clusters, Cluster{Name: "west", Instances: []string{"h:1"}}, Cluster{Name: "east", Instances: []string{"h:2"}})
+		}, want: `cluster[2].name "east": duplicates cluster[0].name`},
+		{name: "instances empty", modify: func(c *Config) { c.Clusters[0].Instances = nil }, want: `cluster "east": instances must not be empty`},
+		{name: "instance no port", modify: func(c *Config) { c.Clusters[0].Instances = []string{"h:1", "db1"} }, want: `cluster "east": instances[1] "db1": missing port in address`},
+		{name: "instance no host", modify: func(c *Config) { c.Clusters[0].Instances = []string{":3306"} }, want: `cluster "east": instances[0] ":3306": missing host`},
+		{name: "instance port zero", modify: func(c *Config) { c.Clusters[0].Instances = []string{"h:0"} }, want: `cluster "east": instances[0] "h:0": port must be a number from 1 to 65535`},
+		{name: "instance port named", modify: func(c *Config) { c.Clusters[0].Instances = []string{"h:mysql"} }, want: `cluster "east": instances[0] "h:mysql": port must be a number from 1 to 65535`},
+		{name: "instance port big", modify: func(c *Config) { c.Clusters[0].Instances = []string{"h:70000"} }, want: `cluster "east": instances[0] "h:70000": port must be a number from 1 to 65535`},
+		{name: "instance space in host", modify: func(c *Config) { c.Clusters[0].Instances = []string{"db 1:3306"} }, want: `cluster "east": instances[0] "db 1:3306": host must not contain spaces`},
+		{name: "instance duplicate", modify: func(c *Config) { c.Clusters[0].Instances = []string{"h:1", "h:2", "h:1"} }, want: `cluster "east": instances[2] "h:1": duplicates instances[0]`},
+		{name: "same instance in two clusters", modify: func(c *Config) {
+			c.Clusters = append(c.Clusters, Cluster{Name: "west", Instances: c.Clusters[0].Instances})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig()
+			tt.modify(c)
+			err := c.Check()
+			if tt.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, ErrInvalid)
+			lines := errorLines(err)
+			require.Len(t, lines, 1, "exactly one problem expected, got %q", lines)
+			require.Contains(t, lines[0], tt.want)
+		})
+	}
+}
+
+func TestCheckUnreadableFile(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root can read a file without read permission")
+	}
+	dir := t.TempDir()
+	cert := writeFile(t, dir, "cert.pem")
+	key := writeFile(t, dir, "key.pem")
+	require.NoError(t, os.Chmod(key, 0))
+	c := validConfig()
+	c.Security.ServerTLS = TLSConfig{Cert: cert, Key: key}
+	require.ErrorContains(t, c.Check(), `security.server-tls.key "`+key+`": permission denied`)
+}
+
+// TestCheckReportsEverything: an operator fixes a file in one pass only if every
+// problem is reported at once.
+func TestCheckReportsEverything(t *testing.T) {
+	c := validConfig()
+	c.Proxy.Addr = "x"
+	c.Proxy.ProxyProtocol = "v2"
+	c.Log.Format = "xml"
+	c.Clusters = append(c.Clusters, Cluster{Name: "east"}, Cluster{Name: "E"})
+	require.Equal(t, []string{
+		`proxy.addr "x": missing port in address`,
+		`proxy.proxy-protocol "v2" requires at least one proxy.proxy-protocol-trusted-cidrs entry: trusting every peer would let any client spoof its address`,
+		`log.format "xml": must be one of console, json`,
+		`cluster[1].name "east": duplicates cluster[0].name`,
+		`cluster "east": instances must not be empty`,
+		// A cluster whose name is unusable is named by its index.
+		`cluster[2].name "E": must match [a-z0-9-]+`,
+		`cluster[2]: instances must not be empty`,
+	}, errorLines(c.Check()))
+}
+
+// TestCheckLinesFromParse: problems found after parsing point at the line of the
+// offending key, down to the element of a multi-line array.
+func TestCheckLinesFromParse(t *testing.T) {
+	doc := `# comment
+[proxy]
+addr = "x"
+proxy-protocol = "v2"
+proxy-protocol-trusted-cidrs = [
+  "10.0.0.0/8",   # fine
+  "10.0.0.0/40",
+]
+
+[security.server-tls]
+cert = "/nonexistent/cert.pem"
+
+[log]
+level = """
+loud"""
+format = 'xml'
+
+[[cluster]]
+name = "East"
+instances = [
+  "h:1",
+  "h",
+]
+
+[[cluster]]
+name = "west"
+
+[[cluster]]
+name = "west"
+instances = ["h:1"]
+`
+	_, err := Parse([]byte(doc))
+	require.Equal(t, []string{
+		`line 3: proxy.addr "x": missing port in address`,
+		`line 7: proxy.proxy-protocol-trusted-cidrs[1] "10.0.0.0/40": not a CIDR or IP address`,
+		`line 11: security.server-tls: cert and key must be set together`,
+		`line 11: security.server-tls.cert "/nonexistent/cert.pem": no such file or directory`,
+		`line 14: log.level "loud": must be one of debug, info, warn, error`,
+		`line 16: log.format "xml": must be one of console, json`,
+		`line 19: cluster[0].name "East": must match [a-z0-9-]+`,
+		`line 22: cluster[0]: instances[1] "h": missing port in address`,
+		`line 25: cluster "west": instances must not be empty`,
+		`line 29: cluster[2].name "west": duplicates cluster[1].name`,
+	}, errorLines(err))
+}

@@ -1,0 +1,144 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// Config is the whole proxy configuration, one TOML document.
+type Config struct {
+	Proxy    ProxyServer `toml:"proxy"`
+	Security Security    `toml:"security"`
+	Log      Log         `toml:"log"`
+	Clusters []Cluster   `toml:"cluster"`
+}
+
+// ProxyServer configures the MySQL-protocol listener that clients connect to.
+type ProxyServer struct {
+	// Addr is the listen address. Port 0 picks a free port, which tests rely on.
+	Addr string `toml:"addr"`
+	// MaxConnections caps concurrent client connections; 0 means unlimited.
+	MaxConnections int `toml:"max-connections"`
+	// GracefulWaitBeforeShutdown keeps accepting connections for this long after a
+	// shutdown signal, so a load balancer has time to notice the proxy is leaving.
+	GracefulWaitBeforeShutdown Duration `toml:"graceful-wait-before-shutdown"`
+	// GracefulCloseConnTimeout is how long shutdown waits for clients to finish their
+	// current transaction before their connections are closed.
+	GracefulCloseConnTimeout Duration `toml:"graceful-close-conn-timeout"`
+	// ProxyProtocol is "" or "v2": accept a PROXY v2 header, but only from peers in
+	// ProxyProtocolTrustedCIDRs.
+	ProxyProtocol string `toml:"proxy-protocol"`
+	// ProxyProtocolTrustedCIDRs lists the peers allowed to send a PROXY header.
+	// A plain IP means a single host (/32 or /128).
+	ProxyProtocolTrustedCIDRs []string `toml:"proxy-protocol-trusted-cidrs"`
+	// BackendProxyProtocol is "" or "v2": send a PROXY v2 header to backends so they
+	// see the real client address.
+	BackendProxyProtocol string `toml:"backend-proxy-protocol"`
+	// ServerVersion is the version string in the handshake the proxy sends to clients.
+	ServerVersion string `toml:"server-version"`
+	// ConnectTimeout bounds dialing a backend plus its handshake.
+	ConnectTimeout Duration `toml:"connect-timeout"`
+}
+
+// ProxyProtocolV2 is the only PROXY protocol version Switchyard speaks.
+const ProxyProtocolV2 = "v2"
+
+// TrustedNets parses ProxyProtocolTrustedCIDRs. Prefixes are masked, so "10.1.2.3/8"
+// means 10.0.0.0/8. Addresses from the network may be IPv4-mapped IPv6; callers
+// should Unmap them before calling Contains.
+func (p ProxyServer) TrustedNets() ([]netip.Prefix, error) {
+	nets := make([]netip.Prefix, 0, len(p.ProxyProtocolTrustedCIDRs))
+	for i, s := range p.ProxyProtocolTrustedCIDRs {
+		n, err := parseTrustedNet(s)
+		if err != nil {
+			return nil, fmt.Errorf("proxy.proxy-protocol-trusted-cidrs[%d] %q: %w", i, s, err)
+		}
+		nets = append(nets, n)
+	}
+	return nets, nil
+}
+
+func parseTrustedNet(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		n, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("not a CIDR or IP address")
+		}
+		return n.Masked(), nil
+	}
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("not a CIDR or IP address")
+	}
+	if ip.Zone() != "" {
+		// A zone only means something on one host's interface; a trusted-peer list
+		// that silently ignored it would trust more than written.
+		return netip.Prefix{}, fmt.Errorf("IPv6 zones are not allowed")
+	}
+	return netip.PrefixFrom(ip, ip.BitLen()), nil
+}
+
+// TLSConfig names the PEM files for one side of a TLS connection.
+type TLSConfig struct {
+	// Cert and Key are this side's certificate and private key. For server-tls they
+	// are the proxy's server certificate; for backend-tls an optional client certificate.
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+	// CA verifies the peer: client certificates for server-tls, backend certificates
+	// for backend-tls (the system roots are used when empty).
+	CA string `toml:"ca"`
+	// SkipVerify disables verification of the peer's certificate.
+	SkipVerify bool `toml:"skip-verify"`
+}
+
+// Enabled reports whether any TLS setting is present. For server-tls Check makes
+// sure that means a certificate is configured.
+func (t TLSConfig) Enabled() bool {
+	return t.Cert != "" || t.CA != "" || t.SkipVerify
+}
+
+// HasCert reports whether this side presents a certificate of its own.
+func (t TLSConfig) HasCert() bool {
+	return t.Cert != "" && t.Key != ""
+}
+
+// Security holds TLS settings for both directions of the proxy.
+type Security struct {
+	// ServerTLS is used between clients and the proxy.
+	ServerTLS TLSConfig `toml:"server-tls"`
+	// BackendTLS is used between the proxy and backends.
+	BackendTLS TLSConfig `toml:"backend-tls"`
+	// RequireBackendTLS refuses backends that do not offer TLS instead of falling
+	// back to plaintext.
+	RequireBackendTLS bool `toml:"require-backend-tls"`
+}
+
+// Log configures the proxy's own logs.
+type Log struct {
+	// Level is one of debug, info, warn, error.
+	Level string `toml:"level"`
+	// Format is console or json.
+	Format string `toml:"format"`
+	// File is the log file; empty means stderr.
+	File string `toml:"file"`
+}
+
+// Cluster is one backend database cluster.
+type Cluster struct {
+	// Name identifies the cluster in routes, metrics and the API; a reload matches
+	// runtimes to clusters by it.
+	Name string `toml:"name"`
+	// Instances are the backends' MySQL addresses, host:port.
+	Instances []string `toml:"instances"`
+}
+
+// Cluster returns the cluster with the given name, or nil.
+func (c *Config) Cluster(name string) *Cluster {
+	for i := range c.Clusters {
+		if c.Clusters[i].Name == name {
+			return &c.Clusters[i]
+		}
+	}
+	return nil
+}

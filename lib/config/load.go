@@ -1,0 +1,212 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Defaults for keys whose zero value is not what an operator would expect.
+const (
+	DefaultAddr                     = "0.0.0.0:6000"
+	DefaultServerVersion            = "8.0.11-Switchyard"
+	DefaultGracefulCloseConnTimeout = 15 * time.Second
+	DefaultConnectTimeout           = 5 * time.Second
+	DefaultLogLevel                 = "info"
+	DefaultLogFormat                = "console"
+)
+
+// ErrInvalid is wrapped by every error that Parse, Load and Check return for a bad
+// configuration (as opposed to, say, an unreadable file), so that an API can answer
+// 400 rather than 500.
+var ErrInvalid = errors.New("invalid configuration")
+
+// problem is one thing wrong with a configuration, with the TOML line where it was
+// found when that is known.
+type problem struct {
+	line int
+	msg  string
+	err  error // the decoder's error, kept for errors.As
+}
+
+func (p *problem) Error() string {
+	if p.line > 0 {
+		return fmt.Sprintf("line %d: %s", p.line, p.msg)
+	}
+	return p.msg
+}
+
+func (p *problem) Unwrap() error        { return p.err }
+func (p *problem) Is(target error) bool { return target == ErrInvalid }
+
+// NewDefault returns a Config with every default filled in. It has no clusters, so
+// it does not pass Check on its own.
+func NewDefault() *Config {
+	return &Config{
+		Proxy: ProxyServer{
+			Addr:                     DefaultAddr,
+			GracefulCloseConnTimeout: NewDuration(DefaultGracefulCloseConnTimeout),
+			ServerVersion:            DefaultServerVersion,
+			ConnectTimeout:           NewDuration(DefaultConnectTimeout),
+		},
+		Log: Log{
+			Level:  DefaultLogLevel,
+			Format: DefaultLogFormat,
+		},
+	}
+}
+
+// Load reads and parses the TOML file at path. Every error message starts with path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := Parse(data)
+	if err != nil {
+		return nil, prefixErrors(path, err)
+	}
+	return cfg, nil
+}
+
+// prefixErrors puts path in front of each joined error rather than only the first,
+// so every line of the message reads "path: line N: ...".
+func prefixErrors(path string, err error) error {
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	errs := joined.Unwrap()
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		out[i] = fmt.Errorf("%s: %w", path, e)
+	}
+	return errors.Join(out...)
+}
+
+// Parse decodes a TOML document into fresh defaults, rejects unknown keys and runs
+// Check. It reports every problem it finds, joined with errors.Join and each
+// wrapping ErrInvalid, with two exceptions: a syntax error is reported alone, and
+// values of the wrong type are reported without the problems that need decoding.
+func Parse(data []byte) (*Config, error) {
+	src := string(data)
+	// Decode into a plain map first: errors here are syntax errors, and keeping them
+	// apart from type errors lets each get a message that fits.
+	var raw map[string]any
+	if _, err := toml.Decode(src, &raw); err != nil {
+		return nil, syntaxProblem(src, err)
+	}
+	lines := scanKeyLines(src)
+	if errs := typeProblems(raw, lines); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	cfg := NewDefault()
+	md, err := toml.Decode(src, cfg)
+	if err != nil {
+		return nil, typeProblem(err) // typeProblems should have caught it
+	}
+	cfg.normalize()
+	errs := unknownKeys(md.Undecoded(), lines)
+	errs = append(errs, cfg.problems(lines)...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return cfg, nil
+}
+
+func syntaxProblem(src string, err error) error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		// The parser's line is one too far when the offending character is the
+		// newline itself ("[proxy" then Enter); the byte offset is exact.
+		line := pe.Position.Line
+		if start := pe.Position.Start; start >= 0 && start <= len(src) {
+			line = strings.Count(src[:start], "\n") + 1
+		}
+		return &problem{line: line, msg: "syntax error: " + pe.Message, err: err}
+	}
+	return &problem{msg: "syntax error: " + strings.TrimPrefix(err.Error(), "toml: "), err: err}
+}
+
+// typeProblem formats a decoder error. typeProblems checks the same things first
+// with better messages, so this is a fallback for a case it misses.
+func typeProblem(err error) error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		msg := pe.Message
+		if pe.LastKey != "" {
+			msg = pe.LastKey + ": " + msg
+		}
+		return &problem{line: pe.Position.Line, msg: msg, err: err}
+	}
+	return &problem{msg: strings.TrimPrefix(err.Error(), "toml: "), err: err}
+}
+
+// unknownKeys reports keys the schema does not have, one error per place each is
+// written. A key below an unknown table is not reported again.
+func unknownKeys(undecoded []toml.Key, lines *keyLines) []error {
+	unknown := make(map[string]bool, len(undecoded))
+	for _, k := range undecoded {
+		unknown[k.String()] = true
+	}
+	var errs []error
+	seen := make(map[string]bool, len(undecoded))
+	for _, k := range undecoded {
+		name := k.String()
+		if seen[name] || underUnknown(k, unknown) {
+			continue
+		}
+		seen[name] = true
+		places := lines.placesOf(name)
+		if len(places) == 0 {
+			errs = append(errs, &problem{msg: fmt.Sprintf("unknown key %s", name)})
+			continue
+		}
+		for _, pl := range places {
+			errs = append(errs, &problem{line: pl.line, msg: fmt.Sprintf("unknown key %s", pl.path)})
+		}
+	}
+	return errs
+}
+
+func underUnknown(k toml.Key, unknown map[string]bool) bool {
+	for i := 1; i < len(k); i++ {
+		if unknown[k[:i].String()] {
+			return true
+		}
+	}
+	return false
+}
+
+// normalize trims surrounding spaces, which are never meaningful in any value here
+// and are easy to paste by accident.
+func (c *Config) normalize() {
+	p := &c.Proxy
+	p.Addr = strings.TrimSpace(p.Addr)
+	p.ProxyProtocol = strings.TrimSpace(p.ProxyProtocol)
+	trimAll(p.ProxyProtocolTrustedCIDRs)
+	p.BackendProxyProtocol = strings.TrimSpace(p.BackendProxyProtocol)
+	p.ServerVersion = strings.TrimSpace(p.ServerVersion)
+	for _, t := range []*TLSConfig{&c.Security.ServerTLS, &c.Security.BackendTLS} {
+		t.Cert = strings.TrimSpace(t.Cert)
+		t.Key = strings.TrimSpace(t.Key)
+		t.CA = strings.TrimSpace(t.CA)
+	}
+	c.Log.Level = strings.TrimSpace(c.Log.Level)
+	c.Log.Format = strings.TrimSpace(c.Log.Format)
+	c.Log.File = strings.TrimSpace(c.Log.File)
+	for i := range c.Clusters {
+		c.Clusters[i].Name = strings.TrimSpace(c.Clusters[i].Name)
+		trimAll(c.Clusters[i].Instances)
+	}
+}
+
+func trimAll(ss []string) {
+	for i := range ss {
+		ss[i] = strings.TrimSpace(ss[i])
+	}
+}
