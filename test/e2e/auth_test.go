@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"fmt"
 	"strings"
 	"testing"
@@ -73,6 +74,20 @@ func TestTLSBothSides(t *testing.T) {
 			require.Equal(t, "1", queryString(t, conn, "SELECT 1"))
 		})
 	}
+	t.Run("server-tls ca requires a client certificate", func(t *testing.T) {
+		p := startProxy(t, proxyConfig{
+			backends: []string{m.Addr()},
+			security: fmt.Sprintf("server-tls = { cert = %q, key = %q, ca = %q }\n", c.ServerCert, c.ServerKey, c.CAFile),
+		})
+		cfg := testenv.MySQLConfig(p.Addr, testenv.NativeUser, testenv.NativePassword)
+		cfg.TLSConfig = c.RegisterMySQLTLS(t) // presents the client certificate
+		require.Equal(t, "1", queryString(t, testenv.OpenDB(t, cfg), "SELECT 1"))
+
+		noCert := testenv.MySQLConfig(p.Addr, testenv.NativeUser, testenv.NativePassword)
+		noCert.TLS = &tls.Config{RootCAs: c.CertPool(), ServerName: "127.0.0.1"}
+		err := testenv.OpenDB(t, noCert).PingContext(ctxT(t, 10*time.Second))
+		require.Error(t, err, "a client without a certificate is not let in")
+	})
 	t.Run("client without TLS is refused when the proxy requires it of nobody", func(t *testing.T) {
 		// Without server-tls the proxy does not offer TLS; a client that
 		// insists gets a clear error instead of a plaintext session.
