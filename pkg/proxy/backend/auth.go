@@ -26,7 +26,7 @@ func (s *Session) relayAuth(initial bool) (ok bool, err error) {
 		data, err := s.backend.ReadPacket(maxAuthPacket)
 		if err != nil {
 			s.reportBackendLost(err)
-			return false, fmt.Errorf("authentication: reading backend: %w", err)
+			return false, fmt.Errorf("%w: authentication: reading: %w", errBackendLost, err)
 		}
 		if len(data) == 0 {
 			return false, s.protocolError("empty packet from backend during authentication")
@@ -109,10 +109,15 @@ func (s *Session) forwardAuthRound(data []byte) error {
 }
 
 func (s *Session) sendBackend(payload []byte) error {
-	if err := s.backend.WritePacket(payload); err != nil {
-		return err
+	err := s.backend.WritePacket(payload)
+	if err == nil {
+		err = s.backend.Flush()
 	}
-	return s.backend.Flush()
+	if err != nil {
+		s.reportBackendLost(err)
+		return fmt.Errorf("%w: writing: %w", errBackendLost, err)
+	}
+	return nil
 }
 
 // sha2FullAuth handles caching_sha2_password's "perform full
@@ -124,6 +129,12 @@ func (s *Session) sha2FullAuth(data []byte) error {
 		// cleartext password over TLS, or a public key request and then an
 		// RSA-encrypted password) is exactly what the backend expects.
 		return s.forwardAuthRound(data)
+	}
+	if !clientTLS && s.cfg.RSAKey == nil {
+		// Refuse before the client starts the exchange, so that drivers
+		// show this message instead of a protocol error.
+		_ = s.client.WriteError(pnet.NewError(pnet.ErAccessDenied, "Switchyard: no RSA key to protect the password; connect with TLS"))
+		return errors.New("no RSA key configured")
 	}
 	if err := s.client.WritePacket(data); err != nil {
 		return err
@@ -146,10 +157,6 @@ func (s *Session) sha2FullAuth(data []byte) error {
 		_ = s.client.WriteError(pnet.NewError(pnet.ErAccessDenied,
 			"Switchyard: caching_sha2_password full authentication needs TLS, or the client must request the server's public key (it used a preconfigured key the proxy cannot read)"))
 		return errors.New("client sent an encrypted password for an unknown key")
-	}
-	if s.cfg.RSAKey == nil {
-		_ = s.client.WriteError(pnet.NewError(pnet.ErAccessDenied, "Switchyard: no RSA key to protect the password; connect with TLS"))
-		return errors.New("no RSA key configured")
 	}
 	der, err := x509.MarshalPKIXPublicKey(&s.cfg.RSAKey.PublicKey)
 	if err != nil {
@@ -183,7 +190,8 @@ func (s *Session) encryptForBackend(password []byte) error {
 	}
 	data, err := s.backend.ReadPacket(maxAuthPacket)
 	if err != nil {
-		return fmt.Errorf("authentication: reading backend public key: %w", err)
+		s.reportBackendLost(err)
+		return fmt.Errorf("%w: reading the public key: %w", errBackendLost, err)
 	}
 	if len(data) < 2 || data[0] != pnet.AuthMoreDataHeader {
 		if len(data) > 0 && data[0] == pnet.ErrHeader {

@@ -28,7 +28,6 @@ func (s *Session) changeUser(pk pnet.Packet) error {
 		return s.replyError(pnet.NewError(pnet.ErHandshakeError, "Bad handshake: %v", err))
 	}
 	if err := s.sendBackend(req.encode(s.backendCap, s.charset)); err != nil {
-		s.reportBackendLost(err)
 		return err
 	}
 	ok, err := s.relayAuth(false)

@@ -36,11 +36,17 @@ func (s *Session) serve() error {
 			return err
 		}
 		if err := s.dispatch(pk); err != nil {
+			if err == errClientQuit {
+				return nil
+			}
 			return err
 		}
 		s.publishInfo()
 	}
 }
+
+// errClientQuit ends the command loop after COM_QUIT.
+var errClientQuit = errors.New("client quit")
 
 // dispatch forwards one command and its response.
 func (s *Session) dispatch(pk pnet.Packet) error {
@@ -52,9 +58,11 @@ func (s *Session) dispatch(pk pnet.Packet) error {
 	s.backend.ResetSequence()
 	switch cmd {
 	case pnet.ComQuit:
+		// Passed on so the backend logs a clean quit, not an aborted
+		// connection; then both sides close.
 		_ = s.client.ForwardCurrent(s.backend)
 		_ = s.backend.Flush()
-		return nil
+		return errClientQuit
 	case pnet.ComStmtClose:
 		if len(pk.Data) >= 5 {
 			delete(s.state.prepared, binary.LittleEndian.Uint32(pk.Data[1:]))

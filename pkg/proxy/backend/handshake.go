@@ -19,7 +19,8 @@ var errSessionEnded = errors.New("session ended")
 // connects to the backend and relays authentication until OK or ERR.
 func (s *Session) handshake(ctx context.Context) error {
 	if s.cfg.HandshakeTimeout > 0 {
-		_ = s.client.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+		s.handshakeDeadline = time.Now().Add(s.cfg.HandshakeTimeout)
+		_ = s.client.SetDeadline(s.handshakeDeadline)
 	}
 	salt := pnet.NewSalt(20)
 	offer := proxyCapability
@@ -171,7 +172,7 @@ func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *pne
 	}
 	data, err := be.ReadPacket(maxHandshakePacket)
 	if err != nil {
-		return fail(fmt.Errorf("reading backend handshake: %w", err))
+		return fail(fmt.Errorf("reading the greeting of backend %s: %w", lease.Addr(), err))
 	}
 	hs, err := pnet.ParseInitialHandshake(data)
 	if err != nil {
@@ -238,6 +239,9 @@ func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *pne
 	if err := be.Flush(); err != nil {
 		return fail(err)
 	}
+	// From here on the backend waits for the client's answers: the whole
+	// login is bounded by the handshake deadline, not the connect timeout.
+	_ = be.SetDeadline(s.handshakeDeadline)
 	s.backendCap = out.Capability
 	s.backendSalt = hs.Salt
 	s.mu.Lock()

@@ -36,6 +36,8 @@ type Session struct {
 	// backendSalt is the scramble of the current authentication exchange
 	// with the backend (greeting, then each auth switch).
 	backendSalt []byte
+	// handshakeDeadline bounds the login on both connections (zero: none).
+	handshakeDeadline time.Time
 	// charset is the client's handshake collation, reused when a
 	// COM_CHANGE_USER omits it.
 	charset byte
@@ -117,6 +119,7 @@ func (s *Session) Run(ctx context.Context) {
 	defer s.cleanup()
 	if err := s.handshake(ctx); err != nil {
 		s.logEnd("handshake failed", err)
+		s.lingerClose()
 		return
 	}
 	s.publishInfo()
@@ -134,6 +137,20 @@ func (s *Session) logEnd(msg string, err error) {
 		return
 	}
 	s.lg.Info(msg, zap.Error(err))
+}
+
+// lingerClose sends FIN and drains what the client still sends for a
+// moment before the connection is closed: closing a socket with unread data
+// makes the kernel send a reset, which can destroy the ERR packet just
+// written before the client reads it.
+func (s *Session) lingerClose() {
+	tc, ok := s.client.RawConn().(*net.TCPConn)
+	if !ok || s.client.IsTLS() {
+		return
+	}
+	_ = tc.CloseWrite()
+	_ = tc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	_, _ = io.CopyN(io.Discard, tc, 4<<20)
 }
 
 func (s *Session) cleanup() {

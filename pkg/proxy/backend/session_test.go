@@ -1,0 +1,747 @@
+package backend
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"database/sql"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/stretchr/testify/require"
+	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	"github.com/switchyard-db/switchyard/test/mysqldouble"
+	"go.uber.org/goleak"
+)
+
+var (
+	sha2Users   = map[string]string{"alice": "s3cret"}
+	nativeUsers = map[string]string{"nate": "n4tive"}
+)
+
+// startBackend starts a MySQL double offering TLS (whether it is used is the proxy's
+// choice) with one caching_sha2_password and one mysql_native_password account.
+func startBackend(t *testing.T) *mysqldouble.Server {
+	t.Helper()
+	return mysqldouble.Start(t, mysqldouble.Config{
+		Users:       sha2Users,
+		NativeUsers: nativeUsers,
+		TLS:         testCerts(t).ServerTLSConfig(),
+		RSAKey:      backendKey(),
+	})
+}
+
+// delta is what happened on the backend between two snapshots.
+func delta(before, after mysqldouble.Stats) mysqldouble.Stats {
+	return mysqldouble.Stats{
+		Connections:       after.Connections - before.Connections,
+		FastAuthOK:        after.FastAuthOK - before.FastAuthOK,
+		FullAuthTLS:       after.FullAuthTLS - before.FullAuthTLS,
+		FullAuthRSA:       after.FullAuthRSA - before.FullAuthRSA,
+		PublicKeyRequests: after.PublicKeyRequests - before.PublicKeyRequests,
+		AuthSwitches:      after.AuthSwitches - before.AuthSwitches,
+		NativeAuth:        after.NativeAuth - before.NativeAuth,
+		Failures:          after.Failures - before.Failures,
+		ProtocolErrors:    after.ProtocolErrors - before.ProtocolErrors,
+	}
+}
+
+// TestAuthPassThrough logs in through the proxy over every combination of client and
+// backend transport security and both password plugins, and uses the backend's counters to
+// prove which authentication path ran. Every login goes through an AuthSwitchRequest: the
+// proxy names a plugin the backend does not know, so the client answers the backend's own
+// scramble.
+func TestAuthPassThrough(t *testing.T) {
+	certs := testCerts(t)
+	clientTLSName := certs.RegisterMySQLTLS(t)
+
+	transports := []struct {
+		name                  string
+		clientTLS, backendTLS bool
+		// sha2Full is what the backend sees for a successful caching_sha2_password full
+		// authentication, on top of the connection and the auth switch.
+		sha2Full mysqldouble.Stats
+	}{
+		{
+			// The client asks for the backend's key through the proxy and encrypts for it.
+			name: "plain client, plain backend", sha2Full: mysqldouble.Stats{FullAuthRSA: 1, PublicKeyRequests: 1},
+		},
+		{
+			// The cleartext password crosses both TLS hops unchanged.
+			name: "TLS client, TLS backend", clientTLS: true, backendTLS: true, sha2Full: mysqldouble.Stats{FullAuthTLS: 1},
+		},
+		{
+			// Bridged: the client sends cleartext over TLS, the proxy fetches the backend's
+			// key and sends the password RSA-encrypted.
+			name: "TLS client, plain backend", clientTLS: true, sha2Full: mysqldouble.Stats{FullAuthRSA: 1, PublicKeyRequests: 1},
+		},
+		{
+			// Bridged: the client encrypts with the proxy's key, the proxy decrypts and sends
+			// cleartext over TLS; the backend is never asked for its key.
+			name: "plain client, TLS backend", backendTLS: true, sha2Full: mysqldouble.Stats{FullAuthTLS: 1},
+		},
+	}
+	for _, tr := range transports {
+		for _, plugin := range []string{pnet.AuthNativePassword, pnet.AuthCachingSha2} {
+			t.Run(tr.name+"/"+plugin, func(t *testing.T) {
+				dbl := startBackend(t)
+				var clientHandshakes, backendHandshakes atomic.Int64
+				cfg := baseConfig()
+				cfg.ServerTLS = countHandshakes(certs.ServerTLSConfig(), &clientHandshakes)
+				if tr.backendTLS {
+					cfg.BackendTLS = countHandshakes(certs.ClientTLSConfig(), &backendHandshakes)
+				}
+				p := startProxy(t, cfg, dbl.Addr())
+				tlsName := ""
+				if tr.clientTLS {
+					tlsName = clientTLSName
+				}
+
+				user, password := "nate", nativeUsers["nate"]
+				success := mysqldouble.Stats{NativeAuth: 1}
+				refused := mysqldouble.Stats{}
+				if plugin == pnet.AuthCachingSha2 {
+					user, password = "alice", sha2Users["alice"]
+					success = tr.sha2Full
+					// The key is fetched before the backend can tell the password is wrong.
+					refused = mysqldouble.Stats{PublicKeyRequests: tr.sha2Full.PublicKeyRequests}
+				}
+				success.Connections, success.AuthSwitches = 1, 1
+				refused.Connections, refused.AuthSwitches, refused.Failures = 1, 1, 1
+				logins := 0
+
+				step := func(name, pw string, want mysqldouble.Stats) {
+					t.Helper()
+					logins++
+					before := dbl.Stats()
+					res, err := login(t, clientConfig(t, p.Addr(), user, pw, tlsName))
+					if want.Failures == 0 {
+						require.NoError(t, err, name)
+						require.Equal(t, loginResult{one: 1, currentUser: user + "@%"}, res, name)
+					} else {
+						// The refusal is the backend's own ERR packet, relayed unchanged.
+						me := requireMySQLError(t, err, pnet.ErAccessDenied)
+						require.Equal(t, "28000", string(me.SQLState[:]), name)
+						require.Equal(t, fmt.Sprintf("Access denied for user '%s'@'127.0.0.1' (using password: YES)", user), me.Message, name)
+					}
+					require.Equal(t, want, delta(before, dbl.Stats()), name)
+				}
+
+				step("wrong password, cold cache", "wrong-"+password, refused)
+				step("first login", password, success)
+				if plugin == pnet.AuthCachingSha2 {
+					fast := mysqldouble.Stats{Connections: 1, AuthSwitches: 1, FastAuthOK: 1}
+					step("second login takes the fast path", password, fast)
+					step("wrong password, warm cache", "wrong-"+password, refused)
+					dbl.FlushAuthCache()
+					step("after the cache is flushed", password, success)
+					step("fast path again", password, fast)
+				} else {
+					step("second login", password, success)
+				}
+
+				wantClient, wantBackend := int64(0), int64(0)
+				if tr.clientTLS {
+					wantClient = int64(logins)
+				}
+				if tr.backendTLS {
+					wantBackend = int64(logins)
+				}
+				require.Equal(t, wantClient, clientHandshakes.Load(), "TLS handshakes with the client")
+				require.Equal(t, wantBackend, backendHandshakes.Load(), "TLS handshakes with the backend")
+				p.requireIdle(t)
+			})
+		}
+	}
+}
+
+func TestClientRequestsTLSWithoutProxyTLS(t *testing.T) {
+	certs := testCerts(t)
+	dbl := startBackend(t)
+	p := startProxy(t, baseConfig(), dbl.Addr())
+
+	t.Run("driver", func(t *testing.T) {
+		// The greeting does not offer TLS, so the driver refuses before sending anything.
+		_, err := login(t, clientConfig(t, p.Addr(), "alice", "s3cret", certs.RegisterMySQLTLS(t)))
+		require.ErrorIs(t, err, mysql.ErrNoTLS)
+	})
+	t.Run("SSLRequest sent anyway", func(t *testing.T) {
+		rc := dialRaw(t, p.Addr())
+		require.Zero(t, rc.greeting.Capability&pnet.ClientSSL, "no TLS offered")
+		rc.write(pnet.AppendSSLRequest(nil, &pnet.HandshakeResponse{
+			Capability: rawCaps | pnet.ClientSSL, MaxPacket: 1 << 24, Charset: pnet.DefaultCharset,
+		}))
+		e := rc.readErr(2)
+		require.Equal(t, pnet.ErHandshakeError, e.Code)
+		require.Contains(t, e.Message, "TLS requested but not configured")
+		rc.requireClosed()
+	})
+	p.requireIdle(t)
+	require.Zero(t, dbl.Stats().Connections, "no backend is contacted for a refused handshake")
+}
+
+func TestBadFirstPacket(t *testing.T) {
+	dbl := startBackend(t)
+	p := startProxy(t, baseConfig(), dbl.Addr())
+	ctx := context.Background()
+
+	// A session that is already serving must not notice.
+	connector, err := mysql.NewConnector(clientConfig(t, p.Addr(), "alice", "s3cret", ""))
+	require.NoError(t, err)
+	db := sql.OpenDB(connector)
+	defer func() { _ = db.Close() }()
+	live, err := db.Conn(ctx)
+	require.NoError(t, err)
+	defer func() { _ = live.Close() }()
+
+	header := func(n int) []byte { return []byte{byte(n), byte(n >> 8), byte(n >> 16), 1} }
+	for _, tc := range []struct {
+		name    string
+		send    func(rc *rawClient)
+		message string
+		// errSeq is the sequence id the ERR must carry: one past the client's packet.
+		errSeq uint8
+	}{
+		{
+			name:    "empty packet",
+			send:    func(rc *rawClient) { rc.write(nil) },
+			message: "too short",
+		},
+		{
+			name:    "too short",
+			send:    func(rc *rawClient) { rc.write([]byte{0x01, 0x02, 0x03}) },
+			message: "too short",
+		},
+		{
+			name:    "garbage without protocol 4.1",
+			send:    func(rc *rawClient) { rc.write([]byte("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")) },
+			message: "protocol 4.1",
+		},
+		{
+			name: "garbage with every flag and no user terminator",
+			send: func(rc *rawClient) {
+				b := make([]byte, 48)
+				for i := range b {
+					b[i] = 0xff
+				}
+				rc.write(b)
+			},
+			message: "user name",
+		},
+		{
+			name: "HTTP request",
+			// "GET " read as a header announces a 5.5 MB packet.
+			send: func(rc *rawClient) {
+				_, err := rc.conn.Write([]byte("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
+				require.NoError(t, err)
+			},
+			message: "packet too large",
+			errSeq:  ' ' + 1, // the fourth byte, ' ', is taken for the sequence id
+		},
+		{
+			name: "just over 1 MiB announced",
+			send: func(rc *rawClient) {
+				_, err := rc.conn.Write(header(1<<20 + 1))
+				require.NoError(t, err)
+			},
+			message: "packet too large",
+		},
+		{
+			name: "over 1 MiB sent in full",
+			send: func(rc *rawClient) {
+				// Only the header is read before the refusal; the rest must not stop the ERR
+				// from reaching the client.
+				// The proxy may stop reading at any point: a failed write is fine,
+				// a lost ERR packet is not.
+				_, _ = rc.conn.Write(append(header(1<<20+1), make([]byte, 1<<20+1)...))
+			},
+			message: "packet too large",
+		},
+		{
+			name: "CLIENT_SSL without an SSLRequest",
+			send: func(rc *rawClient) {
+				rc.write(handshakeResponse(rawCaps|pnet.ClientSSL, "alice", pnet.AuthNativePassword))
+			},
+			message: "SSL flag set without an SSL request",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := dialRaw(t, p.Addr())
+			tc.send(rc)
+			if tc.errSeq == 0 {
+				tc.errSeq = 2
+			}
+			e := rc.readErr(tc.errSeq)
+			require.Equal(t, pnet.ErHandshakeError, e.Code, e.Message)
+			require.Contains(t, e.Message, "Bad handshake")
+			require.Contains(t, e.Message, tc.message)
+			rc.requireClosed()
+		})
+	}
+
+	var one int
+	require.NoError(t, live.QueryRowContext(ctx, "SELECT 1").Scan(&one), "the live session survives")
+	require.Equal(t, 1, one)
+	res, err := login(t, clientConfig(t, p.Addr(), "nate", "n4tive", ""))
+	require.NoError(t, err, "new sessions are still served")
+	require.Equal(t, "nate@%", res.currentUser)
+	require.Equal(t, int64(2), dbl.Stats().Connections, "no bad handshake reached the backend")
+}
+
+// TestClientHangsUpMidHandshake ends the client connection at every stage of the
+// connection phase: the session must end, release its backend and leave no goroutine
+// behind (neither in the proxy nor in the backend's connection handler).
+func TestClientHangsUpMidHandshake(t *testing.T) {
+	certs := testCerts(t)
+	clientTLS := certs.ClientTLSConfig()
+	// sha2Answer is any caching_sha2_password answer; the backend's cache is cold, so it
+	// asks for full authentication whatever the bytes.
+	sha2Answer := make([]byte, 32)
+
+	for _, tc := range []struct {
+		name       string
+		backendTLS bool
+		run        func(t *testing.T, rc *rawClient)
+	}{
+		{name: "before sending anything", run: func(*testing.T, *rawClient) {}},
+		{
+			name: "inside a packet header",
+			run: func(t *testing.T, rc *rawClient) {
+				_, err := rc.conn.Write([]byte{0x40, 0x00})
+				require.NoError(t, err)
+			},
+		},
+		{
+			name: "inside a packet payload",
+			run: func(t *testing.T, rc *rawClient) {
+				_, err := rc.conn.Write([]byte{100, 0, 0, 1, 'x', 'y', 'z'})
+				require.NoError(t, err)
+			},
+		},
+		{
+			name: "after SSLRequest, before the TLS handshake",
+			run: func(t *testing.T, rc *rawClient) {
+				rc.write(pnet.AppendSSLRequest(nil, &pnet.HandshakeResponse{
+					Capability: rawCaps | pnet.ClientSSL, MaxPacket: 1 << 24, Charset: pnet.DefaultCharset,
+				}))
+			},
+		},
+		{
+			name: "after the TLS handshake",
+			run:  func(t *testing.T, rc *rawClient) { rc.startTLS(clientTLS) },
+		},
+		{
+			name: "at the native auth switch",
+			run: func(t *testing.T, rc *rawClient) {
+				rc.write(handshakeResponse(rawCaps, "nate", pnet.AuthNativePassword))
+				sw, err := pnet.ParseAuthSwitchRequest(rc.read())
+				require.NoError(t, err)
+				require.Equal(t, pnet.AuthNativePassword, sw.Plugin)
+			},
+		},
+		{
+			name: "at the caching_sha2 auth switch",
+			run: func(t *testing.T, rc *rawClient) {
+				rc.write(handshakeResponse(rawCaps, "alice", pnet.AuthNativePassword))
+				sw, err := pnet.ParseAuthSwitchRequest(rc.read())
+				require.NoError(t, err)
+				require.Equal(t, pnet.AuthCachingSha2, sw.Plugin)
+			},
+		},
+		{
+			name:       "after receiving the proxy's public key",
+			backendTLS: true,
+			run: func(t *testing.T, rc *rawClient) {
+				rc.write(handshakeResponse(rawCaps, "alice", pnet.AuthNativePassword))
+				rc.read() // auth switch
+				rc.write(sha2Answer)
+				require.Equal(t, []byte{pnet.AuthMoreDataHeader, pnet.CachingSha2PerformFullAuth}, rc.read())
+				rc.write([]byte{pnet.CachingSha2RequestPubKey})
+				key := rc.read()
+				require.Equal(t, pnet.AuthMoreDataHeader, key[0])
+				require.Contains(t, string(key), "PUBLIC KEY")
+			},
+		},
+		{
+			name: "when asked for the TLS cleartext password",
+			run: func(t *testing.T, rc *rawClient) {
+				rc.startTLS(clientTLS)
+				rc.write(handshakeResponse(rawCaps, "alice", pnet.AuthNativePassword))
+				rc.read() // auth switch
+				rc.write(sha2Answer)
+				require.Equal(t, []byte{pnet.AuthMoreDataHeader, pnet.CachingSha2PerformFullAuth}, rc.read())
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dbl := startBackend(t)
+			cfg := baseConfig()
+			cfg.ServerTLS = certs.ServerTLSConfig()
+			if tc.backendTLS {
+				cfg.BackendTLS = certs.ClientTLSConfig()
+			}
+			p := startProxy(t, cfg, dbl.Addr())
+			running := goleak.IgnoreCurrent()
+
+			rc := dialRaw(t, p.Addr())
+			tc.run(t, rc)
+			require.NoError(t, rc.conn.Close())
+
+			p.requireIdle(t)
+			goleak.VerifyNone(t, running)
+		})
+	}
+}
+
+// startDeadBackend listens on loopback and, for each connection, either closes it at once
+// (hangUp) or holds it open without ever greeting.
+func startDeadBackend(t *testing.T, hangUp bool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if hangUp {
+				_ = c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	})
+	t.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+func TestBackendUnreachable(t *testing.T) {
+	refused := func(t *testing.T) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		addr := ln.Addr().String()
+		require.NoError(t, ln.Close())
+		return addr
+	}
+	for _, tc := range []struct {
+		name    string
+		backend func(t *testing.T) string
+		// backendTLS is the proxy's TLS configuration towards the backend.
+		backendTLS *tls.Config
+		reason     []string
+		// namesAddr: the reason (a net.OpError) carries the backend address. The
+		// "reading backend handshake: EOF" reason does not.
+		namesAddr bool
+		// connectTimeout, when set, replaces the default 5s.
+		connectTimeout time.Duration
+	}{
+		{name: "connection refused", backend: refused, reason: []string{"connection refused"}, namesAddr: true},
+		{
+			name:    "closes without a greeting",
+			backend: func(t *testing.T) string { return startDeadBackend(t, true) },
+			reason:  []string{"reading the greeting of backend", "EOF"},
+		},
+		{
+			name:           "never greets",
+			backend:        func(t *testing.T) string { return startDeadBackend(t, false) },
+			reason:         []string{"reading the greeting of backend", "i/o timeout"},
+			namesAddr:      true,
+			connectTimeout: 300 * time.Millisecond,
+		},
+		{
+			name:       "untrusted certificate",
+			backend:    func(t *testing.T) string { return startBackend(t).Addr() },
+			backendTLS: &tls.Config{RootCAs: x509.NewCertPool(), MinVersion: tls.VersionTLS12},
+			reason:     []string{"TLS handshake", "certificate"},
+			namesAddr:  true,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := tc.backend(t)
+			cfg := baseConfig()
+			if tc.connectTimeout > 0 {
+				cfg.ConnectTimeout = tc.connectTimeout
+			}
+			cfg.BackendTLS = tc.backendTLS
+			p := startProxy(t, cfg, addr)
+
+			_, err := login(t, clientConfig(t, p.Addr(), "alice", "s3cret", ""))
+			me := requireMySQLError(t, err, pnet.CrConnHostError)
+			require.Equal(t, "08S01", string(me.SQLState[:]))
+			require.Contains(t, me.Message, "cannot connect to a backend")
+			if tc.namesAddr {
+				require.Contains(t, me.Message, addr)
+			}
+			for _, r := range tc.reason {
+				require.Contains(t, me.Message, r)
+			}
+			p.requireIdle(t)
+		})
+	}
+}
+
+// TestRawNativeLogin checks the exact packets of a pass-through native login, including
+// their sequence ids, which a driver would not report.
+func TestRawNativeLogin(t *testing.T) {
+	dbl := startBackend(t)
+	p := startProxy(t, baseConfig(), dbl.Addr())
+
+	rc := dialRaw(t, p.Addr())
+	require.Equal(t, pnet.AuthNativePassword, rc.greeting.AuthPlugin)
+	require.Len(t, rc.greeting.Salt, 20)
+	rc.write(handshakeResponse(rawCaps, "nate", pnet.AuthNativePassword))
+	sw, err := pnet.ParseAuthSwitchRequest(rc.read())
+	require.NoError(t, err)
+	require.Equal(t, uint8(3), rc.pio.Sequence(), "auth switch is packet 2")
+	require.Equal(t, pnet.AuthNativePassword, sw.Plugin)
+	require.NotEqual(t, rc.greeting.Salt, sw.Data, "the backend's own scramble, not the proxy's")
+	rc.write(nativeToken("n4tive", sw.Data))
+	ok := rc.read()
+	require.Equal(t, pnet.OKHeader, ok[0])
+	require.Equal(t, uint8(5), rc.pio.Sequence(), "OK is packet 4")
+
+	rc.pio.ResetSequence()
+	rc.write(append([]byte{pnet.ComQuery}, "SELECT CURRENT_USER()"...))
+	require.Equal(t, []byte{1}, rc.read())
+	rc.read() // column definition
+	row := rc.read()
+	require.Equal(t, "\x06nate@%", string(row))
+	eof := rc.read()
+	require.Equal(t, pnet.EOFHeader, eof[0])
+	require.Equal(t, pnet.ServerStatusAutocommit, binary.LittleEndian.Uint16(eof[3:])&pnet.ServerStatusAutocommit)
+
+	require.NoError(t, rc.conn.Close())
+	p.requireIdle(t)
+	require.Equal(t, mysqldouble.Stats{Connections: 1, AuthSwitches: 1, NativeAuth: 1}, dbl.Stats())
+}
+
+// rawNativeLogin logs the raw client in as a mysql_native_password account.
+func rawNativeLogin(t *testing.T, rc *rawClient, user, password string) {
+	t.Helper()
+	rc.write(handshakeResponse(rawCaps, user, pnet.AuthNativePassword))
+	sw, err := pnet.ParseAuthSwitchRequest(rc.read())
+	require.NoError(t, err)
+	require.Equal(t, pnet.AuthNativePassword, sw.Plugin)
+	rc.write(nativeToken(password, sw.Data))
+	ok := rc.read()
+	require.Equal(t, pnet.OKHeader, ok[0], "want OK, got %q", ok)
+}
+
+// TestComQuitEndsSession: a MySQL server closes the connection after COM_QUIT, and clients
+// may wait for that close. The proxy must close too and release the backend, rather than
+// wait for a next command that the closed backend could not serve anyway.
+func TestComQuitEndsSession(t *testing.T) {
+	dbl := startBackend(t)
+	p := startProxy(t, baseConfig(), dbl.Addr())
+	rc := dialRaw(t, p.Addr())
+	rawNativeLogin(t, rc, "nate", "n4tive")
+
+	rc.pio.ResetSequence()
+	rc.write([]byte{pnet.ComQuit})
+	rc.requireClosed()
+	p.requireIdle(t)
+}
+
+// TestStalledClientDropped: a client that stops talking mid-login is dropped after
+// HandshakeTimeout, with its backend connection.
+func TestStalledClientDropped(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T, rc *rawClient)
+	}{
+		{name: "before the handshake response", run: func(*testing.T, *rawClient) {}},
+		{
+			name: "at the auth switch",
+			run: func(t *testing.T, rc *rawClient) {
+				rc.write(handshakeResponse(rawCaps, "nate", pnet.AuthNativePassword))
+				rc.read()
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dbl := startBackend(t)
+			cfg := baseConfig()
+			cfg.HandshakeTimeout = time.Second
+			p := startProxy(t, cfg, dbl.Addr())
+			running := goleak.IgnoreCurrent()
+
+			rc := dialRaw(t, p.Addr())
+			tc.run(t, rc)
+			rc.requireClosed()
+			p.requireIdle(t)
+			goleak.VerifyNone(t, running)
+		})
+	}
+}
+
+// TestSlowClientWithinHandshakeTimeout: HandshakeTimeout bounds the whole login;
+// ConnectTimeout bounds reaching the backend, not how long the client takes to answer the
+// backend's auth switch.
+func TestSlowClientWithinHandshakeTimeout(t *testing.T) {
+	dbl := startBackend(t)
+	cfg := baseConfig()
+	cfg.ConnectTimeout = 500 * time.Millisecond
+	p := startProxy(t, cfg, dbl.Addr())
+
+	rc := dialRaw(t, p.Addr())
+	rc.write(handshakeResponse(rawCaps, "nate", pnet.AuthNativePassword))
+	sw, err := pnet.ParseAuthSwitchRequest(rc.read())
+	require.NoError(t, err)
+	// The delay is the scenario, not a synchronisation: the answer comes after
+	// ConnectTimeout but long before HandshakeTimeout (10s).
+	time.Sleep(3 * cfg.ConnectTimeout)
+	rc.write(nativeToken("n4tive", sw.Data))
+	ok := rc.read()
+	require.Equal(t, pnet.OKHeader, ok[0], "want OK, got %q", ok)
+}
+
+func TestBackendWithoutTLS(t *testing.T) {
+	certs := testCerts(t)
+	dbl := mysqldouble.Start(t, mysqldouble.Config{Users: sha2Users, NativeUsers: nativeUsers, RSAKey: backendKey()})
+
+	t.Run("plain when TLS is optional", func(t *testing.T) {
+		var handshakes atomic.Int64
+		cfg := baseConfig()
+		cfg.BackendTLS = countHandshakes(certs.ClientTLSConfig(), &handshakes)
+		p := startProxy(t, cfg, dbl.Addr())
+		before := dbl.Stats()
+		res, err := login(t, clientConfig(t, p.Addr(), "alice", "s3cret", ""))
+		require.NoError(t, err)
+		require.Equal(t, "alice@%", res.currentUser)
+		require.Equal(t, mysqldouble.Stats{Connections: 1, AuthSwitches: 1, FullAuthRSA: 1, PublicKeyRequests: 1}, delta(before, dbl.Stats()))
+		require.Zero(t, handshakes.Load())
+		p.requireIdle(t)
+	})
+	t.Run("refused when TLS is required", func(t *testing.T) {
+		cfg := baseConfig()
+		cfg.BackendTLS = certs.ClientTLSConfig()
+		cfg.RequireBackendTLS = true
+		p := startProxy(t, cfg, dbl.Addr())
+		before := dbl.Stats()
+		_, err := login(t, clientConfig(t, p.Addr(), "alice", "s3cret", ""))
+		me := requireMySQLError(t, err, pnet.ErSecureTransportRequired)
+		require.Contains(t, me.Message, dbl.Addr())
+		require.Contains(t, me.Message, "does not offer TLS")
+		require.Equal(t, mysqldouble.Stats{Connections: 1}, delta(before, dbl.Stats()), "no credentials were sent")
+		p.requireIdle(t)
+	})
+}
+
+// TestPlainClientToTLSBackendRefusals covers the two cases where the proxy cannot bridge
+// a plain-TCP client's full authentication to a TLS backend; the client must hear why.
+func TestPlainClientToTLSBackendRefusals(t *testing.T) {
+	certs := testCerts(t)
+	dbl := startBackend(t)
+
+	t.Run("client encrypts with a preconfigured key", func(t *testing.T) {
+		cfg := baseConfig()
+		cfg.BackendTLS = certs.ClientTLSConfig()
+		p := startProxy(t, cfg, dbl.Addr())
+		const keyName = "backend-session-test-key"
+		mysql.RegisterServerPubKey(keyName, &backendKey().PublicKey)
+		t.Cleanup(func() { mysql.DeregisterServerPubKey(keyName) })
+		c := clientConfig(t, p.Addr(), "alice", "s3cret", "")
+		c.ServerPubKey = keyName
+		_, err := login(t, c)
+		me := requireMySQLError(t, err, pnet.ErAccessDenied)
+		require.Contains(t, me.Message, "Switchyard:")
+		require.Contains(t, me.Message, "preconfigured key")
+		p.requireIdle(t)
+	})
+	t.Run("proxy without an RSA key", func(t *testing.T) {
+		cfg := baseConfig()
+		cfg.BackendTLS = certs.ClientTLSConfig()
+		cfg.RSAKey = nil
+		p := startProxy(t, cfg, dbl.Addr())
+
+		// go-sql-driver does not parse an ERR sent in place of the public key ("unexpected
+		// resp from server"), so the message is checked on the wire. Refusing in place of
+		// "perform full authentication" would be as correct and readable by drivers.
+		_, err := login(t, clientConfig(t, p.Addr(), "alice", "s3cret", ""))
+		require.Error(t, err)
+
+		rc := dialRaw(t, p.Addr())
+		rc.write(handshakeResponse(rawCaps, "alice", pnet.AuthNativePassword))
+		rc.read() // auth switch
+		rc.write(make([]byte, 32))
+		data := rc.read()
+		if data[0] == pnet.AuthMoreDataHeader {
+			require.Equal(t, []byte{pnet.AuthMoreDataHeader, pnet.CachingSha2PerformFullAuth}, data)
+			rc.write([]byte{pnet.CachingSha2RequestPubKey})
+			data = rc.read()
+		}
+		require.Equal(t, pnet.ErrHeader, data[0], "want ERR, got %q", data)
+		e := pnet.ParseErr(data)
+		require.Equal(t, pnet.ErAccessDenied, e.Code)
+		require.Contains(t, e.Message, "Switchyard:")
+		require.Contains(t, e.Message, "connect with TLS")
+		rc.requireClosed()
+		p.requireIdle(t)
+	})
+	require.Zero(t, dbl.Stats().Failures, "the backend never judged a password")
+}
+
+// TestBackendLostDuringAuth: a backend that goes away in the middle of authentication is
+// reported to the client as a lost connection, not as a silent close.
+func TestBackendLostDuringAuth(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+	})
+	// The backend greets, switches the client to mysql_native_password and hangs up.
+	wg.Go(func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer func() { _ = c.Close() }()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		pio := pnet.NewPacketIO(c)
+		_ = pio.WritePacket(pnet.AppendInitialHandshake(nil, &pnet.InitialHandshake{
+			ServerVersion: "8.0.36-dying",
+			ConnID:        7,
+			Salt:          pnet.NewSalt(20),
+			Capability:    rawCaps | pnet.ClientConnectWithDB | pnet.ClientConnectAttrs | pnet.ClientSessionTrack,
+			Charset:       pnet.DefaultCharset,
+			Status:        pnet.ServerStatusAutocommit,
+			AuthPlugin:    pnet.AuthCachingSha2,
+		}))
+		_ = pio.Flush()
+		if _, err := pio.ReadPacket(0); err != nil {
+			return
+		}
+		sw := append([]byte{pnet.AuthSwitchHeader}, pnet.AuthNativePassword...)
+		sw = append(append(append(sw, 0), pnet.NewSalt(20)...), 0)
+		_ = pio.WritePacket(sw)
+		_ = pio.Flush()
+	})
+	p := startProxy(t, baseConfig(), ln.Addr().String())
+
+	_, err = login(t, clientConfig(t, p.Addr(), "nate", "n4tive", ""))
+	me := requireMySQLError(t, err, pnet.CrServerLost)
+	require.Contains(t, me.Message, "lost connection to backend "+ln.Addr().String())
+	p.requireIdle(t)
+}
