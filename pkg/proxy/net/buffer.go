@@ -98,6 +98,16 @@ func (rd *reader) fill(n int) error {
 	return nil
 }
 
+// fillMore is fill for bytes that must follow what was already read (a
+// payload after its header): running out there is a truncated packet, not
+// a clean end of stream.
+func (rd *reader) fillMore(n int) error {
+	if err := rd.fill(n); err != io.EOF {
+		return err
+	}
+	return io.ErrUnexpectedEOF
+}
+
 // readFull copies exactly len(p) bytes into p.
 func (rd *reader) readFull(p []byte) error {
 	for len(p) > 0 {

@@ -284,9 +284,9 @@ func NewSalt(n int) []byte {
 		panic(err) // crypto/rand never fails on Linux
 	}
 	for i := range b {
-		b[i] = b[i]&0x7f | 0x01
-		if b[i] == '$' {
-			b[i] = '%'
+		b[i] &= 0x7f
+		if b[i] == 0 || b[i] == '$' {
+			b[i]++
 		}
 	}
 	return b

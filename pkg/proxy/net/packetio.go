@@ -127,7 +127,7 @@ func (p *PacketIO) Next() (Packet, error) {
 	p.curLen, p.pending = n, true
 	pk := Packet{Len: n, Seq: seq}
 	if n <= largeBufSize {
-		if err := p.rd.fill(n); err != nil {
+		if err := p.rd.fillMore(n); err != nil {
 			return Packet{}, err
 		}
 		pk.Data = p.rd.buf[p.rd.r : p.rd.r+n]
@@ -135,7 +135,7 @@ func (p *PacketIO) Next() (Packet, error) {
 		return pk, nil
 	}
 	m := min(n, len(p.prefix))
-	if err := p.rd.fill(m); err != nil {
+	if err := p.rd.fillMore(m); err != nil {
 		return Packet{}, err
 	}
 	pk.Data = p.prefix[:copy(p.prefix[:], p.rd.buf[p.rd.r:p.rd.r+m])]
@@ -173,7 +173,7 @@ func (p *PacketIO) consumeCurrent(dst *PacketIO) error {
 		if n < MaxPayloadLen {
 			return nil
 		}
-		if err := p.rd.fill(4); err != nil {
+		if err := p.rd.fillMore(4); err != nil {
 			return err
 		}
 		h := p.rd.buf[p.rd.r : p.rd.r+4]
@@ -218,8 +218,12 @@ func (p *PacketIO) writeHeader(n int) error {
 // meant for the handshake and other control packets, not for result rows.
 func (p *PacketIO) ReadPacket(maxLen int) ([]byte, error) {
 	var out []byte
-	for {
-		if err := p.rd.fill(4); err != nil {
+	for first := true; ; first = false {
+		fill := p.rd.fillMore
+		if first {
+			fill = p.rd.fill
+		}
+		if err := fill(4); err != nil {
 			return nil, err
 		}
 		h := p.rd.buf[p.rd.r : p.rd.r+4]
