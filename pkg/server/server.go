@@ -81,6 +81,9 @@ func (s *Server) Start() error { return s.sql.Start() }
 // SQLAddr returns the SQL listener's address.
 func (s *Server) SQLAddr() net.Addr { return s.sql.Addr() }
 
+// Sessions returns a snapshot of the live client sessions.
+func (s *Server) Sessions() []backend.Info { return s.sql.Sessions() }
+
 // Shutdown drains gracefully (see proxy.Server.Shutdown).
 func (s *Server) Shutdown(ctx context.Context) { s.sql.Shutdown(ctx) }
 

@@ -64,7 +64,11 @@ type Info struct {
 	Cluster       string
 	Backend       string
 	InTransaction bool
-	Since         time.Time
+	// PreparedStatements and OpenCursors count what the client holds on
+	// the backend; a session with either cannot simply be moved.
+	PreparedStatements int
+	OpenCursors        int
+	Since              time.Time
 }
 
 // NewSession prepares a session for an accepted connection. clientAddr is
@@ -95,17 +99,21 @@ func (s *Session) Info() Info { return *s.info.Load() }
 
 func (s *Session) publishInfo() {
 	cur := s.info.Load()
+	cursors := s.state.openCursors()
 	if cur != nil && cur.User == s.state.user && cur.DB == s.state.db &&
-		cur.InTransaction == s.state.inTxn && (s.lease == nil || cur.Backend != "") {
+		cur.InTransaction == s.state.inTxn && cur.PreparedStatements == len(s.state.prepared) &&
+		cur.OpenCursors == cursors && (s.lease == nil || cur.Backend != "") {
 		return // unchanged: no allocation on the query path
 	}
 	in := &Info{
-		ID:            s.id,
-		ClientAddr:    s.clientAddr.String(),
-		User:          s.state.user,
-		DB:            s.state.db,
-		InTransaction: s.state.inTxn,
-		Since:         s.since,
+		ID:                 s.id,
+		ClientAddr:         s.clientAddr.String(),
+		User:               s.state.user,
+		DB:                 s.state.db,
+		InTransaction:      s.state.inTxn,
+		PreparedStatements: len(s.state.prepared),
+		OpenCursors:        cursors,
+		Since:              s.since,
 	}
 	if s.lease != nil {
 		in.Cluster, in.Backend = s.lease.Cluster(), s.lease.Addr()
