@@ -106,6 +106,15 @@ func (s *Session) forwardResultSet(pk pnet.Packet) (uint16, error) {
 // EOF/OK or an ERR.
 func (s *Session) forwardRows() (uint16, error) {
 	for {
+		// Fast path: copy every complete row already buffered in one go.
+		if _, err := s.backend.ForwardRun(s.client); err != nil {
+			return 0, fmt.Errorf("writing rows to the client: %w", err)
+		}
+		if !s.backend.Buffered() {
+			if err := s.client.Flush(); err != nil {
+				return 0, err
+			}
+		}
 		pk, err := s.next()
 		if err != nil {
 			return 0, err

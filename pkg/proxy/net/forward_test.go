@@ -1,0 +1,87 @@
+package net
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func wirePacket(seq byte, payload []byte) []byte {
+	n := len(payload)
+	return append([]byte{byte(n), byte(n >> 8), byte(n >> 16), seq}, payload...)
+}
+
+// TestForwardRun checks that runs of rows are copied verbatim and that the
+// run stops at every packet the session must look at.
+func TestForwardRun(t *testing.T) {
+	row := func(s string) []byte { return AppendLenEncString(nil, []byte(s)) }
+	eof := []byte{EOFHeader, 0, 0, 2, 0}
+	errPk := AppendErr(nil, NewError(1105, "boom"))
+	cases := []struct {
+		name      string
+		wire      [][]byte // payloads, sequence ids 1, 2, ...
+		seqs      []byte   // overrides sequence ids when set
+		dstSeq    byte
+		wantCount int
+	}{
+		{name: "rows then EOF", wire: [][]byte{row("a"), row("bb"), row("ccc"), eof}, dstSeq: 1, wantCount: 3},
+		{name: "stops at ERR", wire: [][]byte{row("a"), errPk}, dstSeq: 1, wantCount: 1},
+		{name: "stops at empty packet", wire: [][]byte{row("a"), {}}, dstSeq: 1, wantCount: 1},
+		{name: "terminator first", wire: [][]byte{eof}, dstSeq: 1, wantCount: 0},
+		{name: "sequence mismatch", wire: [][]byte{row("a"), row("b")}, seqs: []byte{1, 5}, dstSeq: 1, wantCount: 1},
+		{name: "destination expects another sequence", wire: [][]byte{row("a")}, dstSeq: 9, wantCount: 0},
+		{name: "NULL column first", wire: [][]byte{{0xfb}, eof}, dstSeq: 1, wantCount: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var wire []byte
+			for i, pl := range tc.wire {
+				seq := byte(i + 1)
+				if tc.seqs != nil {
+					seq = tc.seqs[i]
+				}
+				wire = append(wire, wirePacket(seq, pl)...)
+			}
+			src := NewPacketIO(&fuzzConn{r: bytes.NewReader(wire)})
+			var out bytes.Buffer
+			dst := NewPacketIO(&fuzzConn{w: &out})
+			dst.SetSequence(tc.dstSeq)
+			require.NoError(t, src.rd.fill(len(wire)), "buffer the whole stream")
+			n, err := src.ForwardRun(dst)
+			require.NoError(t, err)
+			require.Equal(t, tc.wantCount, n)
+			require.NoError(t, dst.Flush())
+			var want []byte
+			for i := 0; i < tc.wantCount; i++ {
+				want = append(want, wirePacket(byte(int(tc.dstSeq)+i), tc.wire[i])...)
+			}
+			require.Equal(t, want, out.Bytes(), "rows copied verbatim")
+			require.Equal(t, tc.dstSeq+byte(n), dst.Sequence())
+			if tc.wantCount < len(tc.wire) {
+				// The rest is read normally.
+				pk, err := src.Next()
+				require.NoError(t, err)
+				require.Equal(t, tc.wire[tc.wantCount], append([]byte{}, pk.Data...))
+			}
+		})
+	}
+}
+
+// TestForwardRunPartialPacket leaves a packet that is not wholly buffered to
+// the slow path.
+func TestForwardRunPartialPacket(t *testing.T) {
+	full := wirePacket(1, AppendLenEncString(nil, []byte("complete")))
+	partial := wirePacket(2, AppendLenEncString(nil, bytes.Repeat([]byte("x"), 100)))
+	src := NewPacketIO(&fuzzConn{r: bytes.NewReader(append(full, partial[:20]...))})
+	require.NoError(t, src.rd.fill(len(full)+20))
+	var out bytes.Buffer
+	dst := NewPacketIO(&fuzzConn{w: &out})
+	dst.SetSequence(1)
+	n, err := src.ForwardRun(dst)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.NoError(t, dst.Flush())
+	require.Equal(t, full, out.Bytes())
+	require.Equal(t, 20, src.rd.buffered())
+}
