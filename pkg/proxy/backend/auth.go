@@ -95,17 +95,27 @@ func (s *Session) relayAuth(initial bool) (ok bool, err error) {
 // forwardAuthRound sends a backend auth packet to the client and the
 // client's answer back to the backend.
 func (s *Session) forwardAuthRound(data []byte) error {
-	if err := s.client.WritePacket(data); err != nil {
+	reply, err := s.askClient(data)
+	if err != nil {
 		return err
 	}
+	return s.sendBackend(reply)
+}
+
+// askClient sends one authentication packet to the client and returns its
+// answer.
+func (s *Session) askClient(data []byte) ([]byte, error) {
+	if err := s.client.WritePacket(data); err != nil {
+		return nil, err
+	}
 	if err := s.client.Flush(); err != nil {
-		return err
+		return nil, err
 	}
 	reply, err := s.client.ReadPacket(maxAuthPacket)
 	if err != nil {
-		return fmt.Errorf("authentication: reading client: %w", err)
+		return nil, fmt.Errorf("authentication: reading client: %w", err)
 	}
-	return s.sendBackend(reply)
+	return reply, nil
 }
 
 func (s *Session) sendBackend(payload []byte) error {
@@ -136,15 +146,9 @@ func (s *Session) sha2FullAuth(data []byte) error {
 		_ = s.client.WriteError(pnet.NewError(pnet.ErAccessDenied, "Switchyard: no RSA key to protect the password; connect with TLS"))
 		return errors.New("no RSA key configured")
 	}
-	if err := s.client.WritePacket(data); err != nil {
-		return err
-	}
-	if err := s.client.Flush(); err != nil {
-		return err
-	}
-	reply, err := s.client.ReadPacket(maxAuthPacket)
+	reply, err := s.askClient(data)
 	if err != nil {
-		return fmt.Errorf("authentication: reading client: %w", err)
+		return err
 	}
 	if clientTLS {
 		// Cleartext from the client; the backend is plain TCP and wants
@@ -163,15 +167,9 @@ func (s *Session) sha2FullAuth(data []byte) error {
 		return err
 	}
 	keyPacket := append([]byte{pnet.AuthMoreDataHeader}, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})...)
-	if err := s.client.WritePacket(keyPacket); err != nil {
-		return err
-	}
-	if err := s.client.Flush(); err != nil {
-		return err
-	}
-	enc, err := s.client.ReadPacket(maxAuthPacket)
+	enc, err := s.askClient(keyPacket)
 	if err != nil {
-		return fmt.Errorf("authentication: reading client: %w", err)
+		return err
 	}
 	plain, err := rsa.DecryptOAEP(sha1.New(), rand.Reader, s.cfg.RSAKey, enc, nil)
 	if err != nil {

@@ -69,10 +69,8 @@ func (s *Session) dispatch(pk pnet.Packet) error {
 		}
 		return s.forwardRequest()
 	case pnet.ComStmtSendLongData:
-		if len(pk.Data) >= 5 {
-			if st := s.state.prepared[binary.LittleEndian.Uint32(pk.Data[1:])]; st != nil {
-				st.longData = true
-			}
+		if st := s.stmtOf(pk); st != nil {
+			st.longData = true
 		}
 		return s.forwardRequest()
 	case pnet.ComChangeUser:
@@ -81,7 +79,7 @@ func (s *Session) dispatch(pk pnet.Packet) error {
 		var st *stmtState
 		var cursor bool
 		if cmd == pnet.ComStmtExecute && len(pk.Data) >= 6 {
-			st = s.state.prepared[binary.LittleEndian.Uint32(pk.Data[1:])]
+			st = s.stmtOf(pk)
 			cursor = pk.Data[5]&0x07 != 0
 		}
 		if err := s.forwardRequestAndFlush(); err != nil {
@@ -96,10 +94,7 @@ func (s *Session) dispatch(pk pnet.Packet) error {
 		}
 		return err
 	case pnet.ComStmtFetch:
-		var st *stmtState
-		if len(pk.Data) >= 5 {
-			st = s.state.prepared[binary.LittleEndian.Uint32(pk.Data[1:])]
-		}
+		st := s.stmtOf(pk)
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err
 		}
@@ -130,10 +125,7 @@ func (s *Session) dispatch(pk pnet.Packet) error {
 		}
 		return err
 	case pnet.ComStmtReset:
-		var st *stmtState
-		if len(pk.Data) >= 5 {
-			st = s.state.prepared[binary.LittleEndian.Uint32(pk.Data[1:])]
-		}
+		st := s.stmtOf(pk)
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err
 		}
@@ -181,6 +173,14 @@ func (s *Session) dispatch(pk pnet.Packet) error {
 		return s.replyError(pnet.NewError(pnet.ErUnknownCom,
 			"Switchyard: command 0x%02x is not supported through the proxy", cmd))
 	}
+}
+
+// stmtOf returns the prepared statement a COM_STMT_* packet names, or nil.
+func (s *Session) stmtOf(pk pnet.Packet) *stmtState {
+	if len(pk.Data) < 5 {
+		return nil
+	}
+	return s.state.prepared[binary.LittleEndian.Uint32(pk.Data[1:])]
 }
 
 // replyError answers the current command with an error from the proxy.
