@@ -1,0 +1,104 @@
+// Command idleconns opens N authenticated MySQL sessions and keeps them idle, so that
+// bench/run.sh can measure the resident memory a proxy spends per idle session.
+//
+// It prints "OPENED <k> <seconds>" on stdout once it has opened as many sessions as it
+// could (k < n means some failed; the first error goes to stderr), then holds them until
+// stdin reaches EOF (unless -until-eof=false) or it receives SIGINT/SIGTERM, and
+// closes them all.
+package main
+
+import (
+	"context"
+	"database/sql/driver"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:3306", "MySQL server or proxy address")
+	user := flag.String("user", "sb", "user")
+	password := flag.String("password", "sb-pw", "password")
+	db := flag.String("db", "sbtest", "database")
+	n := flag.Int("n", 5000, "number of idle sessions to open")
+	parallel := flag.Int("parallel", 32, "concurrent connection attempts")
+	timeout := flag.Duration("timeout", 10*time.Second, "per-connection dial+auth timeout")
+	untilEOF := flag.Bool("until-eof", true, "also stop holding when stdin reaches EOF (false: only on SIGINT/SIGTERM)")
+	flag.Parse()
+
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = *user, *password, "tcp", *addr, *db
+	cfg.Timeout = *timeout
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "idleconns:", err)
+		os.Exit(2)
+	}
+
+	start := time.Now()
+	conns := make([]driver.Conn, *n)
+	var (
+		next     atomic.Int64
+		failed   atomic.Int64
+		firstErr sync.Once
+		wg       sync.WaitGroup
+	)
+	for w := 0; w < *parallel; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= *n || failed.Load() > 0 {
+					return
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+				c, err := connector.Connect(ctx)
+				cancel()
+				if err != nil {
+					failed.Add(1)
+					firstErr.Do(func() { fmt.Fprintf(os.Stderr, "idleconns: session %d: %v\n", i, err) })
+					return
+				}
+				conns[i] = c
+			}
+		}()
+	}
+	wg.Wait()
+
+	opened := 0
+	for _, c := range conns {
+		if c != nil {
+			opened++
+		}
+	}
+	fmt.Printf("OPENED %d %.2f\n", opened, time.Since(start).Seconds())
+	os.Stdout.Sync()
+
+	done := make(chan struct{})
+	if *untilEOF {
+		go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(done) }()
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-sig:
+	}
+	for _, c := range conns {
+		if c != nil {
+			_ = c.Close()
+		}
+	}
+	if opened < *n {
+		os.Exit(1)
+	}
+}

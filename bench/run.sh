@@ -1,0 +1,557 @@
+#!/usr/bin/env bash
+# bench/run.sh: `make bench`. Compares direct MariaDB, HAProxy (TCP, nbthread 1) and
+# Switchyard on this machine with sysbench, following
+# /work/shared/reference/benchmarks.md: targets interleaved, repeated, medians reported,
+# both CPU placements, proxy CPU per query, p95/p99, RSS per idle session.
+# Everything runs on 127.0.0.1 and is torn down on exit. See bench/README.md.
+#
+# Environment:
+#   BENCH_DURATION=7        seconds per sysbench run
+#   BENCH_REPEATS=3         runs per (placement, workload, threads, target); median reported
+#   BENCH_QUICK=1           smoke run: 2 s x 1 repeat, point_select only, 1000 idle sessions
+#   BENCH_WORKLOADS="point_select read_only range1000"   (also: short_range select1)
+#   BENCH_THREADS="1 8 64"
+#   BENCH_PLACEMENTS="unpinned pinned"
+#   BENCH_TARGETS="direct haproxy switchyard"
+#   BENCH_IDLE_CONNS=5000   idle sessions for the RSS test (0 skips it)
+#   BENCH_PROXY_BIN=path    use this Switchyard binary instead of building ./cmd/proxy
+#   BENCH_PROXY_ARGS='--config {config}'   Switchyard arguments; {config} is replaced
+#   BENCH_QUIET_WAIT=0      before each run wait up to this many seconds for other processes
+#                           on the machine to use < BENCH_QUIET_PCT (10)% of it
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(dirname "$BENCH_DIR")"
+OUT="$BENCH_DIR/.out"
+
+if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
+	: "${BENCH_DURATION:=2}" "${BENCH_REPEATS:=1}" "${BENCH_WORKLOADS:=point_select}" "${BENCH_IDLE_CONNS:=1000}"
+fi
+DURATION=${BENCH_DURATION:-7}
+REPEATS=${BENCH_REPEATS:-3}
+WORKLOADS=${BENCH_WORKLOADS:-point_select read_only range1000}
+THREADS=${BENCH_THREADS:-1 8 64}
+PLACEMENTS=${BENCH_PLACEMENTS:-unpinned pinned}
+TARGETS=${BENCH_TARGETS:-direct haproxy switchyard}
+IDLE_N=${BENCH_IDLE_CONNS:-5000}
+PROXY_ARGS=${BENCH_PROXY_ARGS:---config {config}}
+
+TABLES=4
+TABLE_SIZE=10000
+DB_USER=sb
+DB_PASS=sb-pw
+DB_NAME=sbtest
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+die() { log "ERROR: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- cleanup
+PIDS=() # "pid:comm" of started processes, stopped in reverse order on exit
+# register PID BINARY: remember a process we started; cleanup only signals it while its
+# /proc/PID/comm still names BINARY, so a recycled pid is never touched.
+register() { PIDS+=("$1:$(basename "$2" | cut -c1-15)"); }
+unregister() {
+	local i
+	for i in "${!PIDS[@]}"; do [[ "${PIDS[i]%%:*}" == "$1" ]] && unset "PIDS[i]"; done
+	PIDS=("${PIDS[@]}")
+}
+ours() { # alive (not a zombie) and still running BINARY
+	[[ "$(cat "/proc/$1/comm" 2>/dev/null)" == "$2" ]] && ! grep -q "^State:[[:space:]]*Z" "/proc/$1/status" 2>/dev/null
+}
+TMP=""
+cleanup() {
+	local rc=$? i pid comm
+	trap - EXIT INT TERM
+	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+		pid=${PIDS[i]%%:*} comm=${PIDS[i]#*:}
+		ours "$pid" "$comm" || continue
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 100); do ours "$pid" "$comm" || break; sleep 0.2; done
+		ours "$pid" "$comm" && kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	[[ -n "$TMP" && -d "$TMP" ]] && rm -rf "$TMP"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- tools
+need=()
+command -v sysbench >/dev/null || need+=(sysbench)
+command -v haproxy >/dev/null || need+=(haproxy)
+{ command -v mariadbd && command -v mariadb-install-db && command -v mariadb; } >/dev/null || need+=(mariadb-server mariadb-client)
+command -v taskset >/dev/null || need+=(util-linux)
+command -v ss >/dev/null || need+=(iproute2)
+if ((${#need[@]})); then
+	log "installing ${need[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" ||
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}"; }
+fi
+command -v go >/dev/null || die "go is not installed"
+# mariadb-server may auto-start a system mysqld after a fresh install; this harness never
+# uses or stops it: it runs its own server on a free port with a throwaway datadir.
+
+mkdir -p "$OUT"
+rm -rf "$OUT/runs" && mkdir -p "$OUT/runs"
+TMP=$(mktemp -d /tmp/switchyard-bench.XXXXXX)
+CLK_TCK=$(getconf CLK_TCK)
+START_TS=$(date +%s)
+
+# Free TCP port below the ephemeral range, so the thousands of client-side sockets of
+# the idle test can never take it between our check and the server's bind.
+USED_PORTS=" "
+# free_port VAR: sets VAR (not a subshell, so that USED_PORTS remembers the ports handed
+# out before their servers bind).
+free_port() {
+	local p
+	for _ in $(seq 200); do
+		p=$((20000 + RANDOM % 12000))
+		[[ "$USED_PORTS" == *" $p "* ]] && continue
+		if [[ -z "$(ss -Htan "( sport = :$p or dport = :$p )")" ]]; then
+			USED_PORTS+="$p "
+			printf -v "$1" %s "$p"
+			return
+		fi
+	done
+	die "no free port found"
+}
+
+# ---------------------------------------------------------------- helpers (Go)
+log "building helpers"
+(cd "$ROOT" && go build -o "$OUT/idleconns" ./bench/idleconns && go build -o "$OUT/report" ./bench/report)
+
+# ---------------------------------------------------------------- MariaDB
+free_port DB_PORT
+DATADIR="$TMP/mariadb"
+SOCK="$TMP/mariadb.sock"
+log "MariaDB: initialising $DATADIR"
+mariadb-install-db --no-defaults --user=root --datadir="$DATADIR" \
+	--auth-root-authentication-method=normal --skip-test-db >"$TMP/install-db.log" 2>&1 ||
+	{ cat "$TMP/install-db.log"; die "mariadb-install-db failed"; }
+mariadbd --no-defaults --user=root --datadir="$DATADIR" --socket="$SOCK" \
+	--port="$DB_PORT" --bind-address=127.0.0.1 --pid-file="$TMP/mariadb.pid" \
+	--log-error="$TMP/mariadb.err" --max-connections=6000 --open-files-limit=20000 \
+	--table-open-cache=400 --innodb-buffer-pool-size=256M --skip-log-bin \
+	--performance-schema=OFF --skip-name-resolve --innodb-flush-log-at-trx-commit=2 \
+	>/dev/null 2>&1 &
+DB_PID=$!
+register "$DB_PID" mariadbd
+sql() { mariadb --no-defaults -S "$SOCK" -uroot -N -B -e "$1"; }
+for i in $(seq 120); do
+	kill -0 "$DB_PID" 2>/dev/null || { cat "$TMP/mariadb.err"; die "mariadbd exited"; }
+	sql 'SELECT 1' >/dev/null 2>&1 && break
+	((i == 120)) && { cat "$TMP/mariadb.err"; die "mariadbd did not come up"; }
+	sleep 0.5
+done
+sql "CREATE DATABASE $DB_NAME;
+     CREATE USER '$DB_USER'@'%' IDENTIFIED VIA mysql_native_password USING PASSWORD('$DB_PASS');
+     GRANT ALL ON $DB_NAME.* TO '$DB_USER'@'%';"
+DB_MAXCONN=$(sql 'SELECT @@max_connections')
+((DB_MAXCONN >= IDLE_N + 100)) || log "WARNING: MariaDB max_connections is $DB_MAXCONN (wanted 6000)"
+log "MariaDB pid $DB_PID on 127.0.0.1:$DB_PORT (max_connections $DB_MAXCONN)"
+
+SB_CONN=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-user="$DB_USER"
+	--mysql-password="$DB_PASS" --mysql-db="$DB_NAME")
+SB_DATA=(--tables=$TABLES --table-size=$TABLE_SIZE)
+log "sysbench prepare: $TABLES tables x $TABLE_SIZE rows"
+sysbench oltp_read_only "${SB_CONN[@]}" --mysql-port="$DB_PORT" "${SB_DATA[@]}" --threads=$TABLES prepare >"$TMP/prepare.log" 2>&1 ||
+	{ cat "$TMP/prepare.log"; die "sysbench prepare failed"; }
+sysbench oltp_read_only "${SB_CONN[@]}" --mysql-port="$DB_PORT" "${SB_DATA[@]}" --threads=$TABLES prewarm >>"$TMP/prepare.log" 2>&1 || true
+
+# ---------------------------------------------------------------- HAProxy
+free_port HA_PORT
+# HAProxy needs 2 fds per proxied session and (strict-limits, the default since 2.3) refuses
+# to start when maxconn needs more fds than the hard limit allows: "maxconn 20000" dies
+# with "Cannot raise FD limit to 40014, limit is 20000". Use the most the limit allows.
+FD_HARD=$(ulimit -Hn)
+[[ "$FD_HARD" == unlimited ]] && FD_HARD=1048576
+HA_MAXCONN=$(((FD_HARD - 100) / 2))
+((HA_MAXCONN > 20000)) && HA_MAXCONN=20000
+cat >"$TMP/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn $HA_MAXCONN
+
+defaults
+    mode tcp
+    timeout connect 10s
+    timeout client 1h
+    timeout server 1h
+
+frontend mysql
+    bind 127.0.0.1:$HA_PORT
+    maxconn $HA_MAXCONN
+    default_backend mariadb
+
+backend mariadb
+    server db1 127.0.0.1:$DB_PORT maxconn $HA_MAXCONN
+EOF
+haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
+HA_PID=$!
+register "$HA_PID" haproxy
+
+# ---------------------------------------------------------------- Switchyard
+free_port SW_PORT
+SW_PID=""
+SW_STATUS="not built"
+cat >"$TMP/switchyard.toml" <<EOF
+[proxy]
+addr = "127.0.0.1:$SW_PORT"
+max-connections = 19000
+
+[log]
+level = "warn"
+
+[[cluster]]
+name = "bench"
+instances = ["127.0.0.1:$DB_PORT"]
+EOF
+if [[ " $TARGETS " == *" switchyard "* ]]; then
+	SW_BIN=${BENCH_PROXY_BIN:-$OUT/proxy}
+	if [[ -z "${BENCH_PROXY_BIN:-}" ]]; then
+		log "building Switchyard (go build -o bench/.out/proxy ./cmd/proxy)"
+		rm -f "$OUT/proxy"
+		if ! (cd "$ROOT" && go build -o "$OUT/proxy" ./cmd/proxy) >"$OUT/proxy-build.log" 2>&1; then
+			log "Switchyard NOT BUILT (see bench/.out/proxy-build.log):"
+			head -n 5 "$OUT/proxy-build.log" | sed 's/^/    /'
+		fi
+	fi
+	if [[ -x "$SW_BIN" ]]; then
+		ulimit -n "$FD_HARD" 2>/dev/null || true
+		# shellcheck disable=SC2086 # PROXY_ARGS is a word list by design
+		"$SW_BIN" ${PROXY_ARGS//\{config\}/$TMP/switchyard.toml} >"$OUT/switchyard.log" 2>&1 &
+		SW_PID=$!
+		register "$SW_PID" "$SW_BIN"
+		SW_STATUS="failed to start"
+	fi
+else
+	SW_STATUS="skipped"
+fi
+
+# wait_sql PORT PID: a MySQL login through PORT works (the process PID still runs).
+wait_sql() {
+	for _ in $(seq 60); do
+		kill -0 "$2" 2>/dev/null || return 1
+		mariadb --no-defaults -h127.0.0.1 -P"$1" -u"$DB_USER" -p"$DB_PASS" "$DB_NAME" \
+			--connect-timeout=2 -N -B -e 'SELECT 1' >/dev/null 2>&1 && return 0
+		sleep 0.5
+	done
+	return 1
+}
+wait_sql "$HA_PORT" "$HA_PID" || { cat "$TMP/haproxy.log"; die "HAProxy did not come up"; }
+log "HAProxy pid $HA_PID on 127.0.0.1:$HA_PORT"
+if [[ -n "$SW_PID" ]]; then
+	if wait_sql "$SW_PORT" "$SW_PID"; then
+		SW_STATUS="ok"
+		log "Switchyard pid $SW_PID on 127.0.0.1:$SW_PORT"
+	else
+		log "Switchyard FAILED TO START (see bench/.out/switchyard.log):"
+		tail -n 5 "$OUT/switchyard.log" | sed 's/^/    /'
+		ours "$SW_PID" "$(basename "$SW_BIN" | cut -c1-15)" && kill -TERM "$SW_PID" 2>/dev/null
+		wait "$SW_PID" 2>/dev/null || true
+		unregister "$SW_PID"
+		SW_PID=""
+	fi
+fi
+
+# ---------------------------------------------------------------- measurement helpers
+# cpu_ticks PID: utime+stime of the whole process (all threads), in clock ticks.
+cpu_ticks() {
+	local s
+	s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+	s=${s##*) } # comm may contain spaces; fields restart after ") " at field 3
+	awk '{ print $12 + $13 }' <<<"$s"
+}
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# cpu_sample: "busy steal total" jiffies summed over all CPUs (/proc/stat; busy = user +
+# nice + system + irq + softirq; guest time is already inside user).
+cpu_sample() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat; }
+
+proxy_pids() { echo "$HA_PID" ${SW_PID:+"$SW_PID"}; }
+place() {
+	local p
+	case $1 in
+	unpinned)
+		taskset -a -pc 0-1 "$DB_PID" >/dev/null
+		for p in $(proxy_pids); do taskset -a -pc 0-1 "$p" >/dev/null; done
+		SB_CPUS=0-1
+		;;
+	pinned)
+		taskset -a -pc 0 "$DB_PID" >/dev/null
+		for p in $(proxy_pids); do taskset -a -pc 1 "$p" >/dev/null; done
+		SB_CPUS=1
+		;;
+	*) die "unknown placement $1" ;;
+	esac
+	PLACED=$1
+	# Go (>= 1.25) re-reads the CPU affinity and adjusts GOMAXPROCS about once a second.
+	sleep 2
+}
+
+# check_affinity: warn if a thread of MariaDB or of a proxy escaped the placement (new
+# threads inherit the mask of the thread that creates them, so none should).
+check_affinity() {
+	local want_db=0-1 want_px=0-1 p bad
+	[[ "$PLACED" == pinned ]] && want_db=0 want_px=1
+	bad=$(grep -h "^Cpus_allowed_list:" /proc/"$DB_PID"/task/*/status 2>/dev/null | grep -cv "[[:space:]]$want_db\$" || true)
+	((bad == 0)) || log "WARNING: $bad MariaDB threads not on CPU $want_db"
+	for p in $(proxy_pids); do
+		bad=$(grep -h "^Cpus_allowed_list:" /proc/"$p"/task/*/status 2>/dev/null | grep -cv "[[:space:]]$want_px\$" || true)
+		((bad == 0)) || log "WARNING: $bad threads of pid $p not on CPU $want_px"
+	done
+}
+
+workload_args() {
+	case $1 in
+	point_select) echo "oltp_point_select ${SB_DATA[*]}" ;;
+	read_only) echo "oltp_read_only ${SB_DATA[*]}" ;;
+	range1000) echo "$BENCH_DIR/lua/range.lua ${SB_DATA[*]} --range_size=1000" ;;
+	short_range) echo "$BENCH_DIR/lua/range.lua ${SB_DATA[*]} --range_size=10" ;;
+	select1) echo "$BENCH_DIR/lua/select1.lua" ;;
+	*) die "unknown workload $1" ;;
+	esac
+}
+
+# parse_sysbench LOG: "queries seconds p95_ms p99_ms" (p95/p99 from --histogram with
+# sysbench's own percentile rule, so p95 equals its "95th percentile" line up to rounding).
+parse_sysbench() {
+	awk '
+		/^ *queries:/ { q = $2 }
+		/^ *total time:/ { t = $3; sub(/s$/, "", t) }
+		/^Latency histogram/ { h = 1; next }
+		h && /^ *[0-9.]+ \|/ { n++; v[n] = $1; c[n] = $NF; total += $NF; next }
+		h && !/^ *value/ { h = 0 }
+		function pct(p,   need, acc, i) {
+			need = int(total * p / 100 + 0.5); if (need < 1) need = 1
+			for (i = 1; i <= n; i++) { acc += c[i]; if (acc >= need) return v[i] }
+			return v[n]
+		}
+		END {
+			if (q == "" || t == "" || n == 0) exit 1
+			printf "%s %s %s %s\n", q, t, pct(95), pct(99)
+		}' "$1"
+}
+
+RAW="$OUT/raw.tsv"
+printf 'placement\tworkload\tthreads\ttarget\trep\tstatus\tqps\tp95_ms\tp99_ms\tqueries\tsecs\tproxy_cpu_us\tdb_cpu_us\tsteal_pct\tother_pct\n' >"$RAW"
+
+target_port() { case $1 in direct) echo "$DB_PORT" ;; haproxy) echo "$HA_PORT" ;; switchyard) echo "$SW_PORT" ;; esac; }
+target_pid() { case $1 in direct) echo "" ;; haproxy) echo "$HA_PID" ;; switchyard) echo "$SW_PID" ;; esac; }
+
+# ours_ticks: CPU ticks used so far by the long-running processes of this harness.
+ours_ticks() {
+	local p t=0
+	for p in "$DB_PID" "$HA_PID" ${SW_PID:+"$SW_PID"}; do t=$((t + $(cpu_ticks "$p"))); done
+	echo "$t"
+}
+
+# wait_quiet: with BENCH_QUIET_WAIT=S, wait up to S seconds for the other processes on the
+# machine (not ours) to use less than BENCH_QUIET_PCT% of it over a 1 s window.
+wait_quiet() {
+	local limit=${BENCH_QUIET_WAIT:-0} pct=${BENCH_QUIET_PCT:-10} waited=0 a b o0 o1 other
+	((limit > 0)) || return 0
+	while :; do
+		a=$(cpu_sample) o0=$(ours_ticks)
+		sleep 1
+		b=$(cpu_sample) o1=$(ours_ticks)
+		other=$(awk -v a="$a" -v b="$b" -v o=$((o1 - o0)) 'BEGIN { split(a, x, " "); split(b, y, " "); d = y[3] - x[3]; f = y[1] - x[1] - o; printf "%d", (d > 0 && f > 0 ? 100 * f / d : 0) }')
+		((other < pct)) && return 0
+		waited=$((waited + 1))
+		if ((waited >= limit)); then
+			log "machine still busy (other processes ${other}%) after ${limit}s; running anyway"
+			return 0
+		fi
+	done
+}
+
+RUN_NO=0
+# run_one PLACEMENT WORKLOAD THREADS TARGET REP
+run_one() {
+	local pl=$1 wl=$2 th=$3 tg=$4 rep=$5 port pid logf status=ok
+	port=$(target_port "$tg")
+	pid=$(target_pid "$tg")
+	logf="$OUT/runs/$pl-$wl-t$th-$tg-r$rep.log"
+	RUN_NO=$((RUN_NO + 1))
+	wait_quiet
+
+	local c0 d0 o0 s0 c1 d1 o1 s1 pcpu=- dcpu steal other sbt rc=0 TIMEFORMAT='%3U %3S'
+	c0=$([[ -n "$pid" ]] && cpu_ticks "$pid" || echo 0)
+	d0=$(cpu_ticks "$DB_PID")
+	o0=$(ours_ticks)
+	s0=$(cpu_sample)
+	# `time` (bash keyword) reports sysbench's own CPU, so that the CPU of everything else
+	# on the machine ("other") can be told apart from ours.
+	# shellcheck disable=SC2046
+	{ time timeout -k 5 $((DURATION + 60)) taskset -c "$SB_CPUS" sysbench $(workload_args "$wl") \
+		"${SB_CONN[@]}" --mysql-port="$port" --threads="$th" --time="$DURATION" --events=0 \
+		--percentile=95 --histogram=on run >"$logf" 2>&1; } 2>"$TMP/time" || rc=$?
+	s1=$(cpu_sample)
+	o1=$(ours_ticks)
+	d1=$(cpu_ticks "$DB_PID")
+	c1=$([[ -n "$pid" ]] && cpu_ticks "$pid" || echo 0)
+	sbt=$(awk -v hz="$CLK_TCK" 'NF == 2 { printf "%d", ($1 + $2) * hz }' "$TMP/time")
+
+	local parsed q secs p95 p99 qps
+	if ((rc == 0)) && parsed=$(parse_sysbench "$logf"); then
+		read -r q secs p95 p99 <<<"$parsed"
+		qps=$(awk -v q="$q" -v s="$secs" 'BEGIN { printf "%.1f", q / s }')
+	else
+		status=fail
+		q=0 secs=0 p95=0 p99=0 qps=0
+	fi
+	[[ -n "$pid" ]] && pcpu=$(((c1 - c0) * 1000000 / CLK_TCK))
+	dcpu=$(((d1 - d0) * 1000000 / CLK_TCK))
+	read -r steal other < <(awk -v a="$s0" -v b="$s1" -v o=$((o1 - o0 + ${sbt:-0})) 'BEGIN {
+		split(a, x, " "); split(b, y, " "); d = y[3] - x[3]; f = y[1] - x[1] - o
+		printf "%.1f %.1f\n", (d > 0 ? 100 * (y[2] - x[2]) / d : 0), (d > 0 && f > 0 ? 100 * f / d : 0) }')
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+		"$pl" "$wl" "$th" "$tg" "$rep" "$status" "$qps" "$p95" "$p99" "$q" "$secs" "$pcpu" "$dcpu" "$steal" "$other" >>"$RAW"
+
+	local cpuq=""
+	[[ "$status" == ok && "$pcpu" != - && "$q" -gt 0 ]] &&
+		cpuq=$(awk -v c="$pcpu" -v q="$q" 'BEGIN { printf "  proxy %5.1f us/q", c / q }')
+	if [[ "$status" == ok ]]; then
+		log "$(printf '[%3d/%d] %-8s %-12s t=%-2s %-10s r%s: %7.0f qps  p95 %7.3f  p99 %7.3f ms%s  steal %s%%  other %s%%' \
+			"$RUN_NO" "$TOTAL_RUNS" "$pl" "$wl" "$th" "$tg" "$rep" "$qps" "$p95" "$p99" "$cpuq" "$steal" "$other")"
+	else
+		log "$(printf '[%3d/%d] %-8s %-12s t=%-2s %-10s r%s: FAILED (rc %s, see %s)' \
+			"$RUN_NO" "$TOTAL_RUNS" "$pl" "$wl" "$th" "$tg" "$rep" "$rc" "${logf#"$ROOT"/}")"
+	fi
+}
+# ---------------------------------------------------------------- throughput runs
+ACTIVE_TARGETS=()
+for tg in $TARGETS; do
+	case $tg in
+	direct | haproxy) ACTIVE_TARGETS+=("$tg") ;;
+	switchyard) [[ "$SW_STATUS" == ok ]] && ACTIVE_TARGETS+=("$tg") ;;
+	*) die "unknown target $tg" ;;
+	esac
+done
+n_pl=$(wc -w <<<"$PLACEMENTS") n_wl=$(wc -w <<<"$WORKLOADS") n_th=$(wc -w <<<"$THREADS")
+TOTAL_RUNS=$((n_pl * n_wl * n_th * REPEATS * ${#ACTIVE_TARGETS[@]}))
+log "$TOTAL_RUNS runs of ${DURATION}s: placements [$PLACEMENTS] workloads [$WORKLOADS] threads [$THREADS] targets [${ACTIVE_TARGETS[*]}] x $REPEATS (switchyard: $SW_STATUS)"
+
+for pl in $PLACEMENTS; do
+	place "$pl"
+	for wl in $WORKLOADS; do
+		for th in $THREADS; do
+			for ((rep = 1; rep <= REPEATS; rep++)); do
+				for tg in "${ACTIVE_TARGETS[@]}"; do
+					if [[ "$tg" == switchyard ]] && ! kill -0 "$SW_PID" 2>/dev/null; then
+						[[ "$SW_STATUS" == ok ]] && log "Switchyard (pid $SW_PID) has exited; see bench/.out/switchyard.log"
+						SW_STATUS="crashed"
+						RUN_NO=$((RUN_NO + 1))
+						printf '%s\t%s\t%s\tswitchyard\t%s\tcrashed\t0\t0\t0\t0\t0\t-\t0\t-\t-\n' "$pl" "$wl" "$th" "$rep" >>"$RAW"
+						continue
+					fi
+					run_one "$pl" "$wl" "$th" "$tg" "$rep"
+				done
+			done
+		done
+	done
+	check_affinity
+done
+place unpinned
+
+# ---------------------------------------------------------------- idle sessions
+# idle_test NAME PORT PID: open IDLE_N sessions through PORT, report the VmRSS growth of
+# PID (the proxy; empty for direct) and of MariaDB.
+IDLE_LINES=()
+idle_test() {
+	local name=$1 port=$2 pid=$3 r0 r1 m0 m1 ipid opened="" fds=""
+	r0=$([[ -n "$pid" ]] && rss_kb "$pid" || echo 0)
+	m0=$(rss_kb "$DB_PID")
+	"$OUT/idleconns" -addr "127.0.0.1:$port" -user "$DB_USER" -password "$DB_PASS" -db "$DB_NAME" \
+		-n "$IDLE_N" -until-eof=false >"$TMP/idle-$name.out" 2>"$TMP/idle-$name.err" </dev/null &
+	ipid=$!
+	register "$ipid" idleconns
+	for _ in $(seq 600); do
+		opened=$(awk '/^OPENED/ { print $2 }' "$TMP/idle-$name.out")
+		[[ -n "$opened" ]] && break
+		kill -0 "$ipid" 2>/dev/null || break
+		sleep 0.5
+	done
+	if [[ -z "$opened" ]]; then
+		kill -TERM "$ipid" 2>/dev/null || true
+		wait "$ipid" 2>/dev/null || true
+		unregister "$ipid"
+		IDLE_LINES+=("- $name: FAILED ($(head -c 300 "$TMP/idle-$name.err"))")
+		return
+	fi
+	sleep 3 # let the proxy and MariaDB settle (thread start-up, GC)
+	r1=$([[ -n "$pid" ]] && rss_kb "$pid" || echo 0)
+	m1=$(rss_kb "$DB_PID")
+	[[ -n "$pid" ]] && fds=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+	kill -TERM "$ipid" 2>/dev/null || true
+	wait "$ipid" 2>/dev/null || true
+	unregister "$ipid"
+	local line err=""
+	((opened < IDLE_N)) && err=" (only $opened of $IDLE_N opened: $(head -c 200 "$TMP/idle-$name.err" | tr '\n' ' '))"
+	if ((opened > 0)); then
+		if [[ -n "$pid" ]]; then
+			line=$(awk -v n="$opened" -v a="$r0" -v b="$r1" -v ma="$m0" -v mb="$m1" -v f="$fds" -v nm="$name" 'BEGIN {
+				printf "- %s: **%.1f KiB per idle session** (VmRSS %.1f -> %.1f MiB, %s fds open)", nm, (b - a) / n, a / 1024, b / 1024, f }')
+		else
+			line=$(awk -v n="$opened" -v ma="$m0" -v mb="$m1" 'BEGIN {
+				printf "- direct (no proxy): MariaDB %.1f KiB per idle session (VmRSS %.1f -> %.1f MiB)", (mb - ma) / n, ma / 1024, mb / 1024 }')
+		fi
+	else
+		line="- $name: no session opened"
+	fi
+	IDLE_LINES+=("$line$err")
+	log "idle ${line#- }$err"
+	sleep 2 # let sessions drain before the next test
+}
+if ((IDLE_N > 0)); then
+	log "idle-session memory: $IDLE_N sessions per target"
+	for tg in $TARGETS; do
+		case $tg in
+		direct) idle_test direct "$DB_PORT" "" ;;
+		haproxy) idle_test haproxy "$HA_PORT" "$HA_PID" ;;
+		switchyard)
+			if [[ "$SW_STATUS" == ok ]] && kill -0 "$SW_PID" 2>/dev/null; then
+				idle_test switchyard "$SW_PORT" "$SW_PID"
+			else
+				IDLE_LINES+=("- switchyard: $SW_STATUS")
+			fi
+			;;
+		esac
+	done
+fi
+
+# ---------------------------------------------------------------- report
+ELAPSED=$(($(date +%s) - START_TS))
+RES="$OUT/results.md"
+{
+	echo "# Switchyard benchmark ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+	echo
+	echo "## Machine"
+	echo
+	echo "- CPUs: $(nproc) x $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+	echo "- kernel: $(uname -sr)"
+	echo "- $(mariadbd --version)"
+	echo "- $(haproxy -v | head -n 1)"
+	echo "- $(sysbench --version); $(go version | cut -d' ' -f3-)"
+	echo "- Switchyard: $SW_STATUS$([[ -n "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)" ]] && echo " (commit $(git -C "$ROOT" rev-parse --short HEAD))")"
+	echo
+	echo "## Method"
+	echo
+	echo "- sysbench, ${DURATION}s per run, median of $REPEATS runs; per (workload, threads) the targets run interleaved: direct, haproxy, switchyard, repeated."
+	echo "- $TABLES tables x $TABLE_SIZE rows; prepared statements on (sysbench default). point_select / read_only are the stock sysbench scripts; range1000 is bench/lua/range.lua: one prepared SELECT returning exactly 1000 rows per event, no transaction."
+	echo "- p95/p99 are per sysbench event (read_only: a 16-statement transaction; others: one statement), in ms, from the sysbench latency histogram."
+	echo "- CPU µs/q: (utime+stime of the proxy process during the run) / queries sysbench completed."
+	echo "- HAProxy 2.6 TCP mode, nbthread 1. MariaDB: max_connections 6000, buffer pool 256M, no binlog, no performance_schema."
+	echo
+	echo "## Throughput and latency"
+	"$OUT/report" -raw "$RAW" -sw-note "$([[ "$SW_STATUS" == ok ]] || echo "$SW_STATUS")"
+	echo
+	echo "## Idle sessions ($IDLE_N per target, unpinned)"
+	echo
+	if ((${#IDLE_LINES[@]})); then printf '%s\n' "${IDLE_LINES[@]}"; else echo "- skipped"; fi
+	echo
+	echo "Total harness time: $((ELAPSED / 60)) min $((ELAPSED % 60)) s. Raw per-run data: bench/.out/raw.tsv; sysbench logs: bench/.out/runs/."
+} >"$RES"
+echo
+cat "$RES"
