@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/switchyard-db/switchyard/lib/config"
@@ -24,6 +25,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "path to the TOML configuration file")
 	checkPath := fs.String("check-config", "", "validate a configuration file and exit (1 when invalid)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for benchmarking)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -50,6 +52,21 @@ func run(args []string) int {
 		return 1
 	}
 	defer func() { _ = lg.Sync() }()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			lg.Error("cannot create the CPU profile", zap.Error(err))
+			return 1
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			lg.Error("cannot start the CPU profile", zap.Error(err))
+			return 1
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		}()
+	}
 
 	srv, err := server.New(lg, cfg)
 	if err != nil {
