@@ -10,6 +10,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
 
+	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
 	"github.com/switchyard-db/switchyard/test/mysqldouble"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
@@ -162,4 +163,18 @@ func TestCompression(t *testing.T) {
 	require.Equal(t, "ON", queryString(t, conn, "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'Compression'"))
 	big := queryString(t, conn, "SELECT REPEAT('abc', 200000)")
 	require.Len(t, big, 600000)
+}
+
+// TestZstdClient negotiates zstd with the proxy. MariaDB has no zstd, so the
+// proxy compresses towards it with zlib: each side gets what it supports.
+func TestZstdClient(t *testing.T) {
+	m := testenv.SharedMariaDB(t)
+	p := proxyFor(t, m)
+	c, err := dialRawCompressed(t, p.Addr, testenv.NativeUser, testenv.NativePassword, testenv.TestDatabase, pnet.CompressZstd)
+	require.NoError(t, err)
+	require.Equal(t, [][]string{{"ON"}}, c.query("SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'Compression'"))
+	rows := c.query("SELECT REPEAT('z', 300000), seq FROM seq_1_to_3")
+	require.Len(t, rows, 3)
+	require.Len(t, rows[2][0], 300000)
+	require.Equal(t, "3", rows[2][1])
 }

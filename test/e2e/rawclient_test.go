@@ -44,6 +44,11 @@ func nativeScramble(salt []byte, password string) []byte {
 
 // dialRaw logs in with mysql_native_password, following auth switches.
 func dialRaw(t *testing.T, addr, user, password, db string) (*rawClient, error) {
+	return dialRawCompressed(t, addr, user, password, db, pnet.CompressNone)
+}
+
+// dialRawCompressed is dialRaw that also negotiates compression.
+func dialRawCompressed(t *testing.T, addr, user, password, db string, algo pnet.CompressAlgorithm) (*rawClient, error) {
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return nil, err
@@ -60,15 +65,28 @@ func dialRaw(t *testing.T, addr, user, password, db string) (*rawClient, error) 
 		return nil, err
 	}
 	c.salt = hs.Salt
+	switch algo {
+	case pnet.CompressZlib:
+		c.caps |= pnet.ClientCompress
+	case pnet.CompressZstd:
+		c.caps |= pnet.ClientZstdCompression
+	}
+	if c.caps&hs.Capability != c.caps {
+		return nil, fmt.Errorf("server lacks capabilities 0x%x", c.caps&^hs.Capability)
+	}
 	resp := &pnet.HandshakeResponse{Capability: c.caps, MaxPacket: 1 << 24, Charset: 45,
-		User: user, AuthData: nativeScramble(hs.Salt, password), DB: db, AuthPlugin: pnet.AuthNativePassword}
+		User: user, AuthData: nativeScramble(hs.Salt, password), DB: db, AuthPlugin: pnet.AuthNativePassword,
+		ZstdLevel: 3}
 	if err := c.io.WritePacket(pnet.AppendHandshakeResponse(nil, resp)); err != nil {
 		return nil, err
 	}
 	if err := c.io.Flush(); err != nil {
 		return nil, err
 	}
-	return c, c.finishAuth(password)
+	if err := c.finishAuth(password); err != nil {
+		return nil, err
+	}
+	return c, c.io.SetCompression(algo, 3)
 }
 
 // finishAuth answers auth switches until OK or ERR.
