@@ -1,4 +1,5 @@
 # Switchyard build and test entry points. `make test` is what CI runs.
+SHELL    := /bin/bash
 GO        ?= go
 FUZZTIME  ?= 5s
 # Packages whose tests need no external servers.
