@@ -28,7 +28,7 @@ unit:
 # The end-to-end suite starts real MariaDB servers and the real binary. A
 # skipped end-to-end test fails the target: a skip is not a pass.
 e2e: build
-	@set -o pipefail; $(GO) test -count=1 -timeout 20m -v ./test/e2e/ 2>&1 | tee bin/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; \
+	@set -eo pipefail; $(GO) test -count=1 -timeout 20m -v ./test/e2e/ 2>&1 | tee bin/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; \
 	if grep -q -- '--- SKIP' bin/e2e.log; then echo "FAIL: end-to-end tests were skipped:"; grep -- '--- SKIP' bin/e2e.log; exit 1; fi
 
 # Runs every fuzz target briefly on top of its seed corpus.
