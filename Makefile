@@ -25,10 +25,11 @@ test: deps lint unit e2e fuzz
 unit:
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 
-# The end-to-end suite starts real MariaDB servers and the real binary. A
+# The end-to-end suite starts real MariaDB servers and the real binary (built
+# with -race: a data race or panic in it fails the test that caused it). A
 # skipped end-to-end test fails the target: a skip is not a pass.
 e2e: build
-	@set -eo pipefail; $(GO) test -count=1 -timeout 20m -v ./test/e2e/ 2>&1 | tee bin/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; \
+	@set -eo pipefail; SWITCHYARD_PROXY_RACE=1 $(GO) test -count=1 -timeout 20m -v ./test/e2e/ 2>&1 | tee bin/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; \
 	if grep -q -- '--- SKIP' bin/e2e.log; then echo "FAIL: end-to-end tests were skipped:"; grep -- '--- SKIP' bin/e2e.log; exit 1; fi
 
 # Runs every fuzz target briefly on top of its seed corpus.

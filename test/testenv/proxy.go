@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -134,8 +135,14 @@ func StartProxy(t testing.TB, bin, configTOML string) *Proxy {
 	p.proc = proc
 	t.Cleanup(func() {
 		proc.kill()
+		out := p.LogContents()
+		// A race-enabled binary (SWITCHYARD_PROXY_RACE=1) reports races on
+		// stderr and carries on; they must fail the test that provoked them.
+		if strings.Contains(out, "WARNING: DATA RACE") || strings.Contains(out, "panic:") {
+			t.Errorf("testenv: the proxy reported a data race or a panic")
+		}
 		if t.Failed() {
-			t.Logf("proxy output (%s):\n%s", p.LogPath, p.LogContents())
+			t.Logf("proxy output (%s):\n%s", p.LogPath, out)
 		}
 	})
 	if err := waitAcceptingTCP(p.Addr, proc, time.Now().Add(proxyStartTimeout)); err != nil {
