@@ -193,7 +193,7 @@ func (s *Session) replyError(e *pnet.MySQLError) error {
 // with the next one.
 func (s *Session) forwardRequest() error {
 	if err := s.client.ForwardCurrent(s.backend); err != nil {
-		return s.wrapForwardErr(err)
+		return fmt.Errorf("forwarding request: %w", err)
 	}
 	return nil
 }
@@ -207,11 +207,4 @@ func (s *Session) forwardRequestAndFlush() error {
 		return fmt.Errorf("%w: writing: %w", errBackendLost, err)
 	}
 	return nil
-}
-
-// wrapForwardErr tells read errors on the client (the client went away)
-// from write errors on the backend. ForwardCurrent cannot say which side
-// failed, so the backend is asked.
-func (s *Session) wrapForwardErr(err error) error {
-	return fmt.Errorf("forwarding request: %w", err)
 }

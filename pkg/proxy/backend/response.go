@@ -269,7 +269,7 @@ func (s *Session) relayLocalInfile() error {
 			return fmt.Errorf("reading LOCAL INFILE data from client: %w", err)
 		}
 		if err := s.client.ForwardCurrent(s.backend); err != nil {
-			return s.wrapForwardErr(err)
+			return fmt.Errorf("forwarding LOCAL INFILE data: %w", err)
 		}
 		if pk.Len == 0 || !s.client.Buffered() {
 			if err := s.backend.Flush(); err != nil {
