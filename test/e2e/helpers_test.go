@@ -22,6 +22,7 @@ type proxyConfig struct {
 	security  string // body of [security]
 	maxConns  int
 	closeWait string
+	waitFirst string // graceful-wait-before-shutdown
 }
 
 func (c proxyConfig) String() string {
@@ -29,6 +30,9 @@ func (c proxyConfig) String() string {
 	fmt.Fprintf(&b, "[proxy]\naddr = %q\n", c.addr)
 	if c.maxConns > 0 {
 		fmt.Fprintf(&b, "max-connections = %d\n", c.maxConns)
+	}
+	if c.waitFirst != "" {
+		fmt.Fprintf(&b, "graceful-wait-before-shutdown = %q\n", c.waitFirst)
 	}
 	if c.closeWait != "" {
 		fmt.Fprintf(&b, "graceful-close-conn-timeout = %q\n", c.closeWait)

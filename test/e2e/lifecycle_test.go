@@ -126,6 +126,24 @@ func TestGracefulShutdown(t *testing.T) {
 	require.Equal(t, "1,2", queryString(t, direct, "SELECT GROUP_CONCAT(id ORDER BY id) FROM drain_t"))
 }
 
+// TestGracefulWaitKeepsAccepting: during graceful-wait-before-shutdown the
+// proxy still accepts new clients (load balancers need that time to notice),
+// then stops listening.
+func TestGracefulWaitKeepsAccepting(t *testing.T) {
+	m := testenv.SharedMariaDB(t)
+	p := startProxy(t, proxyConfig{backends: []string{m.Addr()}, waitFirst: "3s"})
+	require.NoError(t, p.Signal(syscall.SIGTERM))
+	time.Sleep(500 * time.Millisecond)
+	require.Equal(t, "1", queryString(t, nativeDB(t, p.Addr), "SELECT 1"), "still accepting during the wait")
+	select {
+	case <-p.Exited():
+	case <-time.After(20 * time.Second):
+		t.Fatal("proxy did not exit after the graceful wait")
+	}
+	_, err := net.DialTimeout("tcp", p.Addr, time.Second)
+	require.Error(t, err)
+}
+
 // TestGracefulShutdownForceClose: a transaction that never ends is cut at
 // graceful-close-conn-timeout.
 func TestGracefulShutdownForceClose(t *testing.T) {
