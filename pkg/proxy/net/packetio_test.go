@@ -2,22 +2,17 @@ package net
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	crand "crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"math/rand/v2"
 	"net"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/switchyard-db/switchyard/test/testenv"
 
 	"github.com/stretchr/testify/require"
 )
@@ -539,36 +534,14 @@ func TestPacketIOWriteRaw(t *testing.T) {
 	require.Equal(t, uint8(1), p.Sequence(), "raw bytes take no sequence id")
 }
 
-// pioTestTLSConfigs returns a server config with a fresh self-signed
-// certificate and a client config that trusts exactly that certificate.
+// pioTestTLSConfigs returns a server config and a client config that trusts it, from
+// testenv's CA (one certificate set per test, generated in memory).
 func pioTestTLSConfigs(t *testing.T) (server, client *tls.Config) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "switchyard test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	server = &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
-		MinVersion:   tls.VersionTLS12,
-	}
-	client = &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}
-	return server, client
+	c := testenv.NewCerts(t, "")
+	client = c.ClientTLSConfig()
+	client.ServerName = "127.0.0.1"
+	return c.ServerTLSConfig(), client
 }
 
 // pioTestEcho has the server side read each payload and send it back.
