@@ -235,10 +235,5 @@ func requireErrPacket(t testing.TB, p []byte, code uint16, sqlState string) stri
 // requireClosed asserts the server has closed the raw connection.
 func (rc *rawClient) requireClosed() {
 	rc.t.Helper()
-	require.NoError(rc.t, rc.conn.SetReadDeadline(time.Now().Add(10*time.Second)))
-	var one [1]byte
-	_, err := rc.conn.Read(one[:])
-	require.Error(rc.t, err)
-	var ne net.Error
-	require.False(rc.t, errors.As(err, &ne) && ne.Timeout(), "server kept the connection open")
+	testenv.RequireClosed(rc.t, rc.conn)
 }
