@@ -334,3 +334,17 @@ func rssKiB(t *testing.T, pid int) int64 {
 }
 
 var _ = errors.New
+
+// TestDeadBackendSkipped: with one of two instances refusing connections,
+// every client still gets in, on the live one.
+func TestDeadBackendSkipped(t *testing.T) {
+	m := testenv.SharedMariaDB(t)
+	dead := testenv.FreeAddr(t) // nothing listens there
+	p := startProxy(t, proxyConfig{backends: []string{dead, m.Addr()}})
+	for i := 0; i < 6; i++ {
+		db := nativeDB(t, p.Addr)
+		require.Equal(t, "1", queryString(t, db, "SELECT 1"), "client %d", i)
+		require.NoError(t, db.Close())
+	}
+	require.Contains(t, p.LogContents(), "backend unreachable, trying another")
+}
