@@ -70,6 +70,13 @@ func (s *Session) handshake(ctx context.Context) error {
 		_ = s.client.WriteError(pnet.NewError(pnet.ErHandshakeError, "Bad handshake: SSL flag set without an SSL request"))
 		return errors.New("client set CLIENT_SSL without TLS")
 	}
+	if resp.Capability&pnet.ClientPluginAuth == 0 {
+		// Pass-through needs the backend's AuthSwitchRequest to reach a
+		// client that understands it.
+		_ = s.client.WriteError(&pnet.MySQLError{Code: pnet.ErNotSupportedAuthMode, State: "08004",
+			Message: "Client does not support authentication protocol requested by server; consider upgrading MySQL client (Switchyard needs CLIENT_PLUGIN_AUTH)"})
+		return errors.New("client lacks CLIENT_PLUGIN_AUTH")
+	}
 	// Whatever the client claims, it may only use what was offered.
 	resp.Capability &= offer | pnet.ClientSSL
 	s.clientCap = resp.Capability

@@ -745,3 +745,17 @@ func TestBackendLostDuringAuth(t *testing.T) {
 	require.Contains(t, me.Message, "lost connection to backend "+ln.Addr().String())
 	p.requireIdle(t)
 }
+
+// TestClientWithoutPluginAuth: pass-through relies on auth switching, so a
+// client that cannot follow one is told so instead of failing obscurely.
+func TestClientWithoutPluginAuth(t *testing.T) {
+	dbl := startBackend(t)
+	p := startProxy(t, baseConfig(), dbl.Addr())
+	rc := dialRaw(t, p.Addr())
+	rc.write(handshakeResponse(rawCaps&^pnet.ClientPluginAuth&^pnet.ClientPluginAuthLenencClientData, "alice", ""))
+	e := rc.readErr(2)
+	require.Equal(t, pnet.ErNotSupportedAuthMode, e.Code)
+	require.Contains(t, e.Message, "CLIENT_PLUGIN_AUTH")
+	rc.requireClosed()
+	require.Zero(t, dbl.Stats().Connections, "the backend was never contacted")
+}
