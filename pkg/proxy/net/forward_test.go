@@ -85,3 +85,36 @@ func TestForwardRunPartialPacket(t *testing.T) {
 	require.Equal(t, full, out.Bytes())
 	require.Equal(t, 20, src.rd.buffered())
 }
+
+// FuzzForwardRun interleaves ForwardRun with the per-packet path on
+// arbitrary input: it must never panic, and what it copies must be exactly
+// the bytes it consumed.
+func FuzzForwardRun(f *testing.F) {
+	row := wirePacket(1, AppendLenEncString(nil, []byte("row")))
+	f.Add(append(append(append([]byte{}, row...), wirePacket(2, []byte("x"))...), wirePacket(3, []byte{EOFHeader, 0, 0, 2, 0})...), uint8(1))
+	f.Add(wirePacket(5, []byte{0xff, 1, 2}), uint8(5))
+	f.Add([]byte{0xff, 0xff, 0xff, 1, 0}, uint8(1))
+	f.Fuzz(func(t *testing.T, data []byte, seq uint8) {
+		src := NewPacketIO(&fuzzConn{r: &fuzzChunkReader{r: bytes.NewReader(data), sizes: []int{7, 600, 33000}}})
+		var out bytes.Buffer
+		dst := NewPacketIO(&fuzzConn{w: &out})
+		dst.SetSequence(seq)
+		for i := 0; i < 1000; i++ {
+			require.NoError(t, dst.Flush())
+			before := out.Len()
+			consumed := append([]byte(nil), src.rd.buf[src.rd.r:src.rd.w]...)
+			n, err := src.ForwardRun(dst)
+			require.NoError(t, err)
+			require.NoError(t, dst.Flush())
+			copied := out.Bytes()[before:]
+			require.True(t, bytes.HasPrefix(consumed, copied), "ForwardRun copied bytes it did not consume")
+			require.Equal(t, n == 0, len(copied) == 0)
+			if _, err := src.Next(); err != nil {
+				return
+			}
+			if err := src.ForwardCurrent(dst); err != nil {
+				return
+			}
+		}
+	})
+}
