@@ -1,0 +1,292 @@
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// DefaultPrefix is where TiDB registers itself in PD's etcd.
+const DefaultPrefix = "/topology/tidb"
+
+const (
+	defaultGetTimeout    = 5 * time.Second
+	defaultProbeInterval = 5 * time.Second
+	backoffStart         = 100 * time.Millisecond
+	backoffCap           = 5 * time.Second
+)
+
+// ErrWatchClosed is recorded when etcd closes the watch channel without an
+// error, which the client does when its context ends or the stream breaks.
+var ErrWatchClosed = errors.New("topology: watch channel closed")
+
+// Watcher keeps a Snapshot of the live TiDB backends under one prefix.
+type Watcher struct {
+	lg     *zap.Logger
+	cli    *clientv3.Client
+	prefix string
+
+	// Tunables; tests shorten them before Start.
+	getTimeout    time.Duration
+	probeInterval time.Duration
+	afterList     func() // test hook: runs between a list and its watch
+
+	snap    atomic.Pointer[Snapshot]
+	err     atomic.Pointer[error]
+	updates chan struct{}
+
+	startOnce sync.Once
+	closeOnce sync.Once
+	cancel    context.CancelFunc
+	done      chan struct{}
+	mu        sync.Mutex // guards cancel/started between Start and Close
+	started   bool
+}
+
+// NewWatcher builds a Watcher without doing any I/O. An empty prefix means
+// DefaultPrefix.
+func NewWatcher(lg *zap.Logger, cli *clientv3.Client, prefix string) *Watcher {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	prefix = strings.TrimSuffix(prefix, "/")
+	return &Watcher{
+		lg:            lg.Named("topology").With(zap.String("prefix", prefix)),
+		cli:           cli,
+		prefix:        prefix,
+		getTimeout:    defaultGetTimeout,
+		probeInterval: defaultProbeInterval,
+		updates:       make(chan struct{}, 1),
+		done:          make(chan struct{}),
+	}
+}
+
+// Start launches the watcher goroutine. Calls after the first, or after Close,
+// do nothing.
+func (w *Watcher) Start(ctx context.Context) {
+	w.startOnce.Do(func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.started { // Close already ran
+			return
+		}
+		w.started = true
+		ctx, w.cancel = context.WithCancel(ctx)
+		go func() {
+			defer close(w.done)
+			w.run(ctx)
+		}()
+	})
+}
+
+// Updates signals that Snapshot or Err may have changed. It holds at most one
+// pending signal; readers should call Snapshot after each receive.
+func (w *Watcher) Updates() <-chan struct{} { return w.updates }
+
+// Snapshot returns the latest snapshot, or nil before the first successful list.
+func (w *Watcher) Snapshot() *Snapshot { return w.snap.Load() }
+
+// Err returns the last error talking to etcd, or nil while the watch is healthy.
+// A non-nil Err with a non-nil Snapshot means the snapshot may be stale.
+func (w *Watcher) Err() error {
+	if p := w.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Close stops the goroutine and waits for it. It is safe to call many times
+// and without Start.
+func (w *Watcher) Close() {
+	w.closeOnce.Do(func() {
+		w.mu.Lock()
+		started := w.started
+		w.started = true // stop a later Start from launching anything
+		cancel := w.cancel
+		w.mu.Unlock()
+		if cancel != nil {
+			cancel()
+		}
+		if started && cancel != nil {
+			<-w.done
+		}
+	})
+}
+
+func (w *Watcher) notify() {
+	select {
+	case w.updates <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Watcher) setErr(err error) {
+	old := w.Err()
+	if err == nil {
+		if old != nil {
+			w.err.Store(nil)
+			w.lg.Info("etcd reachable again")
+			w.notify()
+		}
+		return
+	}
+	w.err.Store(&err)
+	if old == nil {
+		w.lg.Warn("topology stale: etcd error", zap.Error(err))
+		w.notify()
+	}
+}
+
+// run alternates list and watch until ctx ends. Every return from watch goes
+// through a fresh list, which is how compaction and broken streams are healed.
+func (w *Watcher) run(ctx context.Context) {
+	backoff := backoffStart
+	for {
+		st, rev, err := w.list(ctx)
+		if err == nil {
+			if w.afterList != nil {
+				w.afterList()
+			}
+			var healthy bool
+			healthy, err = w.watch(ctx, st, rev)
+			if healthy {
+				backoff = backoffStart
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		// Compaction is routine housekeeping, not an outage: re-list without
+		// marking the topology stale.
+		if !errors.Is(err, rpctypes.ErrCompacted) {
+			w.setErr(err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, backoffCap)
+	}
+}
+
+// list reads the whole prefix and publishes the result, replacing whatever the
+// previous snapshot said (this is the diff after a broken watch).
+func (w *Watcher) list(ctx context.Context) (*state, int64, error) {
+	gctx, cancel := context.WithTimeout(ctx, w.getTimeout)
+	defer cancel()
+	resp, err := w.cli.Get(gctx, w.prefix+"/", clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, fmt.Errorf("list %s: %w", w.prefix, err)
+	}
+	st := newState()
+	for _, kv := range resp.Kvs {
+		w.applyPut(st, kv)
+	}
+	w.setErr(nil)
+	w.publish(st, resp.Header.Revision)
+	return st, resp.Header.Revision, nil
+}
+
+// watch follows changes after rev. It returns when the watch breaks; healthy
+// reports whether at least one batch was applied, which resets the backoff.
+func (w *Watcher) watch(ctx context.Context, st *state, rev int64) (healthy bool, err error) {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	ch := w.cli.Watch(wctx, w.prefix+"/", clientv3.WithPrefix(),
+		clientv3.WithRev(rev+1), clientv3.WithPrevKV())
+	// The client re-dials a dead endpoint forever without closing the watch
+	// channel, so a periodic bounded Get is what notices that etcd is gone.
+	probe := time.NewTicker(w.probeInterval)
+	defer probe.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return healthy, ctx.Err()
+		case <-probe.C:
+			if err := w.probe(ctx); err != nil {
+				return healthy, err
+			}
+		case resp, ok := <-ch:
+			if !ok {
+				return healthy, ErrWatchClosed
+			}
+			if resp.CompactRevision != 0 {
+				w.lg.Info("watch compacted, re-listing", zap.Int64("compact-revision", resp.CompactRevision))
+				return healthy, fmt.Errorf("watch %s: %w", w.prefix, rpctypes.ErrCompacted)
+			}
+			if err := resp.Err(); err != nil {
+				return healthy, fmt.Errorf("watch %s: %w", w.prefix, err)
+			}
+			if resp.IsProgressNotify() {
+				continue
+			}
+			for _, ev := range resp.Events {
+				switch ev.Type {
+				case mvccpb.PUT:
+					w.applyPut(st, ev.Kv)
+				case mvccpb.DELETE:
+					w.applyDelete(st, ev.Kv)
+				}
+			}
+			healthy = true
+			w.setErr(nil)
+			w.publish(st, resp.Header.Revision)
+		}
+	}
+}
+
+func (w *Watcher) probe(ctx context.Context) error {
+	gctx, cancel := context.WithTimeout(ctx, w.getTimeout)
+	defer cancel()
+	if _, err := w.cli.Get(gctx, w.prefix+"/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
+		return fmt.Errorf("probe %s: %w", w.prefix, err)
+	}
+	return nil
+}
+
+func (w *Watcher) applyPut(st *state, kv *mvccpb.KeyValue) {
+	addr, kind, ok := parseKey(w.prefix, string(kv.Key))
+	if !ok {
+		return
+	}
+	if kind == keyTTL {
+		st.putTTL(addr)
+		return
+	}
+	if err := st.putInfo(addr, kv.Value); err != nil {
+		w.lg.Warn("skipping backend with malformed info", zap.String("addr", addr), zap.Error(err))
+	}
+}
+
+func (w *Watcher) applyDelete(st *state, kv *mvccpb.KeyValue) {
+	addr, kind, ok := parseKey(w.prefix, string(kv.Key))
+	if !ok {
+		return
+	}
+	if kind == keyTTL {
+		st.deleteTTL(addr)
+	} else {
+		st.deleteInfo(addr)
+	}
+}
+
+// publish swaps in a new snapshot and wakes subscribers only when the live set
+// changed (or on the first publish).
+func (w *Watcher) publish(st *state, rev int64) {
+	next := &Snapshot{Backends: st.backends(), Revision: rev}
+	prev := w.snap.Swap(next)
+	if prev == nil || !sameBackends(prev.Backends, next.Backends) {
+		w.lg.Debug("topology changed", zap.Int("backends", len(next.Backends)), zap.Int64("revision", rev))
+		w.notify()
+	}
+}

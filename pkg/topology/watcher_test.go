@@ -1,0 +1,238 @@
+package topology
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+const (
+	waitFor = 10 * time.Second
+	tick    = 10 * time.Millisecond
+)
+
+func newTestWatcher(t *testing.T, cli *clientv3.Client, lg *zap.Logger, hook func()) *Watcher {
+	t.Helper()
+	if lg == nil {
+		lg = zap.NewNop()
+	}
+	w := NewWatcher(lg, cli, "")
+	w.getTimeout = time.Second
+	w.probeInterval = 200 * time.Millisecond
+	w.afterList = hook
+	w.Start(context.Background())
+	t.Cleanup(w.Close)
+	return w
+}
+
+func liveAddrs(w *Watcher) []string {
+	s := w.Snapshot()
+	if s == nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(s.Backends))
+}
+
+func requireAddrs(t *testing.T, w *Watcher, want ...string) {
+	t.Helper()
+	slices.Sort(want)
+	require.Eventually(t, func() bool {
+		return w.Snapshot() != nil && slices.Equal(liveAddrs(w), want)
+	}, waitFor, tick, "want backends %v", want)
+}
+
+func ctx5s(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestRegistrationAndRemoval(t *testing.T) {
+	te := startEtcd(t)
+	w := newTestWatcher(t, te.cli, nil, nil)
+	requireAddrs(t, w) // empty but listed
+	require.NoError(t, w.Err())
+
+	register(t, te.cli, "10.0.0.1:4000", infoJSON("8.5.0", 10080, `{"zone":"z1"}`))
+	requireAddrs(t, w, "10.0.0.1:4000")
+	b := w.Snapshot().Backends["10.0.0.1:4000"]
+	require.Equal(t, Backend{Addr: "10.0.0.1:4000", StatusPort: 10080, Version: "8.5.0",
+		Labels: map[string]string{"zone": "z1"}}, b)
+
+	lease2 := register(t, te.cli, "10.0.0.2:4000", infoJSON("8.5.0", 10080, `{}`))
+	requireAddrs(t, w, "10.0.0.1:4000", "10.0.0.2:4000")
+
+	// ttl key deleted: the info left behind by a crashed TiDB must be ignored.
+	_, err := te.cli.Delete(ctx5s(t), DefaultPrefix+"/10.0.0.1:4000/ttl")
+	require.NoError(t, err)
+	requireAddrs(t, w, "10.0.0.2:4000")
+
+	// Lease revoked: the ttl key goes with it.
+	_, err = te.cli.Revoke(ctx5s(t), lease2)
+	require.NoError(t, err)
+	requireAddrs(t, w)
+	require.NoError(t, w.Err())
+}
+
+func TestInfoWithoutTTLIgnored(t *testing.T) {
+	te := startEtcd(t)
+	_, err := te.cli.Put(ctx5s(t), DefaultPrefix+"/10.0.0.9:4000/info", infoJSON("8.5.0", 10080, `{}`))
+	require.NoError(t, err)
+	w := newTestWatcher(t, te.cli, nil, nil)
+	requireAddrs(t, w)
+
+	// Also through the watch path, with a live backend as a witness that the
+	// watch has processed later events.
+	_, err = te.cli.Put(ctx5s(t), DefaultPrefix+"/10.0.0.8:4000/info", infoJSON("8.5.0", 10080, `{}`))
+	require.NoError(t, err)
+	register(t, te.cli, "10.0.0.1:4000", infoJSON("8.5.0", 10080, `{}`))
+	requireAddrs(t, w, "10.0.0.1:4000")
+}
+
+func TestMalformedInfoSkipped(t *testing.T) {
+	tests := []struct {
+		name        string
+		beforeStart bool // list path vs watch path
+	}{
+		{"list", true},
+		{"watch", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			te := startEtcd(t)
+			core, logs := observer.New(zap.WarnLevel)
+			write := func() {
+				register(t, te.cli, "10.0.0.1:4000", infoJSON("8.5.0", 10080, `{}`))
+				register(t, te.cli, "10.0.0.2:4000", `{"version":`)
+				register(t, te.cli, "10.0.0.3:4000", infoJSON("8.5.0", 10080, `{}`))
+			}
+			if tt.beforeStart {
+				write()
+			}
+			w := newTestWatcher(t, te.cli, zap.New(core), nil)
+			if !tt.beforeStart {
+				requireAddrs(t, w)
+				write()
+			}
+			requireAddrs(t, w, "10.0.0.1:4000", "10.0.0.3:4000")
+			require.Eventually(t, func() bool {
+				return logs.FilterMessage("skipping backend with malformed info").
+					FilterField(zap.String("addr", "10.0.0.2:4000")).Len() > 0
+			}, waitFor, tick)
+
+			// A corrected info brings the backend in.
+			_, err := te.cli.Put(ctx5s(t), DefaultPrefix+"/10.0.0.2:4000/info", infoJSON("8.5.0", 10080, `{}`))
+			require.NoError(t, err)
+			requireAddrs(t, w, "10.0.0.1:4000", "10.0.0.2:4000", "10.0.0.3:4000")
+		})
+	}
+}
+
+func TestUpdatesNotified(t *testing.T) {
+	te := startEtcd(t)
+	w := newTestWatcher(t, te.cli, nil, nil)
+	requireAddrs(t, w)
+	// Drain whatever the first list left pending, then expect a signal per change.
+	select {
+	case <-w.Updates():
+	default:
+	}
+	register(t, te.cli, "10.0.0.1:4000", infoJSON("8.5.0", 10080, `{}`))
+	select {
+	case <-w.Updates():
+	case <-time.After(waitFor):
+		t.Fatal("no update after registration")
+	}
+	requireAddrs(t, w, "10.0.0.1:4000")
+}
+
+func TestCompactionRelists(t *testing.T) {
+	te := startEtcd(t)
+	removed := register(t, te.cli, "10.0.0.1:4000", infoJSON("8.5.0", 10080, `{}`))
+	core, logs := observer.New(zap.InfoLevel)
+
+	// Between the first list and its watch, change the topology and compact
+	// past the listed revision, so the watch from rev+1 is refused as compacted
+	// and the watcher must re-list to converge.
+	// The hook runs on the watcher goroutine, where require must not be used.
+	hookErr := make(chan error, 1)
+	first := true
+	hook := func() {
+		if !first {
+			return
+		}
+		first = false
+		hookErr <- changeAndCompact(te.cli, removed)
+	}
+	w := newTestWatcher(t, te.cli, zap.New(core), hook)
+	select {
+	case err := <-hookErr:
+		require.NoError(t, err)
+	case <-time.After(waitFor):
+		t.Fatal("hook did not run")
+	}
+	requireAddrs(t, w, "10.0.0.2:4000")
+	require.Positive(t, logs.FilterMessage("watch compacted, re-listing").Len())
+
+	// The re-established watch keeps working.
+	register(t, te.cli, "10.0.0.3:4000", infoJSON("8.5.0", 10080, `{}`))
+	requireAddrs(t, w, "10.0.0.2:4000", "10.0.0.3:4000")
+	require.Eventually(t, func() bool { return w.Err() == nil }, waitFor, tick)
+}
+
+// changeAndCompact adds 10.0.0.2, revokes the given lease, writes filler and
+// compacts at the latest revision.
+func changeAndCompact(cli *clientv3.Client, revoke clientv3.LeaseID) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lease, err := cli.Grant(ctx, 45)
+	if err != nil {
+		return err
+	}
+	if _, err := cli.Put(ctx, DefaultPrefix+"/10.0.0.2:4000/info", infoJSON("8.5.0", 10080, `{}`)); err != nil {
+		return err
+	}
+	if _, err := cli.Put(ctx, DefaultPrefix+"/10.0.0.2:4000/ttl", "1", clientv3.WithLease(lease.ID)); err != nil {
+		return err
+	}
+	if _, err := cli.Revoke(ctx, revoke); err != nil {
+		return err
+	}
+	var last *clientv3.PutResponse
+	for i := range 50 {
+		if last, err = cli.Put(ctx, "/unrelated/key", fmt.Sprint(i)); err != nil {
+			return err
+		}
+	}
+	_, err = cli.Compact(ctx, last.Header.Revision)
+	return err
+}
+
+func TestEtcdDownKeepsLastSnapshot(t *testing.T) {
+	te := startEtcd(t)
+	register(t, te.cli, "10.0.0.1:4000", infoJSON("8.5.0", 10080, `{}`))
+	w := newTestWatcher(t, te.cli, nil, nil)
+	requireAddrs(t, w, "10.0.0.1:4000")
+	require.NoError(t, w.Err())
+
+	te.stop()
+	require.Eventually(t, func() bool { return w.Err() != nil }, waitFor, tick)
+	require.Equal(t, []string{"10.0.0.1:4000"}, liveAddrs(w))
+}
+
+func TestCloseWithoutStart(t *testing.T) {
+	w := NewWatcher(zap.NewNop(), nil, "")
+	require.Nil(t, w.Snapshot())
+	w.Close()
+	w.Close()
+	w.Start(context.Background()) // after Close: no goroutine
+	w.Close()
+}
