@@ -65,7 +65,7 @@ func (s *Session) dispatch(pk pnet.Packet) error {
 		return errClientQuit
 	case pnet.ComStmtClose:
 		if len(pk.Data) >= 5 {
-			delete(s.state.prepared, binary.LittleEndian.Uint32(pk.Data[1:]))
+			s.state.closeStmt(binary.LittleEndian.Uint32(pk.Data[1:]))
 		}
 		return s.forwardRequest()
 	case pnet.ComStmtSendLongData:
@@ -90,7 +90,7 @@ func (s *Session) dispatch(pk pnet.Packet) error {
 		}
 		status, err := s.forwardResults(cmd)
 		if st != nil && err == nil {
-			st.cursorOpen = cursor && status&pnet.ServerStatusCursorExists != 0
+			s.state.setCursor(st, cursor && status&pnet.ServerStatusCursorExists != 0)
 		}
 		return err
 	case pnet.ComStmtFetch:
@@ -100,7 +100,7 @@ func (s *Session) dispatch(pk pnet.Packet) error {
 		}
 		status, err := s.forwardRows()
 		if st != nil && err == nil && status&pnet.ServerStatusLastRowSent != 0 {
-			st.cursorOpen = false
+			s.state.setCursor(st, false)
 		}
 		return err
 	case pnet.ComStmtPrepare:
@@ -131,7 +131,8 @@ func (s *Session) dispatch(pk pnet.Packet) error {
 		}
 		ok, err := s.forwardSimple()
 		if ok && st != nil {
-			st.cursorOpen, st.longData = false, false
+			s.state.setCursor(st, false)
+			st.longData = false
 		}
 		return err
 	case pnet.ComResetConnection:

@@ -99,7 +99,7 @@ func (s *Session) Info() Info { return *s.info.Load() }
 
 func (s *Session) publishInfo() {
 	cur := s.info.Load()
-	cursors := s.state.openCursors()
+	cursors := s.state.openCursors
 	if cur != nil && cur.User == s.state.user && cur.DB == s.state.db &&
 		cur.InTransaction == s.state.inTxn && cur.PreparedStatements == len(s.state.prepared) &&
 		cur.OpenCursors == cursors && (s.lease == nil || cur.Backend != "") {

@@ -13,41 +13,40 @@ type state struct {
 	// multiStatements follows COM_SET_OPTION.
 	multiStatements bool
 	prepared        map[uint32]*stmtState
+	// openCursors counts the prepared statements with cursorOpen set.
+	openCursors int
 }
 
 type stmtState struct {
 	params, columns uint16
 	// cursorOpen is set while a cursor opened by COM_STMT_EXECUTE has rows
-	// left to fetch.
+	// left to fetch; change it through state.setCursor.
 	cursorOpen bool
 	// longData is set between COM_STMT_SEND_LONG_DATA and the execute or
 	// reset that consumes it.
 	longData bool
 }
 
-// openCursors counts prepared statements with an open cursor.
-func (st *state) openCursors() int {
-	n := 0
-	for _, p := range st.prepared {
-		if p.cursorOpen {
-			n++
-		}
+// setCursor records whether st has an open cursor, keeping the session's
+// count in step so that reading it costs nothing per command.
+func (st *state) setCursor(p *stmtState, open bool) {
+	if p.cursorOpen == open {
+		return
 	}
-	return n
+	p.cursorOpen = open
+	if open {
+		st.openCursors++
+	} else {
+		st.openCursors--
+	}
 }
 
-// atBoundary reports whether the session could be closed or moved without
-// losing anything: no transaction, no open cursor and no pending long data.
-func (st *state) atBoundary() bool {
-	if st.inTxn {
-		return false
+// closeStmt forgets a prepared statement (COM_STMT_CLOSE).
+func (st *state) closeStmt(id uint32) {
+	if p := st.prepared[id]; p != nil {
+		st.setCursor(p, false)
+		delete(st.prepared, id)
 	}
-	for _, p := range st.prepared {
-		if p.cursorOpen || p.longData {
-			return false
-		}
-	}
-	return true
 }
 
 // applyStatus records the transaction flag carried by an OK or EOF packet.
@@ -60,4 +59,5 @@ func (st *state) applyStatus(status uint16) {
 func (st *state) resetSession() {
 	st.inTxn = false
 	clear(st.prepared)
+	st.openCursors = 0
 }
