@@ -11,7 +11,7 @@ import (
 
 // serverTLS builds the TLS config offered to clients, or nil.
 func serverTLS(c config.TLSConfig) (*tls.Config, error) {
-	if c.Cert == "" && c.Key == "" {
+	if !c.HasCert() {
 		return nil, nil
 	}
 	cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
@@ -37,7 +37,7 @@ func serverTLS(c config.TLSConfig) (*tls.Config, error) {
 // backendTLS builds the TLS config used towards backends, or nil when
 // backend TLS is not configured.
 func backendTLS(c config.TLSConfig, required bool) (*tls.Config, error) {
-	if c.Cert == "" && c.Key == "" && c.CA == "" && !c.SkipVerify && !required {
+	if !c.Enabled() && !required {
 		return nil, nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.SkipVerify}
@@ -48,7 +48,7 @@ func backendTLS(c config.TLSConfig, required bool) (*tls.Config, error) {
 		}
 		cfg.RootCAs = pool
 	}
-	if c.Cert != "" {
+	if c.HasCert() {
 		cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
 		if err != nil {
 			return nil, fmt.Errorf("security.backend-tls: %w", err)
