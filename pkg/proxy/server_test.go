@@ -18,6 +18,7 @@ import (
 	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
 	"github.com/switchyard-db/switchyard/pkg/router"
 	"github.com/switchyard-db/switchyard/test/mysqldouble"
+	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
 func startServer(t *testing.T, opts Options, r router.Router) *Server {
@@ -38,14 +39,10 @@ func backendDouble(t *testing.T) *mysqldouble.Server {
 }
 
 func openDB(t *testing.T, addr, user string) *sql.DB {
-	cfg := mysql.NewConfig()
-	cfg.Net, cfg.Addr, cfg.User, cfg.Passwd = "tcp", addr, user, "pw"
-	cfg.Timeout = 5 * time.Second
-	c, err := mysql.NewConnector(cfg)
-	require.NoError(t, err)
-	db := sql.OpenDB(c)
-	db.SetMaxIdleConns(0)
-	t.Cleanup(func() { db.Close() })
+	cfg := testenv.MySQLConfig(addr, user, "pw")
+	cfg.DBName = ""
+	db := testenv.OpenDB(t, cfg)
+	db.SetMaxIdleConns(0) // closing a Conn really disconnects
 	return db
 }
 

@@ -85,3 +85,14 @@ func mysqlErrCode(err error) uint16 {
 	}
 	return 0
 }
+
+// emptyTable creates table name (with the given column list) if needed and
+// empties it, so that the shared MariaDB can serve repeated runs.
+func emptyTable(t *testing.T, db *sql.DB, name, columns string) {
+	t.Helper()
+	ctx := ctxT(t, time.Minute)
+	_, err := db.ExecContext(ctx, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (%s) ENGINE=InnoDB", name, columns))
+	require.NoError(t, err)
+	_, err = db.ExecContext(ctx, "DELETE FROM "+name)
+	require.NoError(t, err)
+}

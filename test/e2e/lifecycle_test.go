@@ -77,10 +77,7 @@ func TestGracefulShutdown(t *testing.T) {
 	p := startProxy(t, proxyConfig{backends: []string{m.Addr()}, closeWait: "60s"})
 	ctx := ctxT(t, time.Minute)
 	db := nativeDB(t, p.Addr)
-	_, err := db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS drain_t (id INT PRIMARY KEY) ENGINE=InnoDB")
-	require.NoError(t, err)
-	_, err = db.ExecContext(ctx, "DELETE FROM drain_t")
-	require.NoError(t, err)
+	emptyTable(t, db, "drain_t", "id INT PRIMARY KEY")
 
 	inTxn, err := db.Conn(ctx)
 	require.NoError(t, err)

@@ -28,10 +28,7 @@ func TestTransactions(t *testing.T) {
 	p := proxyFor(t, m)
 	db := nativeDB(t, p.Addr)
 	ctx := ctxT(t, time.Minute)
-	_, err := db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS txn_t (id INT PRIMARY KEY, v VARCHAR(20)) ENGINE=InnoDB")
-	require.NoError(t, err)
-	_, err = db.ExecContext(ctx, "DELETE FROM txn_t")
-	require.NoError(t, err)
+	emptyTable(t, db, "txn_t", "id INT PRIMARY KEY, v VARCHAR(20)")
 
 	tx, err := db.BeginTx(ctx, nil)
 	require.NoError(t, err)
@@ -73,13 +70,10 @@ func TestLargeResultAndPacket(t *testing.T) {
 		require.Equal(t, 100000, n)
 	})
 	t.Run("32 MiB packet both ways", func(t *testing.T) {
-		_, err := db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS big_t (id INT PRIMARY KEY, b LONGBLOB)")
-		require.NoError(t, err)
-		_, err = db.ExecContext(ctx, "DELETE FROM big_t")
-		require.NoError(t, err)
+		emptyTable(t, db, "big_t", "id INT PRIMARY KEY, b LONGBLOB")
 		payload := bytes.Repeat([]byte("0123456789abcdef"), 2<<20) // 32 MiB
 		payload[12345] = 'X'
-		_, err = db.ExecContext(ctx, "INSERT INTO big_t VALUES (1, ?)", payload)
+		_, err := db.ExecContext(ctx, "INSERT INTO big_t VALUES (1, ?)", payload)
 		require.NoError(t, err)
 		var got []byte
 		require.NoError(t, db.QueryRowContext(ctx, "SELECT b FROM big_t WHERE id = 1").Scan(&got))
@@ -207,10 +201,7 @@ func TestLoadDataLocal(t *testing.T) {
 	t.Cleanup(func() { mysql.DeregisterLocalFile(path) })
 	db := nativeDB(t, p.Addr, func(c *mysql.Config) error { c.AllowAllFiles = false; return nil })
 	ctx := ctxT(t, time.Minute)
-	_, err := db.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS load_t (id INT PRIMARY KEY, name VARCHAR(30))")
-	require.NoError(t, err)
-	_, err = db.ExecContext(ctx, "DELETE FROM load_t")
-	require.NoError(t, err)
+	emptyTable(t, db, "load_t", "id INT PRIMARY KEY, name VARCHAR(30)")
 	res, err := db.ExecContext(ctx, fmt.Sprintf("LOAD DATA LOCAL INFILE '%s' INTO TABLE load_t FIELDS TERMINATED BY ','", path))
 	require.NoError(t, err)
 	n, err := res.RowsAffected()

@@ -191,13 +191,9 @@ func (l driverLogger) Print(v ...any) { l.t.Log(append([]any{"mysql driver:"}, v
 // clientConfig is a go-sql-driver configuration for user/password through the proxy at
 // addr; tlsName is a name registered with mysql.RegisterTLSConfig, or "" for plain TCP.
 func clientConfig(t testing.TB, addr, user, password, tlsName string) *mysql.Config {
-	cfg := mysql.NewConfig()
-	cfg.Net = "tcp"
-	cfg.Addr = addr
-	cfg.User = user
-	cfg.Passwd = password
+	cfg := testenv.MySQLConfig(addr, user, password)
+	cfg.DBName = ""
 	cfg.TLSConfig = tlsName
-	cfg.Timeout = 10 * time.Second
 	cfg.ReadTimeout = 10 * time.Second
 	cfg.WriteTimeout = 10 * time.Second
 	cfg.Logger = driverLogger{t}
