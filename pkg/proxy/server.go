@@ -174,6 +174,7 @@ func (s *Server) refuse(conn net.Conn, e *pnet.MySQLError) {
 	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
 	p := pnet.NewPacketIO(conn)
 	_ = p.WriteError(e)
+	p.Linger(500 * time.Millisecond)
 	_ = conn.Close()
 	p.Release()
 }

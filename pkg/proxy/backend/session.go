@@ -121,13 +121,16 @@ func (s *Session) publishInfo() {
 	s.info.Store(in)
 }
 
+// lingerTime bounds how long a refused client is drained before the close.
+const lingerTime = 500 * time.Millisecond
+
 // Run serves the session until the client quits, an error ends it, or it is
 // closed. It always closes both connections before returning.
 func (s *Session) Run(ctx context.Context) {
 	defer s.cleanup()
 	if err := s.handshake(ctx); err != nil {
 		s.logEnd("handshake failed", err)
-		s.lingerClose()
+		s.client.Linger(lingerTime)
 		return
 	}
 	s.publishInfo()
@@ -145,20 +148,6 @@ func (s *Session) logEnd(msg string, err error) {
 		return
 	}
 	s.lg.Info(msg, zap.Error(err))
-}
-
-// lingerClose sends FIN and drains what the client still sends for a
-// moment before the connection is closed: closing a socket with unread data
-// makes the kernel send a reset, which can destroy the ERR packet just
-// written before the client reads it.
-func (s *Session) lingerClose() {
-	tc, ok := s.client.RawConn().(*net.TCPConn)
-	if !ok || s.client.IsTLS() {
-		return
-	}
-	_ = tc.CloseWrite()
-	_ = tc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-	_, _ = io.CopyN(io.Discard, tc, 4<<20)
 }
 
 func (s *Session) cleanup() {

@@ -347,6 +347,21 @@ func (p *PacketIO) SetCompression(algo CompressAlgorithm, zstdLevel int) error {
 	return nil
 }
 
+// Linger sends FIN and drains what the peer still sends for a moment, so
+// that a following Close does not reset the connection: closing a socket
+// with unread data makes the kernel send a reset, which can destroy an ERR
+// packet just written before the peer reads it. Over TLS it does nothing
+// (a half-close would break the TLS stream).
+func (p *PacketIO) Linger(d time.Duration) {
+	tc, ok := p.raw.(*net.TCPConn)
+	if !ok || p.IsTLS() {
+		return
+	}
+	_ = tc.CloseWrite()
+	_ = tc.SetReadDeadline(time.Now().Add(d))
+	_, _ = io.CopyN(io.Discard, tc, 4<<20)
+}
+
 // Close closes the connection (and the TLS layer over it).
 func (p *PacketIO) Close() error {
 	return p.conn.Close()
