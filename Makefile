@@ -1,7 +1,7 @@
 # Switchyard build and test entry points. `make test` is what CI runs.
 SHELL    := /bin/bash
 GO        ?= go
-FUZZTIME  ?= 5s
+FUZZTIME  ?= 50000x
 # Packages whose tests need no external servers.
 UNIT_PKGS := $(shell $(GO) list ./... | grep -v /test/e2e)
 
