@@ -1,0 +1,44 @@
+package observer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+)
+
+// maxGreeting bounds the first packet; real greetings are under 200 bytes.
+const maxGreeting = 64 << 10
+
+// CheckSQL connects to a MySQL server and reads its first packet. The server
+// is healthy when that packet is an initial handshake; an ERR packet (too
+// many connections, host blocked, shutting down) or no answer before ctx ends
+// is a failure whose error says which.
+func CheckSQL(ctx context.Context, d *net.Dialer, addr string) error {
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	pio := pnet.NewPacketIO(conn)
+	defer pio.Release()
+	pkt, err := pio.ReadPacket(maxGreeting)
+	if err != nil {
+		return fmt.Errorf("read greeting: %w", err)
+	}
+	if len(pkt) > 0 && pkt[0] == pnet.ErrHeader {
+		return fmt.Errorf("server refused: %w", pnet.ParseErr(pkt))
+	}
+	if _, err := pnet.ParseInitialHandshake(pkt); err != nil {
+		return fmt.Errorf("bad greeting: %w", err)
+	}
+	return nil
+}
+
+// ErrNotProbed is the reason of a backend that has not been probed yet.
+var ErrNotProbed = errors.New("not probed yet")
