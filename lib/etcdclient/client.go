@@ -1,0 +1,44 @@
+// Package etcdclient builds etcd clients the way every part of Switchyard
+// needs them: lazy (creating one never waits for etcd, so start-up never
+// blocks on an unreachable cluster), with bounded dial and keepalive times so
+// that a dead endpoint is noticed, and logging through the caller's logger.
+package etcdclient
+
+import (
+	"crypto/tls"
+	"errors"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+const (
+	dialTimeout       = 5 * time.Second
+	keepAliveTime     = 10 * time.Second
+	keepAliveTimeout  = 3 * time.Second
+	autoSyncInterval  = 30 * time.Second
+	maxCallSendMsgLen = 8 << 20
+)
+
+// New returns a client for endpoints. It does no I/O: connections are made
+// in the background and calls fail (or wait, up to their context) until one
+// succeeds. tlsCfg may be nil for plain connections.
+func New(lg *zap.Logger, endpoints []string, tlsCfg *tls.Config) (*clientv3.Client, error) {
+	if len(endpoints) == 0 {
+		return nil, errors.New("etcd: no endpoints")
+	}
+	return clientv3.New(clientv3.Config{
+		Endpoints:            endpoints,
+		TLS:                  tlsCfg,
+		DialTimeout:          dialTimeout,
+		DialKeepAliveTime:    keepAliveTime,
+		DialKeepAliveTimeout: keepAliveTimeout,
+		AutoSyncInterval:     autoSyncInterval,
+		MaxCallSendMsgSize:   maxCallSendMsgLen,
+		Logger:               lg.Named("etcd-client").WithOptions(zap.IncreaseLevel(zap.WarnLevel)),
+		// Without PermitWithoutStream the client stops pinging an idle
+		// connection and a silently dead endpoint goes unnoticed.
+		PermitWithoutStream: true,
+	})
+}
