@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/url"
 	"os"
+	path_ "path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -39,7 +41,10 @@ func (c *Config) problems(lines *keyLines) []error {
 	c.Proxy.check(v)
 	c.Security.check(v)
 	c.Log.check(v)
+	c.HealthCheck.check(v)
+	c.Balance.check(v)
 	checkClusters(v, c.Clusters)
+	c.checkRouting(v)
 	return v.errs
 }
 
@@ -183,13 +188,128 @@ func checkClusters(v *validator, clusters []Cluster) {
 				firstByName[c.Name] = i
 			}
 		}
-		checkInstances(v, path, label, c.Instances)
+		switch {
+		case len(c.Instances) > 0 && len(c.EtcdEndpoints) > 0:
+			v.addf(path+".etcd-endpoints", "%s: set etcd-endpoints or instances, not both", label)
+		case len(c.EtcdEndpoints) > 0:
+			checkEtcdCluster(v, path, label, c)
+		default:
+			checkInstances(v, path, label, c.Instances)
+		}
+		checkLabels(v, path+".labels", c.Labels)
+	}
+}
+
+func checkEtcdCluster(v *validator, path, label string, c Cluster) {
+	for j, ep := range c.EtcdEndpoints {
+		hostPort := ep
+		if rest, ok := strings.CutPrefix(ep, "http://"); ok {
+			hostPort = rest
+		} else if rest, ok := strings.CutPrefix(ep, "https://"); ok {
+			hostPort = rest
+		}
+		if reason := checkHostPort(hostPort, 1, true); reason != "" {
+			key := fmt.Sprintf("%s.etcd-endpoints[%d]", path, j)
+			v.addf(key, "%s: etcd-endpoints[%d] %q: %s", label, j, ep, reason)
+		}
+	}
+	if !strings.HasPrefix(c.TopologyPrefix, "/") || strings.HasSuffix(c.TopologyPrefix, "/") {
+		v.addf(path+".topology-prefix", `%s: topology-prefix %q: must start with "/" and not end with one`, label, c.TopologyPrefix)
+	}
+	c.EtcdTLS.check(v, path+".etcd-tls")
+	if c.Prometheus != "" {
+		u, err := url.Parse(c.Prometheus)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.addf(path+".prometheus", "%s: prometheus %q: must be an http:// or https:// URL", label, c.Prometheus)
+		}
+	}
+}
+
+func checkLabels(v *validator, path string, labels map[string]string) {
+	for k := range labels {
+		if strings.TrimSpace(k) == "" {
+			v.addf(path, "%s: label names must not be empty", path)
+		}
+	}
+}
+
+func (h HealthCheck) check(v *validator) {
+	if h.Interval.Duration <= 0 {
+		v.addf("health-check.interval", "health-check.interval %q: must be positive", h.Interval)
+	}
+	if h.Timeout.Duration <= 0 {
+		v.addf("health-check.timeout", "health-check.timeout %q: must be positive", h.Timeout)
+	}
+	if h.FailuresToUnhealthy < 1 {
+		v.addf("health-check.failures-to-unhealthy", "health-check.failures-to-unhealthy %d: must be at least 1", h.FailuresToUnhealthy)
+	}
+}
+
+func (b Balance) check(v *validator) {
+	if b.Policy != PolicyResource && b.Policy != PolicyConnection {
+		v.addf("balance.policy", "balance.policy %q: must be %q or %q", b.Policy, PolicyResource, PolicyConnection)
+	}
+	if b.MetricsInterval.Duration <= 0 {
+		v.addf("balance.metrics-interval", "balance.metrics-interval %q: must be positive", b.MetricsInterval)
+	}
+}
+
+// checkRouting validates [[route]] and the routing keys of [proxy] against the
+// clusters, so that no rule can name a cluster that does not exist.
+func (c *Config) checkRouting(v *validator) {
+	checkLabels(v, "proxy.labels", c.Proxy.Labels)
+	if d := c.Proxy.DefaultCluster; d != "" && c.Cluster(d) == nil {
+		v.addf("proxy.default-cluster", "proxy.default-cluster %q: no [[cluster]] has that name", d)
+	}
+	_, mainPort, _ := net.SplitHostPort(c.Proxy.Addr)
+	portOwner := make(map[int]int)
+	for i, r := range c.Routes {
+		path := fmt.Sprintf("route[%d]", i)
+		switch {
+		case r.Cluster == "":
+			v.addf(path+".cluster", "%s.cluster must not be empty", path)
+		case c.Cluster(r.Cluster) == nil:
+			v.addf(path+".cluster", "%s.cluster %q: no [[cluster]] has that name", path, r.Cluster)
+		}
+		for j, port := range r.Ports {
+			key := fmt.Sprintf("%s.ports[%d]", path, j)
+			switch {
+			case port < 1 || port > 65535:
+				v.addf(key, "%s %d: must be from 1 to 65535", key, port)
+			case strconv.Itoa(port) == mainPort:
+				v.addf(key, "%s %d: is proxy.addr's port; routes add other ports", key, port)
+			default:
+				if first, dup := portOwner[port]; dup && c.Routes[first].Cluster != r.Cluster {
+					v.addf(key, "%s %d: also opened by route[%d] for cluster %q; a port serves one cluster", key, port, first, c.Routes[first].Cluster)
+				} else if !dup {
+					portOwner[port] = i
+				}
+			}
+		}
+		for j, u := range r.Users {
+			if _, err := path_.Match(u, ""); err != nil || u == "" {
+				key := fmt.Sprintf("%s.users[%d]", path, j)
+				v.addf(key, "%s %q: not a valid glob", key, u)
+			}
+		}
+		for j, s := range r.ClientCIDRs {
+			if _, err := parseTrustedNet(s); err != nil {
+				key := fmt.Sprintf("%s.client-cidrs[%d]", path, j)
+				v.addf(key, "%s %q: %v", key, s, err)
+			}
+		}
+		for j, s := range r.ServerNames {
+			if s == "" {
+				key := fmt.Sprintf("%s.server-names[%d]", path, j)
+				v.addf(key, "%s must not be empty", key)
+			}
+		}
 	}
 }
 
 func checkInstances(v *validator, path, label string, instances []string) {
 	if len(instances) == 0 {
-		v.addf(path+".instances", "%s: instances must not be empty", label)
+		v.addf(path+".instances", "%s: set instances (static backends) or etcd-endpoints", label)
 	}
 	firstByAddr := make(map[string]int, len(instances))
 	for j, addr := range instances {

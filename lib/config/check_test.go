@@ -102,7 +102,7 @@ func TestCheckRules(t *testing.T) {
 		{name: "name duplicate", modify: func(c *Config) {
 			c.Clusters = append(c.Clusters, Cluster{Name: "west", Instances: []string{"h:1"}}, Cluster{Name: "east", Instances: []string{"h:2"}})
 		}, want: `cluster[2].name "east": duplicates cluster[0].name`},
-		{name: "instances empty", modify: func(c *Config) { c.Clusters[0].Instances = nil }, want: `cluster "east": instances must not be empty`},
+		{name: "instances empty", modify: func(c *Config) { c.Clusters[0].Instances = nil }, want: `cluster "east": set instances (static backends) or etcd-endpoints`},
 		{name: "instance no port", modify: func(c *Config) { c.Clusters[0].Instances = []string{"h:1", "db1"} }, want: `cluster "east": instances[1] "db1": missing port in address`},
 		{name: "instance no host", modify: func(c *Config) { c.Clusters[0].Instances = []string{":3306"} }, want: `cluster "east": instances[0] ":3306": missing host`},
 		{name: "instance port zero", modify: func(c *Config) { c.Clusters[0].Instances = []string{"h:0"} }, want: `cluster "east": instances[0] "h:0": port must be a number from 1 to 65535`},
@@ -113,6 +113,66 @@ func TestCheckRules(t *testing.T) {
 		{name: "same instance in two clusters", modify: func(c *Config) {
 			c.Clusters = append(c.Clusters, Cluster{Name: "west", Instances: c.Clusters[0].Instances})
 		}},
+
+		// etcd clusters
+		{name: "etcd cluster", modify: func(c *Config) { c.Clusters = append(c.Clusters, etcdCluster("tidb")) }},
+		{name: "etcd endpoint with scheme", modify: func(c *Config) {
+			cl := etcdCluster("tidb")
+			cl.EtcdEndpoints = []string{"https://pd:2379"}
+			c.Clusters = append(c.Clusters, cl)
+		}},
+		{name: "etcd and instances", modify: func(c *Config) { c.Clusters[0].EtcdEndpoints = []string{"h:2379"} }, want: `cluster "east": set etcd-endpoints or instances, not both`},
+		{name: "etcd endpoint no port", modify: func(c *Config) {
+			cl := etcdCluster("tidb")
+			cl.EtcdEndpoints = []string{"pd"}
+			c.Clusters = append(c.Clusters, cl)
+		}, want: `cluster "tidb": etcd-endpoints[0] "pd": missing port in address`},
+		{name: "topology prefix relative", modify: func(c *Config) {
+			cl := etcdCluster("tidb")
+			cl.TopologyPrefix = "topology/tidb"
+			c.Clusters = append(c.Clusters, cl)
+		}, want: `cluster "tidb": topology-prefix "topology/tidb": must start with "/"`},
+		{name: "prometheus not a URL", modify: func(c *Config) {
+			cl := etcdCluster("tidb")
+			cl.Prometheus = "127.0.0.1:9090"
+			c.Clusters = append(c.Clusters, cl)
+		}, want: `cluster "tidb": prometheus "127.0.0.1:9090": must be an http:// or https:// URL`},
+		{name: "etcd-tls missing file", modify: func(c *Config) {
+			cl := etcdCluster("tidb")
+			cl.EtcdTLS.CA = missing
+			c.Clusters = append(c.Clusters, cl)
+		}, want: `cluster[1].etcd-tls.ca`},
+		{name: "empty label name", modify: func(c *Config) { c.Clusters[0].Labels = map[string]string{"": "x"} }, want: `cluster[0].labels: label names must not be empty`},
+
+		// routing
+		{name: "default cluster", modify: func(c *Config) { c.Proxy.DefaultCluster = "east" }},
+		{name: "default cluster unknown", modify: func(c *Config) { c.Proxy.DefaultCluster = "nope" }, want: `proxy.default-cluster "nope": no [[cluster]] has that name`},
+		{name: "route", modify: func(c *Config) {
+			c.Routes = []Route{{Cluster: "east", Ports: []int{7001}, Users: []string{"app_*", "[ab]?"}, ClientCIDRs: []string{"10.0.0.0/8", "::1"}, ServerNames: []string{"east.example.com"}}}
+		}},
+		{name: "route catch-all", modify: func(c *Config) { c.Routes = []Route{{Cluster: "east"}} }},
+		{name: "route no cluster", modify: func(c *Config) { c.Routes = []Route{{Users: []string{"a"}}} }, want: `route[0].cluster must not be empty`},
+		{name: "route unknown cluster", modify: func(c *Config) { c.Routes = []Route{{Cluster: "west"}} }, want: `route[0].cluster "west": no [[cluster]] has that name`},
+		{name: "route port range", modify: func(c *Config) { c.Routes = []Route{{Cluster: "east", Ports: []int{0}}} }, want: `route[0].ports[0] 0: must be from 1 to 65535`},
+		{name: "route main port", modify: func(c *Config) { c.Routes = []Route{{Cluster: "east", Ports: []int{6000}}} }, want: `route[0].ports[0] 6000: is proxy.addr's port`},
+		{name: "route port two clusters", modify: func(c *Config) {
+			c.Clusters = append(c.Clusters, Cluster{Name: "west", Instances: []string{"h:1"}})
+			c.Routes = []Route{{Cluster: "east", Ports: []int{7001}}, {Cluster: "west", Ports: []int{7001}}}
+		}, want: `route[1].ports[0] 7001: also opened by route[0] for cluster "east"`},
+		{name: "route port twice same cluster", modify: func(c *Config) {
+			c.Routes = []Route{{Cluster: "east", Ports: []int{7001}, Users: []string{"a"}}, {Cluster: "east", Ports: []int{7001}}}
+		}},
+		{name: "route bad glob", modify: func(c *Config) { c.Routes = []Route{{Cluster: "east", Users: []string{"[a"}}} }, want: `route[0].users[0] "[a": not a valid glob`},
+		{name: "route bad cidr", modify: func(c *Config) { c.Routes = []Route{{Cluster: "east", ClientCIDRs: []string{"10/8"}}} }, want: `route[0].client-cidrs[0] "10/8": not a CIDR or IP address`},
+		{name: "route empty server name", modify: func(c *Config) { c.Routes = []Route{{Cluster: "east", ServerNames: []string{""}}} }, want: `route[0].server-names[0] must not be empty`},
+
+		// health check and balance
+		{name: "health interval zero", modify: func(c *Config) { c.HealthCheck.Interval = NewDuration(0) }, want: `health-check.interval "0s": must be positive`},
+		{name: "health timeout negative", modify: func(c *Config) { c.HealthCheck.Timeout = NewDuration(-time.Second) }, want: `health-check.timeout "-1s": must be positive`},
+		{name: "health failures zero", modify: func(c *Config) { c.HealthCheck.FailuresToUnhealthy = 0 }, want: `health-check.failures-to-unhealthy 0: must be at least 1`},
+		{name: "balance connection", modify: func(c *Config) { c.Balance.Policy = PolicyConnection }},
+		{name: "balance unknown policy", modify: func(c *Config) { c.Balance.Policy = "random" }, want: `balance.policy "random": must be "resource" or "connection"`},
+		{name: "metrics interval zero", modify: func(c *Config) { c.Balance.MetricsInterval = NewDuration(0) }, want: `balance.metrics-interval "0s": must be positive`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -157,10 +217,10 @@ func TestCheckReportsEverything(t *testing.T) {
 		`proxy.proxy-protocol "v2" requires at least one proxy.proxy-protocol-trusted-cidrs entry: trusting every peer would let any client spoof its address`,
 		`log.format "xml": must be one of console, json`,
 		`cluster[1].name "east": duplicates cluster[0].name`,
-		`cluster "east": instances must not be empty`,
+		`cluster "east": set instances (static backends) or etcd-endpoints`,
 		// A cluster whose name is unusable is named by its index.
 		`cluster[2].name "E": must match [a-z0-9-]+`,
-		`cluster[2]: instances must not be empty`,
+		`cluster[2]: set instances (static backends) or etcd-endpoints`,
 	}, errorLines(c.Check()))
 }
 
@@ -208,7 +268,20 @@ instances = ["h:1"]
 		`line 16: log.format "xml": must be one of console, json`,
 		`line 19: cluster[0].name "East": must match [a-z0-9-]+`,
 		`line 22: cluster[0]: instances[1] "h": missing port in address`,
-		`line 25: cluster "west": instances must not be empty`,
+		`line 25: cluster "west": set instances (static backends) or etcd-endpoints`,
 		`line 29: cluster[2].name "west": duplicates cluster[1].name`,
 	}, errorLines(err))
+}
+
+func etcdCluster(name string) Cluster {
+	return Cluster{Name: name, EtcdEndpoints: []string{"127.0.0.1:2379"}, TopologyPrefix: DefaultTopologyPrefix}
+}
+
+func TestEffectiveDefaultCluster(t *testing.T) {
+	c := validConfig()
+	require.Equal(t, "east", c.EffectiveDefaultCluster(), "the only cluster is the default")
+	c.Clusters = append(c.Clusters, Cluster{Name: "west", Instances: []string{"h:1"}})
+	require.Empty(t, c.EffectiveDefaultCluster(), "two clusters and no default: unrouted clients are refused")
+	c.Proxy.DefaultCluster = "west"
+	require.Equal(t, "west", c.EffectiveDefaultCluster())
 }

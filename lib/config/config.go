@@ -8,10 +8,13 @@ import (
 
 // Config is the whole proxy configuration, one TOML document.
 type Config struct {
-	Proxy    ProxyServer `toml:"proxy"`
-	Security Security    `toml:"security"`
-	Log      Log         `toml:"log"`
-	Clusters []Cluster   `toml:"cluster"`
+	Proxy       ProxyServer `toml:"proxy"`
+	Security    Security    `toml:"security"`
+	Log         Log         `toml:"log"`
+	HealthCheck HealthCheck `toml:"health-check"`
+	Balance     Balance     `toml:"balance"`
+	Clusters    []Cluster   `toml:"cluster"`
+	Routes      []Route     `toml:"route"`
 }
 
 // ProxyServer configures the MySQL-protocol listener that clients connect to.
@@ -39,6 +42,15 @@ type ProxyServer struct {
 	ServerVersion string `toml:"server-version"`
 	// ConnectTimeout bounds dialing a backend plus its handshake.
 	ConnectTimeout Duration `toml:"connect-timeout"`
+	// DefaultCluster takes the clients no [[route]] matches. Empty: such clients
+	// get an ERR packet, unless exactly one cluster is configured.
+	DefaultCluster string `toml:"default-cluster"`
+	// UserPrefixRouting routes a login "east.alice" to cluster east as user
+	// "alice". A prefix that names no cluster is left alone ("john.smith").
+	UserPrefixRouting bool `toml:"user-prefix-routing"`
+	// Labels describe this proxy; labels.zone makes backends in the same zone
+	// preferred.
+	Labels map[string]string `toml:"labels"`
 }
 
 // ProxyProtocolV2 is the only PROXY protocol version Switchyard speaks.
@@ -124,13 +136,100 @@ type Log struct {
 	File string `toml:"file"`
 }
 
-// Cluster is one backend database cluster.
+// Cluster is one backend database cluster. Its backends come from exactly one
+// source: the cluster's etcd (EtcdEndpoints), or a static list (Instances).
 type Cluster struct {
 	// Name identifies the cluster in routes, metrics and the API; a reload matches
 	// runtimes to clusters by it.
 	Name string `toml:"name"`
 	// Instances are the backends' MySQL addresses, host:port.
 	Instances []string `toml:"instances"`
+	// EtcdEndpoints are the cluster's PD/etcd endpoints; backends are read from
+	// TopologyPrefix there.
+	EtcdEndpoints []string `toml:"etcd-endpoints"`
+	// TopologyPrefix is where backends register (TiDB's layout by default).
+	TopologyPrefix string `toml:"topology-prefix"`
+	// EtcdTLS secures the etcd connection.
+	EtcdTLS TLSConfig `toml:"etcd-tls"`
+	// Prometheus is the base URL of a Prometheus holding the backends' metrics.
+	// Empty: read /topology/prometheus from etcd, else scrape each backend's
+	// status port.
+	Prometheus string `toml:"prometheus"`
+	// CPUQuery and MemoryQuery are the PromQL for each backend's CPU and memory
+	// use as a fraction of its quota. Empty: TiDB's.
+	CPUQuery    string `toml:"cpu-query"`
+	MemoryQuery string `toml:"memory-query"`
+	// Labels describe the cluster (zone, region ...); they are shown by the API.
+	Labels map[string]string `toml:"labels"`
+}
+
+// UsesEtcd reports whether the cluster's backends come from etcd.
+func (c *Cluster) UsesEtcd() bool { return len(c.EtcdEndpoints) > 0 }
+
+// Route sends the client connections it matches to one cluster. Every
+// condition that is set must match; an empty condition matches everything.
+// Routes are tried in order and the first match wins.
+type Route struct {
+	// Cluster receives the matching connections.
+	Cluster string `toml:"cluster"`
+	// Ports are extra listener ports (on proxy.addr's host) opened for this
+	// route; a connection matches when it arrived on one of them.
+	Ports []int `toml:"ports"`
+	// Users are globs (path.Match syntax: *, ?, [a-z]) over the login user.
+	Users []string `toml:"users"`
+	// ClientCIDRs match the client address (after PROXY protocol).
+	ClientCIDRs []string `toml:"client-cidrs"`
+	// ServerNames match the TLS server name (SNI) the client asked for.
+	ServerNames []string `toml:"server-names"`
+}
+
+// ClientNets parses ClientCIDRs (Check has validated them).
+func (r *Route) ClientNets() []netip.Prefix {
+	nets := make([]netip.Prefix, 0, len(r.ClientCIDRs))
+	for _, s := range r.ClientCIDRs {
+		if n, err := parseTrustedNet(s); err == nil {
+			nets = append(nets, n)
+		}
+	}
+	return nets
+}
+
+// HealthCheck configures the per-cluster backend prober.
+type HealthCheck struct {
+	// Interval between probes of each backend.
+	Interval Duration `toml:"interval"`
+	// Timeout bounds one probe.
+	Timeout Duration `toml:"timeout"`
+	// FailuresToUnhealthy consecutive failed probes mark a backend unhealthy;
+	// one success marks it healthy again.
+	FailuresToUnhealthy int `toml:"failures-to-unhealthy"`
+}
+
+// Balance configures how a backend is chosen inside a cluster.
+type Balance struct {
+	// Policy is "resource" (health, memory, CPU, zone, then sessions) or
+	// "connection" (sessions only).
+	Policy string `toml:"policy"`
+	// MetricsInterval is how often backend CPU and memory are read.
+	MetricsInterval Duration `toml:"metrics-interval"`
+}
+
+// Balance policies.
+const (
+	PolicyResource   = "resource"
+	PolicyConnection = "connection"
+)
+
+// EffectiveDefaultCluster is the cluster that takes unrouted clients: the
+// configured default, or the only cluster when there is exactly one.
+func (c *Config) EffectiveDefaultCluster() string {
+	if c.Proxy.DefaultCluster != "" {
+		return c.Proxy.DefaultCluster
+	}
+	if len(c.Clusters) == 1 {
+		return c.Clusters[0].Name
+	}
+	return ""
 }
 
 // Cluster returns the cluster with the given name, or nil.

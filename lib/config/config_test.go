@@ -63,6 +63,9 @@ func fullConfig(t *testing.T) *Config {
 			BackendProxyProtocol:       "v2",
 			ServerVersion:              "5.7.25-Switchyard",
 			ConnectTimeout:             NewDuration(250 * time.Millisecond),
+			DefaultCluster:             "east",
+			UserPrefixRouting:          true,
+			Labels:                     map[string]string{"zone": "a"},
 		},
 		Security: Security{
 			ServerTLS: TLSConfig{
@@ -78,10 +81,26 @@ func fullConfig(t *testing.T) *Config {
 			},
 			RequireBackendTLS: true,
 		},
-		Log: Log{Level: "debug", Format: "json", File: filepath.Join(dir, "proxy.log")},
+		Log:         Log{Level: "debug", Format: "json", File: filepath.Join(dir, "proxy.log")},
+		HealthCheck: HealthCheck{Interval: NewDuration(2 * time.Second), Timeout: NewDuration(300 * time.Millisecond), FailuresToUnhealthy: 5},
+		Balance:     Balance{Policy: PolicyConnection, MetricsInterval: NewDuration(10 * time.Second)},
 		Clusters: []Cluster{
 			{Name: "east", Instances: []string{"10.0.0.1:4000", "[fd00::1]:4000"}},
 			{Name: "west-2", Instances: []string{"db.example.com:3306"}},
+			{
+				Name:           "tidb",
+				EtcdEndpoints:  []string{"127.0.0.1:2379", "https://pd.example.com:2379"},
+				TopologyPrefix: "/keyspaces/tidb/ks1/topology/tidb",
+				EtcdTLS:        TLSConfig{CA: writeFile(t, dir, "etcd-ca.crt")},
+				Prometheus:     "http://127.0.0.1:9090",
+				CPUQuery:       "cpu",
+				MemoryQuery:    "mem",
+				Labels:         map[string]string{"zone": "b"},
+			},
+		},
+		Routes: []Route{
+			{Cluster: "tidb", Ports: []int{7001}, Users: []string{"app_*"}, ClientCIDRs: []string{"10.0.0.0/8"}, ServerNames: []string{"tidb.example.com"}},
+			{Cluster: "west-2", Users: []string{"w?"}},
 		},
 	}
 }

@@ -18,6 +18,11 @@ const (
 	DefaultConnectTimeout           = 5 * time.Second
 	DefaultLogLevel                 = "info"
 	DefaultLogFormat                = "console"
+	DefaultTopologyPrefix           = "/topology/tidb"
+	DefaultHealthInterval           = time.Second
+	DefaultHealthTimeout            = time.Second
+	DefaultFailuresToUnhealthy      = 3
+	DefaultMetricsInterval          = 5 * time.Second
 )
 
 // ErrInvalid is wrapped by every error that Parse, Load and Check return for a bad
@@ -57,8 +62,19 @@ func NewDefault() *Config {
 			Level:  DefaultLogLevel,
 			Format: DefaultLogFormat,
 		},
+		HealthCheck: HealthCheck{
+			Interval:            NewDuration(DefaultHealthInterval),
+			Timeout:             NewDuration(DefaultHealthTimeout),
+			FailuresToUnhealthy: DefaultFailuresToUnhealthy,
+		},
+		Balance: Balance{
+			Policy:          PolicyResource,
+			MetricsInterval: NewDuration(DefaultMetricsInterval),
+		},
 	}
 }
+
+
 
 // Load reads and parses the TOML file at path. Every error message starts with path.
 func Load(path string) (*Config, error) {
@@ -191,18 +207,38 @@ func (c *Config) normalize() {
 	trimAll(p.ProxyProtocolTrustedCIDRs)
 	p.BackendProxyProtocol = strings.TrimSpace(p.BackendProxyProtocol)
 	p.ServerVersion = strings.TrimSpace(p.ServerVersion)
-	for _, t := range []*TLSConfig{&c.Security.ServerTLS, &c.Security.BackendTLS} {
-		t.Cert = strings.TrimSpace(t.Cert)
-		t.Key = strings.TrimSpace(t.Key)
-		t.CA = strings.TrimSpace(t.CA)
-	}
+	c.Security.ServerTLS.trim()
+	c.Security.BackendTLS.trim()
 	c.Log.Level = strings.TrimSpace(c.Log.Level)
 	c.Log.Format = strings.TrimSpace(c.Log.Format)
 	c.Log.File = strings.TrimSpace(c.Log.File)
+	p.DefaultCluster = strings.TrimSpace(p.DefaultCluster)
 	for i := range c.Clusters {
-		c.Clusters[i].Name = strings.TrimSpace(c.Clusters[i].Name)
-		trimAll(c.Clusters[i].Instances)
+		cl := &c.Clusters[i]
+		cl.Name = strings.TrimSpace(cl.Name)
+		trimAll(cl.Instances)
+		trimAll(cl.EtcdEndpoints)
+		cl.TopologyPrefix = strings.TrimSpace(cl.TopologyPrefix)
+		if cl.TopologyPrefix == "" && cl.UsesEtcd() {
+			cl.TopologyPrefix = DefaultTopologyPrefix
+		}
+		cl.Prometheus = strings.TrimSpace(cl.Prometheus)
+		cl.EtcdTLS.trim()
 	}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		r.Cluster = strings.TrimSpace(r.Cluster)
+		trimAll(r.Users)
+		trimAll(r.ClientCIDRs)
+		trimAll(r.ServerNames)
+	}
+	c.Balance.Policy = strings.TrimSpace(c.Balance.Policy)
+}
+
+func (t *TLSConfig) trim() {
+	t.Cert = strings.TrimSpace(t.Cert)
+	t.Key = strings.TrimSpace(t.Key)
+	t.CA = strings.TrimSpace(t.CA)
 }
 
 func trimAll(ss []string) {

@@ -102,8 +102,8 @@ weight = 3
 				"line 3: unknown key cluster[0].instance",
 				"line 6: unknown key cluster[1].instance",
 				// Without an instances key the line is the cluster's header.
-				"line 1: cluster \"a\": instances must not be empty",
-				"line 4: cluster \"b\": instances must not be empty",
+				"line 1: cluster \"a\": set instances (static backends) or etcd-endpoints",
+				"line 4: cluster \"b\": set instances (static backends) or etcd-endpoints",
 			},
 		},
 		{
@@ -289,7 +289,7 @@ instances = ["10.0.0.1:3306"]
 name = "b"
 `
 	_, err := Parse([]byte(doc))
-	require.Equal(t, []string{`line 5: cluster "b": instances must not be empty`}, errorLines(err))
+	require.Equal(t, []string{`line 5: cluster "b": set instances (static backends) or etcd-endpoints`}, errorLines(err))
 }
 
 func TestParseErrorIsInvalid(t *testing.T) {
@@ -299,4 +299,41 @@ func TestParseErrorIsInvalid(t *testing.T) {
 		var p *problem
 		require.True(t, errors.As(err, &p), doc)
 	}
+}
+
+func TestParseClustersAndRoutes(t *testing.T) {
+	c, err := Parse([]byte(`
+[proxy]
+default-cluster = "east"
+user-prefix-routing = true
+labels = { zone = "a" }
+
+[[cluster]]
+name = "east"
+etcd-endpoints = ["127.0.0.1:2379"]
+etcd-tls = { skip-verify = true }
+labels = { zone = "us-east-1a" }
+
+[[cluster]]
+name = "west"
+instances = ["127.0.0.1:3306"]
+
+[[route]]
+cluster = "west"
+ports = [6001]
+users = ["app_*"]
+`))
+	require.NoError(t, err)
+	require.Equal(t, DefaultTopologyPrefix, c.Clusters[0].TopologyPrefix, "etcd clusters default to TiDB's prefix")
+	require.True(t, c.Clusters[0].UsesEtcd())
+	require.True(t, c.Clusters[0].EtcdTLS.SkipVerify)
+	require.Equal(t, map[string]string{"zone": "us-east-1a"}, c.Clusters[0].Labels)
+	require.Empty(t, c.Clusters[1].TopologyPrefix)
+	require.Equal(t, []Route{{Cluster: "west", Ports: []int{6001}, Users: []string{"app_*"}}}, c.Routes)
+	require.Equal(t, "a", c.Proxy.Labels["zone"])
+
+	_, err = Parse([]byte("[[cluster]]\nname = \"east\"\ninstances = [\"h:1\"]\nlabels = { zone = 1 }\n"))
+	require.EqualError(t, err, "line 4: cluster[0].labels.zone: must be a string, not an integer")
+	_, err = Parse([]byte("[[cluster]]\nname = \"east\"\ninstances = [\"h:1\"]\n[[route]]\ncluster = \"east\"\nport = [1]\n"))
+	require.EqualError(t, err, "line 6: unknown key route[0].port")
 }

@@ -76,6 +76,20 @@ func (tc *typeChecker) value(t reflect.Type, v any, p keyPath) {
 		if _, ok := v.(bool); !ok {
 			tc.addf(p, "must be true or false, not %s", tomlTypeName(v))
 		}
+	case reflect.Map: // labels: a table of strings
+		m, ok := v.(map[string]any)
+		if !ok {
+			tc.addf(p, "must be a table, not %s", tomlTypeName(v))
+			return
+		}
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			tc.value(t.Elem(), m[k], p.child(k))
+		}
 	case reflect.Struct:
 		m, ok := v.(map[string]any)
 		if !ok {
