@@ -74,8 +74,6 @@ func NewDefault() *Config {
 	}
 }
 
-
-
 // Load reads and parses the TOML file at path. Every error message starts with path.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
