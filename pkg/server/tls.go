@@ -2,9 +2,7 @@ package server
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"os"
 
 	"github.com/switchyard-db/switchyard/lib/config"
 )
@@ -22,7 +20,7 @@ func serverTLS(c config.TLSConfig) (*tls.Config, error) {
 	switch {
 	case c.CA != "":
 		// A CA means client certificates are how clients are let in.
-		pool, err := loadCA(c.CA)
+		pool, err := config.LoadCA(c.CA)
 		if err != nil {
 			return nil, fmt.Errorf("security.server-tls: %w", err)
 		}
@@ -40,32 +38,9 @@ func backendTLS(c config.TLSConfig, required bool) (*tls.Config, error) {
 	if !c.Enabled() && !required {
 		return nil, nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.SkipVerify}
-	if c.CA != "" {
-		pool, err := loadCA(c.CA)
-		if err != nil {
-			return nil, fmt.Errorf("security.backend-tls: %w", err)
-		}
-		cfg.RootCAs = pool
-	}
-	if c.HasCert() {
-		cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
-		if err != nil {
-			return nil, fmt.Errorf("security.backend-tls: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
+	cfg, err := c.ClientTLS()
+	if err != nil {
+		return nil, fmt.Errorf("security.backend-tls: %w", err)
 	}
 	return cfg, nil
-}
-
-func loadCA(path string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificates found", path)
-	}
-	return pool, nil
 }
