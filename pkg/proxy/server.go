@@ -38,7 +38,7 @@ type Server struct {
 	opts   Options
 	router router.Router
 
-	ln     net.Listener
+	ln     net.Listener // the main listener (Options.Addr)
 	nextID atomic.Uint64
 	count  atomic.Int64
 	wg     sync.WaitGroup
@@ -48,11 +48,12 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[uint64]*backend.Session
 	closing  bool
+	extra    map[string]net.Listener // route ports, by address
 }
 
 // New builds a server; nothing listens until Start.
 func New(lg *zap.Logger, opts Options, r router.Router) *Server {
-	return &Server{lg: lg, opts: opts, router: r, sessions: map[uint64]*backend.Session{}}
+	return &Server{lg: lg, opts: opts, router: r, sessions: map[uint64]*backend.Session{}, extra: map[string]net.Listener{}}
 }
 
 // Start listens and starts the accept loop.
@@ -64,9 +65,66 @@ func (s *Server) Start() error {
 	s.ln = ln
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
-	go s.acceptLoop()
+	go s.acceptLoop(ln)
 	s.lg.Info("SQL listener started", zap.Stringer("addr", ln.Addr()))
 	return nil
+}
+
+// SetExtraListeners makes the extra listeners (route ports) exactly addrs:
+// it opens the missing ones and closes the others. Closing a listener does
+// not touch the sessions it accepted. An address that cannot be opened is
+// reported and the rest still applied. Call it after Start.
+func (s *Server) SetExtraListeners(addrs []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return errors.New("server is shutting down")
+	}
+	want := make(map[string]bool, len(addrs))
+	var errs []error
+	for _, a := range addrs {
+		want[a] = true
+		if s.extra[a] != nil {
+			continue
+		}
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listening on %s: %w", a, err))
+			continue
+		}
+		s.extra[a] = ln
+		s.wg.Add(1)
+		go s.acceptLoop(ln)
+		s.lg.Info("SQL listener started", zap.Stringer("addr", ln.Addr()))
+	}
+	for a, ln := range s.extra {
+		if !want[a] {
+			_ = ln.Close()
+			delete(s.extra, a)
+			s.lg.Info("SQL listener closed", zap.String("addr", a))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ExtraAddrs returns the addresses of the extra listeners.
+func (s *Server) ExtraAddrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]net.Addr, 0, len(s.extra))
+	for _, ln := range s.extra {
+		out = append(out, ln.Addr())
+	}
+	return out
+}
+
+// closeListeners closes every listener. The caller holds mu.
+func (s *Server) closeListeners() {
+	_ = s.ln.Close()
+	for a, ln := range s.extra {
+		_ = ln.Close()
+		delete(s.extra, a)
+	}
 }
 
 // Addr returns the listening address.
@@ -86,11 +144,11 @@ func (s *Server) Sessions() []backend.Info {
 	return out
 }
 
-func (s *Server) acceptLoop() {
+func (s *Server) acceptLoop(ln net.Listener) {
 	defer s.wg.Done()
 	var delay time.Duration
 	for {
-		conn, err := s.ln.Accept()
+		conn, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -199,8 +257,8 @@ func (s *Server) Shutdown(ctx context.Context) {
 		case <-ctx.Done():
 		}
 	}
-	_ = s.ln.Close()
 	s.mu.Lock()
+	s.closeListeners()
 	s.closing = true
 	live := make([]*backend.Session, 0, len(s.sessions))
 	for _, ss := range s.sessions {
@@ -242,8 +300,8 @@ func (s *Server) Shutdown(ctx context.Context) {
 
 // Close stops everything immediately.
 func (s *Server) Close() {
-	_ = s.ln.Close()
 	s.mu.Lock()
+	s.closeListeners()
 	s.closing = true
 	for _, ss := range s.sessions {
 		ss.Close()

@@ -48,7 +48,7 @@ func openDB(t *testing.T, addr, user string) *sql.DB {
 
 func TestMaxConnectionsRefusesWithErr1040(t *testing.T) {
 	d := backendDouble(t)
-	s := startServer(t, Options{MaxConnections: 1}, router.NewStatic("c", []string{d.Addr()}))
+	s := startServer(t, Options{MaxConnections: 1}, router.NewForAddrs("c", []string{d.Addr()}))
 	ctx := context.Background()
 	db := openDB(t, s.Addr().String(), "app")
 	c1, err := db.Conn(ctx)
@@ -64,7 +64,7 @@ func TestMaxConnectionsRefusesWithErr1040(t *testing.T) {
 
 func TestSessionsSnapshot(t *testing.T) {
 	d := backendDouble(t)
-	s := startServer(t, Options{}, router.NewStatic("c", []string{d.Addr()}))
+	s := startServer(t, Options{}, router.NewForAddrs("c", []string{d.Addr()}))
 	ctx := context.Background()
 	conn, err := openDB(t, s.Addr().String(), "app").Conn(ctx)
 	require.NoError(t, err)
@@ -82,7 +82,7 @@ func TestSessionsSnapshot(t *testing.T) {
 func TestProxyHeaderFromTrustedPeer(t *testing.T) {
 	d := backendDouble(t)
 	s := startServer(t, Options{ProxyProtocolTrusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
-		router.NewStatic("c", []string{d.Addr()}))
+		router.NewForAddrs("c", []string{d.Addr()}))
 	fake := netip.MustParseAddrPort("192.0.2.1:1234")
 	mysql.RegisterDialContext("pp-unit", func(ctx context.Context, addr string) (net.Conn, error) {
 		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
@@ -130,7 +130,7 @@ func (p panicRouter) Route(ci router.ClientInfo, exclude []string) (router.Lease
 
 func TestSessionPanicIsContained(t *testing.T) {
 	d := backendDouble(t)
-	s := startServer(t, Options{}, panicRouter{router.NewStatic("c", []string{d.Addr()})})
+	s := startServer(t, Options{}, panicRouter{router.NewForAddrs("c", []string{d.Addr()})})
 	ctx := context.Background()
 	good, err := openDB(t, s.Addr().String(), "app").Conn(ctx)
 	require.NoError(t, err)
@@ -142,7 +142,7 @@ func TestSessionPanicIsContained(t *testing.T) {
 
 func TestShutdownClosesIdleSessionsAndListener(t *testing.T) {
 	d := backendDouble(t)
-	s := startServer(t, Options{GracefulCloseTimeout: 10 * time.Second}, router.NewStatic("c", []string{d.Addr()}))
+	s := startServer(t, Options{GracefulCloseTimeout: 10 * time.Second}, router.NewForAddrs("c", []string{d.Addr()}))
 	ctx := context.Background()
 	conn, err := openDB(t, s.Addr().String(), "app").Conn(ctx)
 	require.NoError(t, err)
@@ -155,4 +155,34 @@ func TestShutdownClosesIdleSessionsAndListener(t *testing.T) {
 	require.Error(t, conn.PingContext(ctx))
 	_, err = net.DialTimeout("tcp", s.Addr().String(), time.Second)
 	require.Error(t, err, "listener closed")
+}
+
+// Route ports come and go with reloads: a closed listener refuses new
+// clients while the sessions it accepted keep working.
+func TestExtraListeners(t *testing.T) {
+	d := backendDouble(t)
+	s := startServer(t, Options{}, router.NewForAddrs("c", []string{d.Addr()}))
+	extra := testenv.FreeAddr(t)
+	require.NoError(t, s.SetExtraListeners([]string{extra}))
+	require.NoError(t, s.SetExtraListeners([]string{extra}), "setting the same set again is a no-op")
+	require.Len(t, s.ExtraAddrs(), 1)
+
+	ctx := context.Background()
+	conn, err := openDB(t, extra, "app").Conn(ctx)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.PingContext(ctx))
+
+	require.NoError(t, s.SetExtraListeners(nil))
+	require.Empty(t, s.ExtraAddrs())
+	_, err = net.DialTimeout("tcp", extra, time.Second)
+	require.Error(t, err, "the closed port must refuse")
+	require.NoError(t, conn.PingContext(ctx), "the session accepted on the closed port lives on")
+
+	// One bad address does not stop the others.
+	busy := s.Addr().String()
+	other := testenv.FreeAddr(t)
+	err = s.SetExtraListeners([]string{busy, other})
+	require.ErrorContains(t, err, "listening on "+busy)
+	require.Len(t, s.ExtraAddrs(), 1)
 }

@@ -22,6 +22,9 @@ type Router interface {
 	// Route returns a backend for the client, skipping the backend IDs in
 	// exclude (backends this session already failed to reach).
 	Route(ci ClientInfo, exclude []string) (Lease, error)
+	// MapUser returns the backend user for a COM_CHANGE_USER in a session of
+	// cluster, or an error when the name routes to another cluster.
+	MapUser(cluster, user string) (string, error)
 }
 
 // Lease is one session's claim on a backend.
@@ -30,6 +33,9 @@ type Lease interface {
 	ID() string
 	Addr() string
 	Cluster() string
+	// User is the user to log in as at the backend: the client's login user,
+	// without the cluster prefix when user-prefix routing chose the cluster.
+	User() string
 	// Failed reports that the backend could not be reached; the lease is
 	// released.
 	Failed(err error)

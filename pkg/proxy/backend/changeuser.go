@@ -27,6 +27,11 @@ func (s *Session) changeUser(pk pnet.Packet) error {
 	if err != nil {
 		return s.replyError(pnet.NewError(pnet.ErHandshakeError, "Bad handshake: %v", err))
 	}
+	user, err := s.router.MapUser(s.lease.Cluster(), string(req.user))
+	if err != nil {
+		return s.replyError(&pnet.MySQLError{Code: pnet.ErAccessDenied, State: "28000", Message: "Switchyard: " + err.Error()})
+	}
+	req.user = []byte(user)
 	if err := s.sendBackend(req.encode(s.backendCap, s.charset)); err != nil {
 		return err
 	}

@@ -121,6 +121,10 @@ func (s *Session) connectBackend(ctx context.Context, resp *pnet.HandshakeRespon
 	var lastErr error
 	for {
 		lease, err := s.router.Route(ci, exclude)
+		if errors.Is(err, router.ErrNoRoute) {
+			_ = s.client.WriteError(&pnet.MySQLError{Code: pnet.ErUnknown, State: "HY000", Message: "Switchyard: " + err.Error()})
+			return fmt.Errorf("routing: %v: %w", err, errSessionEnded)
+		}
 		if err != nil {
 			msg := err.Error()
 			if lastErr != nil {
@@ -135,6 +139,7 @@ func (s *Session) connectBackend(ctx context.Context, resp *pnet.HandshakeRespon
 			s.mu.Lock()
 			s.lease = lease
 			s.mu.Unlock()
+			s.state.user = lease.User()
 			return nil
 		}
 		var myErr *pnet.MySQLError
@@ -216,7 +221,7 @@ func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *pne
 		Capability: bc,
 		MaxPacket:  resp.MaxPacket,
 		Charset:    resp.Charset,
-		User:       resp.User,
+		User:       lease.User(),
 		AuthData:   resp.AuthData,
 		DB:         resp.DB,
 		AuthPlugin: pnet.AuthUnknownPlugin,

@@ -69,7 +69,7 @@ func countHandshakes(cfg *tls.Config, n *atomic.Int64) *tls.Config {
 // NewSession(...).Run per accepted connection, every goroutine waited for by Close.
 type testProxy struct {
 	cfg    *Config
-	router *router.Static
+	router *router.Balanced
 	lg     *zap.Logger
 	ln     net.Listener
 	ctx    context.Context
@@ -90,7 +90,7 @@ func startProxy(t testing.TB, cfg *Config, backends ...string) *testProxy {
 	require.NoError(t, err)
 	p := &testProxy{
 		cfg:      cfg,
-		router:   router.NewStatic("test", backends),
+		router:   router.NewForAddrs("test", backends),
 		lg:       zaptest.NewLogger(t),
 		ln:       ln,
 		sessions: map[*Session]struct{}{},

@@ -127,6 +127,7 @@ const (
 	ErAccessDenied            uint16 = 1045
 	ErUnknownCom              uint16 = 1047
 	ErServerShutdown          uint16 = 1053
+	ErUnknown                 uint16 = 1105
 	ErNetPacketTooLarge       uint16 = 1153
 	ErNetReadError            uint16 = 1158
 	ErNotSupportedAuthMode    uint16 = 1251
