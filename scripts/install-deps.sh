@@ -5,11 +5,15 @@ set -euo pipefail
 need=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
-[ ${#need[@]} -eq 0 ] && exit 0
-echo "installing: ${need[*]}"
+# Installed without Recommends: prometheus would pull in (and start) node-exporter.
+lean=()
+command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || lean+=(prometheus)
+[ ${#need[@]} -eq 0 ] && [ ${#lean[@]} -eq 0 ] && exit 0
+echo "installing: ${need[*]} ${lean[*]}"
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # Debian starts the service on install; the tests run their own servers.
-$SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+[ ${#need[@]} -eq 0 ] || $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+[ ${#lean[@]} -eq 0 ] || $SUDO apt-get install -y -qq --no-install-recommends "${lean[@]}" >/dev/null

@@ -1,0 +1,241 @@
+package metricsreader
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"sync"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"go.uber.org/zap"
+
+	"github.com/switchyard-db/switchyard/pkg/observer"
+)
+
+// Metric names on a TiDB status port.
+const (
+	metricCPUSeconds  = "process_cpu_seconds_total"
+	metricRSS         = "process_resident_memory_bytes"
+	metricMaxProcs    = "tidb_server_maxprocs"
+	metricMemoryQuota = "tidb_server_memory_quota_bytes"
+)
+
+var scrapedNames = []string{metricCPUSeconds, metricRSS, metricMaxProcs, metricMemoryQuota}
+
+// maxParallelScrapes bounds the connections one round opens at once.
+const maxParallelScrapes = 16
+
+// maxLineBytes bounds one exposition line; TiDB's longest are far shorter.
+const maxLineBytes = 1 << 20
+
+// scrapeSample is what one scrape leaves for the next: the CPU counter and
+// when it was read. Only the latest is kept per target.
+type scrapeSample struct {
+	statusAddr string
+	at         time.Time
+	cpuSeconds float64
+}
+
+// scraped holds the figures read from one /metrics page.
+type scraped struct {
+	at                          time.Time
+	cpuSeconds, rss             float64
+	maxProcs, quota             float64
+	hasCPUSeconds, hasRSS       bool
+	hasMaxProcs, hasMemoryQuota bool
+}
+
+// scrapeAll scrapes every target with a status port in parallel, each bounded
+// by Timeout, and turns the pages into metrics using the previous samples.
+func (r *Reader) scrapeAll(ctx context.Context, targets []Target) map[string]observer.Metrics {
+	type outcome struct {
+		t   Target
+		s   scraped
+		err error
+	}
+	outcomes := make([]outcome, len(targets))
+	sem := make(chan struct{}, maxParallelScrapes)
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		outcomes[i].t = t
+		if t.statusAddr() == "" {
+			outcomes[i].err = fmt.Errorf("backend %s has no status port", t.Addr)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				outcomes[i].err = ctx.Err()
+				return
+			}
+			defer func() { <-sem }()
+			outcomes[i].s, outcomes[i].err = r.scrape(ctx, t)
+		}()
+	}
+	wg.Wait()
+
+	res := make(map[string]observer.Metrics, len(targets))
+	live := make(map[string]bool, len(targets))
+	for _, o := range outcomes {
+		live[o.t.Addr] = true
+		if o.err != nil {
+			r.lg.Debug("scrape failed", zap.String("backend", o.t.Addr), zap.Error(o.err))
+			continue
+		}
+		if m, ok := r.derive(o.t, o.s); ok {
+			res[o.t.Addr] = m
+		}
+	}
+	for addr := range r.prev {
+		if !live[addr] {
+			delete(r.prev, addr)
+		}
+	}
+	return res
+}
+
+// derive computes the fractions from one page and the target's previous
+// sample, then keeps this page's CPU counter for the next round. A failed
+// scrape keeps the older sample, which still gives a valid (longer) delta.
+func (r *Reader) derive(t Target, s scraped) (observer.Metrics, bool) {
+	m := observer.Metrics{Source: SourceScrape, UpdatedAt: s.at}
+	sa := t.statusAddr()
+	if s.hasCPUSeconds {
+		prev, ok := r.prev[t.Addr]
+		if ok && prev.statusAddr == sa && s.hasMaxProcs && s.maxProcs > 0 {
+			dt := s.at.Sub(prev.at).Seconds()
+			// A negative delta means the counter restarted with the process.
+			if d := s.cpuSeconds - prev.cpuSeconds; dt > 0 && d >= 0 {
+				m.CPU, m.HasCPU = d/dt/s.maxProcs, true
+			}
+		}
+		r.prev[t.Addr] = scrapeSample{statusAddr: sa, at: s.at, cpuSeconds: s.cpuSeconds}
+	}
+	if s.hasRSS && s.hasMemoryQuota && s.quota > 0 {
+		m.Memory, m.HasMemory = s.rss/s.quota, true
+	}
+	if !finite(m.CPU) {
+		m.CPU, m.HasCPU = 0, false
+	}
+	if !finite(m.Memory) {
+		m.Memory, m.HasMemory = 0, false
+	}
+	return m, m.HasCPU || m.HasMemory
+}
+
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+// scrape fetches and parses one status port's /metrics page.
+func (r *Reader) scrape(ctx context.Context, t Target) (scraped, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	url := r.cfg.StatusScheme + "://" + t.statusAddr() + "/metrics"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return scraped{}, err
+	}
+	// Plain text only: the filter below works on the text format.
+	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	resp, err := r.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return scraped{}, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	at := r.now()
+	if resp.StatusCode != http.StatusOK {
+		return scraped{}, fmt.Errorf("scrape %s: status %s", url, resp.Status)
+	}
+	s, err := parseExposition(resp.Body)
+	if err != nil {
+		return scraped{}, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	s.at = at
+	return s, nil
+}
+
+// parseExposition reads the few metrics the reader needs. A TiDB page is
+// megabytes of histograms, so lines of other metrics are dropped before the
+// text parser sees them.
+func parseExposition(body io.Reader) (scraped, error) {
+	var kept bytes.Buffer
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 0, 64<<10), maxLineBytes)
+	for sc.Scan() {
+		if line := sc.Bytes(); wanted(line) {
+			kept.Write(line)
+			kept.WriteByte('\n')
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return scraped{}, fmt.Errorf("read metrics: %w", err)
+	}
+	var p expfmt.TextParser
+	families, err := p.TextToMetricFamilies(&kept)
+	if err != nil {
+		return scraped{}, fmt.Errorf("parse metrics: %w", err)
+	}
+	var s scraped
+	s.cpuSeconds, s.hasCPUSeconds = firstValue(families[metricCPUSeconds])
+	s.rss, s.hasRSS = firstValue(families[metricRSS])
+	s.maxProcs, s.hasMaxProcs = firstValue(families[metricMaxProcs])
+	s.quota, s.hasMemoryQuota = firstValue(families[metricMemoryQuota])
+	return s, nil
+}
+
+// wanted reports whether an exposition line is a sample, HELP or TYPE line
+// of one of scrapedNames.
+func wanted(line []byte) bool {
+	rest := line
+	if bytes.HasPrefix(rest, []byte("#")) {
+		rest = bytes.TrimLeft(rest[1:], " \t")
+		switch {
+		case bytes.HasPrefix(rest, []byte("HELP")):
+			rest = rest[len("HELP"):]
+		case bytes.HasPrefix(rest, []byte("TYPE")):
+			rest = rest[len("TYPE"):]
+		default:
+			return false
+		}
+		rest = bytes.TrimLeft(rest, " \t")
+	}
+	for _, name := range scrapedNames {
+		if !bytes.HasPrefix(rest, []byte(name)) {
+			continue
+		}
+		if len(rest) == len(name) {
+			return true
+		}
+		switch rest[len(name)] {
+		case ' ', '\t', '{':
+			return true
+		}
+	}
+	return false
+}
+
+// firstValue returns the value of a family's first series. TiDB exports
+// these metrics without labels, so there is exactly one.
+func firstValue(mf *dto.MetricFamily) (float64, bool) {
+	if mf == nil || len(mf.GetMetric()) == 0 {
+		return 0, false
+	}
+	m := mf.GetMetric()[0]
+	switch {
+	case m.Counter != nil:
+		return m.GetCounter().GetValue(), true
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue(), true
+	case m.Untyped != nil:
+		return m.GetUntyped().GetValue(), true
+	}
+	return 0, false
+}
