@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"time"
 
 	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
 )
@@ -25,10 +27,22 @@ func CheckSQL(ctx context.Context, d *net.Dialer, addr string) error {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
+	// The deadline alone does not see a cancellation (a prober closing, a
+	// target removed): unblock the read then too.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
 	pio := pnet.NewPacketIO(conn)
 	defer pio.Release()
 	pkt, err := pio.ReadPacket(maxGreeting)
 	if err != nil {
+		// Report a silent server as the context's error rather than the
+		// socket's, whose text carries the ephemeral local port and so would
+		// differ on every probe.
+		if cerr := ctx.Err(); cerr != nil {
+			err = cerr
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = context.DeadlineExceeded
+		}
 		return fmt.Errorf("read greeting: %w", err)
 	}
 	if len(pkt) > 0 && pkt[0] == pnet.ErrHeader {
