@@ -13,7 +13,9 @@ import (
 )
 
 // topoVar is a TopologySource a test can change.
-type topoVar struct{ p atomic.Pointer[observer.Topology] }
+type topoVar struct {
+	p atomic.Pointer[observer.Topology]
+}
 
 func (v *topoVar) Topology() *observer.Topology { return v.p.Load() }
 

@@ -6,9 +6,12 @@ import (
 	"crypto/rsa"
 	"fmt"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/switchyard-db/switchyard/lib/config"
+	"github.com/switchyard-db/switchyard/pkg/manager/backendcluster"
+	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/pkg/proxy"
 	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
 	"github.com/switchyard-db/switchyard/pkg/router"
@@ -21,9 +24,12 @@ const handshakeTimeout = 30 * time.Second
 
 // Server is the running proxy.
 type Server struct {
-	lg  *zap.Logger
-	cfg *config.Config
-	sql *proxy.Server
+	lg       *zap.Logger
+	cfg      *config.Config
+	topo     *observer.Aggregator
+	clusters *backendcluster.Manager
+	router   *router.Balanced
+	sql      *proxy.Server
 }
 
 // New builds the proxy from cfg without starting anything.
@@ -49,11 +55,8 @@ func New(lg *zap.Logger, cfg *config.Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generating RSA key: %w", err)
 	}
-	if len(cfg.Clusters) != 1 {
-		return nil, fmt.Errorf("exactly one [[cluster]] is supported by this version, got %d", len(cfg.Clusters))
-	}
-	cl := cfg.Clusters[0]
-	r := router.NewStatic(cl.Name, cl.Instances)
+	topo := observer.NewAggregator()
+	r := router.NewBalanced(topo, cfg)
 	sess := &backend.Config{
 		ServerVersion:        cfg.Proxy.ServerVersion,
 		ServerTLS:            stls,
@@ -72,11 +75,64 @@ func New(lg *zap.Logger, cfg *config.Config) (*Server, error) {
 		GracefulCloseTimeout: cfg.Proxy.GracefulCloseConnTimeout.Duration,
 		Session:              sess,
 	}, r)
-	return &Server{lg: lg, cfg: cfg, sql: sql}, nil
+	return &Server{
+		lg:       lg,
+		cfg:      cfg,
+		topo:     topo,
+		clusters: backendcluster.NewManager(lg, topo),
+		router:   r,
+		sql:      sql,
+	}, nil
 }
 
-// Start starts listening.
-func (s *Server) Start() error { return s.sql.Start() }
+// Start starts the cluster runtimes and the listeners. It does not wait for
+// any cluster's etcd: clusters that cannot be reached yet are "connecting",
+// and their clients get an ERR packet saying so until they are reachable. A
+// cluster whose runtime cannot be built (say, an unparsable etcd-tls
+// certificate) is retried in the background while the others serve.
+func (s *Server) Start() error {
+	res := s.clusters.Apply(s.cfg)
+	s.lg.Info("clusters started", zap.Stringer("result", res))
+	if err := s.sql.Start(); err != nil {
+		s.clusters.Close()
+		return err
+	}
+	if err := s.sql.SetExtraListeners(routeAddrs(s.cfg)); err != nil {
+		s.sql.Close()
+		s.clusters.Close()
+		return err
+	}
+	return nil
+}
+
+// routeAddrs are the listen addresses of the [[route]] ports: proxy.addr's
+// host with each port.
+func routeAddrs(cfg *config.Config) []string {
+	host, _, _ := net.SplitHostPort(cfg.Proxy.Addr)
+	var out []string
+	seen := map[int]bool{}
+	for _, r := range cfg.Routes {
+		for _, p := range r.Ports {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, net.JoinHostPort(host, strconv.Itoa(p)))
+			}
+		}
+	}
+	return out
+}
+
+// Topology returns the latest merged topology.
+func (s *Server) Topology() *observer.Topology { return s.topo.Topology() }
+
+// Clusters returns the cluster manager.
+func (s *Server) Clusters() *backendcluster.Manager { return s.clusters }
+
+// Router returns the router.
+func (s *Server) Router() *router.Balanced { return s.router }
+
+// ExtraAddrs returns the addresses of the route-port listeners.
+func (s *Server) ExtraAddrs() []net.Addr { return s.sql.ExtraAddrs() }
 
 // SQLAddr returns the SQL listener's address.
 func (s *Server) SQLAddr() net.Addr { return s.sql.Addr() }
@@ -84,8 +140,15 @@ func (s *Server) SQLAddr() net.Addr { return s.sql.Addr() }
 // Sessions returns a snapshot of the live client sessions.
 func (s *Server) Sessions() []backend.Info { return s.sql.Sessions() }
 
-// Shutdown drains gracefully (see proxy.Server.Shutdown).
-func (s *Server) Shutdown(ctx context.Context) { s.sql.Shutdown(ctx) }
+// Shutdown drains gracefully (see proxy.Server.Shutdown), then stops the
+// cluster runtimes.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.sql.Shutdown(ctx)
+	s.clusters.Close()
+}
 
 // Close stops at once.
-func (s *Server) Close() { s.sql.Close() }
+func (s *Server) Close() {
+	s.sql.Close()
+	s.clusters.Close()
+}

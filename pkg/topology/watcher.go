@@ -70,6 +70,18 @@ func NewWatcher(lg *zap.Logger, cli *clientv3.Client, prefix string) *Watcher {
 	}
 }
 
+// SetTimings sets how often a healthy watch checks that etcd still answers
+// and how long each read may take; call it before Start. Zero keeps the
+// default. An unreachable etcd is noticed within about probe + get.
+func (w *Watcher) SetTimings(probe, get time.Duration) {
+	if probe > 0 {
+		w.probeInterval = probe
+	}
+	if get > 0 {
+		w.getTimeout = get
+	}
+}
+
 // Start launches the watcher goroutine. Calls after the first, or after Close,
 // do nothing.
 func (w *Watcher) Start(ctx context.Context) {

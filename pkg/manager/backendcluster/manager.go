@@ -1,0 +1,261 @@
+package backendcluster
+
+import (
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchyard-db/switchyard/lib/config"
+	"github.com/switchyard-db/switchyard/pkg/observer"
+	"go.uber.org/zap"
+)
+
+const (
+	retryStart = time.Second
+	retryCap   = 30 * time.Second
+)
+
+// Manager keeps one runtime per configured cluster.
+type Manager struct {
+	lg   *zap.Logger
+	sink Sink
+
+	// mu serializes Apply, retries and Close. Readers never take it: they
+	// load clusters, which is swapped whole.
+	mu       sync.Mutex
+	clusters atomic.Pointer[map[string]*Cluster]
+	desired  map[string]spec
+	retries  map[string]*retry
+	gen      uint64
+	closed   bool
+	wg       sync.WaitGroup // retry goroutines
+
+	// newCluster is replaced by tests to make builds fail.
+	newCluster func(lg *zap.Logger, s spec, gen uint64, sink Sink) (*Cluster, error)
+	retryStart time.Duration
+}
+
+// retry is a background rebuild of a cluster whose build failed.
+type retry struct {
+	spec spec
+	stop chan struct{}
+}
+
+// Result says what an Apply did, by cluster name.
+type Result struct {
+	Kept, Added, Replaced, Removed []string
+	// Failed maps a cluster to its build error. Its old runtime (if any) keeps
+	// running and the build is retried in the background.
+	Failed map[string]error
+}
+
+// NewManager returns a Manager with no clusters.
+func NewManager(lg *zap.Logger, sink Sink) *Manager {
+	m := &Manager{
+		lg:         lg.Named("clusters"),
+		sink:       sink,
+		desired:    map[string]spec{},
+		retries:    map[string]*retry{},
+		newCluster: newCluster,
+		retryStart: retryStart,
+	}
+	m.clusters.Store(&map[string]*Cluster{})
+	return m
+}
+
+// specs derives each cluster's spec from a config.
+func specs(cfg *config.Config) map[string]spec {
+	out := make(map[string]spec, len(cfg.Clusters))
+	for _, cl := range cfg.Clusters {
+		out[cl.Name] = spec{
+			Cluster: cl,
+			Health: observer.HealthConfig{
+				Interval:            cfg.HealthCheck.Interval.Duration,
+				Timeout:             cfg.HealthCheck.Timeout.Duration,
+				FailuresToUnhealthy: cfg.HealthCheck.FailuresToUnhealthy,
+			},
+			MetricsInterval: cfg.Balance.MetricsInterval.Duration,
+		}
+	}
+	return out
+}
+
+// Apply makes the running clusters match cfg (which has passed Check).
+func (m *Manager) Apply(cfg *config.Config) Result {
+	want := specs(cfg)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	res := Result{Failed: map[string]error{}}
+	if m.closed {
+		for name := range want {
+			res.Failed[name] = ErrClosed
+		}
+		return res
+	}
+	m.desired = want
+	cur := *m.clusters.Load()
+	next := make(map[string]*Cluster, len(want))
+	var retired []*Cluster
+
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		s := want[name]
+		old := cur[name]
+		if old != nil && reflect.DeepEqual(old.spec, s) {
+			next[name] = old
+			res.Kept = append(res.Kept, name)
+			m.stopRetry(name)
+			continue
+		}
+		m.stopRetry(name)
+		c, err := m.build(s)
+		if err != nil {
+			res.Failed[name] = err
+			if old != nil {
+				next[name] = old // the old runtime keeps serving
+			}
+			m.startRetry(name, s)
+			continue
+		}
+		next[name] = c
+		if old != nil {
+			retired = append(retired, old)
+			res.Replaced = append(res.Replaced, name)
+		} else {
+			res.Added = append(res.Added, name)
+		}
+	}
+	for name, old := range cur {
+		if _, ok := want[name]; !ok {
+			retired = append(retired, old)
+			res.Removed = append(res.Removed, name)
+		}
+	}
+	for name := range m.retries {
+		if _, ok := want[name]; !ok {
+			m.stopRetry(name)
+		}
+	}
+	m.clusters.Store(&next)
+	for _, c := range retired {
+		c.Close()
+	}
+	for name, err := range res.Failed {
+		m.lg.Warn("cluster build failed; retrying in the background", zap.String("cluster", name), zap.Error(err))
+	}
+	return res
+}
+
+// build makes and starts a runtime. Building does no network I/O.
+func (m *Manager) build(s spec) (*Cluster, error) {
+	m.gen++
+	c, err := m.newCluster(m.lg, s, m.gen, m.sink)
+	if err != nil {
+		return nil, err
+	}
+	c.start()
+	return c, nil
+}
+
+// startRetry rebuilds the cluster with backoff until it succeeds, the spec
+// changes or the manager closes. The caller holds mu.
+func (m *Manager) startRetry(name string, s spec) {
+	r := &retry{spec: s, stop: make(chan struct{})}
+	m.retries[name] = r
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		wait := m.retryStart
+		for {
+			select {
+			case <-r.stop:
+				return
+			case <-time.After(wait):
+			}
+			wait = min(wait*2, retryCap)
+			if m.retryOnce(name, r) {
+				return
+			}
+		}
+	}()
+}
+
+// retryOnce tries one rebuild; it reports whether the retry is over.
+func (m *Manager) retryOnce(name string, r *retry) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed || m.retries[name] != r {
+		return true // superseded by an Apply or Close
+	}
+	c, err := m.build(r.spec)
+	if err != nil {
+		m.lg.Warn("cluster rebuild failed", zap.String("cluster", name), zap.Error(err))
+		return false
+	}
+	delete(m.retries, name)
+	cur := *m.clusters.Load()
+	next := maps.Clone(cur)
+	next[name] = c
+	m.clusters.Store(&next)
+	if old := cur[name]; old != nil {
+		old.Close()
+	}
+	m.lg.Info("cluster rebuilt after earlier failure", zap.String("cluster", name))
+	return true
+}
+
+// stopRetry cancels a pending retry. The caller holds mu.
+func (m *Manager) stopRetry(name string) {
+	if r := m.retries[name]; r != nil {
+		close(r.stop)
+		delete(m.retries, name)
+	}
+}
+
+// Cluster returns the named runtime, or nil. The runtime may be closed by a
+// later reload; its methods then fail with ErrClosed.
+func (m *Manager) Cluster(name string) *Cluster { return (*m.clusters.Load())[name] }
+
+// Clusters returns the current runtimes by name. The map must not be changed.
+func (m *Manager) Clusters() map[string]*Cluster { return *m.clusters.Load() }
+
+// Pending returns the clusters whose build is being retried.
+func (m *Manager) Pending() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Sorted(maps.Keys(m.retries))
+}
+
+// Close closes every runtime and stops retries. Apply after Close fails.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	m.closed = true
+	for name := range m.retries {
+		m.stopRetry(name)
+	}
+	cur := *m.clusters.Load()
+	m.clusters.Store(&map[string]*Cluster{})
+	m.mu.Unlock()
+	m.wg.Wait()
+	var wg sync.WaitGroup
+	for _, c := range cur {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Close()
+		}()
+	}
+	wg.Wait()
+}
+
+// String is for logs.
+func (r Result) String() string {
+	return fmt.Sprintf("kept %v, added %v, replaced %v, removed %v, failed %d", r.Kept, r.Added, r.Replaced, r.Removed, len(r.Failed))
+}
