@@ -22,6 +22,9 @@ func main() {
 }
 
 func run(args []string) int {
+	if len(args) > 0 && args[0] == "register" {
+		return runRegister(args[1:])
+	}
 	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "path to the TOML configuration file")
 	checkPath := fs.String("check-config", "", "validate a configuration file and exit (1 when invalid)")
