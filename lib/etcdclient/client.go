@@ -11,6 +11,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 const (
@@ -19,6 +21,14 @@ const (
 	keepAliveTimeout  = 3 * time.Second
 	autoSyncInterval  = 30 * time.Second
 	maxCallSendMsgLen = 8 << 20
+
+	// gRPC's default reconnect backoff grows to 120 s, so after a long etcd
+	// outage a cluster would stay stale for up to two minutes after etcd
+	// came back. Reconnect at most every 3 s instead.
+	reconnectBase       = time.Second
+	reconnectMax        = 3 * time.Second
+	reconnectMultiplier = 1.2
+	minConnectTimeout   = 3 * time.Second
 )
 
 // New returns a client for endpoints. It does no I/O: connections are made
@@ -40,5 +50,14 @@ func New(lg *zap.Logger, endpoints []string, tlsCfg *tls.Config) (*clientv3.Clie
 		// Without PermitWithoutStream the client stops pinging an idle
 		// connection and a silently dead endpoint goes unnoticed.
 		PermitWithoutStream: true,
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay:  reconnectBase,
+				Multiplier: reconnectMultiplier,
+				Jitter:     0.2,
+				MaxDelay:   reconnectMax,
+			},
+			MinConnectTimeout: minConnectTimeout,
+		})},
 	})
 }
