@@ -43,6 +43,7 @@ func (c *Config) problems(lines *keyLines) []error {
 	c.Log.check(v)
 	c.HealthCheck.check(v)
 	c.Balance.check(v)
+	c.API.check(v)
 	checkClusters(v, c.Clusters)
 	c.checkRouting(v)
 	return v.errs
@@ -197,6 +198,21 @@ func checkClusters(v *validator, clusters []Cluster) {
 			checkInstances(v, path, label, c.Instances)
 		}
 		checkLabels(v, path+".labels", c.Labels)
+		if c.DrainTimeout.Duration < 0 {
+			v.addf(path+".drain-timeout", "%s: drain-timeout %q: must not be negative", label, c.DrainTimeout)
+		}
+	}
+}
+
+func (a API) check(v *validator) {
+	if a.Addr != "" {
+		if reason := checkHostPort(a.Addr, 0, false); reason != "" {
+			v.addf("api.addr", "api.addr %q: %s", a.Addr, reason)
+		}
+	}
+	a.TLS.check(v, "api.tls")
+	if a.TLS.CA != "" || a.TLS.SkipVerify {
+		v.addf("api.tls", "api.tls: only cert and key are used")
 	}
 }
 

@@ -166,6 +166,13 @@ func TestCheckRules(t *testing.T) {
 		{name: "route bad cidr", modify: func(c *Config) { c.Routes = []Route{{Cluster: "east", ClientCIDRs: []string{"10/8"}}} }, want: `route[0].client-cidrs[0] "10/8": not a CIDR or IP address`},
 		{name: "route empty server name", modify: func(c *Config) { c.Routes = []Route{{Cluster: "east", ServerNames: []string{""}}} }, want: `route[0].server-names[0] must not be empty`},
 
+		// api and drain
+		{name: "api disabled", modify: func(c *Config) { c.API.Addr = "" }},
+		{name: "api bad addr", modify: func(c *Config) { c.API.Addr = "3080" }, want: `api.addr "3080": missing port in address`},
+		{name: "api tls ca", modify: func(c *Config) { c.API.TLS = TLSConfig{Cert: cert, Key: key, CA: ca} }, want: `api.tls: only cert and key are used`},
+		{name: "api tls half", modify: func(c *Config) { c.API.TLS = TLSConfig{Cert: cert} }, want: `api.tls: cert and key must be set together`},
+		{name: "drain timeout negative", modify: func(c *Config) { c.Clusters[0].DrainTimeout = NewDuration(-time.Second) }, want: `cluster "east": drain-timeout "-1s": must not be negative`},
+
 		// health check and balance
 		{name: "health interval zero", modify: func(c *Config) { c.HealthCheck.Interval = NewDuration(0) }, want: `health-check.interval "0s": must be positive`},
 		{name: "health timeout negative", modify: func(c *Config) { c.HealthCheck.Timeout = NewDuration(-time.Second) }, want: `health-check.timeout "-1s": must be positive`},

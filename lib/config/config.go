@@ -11,6 +11,7 @@ type Config struct {
 	Proxy       ProxyServer `toml:"proxy"`
 	Security    Security    `toml:"security"`
 	Log         Log         `toml:"log"`
+	API         API         `toml:"api"`
 	HealthCheck HealthCheck `toml:"health-check"`
 	Balance     Balance     `toml:"balance"`
 	Clusters    []Cluster   `toml:"cluster"`
@@ -161,6 +162,20 @@ type Cluster struct {
 	MemoryQuery string `toml:"memory-query"`
 	// Labels describe the cluster (zone, region ...); they are shown by the API.
 	Labels map[string]string `toml:"labels"`
+	// DrainTimeout is how long the sessions of a cluster removed by a reload
+	// may take to reach a transaction boundary before they are closed.
+	DrainTimeout Duration `toml:"drain-timeout"`
+}
+
+// API configures the HTTP status and admin API.
+type API struct {
+	// Addr is the listen address; empty disables the API.
+	Addr string `toml:"addr"`
+	// Token, when set, is required as "Authorization: Bearer <token>" by every
+	// mutating endpoint.
+	Token string `toml:"token"`
+	// TLS serves the API over HTTPS when cert and key are set.
+	TLS TLSConfig `toml:"tls"`
 }
 
 // UsesEtcd reports whether the cluster's backends come from etcd.

@@ -14,7 +14,7 @@ import (
 // validConfig is a Config built in code that passes Check.
 func validConfig() *Config {
 	c := NewDefault()
-	c.Clusters = []Cluster{{Name: "east", Instances: []string{"127.0.0.1:3306"}}}
+	c.Clusters = []Cluster{{Name: "east", Instances: []string{"127.0.0.1:3306"}, DrainTimeout: NewDuration(DefaultDrainTimeout)}}
 	return c
 }
 
@@ -82,11 +82,12 @@ func fullConfig(t *testing.T) *Config {
 			RequireBackendTLS: true,
 		},
 		Log:         Log{Level: "debug", Format: "json", File: filepath.Join(dir, "proxy.log")},
+		API:         API{Addr: "127.0.0.1:3081", Token: "secret", TLS: TLSConfig{Cert: writeFile(t, dir, "api.crt"), Key: writeFile(t, dir, "api.key")}},
 		HealthCheck: HealthCheck{Interval: NewDuration(2 * time.Second), Timeout: NewDuration(300 * time.Millisecond), FailuresToUnhealthy: 5},
 		Balance:     Balance{Policy: PolicyConnection, MetricsInterval: NewDuration(10 * time.Second)},
 		Clusters: []Cluster{
-			{Name: "east", Instances: []string{"10.0.0.1:4000", "[fd00::1]:4000"}},
-			{Name: "west-2", Instances: []string{"db.example.com:3306"}},
+			{Name: "east", Instances: []string{"10.0.0.1:4000", "[fd00::1]:4000"}, DrainTimeout: NewDuration(time.Second)},
+			{Name: "west-2", Instances: []string{"db.example.com:3306"}, DrainTimeout: NewDuration(time.Minute)},
 			{
 				Name:           "tidb",
 				EtcdEndpoints:  []string{"127.0.0.1:2379", "https://pd.example.com:2379"},
@@ -96,6 +97,7 @@ func fullConfig(t *testing.T) *Config {
 				CPUQuery:       "cpu",
 				MemoryQuery:    "mem",
 				Labels:         map[string]string{"zone": "b"},
+				DrainTimeout:   NewDuration(DefaultDrainTimeout),
 			},
 		},
 		Routes: []Route{

@@ -23,6 +23,8 @@ const (
 	DefaultHealthTimeout            = time.Second
 	DefaultFailuresToUnhealthy      = 3
 	DefaultMetricsInterval          = 5 * time.Second
+	DefaultDrainTimeout             = 30 * time.Second
+	DefaultAPIAddr                  = "0.0.0.0:3080"
 )
 
 // ErrInvalid is wrapped by every error that Parse, Load and Check return for a bad
@@ -62,6 +64,7 @@ func NewDefault() *Config {
 			Level:  DefaultLogLevel,
 			Format: DefaultLogFormat,
 		},
+		API: API{Addr: DefaultAPIAddr},
 		HealthCheck: HealthCheck{
 			Interval:            NewDuration(DefaultHealthInterval),
 			Timeout:             NewDuration(DefaultHealthTimeout),
@@ -217,6 +220,9 @@ func (c *Config) normalize() {
 		trimAll(cl.Instances)
 		trimAll(cl.EtcdEndpoints)
 		cl.TopologyPrefix = strings.TrimSpace(cl.TopologyPrefix)
+		if cl.DrainTimeout.Duration == 0 {
+			cl.DrainTimeout = NewDuration(DefaultDrainTimeout)
+		}
 		if cl.TopologyPrefix == "" && cl.UsesEtcd() {
 			cl.TopologyPrefix = DefaultTopologyPrefix
 		}
@@ -231,6 +237,8 @@ func (c *Config) normalize() {
 		trimAll(r.ServerNames)
 	}
 	c.Balance.Policy = strings.TrimSpace(c.Balance.Policy)
+	c.API.Addr = strings.TrimSpace(c.API.Addr)
+	c.API.TLS.trim()
 }
 
 func (t *TLSConfig) trim() {

@@ -37,7 +37,7 @@ func TestLoadSample(t *testing.T) {
 	require.NoError(t, err)
 	want := NewDefault()
 	want.Proxy.ProxyProtocolTrustedCIDRs = []string{}
-	want.Clusters = []Cluster{{Name: "default", Instances: []string{"127.0.0.1:3306"}}}
+	want.Clusters = []Cluster{{Name: "default", Instances: []string{"127.0.0.1:3306"}, DrainTimeout: NewDuration(DefaultDrainTimeout)}}
 	require.Equal(t, want, c, "the sample must show the defaults")
 }
 
@@ -235,7 +235,7 @@ instances = [" 127.0.0.1:3306 "]
 	require.Equal(t, "v2", c.Proxy.ProxyProtocol)
 	require.Equal(t, []string{"10.0.0.0/8"}, c.Proxy.ProxyProtocolTrustedCIDRs)
 	require.Equal(t, Log{Level: "debug", Format: "json"}, c.Log)
-	require.Equal(t, []Cluster{{Name: "east", Instances: []string{"127.0.0.1:3306"}}}, c.Clusters)
+	require.Equal(t, []Cluster{{Name: "east", Instances: []string{"127.0.0.1:3306"}, DrainTimeout: NewDuration(DefaultDrainTimeout)}}, c.Clusters)
 }
 
 // TestParseIntoFreshDefaults guards against decoding over a previous config:
@@ -267,7 +267,7 @@ instances = ["10.0.0.3:3306"]
 	c2, err := Parse([]byte(second))
 	require.NoError(t, err)
 
-	require.Equal(t, []Cluster{{Name: "b", Instances: []string{"10.0.0.3:3306"}}}, c2.Clusters)
+	require.Equal(t, []Cluster{{Name: "b", Instances: []string{"10.0.0.3:3306"}, DrainTimeout: NewDuration(DefaultDrainTimeout)}}, c2.Clusters)
 	require.Equal(t, NewDefault().Proxy, c2.Proxy)
 	require.Equal(t, NewDefault().Log, c2.Log)
 

@@ -71,6 +71,9 @@ func NewManager(lg *zap.Logger, sink Sink) *Manager {
 func specs(cfg *config.Config) map[string]spec {
 	out := make(map[string]spec, len(cfg.Clusters))
 	for _, cl := range cfg.Clusters {
+		// The drain timeout matters only once the cluster is removed; changing
+		// it must not restart the runtime.
+		cl.DrainTimeout = config.Duration{}
 		out[cl.Name] = spec{
 			Cluster: cl,
 			Health: observer.HealthConfig{
