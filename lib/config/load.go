@@ -83,9 +83,15 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
+	return ParseNamed(path, data)
+}
+
+// ParseNamed is Parse with every error message starting with name (the file
+// the data came from).
+func ParseNamed(name string, data []byte) (*Config, error) {
 	cfg, err := Parse(data)
 	if err != nil {
-		return nil, prefixErrors(path, err)
+		return nil, prefixErrors(name, err)
 	}
 	return cfg, nil
 }

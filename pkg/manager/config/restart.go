@@ -1,0 +1,59 @@
+package config
+
+import (
+	"reflect"
+	"strings"
+
+	libconfig "github.com/switchyard-db/switchyard/lib/config"
+)
+
+// live lists the settings a reload applies to the running process; every
+// other setting only takes effect after a restart. Clusters, routes, health
+// checks and balance are applied by the server; drain-timeout is read when a
+// cluster is removed.
+var live = map[string]bool{
+	"proxy.default-cluster":     true,
+	"proxy.user-prefix-routing": true,
+	"proxy.labels":              true,
+	"health-check":              true,
+	"balance":                   true,
+	"cluster":                   true,
+	"route":                     true,
+}
+
+// NeedsRestart names the settings whose value in next differs from running
+// but cannot change without a restart, as TOML keys ("proxy.addr",
+// "security.server-tls.cert"). prev nil means nothing is running yet.
+func NeedsRestart(running, next *libconfig.Config) []string {
+	if running == nil || next == nil {
+		return nil
+	}
+	var out []string
+	diffKeys(reflect.ValueOf(*running), reflect.ValueOf(*next), "", &out)
+	return out
+}
+
+func diffKeys(a, b reflect.Value, path string, out *[]string) {
+	if live[path] {
+		return
+	}
+	if a.Kind() != reflect.Struct || a.Type() == reflect.TypeOf(libconfig.Duration{}) {
+		if !reflect.DeepEqual(a.Interface(), b.Interface()) {
+			*out = append(*out, path)
+		}
+		return
+	}
+	t := a.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		key := name
+		if path != "" {
+			key = path + "." + name
+		}
+		diffKeys(a.Field(i), b.Field(i), key, out)
+	}
+}
