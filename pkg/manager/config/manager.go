@@ -68,7 +68,7 @@ type Manager struct {
 	apply    ApplyFunc
 	observer ReloadObserver
 
-	mu     sync.Mutex // serializes reloads
+	mu     sync.Mutex        // serializes reloads
 	start  *libconfig.Config // what the process started with
 	cur    atomic.Pointer[running]
 	status atomic.Pointer[Status]
