@@ -144,6 +144,19 @@ func (s *Server) Sessions() []backend.Info {
 	return out
 }
 
+// ClusterSessions returns the live sessions routed to cluster.
+func (s *Server) ClusterSessions(cluster string) []*backend.Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*backend.Session
+	for _, ss := range s.sessions {
+		if ss.Info().Cluster == cluster {
+			out = append(out, ss)
+		}
+	}
+	return out
+}
+
 func (s *Server) acceptLoop(ln net.Listener) {
 	defer s.wg.Done()
 	var delay time.Duration

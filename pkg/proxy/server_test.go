@@ -186,3 +186,24 @@ func TestExtraListeners(t *testing.T) {
 	require.ErrorContains(t, err, "listening on "+busy)
 	require.Len(t, s.ExtraAddrs(), 1)
 }
+
+// CloseWithError ends an idle session and its client reads why.
+func TestCloseWithErrorTellsIdleClient(t *testing.T) {
+	d := backendDouble(t)
+	s := startServer(t, Options{}, router.NewForAddrs("c", []string{d.Addr()}))
+	ctx := context.Background()
+	conn, err := openDB(t, s.Addr().String(), "app").Conn(ctx)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.PingContext(ctx))
+	require.Empty(t, s.ClusterSessions("other"))
+	sessions := s.ClusterSessions("c")
+	require.Len(t, sessions, 1)
+	sessions[0].CloseWithError(&pnet.MySQLError{Code: pnet.ErServerShutdown, State: "08S01", Message: "Switchyard: cluster c was removed"})
+	require.Eventually(t, func() bool { return s.SessionCount() == 0 }, 5*time.Second, 10*time.Millisecond)
+	err = conn.PingContext(ctx)
+	var me *mysql.MySQLError
+	require.ErrorAs(t, err, &me)
+	require.Equal(t, uint16(1053), me.Number)
+	require.Equal(t, "Switchyard: cluster c was removed", me.Message)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
 	"go.uber.org/zap"
@@ -24,6 +25,7 @@ func (s *Session) serve() error {
 			s.client.Release()
 			s.backend.Release()
 			if !s.enterIdle() {
+				s.sendCloseError()
 				return nil
 			}
 		}
@@ -31,15 +33,25 @@ func (s *Session) serve() error {
 		if draining := s.leaveIdle(); err != nil {
 			var ne net.Error
 			if draining && errors.As(err, &ne) && ne.Timeout() {
-				return nil // woken up by RequestClose
+				s.sendCloseError()
+				return nil // woken up by RequestClose or CloseWithError
 			}
 			return err
+		}
+		var start time.Time
+		var cmd byte
+		if s.obs != nil && pk.Len > 0 {
+			// Read before dispatch: forwarding reuses the packet's buffer.
+			start, cmd = time.Now(), pk.First()
 		}
 		if err := s.dispatch(pk); err != nil {
 			if err == errClientQuit {
 				return nil
 			}
 			return err
+		}
+		if !start.IsZero() {
+			s.obs.Observe(cmd, time.Since(start))
 		}
 		s.publishInfo()
 	}

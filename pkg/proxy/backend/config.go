@@ -28,6 +28,15 @@ type Config struct {
 	// RSAKey answers caching_sha2_password public-key requests when the
 	// client side is plain TCP but the backend side is TLS.
 	RSAKey *rsa.PrivateKey
+	// CommandMetrics, when set, returns where a session of the given cluster
+	// records its command latencies.
+	CommandMetrics func(cluster string) CommandObserver
+}
+
+// CommandObserver records how long one command took, from its arrival to
+// the end of its response. It is called once per command on the query path.
+type CommandObserver interface {
+	Observe(cmd byte, d time.Duration)
 }
 
 // proxyCapability is what the proxy offers clients. It leaves out what it

@@ -140,6 +140,9 @@ func (s *Session) connectBackend(ctx context.Context, resp *pnet.HandshakeRespon
 			s.lease = lease
 			s.mu.Unlock()
 			s.state.user = lease.User()
+			if s.cfg.CommandMetrics != nil {
+				s.obs = s.cfg.CommandMetrics(lease.Cluster())
+			}
 			return nil
 		}
 		var myErr *pnet.MySQLError

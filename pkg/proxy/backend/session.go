@@ -49,6 +49,11 @@ type Session struct {
 	mu       sync.Mutex
 	idle     bool
 	draining bool
+	// obs records command latencies; nil without metrics.
+	obs CommandObserver
+	// closeErr, when set, ends the session at its next chance even inside a
+	// transaction, telling the client why (CloseWithError).
+	closeErr *pnet.MySQLError
 	closed   atomic.Bool
 	// info is a copy of what the API shows, refreshed at command
 	// boundaries so that readers never race with the session goroutine.
@@ -178,6 +183,35 @@ func (s *Session) RequestClose() {
 	}
 }
 
+// CloseWithError ends the session as soon as it is idle, inside a
+// transaction or not, sending e to the client first. A session busy with a
+// command ends when that command's response is done; callers that cannot
+// wait follow up with Close.
+func (s *Session) CloseWithError(e *pnet.MySQLError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.draining = true
+	s.closeErr = e
+	if s.idle {
+		_ = s.client.SetReadDeadline(time.Now())
+	}
+}
+
+// sendCloseError writes closeErr, if any, as an unsolicited ERR packet: the
+// client reads it as the answer to whatever it sends next, as with a server
+// that closes an idle connection. It runs on the session goroutine.
+func (s *Session) sendCloseError() {
+	s.mu.Lock()
+	e := s.closeErr
+	s.mu.Unlock()
+	if e == nil {
+		return
+	}
+	_ = s.client.SetDeadline(time.Now().Add(time.Second))
+	s.client.ResetSequence()
+	_ = s.client.WriteError(e)
+}
+
 // Close ends the session now.
 func (s *Session) Close() {
 	s.closed.Store(true)
@@ -202,7 +236,7 @@ func (s *Session) backendConn() net.Conn {
 func (s *Session) enterIdle() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.draining && !s.state.inTxn {
+	if s.draining && (!s.state.inTxn || s.closeErr != nil) {
 		return false
 	}
 	s.idle = true
