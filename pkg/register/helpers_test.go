@@ -2,87 +2,24 @@ package register
 
 import (
 	"context"
-	"fmt"
 	"net"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	"github.com/switchyard-db/switchyard/test/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 )
 
-// testEtcd is a single-node embedded etcd on loopback with its own client.
-type testEtcd struct {
-	client, peer url.URL
-	srv          *embed.Etcd
-	cli          *clientv3.Client
-	closeOnce    sync.Once
-}
-
-func freeURL(t *testing.T) url.URL {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-	return url.URL{Scheme: "http", Host: addr}
-}
-
-func startEtcd(t *testing.T) *testEtcd {
-	t.Helper()
-	return startEtcdAt(t, freeURL(t), freeURL(t), t.TempDir())
-}
-
-// startEtcdAt starts etcd on given URLs, so that a test can point a client
-// at an etcd that does not exist yet, or restart one on the same address.
-func startEtcdAt(t *testing.T, client, peer url.URL, dir string) *testEtcd {
-	t.Helper()
-	cfg := embed.NewConfig()
-	cfg.Dir = dir
-	cfg.LogLevel = "error"
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
-	cfg.InitialCluster = fmt.Sprintf("%s=%s", cfg.Name, peer.String())
-	srv, err := embed.StartEtcd(cfg)
-	require.NoError(t, err)
-	select {
-	case <-srv.Server.ReadyNotify():
-	case <-time.After(30 * time.Second):
-		srv.Close()
-		t.Fatal("embedded etcd did not become ready")
-	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{client.String()},
-		DialTimeout: 2 * time.Second,
-		Logger:      zap.NewNop(),
-	})
-	require.NoError(t, err)
-	te := &testEtcd{client: client, peer: peer, srv: srv, cli: cli}
-	t.Cleanup(te.stop)
-	return te
-}
-
-func (te *testEtcd) stop() {
-	te.closeOnce.Do(func() {
-		_ = te.cli.Close()
-		te.srv.Close()
-	})
-}
-
-func (te *testEtcd) endpoint() string { return te.client.String() }
-
 // get returns the key's value and lease; found is false when it is absent.
-func (te *testEtcd) get(t *testing.T, key string) (value string, lease clientv3.LeaseID, found bool) {
+func get(t *testing.T, te *etcdtest.Etcd, key string) (value string, lease clientv3.LeaseID, found bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	resp, err := te.cli.Get(ctx, key)
+	resp, err := te.Client.Get(ctx, key)
 	require.NoError(t, err)
 	if len(resp.Kvs) == 0 {
 		return "", 0, false

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/switchyard-db/switchyard/test/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -20,12 +21,12 @@ const (
 
 // registered waits for both keys of addr and returns the info value and the
 // ttl key's lease.
-func registered(t *testing.T, te *testEtcd, prefix, addr string) (info string, lease clientv3.LeaseID) {
+func registered(t *testing.T, te *etcdtest.Etcd, prefix, addr string) (info string, lease clientv3.LeaseID) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		var okInfo, okTTL bool
-		info, _, okInfo = te.get(t, prefix+"/"+addr+"/info")
-		_, lease, okTTL = te.get(t, prefix+"/"+addr+"/ttl")
+		info, _, okInfo = get(t, te, prefix+"/"+addr+"/info")
+		_, lease, okTTL = get(t, te, prefix+"/"+addr+"/ttl")
 		return okInfo && okTTL
 	}, waitFor, tick, "%s was not registered", addr)
 	return info, lease
@@ -49,10 +50,10 @@ func jsonKeys(t *testing.T, s string) []string {
 }
 
 func TestRegistersLikeTiDB(t *testing.T) {
-	te := startEtcd(t)
+	te := etcdtest.Start(t)
 	be := startBackend(t, "8.0.36-fake")
 	r := startRegistrar(t, Config{
-		EtcdEndpoints: []string{te.endpoint()},
+		EtcdEndpoints: []string{te.Endpoint},
 		Addr:          be.addr(),
 		Labels:        map[string]string{"zone": "z1"},
 	})
@@ -60,7 +61,7 @@ func TestRegistersLikeTiDB(t *testing.T) {
 	// Registration reads the greeting first; only a probe slower than its
 	// timeout would register "unknown" and correct it a moment later.
 	require.Eventually(t, func() bool {
-		info, _, _ = te.get(t, DefaultPrefix+"/"+be.addr()+"/info")
+		info, _, _ = get(t, te, DefaultPrefix+"/"+be.addr()+"/info")
 		return strings.Contains(info, `"version":"8.0.36-fake"`)
 	}, waitFor, tick)
 
@@ -75,17 +76,17 @@ func TestRegistersLikeTiDB(t *testing.T) {
 	require.NotEmpty(t, got.DeployPath)
 	require.InDelta(t, time.Now().Unix(), got.StartTimestamp, 120)
 
-	_, infoLease, _ := te.get(t, DefaultPrefix+"/"+be.addr()+"/info")
+	_, infoLease, _ := get(t, te, DefaultPrefix+"/"+be.addr()+"/info")
 	require.Zero(t, infoLease, "info is written without a lease")
 	require.NotZero(t, lease, "ttl is written under a lease")
-	ttlVal, _, _ := te.get(t, DefaultPrefix+"/"+be.addr()+"/ttl")
+	ttlVal, _, _ := get(t, te, DefaultPrefix+"/"+be.addr()+"/ttl")
 	ns, err := strconv.ParseInt(ttlVal, 10, 64)
 	require.NoError(t, err, "ttl holds UnixNano")
 	require.InDelta(t, time.Now().UnixNano(), ns, float64(2*time.Minute))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ttl, err := te.cli.TimeToLive(ctx, lease, clientv3.WithAttachedKeys())
+	ttl, err := te.Client.TimeToLive(ctx, lease, clientv3.WithAttachedKeys())
 	require.NoError(t, err)
 	require.EqualValues(t, 5, ttl.GrantedTTL)
 	require.Len(t, ttl.Keys, 1)
@@ -93,9 +94,9 @@ func TestRegistersLikeTiDB(t *testing.T) {
 }
 
 func TestConfiguredVersionAndPrefix(t *testing.T) {
-	te := startEtcd(t)
+	te := etcdtest.Start(t)
 	startRegistrar(t, Config{
-		EtcdEndpoints: []string{te.endpoint()},
+		EtcdEndpoints: []string{te.Endpoint},
 		Prefix:        "/keyspaces/tidb/ks1/topology/tidb/",
 		Addr:          "db1.example:3306", // never dialled: the version is configured
 		Version:       "10.11.6-MariaDB",
@@ -111,29 +112,33 @@ func TestConfiguredVersionAndPrefix(t *testing.T) {
 // A backend that is down at start-up is registered as "unknown" and its
 // version is filled in once it answers.
 func TestVersionLearnedLater(t *testing.T) {
-	te := startEtcd(t)
-	addr := freeURL(t).Host
-	startRegistrar(t, Config{EtcdEndpoints: []string{te.endpoint()}, Addr: addr})
+	te := etcdtest.Start(t)
+	// A free loopback port, where the backend comes up later.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	startRegistrar(t, Config{EtcdEndpoints: []string{te.Endpoint}, Addr: addr})
 	info, _ := registered(t, te, DefaultPrefix, addr)
 	require.Contains(t, info, `"version":"unknown"`)
 
 	startBackendAt(t, addr, "5.5.5-10.11.6-MariaDB")
 	require.Eventually(t, func() bool {
-		info, _, _ := te.get(t, DefaultPrefix+"/"+addr+"/info")
+		info, _, _ := get(t, te, DefaultPrefix+"/"+addr+"/info")
 		return strings.Contains(info, `"version":"5.5.5-10.11.6-MariaDB"`)
 	}, waitFor, tick)
 }
 
 // Cancelling removes exactly this registrar's two keys and revokes its lease.
 func TestCancelRemovesOnlyOwnKeys(t *testing.T) {
-	te := startEtcd(t)
-	a := startRegistrar(t, Config{EtcdEndpoints: []string{te.endpoint()}, Addr: "127.0.0.1:4001", Version: "a"})
-	startRegistrar(t, Config{EtcdEndpoints: []string{te.endpoint()}, Addr: "127.0.0.1:4002", Version: "b"})
+	te := etcdtest.Start(t)
+	a := startRegistrar(t, Config{EtcdEndpoints: []string{te.Endpoint}, Addr: "127.0.0.1:4001", Version: "a"})
+	startRegistrar(t, Config{EtcdEndpoints: []string{te.Endpoint}, Addr: "127.0.0.1:4002", Version: "b"})
 	// Keys that share a string prefix with ours must survive too.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, k := range []string{DefaultPrefix + "/127.0.0.1:40011/info", DefaultPrefix + "/127.0.0.1:4001/info2"} {
-		_, err := te.cli.Put(ctx, k, "x")
+		_, err := te.Client.Put(ctx, k, "x")
 		require.NoError(t, err)
 	}
 	_, leaseA := registered(t, te, DefaultPrefix, "127.0.0.1:4001")
@@ -141,16 +146,16 @@ func TestCancelRemovesOnlyOwnKeys(t *testing.T) {
 
 	require.NoError(t, a.stop())
 	for _, k := range []string{"/info", "/ttl"} {
-		_, _, found := te.get(t, DefaultPrefix+"/127.0.0.1:4001"+k)
+		_, _, found := get(t, te, DefaultPrefix+"/127.0.0.1:4001"+k)
 		require.False(t, found, k)
-		_, _, found = te.get(t, DefaultPrefix+"/127.0.0.1:4002"+k)
+		_, _, found = get(t, te, DefaultPrefix+"/127.0.0.1:4002"+k)
 		require.True(t, found, "the other registrar's "+k)
 	}
 	for _, k := range []string{DefaultPrefix + "/127.0.0.1:40011/info", DefaultPrefix + "/127.0.0.1:4001/info2"} {
-		_, _, found := te.get(t, k)
+		_, _, found := get(t, te, k)
 		require.True(t, found, k)
 	}
-	ttl, err := te.cli.TimeToLive(ctx, leaseA)
+	ttl, err := te.Client.TimeToLive(ctx, leaseA)
 	require.NoError(t, err)
 	require.EqualValues(t, -1, ttl.TTL, "the lease is revoked")
 }
@@ -158,25 +163,25 @@ func TestCancelRemovesOnlyOwnKeys(t *testing.T) {
 // A successor registered for the same address (its ttl key under another
 // lease) keeps its keys when the old registrar stops.
 func TestCancelLeavesSuccessorKeys(t *testing.T) {
-	te := startEtcd(t)
+	te := etcdtest.Start(t)
 	const addr = "127.0.0.1:4003"
-	a := startRegistrar(t, Config{EtcdEndpoints: []string{te.endpoint()}, Addr: addr, Version: "old"})
+	a := startRegistrar(t, Config{EtcdEndpoints: []string{te.Endpoint}, Addr: addr, Version: "old"})
 	registered(t, te, DefaultPrefix, addr)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	g, err := te.cli.Grant(ctx, 60)
+	g, err := te.Client.Grant(ctx, 60)
 	require.NoError(t, err)
-	_, err = te.cli.Put(ctx, DefaultPrefix+"/"+addr+"/info", `{"version":"new"}`)
+	_, err = te.Client.Put(ctx, DefaultPrefix+"/"+addr+"/info", `{"version":"new"}`)
 	require.NoError(t, err)
-	_, err = te.cli.Put(ctx, DefaultPrefix+"/"+addr+"/ttl", "1", clientv3.WithLease(g.ID))
+	_, err = te.Client.Put(ctx, DefaultPrefix+"/"+addr+"/ttl", "1", clientv3.WithLease(g.ID))
 	require.NoError(t, err)
 
 	require.NoError(t, a.stop())
-	info, _, found := te.get(t, DefaultPrefix+"/"+addr+"/info")
+	info, _, found := get(t, te, DefaultPrefix+"/"+addr+"/info")
 	require.True(t, found)
 	require.Equal(t, `{"version":"new"}`, info)
-	_, lease, found := te.get(t, DefaultPrefix+"/"+addr+"/ttl")
+	_, lease, found := get(t, te, DefaultPrefix+"/"+addr+"/ttl")
 	require.True(t, found)
 	require.Equal(t, g.ID, lease)
 }
@@ -184,23 +189,23 @@ func TestCancelLeavesSuccessorKeys(t *testing.T) {
 // A lease revoked from outside (what expiry looks like to the holder) is
 // replaced by a new one and both keys are written again.
 func TestReRegistersAfterLeaseLoss(t *testing.T) {
-	te := startEtcd(t)
+	te := etcdtest.Start(t)
 	const addr = "127.0.0.1:4004"
-	startRegistrar(t, Config{EtcdEndpoints: []string{te.endpoint()}, Addr: addr, Version: "v"})
+	startRegistrar(t, Config{EtcdEndpoints: []string{te.Endpoint}, Addr: addr, Version: "v"})
 	_, first := registered(t, te, DefaultPrefix, addr)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	// Deleting info too (before the revocation, which the registrar reacts
 	// to) shows that re-registration rewrites both keys.
-	_, err := te.cli.Delete(ctx, DefaultPrefix+"/"+addr+"/info")
+	_, err := te.Client.Delete(ctx, DefaultPrefix+"/"+addr+"/info")
 	require.NoError(t, err)
-	_, err = te.cli.Revoke(ctx, first)
+	_, err = te.Client.Revoke(ctx, first)
 	require.NoError(t, err)
 
 	require.Eventually(t, func() bool {
-		_, lease, okTTL := te.get(t, DefaultPrefix+"/"+addr+"/ttl")
-		_, _, okInfo := te.get(t, DefaultPrefix+"/"+addr+"/info")
+		_, lease, okTTL := get(t, te, DefaultPrefix+"/"+addr+"/ttl")
+		_, _, okInfo := get(t, te, DefaultPrefix+"/"+addr+"/info")
 		return okTTL && okInfo && lease != first
 	}, waitFor, tick)
 }
@@ -208,27 +213,25 @@ func TestReRegistersAfterLeaseLoss(t *testing.T) {
 // The sidecar may start before etcd: it keeps retrying and registers once
 // etcd is up.
 func TestRegistersWhenEtcdComesUp(t *testing.T) {
-	client, peer := freeURL(t), freeURL(t)
+	te := etcdtest.Reserve(t)
 	const addr = "127.0.0.1:4005"
-	r := startRegistrar(t, Config{EtcdEndpoints: []string{client.String()}, Addr: addr, Version: "v"})
-	te := startEtcdAt(t, client, peer, t.TempDir())
+	r := startRegistrar(t, Config{EtcdEndpoints: []string{te.Endpoint}, Addr: addr, Version: "v"})
+	te.Launch(t)
 	registered(t, te, DefaultPrefix, addr)
 	require.NoError(t, r.stop(), "stopped while etcd is still up")
-	_, _, found := te.get(t, DefaultPrefix+"/"+addr+"/ttl")
+	_, _, found := get(t, te, DefaultPrefix+"/"+addr+"/ttl")
 	require.False(t, found)
 }
 
 // An etcd that restarts empty (its data lost) gets the registration back.
 func TestReRegistersAfterEtcdRestartsEmpty(t *testing.T) {
-	client, peer := freeURL(t), freeURL(t)
-	te := startEtcdAt(t, client, peer, t.TempDir())
+	te := etcdtest.Start(t)
 	const addr = "127.0.0.1:4006"
-	r := startRegistrar(t, Config{EtcdEndpoints: []string{client.String()}, Addr: addr, Version: "v"})
+	r := startRegistrar(t, Config{EtcdEndpoints: []string{te.Endpoint}, Addr: addr, Version: "v"})
 	registered(t, te, DefaultPrefix, addr)
 
-	te.stop()
-	te2 := startEtcdAt(t, client, peer, t.TempDir())
-	registered(t, te2, DefaultPrefix, addr)
+	te.RestartEmpty(t)
+	registered(t, te, DefaultPrefix, addr)
 	require.NoError(t, r.stop())
 }
 

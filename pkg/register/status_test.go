@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/switchyard-db/switchyard/test/etcdtest"
 )
 
 // httpGet does one request without keep-alive, so that no client
@@ -24,9 +25,9 @@ func httpGet(t *testing.T, url string) (int, string) {
 }
 
 func TestStatusFollowsBackend(t *testing.T) {
-	te := startEtcd(t)
+	te := etcdtest.Start(t)
 	be := startBackend(t, "8.0.36-fake")
-	r := startRegistrar(t, Config{EtcdEndpoints: []string{te.endpoint()}, Addr: be.addr()})
+	r := startRegistrar(t, Config{EtcdEndpoints: []string{te.Endpoint}, Addr: be.addr()})
 	require.Eventually(t, func() bool { return r.Version() == "8.0.36-fake" }, waitFor, tick,
 		"the version is read from the greeting")
 	url := "http://" + r.StatusAddr().String() + "/status"

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/switchyard-db/switchyard/test/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -56,44 +57,44 @@ func ctx5s(t *testing.T) context.Context {
 }
 
 func TestRegistrationAndRemoval(t *testing.T) {
-	te := startEtcd(t)
-	w := newTestWatcher(t, te.cli, nil, nil)
+	te := etcdtest.Start(t)
+	w := newTestWatcher(t, te.Client, nil, nil)
 	requireAddrs(t, w) // empty but listed
 	require.NoError(t, w.Err())
 
-	register(t, te.cli, "10.0.0.1:4000", infoJSON("8.5.0", 10080, `{"zone":"z1"}`))
+	etcdtest.Register(t, te.Client, DefaultPrefix, "10.0.0.1:4000", etcdtest.InfoJSON("8.5.0", 10080, `{"zone":"z1"}`), 45)
 	requireAddrs(t, w, "10.0.0.1:4000")
 	b := w.Snapshot().Backends["10.0.0.1:4000"]
 	require.Equal(t, Backend{Addr: "10.0.0.1:4000", StatusPort: 10080, Version: "8.5.0",
 		Labels: map[string]string{"zone": "z1"}}, b)
 
-	lease2 := register(t, te.cli, "10.0.0.2:4000", infoJSON("8.5.0", 10080, `{}`))
+	lease2 := etcdtest.Register(t, te.Client, DefaultPrefix, "10.0.0.2:4000", etcdtest.InfoJSON("8.5.0", 10080, `{}`), 45)
 	requireAddrs(t, w, "10.0.0.1:4000", "10.0.0.2:4000")
 
 	// ttl key deleted: the info left behind by a crashed TiDB must be ignored.
-	_, err := te.cli.Delete(ctx5s(t), DefaultPrefix+"/10.0.0.1:4000/ttl")
+	_, err := te.Client.Delete(ctx5s(t), DefaultPrefix+"/10.0.0.1:4000/ttl")
 	require.NoError(t, err)
 	requireAddrs(t, w, "10.0.0.2:4000")
 
 	// Lease revoked: the ttl key goes with it.
-	_, err = te.cli.Revoke(ctx5s(t), lease2)
+	_, err = te.Client.Revoke(ctx5s(t), lease2)
 	require.NoError(t, err)
 	requireAddrs(t, w)
 	require.NoError(t, w.Err())
 }
 
 func TestInfoWithoutTTLIgnored(t *testing.T) {
-	te := startEtcd(t)
-	_, err := te.cli.Put(ctx5s(t), DefaultPrefix+"/10.0.0.9:4000/info", infoJSON("8.5.0", 10080, `{}`))
+	te := etcdtest.Start(t)
+	_, err := te.Client.Put(ctx5s(t), DefaultPrefix+"/10.0.0.9:4000/info", etcdtest.InfoJSON("8.5.0", 10080, `{}`))
 	require.NoError(t, err)
-	w := newTestWatcher(t, te.cli, nil, nil)
+	w := newTestWatcher(t, te.Client, nil, nil)
 	requireAddrs(t, w)
 
 	// Also through the watch path, with a live backend as a witness that the
 	// watch has processed later events.
-	_, err = te.cli.Put(ctx5s(t), DefaultPrefix+"/10.0.0.8:4000/info", infoJSON("8.5.0", 10080, `{}`))
+	_, err = te.Client.Put(ctx5s(t), DefaultPrefix+"/10.0.0.8:4000/info", etcdtest.InfoJSON("8.5.0", 10080, `{}`))
 	require.NoError(t, err)
-	register(t, te.cli, "10.0.0.1:4000", infoJSON("8.5.0", 10080, `{}`))
+	etcdtest.Register(t, te.Client, DefaultPrefix, "10.0.0.1:4000", etcdtest.InfoJSON("8.5.0", 10080, `{}`), 45)
 	requireAddrs(t, w, "10.0.0.1:4000")
 }
 
@@ -107,17 +108,17 @@ func TestMalformedInfoSkipped(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			te := startEtcd(t)
+			te := etcdtest.Start(t)
 			core, logs := observer.New(zap.WarnLevel)
 			write := func() {
-				register(t, te.cli, "10.0.0.1:4000", infoJSON("8.5.0", 10080, `{}`))
-				register(t, te.cli, "10.0.0.2:4000", `{"version":`)
-				register(t, te.cli, "10.0.0.3:4000", infoJSON("8.5.0", 10080, `{}`))
+				etcdtest.Register(t, te.Client, DefaultPrefix, "10.0.0.1:4000", etcdtest.InfoJSON("8.5.0", 10080, `{}`), 45)
+				etcdtest.Register(t, te.Client, DefaultPrefix, "10.0.0.2:4000", `{"version":`, 45)
+				etcdtest.Register(t, te.Client, DefaultPrefix, "10.0.0.3:4000", etcdtest.InfoJSON("8.5.0", 10080, `{}`), 45)
 			}
 			if tt.beforeStart {
 				write()
 			}
-			w := newTestWatcher(t, te.cli, zap.New(core), nil)
+			w := newTestWatcher(t, te.Client, zap.New(core), nil)
 			if !tt.beforeStart {
 				requireAddrs(t, w)
 				write()
@@ -129,7 +130,7 @@ func TestMalformedInfoSkipped(t *testing.T) {
 			}, waitFor, tick)
 
 			// A corrected info brings the backend in.
-			_, err := te.cli.Put(ctx5s(t), DefaultPrefix+"/10.0.0.2:4000/info", infoJSON("8.5.0", 10080, `{}`))
+			_, err := te.Client.Put(ctx5s(t), DefaultPrefix+"/10.0.0.2:4000/info", etcdtest.InfoJSON("8.5.0", 10080, `{}`))
 			require.NoError(t, err)
 			requireAddrs(t, w, "10.0.0.1:4000", "10.0.0.2:4000", "10.0.0.3:4000")
 		})
@@ -137,15 +138,15 @@ func TestMalformedInfoSkipped(t *testing.T) {
 }
 
 func TestUpdatesNotified(t *testing.T) {
-	te := startEtcd(t)
-	w := newTestWatcher(t, te.cli, nil, nil)
+	te := etcdtest.Start(t)
+	w := newTestWatcher(t, te.Client, nil, nil)
 	requireAddrs(t, w)
 	// Drain whatever the first list left pending, then expect a signal per change.
 	select {
 	case <-w.Updates():
 	default:
 	}
-	register(t, te.cli, "10.0.0.1:4000", infoJSON("8.5.0", 10080, `{}`))
+	etcdtest.Register(t, te.Client, DefaultPrefix, "10.0.0.1:4000", etcdtest.InfoJSON("8.5.0", 10080, `{}`), 45)
 	select {
 	case <-w.Updates():
 	case <-time.After(waitFor):
@@ -155,8 +156,8 @@ func TestUpdatesNotified(t *testing.T) {
 }
 
 func TestCompactionRelists(t *testing.T) {
-	te := startEtcd(t)
-	removed := register(t, te.cli, "10.0.0.1:4000", infoJSON("8.5.0", 10080, `{}`))
+	te := etcdtest.Start(t)
+	removed := etcdtest.Register(t, te.Client, DefaultPrefix, "10.0.0.1:4000", etcdtest.InfoJSON("8.5.0", 10080, `{}`), 45)
 	core, logs := observer.New(zap.InfoLevel)
 
 	// Between the first list and its watch, change the topology and compact
@@ -170,9 +171,9 @@ func TestCompactionRelists(t *testing.T) {
 			return
 		}
 		first = false
-		hookErr <- changeAndCompact(te.cli, removed)
+		hookErr <- changeAndCompact(te.Client, removed)
 	}
-	w := newTestWatcher(t, te.cli, zap.New(core), hook)
+	w := newTestWatcher(t, te.Client, zap.New(core), hook)
 	select {
 	case err := <-hookErr:
 		require.NoError(t, err)
@@ -183,7 +184,7 @@ func TestCompactionRelists(t *testing.T) {
 	require.Positive(t, logs.FilterMessage("watch compacted, re-listing").Len())
 
 	// The re-established watch keeps working.
-	register(t, te.cli, "10.0.0.3:4000", infoJSON("8.5.0", 10080, `{}`))
+	etcdtest.Register(t, te.Client, DefaultPrefix, "10.0.0.3:4000", etcdtest.InfoJSON("8.5.0", 10080, `{}`), 45)
 	requireAddrs(t, w, "10.0.0.2:4000", "10.0.0.3:4000")
 	require.Eventually(t, func() bool { return w.Err() == nil }, waitFor, tick)
 }
@@ -197,7 +198,7 @@ func changeAndCompact(cli *clientv3.Client, revoke clientv3.LeaseID) error {
 	if err != nil {
 		return err
 	}
-	if _, err := cli.Put(ctx, DefaultPrefix+"/10.0.0.2:4000/info", infoJSON("8.5.0", 10080, `{}`)); err != nil {
+	if _, err := cli.Put(ctx, DefaultPrefix+"/10.0.0.2:4000/info", etcdtest.InfoJSON("8.5.0", 10080, `{}`)); err != nil {
 		return err
 	}
 	if _, err := cli.Put(ctx, DefaultPrefix+"/10.0.0.2:4000/ttl", "1", clientv3.WithLease(lease.ID)); err != nil {
@@ -217,13 +218,13 @@ func changeAndCompact(cli *clientv3.Client, revoke clientv3.LeaseID) error {
 }
 
 func TestEtcdDownKeepsLastSnapshot(t *testing.T) {
-	te := startEtcd(t)
-	register(t, te.cli, "10.0.0.1:4000", infoJSON("8.5.0", 10080, `{}`))
-	w := newTestWatcher(t, te.cli, nil, nil)
+	te := etcdtest.Start(t)
+	etcdtest.Register(t, te.Client, DefaultPrefix, "10.0.0.1:4000", etcdtest.InfoJSON("8.5.0", 10080, `{}`), 45)
+	w := newTestWatcher(t, te.Client, nil, nil)
 	requireAddrs(t, w, "10.0.0.1:4000")
 	require.NoError(t, w.Err())
 
-	te.stop()
+	te.Stop()
 	require.Eventually(t, func() bool { return w.Err() != nil }, waitFor, tick)
 	require.Equal(t, []string{"10.0.0.1:4000"}, liveAddrs(w))
 }

@@ -22,16 +22,29 @@ import (
 type Etcd struct {
 	// Endpoint is the client URL, http://127.0.0.1:port.
 	Endpoint string
-	// Client is connected to the server; it survives Stop and Restart.
+	// Client is connected to the server; it survives Stop, Restart and
+	// RestartEmpty.
 	Client *clientv3.Client
 
 	cfg *embed.Config
 	mu  sync.Mutex
-	srv *embed.Etcd // nil while stopped
+	srv *embed.Etcd // nil while reserved or stopped
 }
 
 // Start starts a server; it is stopped when the test ends.
 func Start(t testing.TB) *Etcd {
+	t.Helper()
+	e := Reserve(t)
+	e.Launch(t)
+	return e
+}
+
+// Reserve picks the loopback ports and the data directory of a server
+// without starting it, so that a test can point clients at an etcd that
+// comes up later, with Launch. Client is usable at once: it connects when
+// the server is up. The client is closed, and the server stopped, when the
+// test ends.
+func Reserve(t testing.TB) *Etcd {
 	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Dir = t.TempDir()
@@ -43,7 +56,7 @@ func Start(t testing.TB) *Etcd {
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
 	cfg.InitialCluster = fmt.Sprintf("%s=%s", cfg.Name, peer.String())
 	e := &Etcd{Endpoint: client.String(), cfg: cfg}
-	e.launch(t)
+	// clientv3.New does not dial: the server need not be up yet.
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   []string{e.Endpoint},
 		DialTimeout: 2 * time.Second,
@@ -58,8 +71,26 @@ func Start(t testing.TB) *Etcd {
 	return e
 }
 
-func (e *Etcd) launch(t testing.TB) {
+// Launch starts a reserved or stopped server on its ports and data
+// directory and waits until it is ready. The server must not be running.
+func (e *Etcd) Launch(t testing.TB) {
 	t.Helper()
+	e.mu.Lock()
+	running := e.srv != nil
+	e.mu.Unlock()
+	if running {
+		t.Fatal("etcdtest: Launch on a running server")
+	}
+	// The ports were reserved or just released; another process could take
+	// them, which would fail this call rather than hang it.
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = probeFree(e.cfg.ListenClientUrls[0].Host); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	require.NoError(t, err)
 	srv, err := embed.StartEtcd(e.cfg)
 	require.NoError(t, err)
 	select {
@@ -94,17 +125,17 @@ func (e *Etcd) Stop() {
 func (e *Etcd) Restart(t testing.TB) {
 	t.Helper()
 	e.Stop()
-	var err error
-	// The ports were just released; another process could take them, which
-	// would fail this call rather than hang it.
-	for i := 0; i < 50; i++ {
-		if err = probeFree(e.cfg.ListenClientUrls[0].Host); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	require.NoError(t, err)
-	e.launch(t)
+	e.Launch(t)
+}
+
+// RestartEmpty stops the server and starts it again on the same ports with
+// a fresh data directory (from t.TempDir), as if it had lost its data: a
+// new cluster that holds no keys or leases.
+func (e *Etcd) RestartEmpty(t testing.TB) {
+	t.Helper()
+	e.Stop()
+	e.cfg.Dir = t.TempDir()
+	e.Launch(t)
 }
 
 func probeFree(addr string) error {
