@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/switchyard-db/switchyard/lib/config"
+	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
 	"github.com/switchyard-db/switchyard/pkg/server"
 	"go.uber.org/zap"
 )
@@ -44,7 +45,12 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "usage: proxy --config FILE | --check-config FILE")
 		return 2
 	}
-	cfg, err := config.Load(*cfgPath)
+	raw, err := os.ReadFile(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "read config:", err)
+		return 1
+	}
+	cfg, err := config.ParseNamed(*cfgPath, raw)
 	if err != nil {
 		printConfigErrors(err)
 		return 1
@@ -71,7 +77,9 @@ func run(args []string) int {
 		}()
 	}
 
-	srv, err := server.New(lg, cfg)
+	cm := cfgmgr.New(lg, *cfgPath)
+	cm.Init(cfg, raw)
+	srv, err := server.New(lg, cm)
 	if err != nil {
 		lg.Error("cannot build the proxy", zap.Error(err))
 		return 1
@@ -80,11 +88,22 @@ func run(args []string) int {
 	// the port is open must drain, not kill.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	if err := srv.Start(); err != nil {
 		lg.Error("cannot start the proxy", zap.Error(err))
 		return 1
 	}
-	sig := <-sigs
+	var sig os.Signal
+	for sig == nil {
+		select {
+		case sig = <-sigs:
+		case <-hup:
+			// The outcome is logged and kept for GET /api/v1/config/status.
+			_ = srv.Reload(cfgmgr.SourceSIGHUP)
+		}
+	}
+	signal.Stop(hup)
 	lg.Info("signal received, shutting down gracefully (send it again to stop at once)", zap.Stringer("signal", sig))
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {

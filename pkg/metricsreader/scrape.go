@@ -55,9 +55,10 @@ type scraped struct {
 // by Timeout, and turns the pages into metrics using the previous samples.
 func (r *Reader) scrapeAll(ctx context.Context, targets []Target) map[string]observer.Metrics {
 	type outcome struct {
-		t   Target
-		s   scraped
-		err error
+		t    Target
+		s    scraped
+		err  error
+		skip bool // no status port: nothing to scrape, nothing to report
 	}
 	outcomes := make([]outcome, len(targets))
 	sem := make(chan struct{}, maxParallelScrapes)
@@ -65,7 +66,7 @@ func (r *Reader) scrapeAll(ctx context.Context, targets []Target) map[string]obs
 	for i, t := range targets {
 		outcomes[i].t = t
 		if t.statusAddr() == "" {
-			outcomes[i].err = fmt.Errorf("backend %s has no status port", t.Addr)
+			outcomes[i].skip = true
 			continue
 		}
 		wg.Add(1)
@@ -87,6 +88,9 @@ func (r *Reader) scrapeAll(ctx context.Context, targets []Target) map[string]obs
 	live := make(map[string]bool, len(targets))
 	for _, o := range outcomes {
 		live[o.t.Addr] = true
+		if o.skip {
+			continue
+		}
 		if o.err != nil {
 			r.lg.Debug("scrape failed", zap.String("backend", o.t.Addr), zap.Error(o.err))
 			continue

@@ -4,17 +4,23 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchyard-db/switchyard/lib/config"
 	"github.com/switchyard-db/switchyard/pkg/manager/backendcluster"
+	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
+	"github.com/switchyard-db/switchyard/pkg/metrics"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/pkg/proxy"
 	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
 	"github.com/switchyard-db/switchyard/pkg/router"
+	"github.com/switchyard-db/switchyard/pkg/server/api"
 	"go.uber.org/zap"
 )
 
@@ -22,18 +28,33 @@ import (
 // handshake hold a connection slot; real logins take milliseconds.
 const handshakeTimeout = 30 * time.Second
 
-// Server is the running proxy.
+// Server is the running proxy: it owns every component and starts and stops
+// them in order.
 type Server struct {
 	lg       *zap.Logger
-	cfg      *config.Config
+	cm       *cfgmgr.Manager
 	topo     *observer.Aggregator
 	clusters *backendcluster.Manager
 	router   *router.Balanced
 	sql      *proxy.Server
+	api      *api.Server
+	apiTLS   *tls.Config
+	metrics  *metrics.Metrics
+
+	ready        atomic.Bool
+	shuttingDown atomic.Bool
+	override     atomic.Pointer[string]
+
+	// bg is the lifetime of background work (config watcher, drains).
+	bg       context.Context
+	bgCancel context.CancelFunc
+	bgWG     sync.WaitGroup
 }
 
-// New builds the proxy from cfg without starting anything.
-func New(lg *zap.Logger, cfg *config.Config) (*Server, error) {
+// New builds the proxy from the config manager's running config, without
+// starting anything.
+func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
+	cfg := cm.Current()
 	stls, err := serverTLS(cfg.Security.ServerTLS)
 	if err != nil {
 		return nil, err
@@ -41,6 +62,14 @@ func New(lg *zap.Logger, cfg *config.Config) (*Server, error) {
 	btls, err := backendTLS(cfg.Security.BackendTLS, cfg.Security.RequireBackendTLS)
 	if err != nil {
 		return nil, err
+	}
+	var apiTLS *tls.Config
+	if cfg.API.TLS.HasCert() {
+		cert, err := tls.LoadX509KeyPair(cfg.API.TLS.Cert, cfg.API.TLS.Key)
+		if err != nil {
+			return nil, fmt.Errorf("api.tls: %w", err)
+		}
+		apiTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	trusted, err := cfg.Proxy.TrustedNets()
 	if err != nil {
@@ -75,34 +104,87 @@ func New(lg *zap.Logger, cfg *config.Config) (*Server, error) {
 		GracefulCloseTimeout: cfg.Proxy.GracefulCloseConnTimeout.Duration,
 		Session:              sess,
 	}, r)
-	return &Server{
+	s := &Server{
 		lg:       lg,
-		cfg:      cfg,
+		cm:       cm,
 		topo:     topo,
 		clusters: backendcluster.NewManager(lg, topo),
 		router:   r,
 		sql:      sql,
-	}, nil
+		apiTLS:   apiTLS,
+	}
+	s.metrics = metrics.New(s, Version, GitHash)
+	sess.CommandMetrics = func(cluster string) backend.CommandObserver {
+		cm := s.metrics.ForCluster(cluster)
+		cm.SessionStarted()
+		return cm
+	}
+	s.bg, s.bgCancel = context.WithCancel(context.Background())
+	if cfg.API.Addr != "" {
+		s.api = api.New(lg, s, cm, s.metrics.Handler(), cfg.API.Token)
+	}
+	return s, nil
 }
 
-// Start starts the cluster runtimes and the listeners. It does not wait for
-// any cluster's etcd: clusters that cannot be reached yet are "connecting",
-// and their clients get an ERR packet saying so until they are reachable. A
-// cluster whose runtime cannot be built (say, an unparsable etcd-tls
-// certificate) is retried in the background while the others serve.
+// Start starts the cluster runtimes, the listeners, the API and the config
+// watcher. It does not wait for any cluster's etcd: clusters that cannot be
+// reached yet are "connecting", and their clients get an ERR packet saying
+// so until they are reachable. A cluster whose runtime cannot be built (say,
+// an unparsable etcd-tls certificate) is retried in the background while the
+// others serve.
 func (s *Server) Start() error {
-	res := s.clusters.Apply(s.cfg)
+	cfg := s.cm.Current()
+	res := s.clusters.Apply(cfg)
 	s.lg.Info("clusters started", zap.Stringer("result", res))
 	if err := s.sql.Start(); err != nil {
 		s.clusters.Close()
 		return err
 	}
-	if err := s.sql.SetExtraListeners(routeAddrs(s.cfg)); err != nil {
+	if err := s.sql.SetExtraListeners(routeAddrs(cfg)); err != nil {
 		s.sql.Close()
 		s.clusters.Close()
 		return err
 	}
+	if s.api != nil {
+		if err := s.api.Start(cfg.API.Addr, s.apiTLS); err != nil {
+			s.sql.Close()
+			s.clusters.Close()
+			return err
+		}
+	}
+	s.cm.SetApply(s.apply, s.metrics.ObserveReload)
+	// The start-up config counts as a successful load.
+	s.metrics.ObserveReload(true, time.Now())
+	s.bgWG.Add(1)
+	go func() {
+		defer s.bgWG.Done()
+		s.cm.Run(s.bg)
+	}()
+	s.ready.Store(true)
 	return nil
+}
+
+// Reload re-reads the config file (SIGHUP).
+func (s *Server) Reload(source string) error { return s.cm.Reload(source) }
+
+// apply makes the running components match next; it is the config
+// manager's ApplyFunc. Nothing here blocks on the network.
+func (s *Server) apply(prev, next *config.Config) error {
+	gens := map[string]uint64{}
+	for name, c := range s.clusters.Clusters() {
+		gens[name] = c.Generation()
+	}
+	s.router.Update(next)
+	res := s.clusters.Apply(next)
+	s.lg.Info("clusters reconfigured", zap.Stringer("result", res))
+	for _, name := range res.Removed {
+		timeout := config.DefaultDrainTimeout
+		if c := prev.Cluster(name); c != nil {
+			timeout = c.DrainTimeout.Duration
+		}
+		s.startDrain(name, gens[name], timeout)
+	}
+	return s.sql.SetExtraListeners(routeAddrs(next))
 }
 
 // routeAddrs are the listen addresses of the [[route]] ports: proxy.addr's
@@ -131,24 +213,95 @@ func (s *Server) Clusters() *backendcluster.Manager { return s.clusters }
 // Router returns the router.
 func (s *Server) Router() *router.Balanced { return s.router }
 
+// Config returns the config manager.
+func (s *Server) Config() *cfgmgr.Manager { return s.cm }
+
+// SQLAddr returns the main SQL listener's address.
+func (s *Server) SQLAddr() net.Addr { return s.sql.Addr() }
+
 // ExtraAddrs returns the addresses of the route-port listeners.
 func (s *Server) ExtraAddrs() []net.Addr { return s.sql.ExtraAddrs() }
 
-// SQLAddr returns the SQL listener's address.
-func (s *Server) SQLAddr() net.Addr { return s.sql.Addr() }
+// APIAddr returns the API's address, or nil when the API is off.
+func (s *Server) APIAddr() net.Addr {
+	if s.api == nil {
+		return nil
+	}
+	return s.api.Addr()
+}
 
 // Sessions returns a snapshot of the live client sessions.
 func (s *Server) Sessions() []backend.Info { return s.sql.Sessions() }
 
+// BackendSessions counts routed sessions per backend ID.
+func (s *Server) BackendSessions() map[string]int64 { return s.router.Sessions() }
+
+// EtcdErrors counts etcd errors per cluster (metrics).
+func (s *Server) EtcdErrors() map[string]uint64 { return s.clusters.EtcdErrors() }
+
+// Metrics returns the proxy's metrics.
+func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
+
+// BuildErrors are the clusters whose runtime build is being retried.
+func (s *Server) BuildErrors() map[string]string { return s.clusters.BuildErrors() }
+
+// Health is the proxy's verdict for load balancers: unhealthy while shutting
+// down or when an operator said so.
+func (s *Server) Health() (bool, string) {
+	if s.shuttingDown.Load() {
+		return false, "shutting down"
+	}
+	if r := s.override.Load(); r != nil {
+		return false, *r
+	}
+	return true, ""
+}
+
+// Ready reports whether the config is loaded and the listeners are up.
+func (s *Server) Ready() (bool, string) {
+	switch {
+	case s.shuttingDown.Load():
+		return false, "shutting down"
+	case !s.ready.Load():
+		return false, "starting: listeners are not up yet"
+	}
+	return true, ""
+}
+
+// SetOverride marks the proxy unhealthy by hand (for draining it from a load
+// balancer); it keeps serving.
+func (s *Server) SetOverride(reason string) {
+	s.override.Store(&reason)
+	s.lg.Warn("health overridden: reporting unhealthy", zap.String("reason", reason))
+}
+
+// ClearOverride ends SetOverride.
+func (s *Server) ClearOverride() {
+	if s.override.Swap(nil) != nil {
+		s.lg.Info("health override cleared")
+	}
+}
+
 // Shutdown drains gracefully (see proxy.Server.Shutdown), then stops the
-// cluster runtimes.
+// rest in reverse order of Start.
 func (s *Server) Shutdown(ctx context.Context) {
+	s.shuttingDown.Store(true)
 	s.sql.Shutdown(ctx)
-	s.clusters.Close()
+	s.stopBackground()
 }
 
 // Close stops at once.
 func (s *Server) Close() {
+	s.shuttingDown.Store(true)
 	s.sql.Close()
+	s.stopBackground()
+}
+
+func (s *Server) stopBackground() {
+	s.bgCancel()
+	s.bgWG.Wait()
+	if s.api != nil {
+		s.api.Close()
+	}
 	s.clusters.Close()
 }

@@ -42,6 +42,7 @@ type Watcher struct {
 
 	snap    atomic.Pointer[Snapshot]
 	err     atomic.Pointer[error]
+	errors  atomic.Uint64
 	updates chan struct{}
 
 	startOnce sync.Once
@@ -116,6 +117,10 @@ func (w *Watcher) Err() error {
 	return nil
 }
 
+// ErrorCount is the number of failed etcd operations (list, watch, probe)
+// so far; compactions are not failures.
+func (w *Watcher) ErrorCount() uint64 { return w.errors.Load() }
+
 // Close stops the goroutine and waits for it. It is safe to call many times
 // and without Start.
 func (w *Watcher) Close() {
@@ -152,6 +157,7 @@ func (w *Watcher) setErr(err error) {
 		return
 	}
 	w.err.Store(&err)
+	w.errors.Add(1)
 	if old == nil {
 		w.lg.Warn("topology stale: etcd error", zap.Error(err))
 		w.notify()

@@ -187,6 +187,7 @@ func TestCompactionRelists(t *testing.T) {
 	etcdtest.Register(t, te.Client, DefaultPrefix, "10.0.0.3:4000", etcdtest.InfoJSON("8.5.0", 10080, `{}`), 45)
 	requireAddrs(t, w, "10.0.0.2:4000", "10.0.0.3:4000")
 	require.Eventually(t, func() bool { return w.Err() == nil }, waitFor, tick)
+	require.Zero(t, w.ErrorCount(), "a compaction is not an etcd error")
 }
 
 // changeAndCompact adds 10.0.0.2, revokes the given lease, writes filler and
@@ -223,10 +224,12 @@ func TestEtcdDownKeepsLastSnapshot(t *testing.T) {
 	w := newTestWatcher(t, te.Client, nil, nil)
 	requireAddrs(t, w, "10.0.0.1:4000")
 	require.NoError(t, w.Err())
+	require.Zero(t, w.ErrorCount())
 
 	te.Stop()
 	require.Eventually(t, func() bool { return w.Err() != nil }, waitFor, tick)
 	require.Equal(t, []string{"10.0.0.1:4000"}, liveAddrs(w))
+	require.Positive(t, w.ErrorCount())
 }
 
 func TestCloseWithoutStart(t *testing.T) {

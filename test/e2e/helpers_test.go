@@ -23,6 +23,7 @@ type proxyConfig struct {
 	maxConns  int
 	closeWait string
 	waitFirst string // graceful-wait-before-shutdown
+	apiAddr   string // [api] addr; "" disables the API
 }
 
 func (c proxyConfig) String() string {
@@ -39,6 +40,8 @@ func (c proxyConfig) String() string {
 	}
 	b.WriteString(c.extra)
 	b.WriteString("\n[log]\nlevel = \"debug\"\n")
+	// Tests that want the API set it; the default would be 0.0.0.0:3080.
+	fmt.Fprintf(&b, "[api]\naddr = %q\n", c.apiAddr)
 	if c.security != "" {
 		b.WriteString("[security]\n" + c.security + "\n")
 	}

@@ -333,11 +333,14 @@ func rssKiB(t *testing.T, pid int) int64 {
 var _ = errors.New
 
 // TestDeadBackendSkipped: with one of two instances refusing connections,
-// every client still gets in, on the live one.
+// every client still gets in, on the live one. The prober would soon stop
+// routing to the dead one; the policy and threshold here keep it routable so
+// that what is tested is the session retrying another backend.
 func TestDeadBackendSkipped(t *testing.T) {
 	m := testenv.SharedMariaDB(t)
 	dead := testenv.FreeAddr(t) // nothing listens there
-	p := startProxy(t, proxyConfig{backends: []string{dead, m.Addr()}})
+	p := startProxy(t, proxyConfig{backends: []string{dead, m.Addr()},
+		extra: "\n[balance]\npolicy = \"connection\"\n[health-check]\nfailures-to-unhealthy = 1000\n"})
 	for i := 0; i < 6; i++ {
 		db := nativeDB(t, p.Addr)
 		require.Equal(t, "1", queryString(t, db, "SELECT 1"), "client %d", i)

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/switchyard-db/switchyard/lib/config"
+	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
 	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
 	"github.com/switchyard-db/switchyard/pkg/server"
 	"github.com/switchyard-db/switchyard/test/testenv"
@@ -20,9 +21,13 @@ import (
 // from replies to this client), prepared statements and cursors.
 func TestSessionStateTracking(t *testing.T) {
 	m := testenv.SharedMariaDB(t)
-	cfg, err := config.Parse([]byte(proxyConfig{addr: "127.0.0.1:0", backends: []string{m.Addr()}}.String()))
+	text := []byte(proxyConfig{addr: "127.0.0.1:0", backends: []string{m.Addr()}}.String())
+	cfg, err := config.Parse(text)
 	require.NoError(t, err)
-	srv, err := server.New(zaptest.NewLogger(t), cfg)
+	lg := zaptest.NewLogger(t)
+	cm := cfgmgr.New(lg, "")
+	cm.Init(cfg, text)
+	srv, err := server.New(lg, cm)
 	require.NoError(t, err)
 	require.NoError(t, srv.Start())
 	defer srv.Close()

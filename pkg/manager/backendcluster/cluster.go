@@ -81,7 +81,9 @@ type Cluster struct {
 // newCluster builds a runtime without network I/O: the etcd client connects
 // in the background. It fails only on local problems (unreadable TLS files).
 func newCluster(lg *zap.Logger, s spec, gen uint64, sink Sink) (*Cluster, error) {
-	lg = lg.With(zap.String("cluster", s.Cluster.Name), zap.Uint64("generation", gen))
+	// The prober and the reader name the cluster in their own logs.
+	base := lg.With(zap.Uint64("generation", gen))
+	lg = base.With(zap.String("cluster", s.Cluster.Name))
 	c := &Cluster{lg: lg, spec: s, gen: gen, sink: sink, done: make(chan struct{})}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if s.Cluster.UsesEtcd() {
@@ -104,7 +106,7 @@ func newCluster(lg *zap.Logger, s spec, gen uint64, sink Sink) (*Cluster, error)
 		// Notice an unreachable etcd at the pace backends are probed.
 		c.watcher.SetTimings(max(2*s.Health.Interval, minEtcdProbe), max(2*s.Health.Timeout, minEtcdGet))
 	}
-	c.prober = observer.NewProber(lg, s.Cluster.Name, s.Health)
+	c.prober = observer.NewProber(base, s.Cluster.Name, s.Health)
 	mcfg := metricsreader.Config{
 		PrometheusURL: s.Cluster.Prometheus,
 		CPUQuery:      s.Cluster.CPUQuery,
@@ -114,7 +116,7 @@ func newCluster(lg *zap.Logger, s spec, gen uint64, sink Sink) (*Cluster, error)
 	if c.cli != nil && s.Cluster.Prometheus == "" {
 		mcfg.Discover = c.discoverPrometheus
 	}
-	c.reader = metricsreader.NewReader(lg, s.Cluster.Name, mcfg)
+	c.reader = metricsreader.NewReader(base, s.Cluster.Name, mcfg)
 	c.view.Store(c.buildView())
 	return c, nil
 }
@@ -134,6 +136,15 @@ func (c *Cluster) View() *observer.ClusterView { return c.view.Load() }
 // Health returns the prober's latest results, including probe times that the
 // published view does not carry between verdict changes.
 func (c *Cluster) Health() map[string]observer.Health { return c.prober.Results() }
+
+// EtcdErrors counts the failed etcd operations of the topology watcher
+// (0 for static clusters).
+func (c *Cluster) EtcdErrors() uint64 {
+	if c.watcher == nil {
+		return 0
+	}
+	return c.watcher.ErrorCount()
+}
 
 // Closed reports whether the runtime has been closed.
 func (c *Cluster) Closed() bool {

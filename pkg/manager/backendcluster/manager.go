@@ -30,6 +30,7 @@ type Manager struct {
 	clusters atomic.Pointer[map[string]*Cluster]
 	desired  map[string]spec
 	retries  map[string]*retry
+	failures map[string]error // last build error of clusters being retried
 	gen      uint64
 	closed   bool
 	wg       sync.WaitGroup // retry goroutines
@@ -60,6 +61,7 @@ func NewManager(lg *zap.Logger, sink Sink) *Manager {
 		sink:       sink,
 		desired:    map[string]spec{},
 		retries:    map[string]*retry{},
+		failures:   map[string]error{},
 		newCluster: newCluster,
 		retryStart: retryStart,
 	}
@@ -117,6 +119,7 @@ func (m *Manager) Apply(cfg *config.Config) Result {
 		c, err := m.build(s)
 		if err != nil {
 			res.Failed[name] = err
+			m.failures[name] = err
 			if old != nil {
 				next[name] = old // the old runtime keeps serving
 			}
@@ -195,10 +198,12 @@ func (m *Manager) retryOnce(name string, r *retry) bool {
 	}
 	c, err := m.build(r.spec)
 	if err != nil {
+		m.failures[name] = err
 		m.lg.Warn("cluster rebuild failed", zap.String("cluster", name), zap.Error(err))
 		return false
 	}
 	delete(m.retries, name)
+	delete(m.failures, name)
 	cur := *m.clusters.Load()
 	next := maps.Clone(cur)
 	next[name] = c
@@ -216,6 +221,30 @@ func (m *Manager) stopRetry(name string) {
 		close(r.stop)
 		delete(m.retries, name)
 	}
+	delete(m.failures, name)
+}
+
+// EtcdErrors returns the etcd error count of each running etcd cluster.
+func (m *Manager) EtcdErrors() map[string]uint64 {
+	cur := *m.clusters.Load()
+	out := make(map[string]uint64, len(cur))
+	for name, c := range cur {
+		if c.watcher != nil {
+			out[name] = c.EtcdErrors()
+		}
+	}
+	return out
+}
+
+// BuildErrors returns the last build error of each cluster being retried.
+func (m *Manager) BuildErrors() map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]string, len(m.failures))
+	for name, err := range m.failures {
+		out[name] = err.Error()
+	}
+	return out
 }
 
 // Cluster returns the named runtime, or nil. The runtime may be closed by a

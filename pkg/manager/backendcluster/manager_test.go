@@ -279,6 +279,7 @@ func TestFailedRebuildKeepsOldAndRetries(t *testing.T) {
 	require.Same(t, old, e.mgr.Cluster("east"), "the old runtime keeps serving")
 	require.False(t, old.Closed())
 	require.Equal(t, []string{"east"}, e.mgr.Pending())
+	require.Equal(t, map[string]string{"east": "injected build failure"}, e.mgr.BuildErrors())
 
 	require.Eventually(t, func() bool {
 		c := e.mgr.Cluster("east")
@@ -286,6 +287,7 @@ func TestFailedRebuildKeepsOldAndRetries(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond, "the retry builds the new runtime")
 	require.True(t, old.Closed(), "the old runtime is closed once replaced")
 	require.Empty(t, e.mgr.Pending())
+	require.Empty(t, e.mgr.BuildErrors())
 	require.Equal(t, []string{"east", "other", "east", "east"}, attempts)
 }
 

@@ -28,15 +28,19 @@ type Config struct {
 	// RSAKey answers caching_sha2_password public-key requests when the
 	// client side is plain TCP but the backend side is TLS.
 	RSAKey *rsa.PrivateKey
-	// CommandMetrics, when set, returns where a session of the given cluster
-	// records its command latencies.
+	// CommandMetrics, when set, is called once a session is routed to a
+	// cluster (the session counts as started) and returns where it records
+	// its command latencies.
 	CommandMetrics func(cluster string) CommandObserver
 }
 
-// CommandObserver records how long one command took, from its arrival to
-// the end of its response. It is called once per command on the query path.
+// CommandObserver records one routed session's metrics.
 type CommandObserver interface {
+	// Observe records how long one command took, from its arrival to the end
+	// of its response. It is called once per command on the query path.
 	Observe(cmd byte, d time.Duration)
+	// SessionEnded is called once when the session ends.
+	SessionEnded()
 }
 
 // proxyCapability is what the proxy offers clients. It leaves out what it

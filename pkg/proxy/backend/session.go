@@ -164,6 +164,9 @@ func (s *Session) cleanup() {
 	if s.lease != nil {
 		s.lease.Release()
 	}
+	if s.obs != nil {
+		s.obs.SessionEnded()
+	}
 	s.client.Release()
 	if s.backend != nil {
 		s.backend.Release()
@@ -211,6 +214,9 @@ func (s *Session) sendCloseError() {
 	s.client.ResetSequence()
 	_ = s.client.WriteError(e)
 }
+
+// Ended reports whether the session has finished (or was closed).
+func (s *Session) Ended() bool { return s.closed.Load() }
 
 // Close ends the session now.
 func (s *Session) Close() {

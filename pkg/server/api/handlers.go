@@ -1,0 +1,339 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	libconfig "github.com/switchyard-db/switchyard/lib/config"
+	"github.com/switchyard-db/switchyard/pkg/observer"
+)
+
+// redacted replaces secrets in GET /api/v1/config.
+const redacted = "<redacted>"
+
+func (s *Server) livez(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if ok, reason := s.proxy.Ready(); !ok {
+		writeError(w, http.StatusServiceUnavailable, "NOT_READY", reason)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
+	healthy, reason := s.proxy.Health()
+	h := Health{Status: StatusHealthy, ConfigChecksum: s.cfg.Checksum(), Clusters: map[string]string{}}
+	for _, c := range s.clusterList() {
+		h.Clusters[c.Name] = c.State
+		switch c.State {
+		case string(observer.StateStale):
+			h.Warnings = append(h.Warnings, fmt.Sprintf("cluster %s is stale: %s", c.Name, c.LastError))
+		case stateFailed:
+			h.Warnings = append(h.Warnings, fmt.Sprintf("cluster %s failed to start: %s", c.Name, c.LastError))
+		}
+	}
+	if st := s.cfg.Status(); st.LastResult == "error" {
+		h.Warnings = append(h.Warnings, "the last config reload failed: "+st.LastError)
+	}
+	status := http.StatusOK
+	if !healthy {
+		h.Status, h.UnhealthyReason = StatusUnhealthy, reason
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, h)
+}
+
+func (s *Server) setOverride(w http.ResponseWriter, r *http.Request) {
+	var o Override
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "BAD_REQUEST", err.Error())
+		return
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := json.Unmarshal(body, &o); err != nil {
+			writeError(w, http.StatusBadRequest, "BAD_REQUEST", "body must be JSON like {\"reason\":\"...\"}: "+err.Error())
+			return
+		}
+	}
+	if o.Reason == "" {
+		o.Reason = "marked unhealthy by an operator"
+	}
+	s.proxy.SetOverride(o.Reason)
+	s.health(w, r)
+}
+
+func (s *Server) clearOverride(w http.ResponseWriter, r *http.Request) {
+	s.proxy.ClearOverride()
+	s.health(w, r)
+}
+
+// stateFailed is shown for a configured cluster whose runtime could not be
+// built.
+const stateFailed = "failed"
+
+// clusterList merges the topology with the config: draining clusters are
+// only in the topology, failed ones only in the config.
+func (s *Server) clusterList() []Cluster {
+	topo := s.proxy.Topology()
+	cfg := s.cfg.Current()
+	sessions := map[string]int{}
+	for _, in := range s.proxy.Sessions() {
+		if in.Cluster != "" {
+			sessions[in.Cluster]++
+		}
+	}
+	buildErrs := s.proxy.BuildErrors()
+	var out []Cluster
+	seen := map[string]bool{}
+	for name, v := range topo.Clusters {
+		seen[name] = true
+		c := Cluster{
+			Name:         name,
+			State:        string(v.State),
+			Source:       v.Source,
+			EtcdRevision: v.Revision,
+			LastError:    v.LastError,
+			Sessions:     sessions[name],
+			Generation:   v.Generation,
+			Labels:       v.Labels,
+			UpdatedAt:    v.UpdatedAt,
+		}
+		if e := buildErrs[name]; e != "" {
+			c.LastError = "rebuild failing, previous runtime serving: " + e
+		}
+		for _, b := range v.Backends {
+			c.BackendsTotal++
+			if b.Health.Healthy {
+				c.BackendsHealthy++
+			}
+		}
+		if cc := cfg.Cluster(name); cc != nil {
+			c.EtcdEndpoints, c.TopologyPrefix = cc.EtcdEndpoints, cc.TopologyPrefix
+		}
+		out = append(out, c)
+	}
+	for _, cc := range cfg.Clusters {
+		if seen[cc.Name] {
+			continue
+		}
+		c := Cluster{Name: cc.Name, State: stateFailed, Source: observer.SourceStatic, LastError: buildErrs[cc.Name],
+			EtcdEndpoints: cc.EtcdEndpoints, TopologyPrefix: cc.TopologyPrefix, Labels: cc.Labels}
+		if cc.UsesEtcd() {
+			c.Source = observer.SourceEtcd
+		}
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b Cluster) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func (s *Server) clusters(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.clusterList())
+}
+
+func (s *Server) cluster(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	for _, c := range s.clusterList() {
+		if c.Name == name {
+			writeJSON(w, http.StatusOK, c)
+			return
+		}
+	}
+	writeError(w, http.StatusNotFound, "CLUSTER_NOT_FOUND", fmt.Sprintf("no cluster named %q", name))
+}
+
+func (s *Server) clusterBackends(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	v := s.proxy.Topology().Cluster(name)
+	if v == nil {
+		if s.cfg.Current().Cluster(name) != nil {
+			writeJSON(w, http.StatusOK, []Backend{}) // configured but not running
+			return
+		}
+		writeError(w, http.StatusNotFound, "CLUSTER_NOT_FOUND", fmt.Sprintf("no cluster named %q", name))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.backendList([]*observer.ClusterView{v}))
+}
+
+func (s *Server) backends(w http.ResponseWriter, r *http.Request) {
+	topo := s.proxy.Topology()
+	views := make([]*observer.ClusterView, 0, len(topo.Clusters))
+	for _, v := range topo.Clusters {
+		views = append(views, v)
+	}
+	slices.SortFunc(views, func(a, b *observer.ClusterView) int { return strings.Compare(a.Name, b.Name) })
+	writeJSON(w, http.StatusOK, s.backendList(views))
+}
+
+func (s *Server) backendList(views []*observer.ClusterView) []Backend {
+	sessions := s.proxy.BackendSessions()
+	out := []Backend{}
+	for _, v := range views {
+		for _, b := range v.Backends {
+			ab := Backend{
+				ID:         b.ID,
+				Cluster:    b.Cluster,
+				Addr:       b.Addr,
+				StatusPort: b.StatusPort,
+				Version:    b.Version,
+				Healthy:    b.Health.Healthy,
+				Reason:     b.Health.Reason,
+				Labels:     b.Labels,
+				Sessions:   int(sessions[b.ID]),
+			}
+			if b.Metrics.HasCPU {
+				cpu := b.Metrics.CPU
+				ab.CPU = &cpu
+			}
+			if b.Metrics.HasMemory {
+				mem := b.Metrics.Memory
+				ab.Memory = &mem
+			}
+			if !b.Health.LastProbe.IsZero() {
+				t := b.Health.LastProbe
+				ab.LastProbe = &t
+			}
+			out = append(out, ab)
+		}
+	}
+	return out
+}
+
+func (s *Server) sessions(w http.ResponseWriter, _ *http.Request) {
+	infos := s.proxy.Sessions()
+	out := make([]Session, 0, len(infos))
+	for _, in := range infos {
+		ss := Session{
+			ID:            in.ID,
+			ClientAddr:    in.ClientAddr,
+			User:          in.User,
+			DB:            in.DB,
+			Cluster:       in.Cluster,
+			InTransaction: in.InTransaction,
+			Since:         in.Since.UTC().Truncate(time.Millisecond),
+		}
+		if in.Backend != "" {
+			ss.Backend = observer.BackendID(in.Cluster, in.Backend)
+		}
+		out = append(out, ss)
+	}
+	slices.SortFunc(out, func(a, b Session) int { return int(a.ID) - int(b.ID) })
+	writeJSON(w, http.StatusOK, out)
+}
+
+// effectiveConfig is the running config with defaults filled in and
+// secrets replaced, as a TOML document.
+func (s *Server) effectiveConfig() ([]byte, error) {
+	cfg := *s.cfg.Current()
+	if cfg.API.Token != "" {
+		cfg.API.Token = redacted
+	}
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(cfg); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
+	text, err := s.effectiveConfig()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "INTERNAL", err.Error())
+		return
+	}
+	w.Header().Set("X-Config-Checksum", s.cfg.Checksum())
+	if strings.Contains(r.Header.Get("Accept"), "application/json") {
+		// The same keys as the TOML file, not Go field names.
+		var doc map[string]any
+		if _, err := toml.Decode(string(text), &doc); err != nil {
+			writeError(w, http.StatusInternalServerError, "INTERNAL", err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, doc)
+		return
+	}
+	w.Header().Set("Content-Type", "application/toml")
+	_, _ = w.Write(text)
+}
+
+// ConfigErrors is the body of a 400 from PUT /api/v1/config.
+type ConfigErrors struct {
+	Error
+	// Errors holds one problem per element, with its TOML line.
+	Errors []string `json:"errors"`
+}
+
+func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxConfigBody+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "BAD_REQUEST", err.Error())
+		return
+	}
+	if len(body) > maxConfigBody {
+		writeError(w, http.StatusRequestEntityTooLarge, "TOO_LARGE", fmt.Sprintf("config larger than %d bytes", maxConfigBody))
+		return
+	}
+	if err := s.cfg.Set(body); err != nil {
+		if errors.Is(err, libconfig.ErrInvalid) {
+			ce := ConfigErrors{Error: Error{Code: "INVALID_CONFIG", Message: "the config was rejected; the running config is unchanged"}}
+			ce.Errors = splitErrors(err)
+			writeJSON(w, http.StatusBadRequest, ce)
+			return
+		}
+		// Applied, but not completely (a route port could not be opened),
+		// or the file could not be written: the status says which.
+		writeJSON(w, http.StatusInternalServerError, ConfigErrors{
+			Error:  Error{Code: "APPLY_FAILED", Message: err.Error()},
+			Errors: splitErrors(err),
+		})
+		return
+	}
+	writeJSON(w, http.StatusOK, s.status())
+}
+
+func splitErrors(err error) []string {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		var out []string
+		for _, e := range joined.Unwrap() {
+			out = append(out, e.Error())
+		}
+		return out
+	}
+	return []string{err.Error()}
+}
+
+func (s *Server) status() ConfigStatus {
+	st := s.cfg.Status()
+	return ConfigStatus{
+		Checksum:     st.Checksum,
+		Path:         st.Path,
+		LastReload:   st.LastReload,
+		LastResult:   st.LastResult,
+		LastSource:   st.LastSource,
+		LastError:    st.LastError,
+		LastSuccess:  st.LastSuccess,
+		NeedsRestart: st.NeedsRestart,
+		Reloads:      st.Reloads,
+		Failures:     st.Failures,
+	}
+}
+
+func (s *Server) configStatus(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.status())
+}
