@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/switchyard-db/switchyard/pkg/observer"
+	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
 	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
 	"go.uber.org/zap"
 )
@@ -46,46 +47,54 @@ func (s *Server) startDrain(name string, gen uint64, timeout time.Duration) {
 				s.metrics.DeleteCluster(name)
 			}
 		}()
-		deadline := time.NewTimer(timeout)
-		defer deadline.Stop()
-		tick := time.NewTicker(drainPoll)
-		defer tick.Stop()
-		for {
-			alive := 0
-			for _, ss := range sessions {
-				if !ss.Ended() {
-					alive++
-				}
-			}
-			if alive == 0 {
-				lg.Info("cluster drained")
-				return
-			}
-			select {
-			case <-tick.C:
-				continue
-			case <-deadline.C:
-			case <-s.bg.Done():
-				return // shutdown closes every session anyway
-			}
-			lg.Warn("drain timeout: closing the sessions still open", zap.Int("sessions", alive))
-			e := &pnet.MySQLError{Code: pnet.ErServerShutdown, State: "08S01",
-				Message: "Switchyard: cluster " + name + " was removed from the configuration; reconnect"}
-			for _, ss := range sessions {
-				if !ss.Ended() {
-					ss.CloseWithError(e)
-				}
-			}
-			select {
-			case <-time.After(drainForceGrace):
-			case <-s.bg.Done():
-			}
-			for _, ss := range sessions {
-				if !ss.Ended() {
-					ss.Close()
-				}
-			}
+		if waitEnded(s.bg.Done(), sessions, timeout) == 0 {
+			lg.Info("cluster drained")
 			return
 		}
+		e := &pnet.MySQLError{Code: pnet.ErServerShutdown, State: "08S01",
+			Message: "Switchyard: cluster " + name + " was removed from the configuration; reconnect"}
+		alive := 0
+		for _, ss := range sessions {
+			if !ss.Ended() {
+				alive++
+				ss.CloseWithError(e)
+			}
+		}
+		lg.Warn("drain timeout: closing the sessions still open", zap.Int("sessions", alive))
+		if waitEnded(s.bg.Done(), sessions, drainForceGrace) == 0 {
+			return
+		}
+		for _, ss := range sessions {
+			if !ss.Ended() {
+				ss.Close()
+			}
+		}
 	}()
+}
+
+// waitEnded waits up to timeout (or until stop) for the sessions to end and
+// returns how many are still alive.
+func waitEnded(stop <-chan struct{}, sessions []*backend.Session, timeout time.Duration) int {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(drainPoll)
+	defer tick.Stop()
+	for {
+		alive := 0
+		for _, ss := range sessions {
+			if !ss.Ended() {
+				alive++
+			}
+		}
+		if alive == 0 {
+			return 0
+		}
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return alive
+		case <-stop:
+			return alive
+		}
+	}
 }
