@@ -5,7 +5,7 @@ FUZZTIME  ?= 50000x
 # Packages whose tests need no external servers.
 UNIT_PKGS := $(shell $(GO) list ./... | grep -v /test/e2e)
 
-.PHONY: all build run test unit e2e fuzz lint bench deps clean
+.PHONY: all build run playground test unit e2e fuzz lint bench deps clean
 
 all: build
 
@@ -15,6 +15,15 @@ build:
 # Runs the proxy in front of a throwaway local MariaDB (see README).
 run:
 	@bash scripts/quickstart.sh
+
+# Starts the local demo: clusters east and west, each with its own embedded etcd and two
+# MariaDB servers registered in it, behind the proxy (see README). Ctrl-C stops it all.
+# Flags go in PLAYGROUND_ARGS, e.g. PLAYGROUND_ARGS="--port 7000". Built, not `go run`:
+# go run exits 1 after Ctrl-C even when the playground stopped cleanly.
+playground:
+	@bash scripts/install-deps.sh
+	$(GO) build -o bin/playground ./cmd/playground
+	bin/playground $(PLAYGROUND_ARGS)
 
 # Installs what the tests need on a Debian machine (idempotent; root only).
 deps:

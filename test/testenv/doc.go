@@ -3,5 +3,7 @@
 // binary built from this module, and the certificates both need. Every helper ties its
 // processes and files to a testing.TB so a failing or panicking test never leaves a server
 // behind; the process-wide pieces (a MariaDB shared by a whole package, the built proxy binary)
-// are torn down by Teardown, which Wrap arranges to run after m.Run.
+// are torn down by Teardown, which Wrap arranges to run after m.Run. The one exception is
+// LaunchMariaDB, for programs that run servers outside go test (cmd/playground): its caller owns
+// the server and closes it.
 package testenv

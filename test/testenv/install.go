@@ -18,9 +18,16 @@ const innodbLogFileSize = "8M"
 // installDataDir runs mariadb-install-db. "normal" root authentication gives root@localhost an
 // empty password so the readiness probe and user setup can log in over the socket.
 func installDataDir(installDB, dir, dataDir string, deadline time.Time) error {
+	// The bootstrap's temporary tables are named after its pid; in a shared /tmp, an installer
+	// in another pid namespace can hold the same name, which aborts the install.
+	tmpDir := filepath.Join(dir, "tmp")
+	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
+		return err
+	}
 	args := []string{
 		"--no-defaults", // must come first
 		"--datadir=" + dataDir,
+		"--tmpdir=" + tmpDir,
 		"--auth-root-authentication-method=normal",
 		"--skip-test-db",
 		"--skip-name-resolve",

@@ -26,6 +26,10 @@ type MariaDBOptions struct {
 	ExtraArgs []string
 	// StartTimeout bounds install plus start-up; 0 means 60s.
 	StartTimeout time.Duration
+	// OwnProcessGroup starts mariadbd in a process group of its own, so that a terminal's
+	// Ctrl-C (SIGINT to the whole foreground group) reaches only the program that launched
+	// it, which then stops its servers in its own order (see LaunchMariaDB).
+	OwnProcessGroup bool
 }
 
 // MariaDB is a throwaway mariadbd listening on 127.0.0.1:Port and on Socket, with the test
@@ -151,7 +155,11 @@ func (m *MariaDB) prepare(deadline time.Time) error {
 // launch starts mariadbd on m.Port and waits until it accepts connections on its socket.
 func (m *MariaDB) launch(deadline time.Time) error {
 	logStart := fileSize(m.LogPath)
-	proc, err := startProcess(m.LogPath, m.bins.Server, m.serverArgs()...)
+	attr := childProcAttr()
+	if m.opts.OwnProcessGroup {
+		attr = ownGroupProcAttr()
+	}
+	proc, err := startProcessAttr(m.LogPath, attr, m.bins.Server, m.serverArgs()...)
 	if err != nil {
 		return err
 	}

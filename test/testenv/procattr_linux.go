@@ -9,3 +9,8 @@ import "syscall"
 func childProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
+
+// ownGroupProcAttr is childProcAttr in a new process group (MariaDBOptions.OwnProcessGroup).
+func ownGroupProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+}

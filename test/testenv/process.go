@@ -18,6 +18,11 @@ type process struct {
 }
 
 func startProcess(logPath string, name string, args ...string) (*process, error) {
+	return startProcessAttr(logPath, childProcAttr(), name, args...)
+}
+
+// startProcessAttr is startProcess with the caller's process attributes.
+func startProcessAttr(logPath string, attr *syscall.SysProcAttr, name string, args ...string) (*process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open log %s: %w", logPath, err)
@@ -25,7 +30,7 @@ func startProcess(logPath string, name string, args ...string) (*process, error)
 	cmd := exec.Command(name, args...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.SysProcAttr = childProcAttr()
+	cmd.SysProcAttr = attr
 	if err := cmd.Start(); err != nil {
 		_ = logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
