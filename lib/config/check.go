@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 var (
@@ -44,6 +45,7 @@ func (c *Config) problems(lines *keyLines) []error {
 	c.HealthCheck.check(v)
 	c.Balance.check(v)
 	c.API.check(v)
+	c.Coordination.check(v)
 	checkClusters(v, c.Clusters)
 	c.checkRouting(v)
 	return v.errs
@@ -204,6 +206,44 @@ func checkClusters(v *validator, clusters []Cluster) {
 	}
 }
 
+func (c Coordination) check(v *validator) {
+	for j, ep := range c.EtcdEndpoints {
+		if reason := checkEndpoint(ep); reason != "" {
+			key := fmt.Sprintf("coordination.etcd-endpoints[%d]", j)
+			v.addf(key, "%s %q: %s", key, ep, reason)
+		}
+	}
+	if !clusterNameRE.MatchString(c.Fleet) {
+		v.addf("coordination.fleet", "coordination.fleet %q: must match [a-z0-9-]+", c.Fleet)
+	}
+	if strings.ContainsAny(c.NodeID, "/ \t") {
+		v.addf("coordination.node-id", "coordination.node-id %q: must not contain '/' or spaces", c.NodeID)
+	}
+	// etcd refuses leases under 2 s (with its default election timeout).
+	if c.ElectionTTL.Duration < 2*time.Second || c.ElectionTTL.Duration%time.Second != 0 {
+		v.addf("coordination.election-ttl", "coordination.election-ttl %q: must be whole seconds, at least 2s", c.ElectionTTL)
+	}
+	if c.NodeTTL.Duration < 2*time.Second || c.NodeTTL.Duration%time.Second != 0 {
+		v.addf("coordination.node-ttl", "coordination.node-ttl %q: must be whole seconds, at least 2s", c.NodeTTL)
+	}
+	if c.MaxDownPerMinute < 1 {
+		v.addf("coordination.max-down-per-minute", "coordination.max-down-per-minute %d: must be at least 1", c.MaxDownPerMinute)
+	}
+	c.EtcdTLS.check(v, "coordination.etcd-tls")
+}
+
+// checkEndpoint validates an etcd endpoint: host:port, optionally with an
+// http:// or https:// scheme.
+func checkEndpoint(ep string) string {
+	hostPort := ep
+	if rest, ok := strings.CutPrefix(ep, "http://"); ok {
+		hostPort = rest
+	} else if rest, ok := strings.CutPrefix(ep, "https://"); ok {
+		hostPort = rest
+	}
+	return checkHostPort(hostPort, 1, true)
+}
+
 func (a API) check(v *validator) {
 	if a.Addr != "" {
 		if reason := checkHostPort(a.Addr, 0, false); reason != "" {
@@ -218,13 +258,7 @@ func (a API) check(v *validator) {
 
 func checkEtcdCluster(v *validator, path, label string, c Cluster) {
 	for j, ep := range c.EtcdEndpoints {
-		hostPort := ep
-		if rest, ok := strings.CutPrefix(ep, "http://"); ok {
-			hostPort = rest
-		} else if rest, ok := strings.CutPrefix(ep, "https://"); ok {
-			hostPort = rest
-		}
-		if reason := checkHostPort(hostPort, 1, true); reason != "" {
+		if reason := checkEndpoint(ep); reason != "" {
 			key := fmt.Sprintf("%s.etcd-endpoints[%d]", path, j)
 			v.addf(key, "%s: etcd-endpoints[%d] %q: %s", label, j, ep, reason)
 		}

@@ -173,6 +173,16 @@ func TestCheckRules(t *testing.T) {
 		{name: "api tls half", modify: func(c *Config) { c.API.TLS = TLSConfig{Cert: cert} }, want: `api.tls: cert and key must be set together`},
 		{name: "drain timeout negative", modify: func(c *Config) { c.Clusters[0].DrainTimeout = NewDuration(-time.Second) }, want: `cluster "east": drain-timeout "-1s": must not be negative`},
 
+		// coordination
+		{name: "fleet", modify: func(c *Config) { c.Coordination.EtcdEndpoints = []string{"127.0.0.1:2379"} }},
+		{name: "fleet endpoint bad", modify: func(c *Config) { c.Coordination.EtcdEndpoints = []string{"etcd"} }, want: `coordination.etcd-endpoints[0] "etcd": missing port in address`},
+		{name: "fleet name", modify: func(c *Config) { c.Coordination.Fleet = "Prod" }, want: `coordination.fleet "Prod": must match [a-z0-9-]+`},
+		{name: "node id slash", modify: func(c *Config) { c.Coordination.NodeID = "a/b" }, want: `coordination.node-id "a/b": must not contain '/' or spaces`},
+		{name: "election ttl short", modify: func(c *Config) { c.Coordination.ElectionTTL = NewDuration(time.Second) }, want: `coordination.election-ttl "1s": must be whole seconds, at least 2s`},
+		{name: "election ttl fraction", modify: func(c *Config) { c.Coordination.ElectionTTL = NewDuration(2500 * time.Millisecond) }, want: `coordination.election-ttl "2.5s": must be whole seconds`},
+		{name: "node ttl short", modify: func(c *Config) { c.Coordination.NodeTTL = NewDuration(0) }, want: `coordination.node-ttl "0s": must be whole seconds, at least 2s`},
+		{name: "max down zero", modify: func(c *Config) { c.Coordination.MaxDownPerMinute = 0 }, want: `coordination.max-down-per-minute 0: must be at least 1`},
+
 		// health check and balance
 		{name: "health interval zero", modify: func(c *Config) { c.HealthCheck.Interval = NewDuration(0) }, want: `health-check.interval "0s": must be positive`},
 		{name: "health timeout negative", modify: func(c *Config) { c.HealthCheck.Timeout = NewDuration(-time.Second) }, want: `health-check.timeout "-1s": must be positive`},

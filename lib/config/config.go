@@ -8,14 +8,15 @@ import (
 
 // Config is the whole proxy configuration, one TOML document.
 type Config struct {
-	Proxy       ProxyServer `toml:"proxy"`
-	Security    Security    `toml:"security"`
-	Log         Log         `toml:"log"`
-	API         API         `toml:"api"`
-	HealthCheck HealthCheck `toml:"health-check"`
-	Balance     Balance     `toml:"balance"`
-	Clusters    []Cluster   `toml:"cluster"`
-	Routes      []Route     `toml:"route"`
+	Proxy        ProxyServer  `toml:"proxy"`
+	Security     Security     `toml:"security"`
+	Log          Log          `toml:"log"`
+	API          API          `toml:"api"`
+	Coordination Coordination `toml:"coordination"`
+	HealthCheck  HealthCheck  `toml:"health-check"`
+	Balance      Balance      `toml:"balance"`
+	Clusters     []Cluster    `toml:"cluster"`
+	Routes       []Route      `toml:"route"`
 }
 
 // ProxyServer configures the MySQL-protocol listener that clients connect to.
@@ -52,7 +53,36 @@ type ProxyServer struct {
 	// Labels describe this proxy; labels.zone makes backends in the same zone
 	// preferred.
 	Labels map[string]string `toml:"labels"`
+	// AdvertiseAddr is the host other nodes and clients use to reach this
+	// proxy (no port). Empty: the first non-loopback address.
+	AdvertiseAddr string `toml:"advertise-addr"`
 }
+
+// Coordination configures the fleet: several proxies that elect leaders and
+// vote over one etcd. Without etcd-endpoints the proxy runs as a single node.
+type Coordination struct {
+	// EtcdEndpoints of the fleet's etcd (not a cluster's PD).
+	EtcdEndpoints []string `toml:"etcd-endpoints"`
+	// Fleet names the fleet; its keys live under /switchyard/<fleet>/.
+	Fleet string `toml:"fleet"`
+	// NodeID identifies this node in the fleet. Empty: advertised host and
+	// SQL port.
+	NodeID string `toml:"node-id"`
+	// ElectionTTL is the lease of a leadership term: a crashed leader is
+	// replaced after about this long.
+	ElectionTTL Duration `toml:"election-ttl"`
+	// NodeTTL is the lease of a node's registration.
+	NodeTTL Duration  `toml:"node-ttl"`
+	EtcdTLS TLSConfig `toml:"etcd-tls"`
+	// MaxDownPerMinute bounds the fleet-wide down verdicts per cluster.
+	MaxDownPerMinute int `toml:"max-down-per-minute"`
+	// AllowSingleVoter lets a lone node serving a cluster mark a backend down
+	// on its own probes.
+	AllowSingleVoter bool `toml:"allow-single-voter"`
+}
+
+// Enabled reports whether the proxy is part of a fleet.
+func (c Coordination) Enabled() bool { return len(c.EtcdEndpoints) > 0 }
 
 // ProxyProtocolV2 is the only PROXY protocol version Switchyard speaks.
 const ProxyProtocolV2 = "v2"

@@ -66,6 +66,7 @@ func fullConfig(t *testing.T) *Config {
 			DefaultCluster:             "east",
 			UserPrefixRouting:          true,
 			Labels:                     map[string]string{"zone": "a"},
+			AdvertiseAddr:              "10.0.0.9",
 		},
 		Security: Security{
 			ServerTLS: TLSConfig{
@@ -83,6 +84,16 @@ func fullConfig(t *testing.T) *Config {
 		},
 		Log:         Log{Level: "debug", Format: "json", File: filepath.Join(dir, "proxy.log")},
 		API:         API{Addr: "127.0.0.1:3081", Token: "secret", TLS: TLSConfig{Cert: writeFile(t, dir, "api.crt"), Key: writeFile(t, dir, "api.key")}},
+		Coordination: Coordination{
+			EtcdEndpoints:    []string{"127.0.0.1:2379"},
+			Fleet:            "prod-1",
+			NodeID:           "node-a",
+			ElectionTTL:      NewDuration(3 * time.Second),
+			NodeTTL:          NewDuration(12 * time.Second),
+			EtcdTLS:          TLSConfig{CA: writeFile(t, dir, "fleet-ca.crt")},
+			MaxDownPerMinute: 5,
+			AllowSingleVoter: true,
+		},
 		HealthCheck: HealthCheck{Interval: NewDuration(2 * time.Second), Timeout: NewDuration(300 * time.Millisecond), FailuresToUnhealthy: 5},
 		Balance:     Balance{Policy: PolicyConnection, MetricsInterval: NewDuration(10 * time.Second)},
 		Clusters: []Cluster{

@@ -25,6 +25,10 @@ const (
 	DefaultMetricsInterval          = 5 * time.Second
 	DefaultDrainTimeout             = 30 * time.Second
 	DefaultAPIAddr                  = "0.0.0.0:3080"
+	DefaultFleet                    = "default"
+	DefaultElectionTTL              = 5 * time.Second
+	DefaultNodeTTL                  = 10 * time.Second
+	DefaultMaxDownPerMinute         = 2
 )
 
 // ErrInvalid is wrapped by every error that Parse, Load and Check return for a bad
@@ -65,6 +69,12 @@ func NewDefault() *Config {
 			Format: DefaultLogFormat,
 		},
 		API: API{Addr: DefaultAPIAddr},
+		Coordination: Coordination{
+			Fleet:            DefaultFleet,
+			ElectionTTL:      NewDuration(DefaultElectionTTL),
+			NodeTTL:          NewDuration(DefaultNodeTTL),
+			MaxDownPerMinute: DefaultMaxDownPerMinute,
+		},
 		HealthCheck: HealthCheck{
 			Interval:            NewDuration(DefaultHealthInterval),
 			Timeout:             NewDuration(DefaultHealthTimeout),
@@ -244,6 +254,11 @@ func (c *Config) normalize() {
 	}
 	c.Balance.Policy = strings.TrimSpace(c.Balance.Policy)
 	c.API.Addr = strings.TrimSpace(c.API.Addr)
+	p.AdvertiseAddr = strings.TrimSpace(p.AdvertiseAddr)
+	trimAll(c.Coordination.EtcdEndpoints)
+	c.Coordination.Fleet = strings.TrimSpace(c.Coordination.Fleet)
+	c.Coordination.NodeID = strings.TrimSpace(c.Coordination.NodeID)
+	c.Coordination.EtcdTLS.trim()
 	c.API.TLS.trim()
 }
 

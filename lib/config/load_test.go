@@ -37,6 +37,7 @@ func TestLoadSample(t *testing.T) {
 	require.NoError(t, err)
 	want := NewDefault()
 	want.Proxy.ProxyProtocolTrustedCIDRs = []string{}
+	want.Coordination.EtcdEndpoints = []string{}
 	want.Clusters = []Cluster{{Name: "default", Instances: []string{"127.0.0.1:3306"}, DrainTimeout: NewDuration(DefaultDrainTimeout)}}
 	require.Equal(t, want, c, "the sample must show the defaults")
 }
