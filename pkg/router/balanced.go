@@ -28,7 +28,10 @@ type Balanced struct {
 	topo     TopologySource
 	rules    atomic.Pointer[Rules]
 	settings atomic.Pointer[settings]
-	now      func() time.Time
+	// fleetDown holds the backend IDs the fleet voted down: no new sessions,
+	// like an unhealthy backend, whatever this node's own probes say.
+	fleetDown atomic.Pointer[map[string]bool]
+	now       func() time.Time
 
 	mu       sync.Mutex
 	backends map[string]*backendState // by backend ID
@@ -61,6 +64,9 @@ func (r *Balanced) Update(cfg *config.Config) {
 	r.settings.Store(&settings{policy: cfg.Balance.Policy, zone: cfg.Proxy.Labels["zone"]})
 }
 
+// SetFleetDown replaces the set of backend IDs the fleet has voted down.
+func (r *Balanced) SetFleetDown(ids map[string]bool) { r.fleetDown.Store(&ids) }
+
 // MapUser implements Router.
 func (r *Balanced) MapUser(cluster, user string) (string, error) {
 	return r.rules.Load().MapUser(cluster, user)
@@ -80,17 +86,21 @@ func (r *Balanced) Route(ci ClientInfo, exclude []string) (Lease, error) {
 		return nil, fmt.Errorf("%w: cluster %s is being removed", ErrNoBackend, cluster)
 	}
 	set := r.settings.Load()
+	var voted map[string]bool
+	if p := r.fleetDown.Load(); p != nil {
+		voted = *p
+	}
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
 	cands := make([]balance.Candidate, 0, len(view.Backends))
-	var down []balance.Candidate
+	var failed []balance.Candidate
 	n := len(view.Backends)
 	r.rr++
 	for i := range n {
 		b := view.Backends[(i+r.rr)%n]
-		if excluded(b.ID, exclude) {
+		if excluded(b.ID, exclude) || voted[b.ID] {
 			continue
 		}
 		st := r.state(b.ID)
@@ -99,7 +109,7 @@ func (r *Balanced) Route(ci ClientInfo, exclude []string) (Lease, error) {
 		}
 		c := balance.Candidate{Backend: b, Sessions: st.sessions, SessionsAtMetrics: st.atMetrics}
 		if now.Before(st.downUntil) {
-			down = append(down, c)
+			failed = append(failed, c)
 		} else {
 			cands = append(cands, c)
 		}
@@ -108,7 +118,7 @@ func (r *Balanced) Route(ci ClientInfo, exclude []string) (Lease, error) {
 	if i < 0 {
 		// Backends this proxy just failed to reach are a last resort: the
 		// failure may have been the client's network blip, not theirs.
-		cands = down
+		cands = failed
 		i = balance.Pick(set.policy, set.zone, cands)
 	}
 	if i < 0 {

@@ -193,3 +193,24 @@ func TestNewForAddrs(t *testing.T) {
 	require.ErrorIs(t, err, ErrNoBackend)
 	require.Equal(t, fmt.Sprint(map[string]int64{"c/a:1": 1, "c/b:1": 1}), fmt.Sprint(r.Sessions()))
 }
+
+// A backend the fleet voted down takes no new sessions, even though this
+// node's prober finds it healthy.
+func TestBalancedFleetDown(t *testing.T) {
+	_, r := twoClusters(t)
+	r.SetFleetDown(map[string]bool{"east/10.0.0.1:4000": true})
+	for range 4 {
+		l, err := r.Route(ClientInfo{User: "app"}, nil)
+		require.NoError(t, err)
+		require.Equal(t, "east/10.0.0.2:4000", l.ID())
+		l.Release()
+	}
+	r.SetFleetDown(nil)
+	got := map[string]bool{}
+	for range 4 {
+		l, err := r.Route(ClientInfo{User: "app"}, nil)
+		require.NoError(t, err)
+		got[l.ID()] = true
+	}
+	require.True(t, got["east/10.0.0.1:4000"], "routable again once the verdict is lifted")
+}
