@@ -5,9 +5,11 @@ set -euo pipefail
 need=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
-# Installed without Recommends: prometheus would pull in (and start) node-exporter.
+# Installed without Recommends: prometheus would pull in (and start) node-exporter,
+# and chromium (for the status page test, run headless) printer and desktop tools.
 lean=()
 command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || lean+=(prometheus)
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || lean+=(chromium)
 [ ${#need[@]} -eq 0 ] && [ ${#lean[@]} -eq 0 ] && exit 0
 echo "installing: ${need[*]} ${lean[*]}"
 SUDO=""

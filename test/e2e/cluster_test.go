@@ -25,9 +25,16 @@ type twoClusters struct {
 	proxy              *testenv.Proxy
 	mainAddr           string // proxy.addr
 	westAddr           string // the route port of west
+	apiAddr            string // [api] addr; "" when the API is off (withAPI turns it on)
 }
 
-func startTwoClusters(t *testing.T, proxyExtra, routes string) *twoClusters {
+// twoClustersOption changes what startTwoClusters sets up.
+type twoClustersOption func(t *testing.T, tc *twoClusters)
+
+// withAPI serves the HTTP API on a free loopback port, tc.apiAddr.
+func withAPI(t *testing.T, tc *twoClusters) { tc.apiAddr = testenv.FreeAddr(t) }
+
+func startTwoClusters(t *testing.T, proxyExtra, routes string, opts ...twoClustersOption) *twoClusters {
 	tc := &twoClusters{
 		etcdEast: etcdtest.Start(t),
 		etcdWest: etcdtest.Start(t),
@@ -36,6 +43,9 @@ func startTwoClusters(t *testing.T, proxyExtra, routes string) *twoClusters {
 		mainAddr: testenv.FreeAddr(t),
 	}
 	tc.westAddr = testenv.FreeAddr(t)
+	for _, o := range opts {
+		o(t, tc)
+	}
 	etcdtest.Register(t, tc.etcdEast.Client, tidbPrefix, tc.east.Addr(), etcdtest.InfoJSON("10.11-MariaDB", 0, ""), 30)
 	etcdtest.Register(t, tc.etcdWest.Client, tidbPrefix, tc.west.Addr(), etcdtest.InfoJSON("10.11-MariaDB", 0, ""), 30)
 	_, westPort := splitPort(t, tc.westAddr)
@@ -53,6 +63,10 @@ failures-to-unhealthy = 2
 [log]
 level = "debug"
 
+# Always set: the default would listen on 0.0.0.0:3080.
+[api]
+addr = %q
+
 [[cluster]]
 name = "east"
 etcd-endpoints = [%q]
@@ -62,7 +76,7 @@ name = "west"
 etcd-endpoints = [%q]
 
 %s
-`, tc.mainAddr, proxyExtra, tc.etcdEast.Endpoint, tc.etcdWest.Endpoint, routes)
+`, tc.mainAddr, proxyExtra, tc.apiAddr, tc.etcdEast.Endpoint, tc.etcdWest.Endpoint, routes)
 	tc.proxy = testenv.StartProxy(t, testenv.BuildProxy(t), cfg)
 	return tc
 }
