@@ -9,8 +9,13 @@ UNIT_PKGS := $(shell $(GO) list ./... | grep -v /test/e2e)
 
 all: build
 
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+GITHASH   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X github.com/switchyard-db/switchyard/pkg/server.Version=$(VERSION) -X github.com/switchyard-db/switchyard/pkg/server.GitHash=$(GITHASH)
+
 build:
-	$(GO) build -o bin/proxy ./cmd/proxy
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/proxy ./cmd/proxy
+	$(GO) build -o bin/proxyctl ./cmd/proxyctl
 
 # Runs the proxy in front of a throwaway local MariaDB (see README).
 run:
@@ -21,7 +26,7 @@ run:
 # Flags go in PLAYGROUND_ARGS, e.g. PLAYGROUND_ARGS="--port 7000". Built, not `go run`:
 # go run exits 1 after Ctrl-C even when the playground stopped cleanly.
 playground:
-	@bash scripts/install-deps.sh
+	@bash scripts/install-deps.sh mariadb
 	$(GO) build -o bin/playground ./cmd/playground
 	bin/playground $(PLAYGROUND_ARGS)
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need. Idempotent: does nothing when
 # everything is there. Needs root (or sudo) only when something is missing.
+# `install-deps.sh mariadb` installs only MariaDB (make run, make playground).
 set -euo pipefail
 need=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
@@ -8,8 +9,12 @@ command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
 # Installed without Recommends: prometheus would pull in (and start) node-exporter,
 # and chromium (for the status page test, run headless) printer and desktop tools.
 lean=()
-command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || lean+=(prometheus)
-command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || lean+=(chromium)
+if [ "${1:-all}" != mariadb ]; then
+  # The fleet tests run etcd as a separate process they can stop and pause.
+  command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need+=(etcd-server)
+  command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || lean+=(prometheus)
+  command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || lean+=(chromium)
+fi
 [ ${#need[@]} -eq 0 ] && [ ${#lean[@]} -eq 0 ] && exit 0
 echo "installing: ${need[*]} ${lean[*]}"
 SUDO=""

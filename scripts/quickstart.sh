@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 BACKEND_PORT=${BACKEND_PORT:-3307}
 PROXY_PORT=${PROXY_PORT:-6000}
 dir=$PWD/.quickstart
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh mariadb
 go build -o bin/proxy ./cmd/proxy
 
 mkdir -p "$dir"
