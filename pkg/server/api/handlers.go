@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +35,13 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
+	h, status := s.healthDoc()
+	writeJSON(w, status, h)
+}
+
+// healthDoc is the Health document and the status GET /api/v1/health
+// answers with: 503 when unhealthy, for load balancers.
+func (s *Server) healthDoc() (Health, int) {
 	healthy, reason := s.proxy.Health()
 	h := Health{Status: StatusHealthy, ConfigChecksum: s.cfg.Checksum(), Clusters: map[string]string{}}
 	for _, c := range s.clusterList() {
@@ -53,7 +61,14 @@ func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
 		h.Status, h.UnhealthyReason = StatusUnhealthy, reason
 		status = http.StatusServiceUnavailable
 	}
-	writeJSON(w, status, h)
+	return h, status
+}
+
+// overrideDone answers a successful change of the override: 200, because the
+// request succeeded, with the health it led to (unhealthy, after a PUT).
+func (s *Server) overrideDone(w http.ResponseWriter) {
+	h, _ := s.healthDoc()
+	writeJSON(w, http.StatusOK, h)
 }
 
 func (s *Server) setOverride(w http.ResponseWriter, r *http.Request) {
@@ -73,12 +88,12 @@ func (s *Server) setOverride(w http.ResponseWriter, r *http.Request) {
 		o.Reason = "marked unhealthy by an operator"
 	}
 	s.proxy.SetOverride(o.Reason)
-	s.health(w, r)
+	s.overrideDone(w)
 }
 
-func (s *Server) clearOverride(w http.ResponseWriter, r *http.Request) {
+func (s *Server) clearOverride(w http.ResponseWriter, _ *http.Request) {
 	s.proxy.ClearOverride()
-	s.health(w, r)
+	s.overrideDone(w)
 }
 
 // stateFailed is shown for a configured cluster whose runtime could not be
@@ -232,7 +247,7 @@ func (s *Server) sessions(w http.ResponseWriter, _ *http.Request) {
 		}
 		out = append(out, ss)
 	}
-	slices.SortFunc(out, func(a, b Session) int { return int(a.ID) - int(b.ID) })
+	slices.SortFunc(out, func(a, b Session) int { return cmp.Compare(a.ID, b.ID) })
 	writeJSON(w, http.StatusOK, out)
 }
 

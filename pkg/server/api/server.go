@@ -59,6 +59,8 @@ type Server struct {
 	token   string
 	metrics http.Handler
 	mux     *http.ServeMux
+	coord   Coordination
+	nodeID  string
 
 	mu  sync.Mutex
 	srv *http.Server
@@ -72,6 +74,18 @@ func New(lg *zap.Logger, proxy Proxy, cfg Config, metrics http.Handler, token st
 	s.routes()
 	return s
 }
+
+// SetCoordination enables the HA endpoints (/api/v1/ha/leader, members)
+// and names this node in their answers. Call it before Start.
+func (s *Server) SetCoordination(c Coordination, nodeID string) {
+	s.coord, s.nodeID = c, nodeID
+	s.route("/api/v1/ha/leader", handlers{"GET": s.haLeader})
+	s.route("/api/v1/ha/members", handlers{"GET": s.haMembers})
+}
+
+// HandleInternal mounts a handler for peer-to-peer endpoints
+// (/internal/v1/...); it does its own authentication.
+func (s *Server) HandleInternal(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 // Handler returns the API's handler (for tests and embedding).
 func (s *Server) Handler() http.Handler { return s.mux }
@@ -210,6 +224,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	// Not HTML: "<redacted>" and "<api.token>" should read as written.
+	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
 }
 
