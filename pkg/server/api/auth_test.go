@@ -75,6 +75,14 @@ func TestAuth(t *testing.T) {
 			require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 			require.Empty(t, rec.Header().Get("WWW-Authenticate"))
 		})
+		t.Run(m.name+"/lower-case scheme", func(t *testing.T) {
+			f := newFixture(t)
+			f.proxy.SetOverride("set before")
+			r := m.req
+			r.header = map[string]string{"Authorization": "bearer " + token}
+			rec := f.do(t, r)
+			require.Equal(t, http.StatusOK, rec.Code, "the scheme is case-insensitive: %s", rec.Body.String())
+		})
 		t.Run(m.name+"/no token configured", func(t *testing.T) {
 			f := newFixture(t)
 			f.srv = New(f.srv.lg, f.proxy, f.cfg, nil, "")

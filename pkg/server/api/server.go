@@ -208,8 +208,9 @@ func (s *Server) routes() {
 func (s *Server) auth(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.token != "" {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
+			// The scheme is case-insensitive (RFC 9110); the token is not.
+			scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+			if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard"`)
 				writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", "this endpoint needs Authorization: Bearer <api.token>")
 				return
