@@ -305,3 +305,38 @@ func (s *Server) stopBackground() {
 	}
 	s.clusters.Close()
 }
+
+// Components reports the state of each part of the proxy and of its
+// connections to what it depends on, for /api/v1/health.
+func (s *Server) Components() map[string]api.Component {
+	out := map[string]api.Component{}
+	switch {
+	case s.shuttingDown.Load():
+		out["sql"] = api.Component{State: "stopping"}
+	case !s.ready.Load():
+		out["sql"] = api.Component{State: "initializing"}
+	default:
+		out["sql"] = api.Component{State: "healthy"}
+	}
+	if st := s.cm.Status(); st.LastResult == cfgmgr.ResultError {
+		out["config"] = api.Component{State: "abnormal", Reason: "last reload failed: " + st.LastError}
+	} else {
+		out["config"] = api.Component{State: "healthy"}
+	}
+	for name, v := range s.topo.Topology().Clusters {
+		c := api.Component{State: "healthy"}
+		switch v.State {
+		case observer.StateConnecting:
+			c = api.Component{State: "initializing", Reason: "waiting for etcd: " + v.LastError}
+		case observer.StateStale:
+			c = api.Component{State: "abnormal", Reason: "etcd unreachable, serving the last known backends: " + v.LastError}
+		case observer.StateDraining:
+			c = api.Component{State: "stopping", Reason: "removed from the configuration"}
+		}
+		out["cluster/"+name] = c
+	}
+	for name, err := range s.clusters.BuildErrors() {
+		out["cluster/"+name] = api.Component{State: "abnormal", Reason: "runtime build failing: " + err}
+	}
+	return out
+}

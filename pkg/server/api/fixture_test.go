@@ -199,6 +199,15 @@ func (p *fakeProxy) Health() (bool, string) {
 	return true, ""
 }
 
+func (p *fakeProxy) Components() map[string]Component {
+	return map[string]Component{
+		"config":       {State: "healthy"},
+		"sql":          {State: "healthy"},
+		"cluster/east": {State: "healthy"},
+		"cluster/west": {State: "abnormal", Reason: "etcd unreachable"},
+	}
+}
+
 func (p *fakeProxy) Ready() (bool, string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

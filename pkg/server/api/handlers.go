@@ -43,7 +43,14 @@ func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
 // answers with: 503 when unhealthy, for load balancers.
 func (s *Server) healthDoc() (Health, int) {
 	healthy, reason := s.proxy.Health()
-	h := Health{Status: StatusHealthy, ConfigChecksum: s.cfg.Checksum(), Clusters: map[string]string{}}
+	h := Health{Status: StatusHealthy, ConfigChecksum: s.cfg.Checksum(), Clusters: map[string]string{},
+		Components: s.proxy.Components(), CoordinationMode: "single-node"}
+	if s.coord != nil {
+		h.CoordinationMode = s.coord.Mode()
+	}
+	if h.CoordinationMode == "single-node" {
+		h.Warnings = append(h.Warnings, "running as a single node: no [coordination] etcd-endpoints, so this node's own probes decide alone")
+	}
 	for _, c := range s.clusterList() {
 		h.Clusters[c.Name] = c.State
 		switch c.State {

@@ -40,6 +40,8 @@ type Proxy interface {
 	Ready() (ready bool, reason string)
 	SetOverride(reason string)
 	ClearOverride()
+	// Components reports each part's state, keyed by name.
+	Components() map[string]Component
 }
 
 // Config is the config manager as the API uses it.

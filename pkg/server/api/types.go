@@ -16,6 +16,18 @@ type Health struct {
 	// Warnings are conditions an operator should know about that do not make
 	// the proxy unhealthy (a cluster that is stale, a failed reload ...).
 	Warnings []string `json:"warnings,omitempty"`
+	// CoordinationMode is "etcd" in a fleet, "single-node" otherwise.
+	CoordinationMode string `json:"coordination_mode"`
+	// Components are the proxy's parts and their dependency connections:
+	// config, sql, each cluster's topology source, coordination.
+	Components map[string]Component `json:"components"`
+}
+
+// Component is the state of one part of the proxy: initializing, healthy,
+// abnormal or stopping.
+type Component struct {
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // Health statuses.
