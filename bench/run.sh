@@ -18,6 +18,10 @@
 #   BENCH_PROXY_ARGS='--config {config}'   Switchyard arguments; {config} is replaced
 #   BENCH_QUIET_WAIT=0      before each run wait up to this many seconds for other processes
 #                           on the machine to use < BENCH_QUIET_PCT (10)% of it
+#   BENCH_TOPOLOGY=1        also run bench/topology (registration latency through etcd, idle
+#                           cost of 100 clusters x 10 backends); 0 skips it
+#   BENCH_TOPOLOGY_ARGS=""  its flags (quick: "-rounds 10 -clusters 20 -idle 5s"); see
+#                           `go run ./bench/topology -h`
 set -euo pipefail
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -26,6 +30,7 @@ OUT="$BENCH_DIR/.out"
 
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
 	: "${BENCH_DURATION:=2}" "${BENCH_REPEATS:=1}" "${BENCH_WORKLOADS:=point_select}" "${BENCH_IDLE_CONNS:=1000}"
+	: "${BENCH_TOPOLOGY_ARGS=-rounds 10 -clusters 20 -idle 5s}"
 fi
 DURATION=${BENCH_DURATION:-7}
 REPEATS=${BENCH_REPEATS:-3}
@@ -35,6 +40,8 @@ PLACEMENTS=${BENCH_PLACEMENTS:-unpinned pinned}
 TARGETS=${BENCH_TARGETS:-direct haproxy switchyard}
 IDLE_N=${BENCH_IDLE_CONNS:-5000}
 PROXY_ARGS=${BENCH_PROXY_ARGS:---config {config}}
+TOPOLOGY=${BENCH_TOPOLOGY:-1}
+TOPOLOGY_ARGS=${BENCH_TOPOLOGY_ARGS:-}
 
 TABLES=4
 TABLE_SIZE=10000
@@ -88,6 +95,13 @@ if ((${#need[@]})); then
 	log "installing ${need[*]}"
 	DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" ||
 		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}"; }
+fi
+# The topology scale test runs etcd as a separate process when the binary exists, so that
+# etcd's CPU is not counted as the proxy's; without it, it falls back to an embedded etcd.
+if [[ "$TOPOLOGY" == 1 ]] && ! command -v etcd >/dev/null; then
+	log "installing etcd-server (for the topology benchmark)"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server >/dev/null 2>&1 ||
+		log "etcd-server not installable: the topology scale test will use an embedded etcd"
 fi
 command -v go >/dev/null || die "go is not installed"
 # mariadb-server may auto-start a system mysqld after a fresh install; this harness never
@@ -521,6 +535,32 @@ if ((IDLE_N > 0)); then
 	done
 fi
 
+# ---------------------------------------------------------------- topology
+# bench/topology runs in-process against its own etcd and fake backends (all on loopback);
+# the MariaDB, HAProxy and Switchyard started above sit idle meanwhile. It gets its own
+# build so that a tree that does not build only loses this section.
+TOPO_STATUS="skipped (BENCH_TOPOLOGY=0)"
+if [[ "$TOPOLOGY" == 1 ]]; then
+	TOPO_STATUS="not built (see bench/.out/topology-build.log)"
+	rm -f "$OUT/topology" "$OUT/topology.md"
+	if (cd "$ROOT" && go build -o "$OUT/topology" ./bench/topology) >"$OUT/topology-build.log" 2>&1; then
+		# BENCH_QUIET_WAIT applies to its measurements too; flags in TOPOLOGY_ARGS come later and win.
+		topo_quiet=()
+		((${BENCH_QUIET_WAIT:-0} > 0)) && topo_quiet=(-quiet-wait "${BENCH_QUIET_WAIT}s" -quiet-pct "${BENCH_QUIET_PCT:-10}")
+		log "topology benchmark: bench/.out/topology ${topo_quiet[*]} ${TOPOLOGY_ARGS}"
+		# shellcheck disable=SC2086 # TOPOLOGY_ARGS is a word list by design
+		if "$OUT/topology" "${topo_quiet[@]}" $TOPOLOGY_ARGS >"$OUT/topology.md" 2>"$OUT/topology.log" </dev/null; then
+			TOPO_STATUS=ok
+		else
+			TOPO_STATUS="failed (rc $?; see bench/.out/topology.log)"
+		fi
+	fi
+	log "topology benchmark: $TOPO_STATUS"
+	if [[ "$TOPO_STATUS" != ok ]]; then
+		tail -n 5 "$OUT/topology-build.log" "$OUT/topology.log" 2>/dev/null | sed 's/^/    /' || true
+	fi
+fi
+
 # ---------------------------------------------------------------- report
 ELAPSED=$(($(date +%s) - START_TS))
 RES="$OUT/results.md"
@@ -551,6 +591,17 @@ RES="$OUT/results.md"
 	echo
 	if ((${#IDLE_LINES[@]})); then printf '%s\n' "${IDLE_LINES[@]}"; else echo "- skipped"; fi
 	echo
+	echo "## Topology"
+	echo
+	if [[ "$TOPO_STATUS" == ok ]]; then
+		# The program's own title is dropped and its sections become subsections.
+		echo "bench/topology ${TOPOLOGY_ARGS:-(default sizes)}; also in bench/.out/topology.md."
+		echo
+		tail -n +3 "$OUT/topology.md" | sed 's/^## /### /'
+	else
+		echo "- $TOPO_STATUS"
+		echo
+	fi
 	echo "Total harness time: $((ELAPSED / 60)) min $((ELAPSED % 60)) s. Raw per-run data: bench/.out/raw.tsv; sysbench logs: bench/.out/runs/."
 } >"$RES"
 echo

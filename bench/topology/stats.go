@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// summary is the order statistics of one series of durations.
+type summary struct {
+	N                  int
+	Min, Med, P90, Max time.Duration
+	Mean               time.Duration
+}
+
+// summarize uses the nearest-rank percentile: the smallest sample with at
+// least p% of the samples at or below it.
+func summarize(ds []time.Duration) summary {
+	s := summary{N: len(ds)}
+	if len(ds) == 0 {
+		return s
+	}
+	sorted := slices.Clone(ds)
+	slices.Sort(sorted)
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	s.Mean = sum / time.Duration(len(ds))
+	s.Min, s.Max = sorted[0], sorted[len(ds)-1]
+	s.Med, s.P90 = rank(sorted, 50), rank(sorted, 90)
+	return s
+}
+
+func rank(sorted []time.Duration, p float64) time.Duration {
+	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
+	return sorted[max(i, 0)]
+}
+
+// ms renders a duration in milliseconds with three significant-ish digits.
+func ms(d time.Duration) string {
+	v := float64(d) / float64(time.Millisecond)
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f ms", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f ms", v)
+	default:
+		return fmt.Sprintf("%.2f ms", v)
+	}
+}
+
+// selfCPU is this process's user+system CPU time (all threads).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// clockTick is USER_HZ, 100 on every Linux architecture Go supports; Go
+// cannot call sysconf(_SC_CLK_TCK) without cgo.
+const clockTick = 10 * time.Millisecond
+
+// procCPU is utime+stime of another process (all its threads) from
+// /proc/<pid>/stat; ok is false when it cannot be read.
+func procCPU(pid int) (time.Duration, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// comm (field 2) may contain spaces; fields after the last ')' are fixed.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, false
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(ut+st) * clockTick, true
+}
+
+// machineCPU reads /proc/stat's "cpu" line, summed over all CPUs: busy =
+// user + nice + system + irq + softirq (guest time is inside user), steal,
+// and total, as bench/run.sh does.
+func machineCPU() (busy, steal, total time.Duration, ok bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0, 0, false
+	}
+	var v [8]int64
+	for i := range v {
+		if v[i], err = strconv.ParseInt(f[i+1], 10, 64); err != nil {
+			return 0, 0, 0, false
+		}
+	}
+	// user nice system idle iowait irq softirq steal
+	busy = time.Duration(v[0]+v[1]+v[2]+v[5]+v[6]) * clockTick
+	steal = time.Duration(v[7]) * clockTick
+	total = time.Duration(v[0]+v[1]+v[2]+v[3]+v[4]+v[5]+v[6]+v[7]) * clockTick
+	return busy, steal, total, true
+}
+
+// procRSS returns VmRSS in bytes of pid ("self" for this process).
+func procRSS(pid string) (int64, bool) {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) >= 1 {
+				kb, err := strconv.ParseInt(f[0], 10, 64)
+				return kb << 10, err == nil
+			}
+		}
+	}
+	return 0, false
+}
+
+// openFDs counts this process's open file descriptors.
+func openFDs() int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	return len(ents)
+}
+
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+func kib(b float64) string { return fmt.Sprintf("%.1f KiB", b/(1<<10)) }
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return line
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
+}
+
+// waitQuiet waits, up to limit, for a second in which processes other than
+// this one and pids used less than maxPct % of the machine. It returns the
+// last share seen (-1 when /proc/stat is unreadable); it never fails, since
+// a busy machine is reported, not refused.
+func waitQuiet(ctx context.Context, limit time.Duration, maxPct float64, pids ...int) float64 {
+	deadline := time.Now().Add(limit)
+	for {
+		busy0, _, total0, ok0 := machineCPU()
+		mine0 := ownCPU(pids)
+		if sleepCtx(ctx, time.Second) != nil {
+			return -1
+		}
+		busy1, _, total1, ok1 := machineCPU()
+		if !ok0 || !ok1 || total1 <= total0 {
+			return -1
+		}
+		other := max(0, pct(busy1-busy0-(ownCPU(pids)-mine0), total1-total0))
+		if other < maxPct || time.Now().After(deadline) {
+			return other
+		}
+	}
+}
+
+// ownCPU is the CPU of this process and of pids.
+func ownCPU(pids []int) time.Duration {
+	d := selfCPU()
+	for _, p := range pids {
+		if c, ok := procCPU(p); ok {
+			d += c
+		}
+	}
+	return d
+}
