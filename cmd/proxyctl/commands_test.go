@@ -30,6 +30,8 @@ func TestTables(t *testing.T) {
 		{"config_status", []string{"config", "status"}, "GET", pathConfigStatus},
 		{"drain_on", []string{"drain", "on", "--reason", "upgrade to v2"}, "PUT", pathOverride},
 		{"drain_off", []string{"drain", "off"}, "DELETE", pathOverride},
+		{"ha_leader", []string{"ha", "leader", "--role", "prober/east"}, "GET", "/api/v1/ha/leader"},
+		{"ha_members", []string{"ha", "members"}, "GET", "/api/v1/ha/members"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -160,4 +162,15 @@ func TestConfigSetApplied(t *testing.T) {
 	require.Equal(t, exitOK, res.code, res.stderr)
 	require.Equal(t, "# from stdin\n", f.last().body)
 	require.Contains(t, res.stdout, "stdin: configuration applied")
+}
+
+// Discovery's 503s are errors with their code, and exit 1.
+func TestHALeaderUnavailable(t *testing.T) {
+	f := cannedAPI(t)
+	f.set("GET", "/api/v1/ha/leader", jsonReply(t, http.StatusServiceUnavailable, api.LeaderError{
+		Code: "LEADER_ENDPOINT_UNAVAILABLE", Message: "leader node-a exists but its node info is unusable", Role: "fleet", LeaderID: "node-a"}))
+	res := f.run("ha", "leader")
+	require.Equal(t, exitNo, res.code, res.stderr)
+	require.Contains(t, res.stderr, "LEADER_ENDPOINT_UNAVAILABLE")
+	require.Empty(t, res.stdout)
 }

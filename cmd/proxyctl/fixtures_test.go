@@ -77,5 +77,21 @@ func cannedAPI(t *testing.T) *fakeAPI {
 	f.set("GET", pathConfigStatus, jsonReply(t, http.StatusOK, statusDoc))
 	f.set("PUT", pathConfig, jsonReply(t, http.StatusOK, statusDoc))
 	f.set("GET", pathConfig, reply{status: http.StatusOK, contentType: "application/toml", body: configTOML, asJSON: configJSON})
+	f.set("GET", "/api/v1/ha/leader", jsonReply(t, http.StatusOK, leaderDoc))
+	f.set("GET", "/api/v1/ha/members", jsonReply(t, http.StatusOK, membersDoc))
 	return f
+}
+
+var leaderDoc = api.LeaderAnswer{
+	Role: "fleet", LeaderID: "node-a", Term: 42,
+	Endpoints: api.Endpoints{SQL: "10.0.0.1:6000", API: "10.0.0.1:3080"},
+	ServedBy:  "node-b", Mode: "etcd",
+}
+
+var memberStart = time.Date(2026, 11, 24, 7, 0, 0, 0, time.UTC)
+
+var membersDoc = []api.MemberAnswer{
+	{ID: "node-a", Valid: true, Endpoints: &api.Endpoints{SQL: "10.0.0.1:6000", API: "10.0.0.1:3080"},
+		State: "up", Version: "v1.0.0", Zone: "z1", Clusters: []string{"east"}, StartTime: &memberStart, LeaseTTL: 9},
+	{ID: "node-b", Valid: false, Error: "node node-b: info has no valid api_port", LeaseTTL: 4},
 }
