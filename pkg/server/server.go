@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchyard-db/switchyard/lib/config"
 	"github.com/switchyard-db/switchyard/pkg/manager/backendcluster"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
 	"github.com/switchyard-db/switchyard/pkg/metrics"
 	"github.com/switchyard-db/switchyard/pkg/observer"
@@ -40,6 +41,7 @@ type Server struct {
 	api      *api.Server
 	apiTLS   *tls.Config
 	metrics  *metrics.Metrics
+	fleet    *fleet
 
 	ready        atomic.Bool
 	shuttingDown atomic.Bool
@@ -120,8 +122,14 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		return cm
 	}
 	s.bg, s.bgCancel = context.WithCancel(context.Background())
+	if s.fleet, err = newFleet(lg, s, cfg); err != nil {
+		return nil, err
+	}
+	s.metrics.Registry().MustRegister(newFleetCollector(s.fleet))
 	if cfg.API.Addr != "" {
 		s.api = api.New(lg, s, cm, s.metrics.Handler(), cfg.API.Token)
+		s.api.SetCoordination(s.fleet.be, s.fleet.self.ID)
+		s.api.HandleInternal(coordination.VotePath, s.fleet.voter.Handler(cfg.API.Token))
 	}
 	return s, nil
 }
@@ -152,6 +160,10 @@ func (s *Server) Start() error {
 			return err
 		}
 	}
+	if err := s.fleet.start(cfg); err != nil {
+		s.Close()
+		return err
+	}
 	s.cm.SetApply(s.apply, s.metrics.ObserveReload)
 	// The start-up config counts as a successful load.
 	s.metrics.ObserveReload(true, time.Now())
@@ -176,6 +188,7 @@ func (s *Server) apply(prev, next *config.Config) error {
 	}
 	s.router.Update(next)
 	res := s.clusters.Apply(next)
+	s.fleet.apply(next)
 	s.lg.Info("clusters reconfigured", zap.Stringer("result", res))
 	for _, name := range res.Removed {
 		timeout := config.DefaultDrainTimeout
@@ -286,6 +299,7 @@ func (s *Server) ClearOverride() {
 // rest in reverse order of Start.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.shuttingDown.Store(true)
+	s.fleet.draining()
 	s.sql.Shutdown(ctx)
 	s.stopBackground()
 }
@@ -300,6 +314,8 @@ func (s *Server) Close() {
 func (s *Server) stopBackground() {
 	s.bgCancel()
 	s.bgWG.Wait()
+	// Resign and deregister before the API goes, so peers stop asking.
+	s.fleet.close()
 	if s.api != nil {
 		s.api.Close()
 	}
@@ -338,5 +354,7 @@ func (s *Server) Components() map[string]api.Component {
 	for name, err := range s.clusters.BuildErrors() {
 		out["cluster/"+name] = api.Component{State: "abnormal", Reason: "runtime build failing: " + err}
 	}
+	state, reason := s.fleet.be.Health()
+	out["coordination"] = api.Component{State: state, Reason: reason}
 	return out
 }

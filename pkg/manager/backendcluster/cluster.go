@@ -137,6 +137,15 @@ func (c *Cluster) View() *observer.ClusterView { return c.view.Load() }
 // published view does not carry between verdict changes.
 func (c *Cluster) Health() map[string]observer.Health { return c.prober.Results() }
 
+// ProbeNow probes one backend afresh, outside the prober's schedule and
+// without changing its verdicts (fleet votes).
+func (c *Cluster) ProbeNow(ctx context.Context, addr string) (observer.Health, error) {
+	if c.Closed() {
+		return observer.Health{}, ErrClosed
+	}
+	return c.prober.ProbeNow(ctx, addr)
+}
+
 // EtcdErrors counts the failed etcd operations of the topology watcher
 // (0 for static clusters).
 func (c *Cluster) EtcdErrors() uint64 {

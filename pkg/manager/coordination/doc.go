@@ -9,4 +9,12 @@
 // Backend has two implementations: etcd (a fleet) and memory (a single node,
 // which is always the leader of every role; the proxy warns that it runs
 // without coordination).
+//
+// In the etcd backend each won term runs under a renew guard: the term ends
+// at the first of validUntil − margin (validUntil = send time of the last
+// successful keepalive + granted TTL), the session's end, the deletion of
+// its election key, or shutdown. Ending cancels the term's context, waits
+// for the work registered with TermWorker (Go, Hold) up to a stop budget
+// (else fail-stop through OnStuck), and only then resigns, so that the next
+// leader never begins while this one's work still runs.
 package coordination

@@ -154,15 +154,19 @@ type Backend interface {
 	// LeaderInfo (whose Node may be nil, see LeaderInfo).
 	Leader(ctx context.Context, role string) (LeaderInfo, error)
 	// Term returns this node's current term for role, if it leads it. The
-	// context ends when the term does; leader-only work runs under it.
+	// context ends when the term does; leader-only work runs under it and
+	// registers with TermWorker's Go or Hold. When not leading, the context
+	// returned is already cancelled.
 	Term(role string) (Term, context.Context, bool)
 	// Subscribe wakes (one pending signal) when this node's terms change or
 	// verdicts change.
 	Subscribe() (<-chan struct{}, func())
 	// WriteVerdict stores v fenced by term: ErrNotLeader when term is over.
+	// term must be of role ProberRole(v.Cluster); v.Term is set to term.Rev.
 	WriteVerdict(ctx context.Context, term Term, v Verdict) error
 	// Verdicts are the fleet's current verdicts, keyed by backend ID
-	// "<cluster>/<addr>". Never blocks.
+	// "<cluster>/<addr>". Never blocks. The map is a shared snapshot: do
+	// not modify it.
 	Verdicts() map[string]Verdict
 	// Health reports the component's state: initializing, healthy,
 	// abnormal (with why) or stopping.
@@ -178,3 +182,16 @@ const (
 	StateAbnormal     = "abnormal"
 	StateStopping     = "stopping"
 )
+
+// TermWorker registers leader-only work with a term, so that the term waits
+// for the work to stop (up to a stop budget, then fail-stop) before it
+// resigns. Both backends implement it.
+type TermWorker interface {
+	// Go runs fn under the term's context; fn must return soon after ctx
+	// ends. ErrNotLeader when term is not this node's current term.
+	Go(term Term, fn func(ctx context.Context)) error
+	// Hold registers work the caller runs itself: ctx is the term's
+	// context, done (idempotent) must be called once the work has stopped.
+	// ErrNotLeader when term is not current.
+	Hold(term Term) (ctx context.Context, done func(), err error)
+}

@@ -1,0 +1,163 @@
+package coordination
+
+import (
+	"context"
+	"sort"
+	"sync"
+)
+
+// Members implements Backend.
+func (m *Memory) Members(context.Context) ([]Member, error) {
+	m.mu.Lock()
+	self := m.self
+	m.mu.Unlock()
+	mb := Member{ID: self.ID, TTL: -1}
+	if err := self.Validate(); err != nil {
+		mb.Err = err.Error()
+	} else {
+		mb.Info = &self
+	}
+	return []Member{mb}, nil
+}
+
+// Leader implements Backend.
+func (m *Memory) Leader(_ context.Context, role string) (LeaderInfo, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mt := m.terms[role]
+	if mt == nil {
+		return LeaderInfo{}, ErrNoLeader
+	}
+	li := LeaderInfo{Role: role, LeaderID: m.self.ID, Term: mt.term.Rev}
+	self := m.self
+	if err := self.Validate(); err != nil {
+		li.NodeErr = err.Error()
+	} else {
+		li.Node = &self
+	}
+	return li, nil
+}
+
+func (m *Memory) currentLocked(t Term) *memTerm {
+	mt := m.terms[t.Role]
+	if mt == nil || mt.ended || mt.term != t {
+		return nil
+	}
+	return mt
+}
+
+// Term implements Backend.
+func (m *Memory) Term(role string) (Term, context.Context, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mt := m.terms[role]
+	if mt == nil {
+		return Term{}, cancelledCtx, false
+	}
+	return mt.term, mt.ctx, true
+}
+
+// Go implements TermWorker.
+func (m *Memory) Go(term Term, fn func(ctx context.Context)) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mt := m.currentLocked(term)
+	if mt == nil {
+		return ErrNotLeader
+	}
+	mt.wg.Add(1)
+	go func() {
+		defer mt.wg.Done()
+		fn(mt.ctx)
+	}()
+	return nil
+}
+
+// Hold implements TermWorker.
+func (m *Memory) Hold(term Term) (context.Context, func(), error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mt := m.currentLocked(term)
+	if mt == nil {
+		return cancelledCtx, func() {}, ErrNotLeader
+	}
+	mt.wg.Add(1)
+	return mt.ctx, sync.OnceFunc(mt.wg.Done), nil
+}
+
+// Subscribe implements Backend.
+func (m *Memory) Subscribe() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	m.mu.Lock()
+	m.subs[ch] = struct{}{}
+	m.mu.Unlock()
+	return ch, sync.OnceFunc(func() {
+		m.mu.Lock()
+		delete(m.subs, ch)
+		m.mu.Unlock()
+	})
+}
+
+func (m *Memory) notifyLocked() {
+	for ch := range m.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// WriteVerdict implements Backend.
+func (m *Memory) WriteVerdict(_ context.Context, term Term, v Verdict) error {
+	if err := checkVerdict(term, v); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.currentLocked(term) == nil {
+		return ErrNotLeader
+	}
+	v.Term = term.Rev
+	cur := *m.verdicts.Load()
+	next := make(map[string]Verdict, len(cur)+1)
+	for k, old := range cur {
+		next[k] = old
+	}
+	next[BackendID(v.Cluster, v.Backend)] = v
+	m.verdicts.Store(&next)
+	m.notifyLocked()
+	return nil
+}
+
+// Verdicts implements Backend.
+func (m *Memory) Verdicts() map[string]Verdict { return *m.verdicts.Load() }
+
+// Health implements Backend.
+func (m *Memory) Health() (string, string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.closed:
+		return StateStopping, "closing"
+	case !m.started:
+		return StateInitializing, "not started"
+	}
+	return StateHealthy, ""
+}
+
+// Stats returns the counters and gauges for metrics.
+func (m *Memory) Stats() Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := Stats{TermEnds: make(map[string]uint64, len(m.termEnds)), Stuck: m.stuck}
+	for k, v := range m.termEnds {
+		s.TermEnds[k] = v
+	}
+	for role, rs := range m.roleStat {
+		if _, wanted := m.wanted[role]; wanted || rs.Leader {
+			s.Roles = append(s.Roles, *rs)
+		}
+	}
+	sort.Slice(s.Roles, func(i, j int) bool { return s.Roles[i].Role < s.Roles[j].Role })
+	return s
+}
