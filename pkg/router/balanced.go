@@ -165,6 +165,23 @@ func orNone(s string) string {
 	return s
 }
 
+// SyncTopology forgets what the router learned about backends that left t:
+// a backend that registers again starts afresh, without the skip a failed
+// dial set, so it is routable as soon as it is back.
+func (r *Balanced) SyncTopology(t *observer.Topology) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, st := range r.backends {
+		if t.Backend(id) != nil {
+			continue
+		}
+		st.downUntil = time.Time{}
+		if st.sessions == 0 {
+			delete(r.backends, id)
+		}
+	}
+}
+
 // Sessions returns the number of routed sessions per backend ID.
 func (r *Balanced) Sessions() map[string]int64 {
 	r.mu.Lock()

@@ -214,3 +214,32 @@ func TestBalancedFleetDown(t *testing.T) {
 	}
 	require.True(t, got["east/10.0.0.1:4000"], "routable again once the verdict is lifted")
 }
+
+// A backend that fails a dial, leaves the topology and registers again is
+// routable at once: its skip is forgotten with its absence.
+func TestBalancedReRegisteredBackendRoutableAtOnce(t *testing.T) {
+	tv, r := twoClusters(t)
+	now := time.Unix(1000, 0)
+	r.now = func() time.Time { return now }
+	for {
+		l, err := r.Route(ClientInfo{User: "app"}, nil)
+		require.NoError(t, err)
+		if l.Addr() == "10.0.0.1:4000" {
+			l.Failed(errors.New("refused"))
+			break
+		}
+		l.Release()
+	}
+	// Deregistered, then registered again, while the skip would still run.
+	tv.set(clusterView("east", observer.StateReady, bk{"10.0.0.2:4000", true}))
+	r.SyncTopology(tv.Topology())
+	tv.set(clusterView("east", observer.StateReady, bk{"10.0.0.1:4000", true}, bk{"10.0.0.2:4000", true}))
+	r.SyncTopology(tv.Topology())
+	got := map[string]bool{}
+	for range 4 {
+		l, err := r.Route(ClientInfo{User: "app"}, nil)
+		require.NoError(t, err)
+		got[l.Addr()] = true
+	}
+	require.True(t, got["10.0.0.1:4000"], "the re-registered backend takes sessions without waiting out the skip")
+}
