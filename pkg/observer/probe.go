@@ -19,9 +19,16 @@ const maxGreeting = 64 << 10
 // many connections, host blocked, shutting down) or no answer before ctx ends
 // is a failure whose error says which.
 func CheckSQL(ctx context.Context, d *net.Dialer, addr string) error {
+	_, err := ReadGreeting(ctx, d, addr)
+	return err
+}
+
+// ReadGreeting connects to a MySQL server and returns its initial handshake
+// (CheckSQL's check, for callers that want the server version too).
+func ReadGreeting(ctx context.Context, d *net.Dialer, addr string) (*pnet.InitialHandshake, error) {
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return nil, fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -43,15 +50,16 @@ func CheckSQL(ctx context.Context, d *net.Dialer, addr string) error {
 		} else if errors.Is(err, os.ErrDeadlineExceeded) {
 			err = context.DeadlineExceeded
 		}
-		return fmt.Errorf("read greeting: %w", err)
+		return nil, fmt.Errorf("read greeting: %w", err)
 	}
 	if len(pkt) > 0 && pkt[0] == pnet.ErrHeader {
-		return fmt.Errorf("server refused: %w", pnet.ParseErr(pkt))
+		return nil, fmt.Errorf("server refused: %w", pnet.ParseErr(pkt))
 	}
-	if _, err := pnet.ParseInitialHandshake(pkt); err != nil {
-		return fmt.Errorf("bad greeting: %w", err)
+	hs, err := pnet.ParseInitialHandshake(pkt)
+	if err != nil {
+		return nil, fmt.Errorf("bad greeting: %w", err)
 	}
-	return nil
+	return hs, nil
 }
 
 // ErrNotProbed is the reason of a backend that has not been probed yet.

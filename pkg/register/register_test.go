@@ -3,6 +3,7 @@ package register
 import (
 	"context"
 	"encoding/json"
+	"github.com/switchyard-db/switchyard/pkg/topology"
 	"net"
 	"strconv"
 	"strings"
@@ -67,7 +68,7 @@ func TestRegistersLikeTiDB(t *testing.T) {
 
 	require.Equal(t, []string{"version", "git_hash", "ip", "status_port", "deploy_path", "start_timestamp", "labels"},
 		jsonKeys(t, info), "the field order of TiDB's info")
-	var got topologyInfo
+	var got topology.Info
 	require.NoError(t, json.Unmarshal([]byte(info), &got))
 	require.Equal(t, "8.0.36-fake", got.Version, "the version comes from the greeting")
 	require.Equal(t, "127.0.0.1", got.IP)
@@ -102,7 +103,7 @@ func TestConfiguredVersionAndPrefix(t *testing.T) {
 		Version:       "10.11.6-MariaDB",
 	})
 	info, _ := registered(t, te, "/keyspaces/tidb/ks1/topology/tidb", "db1.example:3306")
-	var got topologyInfo
+	var got topology.Info
 	require.NoError(t, json.Unmarshal([]byte(info), &got))
 	require.Equal(t, "10.11.6-MariaDB", got.Version)
 	require.Equal(t, "db1.example", got.IP)

@@ -24,8 +24,10 @@ type Snapshot struct {
 	Revision int64
 }
 
-// tidbInfo is the JSON TiDB writes to /topology/tidb/<addr>/info.
-type tidbInfo struct {
+// Info is the JSON TiDB writes to /topology/tidb/<addr>/info, field for
+// field and in the order TiDB's infosync writes it (proxy register writes
+// the same).
+type Info struct {
 	Version        string            `json:"version"`
 	GitHash        string            `json:"git_hash"`
 	IP             string            `json:"ip"`
@@ -93,7 +95,7 @@ func (s *state) putInfo(addr string, value []byte) error {
 	e := s.get(addr)
 	e.hasInfo = true
 	e.info = nil
-	var ti tidbInfo
+	var ti Info
 	if err := json.Unmarshal(value, &ti); err != nil {
 		return fmt.Errorf("decode info of %s: %w", addr, err)
 	}
