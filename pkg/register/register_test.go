@@ -3,12 +3,13 @@ package register
 import (
 	"context"
 	"encoding/json"
-	"github.com/switchyard-db/switchyard/pkg/topology"
 	"net"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchyard-db/switchyard/pkg/topology"
 
 	"github.com/stretchr/testify/require"
 	"github.com/switchyard-db/switchyard/test/etcdtest"
