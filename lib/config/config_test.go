@@ -82,8 +82,8 @@ func fullConfig(t *testing.T) *Config {
 			},
 			RequireBackendTLS: true,
 		},
-		Log:         Log{Level: "debug", Format: "json", File: filepath.Join(dir, "proxy.log")},
-		API:         API{Addr: "127.0.0.1:3081", Token: "secret", TLS: TLSConfig{Cert: writeFile(t, dir, "api.crt"), Key: writeFile(t, dir, "api.key")}},
+		Log: Log{Level: "debug", Format: "json", File: filepath.Join(dir, "proxy.log")},
+		API: API{Addr: "127.0.0.1:3081", Token: "secret", TLS: TLSConfig{Cert: writeFile(t, dir, "api.crt"), Key: writeFile(t, dir, "api.key")}},
 		Coordination: Coordination{
 			EtcdEndpoints:    []string{"127.0.0.1:2379"},
 			Fleet:            "prod-1",

@@ -14,8 +14,8 @@ import (
 
 	"github.com/switchyard-db/switchyard/lib/config"
 	"github.com/switchyard-db/switchyard/pkg/manager/backendcluster"
-	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 	"github.com/switchyard-db/switchyard/pkg/metrics"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/pkg/proxy"
