@@ -1,6 +1,7 @@
 package api
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
+	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
@@ -378,4 +380,30 @@ func TestStartClose(t *testing.T) {
 	f.srv.Close()
 	_, err = client.Get("http://" + addr.String() + "/livez")
 	require.Error(t, err, "closed")
+}
+
+// With [api] tls the API is HTTPS only.
+func TestStartTLS(t *testing.T) {
+	certs := testenv.NewCerts(t, "")
+	cert, err := tls.LoadX509KeyPair(certs.ServerCert, certs.ServerKey)
+	require.NoError(t, err)
+	f := newFixture(t)
+	require.NoError(t, f.srv.Start("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+	defer f.srv.Close()
+	addr := f.srv.Addr().String()
+
+	secure := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true, TLSClientConfig: &tls.Config{RootCAs: certs.CertPool(), MinVersion: tls.VersionTLS12}}}
+	resp, err := secure.Get("https://" + addr + "/livez")
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	plain := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err = plain.Get("http://" + addr + "/livez")
+	if err == nil {
+		// Go's TLS server answers a plain HTTP request with a 400.
+		require.NoError(t, resp.Body.Close())
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	}
 }
