@@ -39,6 +39,11 @@ type fleet struct {
 	down    map[string]bool        // backend IDs voted down, as last applied
 }
 
+// reconcileEvery is how often a prober leader reconsiders its cluster's
+// backends without being woken by a change; rounds that were just blocked
+// are not repeated sooner than the coordinator's backoff.
+const reconcileEvery = time.Second
+
 // termWorker runs the vote rounds of one prober term.
 type termWorker struct {
 	term coordination.Term
@@ -279,11 +284,16 @@ func (f *fleet) sync() {
 func (f *fleet) startWorker(cluster string, w *termWorker) {
 	err := f.tw.Go(w.term, func(ctx context.Context) {
 		f.lg.Info("leading the prober role", zap.String("cluster", cluster), zap.Int64("term", w.term.Rev))
+		// Nothing may change after a blocked round (a peer that could not
+		// vote comes back, the backend stays dead): look again regularly too.
+		tick := time.NewTicker(reconcileEvery)
+		defer tick.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-w.wake:
+			case <-tick.C:
 			}
 			local := f.localHealth(cluster)
 			if local == nil {

@@ -46,7 +46,14 @@ func (r *roleRunner) run(ctx context.Context) {
 	r.lg = r.e.lg.With(zap.String("role", r.role))
 	bo := newBackoff()
 	for ctx.Err() == nil {
-		r.revokeStale(ctx)
+		// Campaigning while an old key of ours may still stand would queue
+		// the new key behind it for the old lease's whole (renewed) TTL.
+		if err := r.revokeStale(ctx); err != nil {
+			if !bo.wait(ctx) {
+				break
+			}
+			continue
+		}
 		held, err := r.campaign(ctx)
 		if ctx.Err() != nil {
 			break
@@ -195,16 +202,19 @@ func (r *roleRunner) revoke(lease clientv3.LeaseID) {
 	}
 }
 
-func (r *roleRunner) revokeStale(ctx context.Context) {
+// revokeStale revokes the leases of ended sessions; it fails while etcd
+// cannot confirm one of them is gone.
+func (r *roleRunner) revokeStale(ctx context.Context) error {
 	for len(r.stale) > 0 {
 		rctx, cancel := context.WithTimeout(ctx, opTimeout)
 		_, err := r.e.cli.Revoke(rctx, r.stale[0])
 		cancel()
 		if err != nil && !isLeaseNotFound(err) {
-			return // still unreachable; try again before the next campaign
+			return err // still unreachable: no campaign until it is gone
 		}
 		r.stale = r.stale[1:]
 	}
+	return nil
 }
 
 func isLeaseNotFound(err error) bool {
