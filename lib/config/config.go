@@ -248,6 +248,9 @@ type HealthCheck struct {
 	// FailuresToUnhealthy consecutive failed probes mark a backend unhealthy;
 	// one success marks it healthy again.
 	FailuresToUnhealthy int `toml:"failures-to-unhealthy"`
+	// SQLUser, when set, makes the probe log in as this passwordless user and
+	// quit, so MySQL and MariaDB do not count it as an aborted connection.
+	SQLUser string `toml:"sql-user"`
 }
 
 // Balance configures how a backend is chosen inside a cluster.

@@ -94,7 +94,7 @@ func fullConfig(t *testing.T) *Config {
 			MaxDownPerMinute: 5,
 			AllowSingleVoter: true,
 		},
-		HealthCheck: HealthCheck{Interval: NewDuration(2 * time.Second), Timeout: NewDuration(300 * time.Millisecond), FailuresToUnhealthy: 5},
+		HealthCheck: HealthCheck{Interval: NewDuration(2 * time.Second), Timeout: NewDuration(300 * time.Millisecond), FailuresToUnhealthy: 5, SQLUser: "switchyard_probe"},
 		Balance:     Balance{Policy: PolicyConnection, MetricsInterval: NewDuration(10 * time.Second)},
 		Clusters: []Cluster{
 			{Name: "east", Instances: []string{"10.0.0.1:4000", "[fd00::1]:4000"}, DrainTimeout: NewDuration(time.Second)},

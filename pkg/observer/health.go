@@ -50,6 +50,9 @@ type HealthConfig struct {
 	Interval            time.Duration // between rounds, default 1s
 	Timeout             time.Duration // per probe (SQL and status together), default 1s
 	FailuresToUnhealthy int           // consecutive failures, default 3
+	// SQLUser, when set, makes each probe log in as this user (no password)
+	// and quit, instead of hanging up after the greeting (CheckSQLLogin).
+	SQLUser string
 	// StatusTLS, when non-nil, makes the status check use https.
 	StatusTLS *tls.Config
 }
@@ -368,7 +371,11 @@ func (p *Prober) publishLocked() {
 
 // probe checks the SQL port, then the status port, within ctx.
 func (p *Prober) probe(ctx context.Context, t Target) error {
-	if err := CheckSQL(ctx, p.dialer, t.Addr); err != nil {
+	check := CheckSQL
+	if user := p.cfg.SQLUser; user != "" {
+		check = func(ctx context.Context, d *net.Dialer, addr string) error { return CheckSQLLogin(ctx, d, addr, user) }
+	}
+	if err := check(ctx, p.dialer, t.Addr); err != nil {
 		return fmt.Errorf("sql port: %w", err)
 	}
 	if t.StatusPort == 0 {

@@ -26,6 +26,75 @@ func CheckSQL(ctx context.Context, d *net.Dialer, addr string) error {
 // ReadGreeting connects to a MySQL server and returns its initial handshake
 // (CheckSQL's check, for callers that want the server version too).
 func ReadGreeting(ctx context.Context, d *net.Dialer, addr string) (*pnet.InitialHandshake, error) {
+	return withGreeting(ctx, d, addr, nil)
+}
+
+// CheckSQLLogin is CheckSQL that then logs in as user, with no password, and
+// quits. MySQL and MariaDB count a connection that hangs up after the
+// greeting as an aborted handshake, and block a host after
+// max_connect_errors of them; a completed login does not count. The user
+// needs no privileges (CREATE USER 'probe'@'%'). A refused login is a
+// failure: the server answered, but not as configured.
+func CheckSQLLogin(ctx context.Context, d *net.Dialer, addr, user string) error {
+	_, err := withGreeting(ctx, d, addr, func(pio *pnet.PacketIO, hs *pnet.InitialHandshake) error {
+		return loginAndQuit(pio, hs, user)
+	})
+	return err
+}
+
+// maxAuthRounds bounds the packets a login may take (greeting answer, one
+// auth switch, the result).
+const maxAuthRounds = 3
+
+func loginAndQuit(pio *pnet.PacketIO, hs *pnet.InitialHandshake, user string) error {
+	resp := &pnet.HandshakeResponse{
+		Capability: pnet.ClientProtocol41 | pnet.ClientSecureConnection | pnet.ClientPluginAuth |
+			pnet.ClientLongPassword | pnet.ClientTransactions,
+		MaxPacket:  1 << 24,
+		Charset:    hs.Charset,
+		User:       user,
+		AuthPlugin: hs.AuthPlugin,
+	}
+	if err := pio.WritePacket(pnet.AppendHandshakeResponse(nil, resp)); err != nil {
+		return fmt.Errorf("send login: %w", err)
+	}
+	if err := pio.Flush(); err != nil {
+		return fmt.Errorf("send login: %w", err)
+	}
+	for range maxAuthRounds {
+		pkt, err := pio.ReadPacket(maxGreeting)
+		if err != nil {
+			return fmt.Errorf("login as %q: %w", user, err)
+		}
+		switch {
+		case len(pkt) == 0:
+			return fmt.Errorf("login as %q: empty answer", user)
+		case pkt[0] == pnet.OKHeader:
+			pio.ResetSequence()
+			if err := pio.WritePacket([]byte{pnet.ComQuit}); err == nil {
+				_ = pio.Flush()
+			}
+			return nil
+		case pkt[0] == pnet.ErrHeader:
+			return fmt.Errorf("login as %q refused: %w", user, pnet.ParseErr(pkt))
+		case pkt[0] == pnet.AuthSwitchHeader:
+			// Any plugin's answer for an empty password is empty.
+			if err := pio.WritePacket(nil); err != nil {
+				return err
+			}
+			if err := pio.Flush(); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("login as %q: the server asks for a password (set none for the probe user)", user)
+		}
+	}
+	return fmt.Errorf("login as %q: no result after %d packets", user, maxAuthRounds)
+}
+
+// withGreeting connects, reads the greeting and, when then is set, runs it
+// on the connection before closing it.
+func withGreeting(ctx context.Context, d *net.Dialer, addr string, then func(*pnet.PacketIO, *pnet.InitialHandshake) error) (*pnet.InitialHandshake, error) {
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
@@ -58,6 +127,17 @@ func ReadGreeting(ctx context.Context, d *net.Dialer, addr string) (*pnet.Initia
 	hs, err := pnet.ParseInitialHandshake(pkt)
 	if err != nil {
 		return nil, fmt.Errorf("bad greeting: %w", err)
+	}
+	if then != nil {
+		if err := then(pio, hs); err != nil {
+			// As above: a timeout's text would carry the local port.
+			if cerr := ctx.Err(); cerr != nil {
+				err = fmt.Errorf("login: %w", cerr)
+			} else if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = fmt.Errorf("login: %w", context.DeadlineExceeded)
+			}
+			return nil, err
+		}
 	}
 	return hs, nil
 }

@@ -82,6 +82,7 @@ func specs(cfg *config.Config) map[string]spec {
 				Interval:            cfg.HealthCheck.Interval.Duration,
 				Timeout:             cfg.HealthCheck.Timeout.Duration,
 				FailuresToUnhealthy: cfg.HealthCheck.FailuresToUnhealthy,
+				SQLUser:             cfg.HealthCheck.SQLUser,
 			},
 			MetricsInterval: cfg.Balance.MetricsInterval.Duration,
 		}
