@@ -46,6 +46,9 @@ func (c *Config) problems(lines *keyLines) []error {
 	c.Balance.check(v)
 	c.API.check(v)
 	c.Coordination.check(v)
+	if c.Coordination.Enabled() && c.API.Addr == "" {
+		v.addf("coordination.etcd-endpoints", "coordination.etcd-endpoints needs api.addr: fleet members reach each other's API to vote and to be discovered")
+	}
 	checkClusters(v, c.Clusters)
 	c.checkRouting(v)
 	return v.errs
