@@ -5,6 +5,7 @@ package etcdtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -31,13 +32,23 @@ type Etcd struct {
 	srv *embed.Etcd // nil while reserved or stopped
 }
 
-// Start starts a server; it is stopped when the test ends.
+// Start starts a server; it is stopped when the test ends. Ports are picked
+// free and then bound by etcd, so another process can take one in between:
+// Start tries new ports a few times before it fails the test.
 func Start(t testing.TB) *Etcd {
 	t.Helper()
-	e := Reserve(t)
-	e.Launch(t)
-	return e
+	var err error
+	for range startAttempts {
+		e := Reserve(t)
+		if err = e.launch(); err == nil {
+			return e
+		}
+	}
+	t.Fatalf("etcdtest: start embedded etcd: %v", err)
+	return nil
 }
+
+const startAttempts = 5
 
 // Reserve picks the loopback ports and the data directory of a server
 // without starting it, so that a test can point clients at an etcd that
@@ -81,6 +92,10 @@ func (e *Etcd) Launch(t testing.TB) {
 	if running {
 		t.Fatal("etcdtest: Launch on a running server")
 	}
+	require.NoError(t, e.launch())
+}
+
+func (e *Etcd) launch() error {
 	// The ports were reserved or just released; another process could take
 	// them, which would fail this call rather than hang it.
 	var err error
@@ -90,18 +105,23 @@ func (e *Etcd) Launch(t testing.TB) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	require.NoError(t, err)
+	if err != nil {
+		return err
+	}
 	srv, err := embed.StartEtcd(e.cfg)
-	require.NoError(t, err)
+	if err != nil {
+		return err
+	}
 	select {
 	case <-srv.Server.ReadyNotify():
 	case <-time.After(30 * time.Second):
 		srv.Close()
-		t.Fatal("embedded etcd did not become ready")
+		return errors.New("embedded etcd did not become ready")
 	}
 	e.mu.Lock()
 	e.srv = srv
 	e.mu.Unlock()
+	return nil
 }
 
 // Addr is the endpoint as host:port.
