@@ -43,11 +43,15 @@ func (v *Voter) Handler(token string) http.Handler {
 			return
 		}
 		var req VoteRequest
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxVoteBody))
-		if err := dec.Decode(&req); err != nil {
+		body := http.MaxBytesReader(w, r.Body, maxVoteBody)
+		if err := json.NewDecoder(body).Decode(&req); err != nil {
 			writeVoteJSON(w, http.StatusBadRequest, voteError{"BAD_REQUEST", "vote request: " + err.Error()})
 			return
 		}
+		// Read to the end (a trailing newline): only then does the server
+		// watch the connection, so that a leader giving up on this vote
+		// cancels the probe instead of leaving it to run out.
+		_, _ = io.Copy(io.Discard, body)
 		if req.Cluster == "" || req.Backend == "" {
 			writeVoteJSON(w, http.StatusBadRequest, voteError{"BAD_REQUEST", "vote request: cluster and backend are required"})
 			return
