@@ -7,8 +7,10 @@ package etcdclient
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"time"
 
+	"github.com/switchyard-db/switchyard/lib/config"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -60,4 +62,17 @@ func New(lg *zap.Logger, endpoints []string, tlsCfg *tls.Config) (*clientv3.Clie
 			MinConnectTimeout: minConnectTimeout,
 		})},
 	})
+}
+
+// FromConfig is New with the TLS settings of a config section (etcd-tls):
+// plain connections when none is set.
+func FromConfig(lg *zap.Logger, endpoints []string, t config.TLSConfig) (*clientv3.Client, error) {
+	var tlsCfg *tls.Config
+	if t.Enabled() {
+		var err error
+		if tlsCfg, err = t.ClientTLS(); err != nil {
+			return nil, fmt.Errorf("etcd-tls: %w", err)
+		}
+	}
+	return New(lg, endpoints, tlsCfg)
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/switchyard-db/switchyard/lib/config"
 	"go.uber.org/zap"
 )
 
@@ -20,4 +21,12 @@ func TestNewDoesNotBlockOnDeadEndpoint(t *testing.T) {
 func TestNewNeedsEndpoints(t *testing.T) {
 	_, err := New(zap.NewNop(), nil, nil)
 	require.Error(t, err)
+}
+
+func TestFromConfig(t *testing.T) {
+	cli, err := FromConfig(zap.NewNop(), []string{"127.0.0.1:1"}, config.TLSConfig{})
+	require.NoError(t, err)
+	require.NoError(t, cli.Close())
+	_, err = FromConfig(zap.NewNop(), []string{"127.0.0.1:1"}, config.TLSConfig{CA: "/nonexistent/ca.pem"})
+	require.ErrorContains(t, err, "etcd-tls: ")
 }

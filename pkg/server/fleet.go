@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -60,13 +59,7 @@ func newFleet(lg *zap.Logger, s *Server, cfg *config.Config) (*fleet, error) {
 	f := &fleet{lg: lg, srv: s, self: self, workers: map[string]*termWorker{}, down: map[string]bool{}}
 	c := cfg.Coordination
 	if c.Enabled() {
-		var tlsCfg *tls.Config
-		if c.EtcdTLS.Enabled() {
-			if tlsCfg, err = c.EtcdTLS.ClientTLS(); err != nil {
-				return nil, fmt.Errorf("coordination.etcd-tls: %w", err)
-			}
-		}
-		f.cli, err = etcdclient.New(lg, c.EtcdEndpoints, tlsCfg)
+		f.cli, err = etcdclient.FromConfig(lg, c.EtcdEndpoints, c.EtcdTLS)
 		if err != nil {
 			return nil, fmt.Errorf("coordination: %w", err)
 		}

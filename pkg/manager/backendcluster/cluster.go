@@ -2,7 +2,6 @@ package backendcluster
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"slices"
@@ -87,16 +86,7 @@ func newCluster(lg *zap.Logger, s spec, gen uint64, sink Sink) (*Cluster, error)
 	c := &Cluster{lg: lg, spec: s, gen: gen, sink: sink, done: make(chan struct{})}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if s.Cluster.UsesEtcd() {
-		var tlsCfg *tls.Config
-		if s.Cluster.EtcdTLS.Enabled() {
-			t, err := s.Cluster.EtcdTLS.ClientTLS()
-			if err != nil {
-				c.cancel()
-				return nil, fmt.Errorf("cluster %q: etcd-tls: %w", s.Cluster.Name, err)
-			}
-			tlsCfg = t
-		}
-		cli, err := etcdclient.New(lg, s.Cluster.EtcdEndpoints, tlsCfg)
+		cli, err := etcdclient.FromConfig(lg, s.Cluster.EtcdEndpoints, s.Cluster.EtcdTLS)
 		if err != nil {
 			c.cancel()
 			return nil, fmt.Errorf("cluster %q: %w", s.Cluster.Name, err)
