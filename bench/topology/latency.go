@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchyard-db/switchyard/lib/config"
+	"github.com/switchyard-db/switchyard/pkg/health"
 	"github.com/switchyard-db/switchyard/pkg/manager/backendcluster"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/pkg/router"
@@ -133,7 +134,7 @@ func runLatency(ctx context.Context, lg *zap.Logger, rounds int, healthInterval,
 		dRoutable := time.Since(t0)
 		if err := waitFor(ctx, wake, waitTimeout, "first probe verdict", func() bool {
 			b := view().Backend(addr)
-			return b != nil && b.Health.Reason != observer.ErrNotProbed.Error()
+			return b != nil && b.Health.Reason != health.ErrNotProbed.Error()
 		}); err != nil {
 			cancel()
 			return nil, fmt.Errorf("round %d: %w", round, err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchyard-db/switchyard/lib/config"
+	"github.com/switchyard-db/switchyard/pkg/health"
 	"github.com/switchyard-db/switchyard/pkg/manager/backendcluster"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/pkg/router"
@@ -178,7 +179,7 @@ func runScale(ctx context.Context, lg *zap.Logger, o scaleOptions) (*scaleResult
 				return false
 			}
 			for _, b := range v.Backends {
-				if !b.Health.Healthy || b.Health.Reason == observer.ErrNotProbed.Error() {
+				if !b.Health.Healthy || b.Health.Reason == health.ErrNotProbed.Error() {
 					return false
 				}
 			}

@@ -9,8 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchyard-db/switchyard/pkg/mysql"
 	proxybackend "github.com/switchyard-db/switchyard/pkg/proxy/backend"
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
 )
 
 // Sessions record their command latencies straight into a ClusterMetrics.
@@ -42,12 +42,12 @@ func TestObserveLabels(t *testing.T) {
 	reg := m.Registry()
 	east, west := m.ForCluster("east"), m.ForCluster("west")
 
-	east.Observe(pnet.ComQuery, 3*time.Millisecond)
-	east.Observe(pnet.ComQuery, 300*time.Millisecond)
-	east.Observe(pnet.ComStmtExecute, time.Millisecond)
+	east.Observe(mysql.ComQuery, 3*time.Millisecond)
+	east.Observe(mysql.ComQuery, 300*time.Millisecond)
+	east.Observe(mysql.ComStmtExecute, time.Millisecond)
 	east.Observe(0x00, time.Millisecond) // COM_SLEEP: not a named command
 	east.Observe(0xff, time.Millisecond)
-	west.Observe(pnet.ComPing, 100*time.Microsecond)
+	west.Observe(mysql.ComPing, 100*time.Microsecond)
 
 	count, sum, le4ms := histogram(t, reg, "east", "query", 0.004)
 	require.Equal(t, uint64(2), count)
@@ -114,9 +114,9 @@ func TestDeleteCluster(t *testing.T) {
 	east, west := m.ForCluster("east"), m.ForCluster("west")
 	east.SessionStarted()
 	west.SessionStarted()
-	east.Observe(pnet.ComQuery, time.Millisecond)
-	east.Observe(pnet.ComPing, time.Millisecond)
-	west.Observe(pnet.ComQuery, time.Millisecond)
+	east.Observe(mysql.ComQuery, time.Millisecond)
+	east.Observe(mysql.ComPing, time.Millisecond)
+	west.Observe(mysql.ComQuery, time.Millisecond)
 
 	m.DeleteCluster("east")
 	requireText(t, reg, `
@@ -129,8 +129,8 @@ func TestDeleteCluster(t *testing.T) {
 
 	// A session still holding the old recorder must not bring the series
 	// back, whether its command type was seen before or not.
-	east.Observe(pnet.ComQuery, time.Millisecond)
-	east.Observe(pnet.ComStmtExecute, time.Millisecond)
+	east.Observe(mysql.ComQuery, time.Millisecond)
+	east.Observe(mysql.ComStmtExecute, time.Millisecond)
 	east.SessionEnded()
 	require.Nil(t, find(t, reg, "switchyard_sessions", "cluster", "east"))
 	require.Equal(t, 1, seriesCount(t, reg, "switchyard_query_duration_seconds"))
@@ -139,7 +139,7 @@ func TestDeleteCluster(t *testing.T) {
 	again := m.ForCluster("east")
 	require.NotSame(t, east, again)
 	require.Equal(t, 0.0, value(t, reg, "switchyard_sessions", "cluster", "east"))
-	again.Observe(pnet.ComQuery, time.Millisecond)
+	again.Observe(mysql.ComQuery, time.Millisecond)
 	count, _, _ := histogram(t, reg, "east", "query", 0.001)
 	require.Equal(t, uint64(1), count)
 
@@ -153,7 +153,7 @@ func TestObserveConcurrent(t *testing.T) {
 	src.set(sampleTopology(), nil, nil)
 	m := New(src, "", "")
 	reg := m.Registry()
-	commands := []byte{pnet.ComQuery, pnet.ComStmtExecute, pnet.ComPing, 0x00}
+	commands := []byte{mysql.ComQuery, mysql.ComStmtExecute, mysql.ComPing, 0x00}
 	const (
 		goroutines = 16
 		perG       = 2000
@@ -212,19 +212,19 @@ func TestObserveConcurrent(t *testing.T) {
 func TestObserveDoesNotAllocate(t *testing.T) {
 	m := New(nil, "", "")
 	c := m.ForCluster("east")
-	c.Observe(pnet.ComQuery, time.Millisecond) // the first command of a type creates its series
+	c.Observe(mysql.ComQuery, time.Millisecond) // the first command of a type creates its series
 	allocs := testing.AllocsPerRun(1000, func() {
-		c.Observe(pnet.ComQuery, 3*time.Millisecond)
+		c.Observe(mysql.ComQuery, 3*time.Millisecond)
 	})
 	require.Zero(t, allocs)
 }
 
 func BenchmarkObserve(b *testing.B) {
 	c := New(nil, "", "").ForCluster("east")
-	c.Observe(pnet.ComQuery, time.Millisecond)
+	c.Observe(mysql.ComQuery, time.Millisecond)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		c.Observe(pnet.ComQuery, time.Duration(i&0xffff)*time.Microsecond)
+		c.Observe(mysql.ComQuery, time.Duration(i&0xffff)*time.Microsecond)
 	}
 }
 
@@ -232,11 +232,11 @@ func BenchmarkObserve(b *testing.B) {
 // command type: they contend on one histogram's atomics.
 func BenchmarkObserveParallel(b *testing.B) {
 	c := New(nil, "", "").ForCluster("east")
-	c.Observe(pnet.ComQuery, time.Millisecond)
+	c.Observe(mysql.ComQuery, time.Millisecond)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for i := 0; pb.Next(); i++ {
-			c.Observe(pnet.ComQuery, time.Duration(i&0xffff)*time.Microsecond)
+			c.Observe(mysql.ComQuery, time.Duration(i&0xffff)*time.Microsecond)
 		}
 	})
 }

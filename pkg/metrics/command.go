@@ -1,6 +1,6 @@
 package metrics
 
-import pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+import "github.com/switchyard-db/switchyard/pkg/mysql"
 
 // commandOther labels every command byte without a name of its own. The
 // command label stays bounded whatever clients send.
@@ -13,21 +13,21 @@ var commandNames = func() (names [256]string) {
 		names[i] = commandOther
 	}
 	for cmd, name := range map[byte]string{
-		pnet.ComQuery:            "query",
-		pnet.ComStmtPrepare:      "stmt_prepare",
-		pnet.ComStmtExecute:      "stmt_execute",
-		pnet.ComStmtFetch:        "stmt_fetch",
-		pnet.ComStmtClose:        "stmt_close",
-		pnet.ComStmtReset:        "stmt_reset",
-		pnet.ComStmtSendLongData: "stmt_send_long_data",
-		pnet.ComPing:             "ping",
-		pnet.ComInitDB:           "init_db",
-		pnet.ComChangeUser:       "change_user",
-		pnet.ComFieldList:        "field_list",
-		pnet.ComResetConnection:  "reset_connection",
-		pnet.ComSetOption:        "set_option",
-		pnet.ComStatistics:       "statistics",
-		pnet.ComQuit:             "quit",
+		mysql.ComQuery:            "query",
+		mysql.ComStmtPrepare:      "stmt_prepare",
+		mysql.ComStmtExecute:      "stmt_execute",
+		mysql.ComStmtFetch:        "stmt_fetch",
+		mysql.ComStmtClose:        "stmt_close",
+		mysql.ComStmtReset:        "stmt_reset",
+		mysql.ComStmtSendLongData: "stmt_send_long_data",
+		mysql.ComPing:             "ping",
+		mysql.ComInitDB:           "init_db",
+		mysql.ComChangeUser:       "change_user",
+		mysql.ComFieldList:        "field_list",
+		mysql.ComResetConnection:  "reset_connection",
+		mysql.ComSetOption:        "set_option",
+		mysql.ComStatistics:       "statistics",
+		mysql.ComQuit:             "quit",
 	} {
 		names[cmd] = name
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"github.com/stretchr/testify/require"
 
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	"github.com/switchyard-db/switchyard/pkg/mysql"
 )
 
 // newPopulated returns Metrics with at least one series in every switchyard_*
@@ -22,7 +22,7 @@ func newPopulated(t testing.TB) *Metrics {
 	m := New(src, "v1.2.3", "abc123")
 	c := m.ForCluster("east")
 	c.SessionStarted()
-	c.Observe(pnet.ComQuery, 3*time.Millisecond)
+	c.Observe(mysql.ComQuery, 3*time.Millisecond)
 	m.ObserveReload(true, time.Unix(1700000000, 0))
 	return m
 }
@@ -138,7 +138,7 @@ func TestNilMetrics(t *testing.T) {
 		c := m.ForCluster("east")
 		require.Nil(t, c)
 		c.SessionStarted()
-		c.Observe(pnet.ComQuery, time.Millisecond)
+		c.Observe(mysql.ComQuery, time.Millisecond)
 		c.SessionEnded()
 	})
 }
@@ -148,23 +148,23 @@ func TestCommandName(t *testing.T) {
 		cmd  byte
 		want string
 	}{
-		{pnet.ComQuery, "query"},
-		{pnet.ComStmtPrepare, "stmt_prepare"},
-		{pnet.ComStmtExecute, "stmt_execute"},
-		{pnet.ComStmtFetch, "stmt_fetch"},
-		{pnet.ComStmtClose, "stmt_close"},
-		{pnet.ComStmtReset, "stmt_reset"},
-		{pnet.ComStmtSendLongData, "stmt_send_long_data"},
-		{pnet.ComPing, "ping"},
-		{pnet.ComInitDB, "init_db"},
-		{pnet.ComChangeUser, "change_user"},
-		{pnet.ComFieldList, "field_list"},
-		{pnet.ComResetConnection, "reset_connection"},
-		{pnet.ComSetOption, "set_option"},
-		{pnet.ComStatistics, "statistics"},
-		{pnet.ComQuit, "quit"},
-		{pnet.ComSleep, "other"},
-		{pnet.ComBinlogDump, "other"},
+		{mysql.ComQuery, "query"},
+		{mysql.ComStmtPrepare, "stmt_prepare"},
+		{mysql.ComStmtExecute, "stmt_execute"},
+		{mysql.ComStmtFetch, "stmt_fetch"},
+		{mysql.ComStmtClose, "stmt_close"},
+		{mysql.ComStmtReset, "stmt_reset"},
+		{mysql.ComStmtSendLongData, "stmt_send_long_data"},
+		{mysql.ComPing, "ping"},
+		{mysql.ComInitDB, "init_db"},
+		{mysql.ComChangeUser, "change_user"},
+		{mysql.ComFieldList, "field_list"},
+		{mysql.ComResetConnection, "reset_connection"},
+		{mysql.ComSetOption, "set_option"},
+		{mysql.ComStatistics, "statistics"},
+		{mysql.ComQuit, "quit"},
+		{mysql.ComSleep, "other"},
+		{mysql.ComBinlogDump, "other"},
 		{0xff, "other"},
 	}
 	for _, tt := range tests {

@@ -10,8 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
 	"github.com/switchyard-db/switchyard/pkg/router"
 	"go.uber.org/zap"
 )
@@ -184,7 +184,7 @@ func (s *Server) handle(conn net.Conn) {
 	defer s.wg.Done()
 	if n := s.count.Add(1); s.opts.MaxConnections > 0 && n > int64(s.opts.MaxConnections) {
 		s.count.Add(-1)
-		s.refuse(conn, &pnet.MySQLError{Code: pnet.ErCONCount, State: "08004", Message: "Too many connections"})
+		s.refuse(conn, &mysql.MySQLError{Code: mysql.ErCONCount, State: "08004", Message: "Too many connections"})
 		return
 	}
 	defer s.count.Add(-1)
@@ -193,10 +193,10 @@ func (s *Server) handle(conn net.Conn) {
 	clientAddr := remote
 	if s.trusted(remote.Addr()) {
 		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		hdr, err := pnet.ReadProxyHeaderV2(conn)
+		hdr, err := mysql.ReadProxyHeaderV2(conn)
 		if err != nil {
 			s.lg.Warn("bad PROXY protocol header from a trusted source", zap.Stringer("remote", remote), zap.Error(err))
-			s.refuse(conn, pnet.NewError(pnet.ErHandshakeError, "Bad handshake: invalid PROXY protocol header: %v", err))
+			s.refuse(conn, mysql.NewError(mysql.ErHandshakeError, "Bad handshake: invalid PROXY protocol header: %v", err))
 			return
 		}
 		_ = conn.SetReadDeadline(time.Time{})
@@ -210,7 +210,7 @@ func (s *Server) handle(conn net.Conn) {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		s.refuse(conn, &pnet.MySQLError{Code: pnet.ErServerShutdown, State: "08S01", Message: "Server shutdown in progress"})
+		s.refuse(conn, &mysql.MySQLError{Code: mysql.ErServerShutdown, State: "08S01", Message: "Server shutdown in progress"})
 		return
 	}
 	s.sessions[id] = sess
@@ -241,9 +241,9 @@ func (s *Server) trusted(a netip.Addr) bool {
 }
 
 // refuse sends an ERR packet in place of the greeting and closes.
-func (s *Server) refuse(conn net.Conn, e *pnet.MySQLError) {
+func (s *Server) refuse(conn net.Conn, e *mysql.MySQLError) {
 	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
-	p := pnet.NewPacketIO(conn)
+	p := mysql.NewPacketIO(conn)
 	_ = p.WriteError(e)
 	p.Linger(500 * time.Millisecond)
 	_ = conn.Close()

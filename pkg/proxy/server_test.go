@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 
+	pmysql "github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
 	"github.com/switchyard-db/switchyard/pkg/router"
 	"github.com/switchyard-db/switchyard/test/mysqldouble"
 	"github.com/switchyard-db/switchyard/test/testenv"
@@ -89,7 +89,7 @@ func TestProxyHeaderFromTrustedPeer(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		_, err = c.Write(pnet.AppendProxyHeaderV2(nil, fake, netip.MustParseAddrPort(addr)))
+		_, err = c.Write(pmysql.AppendProxyHeaderV2(nil, fake, netip.MustParseAddrPort(addr)))
 		return c, err
 	})
 	cfg := mysql.NewConfig()
@@ -112,10 +112,10 @@ func TestProxyHeaderFromTrustedPeer(t *testing.T) {
 	require.NoError(t, raw.SetDeadline(time.Now().Add(10*time.Second)))
 	_, err = raw.Write([]byte("not a proxy header at all"))
 	require.NoError(t, err)
-	data, err := pnet.NewPacketIO(raw).ReadPacket(0)
+	data, err := pmysql.NewPacketIO(raw).ReadPacket(0)
 	require.NoError(t, err)
-	require.Equal(t, pnet.ErrHeader, data[0])
-	require.Contains(t, pnet.ParseErr(data).Message, "PROXY protocol")
+	require.Equal(t, pmysql.ErrHeader, data[0])
+	require.Contains(t, pmysql.ParseErr(data).Message, "PROXY protocol")
 }
 
 // panicRouter panics for one user to prove a session's panic stays in it.
@@ -199,7 +199,7 @@ func TestCloseWithErrorTellsIdleClient(t *testing.T) {
 	require.Empty(t, s.ClusterSessions("other"))
 	sessions := s.ClusterSessions("c")
 	require.Len(t, sessions, 1)
-	sessions[0].CloseWithError(&pnet.MySQLError{Code: pnet.ErServerShutdown, State: "08S01", Message: "Switchyard: cluster c was removed"})
+	sessions[0].CloseWithError(&pmysql.MySQLError{Code: pmysql.ErServerShutdown, State: "08S01", Message: "Switchyard: cluster c was removed"})
 	require.Eventually(t, func() bool { return s.SessionCount() == 0 }, 5*time.Second, 10*time.Millisecond)
 	err = conn.PingContext(ctx)
 	var me *mysql.MySQLError

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	"github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/test/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap/zaptest"
@@ -59,12 +59,12 @@ func (b *fakeBackend) serve() {
 		if err != nil {
 			return
 		}
-		pio := pnet.NewPacketIO(conn)
-		_ = pio.WritePacket(pnet.AppendInitialHandshake(nil, &pnet.InitialHandshake{
+		pio := mysql.NewPacketIO(conn)
+		_ = pio.WritePacket(mysql.AppendInitialHandshake(nil, &mysql.InitialHandshake{
 			ServerVersion: b.version,
 			ConnID:        1,
 			Salt:          []byte("0123456789abcdefghij"),
-			Capability:    pnet.ClientProtocol41 | pnet.ClientSecureConnection | pnet.ClientPluginAuth,
+			Capability:    mysql.ClientProtocol41 | mysql.ClientSecureConnection | mysql.ClientPluginAuth,
 			Charset:       45,
 			Status:        2,
 			AuthPlugin:    "mysql_native_password",

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/switchyard-db/switchyard/pkg/observer"
+	"github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/pkg/topology"
 )
 
@@ -34,7 +34,7 @@ func (r *Registrar) infoValue(version string) (string, error) {
 
 // greetingVersion reads the server version from the backend's greeting.
 func greetingVersion(ctx context.Context, d *net.Dialer, addr string) (string, error) {
-	hs, err := observer.ReadGreeting(ctx, d, addr)
+	hs, err := mysql.ReadGreeting(ctx, d, addr)
 	if err != nil {
 		return "", err
 	}

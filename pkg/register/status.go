@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 
-	"github.com/switchyard-db/switchyard/pkg/observer"
+	"github.com/switchyard-db/switchyard/pkg/mysql"
 	"go.uber.org/zap"
 )
 
@@ -23,7 +23,7 @@ type statusBody struct {
 func (r *Registrar) handleStatus(w http.ResponseWriter, req *http.Request) {
 	ctx, cancel := context.WithTimeout(req.Context(), r.t.probe)
 	defer cancel()
-	if err := observer.CheckSQL(ctx, r.dialer, r.cfg.Addr); err != nil {
+	if err := mysql.CheckSQL(ctx, r.dialer, r.cfg.Addr); err != nil {
 		http.Error(w, "backend "+r.cfg.Addr+" is not accepting connections: "+err.Error(),
 			http.StatusInternalServerError)
 		return

@@ -3,9 +3,9 @@ package server
 import (
 	"time"
 
+	"github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
 	"go.uber.org/zap"
 )
 
@@ -51,7 +51,7 @@ func (s *Server) startDrain(name string, gen uint64, timeout time.Duration) {
 			lg.Info("cluster drained")
 			return
 		}
-		e := &pnet.MySQLError{Code: pnet.ErServerShutdown, State: "08S01",
+		e := &mysql.MySQLError{Code: mysql.ErServerShutdown, State: "08S01",
 			Message: "Switchyard: cluster " + name + " was removed from the configuration; reconnect"}
 		alive := 0
 		for _, ss := range sessions {

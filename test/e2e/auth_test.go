@@ -10,7 +10,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
 
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	pmysql "github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/test/mysqldouble"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
@@ -170,7 +170,7 @@ func TestCompression(t *testing.T) {
 func TestZstdClient(t *testing.T) {
 	m := testenv.SharedMariaDB(t)
 	p := proxyFor(t, m)
-	c, err := dialRawCompressed(t, p.Addr, testenv.NativeUser, testenv.NativePassword, testenv.TestDatabase, pnet.CompressZstd)
+	c, err := dialRawCompressed(t, p.Addr, testenv.NativeUser, testenv.NativePassword, testenv.TestDatabase, pmysql.CompressZstd)
 	require.NoError(t, err)
 	require.Equal(t, [][]string{{"ON"}}, c.query("SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'Compression'"))
 	rows := c.query("SELECT REPEAT('z', 300000), seq FROM seq_1_to_3")

@@ -18,7 +18,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
 
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	pmysql "github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
@@ -201,7 +201,7 @@ func TestProxyProtocol(t *testing.T) {
 				return c, err
 			}
 			dst := netip.MustParseAddrPort(addr)
-			if _, err := c.Write(pnet.AppendProxyHeaderV2(nil, fake, dst)); err != nil {
+			if _, err := c.Write(pmysql.AppendProxyHeaderV2(nil, fake, dst)); err != nil {
 				c.Close()
 				return nil, err
 			}
@@ -228,10 +228,10 @@ func TestProxyProtocol(t *testing.T) {
 	require.NoError(t, err)
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	data, err := pnet.NewPacketIO(c).ReadPacket(0)
+	data, err := pmysql.NewPacketIO(c).ReadPacket(0)
 	require.NoError(t, err)
-	require.Equal(t, pnet.ErrHeader, data[0])
-	require.Contains(t, pnet.ParseErr(data).Message, "PROXY protocol")
+	require.Equal(t, pmysql.ErrHeader, data[0])
+	require.Contains(t, pmysql.ParseErr(data).Message, "PROXY protocol")
 }
 
 // TestBadClients sends broken handshakes; each gets an ERR packet or a
@@ -239,46 +239,46 @@ func TestProxyProtocol(t *testing.T) {
 func TestBadClients(t *testing.T) {
 	m := testenv.SharedMariaDB(t)
 	p := proxyFor(t, m)
-	greet := func() *pnet.PacketIO {
+	greet := func() *pmysql.PacketIO {
 		c, err := net.DialTimeout("tcp", p.Addr, 5*time.Second)
 		require.NoError(t, err)
 		t.Cleanup(func() { c.Close() })
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		io := pnet.NewPacketIO(c)
+		io := pmysql.NewPacketIO(c)
 		_, err = io.ReadPacket(0)
 		require.NoError(t, err)
 		return io
 	}
-	expectErr := func(io *pnet.PacketIO, code uint16) {
+	expectErr := func(io *pmysql.PacketIO, code uint16) {
 		data, err := io.ReadPacket(0)
 		require.NoError(t, err)
-		require.Equal(t, pnet.ErrHeader, data[0])
-		require.Equal(t, code, binary.LittleEndian.Uint16(data[1:]), "%v", pnet.ParseErr(data))
+		require.Equal(t, pmysql.ErrHeader, data[0])
+		require.Equal(t, code, binary.LittleEndian.Uint16(data[1:]), "%v", pmysql.ParseErr(data))
 	}
 	t.Run("short packet", func(t *testing.T) {
 		io := greet()
 		io.SetSequence(1)
 		require.NoError(t, io.WritePacket([]byte("hello")))
 		require.NoError(t, io.Flush())
-		expectErr(io, pnet.ErHandshakeError)
+		expectErr(io, pmysql.ErHandshakeError)
 	})
 	t.Run("oversized first packet", func(t *testing.T) {
 		io := greet()
 		require.NoError(t, io.WriteRaw([]byte{0xff, 0xff, 0x3f, 1})) // claims 4 MiB
 		require.NoError(t, io.Flush())
-		expectErr(io, pnet.ErHandshakeError)
+		expectErr(io, pmysql.ErHandshakeError)
 	})
 	t.Run("garbage handshake response", func(t *testing.T) {
 		io := greet()
 		io.SetSequence(1)
 		junk := make([]byte, 64)
-		binary.LittleEndian.PutUint32(junk, pnet.ClientProtocol41|pnet.ClientPluginAuthLenencClientData)
+		binary.LittleEndian.PutUint32(junk, pmysql.ClientProtocol41|pmysql.ClientPluginAuthLenencClientData)
 		for i := 32; i < 64; i++ {
 			junk[i] = 0xfe // a user name without NUL
 		}
 		require.NoError(t, io.WritePacket(junk))
 		require.NoError(t, io.Flush())
-		expectErr(io, pnet.ErHandshakeError)
+		expectErr(io, pmysql.ErHandshakeError)
 	})
 	t.Run("disconnect mid-handshake", func(t *testing.T) {
 		for i := 0; i < 20; i++ {

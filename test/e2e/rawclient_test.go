@@ -10,21 +10,21 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	"github.com/switchyard-db/switchyard/pkg/mysql"
 )
 
 // rawClient speaks the protocol by hand for what go-sql-driver never sends:
 // cursors, COM_CHANGE_USER, and the pre-DEPRECATE_EOF result format.
 type rawClient struct {
 	t    *testing.T
-	io   *pnet.PacketIO
+	io   *mysql.PacketIO
 	caps uint32
 	salt []byte
 }
 
-const rawCaps = pnet.ClientProtocol41 | pnet.ClientSecureConnection | pnet.ClientPluginAuth |
-	pnet.ClientLongPassword | pnet.ClientTransactions | pnet.ClientMultiResults |
-	pnet.ClientConnectWithDB | pnet.ClientPluginAuthLenencClientData
+const rawCaps = mysql.ClientProtocol41 | mysql.ClientSecureConnection | mysql.ClientPluginAuth |
+	mysql.ClientLongPassword | mysql.ClientTransactions | mysql.ClientMultiResults |
+	mysql.ClientConnectWithDB | mysql.ClientPluginAuthLenencClientData
 
 func nativeScramble(salt []byte, password string) []byte {
 	if password == "" {
@@ -44,40 +44,40 @@ func nativeScramble(salt []byte, password string) []byte {
 
 // dialRaw logs in with mysql_native_password, following auth switches.
 func dialRaw(t *testing.T, addr, user, password, db string) (*rawClient, error) {
-	return dialRawCompressed(t, addr, user, password, db, pnet.CompressNone)
+	return dialRawCompressed(t, addr, user, password, db, mysql.CompressNone)
 }
 
 // dialRawCompressed is dialRaw that also negotiates compression.
-func dialRawCompressed(t *testing.T, addr, user, password, db string, algo pnet.CompressAlgorithm) (*rawClient, error) {
+func dialRawCompressed(t *testing.T, addr, user, password, db string, algo mysql.CompressAlgorithm) (*rawClient, error) {
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return nil, err
 	}
 	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-	c := &rawClient{t: t, io: pnet.NewPacketIO(conn), caps: rawCaps}
+	c := &rawClient{t: t, io: mysql.NewPacketIO(conn), caps: rawCaps}
 	t.Cleanup(func() { _ = c.io.Close() })
 	data, err := c.io.ReadPacket(0)
 	if err != nil {
 		return nil, err
 	}
-	hs, err := pnet.ParseInitialHandshake(data)
+	hs, err := mysql.ParseInitialHandshake(data)
 	if err != nil {
 		return nil, err
 	}
 	c.salt = hs.Salt
 	switch algo {
-	case pnet.CompressZlib:
-		c.caps |= pnet.ClientCompress
-	case pnet.CompressZstd:
-		c.caps |= pnet.ClientZstdCompression
+	case mysql.CompressZlib:
+		c.caps |= mysql.ClientCompress
+	case mysql.CompressZstd:
+		c.caps |= mysql.ClientZstdCompression
 	}
 	if c.caps&hs.Capability != c.caps {
 		return nil, fmt.Errorf("server lacks capabilities 0x%x", c.caps&^hs.Capability)
 	}
-	resp := &pnet.HandshakeResponse{Capability: c.caps, MaxPacket: 1 << 24, Charset: 45,
-		User: user, AuthData: nativeScramble(hs.Salt, password), DB: db, AuthPlugin: pnet.AuthNativePassword,
+	resp := &mysql.HandshakeResponse{Capability: c.caps, MaxPacket: 1 << 24, Charset: 45,
+		User: user, AuthData: nativeScramble(hs.Salt, password), DB: db, AuthPlugin: mysql.AuthNativePassword,
 		ZstdLevel: 3}
-	if err := c.io.WritePacket(pnet.AppendHandshakeResponse(nil, resp)); err != nil {
+	if err := c.io.WritePacket(mysql.AppendHandshakeResponse(nil, resp)); err != nil {
 		return nil, err
 	}
 	if err := c.io.Flush(); err != nil {
@@ -97,16 +97,16 @@ func (c *rawClient) finishAuth(password string) error {
 			return err
 		}
 		switch data[0] {
-		case pnet.OKHeader:
+		case mysql.OKHeader:
 			return nil
-		case pnet.ErrHeader:
-			return pnet.ParseErr(data)
-		case pnet.AuthSwitchHeader:
-			req, err := pnet.ParseAuthSwitchRequest(data)
+		case mysql.ErrHeader:
+			return mysql.ParseErr(data)
+		case mysql.AuthSwitchHeader:
+			req, err := mysql.ParseAuthSwitchRequest(data)
 			if err != nil {
 				return err
 			}
-			if req.Plugin != pnet.AuthNativePassword {
+			if req.Plugin != mysql.AuthNativePassword {
 				return fmt.Errorf("raw client only speaks mysql_native_password, asked for %s", req.Plugin)
 			}
 			c.salt = req.Data
@@ -140,8 +140,8 @@ func (c *rawClient) read() []byte {
 func (c *rawClient) eofStatus() uint16 {
 	c.t.Helper()
 	data := c.read()
-	require.Equal(c.t, pnet.EOFHeader, data[0], "expected EOF, got % x", data)
-	st, err := pnet.ParseEOFStatus(data, false, false)
+	require.Equal(c.t, mysql.EOFHeader, data[0], "expected EOF, got % x", data)
+	st, err := mysql.ParseEOFStatus(data, false, false)
 	require.NoError(c.t, err)
 	return st
 }
@@ -149,15 +149,15 @@ func (c *rawClient) eofStatus() uint16 {
 // query runs a text query and returns its rows as strings (NULL as "NULL").
 func (c *rawClient) query(q string) [][]string {
 	c.t.Helper()
-	c.send(append([]byte{pnet.ComQuery}, q...))
+	c.send(append([]byte{mysql.ComQuery}, q...))
 	data := c.read()
 	switch data[0] {
-	case pnet.OKHeader:
+	case mysql.OKHeader:
 		return nil
-	case pnet.ErrHeader:
-		c.t.Fatalf("query %q: %v", q, pnet.ParseErr(data))
+	case mysql.ErrHeader:
+		c.t.Fatalf("query %q: %v", q, mysql.ParseErr(data))
 	}
-	cols, _, _, _ := pnet.ReadLenEncInt(data)
+	cols, _, _, _ := mysql.ReadLenEncInt(data)
 	for i := uint64(0); i < cols; i++ {
 		c.read()
 	}
@@ -165,10 +165,10 @@ func (c *rawClient) query(q string) [][]string {
 	var rows [][]string
 	for {
 		data := c.read()
-		if data[0] == pnet.EOFHeader && len(data) < 9 {
+		if data[0] == mysql.EOFHeader && len(data) < 9 {
 			return rows
 		}
-		require.NotEqual(c.t, pnet.ErrHeader, data[0], "error in rows: %v", pnet.ParseErr(data))
+		require.NotEqual(c.t, mysql.ErrHeader, data[0], "error in rows: %v", mysql.ParseErr(data))
 		var row []string
 		for pos := 0; pos < len(data); {
 			if data[pos] == 0xfb {
@@ -176,7 +176,7 @@ func (c *rawClient) query(q string) [][]string {
 				pos++
 				continue
 			}
-			s, n, ok := pnet.ReadLenEncString(data[pos:])
+			s, n, ok := mysql.ReadLenEncString(data[pos:])
 			require.True(c.t, ok)
 			row = append(row, string(s))
 			pos += n
@@ -188,9 +188,9 @@ func (c *rawClient) query(q string) [][]string {
 // prepare returns the statement id and its column count.
 func (c *rawClient) prepare(q string) (uint32, int) {
 	c.t.Helper()
-	c.send(append([]byte{pnet.ComStmtPrepare}, q...))
+	c.send(append([]byte{mysql.ComStmtPrepare}, q...))
 	data := c.read()
-	require.Equal(c.t, pnet.OKHeader, data[0], "prepare failed: %v", pnet.ParseErr(data))
+	require.Equal(c.t, mysql.OKHeader, data[0], "prepare failed: %v", mysql.ParseErr(data))
 	id := binary.LittleEndian.Uint32(data[1:])
 	cols := int(binary.LittleEndian.Uint16(data[5:]))
 	params := int(binary.LittleEndian.Uint16(data[7:]))
@@ -207,14 +207,14 @@ func (c *rawClient) prepare(q string) (uint32, int) {
 // executeCursor opens a read-only cursor and returns the EOF status.
 func (c *rawClient) executeCursor(id uint32, cols int) uint16 {
 	c.t.Helper()
-	p := []byte{pnet.ComStmtExecute}
+	p := []byte{mysql.ComStmtExecute}
 	p = binary.LittleEndian.AppendUint32(p, id)
 	p = append(p, 0x01) // CURSOR_TYPE_READ_ONLY
 	p = binary.LittleEndian.AppendUint32(p, 1)
 	c.send(p)
 	data := c.read()
-	require.NotEqual(c.t, pnet.ErrHeader, data[0], "execute failed: %v", pnet.ParseErr(data))
-	n, _, _, _ := pnet.ReadLenEncInt(data)
+	require.NotEqual(c.t, mysql.ErrHeader, data[0], "execute failed: %v", mysql.ParseErr(data))
+	n, _, _, _ := mysql.ReadLenEncInt(data)
 	require.Equal(c.t, uint64(cols), n)
 	for i := 0; i < cols; i++ {
 		c.read()
@@ -225,19 +225,19 @@ func (c *rawClient) executeCursor(id uint32, cols int) uint16 {
 // fetch asks for up to n rows; it returns how many came and the status.
 func (c *rawClient) fetch(id uint32, n uint32) (int, uint16) {
 	c.t.Helper()
-	p := []byte{pnet.ComStmtFetch}
+	p := []byte{mysql.ComStmtFetch}
 	p = binary.LittleEndian.AppendUint32(p, id)
 	p = binary.LittleEndian.AppendUint32(p, n)
 	c.send(p)
 	rows := 0
 	for {
 		data := c.read()
-		if data[0] == pnet.EOFHeader && len(data) < 9 {
-			st, err := pnet.ParseEOFStatus(data, false, false)
+		if data[0] == mysql.EOFHeader && len(data) < 9 {
+			st, err := mysql.ParseEOFStatus(data, false, false)
 			require.NoError(c.t, err)
 			return rows, st
 		}
-		require.NotEqual(c.t, pnet.ErrHeader, data[0], "fetch failed: %v", pnet.ParseErr(data))
+		require.NotEqual(c.t, mysql.ErrHeader, data[0], "fetch failed: %v", mysql.ParseErr(data))
 		rows++
 	}
 }
@@ -245,7 +245,7 @@ func (c *rawClient) fetch(id uint32, n uint32) (int, uint16) {
 // changeUser sends COM_CHANGE_USER scrambled with the salt of the initial
 // handshake, as real clients do, and answers auth switches.
 func (c *rawClient) changeUser(user, password, db string) error {
-	p := []byte{pnet.ComChangeUser}
+	p := []byte{mysql.ComChangeUser}
 	p = append(p, user...)
 	p = append(p, 0)
 	auth := nativeScramble(c.salt, password)
@@ -254,7 +254,7 @@ func (c *rawClient) changeUser(user, password, db string) error {
 	p = append(p, db...)
 	p = append(p, 0)
 	p = append(p, 45, 0)
-	p = append(p, pnet.AuthNativePassword...)
+	p = append(p, mysql.AuthNativePassword...)
 	p = append(p, 0)
 	c.io.ResetSequence()
 	if err := c.io.WritePacket(p); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchyard-db/switchyard/lib/config"
 	"github.com/switchyard-db/switchyard/lib/etcdclient"
+	"github.com/switchyard-db/switchyard/pkg/health"
 	"github.com/switchyard-db/switchyard/pkg/metricsreader"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/pkg/topology"
@@ -47,7 +48,7 @@ type Sink interface {
 // runtimes, so a reload keeps the running one.
 type spec struct {
 	Cluster         config.Cluster
-	Health          observer.HealthConfig
+	Health          health.HealthConfig
 	MetricsInterval time.Duration
 }
 
@@ -60,7 +61,7 @@ type Cluster struct {
 
 	cli     *clientv3.Client // nil for static clusters
 	watcher *topology.Watcher
-	prober  *observer.Prober
+	prober  *health.Prober
 	reader  *metricsreader.Reader
 
 	// mu guards closed against in-flight WithEtcd calls: Close cancels ctx,
@@ -74,7 +75,7 @@ type Cluster struct {
 	closeOnce sync.Once
 
 	view    atomic.Pointer[observer.ClusterView]
-	targets []observer.Target // owned by the run goroutine
+	targets []health.Target // owned by the run goroutine
 }
 
 // newCluster builds a runtime without network I/O: the etcd client connects
@@ -96,7 +97,7 @@ func newCluster(lg *zap.Logger, s spec, gen uint64, sink Sink) (*Cluster, error)
 		// Notice an unreachable etcd at the pace backends are probed.
 		c.watcher.SetTimings(max(2*s.Health.Interval, minEtcdProbe), max(2*s.Health.Timeout, minEtcdGet))
 	}
-	c.prober = observer.NewProber(base, s.Cluster.Name, s.Health)
+	c.prober = health.NewProber(base, s.Cluster.Name, s.Health)
 	mcfg := metricsreader.Config{
 		PrometheusURL: s.Cluster.Prometheus,
 		CPUQuery:      s.Cluster.CPUQuery,
@@ -251,18 +252,18 @@ func (c *Cluster) refresh() {
 	c.sink.Publish(v)
 }
 
-func (c *Cluster) currentTargets() []observer.Target {
-	var ts []observer.Target
+func (c *Cluster) currentTargets() []health.Target {
+	var ts []health.Target
 	if c.watcher == nil {
 		for _, a := range c.spec.Cluster.Instances {
-			ts = append(ts, observer.Target{Addr: a})
+			ts = append(ts, health.Target{Addr: a})
 		}
 	} else if snap := c.watcher.Snapshot(); snap != nil {
 		for _, b := range snap.Backends {
-			ts = append(ts, observer.Target{Addr: b.Addr, StatusPort: b.StatusPort})
+			ts = append(ts, health.Target{Addr: b.Addr, StatusPort: b.StatusPort})
 		}
 	}
-	slices.SortFunc(ts, func(a, b observer.Target) int { return strings.Compare(a.Addr, b.Addr) })
+	slices.SortFunc(ts, func(a, b health.Target) int { return strings.Compare(a.Addr, b.Addr) })
 	return ts
 }
 
@@ -275,12 +276,12 @@ func (c *Cluster) buildView() *observer.ClusterView {
 		Labels:     c.spec.Cluster.Labels,
 		UpdatedAt:  time.Now(),
 	}
-	health := c.prober.Results()
+	results := c.prober.Results()
 	metrics := c.reader.Results()
 	add := func(b topology.Backend) {
-		h, ok := health[b.Addr]
+		h, ok := results[b.Addr]
 		if !ok {
-			h = observer.Health{Healthy: true, Reason: observer.ErrNotProbed.Error()}
+			h = observer.Health{Healthy: true, Reason: health.ErrNotProbed.Error()}
 		}
 		v.Backends = append(v.Backends, &observer.Backend{
 			ID:         observer.BackendID(name, b.Addr),

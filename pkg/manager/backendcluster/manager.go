@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/switchyard-db/switchyard/lib/config"
-	"github.com/switchyard-db/switchyard/pkg/observer"
+	"github.com/switchyard-db/switchyard/pkg/health"
 	"go.uber.org/zap"
 )
 
@@ -78,7 +78,7 @@ func specs(cfg *config.Config) map[string]spec {
 		cl.DrainTimeout = config.Duration{}
 		out[cl.Name] = spec{
 			Cluster: cl,
-			Health: observer.HealthConfig{
+			Health: health.HealthConfig{
 				Interval:            cfg.HealthCheck.Interval.Duration,
 				Timeout:             cfg.HealthCheck.Timeout.Duration,
 				FailuresToUnhealthy: cfg.HealthCheck.FailuresToUnhealthy,

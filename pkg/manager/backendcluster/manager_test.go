@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/switchyard-db/switchyard/lib/config"
+	"github.com/switchyard-db/switchyard/pkg/health"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/pkg/router"
 	"github.com/switchyard-db/switchyard/test/etcdtest"
@@ -68,7 +69,7 @@ func (e *env) view(cluster string, ok func(v *observer.ClusterView) bool, msg st
 func hasBackend(addr string, healthy bool) func(v *observer.ClusterView) bool {
 	return func(v *observer.ClusterView) bool {
 		b := v.Backend(addr)
-		return b != nil && b.Health.Healthy == healthy && b.Health.Reason != observer.ErrNotProbed.Error()
+		return b != nil && b.Health.Healthy == healthy && b.Health.Reason != health.ErrNotProbed.Error()
 	}
 }
 

@@ -21,7 +21,7 @@ var ErrNotServed = errors.New("not served by this node")
 const ReasonStaleTerm = "stale term"
 
 // Prober gives a fresh opinion on one backend of one cluster: the server
-// adapts each cluster's observer.Prober.ProbeNow. A failed probe is
+// adapts each cluster's health.Prober.ProbeNow. A failed probe is
 // healthy=false with its reason, not an error; err means no opinion (the
 // cluster or backend is not served here, or the prober is closed).
 type Prober interface {

@@ -9,7 +9,7 @@ import (
 	"errors"
 	"fmt"
 
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	"github.com/switchyard-db/switchyard/pkg/mysql"
 )
 
 // relayAuth relays the authentication exchange between backend and client
@@ -32,8 +32,8 @@ func (s *Session) relayAuth(initial bool) (ok bool, err error) {
 			return false, s.protocolError("empty packet from backend during authentication")
 		}
 		switch data[0] {
-		case pnet.OKHeader:
-			okInfo, err := pnet.ParseOK(data, s.backendCap&pnet.ClientSessionTrack != 0)
+		case mysql.OKHeader:
+			okInfo, err := mysql.ParseOK(data, s.backendCap&mysql.ClientSessionTrack != 0)
 			if err != nil {
 				return false, s.protocolError(err.Error())
 			}
@@ -42,20 +42,20 @@ func (s *Session) relayAuth(initial bool) (ok bool, err error) {
 				return false, err
 			}
 			return true, s.client.Flush()
-		case pnet.ErrHeader:
+		case mysql.ErrHeader:
 			if err := s.client.WritePacket(data); err != nil {
 				return false, err
 			}
 			if err := s.client.Flush(); err != nil {
 				return false, err
 			}
-			e := pnet.ParseErr(data)
+			e := mysql.ParseErr(data)
 			if initial {
 				return false, fmt.Errorf("backend refused authentication: %w", e)
 			}
 			return false, nil
-		case pnet.AuthSwitchHeader:
-			req, err := pnet.ParseAuthSwitchRequest(data)
+		case mysql.AuthSwitchHeader:
+			req, err := mysql.ParseAuthSwitchRequest(data)
 			if err != nil {
 				return false, s.protocolError(err.Error())
 			}
@@ -64,19 +64,19 @@ func (s *Session) relayAuth(initial bool) (ok bool, err error) {
 			if err := s.forwardAuthRound(data); err != nil {
 				return false, err
 			}
-		case pnet.AuthMoreDataHeader:
+		case mysql.AuthMoreDataHeader:
 			if plugin == "" && initial {
 				// No switch happened: the backend kept its default plugin.
-				plugin = pnet.AuthCachingSha2
+				plugin = mysql.AuthCachingSha2
 			}
-			if plugin == pnet.AuthCachingSha2 && len(data) == 2 {
+			if plugin == mysql.AuthCachingSha2 && len(data) == 2 {
 				switch data[1] {
-				case pnet.CachingSha2FastAuthOK:
+				case mysql.CachingSha2FastAuthOK:
 					if err := s.client.WritePacket(data); err != nil {
 						return false, err
 					}
 					continue // the OK packet follows
-				case pnet.CachingSha2PerformFullAuth:
+				case mysql.CachingSha2PerformFullAuth:
 					if err := s.sha2FullAuth(data); err != nil {
 						return false, err
 					}
@@ -143,7 +143,7 @@ func (s *Session) sha2FullAuth(data []byte) error {
 	if !clientTLS && s.cfg.RSAKey == nil {
 		// Refuse before the client starts the exchange, so that drivers
 		// show this message instead of a protocol error.
-		_ = s.client.WriteError(pnet.NewError(pnet.ErAccessDenied, "Switchyard: no RSA key to protect the password; connect with TLS"))
+		_ = s.client.WriteError(mysql.NewError(mysql.ErAccessDenied, "Switchyard: no RSA key to protect the password; connect with TLS"))
 		return errors.New("no RSA key configured")
 	}
 	reply, err := s.askClient(data)
@@ -157,8 +157,8 @@ func (s *Session) sha2FullAuth(data []byte) error {
 	}
 	// Plain TCP client, TLS backend: the client must not send the password
 	// in clear, so it gets the proxy's public key.
-	if len(reply) != 1 || reply[0] != pnet.CachingSha2RequestPubKey {
-		_ = s.client.WriteError(pnet.NewError(pnet.ErAccessDenied,
+	if len(reply) != 1 || reply[0] != mysql.CachingSha2RequestPubKey {
+		_ = s.client.WriteError(mysql.NewError(mysql.ErAccessDenied,
 			"Switchyard: caching_sha2_password full authentication needs TLS, or the client must request the server's public key (it used a preconfigured key the proxy cannot read)"))
 		return errors.New("client sent an encrypted password for an unknown key")
 	}
@@ -166,14 +166,14 @@ func (s *Session) sha2FullAuth(data []byte) error {
 	if err != nil {
 		return err
 	}
-	keyPacket := append([]byte{pnet.AuthMoreDataHeader}, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})...)
+	keyPacket := append([]byte{mysql.AuthMoreDataHeader}, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})...)
 	enc, err := s.askClient(keyPacket)
 	if err != nil {
 		return err
 	}
 	plain, err := rsa.DecryptOAEP(sha1.New(), rand.Reader, s.cfg.RSAKey, enc, nil)
 	if err != nil {
-		_ = s.client.WriteError(pnet.NewError(pnet.ErAccessDenied, "Switchyard: cannot decrypt the password sent by the client"))
+		_ = s.client.WriteError(mysql.NewError(mysql.ErAccessDenied, "Switchyard: cannot decrypt the password sent by the client"))
 		return fmt.Errorf("decrypting client password: %w", err)
 	}
 	xorSalt(plain, s.backendSalt)
@@ -183,7 +183,7 @@ func (s *Session) sha2FullAuth(data []byte) error {
 // encryptForBackend asks the backend for its public key and sends it the
 // password (NUL-terminated, XORed with the scramble) encrypted with it.
 func (s *Session) encryptForBackend(password []byte) error {
-	if err := s.sendBackend([]byte{pnet.CachingSha2RequestPubKey}); err != nil {
+	if err := s.sendBackend([]byte{mysql.CachingSha2RequestPubKey}); err != nil {
 		return err
 	}
 	data, err := s.backend.ReadPacket(maxAuthPacket)
@@ -191,11 +191,11 @@ func (s *Session) encryptForBackend(password []byte) error {
 		s.reportBackendLost(err)
 		return fmt.Errorf("%w: reading the public key: %w", errBackendLost, err)
 	}
-	if len(data) < 2 || data[0] != pnet.AuthMoreDataHeader {
-		if len(data) > 0 && data[0] == pnet.ErrHeader {
+	if len(data) < 2 || data[0] != mysql.AuthMoreDataHeader {
+		if len(data) > 0 && data[0] == mysql.ErrHeader {
 			_ = s.client.WritePacket(data)
 			_ = s.client.Flush()
-			return fmt.Errorf("backend refused the public key request: %w", pnet.ParseErr(data))
+			return fmt.Errorf("backend refused the public key request: %w", mysql.ParseErr(data))
 		}
 		return s.protocolError("backend did not send its public key")
 	}
@@ -234,7 +234,7 @@ func xorSalt(b, salt []byte) {
 
 // protocolError reports a broken exchange to the client and returns it.
 func (s *Session) protocolError(msg string) error {
-	_ = s.client.WriteError(pnet.NewError(pnet.ErNetReadError, "Switchyard: protocol error from backend: %s", msg))
+	_ = s.client.WriteError(mysql.NewError(mysql.ErNetReadError, "Switchyard: protocol error from backend: %s", msg))
 	return fmt.Errorf("protocol error: %s: %w", msg, errSessionEnded)
 }
 
@@ -247,6 +247,6 @@ func (s *Session) reportBackendLost(err error) {
 	if s.lease != nil {
 		name = "backend " + s.lease.Addr()
 	}
-	_ = s.client.WriteError(&pnet.MySQLError{Code: pnet.CrServerLost, State: "08S01",
+	_ = s.client.WriteError(&mysql.MySQLError{Code: mysql.CrServerLost, State: "08S01",
 		Message: fmt.Sprintf("Switchyard: lost connection to %s: %v", name, err)})
 }

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	"github.com/switchyard-db/switchyard/pkg/mysql"
 )
 
 // changeUser forwards COM_CHANGE_USER. The client scrambled its password
@@ -12,12 +12,12 @@ import (
 // replaced with an unknown one: the backend then sends an AuthSwitchRequest
 // with a fresh scramble and the client answers it directly, as during the
 // initial handshake.
-func (s *Session) changeUser(pk pnet.Packet) error {
+func (s *Session) changeUser(pk mysql.Packet) error {
 	if !pk.Complete {
 		if err := s.client.DiscardCurrent(); err != nil {
 			return err
 		}
-		return s.replyError(pnet.NewError(pnet.ErNetPacketTooLarge, "COM_CHANGE_USER packet too large"))
+		return s.replyError(mysql.NewError(mysql.ErNetPacketTooLarge, "COM_CHANGE_USER packet too large"))
 	}
 	data := append([]byte(nil), pk.Data...)
 	if err := s.client.DiscardCurrent(); err != nil {
@@ -25,11 +25,11 @@ func (s *Session) changeUser(pk pnet.Packet) error {
 	}
 	req, err := parseChangeUser(data, s.clientCap)
 	if err != nil {
-		return s.replyError(pnet.NewError(pnet.ErHandshakeError, "Bad handshake: %v", err))
+		return s.replyError(mysql.NewError(mysql.ErHandshakeError, "Bad handshake: %v", err))
 	}
 	user, err := s.router.MapUser(s.lease.Cluster(), string(req.user))
 	if err != nil {
-		return s.replyError(&pnet.MySQLError{Code: pnet.ErAccessDenied, State: "28000", Message: "Switchyard: " + err.Error()})
+		return s.replyError(&mysql.MySQLError{Code: mysql.ErAccessDenied, State: "28000", Message: "Switchyard: " + err.Error()})
 	}
 	req.user = []byte(user)
 	if err := s.sendBackend(req.encode(s.backendCap, s.charset)); err != nil {
@@ -56,30 +56,30 @@ type changeUserReq struct {
 func parseChangeUser(data []byte, capability uint32) (*changeUserReq, error) {
 	r := &changeUserReq{}
 	pos := 1
-	user, n, ok := pnet.ReadNulString(data[pos:])
+	user, n, ok := mysql.ReadNulString(data[pos:])
 	if !ok {
-		return nil, fmt.Errorf("%w: COM_CHANGE_USER user", pnet.ErrMalformed)
+		return nil, fmt.Errorf("%w: COM_CHANGE_USER user", mysql.ErrMalformed)
 	}
 	r.user = user
 	pos += n
-	if capability&pnet.ClientSecureConnection != 0 {
+	if capability&mysql.ClientSecureConnection != 0 {
 		if pos >= len(data) || pos+1+int(data[pos]) > len(data) {
-			return nil, fmt.Errorf("%w: COM_CHANGE_USER auth data", pnet.ErrMalformed)
+			return nil, fmt.Errorf("%w: COM_CHANGE_USER auth data", mysql.ErrMalformed)
 		}
 		r.auth = data[pos+1 : pos+1+int(data[pos])]
 		pos += 1 + int(data[pos])
 	} else {
-		auth, n, ok := pnet.ReadNulString(data[pos:])
+		auth, n, ok := mysql.ReadNulString(data[pos:])
 		if !ok {
-			return nil, fmt.Errorf("%w: COM_CHANGE_USER auth data", pnet.ErrMalformed)
+			return nil, fmt.Errorf("%w: COM_CHANGE_USER auth data", mysql.ErrMalformed)
 		}
 		r.auth = auth
 		pos += n
 	}
 	if pos < len(data) {
-		db, n, ok := pnet.ReadNulString(data[pos:])
+		db, n, ok := mysql.ReadNulString(data[pos:])
 		if !ok {
-			return nil, fmt.Errorf("%w: COM_CHANGE_USER database", pnet.ErrMalformed)
+			return nil, fmt.Errorf("%w: COM_CHANGE_USER database", mysql.ErrMalformed)
 		}
 		r.db = db
 		pos += n
@@ -88,21 +88,21 @@ func parseChangeUser(data []byte, capability uint32) (*changeUserReq, error) {
 		r.charset = data[pos : pos+2]
 		pos += 2
 	}
-	if capability&pnet.ClientPluginAuth != 0 && pos < len(data) {
-		_, n, ok := pnet.ReadNulString(data[pos:])
+	if capability&mysql.ClientPluginAuth != 0 && pos < len(data) {
+		_, n, ok := mysql.ReadNulString(data[pos:])
 		if !ok {
 			n = len(data) - pos
 		}
 		pos += n
 	}
-	if capability&pnet.ClientConnectAttrs != 0 && pos < len(data) {
+	if capability&mysql.ClientConnectAttrs != 0 && pos < len(data) {
 		r.attrs = data[pos:]
 	}
 	return r, nil
 }
 
 func (r *changeUserReq) encode(capability uint32, charset byte) []byte {
-	b := []byte{pnet.ComChangeUser}
+	b := []byte{mysql.ComChangeUser}
 	b = append(b, r.user...)
 	b = append(b, 0)
 	b = append(b, byte(len(r.auth)))
@@ -114,9 +114,9 @@ func (r *changeUserReq) encode(capability uint32, charset byte) []byte {
 	} else {
 		b = binary.LittleEndian.AppendUint16(b, uint16(charset))
 	}
-	b = append(b, pnet.AuthUnknownPlugin...)
+	b = append(b, mysql.AuthUnknownPlugin...)
 	b = append(b, 0)
-	if capability&pnet.ClientConnectAttrs != 0 && r.attrs != nil {
+	if capability&mysql.ClientConnectAttrs != 0 && r.attrs != nil {
 		b = append(b, r.attrs...)
 	}
 	return b

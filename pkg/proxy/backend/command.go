@@ -7,7 +7,7 @@ import (
 	"net"
 	"time"
 
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	"github.com/switchyard-db/switchyard/pkg/mysql"
 	"go.uber.org/zap"
 )
 
@@ -61,36 +61,36 @@ func (s *Session) serve() error {
 var errClientQuit = errors.New("client quit")
 
 // dispatch forwards one command and its response.
-func (s *Session) dispatch(pk pnet.Packet) error {
+func (s *Session) dispatch(pk mysql.Packet) error {
 	if pk.Len == 0 {
 		_ = s.client.DiscardCurrent()
-		return s.replyError(pnet.NewError(pnet.ErUnknownCom, "Malformed communication packet"))
+		return s.replyError(mysql.NewError(mysql.ErUnknownCom, "Malformed communication packet"))
 	}
 	cmd := pk.First()
 	s.backend.ResetSequence()
 	switch cmd {
-	case pnet.ComQuit:
+	case mysql.ComQuit:
 		// Passed on so the backend logs a clean quit, not an aborted
 		// connection; then both sides close.
 		_ = s.client.ForwardCurrent(s.backend)
 		_ = s.backend.Flush()
 		return errClientQuit
-	case pnet.ComStmtClose:
+	case mysql.ComStmtClose:
 		if len(pk.Data) >= 5 {
 			s.state.closeStmt(binary.LittleEndian.Uint32(pk.Data[1:]))
 		}
 		return s.forwardRequest()
-	case pnet.ComStmtSendLongData:
+	case mysql.ComStmtSendLongData:
 		if st := s.stmtOf(pk); st != nil {
 			st.longData = true
 		}
 		return s.forwardRequest()
-	case pnet.ComChangeUser:
+	case mysql.ComChangeUser:
 		return s.changeUser(pk)
-	case pnet.ComQuery, pnet.ComStmtExecute, pnet.ComProcessInfo:
+	case mysql.ComQuery, mysql.ComStmtExecute, mysql.ComProcessInfo:
 		var st *stmtState
 		var cursor bool
-		if cmd == pnet.ComStmtExecute && len(pk.Data) >= 6 {
+		if cmd == mysql.ComStmtExecute && len(pk.Data) >= 6 {
 			st = s.stmtOf(pk)
 			cursor = pk.Data[5]&0x07 != 0
 		}
@@ -102,31 +102,31 @@ func (s *Session) dispatch(pk pnet.Packet) error {
 		}
 		status, err := s.forwardResults(cmd)
 		if st != nil && err == nil {
-			s.state.setCursor(st, cursor && status&pnet.ServerStatusCursorExists != 0)
+			s.state.setCursor(st, cursor && status&mysql.ServerStatusCursorExists != 0)
 		}
 		return err
-	case pnet.ComStmtFetch:
+	case mysql.ComStmtFetch:
 		st := s.stmtOf(pk)
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err
 		}
 		status, err := s.forwardRows()
-		if st != nil && err == nil && status&pnet.ServerStatusLastRowSent != 0 {
+		if st != nil && err == nil && status&mysql.ServerStatusLastRowSent != 0 {
 			s.state.setCursor(st, false)
 		}
 		return err
-	case pnet.ComStmtPrepare:
+	case mysql.ComStmtPrepare:
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err
 		}
 		return s.forwardPrepare()
-	case pnet.ComFieldList:
+	case mysql.ComFieldList:
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err
 		}
 		_, err := s.forwardRows()
 		return err
-	case pnet.ComInitDB:
+	case mysql.ComInitDB:
 		db := string(pk.Data[1:])
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err
@@ -136,7 +136,7 @@ func (s *Session) dispatch(pk pnet.Packet) error {
 			s.state.db = db
 		}
 		return err
-	case pnet.ComStmtReset:
+	case mysql.ComStmtReset:
 		st := s.stmtOf(pk)
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err
@@ -147,7 +147,7 @@ func (s *Session) dispatch(pk pnet.Packet) error {
 			st.longData = false
 		}
 		return err
-	case pnet.ComResetConnection:
+	case mysql.ComResetConnection:
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err
 		}
@@ -156,7 +156,7 @@ func (s *Session) dispatch(pk pnet.Packet) error {
 			s.state.resetSession()
 		}
 		return err
-	case pnet.ComSetOption:
+	case mysql.ComSetOption:
 		var on bool
 		if len(pk.Data) >= 3 {
 			on = binary.LittleEndian.Uint16(pk.Data[1:]) == 0
@@ -169,8 +169,8 @@ func (s *Session) dispatch(pk pnet.Packet) error {
 			s.state.multiStatements = on
 		}
 		return err
-	case pnet.ComPing, pnet.ComRefresh, pnet.ComProcessKill, pnet.ComCreateDB, pnet.ComDropDB,
-		pnet.ComDebug, pnet.ComStatistics, pnet.ComShutdown:
+	case mysql.ComPing, mysql.ComRefresh, mysql.ComProcessKill, mysql.ComCreateDB, mysql.ComDropDB,
+		mysql.ComDebug, mysql.ComStatistics, mysql.ComShutdown:
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err
 		}
@@ -183,13 +183,13 @@ func (s *Session) dispatch(pk pnet.Packet) error {
 			return err
 		}
 		s.lg.Debug("unsupported command", zap.Uint8("command", cmd))
-		return s.replyError(pnet.NewError(pnet.ErUnknownCom,
+		return s.replyError(mysql.NewError(mysql.ErUnknownCom,
 			"Switchyard: command 0x%02x is not supported through the proxy", cmd))
 	}
 }
 
 // stmtOf returns the prepared statement a COM_STMT_* packet names, or nil.
-func (s *Session) stmtOf(pk pnet.Packet) *stmtState {
+func (s *Session) stmtOf(pk mysql.Packet) *stmtState {
 	if len(pk.Data) < 5 {
 		return nil
 	}
@@ -197,7 +197,7 @@ func (s *Session) stmtOf(pk pnet.Packet) *stmtState {
 }
 
 // replyError answers the current command with an error from the proxy.
-func (s *Session) replyError(e *pnet.MySQLError) error {
+func (s *Session) replyError(e *mysql.MySQLError) error {
 	return s.client.WriteError(e)
 }
 

@@ -5,7 +5,7 @@ import (
 	"crypto/tls"
 	"time"
 
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	"github.com/switchyard-db/switchyard/pkg/mysql"
 )
 
 // Config holds the settings a session needs. It is shared read-only by all
@@ -46,19 +46,19 @@ type CommandObserver interface {
 // proxyCapability is what the proxy offers clients. It leaves out what it
 // cannot forward faithfully to every backend: query attributes and optional
 // result-set metadata change packet layouts that MariaDB does not know.
-const proxyCapability = pnet.ClientLongPassword | pnet.ClientFoundRows | pnet.ClientLongFlag |
-	pnet.ClientConnectWithDB | pnet.ClientNoSchema | pnet.ClientCompress | pnet.ClientODBC |
-	pnet.ClientLocalFiles | pnet.ClientIgnoreSpace | pnet.ClientProtocol41 | pnet.ClientInteractive |
-	pnet.ClientIgnoreSigpipe | pnet.ClientTransactions | pnet.ClientSecureConnection |
-	pnet.ClientMultiStatements | pnet.ClientMultiResults | pnet.ClientPSMultiResults |
-	pnet.ClientPluginAuth | pnet.ClientConnectAttrs | pnet.ClientPluginAuthLenencClientData |
-	pnet.ClientCanHandleExpiredPasswords | pnet.ClientSessionTrack | pnet.ClientDeprecateEOF |
-	pnet.ClientZstdCompression
+const proxyCapability = mysql.ClientLongPassword | mysql.ClientFoundRows | mysql.ClientLongFlag |
+	mysql.ClientConnectWithDB | mysql.ClientNoSchema | mysql.ClientCompress | mysql.ClientODBC |
+	mysql.ClientLocalFiles | mysql.ClientIgnoreSpace | mysql.ClientProtocol41 | mysql.ClientInteractive |
+	mysql.ClientIgnoreSigpipe | mysql.ClientTransactions | mysql.ClientSecureConnection |
+	mysql.ClientMultiStatements | mysql.ClientMultiResults | mysql.ClientPSMultiResults |
+	mysql.ClientPluginAuth | mysql.ClientConnectAttrs | mysql.ClientPluginAuthLenencClientData |
+	mysql.ClientCanHandleExpiredPasswords | mysql.ClientSessionTrack | mysql.ClientDeprecateEOF |
+	mysql.ClientZstdCompression
 
 // requiredOfBackend lists client capabilities that change the wire format;
 // a backend lacking one the client chose cannot serve that client.
-const requiredOfBackend = pnet.ClientProtocol41 | pnet.ClientDeprecateEOF |
-	pnet.ClientPluginAuth | pnet.ClientSecureConnection | pnet.ClientMultiResults
+const requiredOfBackend = mysql.ClientProtocol41 | mysql.ClientDeprecateEOF |
+	mysql.ClientPluginAuth | mysql.ClientSecureConnection | mysql.ClientMultiResults
 
 // Handshake limits: a first packet over 1 MiB is not a handshake.
 const (

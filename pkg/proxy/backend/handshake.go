@@ -7,7 +7,7 @@ import (
 	"net"
 	"time"
 
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	"github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/pkg/router"
 	"go.uber.org/zap"
 )
@@ -22,19 +22,19 @@ func (s *Session) handshake(ctx context.Context) error {
 		s.handshakeDeadline = time.Now().Add(s.cfg.HandshakeTimeout)
 		_ = s.client.SetDeadline(s.handshakeDeadline)
 	}
-	salt := pnet.NewSalt(20)
+	salt := mysql.NewSalt(20)
 	offer := proxyCapability
 	if s.cfg.ServerTLS != nil {
-		offer |= pnet.ClientSSL
+		offer |= mysql.ClientSSL
 	}
-	greeting := pnet.AppendInitialHandshake(nil, &pnet.InitialHandshake{
+	greeting := mysql.AppendInitialHandshake(nil, &mysql.InitialHandshake{
 		ServerVersion: s.cfg.ServerVersion,
 		ConnID:        uint32(s.id),
 		Salt:          salt,
 		Capability:    offer,
-		Charset:       pnet.DefaultCharset,
-		Status:        pnet.ServerStatusAutocommit,
-		AuthPlugin:    pnet.AuthNativePassword,
+		Charset:       mysql.DefaultCharset,
+		Status:        mysql.ServerStatusAutocommit,
+		AuthPlugin:    mysql.AuthNativePassword,
 	})
 	if err := s.client.WritePacket(greeting); err != nil {
 		return err
@@ -44,14 +44,14 @@ func (s *Session) handshake(ctx context.Context) error {
 	}
 	data, err := s.client.ReadPacket(maxHandshakePacket)
 	if err != nil {
-		if errors.Is(err, pnet.ErrPacketTooLarge) {
-			_ = s.client.WriteError(pnet.NewError(pnet.ErHandshakeError, "Bad handshake: %v", err))
+		if errors.Is(err, mysql.ErrPacketTooLarge) {
+			_ = s.client.WriteError(mysql.NewError(mysql.ErHandshakeError, "Bad handshake: %v", err))
 		}
 		return fmt.Errorf("reading handshake response: %w", err)
 	}
-	if pnet.IsSSLRequest(data) {
+	if mysql.IsSSLRequest(data) {
 		if s.cfg.ServerTLS == nil {
-			_ = s.client.WriteError(pnet.NewError(pnet.ErHandshakeError, "Bad handshake: TLS requested but not configured on the proxy"))
+			_ = s.client.WriteError(mysql.NewError(mysql.ErHandshakeError, "Bad handshake: TLS requested but not configured on the proxy"))
 			return errors.New("client requested TLS, which is not configured")
 		}
 		if err := s.client.ServerTLSHandshake(s.cfg.ServerTLS); err != nil {
@@ -61,24 +61,24 @@ func (s *Session) handshake(ctx context.Context) error {
 			return fmt.Errorf("reading handshake response after TLS: %w", err)
 		}
 	}
-	resp, err := pnet.ParseHandshakeResponse(data)
+	resp, err := mysql.ParseHandshakeResponse(data)
 	if err != nil {
-		_ = s.client.WriteError(pnet.NewError(pnet.ErHandshakeError, "Bad handshake: %v", err))
+		_ = s.client.WriteError(mysql.NewError(mysql.ErHandshakeError, "Bad handshake: %v", err))
 		return err
 	}
-	if resp.Capability&pnet.ClientSSL != 0 && !s.client.IsTLS() {
-		_ = s.client.WriteError(pnet.NewError(pnet.ErHandshakeError, "Bad handshake: SSL flag set without an SSL request"))
+	if resp.Capability&mysql.ClientSSL != 0 && !s.client.IsTLS() {
+		_ = s.client.WriteError(mysql.NewError(mysql.ErHandshakeError, "Bad handshake: SSL flag set without an SSL request"))
 		return errors.New("client set CLIENT_SSL without TLS")
 	}
-	if resp.Capability&pnet.ClientPluginAuth == 0 {
+	if resp.Capability&mysql.ClientPluginAuth == 0 {
 		// Pass-through needs the backend's AuthSwitchRequest to reach a
 		// client that understands it.
-		_ = s.client.WriteError(&pnet.MySQLError{Code: pnet.ErNotSupportedAuthMode, State: "08004",
+		_ = s.client.WriteError(&mysql.MySQLError{Code: mysql.ErNotSupportedAuthMode, State: "08004",
 			Message: "Client does not support authentication protocol requested by server; consider upgrading MySQL client (Switchyard needs CLIENT_PLUGIN_AUTH)"})
 		return errors.New("client lacks CLIENT_PLUGIN_AUTH")
 	}
 	// Whatever the client claims, it may only use what was offered.
-	resp.Capability &= offer | pnet.ClientSSL
+	resp.Capability &= offer | mysql.ClientSSL
 	s.clientCap = resp.Capability
 	s.charset = resp.Charset
 	s.state.user, s.state.db = resp.User, resp.DB
@@ -99,20 +99,20 @@ func (s *Session) handshake(ctx context.Context) error {
 	return s.backend.SetCompression(compressionOf(s.backendCap), int(resp.ZstdLevel))
 }
 
-func compressionOf(capability uint32) pnet.CompressAlgorithm {
+func compressionOf(capability uint32) mysql.CompressAlgorithm {
 	switch {
-	case capability&pnet.ClientZstdCompression != 0:
-		return pnet.CompressZstd
-	case capability&pnet.ClientCompress != 0:
-		return pnet.CompressZlib
+	case capability&mysql.ClientZstdCompression != 0:
+		return mysql.CompressZstd
+	case capability&mysql.ClientCompress != 0:
+		return mysql.CompressZlib
 	}
-	return pnet.CompressNone
+	return mysql.CompressNone
 }
 
 // connectBackend routes the session and sends the client's handshake
 // response to the backend, trying other backends when one cannot be
 // reached.
-func (s *Session) connectBackend(ctx context.Context, resp *pnet.HandshakeResponse) error {
+func (s *Session) connectBackend(ctx context.Context, resp *mysql.HandshakeResponse) error {
 	ci := router.ClientInfo{User: resp.User, DB: resp.DB, ClientAddr: s.clientAddr, LocalAddr: s.localAddr}
 	if st := s.client.TLSState(); st != nil {
 		ci.ServerName = st.ServerName
@@ -122,7 +122,7 @@ func (s *Session) connectBackend(ctx context.Context, resp *pnet.HandshakeRespon
 	for {
 		lease, err := s.router.Route(ci, exclude)
 		if errors.Is(err, router.ErrNoRoute) {
-			_ = s.client.WriteError(&pnet.MySQLError{Code: pnet.ErUnknown, State: "HY000", Message: "Switchyard: " + err.Error()})
+			_ = s.client.WriteError(&mysql.MySQLError{Code: mysql.ErUnknown, State: "HY000", Message: "Switchyard: " + err.Error()})
 			return fmt.Errorf("routing: %v: %w", err, errSessionEnded)
 		}
 		if err != nil {
@@ -130,7 +130,7 @@ func (s *Session) connectBackend(ctx context.Context, resp *pnet.HandshakeRespon
 			if lastErr != nil {
 				msg = fmt.Sprintf("%v (last error: %v)", err, lastErr)
 			}
-			_ = s.client.WriteError(&pnet.MySQLError{Code: pnet.CrConnHostError, State: "08S01",
+			_ = s.client.WriteError(&mysql.MySQLError{Code: mysql.CrConnHostError, State: "08S01",
 				Message: "Switchyard: cannot connect to a backend: " + msg})
 			return fmt.Errorf("routing: %s: %w", msg, errSessionEnded)
 		}
@@ -145,7 +145,7 @@ func (s *Session) connectBackend(ctx context.Context, resp *pnet.HandshakeRespon
 			}
 			return nil
 		}
-		var myErr *pnet.MySQLError
+		var myErr *mysql.MySQLError
 		if errors.As(err, &myErr) {
 			// The backend answered with an error (too many connections,
 			// host blocked): the client hears it as is.
@@ -166,7 +166,7 @@ func (s *Session) connectBackend(ctx context.Context, resp *pnet.HandshakeRespon
 
 // openBackend dials the backend, reads its greeting, negotiates TLS and
 // capabilities and sends the handshake response.
-func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *pnet.HandshakeResponse) error {
+func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *mysql.HandshakeResponse) error {
 	dctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
 	defer cancel()
 	var d net.Dialer
@@ -174,7 +174,7 @@ func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *pne
 	if err != nil {
 		return err
 	}
-	be := pnet.NewPacketIO(conn)
+	be := mysql.NewPacketIO(conn)
 	fail := func(err error) error {
 		_ = be.Close()
 		return err
@@ -189,54 +189,54 @@ func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *pne
 	if err != nil {
 		return fail(fmt.Errorf("reading the greeting of backend %s: %w", lease.Addr(), err))
 	}
-	hs, err := pnet.ParseInitialHandshake(data)
+	hs, err := mysql.ParseInitialHandshake(data)
 	if err != nil {
 		return fail(err)
 	}
 	if missing := s.clientCap & requiredOfBackend &^ hs.Capability; missing != 0 {
-		return fail(pnet.NewError(pnet.ErHandshakeError,
+		return fail(mysql.NewError(mysql.ErHandshakeError,
 			"Switchyard: backend %s (%s) lacks protocol capabilities 0x%x that the client uses", lease.Addr(), hs.ServerVersion, missing))
 	}
-	bc := s.clientCap & hs.Capability &^ (pnet.ClientSSL | pnet.ClientCompress | pnet.ClientZstdCompression)
+	bc := s.clientCap & hs.Capability &^ (mysql.ClientSSL | mysql.ClientCompress | mysql.ClientZstdCompression)
 	// Session tracking is always asked for, so that the proxy sees USE and
 	// transaction state even when the client does not; OK packets are
 	// rewritten for clients that did not ask for it.
-	bc |= hs.Capability & pnet.ClientSessionTrack
+	bc |= hs.Capability & mysql.ClientSessionTrack
 	switch compressionOf(s.clientCap) {
-	case pnet.CompressZstd:
-		if hs.Capability&pnet.ClientZstdCompression != 0 {
-			bc |= pnet.ClientZstdCompression
+	case mysql.CompressZstd:
+		if hs.Capability&mysql.ClientZstdCompression != 0 {
+			bc |= mysql.ClientZstdCompression
 		} else {
-			bc |= hs.Capability & pnet.ClientCompress
+			bc |= hs.Capability & mysql.ClientCompress
 		}
-	case pnet.CompressZlib:
-		bc |= hs.Capability & pnet.ClientCompress
+	case mysql.CompressZlib:
+		bc |= hs.Capability & mysql.ClientCompress
 	}
 	// The backend's greeting may also be an old-style one without plugin
 	// auth; pass-through needs it.
-	bc |= pnet.ClientPluginAuth
-	useTLS := s.cfg.BackendTLS != nil && hs.Capability&pnet.ClientSSL != 0
+	bc |= mysql.ClientPluginAuth
+	useTLS := s.cfg.BackendTLS != nil && hs.Capability&mysql.ClientSSL != 0
 	if s.cfg.RequireBackendTLS && !useTLS {
-		return fail(pnet.NewError(pnet.ErSecureTransportRequired,
+		return fail(mysql.NewError(mysql.ErSecureTransportRequired,
 			"Switchyard: backend %s does not offer TLS and require-backend-tls is set", lease.Addr()))
 	}
-	out := &pnet.HandshakeResponse{
+	out := &mysql.HandshakeResponse{
 		Capability: bc,
 		MaxPacket:  resp.MaxPacket,
 		Charset:    resp.Charset,
 		User:       lease.User(),
 		AuthData:   resp.AuthData,
 		DB:         resp.DB,
-		AuthPlugin: pnet.AuthUnknownPlugin,
+		AuthPlugin: mysql.AuthUnknownPlugin,
 		Attrs:      resp.Attrs,
 		ZstdLevel:  resp.ZstdLevel,
 	}
-	if bc&pnet.ClientZstdCompression != 0 && out.ZstdLevel == 0 {
+	if bc&mysql.ClientZstdCompression != 0 && out.ZstdLevel == 0 {
 		out.ZstdLevel = 3
 	}
 	if useTLS {
-		out.Capability |= pnet.ClientSSL
-		if err := be.WritePacket(pnet.AppendSSLRequest(nil, out)); err != nil {
+		out.Capability |= mysql.ClientSSL
+		if err := be.WritePacket(mysql.AppendSSLRequest(nil, out)); err != nil {
 			return fail(err)
 		}
 		cfg := s.cfg.BackendTLS.Clone()
@@ -248,7 +248,7 @@ func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *pne
 			return fail(fmt.Errorf("backend %s: %w", lease.Addr(), err))
 		}
 	}
-	if err := be.WritePacket(pnet.AppendHandshakeResponse(nil, out)); err != nil {
+	if err := be.WritePacket(mysql.AppendHandshakeResponse(nil, out)); err != nil {
 		return fail(err)
 	}
 	if err := be.Flush(); err != nil {
@@ -266,13 +266,13 @@ func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *pne
 	return nil
 }
 
-func (s *Session) writeProxyHeader(be *pnet.PacketIO, conn net.Conn) error {
+func (s *Session) writeProxyHeader(be *mysql.PacketIO, conn net.Conn) error {
 	dst, _ := conn.RemoteAddr().(*net.TCPAddr)
 	if dst == nil {
 		return errors.New("backend address is not TCP")
 	}
 	// Flushed at once: some servers read the header before they greet.
-	if err := be.WriteRaw(pnet.AppendProxyHeaderV2(nil, s.clientAddr, dst.AddrPort())); err != nil {
+	if err := be.WriteRaw(mysql.AppendProxyHeaderV2(nil, s.clientAddr, dst.AddrPort())); err != nil {
 		return err
 	}
 	return be.Flush()

@@ -17,7 +17,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	pmysql "github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/pkg/router"
 	"github.com/switchyard-db/switchyard/test/testenv"
 	"go.uber.org/zap"
@@ -243,8 +243,8 @@ func requireMySQLError(t testing.TB, err error, code uint16) *mysql.MySQLError {
 type rawClient struct {
 	t        testing.TB
 	conn     net.Conn
-	pio      *pnet.PacketIO
-	greeting *pnet.InitialHandshake
+	pio      *pmysql.PacketIO
+	greeting *pmysql.InitialHandshake
 }
 
 // dialRaw connects to addr and reads the proxy's greeting.
@@ -254,10 +254,10 @@ func dialRaw(t testing.TB, addr string) *rawClient {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 	require.NoError(t, conn.SetDeadline(time.Now().Add(20*time.Second)))
-	rc := &rawClient{t: t, conn: conn, pio: pnet.NewPacketIO(conn)}
+	rc := &rawClient{t: t, conn: conn, pio: pmysql.NewPacketIO(conn)}
 	data, err := rc.pio.ReadPacket(0)
 	require.NoError(t, err)
-	rc.greeting, err = pnet.ParseInitialHandshake(data)
+	rc.greeting, err = pmysql.ParseInitialHandshake(data)
 	require.NoError(t, err)
 	return rc
 }
@@ -276,13 +276,13 @@ func (rc *rawClient) read() []byte {
 }
 
 // readErr reads an ERR packet, checks that it carries sequence id seq, and returns it.
-func (rc *rawClient) readErr(seq uint8) *pnet.MySQLError {
+func (rc *rawClient) readErr(seq uint8) *pmysql.MySQLError {
 	rc.t.Helper()
 	data := rc.read()
 	require.NotEmpty(rc.t, data)
-	require.Equal(rc.t, pnet.ErrHeader, data[0], "want ERR, got %q", data)
+	require.Equal(rc.t, pmysql.ErrHeader, data[0], "want ERR, got %q", data)
 	require.Equal(rc.t, seq+1, rc.pio.Sequence(), "ERR sequence id")
-	return pnet.ParseErr(data)
+	return pmysql.ParseErr(data)
 }
 
 // requireClosed asserts that the proxy closed the connection.
@@ -292,15 +292,15 @@ func (rc *rawClient) requireClosed() {
 }
 
 // rawCaps is what the raw client claims: enough for pass-through authentication.
-const rawCaps = pnet.ClientLongPassword | pnet.ClientProtocol41 | pnet.ClientSecureConnection |
-	pnet.ClientTransactions | pnet.ClientPluginAuth | pnet.ClientPluginAuthLenencClientData |
-	pnet.ClientMultiResults | pnet.ClientDeprecateEOF
+const rawCaps = pmysql.ClientLongPassword | pmysql.ClientProtocol41 | pmysql.ClientSecureConnection |
+	pmysql.ClientTransactions | pmysql.ClientPluginAuth | pmysql.ClientPluginAuthLenencClientData |
+	pmysql.ClientMultiResults | pmysql.ClientDeprecateEOF
 
 func handshakeResponse(caps uint32, user string, plugin string) []byte {
-	return pnet.AppendHandshakeResponse(nil, &pnet.HandshakeResponse{
+	return pmysql.AppendHandshakeResponse(nil, &pmysql.HandshakeResponse{
 		Capability: caps,
 		MaxPacket:  1 << 24,
-		Charset:    pnet.DefaultCharset,
+		Charset:    pmysql.DefaultCharset,
 		User:       user,
 		AuthData:   make([]byte, 20),
 		AuthPlugin: plugin,
@@ -310,8 +310,8 @@ func handshakeResponse(caps uint32, user string, plugin string) []byte {
 // startTLS sends an SSLRequest and upgrades the raw connection.
 func (rc *rawClient) startTLS(cfg *tls.Config) {
 	rc.t.Helper()
-	rc.write(pnet.AppendSSLRequest(nil, &pnet.HandshakeResponse{
-		Capability: rawCaps | pnet.ClientSSL, MaxPacket: 1 << 24, Charset: pnet.DefaultCharset,
+	rc.write(pmysql.AppendSSLRequest(nil, &pmysql.HandshakeResponse{
+		Capability: rawCaps | pmysql.ClientSSL, MaxPacket: 1 << 24, Charset: pmysql.DefaultCharset,
 	}))
 	cfg = cfg.Clone()
 	cfg.ServerName = "127.0.0.1"

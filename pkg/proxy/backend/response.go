@@ -4,12 +4,12 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	"github.com/switchyard-db/switchyard/pkg/mysql"
 )
 
 // next reads the next response packet from the backend, reporting a lost
 // backend to the client.
-func (s *Session) next() (pnet.Packet, error) {
+func (s *Session) next() (mysql.Packet, error) {
 	pk, err := s.backend.Next()
 	if err != nil {
 		s.reportBackendLost(err)
@@ -42,14 +42,14 @@ func (s *Session) forwardResults(cmd byte) (uint16, error) {
 			return 0, err
 		}
 		switch {
-		case pk.First() == pnet.OKHeader && pk.Complete:
+		case pk.First() == mysql.OKHeader && pk.Complete:
 			status, err := s.forwardOK(pk)
-			if err != nil || status&pnet.ServerMoreResultsExists == 0 {
+			if err != nil || status&mysql.ServerMoreResultsExists == 0 {
 				return status, err
 			}
-		case pk.First() == pnet.ErrHeader:
+		case pk.First() == mysql.ErrHeader:
 			return 0, s.finish()
-		case pk.First() == pnet.LocalInfileHeader && cmd == pnet.ComQuery:
+		case pk.First() == mysql.LocalInfileHeader && cmd == mysql.ComQuery:
 			if err := s.forward(); err != nil {
 				return 0, err
 			}
@@ -61,7 +61,7 @@ func (s *Session) forwardResults(cmd byte) (uint16, error) {
 			}
 		default:
 			status, err := s.forwardResultSet(pk)
-			if err != nil || status&pnet.ServerMoreResultsExists == 0 {
+			if err != nil || status&mysql.ServerMoreResultsExists == 0 {
 				return status, err
 			}
 		}
@@ -69,8 +69,8 @@ func (s *Session) forwardResults(cmd byte) (uint16, error) {
 }
 
 // forwardResultSet forwards a result set whose column-count packet is pk.
-func (s *Session) forwardResultSet(pk pnet.Packet) (uint16, error) {
-	cols, _, _, ok := pnet.ReadLenEncInt(pk.Data)
+func (s *Session) forwardResultSet(pk mysql.Packet) (uint16, error) {
+	cols, _, _, ok := mysql.ReadLenEncInt(pk.Data)
 	if !ok {
 		return 0, s.protocolError("bad column count")
 	}
@@ -85,7 +85,7 @@ func (s *Session) forwardResultSet(pk pnet.Packet) (uint16, error) {
 			return 0, err
 		}
 	}
-	if s.backendCap&pnet.ClientDeprecateEOF == 0 {
+	if s.backendCap&mysql.ClientDeprecateEOF == 0 {
 		pk, err := s.next()
 		if err != nil {
 			return 0, err
@@ -94,7 +94,7 @@ func (s *Session) forwardResultSet(pk pnet.Packet) (uint16, error) {
 		if err != nil {
 			return 0, err
 		}
-		if status&pnet.ServerStatusCursorExists != 0 {
+		if status&mysql.ServerStatusCursorExists != 0 {
 			// A cursor was opened: rows come with COM_STMT_FETCH.
 			return status, s.client.Flush()
 		}
@@ -119,14 +119,14 @@ func (s *Session) forwardRows() (uint16, error) {
 		if err != nil {
 			return 0, err
 		}
-		if pnet.IsEOFPacket(pk) {
+		if mysql.IsEOFPacket(pk) {
 			status, err := s.forwardTerminator(pk)
 			if err != nil {
 				return 0, err
 			}
 			return status, s.client.Flush()
 		}
-		if pk.First() == pnet.ErrHeader && pk.Complete {
+		if pk.First() == mysql.ErrHeader && pk.Complete {
 			return 0, s.finish()
 		}
 		if err := s.forward(); err != nil {
@@ -137,11 +137,11 @@ func (s *Session) forwardRows() (uint16, error) {
 
 // forwardTerminator forwards the EOF (or 0xfe OK) packet that ends a list of
 // columns or rows and returns its status flags.
-func (s *Session) forwardTerminator(pk pnet.Packet) (uint16, error) {
-	if s.backendCap&pnet.ClientDeprecateEOF != 0 {
+func (s *Session) forwardTerminator(pk mysql.Packet) (uint16, error) {
+	if s.backendCap&mysql.ClientDeprecateEOF != 0 {
 		return s.forwardOK(pk)
 	}
-	status, err := pnet.ParseEOFStatus(pk.Data, false, false)
+	status, err := mysql.ParseEOFStatus(pk.Data, false, false)
 	if err != nil {
 		return 0, s.protocolError(err.Error())
 	}
@@ -151,13 +151,13 @@ func (s *Session) forwardTerminator(pk pnet.Packet) (uint16, error) {
 
 // forwardOK forwards an OK packet, recording the state it carries and
 // removing session-tracking data the client did not ask for.
-func (s *Session) forwardOK(pk pnet.Packet) (uint16, error) {
-	ok, err := pnet.ParseOK(pk.Data, s.backendCap&pnet.ClientSessionTrack != 0)
+func (s *Session) forwardOK(pk mysql.Packet) (uint16, error) {
+	ok, err := mysql.ParseOK(pk.Data, s.backendCap&mysql.ClientSessionTrack != 0)
 	if err != nil {
 		return 0, s.protocolError(err.Error())
 	}
 	s.trackOK(ok)
-	if s.backendCap&pnet.ClientSessionTrack == s.clientCap&pnet.ClientSessionTrack {
+	if s.backendCap&mysql.ClientSessionTrack == s.clientCap&mysql.ClientSessionTrack {
 		return ok.Status, s.forward()
 	}
 	if err := s.writeOKToClient(pk.Data, ok); err != nil {
@@ -174,19 +174,19 @@ func (s *Session) forwardOK(pk pnet.Packet) (uint16, error) {
 
 // writeOKToClient writes an OK packet in the client's format (it may not
 // have negotiated session tracking, which the backend side always uses).
-func (s *Session) writeOKToClient(raw []byte, ok pnet.OKInfo) error {
-	if s.backendCap&pnet.ClientSessionTrack == s.clientCap&pnet.ClientSessionTrack {
+func (s *Session) writeOKToClient(raw []byte, ok mysql.OKInfo) error {
+	if s.backendCap&mysql.ClientSessionTrack == s.clientCap&mysql.ClientSessionTrack {
 		return s.client.WritePacket(raw)
 	}
 	var buf [128]byte
-	return s.client.WritePacket(pnet.AppendOK(buf[:0], raw[0], ok, s.clientCap&pnet.ClientSessionTrack != 0))
+	return s.client.WritePacket(mysql.AppendOK(buf[:0], raw[0], ok, s.clientCap&mysql.ClientSessionTrack != 0))
 }
 
 // trackOK records the transaction flag and schema changes of an OK packet.
-func (s *Session) trackOK(ok pnet.OKInfo) {
+func (s *Session) trackOK(ok mysql.OKInfo) {
 	s.state.applyStatus(ok.Status)
 	if len(ok.SessionState) > 0 {
-		if db, found := pnet.SessionSchema(ok.SessionState); found {
+		if db, found := mysql.SessionSchema(ok.SessionState); found {
 			s.state.db = db
 		}
 	}
@@ -208,12 +208,12 @@ func (s *Session) forwardSimple() (bool, error) {
 		return false, err
 	}
 	switch {
-	case pk.First() == pnet.OKHeader && pk.Complete:
+	case pk.First() == mysql.OKHeader && pk.Complete:
 		_, err := s.forwardOK(pk)
 		return err == nil, err
-	case pk.First() == pnet.ErrHeader:
+	case pk.First() == mysql.ErrHeader:
 		return false, s.finish()
-	case pnet.IsEOFPacket(pk):
+	case mysql.IsEOFPacket(pk):
 		return true, s.finish()
 	default:
 		// COM_STATISTICS answers with a bare string.
@@ -228,7 +228,7 @@ func (s *Session) forwardPrepare() error {
 	if err != nil {
 		return err
 	}
-	if pk.First() != pnet.OKHeader || len(pk.Data) < 9 {
+	if pk.First() != mysql.OKHeader || len(pk.Data) < 9 {
 		return s.finish()
 	}
 	id := binary.LittleEndian.Uint32(pk.Data[1:])
@@ -245,7 +245,7 @@ func (s *Session) forwardPrepare() error {
 			continue
 		}
 		packets := int(n)
-		if s.backendCap&pnet.ClientDeprecateEOF == 0 {
+		if s.backendCap&mysql.ClientDeprecateEOF == 0 {
 			packets++
 		}
 		for i := 0; i < packets; i++ {

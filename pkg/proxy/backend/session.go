@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	"github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/pkg/router"
 	"go.uber.org/zap"
 )
@@ -23,8 +23,8 @@ type Session struct {
 	router router.Router
 	lg     *zap.Logger
 
-	client  *pnet.PacketIO
-	backend *pnet.PacketIO
+	client  *mysql.PacketIO
+	backend *mysql.PacketIO
 	lease   router.Lease
 
 	clientAddr netip.AddrPort
@@ -53,7 +53,7 @@ type Session struct {
 	obs CommandObserver
 	// closeErr, when set, ends the session at its next chance even inside a
 	// transaction, telling the client why (CloseWithError).
-	closeErr *pnet.MySQLError
+	closeErr *mysql.MySQLError
 	closed   atomic.Bool
 	// info is a copy of what the API shows, refreshed at command
 	// boundaries so that readers never race with the session goroutine.
@@ -84,7 +84,7 @@ func NewSession(id uint64, conn net.Conn, clientAddr netip.AddrPort, cfg *Config
 		cfg:        cfg,
 		router:     r,
 		lg:         lg.With(zap.Uint64("conn", id), zap.Stringer("client", clientAddr)),
-		client:     pnet.NewPacketIO(conn),
+		client:     mysql.NewPacketIO(conn),
 		clientAddr: clientAddr,
 		since:      time.Now(),
 	}
@@ -190,7 +190,7 @@ func (s *Session) RequestClose() {
 // transaction or not, sending e to the client first. A session busy with a
 // command ends when that command's response is done; callers that cannot
 // wait follow up with Close.
-func (s *Session) CloseWithError(e *pnet.MySQLError) {
+func (s *Session) CloseWithError(e *mysql.MySQLError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.draining = true

@@ -15,7 +15,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	pmysql "github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/test/mysqldouble"
 	"go.uber.org/goleak"
 )
@@ -88,7 +88,7 @@ func TestAuthPassThrough(t *testing.T) {
 		},
 	}
 	for _, tr := range transports {
-		for _, plugin := range []string{pnet.AuthNativePassword, pnet.AuthCachingSha2} {
+		for _, plugin := range []string{pmysql.AuthNativePassword, pmysql.AuthCachingSha2} {
 			t.Run(tr.name+"/"+plugin, func(t *testing.T) {
 				dbl := startBackend(t)
 				var clientHandshakes, backendHandshakes atomic.Int64
@@ -106,7 +106,7 @@ func TestAuthPassThrough(t *testing.T) {
 				user, password := "nate", nativeUsers["nate"]
 				success := mysqldouble.Stats{NativeAuth: 1}
 				refused := mysqldouble.Stats{}
-				if plugin == pnet.AuthCachingSha2 {
+				if plugin == pmysql.AuthCachingSha2 {
 					user, password = "alice", sha2Users["alice"]
 					success = tr.sha2Full
 					// The key is fetched before the backend can tell the password is wrong.
@@ -126,7 +126,7 @@ func TestAuthPassThrough(t *testing.T) {
 						require.Equal(t, loginResult{one: 1, currentUser: user + "@%"}, res, name)
 					} else {
 						// The refusal is the backend's own ERR packet, relayed unchanged.
-						me := requireMySQLError(t, err, pnet.ErAccessDenied)
+						me := requireMySQLError(t, err, pmysql.ErAccessDenied)
 						require.Equal(t, "28000", string(me.SQLState[:]), name)
 						require.Equal(t, fmt.Sprintf("Access denied for user '%s'@'127.0.0.1' (using password: YES)", user), me.Message, name)
 					}
@@ -135,7 +135,7 @@ func TestAuthPassThrough(t *testing.T) {
 
 				step("wrong password, cold cache", "wrong-"+password, refused)
 				step("first login", password, success)
-				if plugin == pnet.AuthCachingSha2 {
+				if plugin == pmysql.AuthCachingSha2 {
 					fast := mysqldouble.Stats{Connections: 1, AuthSwitches: 1, FastAuthOK: 1}
 					step("second login takes the fast path", password, fast)
 					step("wrong password, warm cache", "wrong-"+password, refused)
@@ -173,12 +173,12 @@ func TestClientRequestsTLSWithoutProxyTLS(t *testing.T) {
 	})
 	t.Run("SSLRequest sent anyway", func(t *testing.T) {
 		rc := dialRaw(t, p.Addr())
-		require.Zero(t, rc.greeting.Capability&pnet.ClientSSL, "no TLS offered")
-		rc.write(pnet.AppendSSLRequest(nil, &pnet.HandshakeResponse{
-			Capability: rawCaps | pnet.ClientSSL, MaxPacket: 1 << 24, Charset: pnet.DefaultCharset,
+		require.Zero(t, rc.greeting.Capability&pmysql.ClientSSL, "no TLS offered")
+		rc.write(pmysql.AppendSSLRequest(nil, &pmysql.HandshakeResponse{
+			Capability: rawCaps | pmysql.ClientSSL, MaxPacket: 1 << 24, Charset: pmysql.DefaultCharset,
 		}))
 		e := rc.readErr(2)
-		require.Equal(t, pnet.ErHandshakeError, e.Code)
+		require.Equal(t, pmysql.ErHandshakeError, e.Code)
 		require.Contains(t, e.Message, "TLS requested but not configured")
 		rc.requireClosed()
 	})
@@ -266,7 +266,7 @@ func TestBadFirstPacket(t *testing.T) {
 		{
 			name: "CLIENT_SSL without an SSLRequest",
 			send: func(rc *rawClient) {
-				rc.write(handshakeResponse(rawCaps|pnet.ClientSSL, "alice", pnet.AuthNativePassword))
+				rc.write(handshakeResponse(rawCaps|pmysql.ClientSSL, "alice", pmysql.AuthNativePassword))
 			},
 			message: "SSL flag set without an SSL request",
 		},
@@ -278,7 +278,7 @@ func TestBadFirstPacket(t *testing.T) {
 				tc.errSeq = 2
 			}
 			e := rc.readErr(tc.errSeq)
-			require.Equal(t, pnet.ErHandshakeError, e.Code, e.Message)
+			require.Equal(t, pmysql.ErHandshakeError, e.Code, e.Message)
 			require.Contains(t, e.Message, "Bad handshake")
 			require.Contains(t, e.Message, tc.message)
 			rc.requireClosed()
@@ -327,8 +327,8 @@ func TestClientHangsUpMidHandshake(t *testing.T) {
 		{
 			name: "after SSLRequest, before the TLS handshake",
 			run: func(t *testing.T, rc *rawClient) {
-				rc.write(pnet.AppendSSLRequest(nil, &pnet.HandshakeResponse{
-					Capability: rawCaps | pnet.ClientSSL, MaxPacket: 1 << 24, Charset: pnet.DefaultCharset,
+				rc.write(pmysql.AppendSSLRequest(nil, &pmysql.HandshakeResponse{
+					Capability: rawCaps | pmysql.ClientSSL, MaxPacket: 1 << 24, Charset: pmysql.DefaultCharset,
 				}))
 			},
 		},
@@ -339,32 +339,32 @@ func TestClientHangsUpMidHandshake(t *testing.T) {
 		{
 			name: "at the native auth switch",
 			run: func(t *testing.T, rc *rawClient) {
-				rc.write(handshakeResponse(rawCaps, "nate", pnet.AuthNativePassword))
-				sw, err := pnet.ParseAuthSwitchRequest(rc.read())
+				rc.write(handshakeResponse(rawCaps, "nate", pmysql.AuthNativePassword))
+				sw, err := pmysql.ParseAuthSwitchRequest(rc.read())
 				require.NoError(t, err)
-				require.Equal(t, pnet.AuthNativePassword, sw.Plugin)
+				require.Equal(t, pmysql.AuthNativePassword, sw.Plugin)
 			},
 		},
 		{
 			name: "at the caching_sha2 auth switch",
 			run: func(t *testing.T, rc *rawClient) {
-				rc.write(handshakeResponse(rawCaps, "alice", pnet.AuthNativePassword))
-				sw, err := pnet.ParseAuthSwitchRequest(rc.read())
+				rc.write(handshakeResponse(rawCaps, "alice", pmysql.AuthNativePassword))
+				sw, err := pmysql.ParseAuthSwitchRequest(rc.read())
 				require.NoError(t, err)
-				require.Equal(t, pnet.AuthCachingSha2, sw.Plugin)
+				require.Equal(t, pmysql.AuthCachingSha2, sw.Plugin)
 			},
 		},
 		{
 			name:       "after receiving the proxy's public key",
 			backendTLS: true,
 			run: func(t *testing.T, rc *rawClient) {
-				rc.write(handshakeResponse(rawCaps, "alice", pnet.AuthNativePassword))
+				rc.write(handshakeResponse(rawCaps, "alice", pmysql.AuthNativePassword))
 				rc.read() // auth switch
 				rc.write(sha2Answer)
-				require.Equal(t, []byte{pnet.AuthMoreDataHeader, pnet.CachingSha2PerformFullAuth}, rc.read())
-				rc.write([]byte{pnet.CachingSha2RequestPubKey})
+				require.Equal(t, []byte{pmysql.AuthMoreDataHeader, pmysql.CachingSha2PerformFullAuth}, rc.read())
+				rc.write([]byte{pmysql.CachingSha2RequestPubKey})
 				key := rc.read()
-				require.Equal(t, pnet.AuthMoreDataHeader, key[0])
+				require.Equal(t, pmysql.AuthMoreDataHeader, key[0])
 				require.Contains(t, string(key), "PUBLIC KEY")
 			},
 		},
@@ -372,10 +372,10 @@ func TestClientHangsUpMidHandshake(t *testing.T) {
 			name: "when asked for the TLS cleartext password",
 			run: func(t *testing.T, rc *rawClient) {
 				rc.startTLS(clientTLS)
-				rc.write(handshakeResponse(rawCaps, "alice", pnet.AuthNativePassword))
+				rc.write(handshakeResponse(rawCaps, "alice", pmysql.AuthNativePassword))
 				rc.read() // auth switch
 				rc.write(sha2Answer)
-				require.Equal(t, []byte{pnet.AuthMoreDataHeader, pnet.CachingSha2PerformFullAuth}, rc.read())
+				require.Equal(t, []byte{pmysql.AuthMoreDataHeader, pmysql.CachingSha2PerformFullAuth}, rc.read())
 			},
 		},
 	} {
@@ -486,7 +486,7 @@ func TestBackendUnreachable(t *testing.T) {
 			p := startProxy(t, cfg, addr)
 
 			_, err := login(t, clientConfig(t, p.Addr(), "alice", "s3cret", ""))
-			me := requireMySQLError(t, err, pnet.CrConnHostError)
+			me := requireMySQLError(t, err, pmysql.CrConnHostError)
 			require.Equal(t, "08S01", string(me.SQLState[:]))
 			require.Contains(t, me.Message, "cannot connect to a backend")
 			if tc.namesAddr {
@@ -507,28 +507,28 @@ func TestRawNativeLogin(t *testing.T) {
 	p := startProxy(t, baseConfig(), dbl.Addr())
 
 	rc := dialRaw(t, p.Addr())
-	require.Equal(t, pnet.AuthNativePassword, rc.greeting.AuthPlugin)
+	require.Equal(t, pmysql.AuthNativePassword, rc.greeting.AuthPlugin)
 	require.Len(t, rc.greeting.Salt, 20)
-	rc.write(handshakeResponse(rawCaps, "nate", pnet.AuthNativePassword))
-	sw, err := pnet.ParseAuthSwitchRequest(rc.read())
+	rc.write(handshakeResponse(rawCaps, "nate", pmysql.AuthNativePassword))
+	sw, err := pmysql.ParseAuthSwitchRequest(rc.read())
 	require.NoError(t, err)
 	require.Equal(t, uint8(3), rc.pio.Sequence(), "auth switch is packet 2")
-	require.Equal(t, pnet.AuthNativePassword, sw.Plugin)
+	require.Equal(t, pmysql.AuthNativePassword, sw.Plugin)
 	require.NotEqual(t, rc.greeting.Salt, sw.Data, "the backend's own scramble, not the proxy's")
 	rc.write(nativeToken("n4tive", sw.Data))
 	ok := rc.read()
-	require.Equal(t, pnet.OKHeader, ok[0])
+	require.Equal(t, pmysql.OKHeader, ok[0])
 	require.Equal(t, uint8(5), rc.pio.Sequence(), "OK is packet 4")
 
 	rc.pio.ResetSequence()
-	rc.write(append([]byte{pnet.ComQuery}, "SELECT CURRENT_USER()"...))
+	rc.write(append([]byte{pmysql.ComQuery}, "SELECT CURRENT_USER()"...))
 	require.Equal(t, []byte{1}, rc.read())
 	rc.read() // column definition
 	row := rc.read()
 	require.Equal(t, "\x06nate@%", string(row))
 	eof := rc.read()
-	require.Equal(t, pnet.EOFHeader, eof[0])
-	require.Equal(t, pnet.ServerStatusAutocommit, binary.LittleEndian.Uint16(eof[3:])&pnet.ServerStatusAutocommit)
+	require.Equal(t, pmysql.EOFHeader, eof[0])
+	require.Equal(t, pmysql.ServerStatusAutocommit, binary.LittleEndian.Uint16(eof[3:])&pmysql.ServerStatusAutocommit)
 
 	require.NoError(t, rc.conn.Close())
 	p.requireIdle(t)
@@ -538,13 +538,13 @@ func TestRawNativeLogin(t *testing.T) {
 // rawNativeLogin logs the raw client in as a mysql_native_password account.
 func rawNativeLogin(t *testing.T, rc *rawClient, user, password string) {
 	t.Helper()
-	rc.write(handshakeResponse(rawCaps, user, pnet.AuthNativePassword))
-	sw, err := pnet.ParseAuthSwitchRequest(rc.read())
+	rc.write(handshakeResponse(rawCaps, user, pmysql.AuthNativePassword))
+	sw, err := pmysql.ParseAuthSwitchRequest(rc.read())
 	require.NoError(t, err)
-	require.Equal(t, pnet.AuthNativePassword, sw.Plugin)
+	require.Equal(t, pmysql.AuthNativePassword, sw.Plugin)
 	rc.write(nativeToken(password, sw.Data))
 	ok := rc.read()
-	require.Equal(t, pnet.OKHeader, ok[0], "want OK, got %q", ok)
+	require.Equal(t, pmysql.OKHeader, ok[0], "want OK, got %q", ok)
 }
 
 // TestComQuitEndsSession: a MySQL server closes the connection after COM_QUIT, and clients
@@ -557,7 +557,7 @@ func TestComQuitEndsSession(t *testing.T) {
 	rawNativeLogin(t, rc, "nate", "n4tive")
 
 	rc.pio.ResetSequence()
-	rc.write([]byte{pnet.ComQuit})
+	rc.write([]byte{pmysql.ComQuit})
 	rc.requireClosed()
 	p.requireIdle(t)
 }
@@ -573,7 +573,7 @@ func TestStalledClientDropped(t *testing.T) {
 		{
 			name: "at the auth switch",
 			run: func(t *testing.T, rc *rawClient) {
-				rc.write(handshakeResponse(rawCaps, "nate", pnet.AuthNativePassword))
+				rc.write(handshakeResponse(rawCaps, "nate", pmysql.AuthNativePassword))
 				rc.read()
 			},
 		},
@@ -604,15 +604,15 @@ func TestSlowClientWithinHandshakeTimeout(t *testing.T) {
 	p := startProxy(t, cfg, dbl.Addr())
 
 	rc := dialRaw(t, p.Addr())
-	rc.write(handshakeResponse(rawCaps, "nate", pnet.AuthNativePassword))
-	sw, err := pnet.ParseAuthSwitchRequest(rc.read())
+	rc.write(handshakeResponse(rawCaps, "nate", pmysql.AuthNativePassword))
+	sw, err := pmysql.ParseAuthSwitchRequest(rc.read())
 	require.NoError(t, err)
 	// The delay is the scenario, not a synchronisation: the answer comes after
 	// ConnectTimeout but long before HandshakeTimeout (10s).
 	time.Sleep(3 * cfg.ConnectTimeout)
 	rc.write(nativeToken("n4tive", sw.Data))
 	ok := rc.read()
-	require.Equal(t, pnet.OKHeader, ok[0], "want OK, got %q", ok)
+	require.Equal(t, pmysql.OKHeader, ok[0], "want OK, got %q", ok)
 }
 
 func TestBackendWithoutTLS(t *testing.T) {
@@ -639,7 +639,7 @@ func TestBackendWithoutTLS(t *testing.T) {
 		p := startProxy(t, cfg, dbl.Addr())
 		before := dbl.Stats()
 		_, err := login(t, clientConfig(t, p.Addr(), "alice", "s3cret", ""))
-		me := requireMySQLError(t, err, pnet.ErSecureTransportRequired)
+		me := requireMySQLError(t, err, pmysql.ErSecureTransportRequired)
 		require.Contains(t, me.Message, dbl.Addr())
 		require.Contains(t, me.Message, "does not offer TLS")
 		require.Equal(t, mysqldouble.Stats{Connections: 1}, delta(before, dbl.Stats()), "no credentials were sent")
@@ -663,7 +663,7 @@ func TestPlainClientToTLSBackendRefusals(t *testing.T) {
 		c := clientConfig(t, p.Addr(), "alice", "s3cret", "")
 		c.ServerPubKey = keyName
 		_, err := login(t, c)
-		me := requireMySQLError(t, err, pnet.ErAccessDenied)
+		me := requireMySQLError(t, err, pmysql.ErAccessDenied)
 		require.Contains(t, me.Message, "Switchyard:")
 		require.Contains(t, me.Message, "preconfigured key")
 		p.requireIdle(t)
@@ -681,18 +681,18 @@ func TestPlainClientToTLSBackendRefusals(t *testing.T) {
 		require.Error(t, err)
 
 		rc := dialRaw(t, p.Addr())
-		rc.write(handshakeResponse(rawCaps, "alice", pnet.AuthNativePassword))
+		rc.write(handshakeResponse(rawCaps, "alice", pmysql.AuthNativePassword))
 		rc.read() // auth switch
 		rc.write(make([]byte, 32))
 		data := rc.read()
-		if data[0] == pnet.AuthMoreDataHeader {
-			require.Equal(t, []byte{pnet.AuthMoreDataHeader, pnet.CachingSha2PerformFullAuth}, data)
-			rc.write([]byte{pnet.CachingSha2RequestPubKey})
+		if data[0] == pmysql.AuthMoreDataHeader {
+			require.Equal(t, []byte{pmysql.AuthMoreDataHeader, pmysql.CachingSha2PerformFullAuth}, data)
+			rc.write([]byte{pmysql.CachingSha2RequestPubKey})
 			data = rc.read()
 		}
-		require.Equal(t, pnet.ErrHeader, data[0], "want ERR, got %q", data)
-		e := pnet.ParseErr(data)
-		require.Equal(t, pnet.ErAccessDenied, e.Code)
+		require.Equal(t, pmysql.ErrHeader, data[0], "want ERR, got %q", data)
+		e := pmysql.ParseErr(data)
+		require.Equal(t, pmysql.ErAccessDenied, e.Code)
 		require.Contains(t, e.Message, "Switchyard:")
 		require.Contains(t, e.Message, "connect with TLS")
 		rc.requireClosed()
@@ -719,29 +719,29 @@ func TestBackendLostDuringAuth(t *testing.T) {
 		}
 		defer func() { _ = c.Close() }()
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		pio := pnet.NewPacketIO(c)
-		_ = pio.WritePacket(pnet.AppendInitialHandshake(nil, &pnet.InitialHandshake{
+		pio := pmysql.NewPacketIO(c)
+		_ = pio.WritePacket(pmysql.AppendInitialHandshake(nil, &pmysql.InitialHandshake{
 			ServerVersion: "8.0.36-dying",
 			ConnID:        7,
-			Salt:          pnet.NewSalt(20),
-			Capability:    rawCaps | pnet.ClientConnectWithDB | pnet.ClientConnectAttrs | pnet.ClientSessionTrack,
-			Charset:       pnet.DefaultCharset,
-			Status:        pnet.ServerStatusAutocommit,
-			AuthPlugin:    pnet.AuthCachingSha2,
+			Salt:          pmysql.NewSalt(20),
+			Capability:    rawCaps | pmysql.ClientConnectWithDB | pmysql.ClientConnectAttrs | pmysql.ClientSessionTrack,
+			Charset:       pmysql.DefaultCharset,
+			Status:        pmysql.ServerStatusAutocommit,
+			AuthPlugin:    pmysql.AuthCachingSha2,
 		}))
 		_ = pio.Flush()
 		if _, err := pio.ReadPacket(0); err != nil {
 			return
 		}
-		sw := append([]byte{pnet.AuthSwitchHeader}, pnet.AuthNativePassword...)
-		sw = append(append(append(sw, 0), pnet.NewSalt(20)...), 0)
+		sw := append([]byte{pmysql.AuthSwitchHeader}, pmysql.AuthNativePassword...)
+		sw = append(append(append(sw, 0), pmysql.NewSalt(20)...), 0)
 		_ = pio.WritePacket(sw)
 		_ = pio.Flush()
 	})
 	p := startProxy(t, baseConfig(), ln.Addr().String())
 
 	_, err = login(t, clientConfig(t, p.Addr(), "nate", "n4tive", ""))
-	me := requireMySQLError(t, err, pnet.CrServerLost)
+	me := requireMySQLError(t, err, pmysql.CrServerLost)
 	require.Contains(t, me.Message, "lost connection to backend "+ln.Addr().String())
 	p.requireIdle(t)
 }
@@ -752,9 +752,9 @@ func TestClientWithoutPluginAuth(t *testing.T) {
 	dbl := startBackend(t)
 	p := startProxy(t, baseConfig(), dbl.Addr())
 	rc := dialRaw(t, p.Addr())
-	rc.write(handshakeResponse(rawCaps&^pnet.ClientPluginAuth&^pnet.ClientPluginAuthLenencClientData, "alice", ""))
+	rc.write(handshakeResponse(rawCaps&^pmysql.ClientPluginAuth&^pmysql.ClientPluginAuthLenencClientData, "alice", ""))
 	e := rc.readErr(2)
-	require.Equal(t, pnet.ErNotSupportedAuthMode, e.Code)
+	require.Equal(t, pmysql.ErNotSupportedAuthMode, e.Code)
 	require.Contains(t, e.Message, "CLIENT_PLUGIN_AUTH")
 	rc.requireClosed()
 	require.Zero(t, dbl.Stats().Connections, "the backend was never contacted")

@@ -1,7 +1,7 @@
 package backend
 
 import (
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	"github.com/switchyard-db/switchyard/pkg/mysql"
 )
 
 // state is the session state the proxy learns from the traffic it forwards.
@@ -51,7 +51,7 @@ func (st *state) closeStmt(id uint32) {
 
 // applyStatus records the transaction flag carried by an OK or EOF packet.
 func (st *state) applyStatus(status uint16) {
-	st.inTxn = status&pnet.ServerStatusInTrans != 0
+	st.inTxn = status&mysql.ServerStatusInTrans != 0
 }
 
 // resetSession is what COM_CHANGE_USER and COM_RESET_CONNECTION do on the

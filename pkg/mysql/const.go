@@ -1,4 +1,4 @@
-package net
+package mysql
 
 // Capability flags (protocol::CapabilityFlags). Only what the proxy inspects or
 // negotiates is named here.

@@ -1,4 +1,4 @@
-package net
+package mysql
 
 import (
 	"crypto/tls"

@@ -11,4 +11,4 @@
 // values and the PROXY protocol v2 header. The proxy writes this codec
 // itself because the usual Go MySQL libraries cannot be used here; it
 // depends on nothing but the standard library and a zstd implementation.
-package net
+package mysql

@@ -1,4 +1,4 @@
-package observer
+package health
 
 import (
 	"context"
@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/switchyard-db/switchyard/pkg/mysql"
+	"github.com/switchyard-db/switchyard/pkg/observer"
 )
 
 // Health prober defaults.
@@ -31,10 +34,13 @@ const maxStatusBody = 64 << 10
 var (
 	// ErrUnknownTarget is returned by ProbeNow for an address the prober does
 	// not probe.
-	ErrUnknownTarget = errors.New("observer: not a probe target")
+	ErrUnknownTarget = errors.New("health: not a probe target")
 	// ErrProberClosed is returned by ProbeNow after Close.
-	ErrProberClosed = errors.New("observer: prober closed")
+	ErrProberClosed = errors.New("health: prober closed")
 )
+
+// ErrNotProbed is the reason of a backend that has not been probed yet.
+var ErrNotProbed = errors.New("not probed yet")
 
 // Target is one backend to probe.
 type Target struct {
@@ -82,7 +88,7 @@ type Prober struct {
 	// newTicker is a test seam; it returns the round ticks and a stop func.
 	newTicker func(time.Duration) (<-chan time.Time, func())
 
-	results atomic.Pointer[map[string]Health]
+	results atomic.Pointer[map[string]observer.Health]
 	updates chan struct{}
 	// kick asks the loop to probe targets that were never probed.
 	kick chan struct{}
@@ -106,7 +112,7 @@ type Prober struct {
 // the old probe can be recognised and dropped.
 type targetState struct {
 	t        Target
-	h        Health
+	h        observer.Health
 	launched bool               // a probe has been started since it was added
 	cancel   context.CancelFunc // of the probe in flight, or nil
 }
@@ -150,7 +156,7 @@ func NewProber(lg *zap.Logger, cluster string, cfg HealthConfig) *Prober {
 		targets:   map[string]*targetState{},
 		done:      make(chan struct{}),
 	}
-	p.results.Store(&map[string]Health{})
+	p.results.Store(&map[string]observer.Health{})
 	return p
 }
 
@@ -217,7 +223,7 @@ func (p *Prober) SetTargets(ts []Target) {
 			st.t = t
 			continue
 		}
-		p.targets[addr] = &targetState{t: t, h: Health{Healthy: true, Reason: ErrNotProbed.Error()}}
+		p.targets[addr] = &targetState{t: t, h: observer.Health{Healthy: true, Reason: ErrNotProbed.Error()}}
 		changed, added = true, true
 	}
 	if !changed {
@@ -232,7 +238,7 @@ func (p *Prober) SetTargets(ts []Target) {
 
 // Results returns the latest verdicts keyed by Addr. The map is shared and
 // must not be modified; a new one replaces it after every probe.
-func (p *Prober) Results() map[string]Health { return *p.results.Load() }
+func (p *Prober) Results() map[string]observer.Health { return *p.results.Load() }
 
 // Updates signals that some target's Healthy or Reason changed, or that the
 // target set changed. It holds at most one pending signal; read Results after
@@ -243,7 +249,7 @@ func (p *Prober) Updates() <-chan struct{} { return p.updates }
 // verdict is that one probe's (Failures 0 or 1). It is for callers that need
 // a fresh opinion, such as a fleet vote. The error is ErrUnknownTarget or
 // ErrProberClosed; a failed probe is reported in the Health.
-func (p *Prober) ProbeNow(ctx context.Context, addr string) (Health, error) {
+func (p *Prober) ProbeNow(ctx context.Context, addr string) (observer.Health, error) {
 	p.mu.Lock()
 	st, ok := p.targets[addr]
 	var t Target
@@ -252,10 +258,10 @@ func (p *Prober) ProbeNow(ctx context.Context, addr string) (Health, error) {
 	}
 	p.mu.Unlock()
 	if p.life.Err() != nil {
-		return Health{}, ErrProberClosed
+		return observer.Health{}, ErrProberClosed
 	}
 	if !ok {
-		return Health{}, fmt.Errorf("%w: %s", ErrUnknownTarget, addr)
+		return observer.Health{}, fmt.Errorf("%w: %s", ErrUnknownTarget, addr)
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
@@ -263,9 +269,9 @@ func (p *Prober) ProbeNow(ctx context.Context, addr string) (Health, error) {
 	defer stop()
 	err := p.probe(ctx, t)
 	if err != nil && p.life.Err() != nil {
-		return Health{}, ErrProberClosed
+		return observer.Health{}, ErrProberClosed
 	}
-	h := Health{Healthy: err == nil, LastProbe: time.Now()}
+	h := observer.Health{Healthy: err == nil, LastProbe: time.Now()}
 	if err != nil {
 		h.Reason, h.Failures = reasonOf(err), 1
 	}
@@ -349,11 +355,11 @@ func (p *Prober) record(ctx context.Context, st *targetState, err error) {
 
 // nextHealth is the state machine: unhealthy after n consecutive failures,
 // healthy again after one success.
-func nextHealth(old Health, err error, now time.Time, n int) Health {
+func nextHealth(old observer.Health, err error, now time.Time, n int) observer.Health {
 	if err == nil {
-		return Health{Healthy: true, LastProbe: now}
+		return observer.Health{Healthy: true, LastProbe: now}
 	}
-	h := Health{LastProbe: now, Failures: old.Failures + 1}
+	h := observer.Health{LastProbe: now, Failures: old.Failures + 1}
 	h.Healthy = h.Failures < n
 	if !h.Healthy {
 		h.Reason = reasonOf(err)
@@ -362,7 +368,7 @@ func nextHealth(old Health, err error, now time.Time, n int) Health {
 }
 
 func (p *Prober) publishLocked() {
-	m := make(map[string]Health, len(p.targets))
+	m := make(map[string]observer.Health, len(p.targets))
 	for addr, st := range p.targets {
 		m[addr] = st.h
 	}
@@ -371,9 +377,11 @@ func (p *Prober) publishLocked() {
 
 // probe checks the SQL port, then the status port, within ctx.
 func (p *Prober) probe(ctx context.Context, t Target) error {
-	check := CheckSQL
+	check := mysql.CheckSQL
 	if user := p.cfg.SQLUser; user != "" {
-		check = func(ctx context.Context, d *net.Dialer, addr string) error { return CheckSQLLogin(ctx, d, addr, user) }
+		check = func(ctx context.Context, d *net.Dialer, addr string) error {
+			return mysql.CheckSQLLogin(ctx, d, addr, user)
+		}
 	}
 	if err := check(ctx, p.dialer, t.Addr); err != nil {
 		return fmt.Errorf("sql port: %w", err)

@@ -1,4 +1,4 @@
-package observer
+package health
 
 import (
 	"context"
@@ -20,7 +20,8 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
+	"github.com/switchyard-db/switchyard/pkg/mysql"
+	"github.com/switchyard-db/switchyard/pkg/observer"
 )
 
 const (
@@ -102,22 +103,22 @@ func (f *fakeSQL) serve(c net.Conn) {
 		f.mu.Unlock()
 		_ = c.Close()
 	}()
-	pio := pnet.NewPacketIO(c)
+	pio := mysql.NewPacketIO(c)
 	defer pio.Release()
 	switch sqlMode(f.mode.Load()) {
 	case greetOK:
-		_ = pio.WritePacket(pnet.AppendInitialHandshake(nil, &pnet.InitialHandshake{
+		_ = pio.WritePacket(mysql.AppendInitialHandshake(nil, &mysql.InitialHandshake{
 			ServerVersion: "8.0.11-TiDB-v7.5.0",
 			ConnID:        1,
-			Salt:          pnet.NewSalt(20),
-			Capability:    pnet.ClientProtocol41 | pnet.ClientSecureConnection | pnet.ClientPluginAuth,
+			Salt:          mysql.NewSalt(20),
+			Capability:    mysql.ClientProtocol41 | mysql.ClientSecureConnection | mysql.ClientPluginAuth,
 			Charset:       46,
 			Status:        2,
 			AuthPlugin:    "mysql_native_password",
 		}))
 		_ = pio.Flush()
 	case greetErr:
-		_ = pio.WriteError(pnet.NewError(1040, "Too many connections"))
+		_ = pio.WriteError(mysql.NewError(1040, "Too many connections"))
 	case greetSilent:
 		if _, err := io.Copy(io.Discard, c); err == nil {
 			f.peerClosed.Add(1) // EOF: the prober hung up
@@ -217,9 +218,9 @@ func requireSignal(t *testing.T, ch <-chan struct{}) {
 	}
 }
 
-func waitHealth(t *testing.T, p *Prober, addr string, cond func(Health) bool) Health {
+func waitHealth(t *testing.T, p *Prober, addr string, cond func(observer.Health) bool) observer.Health {
 	t.Helper()
-	var h Health
+	var h observer.Health
 	require.Eventually(t, func() bool {
 		var ok bool
 		h, ok = p.Results()[addr]
@@ -228,7 +229,7 @@ func waitHealth(t *testing.T, p *Prober, addr string, cond func(Health) bool) He
 	return h
 }
 
-func probed(h Health) bool { return !h.LastProbe.IsZero() }
+func probed(h observer.Health) bool { return !h.LastProbe.IsZero() }
 
 func TestNextHealth(t *testing.T) {
 	fail := errors.New("boom")
@@ -257,11 +258,11 @@ func TestNextHealth(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := Health{Healthy: true, Reason: ErrNotProbed.Error()}
+			h := observer.Health{Healthy: true, Reason: ErrNotProbed.Error()}
 			for i, s := range tt.steps {
 				now := time.Unix(int64(i+1), 0)
 				h = nextHealth(h, s.err, now, tt.n)
-				require.Equal(t, Health{Healthy: s.healthy, Reason: s.reason, LastProbe: now, Failures: s.failures}, h, "step %d", i)
+				require.Equal(t, observer.Health{Healthy: s.healthy, Reason: s.reason, LastProbe: now, Failures: s.failures}, h, "step %d", i)
 			}
 		})
 	}
@@ -358,7 +359,7 @@ func TestUnhealthyAfterNFailuresAndBack(t *testing.T) {
 	p.Start(context.Background()) // the first round
 
 	for i := 1; i <= 2; i++ {
-		h := waitHealth(t, p, addr, func(h Health) bool { return h.Failures == i })
+		h := waitHealth(t, p, addr, func(h observer.Health) bool { return h.Failures == i })
 		require.True(t, h.Healthy, "failure %d of 3 must not flip the verdict", i)
 		require.Empty(t, h.Reason)
 		if i == 2 {
@@ -367,7 +368,7 @@ func TestUnhealthyAfterNFailuresAndBack(t *testing.T) {
 		}
 		ticks <- time.Now()
 	}
-	h := waitHealth(t, p, addr, func(h Health) bool { return h.Failures == 3 })
+	h := waitHealth(t, p, addr, func(h observer.Health) bool { return h.Failures == 3 })
 	require.False(t, h.Healthy)
 	require.Contains(t, h.Reason, "Too many connections")
 	requireSignal(t, p.Updates())
@@ -375,7 +376,7 @@ func TestUnhealthyAfterNFailuresAndBack(t *testing.T) {
 	// One good probe is enough to come back.
 	srv.setMode(greetOK)
 	ticks <- time.Now()
-	h = waitHealth(t, p, addr, func(h Health) bool { return h.Failures == 0 })
+	h = waitHealth(t, p, addr, func(h observer.Health) bool { return h.Failures == 0 })
 	require.True(t, h.Healthy)
 	require.Empty(t, h.Reason)
 	requireSignal(t, p.Updates())
@@ -384,7 +385,7 @@ func TestUnhealthyAfterNFailuresAndBack(t *testing.T) {
 	status.code.Store(500)
 	for i := 1; i <= 3; i++ {
 		ticks <- time.Now()
-		waitHealth(t, p, addr, func(h Health) bool { return h.Failures == i })
+		waitHealth(t, p, addr, func(h observer.Health) bool { return h.Failures == i })
 	}
 	h = p.Results()[addr]
 	require.False(t, h.Healthy)
@@ -398,7 +399,7 @@ func TestNewTargetsProbedAtOnceRemovedForgotten(t *testing.T) {
 	require.Empty(t, p.Results())
 
 	p.SetTargets([]Target{a.target()})
-	require.Equal(t, map[string]Health{a.Addr(): {Healthy: true, Reason: ErrNotProbed.Error()}}, p.Results())
+	require.Equal(t, map[string]observer.Health{a.Addr(): {Healthy: true, Reason: ErrNotProbed.Error()}}, p.Results())
 	requireSignal(t, p.Updates())
 	p.Start(context.Background())
 	ha := waitHealth(t, p, a.Addr(), probed)
@@ -424,7 +425,7 @@ func TestNewTargetsProbedAtOnceRemovedForgotten(t *testing.T) {
 
 	// Added again, a starts from scratch and is probed at once.
 	p.SetTargets([]Target{a.target(), b.target()})
-	require.Equal(t, Health{Healthy: true, Reason: ErrNotProbed.Error()}, p.Results()[a.Addr()])
+	require.Equal(t, observer.Health{Healthy: true, Reason: ErrNotProbed.Error()}, p.Results()[a.Addr()])
 	waitHealth(t, p, a.Addr(), probed)
 	require.EqualValues(t, 2, a.accepted.Load())
 }
@@ -453,7 +454,7 @@ func TestLateResultOfRemovedTargetIsDropped(t *testing.T) {
 	drain(p.Updates())
 
 	p.record(context.Background(), old, errors.New("late"))
-	require.Equal(t, Health{Healthy: true, Reason: ErrNotProbed.Error()}, p.Results()["127.0.0.1:1"])
+	require.Equal(t, observer.Health{Healthy: true, Reason: ErrNotProbed.Error()}, p.Results()["127.0.0.1:1"])
 	requireNoSignal(t, p.Updates())
 }
 
@@ -480,12 +481,12 @@ func TestUpdatesOnlyOnVerdictChange(t *testing.T) {
 			// Once the second probe is recorded, the first one's signal
 			// (the verdict replacing "not probed yet") has been sent.
 			first := waitHealth(t, p, addr, probed)
-			waitHealth(t, p, addr, func(h Health) bool { return h.LastProbe.After(first.LastProbe) })
+			waitHealth(t, p, addr, func(h observer.Health) bool { return h.LastProbe.After(first.LastProbe) })
 			drain(p.Updates())
 
 			prev := p.Results()[addr]
 			for range 3 {
-				h := waitHealth(t, p, addr, func(h Health) bool { return h.LastProbe.After(prev.LastProbe) })
+				h := waitHealth(t, p, addr, func(h observer.Health) bool { return h.LastProbe.After(prev.LastProbe) })
 				require.Equal(t, first.Healthy, h.Healthy)
 				require.Equal(t, first.Reason, h.Reason)
 				prev = h
@@ -501,7 +502,7 @@ func TestUpdatesOnVerdictChange(t *testing.T) {
 	p.SetTargets([]Target{srv.target()})
 	p.Start(context.Background())
 	first := waitHealth(t, p, srv.Addr(), probed)
-	waitHealth(t, p, srv.Addr(), func(h Health) bool { return h.LastProbe.After(first.LastProbe) })
+	waitHealth(t, p, srv.Addr(), func(h observer.Health) bool { return h.LastProbe.After(first.LastProbe) })
 	drain(p.Updates())
 
 	srv.setMode(greetErr)
@@ -585,14 +586,14 @@ func TestSlowTargetNeverOverlapsItself(t *testing.T) {
 	ticks := manualTicks(p)
 	p.SetTargets([]Target{silent.target(), bad.target()})
 	p.Start(context.Background())
-	waitHealth(t, p, bad.Addr(), func(h Health) bool { return h.Failures == 1 })
+	waitHealth(t, p, bad.Addr(), func(h observer.Health) bool { return h.Failures == 1 })
 	for i := 2; i <= 4; i++ {
 		ticks <- time.Now()
-		waitHealth(t, p, bad.Addr(), func(h Health) bool { return h.Failures == i })
+		waitHealth(t, p, bad.Addr(), func(h observer.Health) bool { return h.Failures == i })
 	}
 	require.EqualValues(t, 4, bad.accepted.Load())
 	require.EqualValues(t, 1, silent.accepted.Load())
-	require.Equal(t, Health{Healthy: true, Reason: ErrNotProbed.Error()}, p.Results()[silent.Addr()])
+	require.Equal(t, observer.Health{Healthy: true, Reason: ErrNotProbed.Error()}, p.Results()[silent.Addr()])
 }
 
 // TestProbersAreIndependent: a cluster whose backends all hang does not
@@ -616,12 +617,12 @@ func TestProbersAreIndependent(t *testing.T) {
 	fast := newTestProber(t, "fast", HealthConfig{Interval: 10 * time.Millisecond, Timeout: time.Minute, FailuresToUnhealthy: 2})
 	fast.SetTargets([]Target{bad.target()})
 	fast.Start(context.Background())
-	h := waitHealth(t, fast, bad.Addr(), func(h Health) bool { return !h.Healthy })
+	h := waitHealth(t, fast, bad.Addr(), func(h observer.Health) bool { return !h.Healthy })
 	require.Contains(t, h.Reason, "Too many connections")
 
 	// The slow cluster's probes were still in flight all along.
 	for _, h := range slow.Results() {
-		require.Equal(t, Health{Healthy: true, Reason: ErrNotProbed.Error()}, h)
+		require.Equal(t, observer.Health{Healthy: true, Reason: ErrNotProbed.Error()}, h)
 	}
 }
 
@@ -658,7 +659,7 @@ func TestCloseWithoutStart(t *testing.T) {
 	p.Close()
 	p.Close()
 	p.Start(context.Background()) // after Close: does nothing
-	require.Equal(t, Health{Healthy: true, Reason: ErrNotProbed.Error()}, p.Results()["127.0.0.1:1"])
+	require.Equal(t, observer.Health{Healthy: true, Reason: ErrNotProbed.Error()}, p.Results()["127.0.0.1:1"])
 }
 
 func TestStartContextEndsLoop(t *testing.T) {

@@ -1,4 +1,4 @@
-package net
+package mysql
 
 // ForwardRun copies to dst, in one piece, the complete packets already
 // buffered from p that are ordinary rows or column definitions, and stops

@@ -1,4 +1,4 @@
-package observer
+package mysql
 
 import (
 	"context"
@@ -7,8 +7,6 @@ import (
 	"net"
 	"os"
 	"time"
-
-	pnet "github.com/switchyard-db/switchyard/pkg/proxy/net"
 )
 
 // maxGreeting bounds the first packet; real greetings are under 200 bytes.
@@ -25,7 +23,7 @@ func CheckSQL(ctx context.Context, d *net.Dialer, addr string) error {
 
 // ReadGreeting connects to a MySQL server and returns its initial handshake
 // (CheckSQL's check, for callers that want the server version too).
-func ReadGreeting(ctx context.Context, d *net.Dialer, addr string) (*pnet.InitialHandshake, error) {
+func ReadGreeting(ctx context.Context, d *net.Dialer, addr string) (*InitialHandshake, error) {
 	return withGreeting(ctx, d, addr, nil)
 }
 
@@ -36,7 +34,7 @@ func ReadGreeting(ctx context.Context, d *net.Dialer, addr string) (*pnet.Initia
 // needs no privileges (CREATE USER 'probe'@'%'). A refused login is a
 // failure: the server answered, but not as configured.
 func CheckSQLLogin(ctx context.Context, d *net.Dialer, addr, user string) error {
-	_, err := withGreeting(ctx, d, addr, func(pio *pnet.PacketIO, hs *pnet.InitialHandshake) error {
+	_, err := withGreeting(ctx, d, addr, func(pio *PacketIO, hs *InitialHandshake) error {
 		return loginAndQuit(pio, hs, user)
 	})
 	return err
@@ -46,16 +44,16 @@ func CheckSQLLogin(ctx context.Context, d *net.Dialer, addr, user string) error 
 // auth switch, the result).
 const maxAuthRounds = 3
 
-func loginAndQuit(pio *pnet.PacketIO, hs *pnet.InitialHandshake, user string) error {
-	resp := &pnet.HandshakeResponse{
-		Capability: pnet.ClientProtocol41 | pnet.ClientSecureConnection | pnet.ClientPluginAuth |
-			pnet.ClientLongPassword | pnet.ClientTransactions,
+func loginAndQuit(pio *PacketIO, hs *InitialHandshake, user string) error {
+	resp := &HandshakeResponse{
+		Capability: ClientProtocol41 | ClientSecureConnection | ClientPluginAuth |
+			ClientLongPassword | ClientTransactions,
 		MaxPacket:  1 << 24,
 		Charset:    hs.Charset,
 		User:       user,
 		AuthPlugin: hs.AuthPlugin,
 	}
-	if err := pio.WritePacket(pnet.AppendHandshakeResponse(nil, resp)); err != nil {
+	if err := pio.WritePacket(AppendHandshakeResponse(nil, resp)); err != nil {
 		return fmt.Errorf("send login: %w", err)
 	}
 	if err := pio.Flush(); err != nil {
@@ -69,15 +67,15 @@ func loginAndQuit(pio *pnet.PacketIO, hs *pnet.InitialHandshake, user string) er
 		switch {
 		case len(pkt) == 0:
 			return fmt.Errorf("login as %q: empty answer", user)
-		case pkt[0] == pnet.OKHeader:
+		case pkt[0] == OKHeader:
 			pio.ResetSequence()
-			if err := pio.WritePacket([]byte{pnet.ComQuit}); err == nil {
+			if err := pio.WritePacket([]byte{ComQuit}); err == nil {
 				_ = pio.Flush()
 			}
 			return nil
-		case pkt[0] == pnet.ErrHeader:
-			return fmt.Errorf("login as %q refused: %w", user, pnet.ParseErr(pkt))
-		case pkt[0] == pnet.AuthSwitchHeader:
+		case pkt[0] == ErrHeader:
+			return fmt.Errorf("login as %q refused: %w", user, ParseErr(pkt))
+		case pkt[0] == AuthSwitchHeader:
 			// Any plugin's answer for an empty password is empty.
 			if err := pio.WritePacket(nil); err != nil {
 				return err
@@ -94,7 +92,7 @@ func loginAndQuit(pio *pnet.PacketIO, hs *pnet.InitialHandshake, user string) er
 
 // withGreeting connects, reads the greeting and, when then is set, runs it
 // on the connection before closing it.
-func withGreeting(ctx context.Context, d *net.Dialer, addr string, then func(*pnet.PacketIO, *pnet.InitialHandshake) error) (*pnet.InitialHandshake, error) {
+func withGreeting(ctx context.Context, d *net.Dialer, addr string, then func(*PacketIO, *InitialHandshake) error) (*InitialHandshake, error) {
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
@@ -107,7 +105,7 @@ func withGreeting(ctx context.Context, d *net.Dialer, addr string, then func(*pn
 	// target removed): unblock the read then too.
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
-	pio := pnet.NewPacketIO(conn)
+	pio := NewPacketIO(conn)
 	defer pio.Release()
 	pkt, err := pio.ReadPacket(maxGreeting)
 	if err != nil {
@@ -121,10 +119,10 @@ func withGreeting(ctx context.Context, d *net.Dialer, addr string, then func(*pn
 		}
 		return nil, fmt.Errorf("read greeting: %w", err)
 	}
-	if len(pkt) > 0 && pkt[0] == pnet.ErrHeader {
-		return nil, fmt.Errorf("server refused: %w", pnet.ParseErr(pkt))
+	if len(pkt) > 0 && pkt[0] == ErrHeader {
+		return nil, fmt.Errorf("server refused: %w", ParseErr(pkt))
 	}
-	hs, err := pnet.ParseInitialHandshake(pkt)
+	hs, err := ParseInitialHandshake(pkt)
 	if err != nil {
 		return nil, fmt.Errorf("bad greeting: %w", err)
 	}
@@ -141,6 +139,3 @@ func withGreeting(ctx context.Context, d *net.Dialer, addr string, then func(*pn
 	}
 	return hs, nil
 }
-
-// ErrNotProbed is the reason of a backend that has not been probed yet.
-var ErrNotProbed = errors.New("not probed yet")
