@@ -220,7 +220,11 @@ func TestCheckRules(t *testing.T) {
 			c.API.ClientCerts = ClientCerts{Admin: []string{"node"}}
 		}},
 		{name: "fleet without admin credential", modify: func(c *Config) { c.Coordination.EtcdEndpoints = []string{"127.0.0.1:2379"}; c.API.ReadToken = "t0ken" }, want: `coordination.etcd-endpoints needs api.token (or api.client-certs.admin)`},
-		{name: "fleet without api", modify: func(c *Config) { c.Coordination.EtcdEndpoints = []string{"127.0.0.1:2379"}; c.API.Addr = ""; c.API.Token = "t0ken" }, want: `coordination.etcd-endpoints needs api.addr`},
+		{name: "fleet without api", modify: func(c *Config) {
+			c.Coordination.EtcdEndpoints = []string{"127.0.0.1:2379"}
+			c.API.Addr = ""
+			c.API.Token = "t0ken"
+		}, want: `coordination.etcd-endpoints needs api.addr`},
 		{name: "fleet endpoint bad", modify: func(c *Config) { c.Coordination.EtcdEndpoints = []string{"etcd"}; c.API.Token = "t0ken" }, want: `coordination.etcd-endpoints[0] "etcd": missing port in address`},
 		{name: "fleet name", modify: func(c *Config) { c.Coordination.Fleet = "Prod" }, want: `coordination.fleet "Prod": must match [a-z0-9-]+`},
 		{name: "node id slash", modify: func(c *Config) { c.Coordination.NodeID = "a/b" }, want: `coordination.node-id "a/b": must not contain '/' or spaces`},
