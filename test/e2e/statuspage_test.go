@@ -248,8 +248,7 @@ func TestStatusPageRendering(t *testing.T) {
 
 // getAPI GETs path from the API at addr into v.
 func getAPI(addr, path string, v any) error {
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := client.Get("http://" + addr + path)
+	resp, err := readClient.Get("http://" + addr + path)
 	if err != nil {
 		return err
 	}
