@@ -311,16 +311,18 @@ func TestPutConfig(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, rec.Code)
 }
 
-// The token never leaves the proxy, in either format.
+// The tokens never leave the proxy, in either format.
 func TestConfigRedactsToken(t *testing.T) {
 	f := newFixture(t)
 	for _, accept := range []string{"", "application/toml", "application/json"} {
 		rec := f.do(t, request{path: "/api/v1/config", header: map[string]string{"Accept": accept}})
 		require.Equal(t, http.StatusOK, rec.Code)
 		require.NotContains(t, rec.Body.String(), token)
-		require.Contains(t, rec.Body.String(), "<redacted>")
+		require.NotContains(t, rec.Body.String(), readToken)
+		require.Equal(t, 2, strings.Count(rec.Body.String(), "<redacted>"), "both tokens")
 	}
 	require.Equal(t, token, f.cfg.Current().API.Token, "redacting must not touch the running config")
+	require.Equal(t, readToken, f.cfg.Current().API.ReadToken)
 }
 
 // A cluster whose rebuild fails keeps its previous runtime; the API says so.
