@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -20,6 +21,20 @@ import (
 // alternative names, writes it and its key into Dir, and returns it loaded
 // with the file paths. A test uses it to check how certificates map to roles.
 func (c *Certs) IssueClientCert(t testing.TB, cn string, dnsNames, uris []string) (cert tls.Certificate, certFile, keyFile string) {
+	t.Helper()
+	return c.issue(t, cn, dnsNames, uris, nil, x509.ExtKeyUsageClientAuth)
+}
+
+// IssuePeerCert signs a certificate for 127.0.0.1 that is both a server and
+// a client certificate, as a fleet node's API certificate is when the nodes
+// call each other behind mTLS.
+func (c *Certs) IssuePeerCert(t testing.TB, cn string) (cert tls.Certificate, certFile, keyFile string) {
+	t.Helper()
+	return c.issue(t, cn, []string{"localhost"}, nil, []net.IP{net.ParseIP("127.0.0.1")},
+		x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+}
+
+func (c *Certs) issue(t testing.TB, cn string, dnsNames, uris []string, ips []net.IP, usages ...x509.ExtKeyUsage) (cert tls.Certificate, certFile, keyFile string) {
 	t.Helper()
 	caPEM, err := os.ReadFile(c.CAKey)
 	if err != nil {
@@ -42,8 +57,9 @@ func (c *Certs) IssueClientCert(t testing.TB, cn string, dnsNames, uris []string
 		NotBefore:   time.Now().Add(-time.Hour),
 		NotAfter:    time.Now().Add(24 * time.Hour),
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		ExtKeyUsage: usages,
 		DNSNames:    dnsNames,
+		IPAddresses: ips,
 	}
 	for _, u := range uris {
 		pu, err := url.Parse(u)
