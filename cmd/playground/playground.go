@@ -142,9 +142,13 @@ func (p *playground) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	tokens, err := newAPITokens()
+	if err != nil {
+		return err
+	}
 	cfgPath := filepath.Join(p.dir, "proxy.toml")
 	err = writeProxyConfig(cfgPath, proxyConfig{
-		addr: mainAddr, westPort: p.o.port + 1, apiAddr: apiAddr,
+		addr: mainAddr, westPort: p.o.port + 1, apiAddr: apiAddr, tokens: tokens,
 		clusters: p.clusters, defaultCl: defaultCluster,
 	})
 	if err != nil {
@@ -168,11 +172,11 @@ func (p *playground) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w\n--- last lines of %s ---\n%s", err, p.proxy.logPath, logTail(p.proxy.logPath, 20))
 	}
-	r := report{mainAddr: mainAddr, westAddr: westAddr, cfgPath: cfgPath, landed: landed}
+	r := report{mainAddr: mainAddr, westAddr: westAddr, cfgPath: cfgPath, landed: landed, tokens: tokens}
 	// Shown only when this build of the proxy serves them.
 	if accepts(apiAddr) {
 		r.apiAddr = apiAddr
-		r.apiBackends = answers200(ctx, "http://"+apiAddr+apiBackendsPath)
+		r.apiBackends = answers200(ctx, "http://"+apiAddr+apiBackendsPath, tokens.read)
 	}
 	p.printReady(r)
 	return nil
@@ -286,14 +290,15 @@ func checkFree(addr string) error {
 	return l.Close()
 }
 
-// answers200 reports whether a GET of url answers 200 OK.
-func answers200(ctx context.Context, url string) bool {
+// answers200 reports whether a GET of url with token answers 200 OK.
+func answers200(ctx context.Context, url, token string) bool {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return false
 	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return false

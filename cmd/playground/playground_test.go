@@ -36,8 +36,10 @@ func TestParseFlags(t *testing.T) {
 // The generated config is what the proxy's own parser accepts, and says what
 // the printed commands rely on.
 func TestProxyConfig(t *testing.T) {
+	tokens, err := newAPITokens()
+	require.NoError(t, err)
 	c := proxyConfig{
-		addr: "127.0.0.1:6000", westPort: 6001, apiAddr: "127.0.0.1:3999", defaultCl: "east",
+		addr: "127.0.0.1:6000", westPort: 6001, apiAddr: "127.0.0.1:3999", defaultCl: "east", tokens: tokens,
 		clusters: []*cluster{
 			{name: "east", etcd: &etcdServer{Endpoint: "http://127.0.0.1:2379"}},
 			{name: "west", etcd: &etcdServer{Endpoint: "http://127.0.0.1:2381"}},
@@ -49,12 +51,29 @@ func TestProxyConfig(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "127.0.0.1:6000", cfg.Proxy.Addr)
 	require.Equal(t, "127.0.0.1:3999", cfg.API.Addr, "the API must not listen on every interface")
+	require.Equal(t, tokens.admin, cfg.API.Token)
+	require.Equal(t, tokens.read, cfg.API.ReadToken)
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "the config holds the tokens")
 	require.Equal(t, "east", cfg.Proxy.DefaultCluster)
 	require.True(t, cfg.Proxy.UserPrefixRouting)
 	require.Equal(t, config.NewDuration(defaultHealthInterval), cfg.HealthCheck.Interval)
 	require.Len(t, cfg.Clusters, 2)
 	require.Equal(t, []string{"http://127.0.0.1:2381"}, cfg.Cluster("west").EtcdEndpoints)
 	require.Equal(t, []config.Route{{Cluster: "west", Ports: []int{6001}}}, cfg.Routes)
+}
+
+// Every run gets its own random pair of tokens.
+func TestAPITokens(t *testing.T) {
+	a, err := newAPITokens()
+	require.NoError(t, err)
+	b, err := newAPITokens()
+	require.NoError(t, err)
+	require.NotEqual(t, a.admin, a.read)
+	require.NotEqual(t, a, b)
+	require.Len(t, a.admin, len("admin-")+32)
+	require.Len(t, a.read, len("read-")+32)
 }
 
 func TestPrepareDir(t *testing.T) {

@@ -15,6 +15,7 @@ type report struct {
 	apiBackends        bool   // GET apiBackendsPath works
 	cfgPath            string
 	landed             []string
+	tokens             apiTokens
 }
 
 // apiBackendsPath lists the backends as the proxy sees them.
@@ -49,10 +50,18 @@ func (p *playground) printReady(r report) {
 		p.proxy.pid(), r.mainAddr, r.westAddr)
 	fmt.Fprintf(w, "        config %s   log %s\n", rel(r.cfgPath), rel(p.proxy.logPath))
 	if r.apiAddr != "" {
-		fmt.Fprintf(w, "        HTTP API http://%s/\n", r.apiAddr)
+		// The tokens go to this terminal only (never to a log file): this is
+		// a local demo, and they are in the config file (mode 0600) anyway.
+		fmt.Fprintf(w, "        HTTP API http://%s/   status page: sign in with any user name and the read token\n", r.apiAddr)
+		fmt.Fprintf(w, "        API tokens (new every run, also in the config): read %s   admin %s\n", r.tokens.read, r.tokens.admin)
+		fmt.Fprintf(w, "        proxyctl reads with the read token, changes with the admin token:\n")
+		fmt.Fprintf(w, "          export SWITCHYARD_API=http://%s SWITCHYARD_TOKEN=%s\n", r.apiAddr, r.tokens.read)
+		fmt.Fprintf(w, "          go run ./cmd/proxyctl clusters\n")
+		fmt.Fprintf(w, "          SWITCHYARD_TOKEN=%s go run ./cmd/proxyctl drain on\n", r.tokens.admin)
 	}
 	if r.apiBackends {
-		fmt.Fprintf(w, "        curl http://%s%s   shows every backend as the proxy sees it\n", r.apiAddr, apiBackendsPath)
+		fmt.Fprintf(w, "        curl -H 'Authorization: Bearer %s' http://%s%s   shows every backend as the proxy sees it\n",
+			r.tokens.read, r.apiAddr, apiBackendsPath)
 	}
 
 	fmt.Fprintf(w, "\nConnect as app / app-pw to database app; SELECT name FROM backend names the server you reached:\n")

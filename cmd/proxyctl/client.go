@@ -28,6 +28,8 @@ type clientOptions struct {
 	timeout  time.Duration
 	cacert   string
 	insecure bool
+	// cert and key are a client certificate, for an API behind mTLS.
+	cert, key string
 }
 
 // client talks to the API. Bodies come back as bytes so that -o json can
@@ -49,7 +51,7 @@ func newClient(o clientOptions) (*client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil // an admin API is reached directly, never through HTTP_PROXY
-	if o.cacert != "" || o.insecure {
+	if o.cacert != "" || o.insecure || o.cert != "" {
 		tc := &tls.Config{InsecureSkipVerify: o.insecure}
 		if o.cacert != "" {
 			pool, err := libconfig.LoadCA(o.cacert)
@@ -57,6 +59,13 @@ func newClient(o clientOptions) (*client, error) {
 				return nil, fmt.Errorf("--cacert: %w", err)
 			}
 			tc.RootCAs = pool
+		}
+		if o.cert != "" {
+			cert, err := tls.LoadX509KeyPair(o.cert, o.key)
+			if err != nil {
+				return nil, fmt.Errorf("--cert/--key: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
 		}
 		tr.TLSClientConfig = tc
 	}

@@ -19,7 +19,7 @@ import (
 
 // API errors print "CODE: message" on stderr and exit 1.
 func TestAPIErrors(t *testing.T) {
-	unauthorized := api.Error{Code: "UNAUTHORIZED", Message: "this endpoint needs Authorization: Bearer <api.token>"}
+	unauthorized := api.Error{Code: "UNAUTHORIZED", Message: "authentication required"}
 	cases := []struct {
 		name   string
 		setup  func(f *fakeAPI)
@@ -29,12 +29,12 @@ func TestAPIErrors(t *testing.T) {
 		name:   "401 without a token says where one goes",
 		setup:  func(f *fakeAPI) { f.set("PUT", pathOverride, jsonReply(t, http.StatusUnauthorized, unauthorized)) },
 		args:   []string{"drain", "on"},
-		stderr: "UNAUTHORIZED: this endpoint needs Authorization: Bearer <api.token> (set --token or SWITCHYARD_TOKEN)\n",
+		stderr: "UNAUTHORIZED: authentication required (set --token or SWITCHYARD_TOKEN)\n",
 	}, {
 		name:   "401 with a wrong token",
 		setup:  func(f *fakeAPI) { f.set("DELETE", pathOverride, jsonReply(t, http.StatusUnauthorized, unauthorized)) },
 		args:   []string{"--token", "wrong", "drain", "off"},
-		stderr: "UNAUTHORIZED: this endpoint needs Authorization: Bearer <api.token>\n",
+		stderr: "UNAUTHORIZED: authentication required\n",
 	}, {
 		name: "404 unknown cluster",
 		setup: func(f *fakeAPI) {

@@ -45,6 +45,8 @@ type app struct {
 	timeout  time.Duration
 	cacert   string
 	insecure bool
+	cert     string
+	key      string
 
 	client *client // built on first use: offline commands never need it
 }
@@ -83,11 +85,13 @@ the command line is wrong.`,
 	}
 	f := root.PersistentFlags()
 	f.StringVar(&a.apiURL, "api", defaultAPI, "API base URL (env "+envAPI+")")
-	f.StringVar(&a.token, "token", "", "bearer token for changes: drain, config set (env "+envToken+")")
+	f.StringVar(&a.token, "token", "", "API token, sent with every request: api.read-token for reads, api.token for changes (drain, config set) (env "+envToken+")")
 	f.StringVarP(&a.output, "output", "o", outputTable, "output format: table or json (the API's JSON)")
 	f.DurationVar(&a.timeout, "timeout", 10*time.Second, "give up on a request after this long")
 	f.StringVar(&a.cacert, "cacert", "", "PEM file of the CA that signed an https API's certificate")
 	f.BoolVar(&a.insecure, "insecure", false, "do not verify an https API's certificate")
+	f.StringVar(&a.cert, "cert", "", "PEM client certificate for an API behind mTLS (api.client-certs maps it to a role)")
+	f.StringVar(&a.key, "key", "", "PEM private key of --cert")
 	root.AddCommand(a.healthCmd(), a.drainCmd(), a.clustersCmd(), a.backendsCmd(), a.sessionsCmd(), a.configCmd(), a.haCmd())
 	return root
 }
@@ -111,6 +115,9 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 	if a.timeout <= 0 {
 		return fmt.Errorf("--timeout %s: must be positive", a.timeout)
 	}
+	if (a.cert == "") != (a.key == "") {
+		return errors.New("--cert and --key go together")
+	}
 	return nil
 }
 
@@ -119,6 +126,7 @@ func (a *app) api() (*client, error) {
 	if a.client == nil {
 		c, err := newClient(clientOptions{
 			base: a.apiURL, token: a.token, timeout: a.timeout, cacert: a.cacert, insecure: a.insecure,
+			cert: a.cert, key: a.key,
 		})
 		if err != nil {
 			return nil, &exitError{code: exitTrouble, err: err}

@@ -49,6 +49,9 @@ func (c *Config) problems(lines *keyLines) []error {
 	if c.Coordination.Enabled() && c.API.Addr == "" {
 		v.addf("coordination.etcd-endpoints", "coordination.etcd-endpoints needs api.addr: fleet members reach each other's API to vote and to be discovered")
 	}
+	if c.Coordination.Enabled() && c.API.Token == "" && len(c.API.ClientCerts.Admin) == 0 {
+		v.addf("coordination.etcd-endpoints", "coordination.etcd-endpoints needs api.token (or api.client-certs.admin): fleet members prove who they are with it when they ask each other for probe votes")
+	}
 	checkClusters(v, c.Clusters)
 	c.checkRouting(v)
 	return v.errs
@@ -245,18 +248,6 @@ func checkEndpoint(ep string) string {
 		hostPort = rest
 	}
 	return checkHostPort(hostPort, 1, true)
-}
-
-func (a API) check(v *validator) {
-	if a.Addr != "" {
-		if reason := checkHostPort(a.Addr, 0, false); reason != "" {
-			v.addf("api.addr", "api.addr %q: %s", a.Addr, reason)
-		}
-	}
-	a.TLS.check(v, "api.tls")
-	if a.TLS.CA != "" || a.TLS.SkipVerify {
-		v.addf("api.tls", "api.tls: only cert and key are used")
-	}
 }
 
 func checkEtcdCluster(v *validator, path, label string, c Cluster) {

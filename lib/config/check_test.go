@@ -169,14 +169,63 @@ func TestCheckRules(t *testing.T) {
 		// api and drain
 		{name: "api disabled", modify: func(c *Config) { c.API.Addr = "" }},
 		{name: "api bad addr", modify: func(c *Config) { c.API.Addr = "3080" }, want: `api.addr "3080": missing port in address`},
-		{name: "api tls ca", modify: func(c *Config) { c.API.TLS = TLSConfig{Cert: cert, Key: key, CA: ca} }, want: `api.tls: only cert and key are used`},
+		{name: "api tls ca without roles", modify: func(c *Config) { c.API.TLS = TLSConfig{Cert: cert, Key: key, CA: ca} }, want: `api.tls.ca verifies client certificates, but api.client-certs maps none to a role`},
+		{name: "api mtls", modify: func(c *Config) {
+			c.API.TLS = TLSConfig{Cert: cert, Key: key, CA: ca}
+			c.API.ClientCerts = ClientCerts{Admin: []string{"ops"}, Read: []string{"grafana"}}
+		}},
+		{name: "api mtls without https", modify: func(c *Config) {
+			c.API.TLS = TLSConfig{CA: ca}
+			c.API.ClientCerts = ClientCerts{Read: []string{"grafana"}}
+		}, want: `api.tls.ca verifies client certificates, which needs HTTPS: set api.tls.cert and api.tls.key`},
+		{name: "api client-certs without ca", modify: func(c *Config) { c.API.ClientCerts = ClientCerts{Admin: []string{"ops"}} }, want: `api.client-certs needs api.tls.ca`},
+		{name: "api client-certs empty name", modify: func(c *Config) {
+			c.API.TLS = TLSConfig{Cert: cert, Key: key, CA: ca}
+			c.API.ClientCerts = ClientCerts{Admin: []string{"ops"}, Read: []string{""}}
+		}, want: `api.client-certs.read[0] must not be empty`},
+		{name: "api tls skip-verify", modify: func(c *Config) { c.API.TLS = TLSConfig{Cert: cert, Key: key, SkipVerify: true} }, want: `api.tls.skip-verify: not supported`},
+		// Beyond loopback only with a credential.
+		{name: "api loopback no token", modify: func(c *Config) { c.API.Addr = "127.0.0.1:3080" }},
+		{name: "api localhost no token", modify: func(c *Config) { c.API.Addr = "localhost:3080" }},
+		{name: "api ipv6 loopback no token", modify: func(c *Config) { c.API.Addr = "[::1]:3080" }},
+		{name: "api any interface no token", modify: func(c *Config) { c.API.Addr = "0.0.0.0:3080" }, want: `api.addr "0.0.0.0:3080" listens beyond this host with no credential`},
+		{name: "api empty host no token", modify: func(c *Config) { c.API.Addr = ":3080" }, want: `api.addr ":3080" listens beyond this host with no credential`},
+		{name: "api ipv6 any no token", modify: func(c *Config) { c.API.Addr = "[::]:3080" }, want: `listens beyond this host with no credential`},
+		{name: "api host name no token", modify: func(c *Config) { c.API.Addr = "proxy1.example.com:3080" }, want: `listens beyond this host with no credential`},
+		{name: "api private ip no token", modify: func(c *Config) { c.API.Addr = "10.0.0.5:3080" }, want: `listens beyond this host with no credential`},
+		{name: "api any interface admin token", modify: func(c *Config) { c.API.Addr = "0.0.0.0:3080"; c.API.Token = "t0ken" }},
+		{name: "api any interface read token", modify: func(c *Config) { c.API.Addr = "0.0.0.0:3080"; c.API.ReadToken = "t0ken" }},
+		{name: "api any interface mtls", modify: func(c *Config) {
+			c.API.Addr = "0.0.0.0:3080"
+			c.API.TLS = TLSConfig{Cert: cert, Key: key, CA: ca}
+			c.API.ClientCerts = ClientCerts{Admin: []string{"ops"}}
+		}},
+		{name: "api any interface tls without ca", modify: func(c *Config) { c.API.Addr = "0.0.0.0:3080"; c.API.TLS = TLSConfig{Cert: cert, Key: key} }, want: `listens beyond this host with no credential`},
+		// Tokens.
+		{name: "api read token same as admin", modify: func(c *Config) { c.API.Token, c.API.ReadToken = "same", "same" }, want: `api.read-token must differ from api.token`},
+		{name: "api token with space", modify: func(c *Config) { c.API.Token = "two words" }, want: `api.token must be printable ASCII without spaces`},
+		{name: "api read token non-ascii", modify: func(c *Config) { c.API.ReadToken = "caf\u00e9" }, want: `api.read-token must be printable ASCII without spaces`},
+		{name: "api token placeholder", modify: func(c *Config) { c.API.Token = "<redacted>" }, want: `api.token is "<redacted>", the placeholder GET /api/v1/config shows`},
+		{name: "api public endpoints closed", modify: func(c *Config) { c.API.PublicEndpoints = nil }},
+		{name: "api public endpoints some", modify: func(c *Config) { c.API.PublicEndpoints = []string{"/livez", "/readyz"} }},
+		{name: "api public endpoints other", modify: func(c *Config) { c.API.PublicEndpoints = []string{"/livez", "/api/v1/sessions"} }, want: `api.public-endpoints[1] "/api/v1/sessions": only /livez, /readyz, /metrics, /api/v1/ha/leader can be public`},
 		{name: "api tls half", modify: func(c *Config) { c.API.TLS = TLSConfig{Cert: cert} }, want: `api.tls: cert and key must be set together`},
 		{name: "drain timeout negative", modify: func(c *Config) { c.Clusters[0].DrainTimeout = NewDuration(-time.Second) }, want: `cluster "east": drain-timeout "-1s": must not be negative`},
 
 		// coordination
-		{name: "fleet", modify: func(c *Config) { c.Coordination.EtcdEndpoints = []string{"127.0.0.1:2379"} }},
-		{name: "fleet without api", modify: func(c *Config) { c.Coordination.EtcdEndpoints = []string{"127.0.0.1:2379"}; c.API.Addr = "" }, want: `coordination.etcd-endpoints needs api.addr`},
-		{name: "fleet endpoint bad", modify: func(c *Config) { c.Coordination.EtcdEndpoints = []string{"etcd"} }, want: `coordination.etcd-endpoints[0] "etcd": missing port in address`},
+		{name: "fleet", modify: func(c *Config) { c.Coordination.EtcdEndpoints = []string{"127.0.0.1:2379"}; c.API.Token = "t0ken" }},
+		{name: "fleet mtls", modify: func(c *Config) {
+			c.Coordination.EtcdEndpoints = []string{"127.0.0.1:2379"}
+			c.API.TLS = TLSConfig{Cert: cert, Key: key, CA: ca}
+			c.API.ClientCerts = ClientCerts{Admin: []string{"node"}}
+		}},
+		{name: "fleet without admin credential", modify: func(c *Config) { c.Coordination.EtcdEndpoints = []string{"127.0.0.1:2379"}; c.API.ReadToken = "t0ken" }, want: `coordination.etcd-endpoints needs api.token (or api.client-certs.admin)`},
+		{name: "fleet without api", modify: func(c *Config) {
+			c.Coordination.EtcdEndpoints = []string{"127.0.0.1:2379"}
+			c.API.Addr = ""
+			c.API.Token = "t0ken"
+		}, want: `coordination.etcd-endpoints needs api.addr`},
+		{name: "fleet endpoint bad", modify: func(c *Config) { c.Coordination.EtcdEndpoints = []string{"etcd"}; c.API.Token = "t0ken" }, want: `coordination.etcd-endpoints[0] "etcd": missing port in address`},
 		{name: "fleet name", modify: func(c *Config) { c.Coordination.Fleet = "Prod" }, want: `coordination.fleet "Prod": must match [a-z0-9-]+`},
 		{name: "node id slash", modify: func(c *Config) { c.Coordination.NodeID = "a/b" }, want: `coordination.node-id "a/b": must not contain '/' or spaces`},
 		{name: "election ttl short", modify: func(c *Config) { c.Coordination.ElectionTTL = NewDuration(time.Second) }, want: `coordination.election-ttl "1s": must be whole seconds, at least 2s`},

@@ -197,17 +197,6 @@ type Cluster struct {
 	DrainTimeout Duration `toml:"drain-timeout"`
 }
 
-// API configures the HTTP status and admin API.
-type API struct {
-	// Addr is the listen address; empty disables the API.
-	Addr string `toml:"addr"`
-	// Token, when set, is required as "Authorization: Bearer <token>" by every
-	// mutating endpoint.
-	Token string `toml:"token"`
-	// TLS serves the API over HTTPS when cert and key are set.
-	TLS TLSConfig `toml:"tls"`
-}
-
 // UsesEtcd reports whether the cluster's backends come from etcd.
 func (c *Cluster) UsesEtcd() bool { return len(c.EtcdEndpoints) > 0 }
 

@@ -83,7 +83,9 @@ func fullConfig(t *testing.T) *Config {
 			RequireBackendTLS: true,
 		},
 		Log: Log{Level: "debug", Format: "json", File: filepath.Join(dir, "proxy.log")},
-		API: API{Addr: "127.0.0.1:3081", Token: "secret", TLS: TLSConfig{Cert: writeFile(t, dir, "api.crt"), Key: writeFile(t, dir, "api.key")}},
+		API: API{Addr: "127.0.0.1:3081", Token: "secret", ReadToken: "looker", PublicEndpoints: []string{"/livez"},
+			TLS:         TLSConfig{Cert: writeFile(t, dir, "api.crt"), Key: writeFile(t, dir, "api.key"), CA: writeFile(t, dir, "api-clients.crt")},
+			ClientCerts: ClientCerts{Admin: []string{"ops"}, Read: []string{"grafana", "spiffe://example.org/monitor"}}},
 		Coordination: Coordination{
 			EtcdEndpoints:    []string{"127.0.0.1:2379"},
 			Fleet:            "prod-1",

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,7 +25,7 @@ const (
 	DefaultFailuresToUnhealthy      = 3
 	DefaultMetricsInterval          = 5 * time.Second
 	DefaultDrainTimeout             = 30 * time.Second
-	DefaultAPIAddr                  = "0.0.0.0:3080"
+	DefaultAPIAddr                  = "127.0.0.1:3080"
 	DefaultFleet                    = "default"
 	DefaultElectionTTL              = 5 * time.Second
 	DefaultNodeTTL                  = 10 * time.Second
@@ -68,7 +69,7 @@ func NewDefault() *Config {
 			Level:  DefaultLogLevel,
 			Format: DefaultLogFormat,
 		},
-		API: API{Addr: DefaultAPIAddr},
+		API: API{Addr: DefaultAPIAddr, PublicEndpoints: slices.Clone(DefaultPublicEndpoints)},
 		Coordination: Coordination{
 			Fleet:            DefaultFleet,
 			ElectionTTL:      NewDuration(DefaultElectionTTL),
@@ -260,6 +261,9 @@ func (c *Config) normalize() {
 	c.Coordination.NodeID = strings.TrimSpace(c.Coordination.NodeID)
 	c.Coordination.EtcdTLS.trim()
 	c.API.TLS.trim()
+	trimAll(c.API.PublicEndpoints)
+	trimAll(c.API.ClientCerts.Admin)
+	trimAll(c.API.ClientCerts.Read)
 }
 
 func (t *TLSConfig) trim() {

@@ -38,6 +38,7 @@ func TestLoadSample(t *testing.T) {
 	want := NewDefault()
 	want.Proxy.ProxyProtocolTrustedCIDRs = []string{}
 	want.Coordination.EtcdEndpoints = []string{}
+	want.API.ClientCerts = ClientCerts{Admin: []string{}, Read: []string{}}
 	want.Clusters = []Cluster{{Name: "default", Instances: []string{"127.0.0.1:3306"}, DrainTimeout: NewDuration(DefaultDrainTimeout)}}
 	require.Equal(t, want, c, "the sample must show the defaults")
 }
@@ -337,4 +338,47 @@ users = ["app_*"]
 	require.EqualError(t, err, "line 4: cluster[0].labels.zone: must be a string, not an integer")
 	_, err = Parse([]byte("[[cluster]]\nname = \"east\"\ninstances = [\"h:1\"]\n[[route]]\ncluster = \"east\"\nport = [1]\n"))
 	require.EqualError(t, err, "line 6: unknown key route[0].port")
+}
+
+// An API beyond loopback without a credential is refused with the line of
+// api.addr, and every other problem of the file is still reported.
+func TestParseOpenAPIRefusedWithLine(t *testing.T) {
+	_, err := Parse([]byte(`[api]
+token = ""
+addr = "0.0.0.0:3080"
+public-endpoints = ["/api/v1/sessions"]
+
+[[cluster]]
+name = "a"
+instances = ["127.0.0.1:3306"]
+`))
+	require.ErrorIs(t, err, ErrInvalid)
+	require.Equal(t, []string{
+		`line 3: api.addr "0.0.0.0:3080" listens beyond this host with no credential, so anyone who can reach it could read sessions and the config: set api.token (and api.read-token), or client certificates (api.tls.ca and api.client-certs), or listen on 127.0.0.1`,
+		`line 4: api.public-endpoints[0] "/api/v1/sessions": only /livez, /readyz, /metrics, /api/v1/ha/leader can be public`,
+	}, errorLines(err))
+
+	// A bad token is reported without its value.
+	_, err = Parse([]byte("[api]\nread-token = \"two words\"\n[[cluster]]\nname = \"a\"\ninstances = [\"127.0.0.1:3306\"]\n"))
+	require.Equal(t, []string{`line 2: api.read-token must be printable ASCII without spaces (generate one with: openssl rand -hex 32)`}, errorLines(err))
+	require.NotContains(t, err.Error(), "two words", "a token never reaches an error message")
+
+	// The default is loopback, where no token is needed.
+	c, err := Parse([]byte("[[cluster]]\nname = \"a\"\ninstances = [\"127.0.0.1:3306\"]\n"))
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:3080", c.API.Addr)
+	require.Equal(t, DefaultPublicEndpoints, c.API.PublicEndpoints)
+}
+
+// public-endpoints = [] closes every endpoint (it does not fall back to the
+// default), and parsing never changes the default list itself.
+func TestParsePublicEndpoints(t *testing.T) {
+	c, err := Parse([]byte("[api]\npublic-endpoints = []\n[[cluster]]\nname = \"a\"\ninstances = [\"127.0.0.1:3306\"]\n"))
+	require.NoError(t, err)
+	require.Empty(t, c.API.PublicEndpoints)
+	c, err = Parse([]byte("[api]\npublic-endpoints = [\"/livez\"]\n[[cluster]]\nname = \"a\"\ninstances = [\"127.0.0.1:3306\"]\n"))
+	require.NoError(t, err)
+	require.Equal(t, []string{"/livez"}, c.API.PublicEndpoints)
+	require.Equal(t, []string{"/livez", "/readyz", "/metrics", "/api/v1/ha/leader"}, DefaultPublicEndpoints)
+	require.Equal(t, DefaultPublicEndpoints, NewDefault().API.PublicEndpoints)
 }

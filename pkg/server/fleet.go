@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -77,14 +78,37 @@ func newFleet(lg *zap.Logger, s *Server, cfg *config.Config) (*fleet, error) {
 	if cfg.API.TLS.HasCert() {
 		scheme = "https"
 	}
+	peerCfg, err := peerTLS(cfg.API)
+	if err != nil {
+		return nil, err
+	}
 	f.coord = coordination.NewCoordinator(lg, f.be, self, proberAdapter{s},
-		&coordination.PeerClient{HTTP: &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}, Token: cfg.API.Token, Scheme: scheme},
+		&coordination.PeerClient{HTTP: &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: peerCfg}}, Token: cfg.API.Token, Scheme: scheme},
 		coordination.CoordinatorOptions{
 			AllowSingleVoter: c.AllowSingleVoter || !c.Enabled(),
 			MaxDownPerMinute: c.MaxDownPerMinute,
 			HealthyCount:     s.healthyCount,
 		})
 	return f, nil
+}
+
+// peerTLS is how this node calls its peers' APIs when the fleet runs
+// behind mTLS: it presents its own API certificate (whose name
+// api.client-certs.admin lists) and verifies theirs against api.tls.ca.
+// nil means the defaults (a token, system roots).
+func peerTLS(c config.API) (*tls.Config, error) {
+	if !c.MTLS() || !c.TLS.HasCert() {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.TLS.Cert, c.TLS.Key)
+	if err != nil {
+		return nil, fmt.Errorf("api.tls: %w", err)
+	}
+	pool, err := config.LoadCA(c.TLS.CA)
+	if err != nil {
+		return nil, fmt.Errorf("api.tls.ca: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // nodeInfo is this node's registration: the advertised host (configured, or

@@ -65,13 +65,9 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	var apiTLS *tls.Config
-	if cfg.API.TLS.HasCert() {
-		cert, err := tls.LoadX509KeyPair(cfg.API.TLS.Cert, cfg.API.TLS.Key)
-		if err != nil {
-			return nil, fmt.Errorf("api.tls: %w", err)
-		}
-		apiTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	apiTLS, err := api.TLSConfig(cfg.API)
+	if err != nil {
+		return nil, err
 	}
 	trusted, err := cfg.Proxy.TrustedNets()
 	if err != nil {
@@ -127,9 +123,10 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 	}
 	s.metrics.Registry().MustRegister(newFleetCollector(s.fleet))
 	if cfg.API.Addr != "" {
-		s.api = api.New(lg, s, cm, s.metrics.Handler(), cfg.API.Token)
+		s.api = api.New(lg, s, cm, s.metrics.Handler(), api.NewAuth(cfg.API))
 		s.api.SetCoordination(s.fleet.be, s.fleet.self.ID)
-		s.api.HandleInternal(coordination.VotePath, s.fleet.voter.Handler(cfg.API.Token))
+		// The API lets only fleet members (admin) through to the voter.
+		s.api.HandleInternal(coordination.VotePath, s.fleet.voter.Handler(""))
 	}
 	return s, nil
 }

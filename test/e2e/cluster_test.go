@@ -63,9 +63,8 @@ failures-to-unhealthy = 2
 [log]
 level = "debug"
 
-# Always set: the default would listen on 0.0.0.0:3080.
-[api]
-addr = %q
+# Always set: the default, 127.0.0.1:3080, would collide between tests.
+%s
 
 [[cluster]]
 name = "east"
@@ -76,7 +75,7 @@ name = "west"
 etcd-endpoints = [%q]
 
 %s
-`, tc.mainAddr, proxyExtra, tc.apiAddr, tc.etcdEast.Endpoint, tc.etcdWest.Endpoint, routes)
+`, tc.mainAddr, proxyExtra, apiTOML(tc.apiAddr), tc.etcdEast.Endpoint, tc.etcdWest.Endpoint, routes)
 	tc.proxy = testenv.StartProxy(t, testenv.BuildProxy(t), cfg)
 	return tc
 }

@@ -708,6 +708,7 @@ graceful-close-conn-timeout = "1s"
 [api]
 addr = %q
 token = %q
+read-token = %q
 
 [log]
 level = "info"
@@ -726,7 +727,7 @@ election-ttl = %q
 node-ttl = "5s"
 
 %s
-`, n.SQLAddr, n.APIAddr, fleetToken, etcdAddr, fleet, n.ID, fleetTTL.String(), clusters)
+`, n.SQLAddr, n.APIAddr, fleetToken, e2eReadToken, etcdAddr, fleet, n.ID, fleetTTL.String(), clusters)
 }
 
 // staticCluster is a [[cluster]] with static instances.
@@ -824,9 +825,10 @@ func (env *fleetEnv) kill(n *fleetNode) time.Time {
 	return at
 }
 
+// fleetHTTP reads the nodes' APIs with the read token.
 var fleetHTTP = &http.Client{
 	Timeout:   1500 * time.Millisecond,
-	Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
+	Transport: bearer{token: e2eReadToken, base: &http.Transport{Proxy: nil, DisableKeepAlives: true}},
 }
 
 // leaderObs is one answer of GET /api/v1/ha/leader.

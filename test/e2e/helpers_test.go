@@ -40,8 +40,9 @@ func (c proxyConfig) String() string {
 	}
 	b.WriteString(c.extra)
 	b.WriteString("\n[log]\nlevel = \"debug\"\n")
-	// Tests that want the API set it; the default would be 0.0.0.0:3080.
-	fmt.Fprintf(&b, "[api]\naddr = %q\n", c.apiAddr)
+	// Tests that want the API set it; the default, 127.0.0.1:3080, would
+	// collide between tests.
+	b.WriteString(apiTOML(c.apiAddr))
 	if c.security != "" {
 		b.WriteString("[security]\n" + c.security + "\n")
 	}

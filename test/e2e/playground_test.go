@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,6 +52,21 @@ func TestPlayground(t *testing.T) {
 	require.Contains(t, out, fmt.Sprintf("mariadb -h127.0.0.1 -P%d -uapp -papp-pw app", port+1))
 	require.Contains(t, out, fmt.Sprintf("mariadb -h127.0.0.1 -P%d -uwest.app -papp-pw app", port))
 
+	// The API tokens it printed work, and the API is closed without them.
+	m := regexp.MustCompile(`HTTP API http://(\S+)/ .*\n.*API tokens .*: read (\S+)\s+admin (\S+)\n`).FindStringSubmatch(out)
+	require.NotNil(t, m, "the playground prints the API address and its tokens:\n%s", out)
+	apiAddr, readTok, adminTok := m[1], m[2], m[3]
+	require.Contains(t, out, "SWITCHYARD_TOKEN="+readTok)
+	status, _, err := apiCall(http.MethodGet, "http://"+apiAddr+"/api/v1/backends", readTok, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, status)
+	status, _, err = apiCall(http.MethodGet, "http://"+apiAddr+"/api/v1/backends", "", nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusUnauthorized, status)
+	status, _, err = apiCall(http.MethodDelete, "http://"+apiAddr+"/api/v1/health/override", adminTok, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, status)
+
 	mainAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	west := net.JoinHostPort("127.0.0.1", strconv.Itoa(port+1))
 	require.True(t, strings.HasPrefix(playgroundBackend(t, mainAddr, "app"), "east-"), "the main port serves the default cluster")
@@ -79,6 +95,16 @@ func TestPlayground(t *testing.T) {
 	require.NoError(t, err)
 	require.NotContains(t, string(proxyLog), "WARNING: DATA RACE")
 	require.NotContains(t, string(proxyLog), "panic:")
+	// The tokens went to the terminal only, never to a log file.
+	logs, err := filepath.Glob(filepath.Join(dir, "*.log"))
+	require.NoError(t, err)
+	require.NotEmpty(t, logs)
+	for _, l := range logs {
+		data, err := os.ReadFile(l)
+		require.NoError(t, err)
+		require.NotContains(t, string(data), readTok, l)
+		require.NotContains(t, string(data), adminTok, l)
+	}
 	require.NotContains(t, pg.output(), "WARNING: DATA RACE")
 }
 

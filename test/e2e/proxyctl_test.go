@@ -20,7 +20,12 @@ import (
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
-const ctlToken = "e2e-token"
+// ctlToken is the admin token of the proxyctl tests, ctlReadToken the read
+// token.
+const (
+	ctlToken     = "e2e-token"
+	ctlReadToken = "e2e-read-only"
+)
 
 // ctlProxy is a live proxy with its API on (token ctlToken) in front of
 // clusters east (the default) and west, each with its own etcd and MariaDB.
@@ -36,7 +41,7 @@ type ctlProxy struct {
 func (p *ctlProxy) config(clusters ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[proxy]\naddr = %q\ndefault-cluster = \"east\"\n\n", p.mainAddr)
-	fmt.Fprintf(&b, "[api]\naddr = %q\ntoken = %q\n\n", p.apiAddr, ctlToken)
+	fmt.Fprintf(&b, "[api]\naddr = %q\ntoken = %q\nread-token = %q\n\n", p.apiAddr, ctlToken, ctlReadToken)
 	b.WriteString("[health-check]\ninterval = \"200ms\"\ntimeout = \"1s\"\nfailures-to-unhealthy = 2\n\n")
 	b.WriteString("[log]\nlevel = \"debug\"\n")
 	endpoints := map[string]string{"east": p.etcdEast.Endpoint, "west": p.etcdWest.Endpoint}
@@ -121,8 +126,10 @@ func row(t *testing.T, table, key string) []string {
 func TestProxyctl(t *testing.T) {
 	bin := buildProxyctl(t)
 	p := startCtlProxy(t)
-	env := []string{"SWITCHYARD_API=http://" + p.apiAddr}
-	withToken := append([]string{"SWITCHYARD_TOKEN=" + ctlToken}, env...)
+	anonymous := []string{"SWITCHYARD_API=http://" + p.apiAddr}
+	env := append([]string{"SWITCHYARD_TOKEN=" + ctlReadToken}, anonymous...)
+	withToken := append([]string{"SWITCHYARD_TOKEN=" + ctlToken}, anonymous...)
+	// Reads with the read token; changes need withToken.
 	run := func(args ...string) ctlResult { return ctl(t, bin, env, args...) }
 	eastID, westID := "east/"+p.east.Addr(), "west/"+p.west.Addr()
 
@@ -139,7 +146,15 @@ func TestProxyctl(t *testing.T) {
 			clusters[1].State == "ready" && clusters[1].BackendsHealthy == 1
 	}, 60*time.Second, 200*time.Millisecond, "clusters never became ready: %+v", clusters)
 
-	res := run("clusters")
+	// Without a token nothing but the public endpoints answers.
+	res := ctl(t, bin, anonymous, "clusters")
+	require.Equal(t, 1, res.code)
+	require.Equal(t, "UNAUTHORIZED: authentication required (set --token or SWITCHYARD_TOKEN)\n", res.stderr)
+	res = ctl(t, bin, append([]string{"SWITCHYARD_TOKEN=wrong"}, anonymous...), "sessions")
+	require.Equal(t, 1, res.code)
+	require.Equal(t, "UNAUTHORIZED: authentication required\n", res.stderr)
+
+	res = run("clusters")
 	require.Equal(t, 0, res.code, res.stderr)
 	require.Equal(t, []string{"NAME", "STATE", "SOURCE", "BACKENDS", "SESSIONS", "GEN", "LAST-ERROR"}, row(t, res.stdout, "NAME"))
 	require.Equal(t, []string{"ready", "etcd", "1/1"}, row(t, res.stdout, "east")[1:4])
@@ -186,6 +201,7 @@ func TestProxyctl(t *testing.T) {
 	require.Contains(t, res.stdout, p.apiAddr)
 	require.Contains(t, res.stdout, p.etcdWest.Endpoint)
 	require.NotContains(t, res.stdout, ctlToken)
+	require.NotContains(t, res.stdout, ctlReadToken)
 	res = run("-o", "json", "config", "get")
 	require.Equal(t, 0, res.code, res.stderr)
 	var doc map[string]any
@@ -193,12 +209,15 @@ func TestProxyctl(t *testing.T) {
 	require.Len(t, doc["cluster"], 2)
 
 	dir := t.TempDir()
-	// An invalid config is refused: without the token, then line by line.
+	// An invalid config is refused: without the admin token, then line by line.
 	bad := filepath.Join(dir, "bad.toml")
 	require.NoError(t, os.WriteFile(bad, []byte(p.config("east")+"max-conections = 5\n"), 0o644))
-	res = run("config", "set", bad)
+	res = ctl(t, bin, anonymous, "config", "set", bad)
 	require.Equal(t, 1, res.code)
 	require.Contains(t, res.stderr, "UNAUTHORIZED: ")
+	res = run("config", "set", bad)
+	require.Equal(t, 1, res.code)
+	require.Contains(t, res.stderr, "FORBIDDEN: this endpoint needs the admin role")
 	res = run("config", "validate", bad)
 	require.Equal(t, 1, res.code)
 	lineNo := strings.Count(p.config("east"), "\n") + 1
@@ -234,10 +253,10 @@ func TestProxyctl(t *testing.T) {
 	require.Equal(t, "api", st.LastSource)
 	require.Empty(t, st.NeedsRestart, "the [api] section did not change")
 
-	// drain on/off flips health, and needs the token.
+	// drain on/off flips health, and needs the admin token.
 	res = run("drain", "on")
 	require.Equal(t, 1, res.code)
-	require.Contains(t, res.stderr, "UNAUTHORIZED: ")
+	require.Contains(t, res.stderr, "FORBIDDEN: ")
 	res = ctl(t, bin, withToken, "drain", "on", "--reason", "e2e maintenance")
 	require.Equal(t, 0, res.code, res.stderr)
 	require.Contains(t, res.stdout, "unhealthy: e2e maintenance")

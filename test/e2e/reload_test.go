@@ -38,9 +38,7 @@ addr = %q
 user-prefix-routing = true
 default-cluster = "a"
 
-[api]
-addr = %q
-
+%s
 [health-check]
 interval = "200ms"
 
@@ -50,7 +48,7 @@ level = "info"
 [[cluster]]
 name = "a"
 instances = [%q]
-`, addr, apiAddr, aBackend)
+`, addr, apiTOML(apiAddr), aBackend)
 	if bBackend != "" {
 		cfg += fmt.Sprintf(`
 [[cluster]]
@@ -64,7 +62,7 @@ drain-timeout = "2s"
 
 func getJSON(t *testing.T, url string, v any) int {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := readClient.Get(url)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	if v != nil {

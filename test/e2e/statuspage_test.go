@@ -31,7 +31,9 @@ import (
 
 // TestStatusPage loads the status page of a live proxy in front of two
 // clusters in headless Chromium and checks what its script rendered from
-// the API.
+// the API. The API is closed to anonymous readers: the browser signs in
+// with the read token through its own login dialog (HTTP Basic), and the
+// page's fetches then work; without the token it gets nothing.
 func TestStatusPage(t *testing.T) {
 	chromium := lookupChromium(t)
 	tc := startTwoClusters(t, `default-cluster = "east"`, "", withAPI)
@@ -73,7 +75,37 @@ func TestStatusPage(t *testing.T) {
 		require.Equal(c, 1, backends[0].Sessions+backends[1].Sessions, "%+v", backends)
 	}, 30*time.Second, 100*time.Millisecond, "the API never counted the session")
 
-	dom := dumpDOM(t, chromium, "http://"+tc.apiAddr+"/")
+	pageURL := "http://" + tc.apiAddr + "/"
+
+	// Without the token (a browser with no one to fill in its login dialog):
+	// the page says how to sign in, and shows no data.
+	anon := startBrowser(t, chromium, "", "")
+	anon.open(pageURL)
+	refused := anon.waitDOM(func(d *dom) bool { return len(d.find("body", "id", "sign-in")) == 1 })
+	require.Equal(t, "unauthorized", refused.one(t, "body").attrs["data-state"])
+	require.Contains(t, refused.body, "read token")
+	require.NotContains(t, refused.body, tc.east.Addr())
+	require.Empty(t, refused.find("tr", "class", "cluster"))
+	// A wrong token is refused: the browser is asked again, and gets no data.
+	wrong := startBrowser(t, chromium, "admin", "not-the-token")
+	wrong.open(pageURL)
+	require.Eventually(t, func() bool { return len(wrong.authChallenges()) >= 2 }, 60*time.Second, 100*time.Millisecond,
+		"a wrong token must be answered with another challenge")
+	require.NotContains(t, wrong.eval("document.documentElement.outerHTML"), tc.east.Addr())
+
+	// With the read token (any user name): the page and all its fetches work.
+	b := startBrowser(t, chromium, "operator", e2eReadToken)
+	b.open(pageURL)
+	// The page refreshes every 2 s; on a loaded machine a probe may fail
+	// for a moment, so wait for a refresh that shows both backends healthy.
+	dom := b.waitDOM(func(d *dom) bool {
+		body := d.find("body")
+		return len(body) == 1 && body[0].attrs["data-state"] == "ok" &&
+			len(d.find("tr", "class", "cluster", "data-backends-healthy", "1")) == 2
+	})
+	require.Equal(t, []string{"basic " + pageURL}, b.authChallenges(),
+		"one login dialog, for the page: its fetches reuse the credentials")
+	require.Contains(t, b.requests(), pageURL+"api/v1/sessions", "the page's own fetches went to the API")
 	require.Equal(t, "ok", dom.one(t, "body").attrs["data-state"], "every API call should have succeeded")
 	require.NotContains(t, dom.one(t, "div", "id", "error-banner").attrs["class"], "visible")
 
@@ -248,8 +280,7 @@ func TestStatusPageRendering(t *testing.T) {
 
 // getAPI GETs path from the API at addr into v.
 func getAPI(addr, path string, v any) error {
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := client.Get("http://" + addr + path)
+	resp, err := readClient.Get("http://" + addr + path)
 	if err != nil {
 		return err
 	}

@@ -271,3 +271,31 @@ func TestReloadWithoutFile(t *testing.T) {
 	m.Init(libconfig.NewDefault(), nil)
 	require.ErrorIs(t, m.Reload(SourceSIGHUP), ErrNoFile)
 }
+
+// A reload, or a PUT, that would open the API beyond loopback without a
+// credential is refused with the line of api.addr; the running config, and
+// the file for a PUT, stay as they were.
+func TestOpenAPIRefusedOnReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "proxy.toml")
+	m, a := setup(t, path, doc("a"))
+	before := m.Current()
+	open := doc("a") + "\n[api]\naddr = \"0.0.0.0:3080\"\n"
+	const want = `line 9: api.addr "0.0.0.0:3080" listens beyond this host with no credential`
+
+	require.NoError(t, os.WriteFile(path, []byte(open), 0o600))
+	err := m.Reload(SourceSIGHUP)
+	require.ErrorIs(t, err, libconfig.ErrInvalid)
+	require.ErrorContains(t, err, path+": "+want)
+	require.Contains(t, m.Status().LastError, want)
+	require.Same(t, before, m.Current())
+
+	require.NoError(t, os.WriteFile(path, []byte(doc("a")), 0o600))
+	err = m.Set([]byte(open))
+	require.ErrorIs(t, err, libconfig.ErrInvalid)
+	require.ErrorContains(t, err, "request body: "+want)
+	require.Same(t, before, m.Current())
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, doc("a"), string(data), "a refused PUT does not touch the file")
+	require.Empty(t, a.clusters(), "nothing was applied")
+}

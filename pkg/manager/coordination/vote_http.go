@@ -26,7 +26,9 @@ type voteError struct {
 }
 
 // Handler serves POST VotePath (mount it there). With a token, requests
-// need "Authorization: Bearer <token>".
+// need "Authorization: Bearer <token>". The proxy mounts it with no token
+// behind the API's own authentication, which admits only fleet members
+// (the admin token, or an admin client certificate).
 func (v *Voter) Handler(token string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if token != "" {

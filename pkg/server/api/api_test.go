@@ -137,7 +137,7 @@ func goldenCases() []goldenCase {
 		},
 		{
 			name:   "put_config_unauthorized",
-			req:    request{method: http.MethodPut, path: "/api/v1/config", body: newConfigTOML},
+			req:    request{method: http.MethodPut, path: "/api/v1/config", body: newConfigTOML, anonymous: true},
 			status: http.StatusUnauthorized,
 			check:  requireFileUnchanged,
 		},
@@ -295,7 +295,7 @@ func TestPutConfig(t *testing.T) {
 	require.Equal(t, "ok", st.LastResult)
 	require.Empty(t, st.LastError)
 	require.Equal(t, cfgmgr.Checksum([]byte(newConfigTOML)), st.Checksum)
-	require.Equal(t, []string{"proxy.addr", "api.addr"}, st.NeedsRestart, "api.addr went back to its default")
+	require.Equal(t, []string{"proxy.addr"}, st.NeedsRestart)
 	require.Equal(t, 2, st.Reloads)
 	require.Equal(t, 1, st.Failures)
 	require.Equal(t, newConfigTOML, f.fileContent(t))
@@ -311,16 +311,18 @@ func TestPutConfig(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, rec.Code)
 }
 
-// The token never leaves the proxy, in either format.
+// The tokens never leave the proxy, in either format.
 func TestConfigRedactsToken(t *testing.T) {
 	f := newFixture(t)
 	for _, accept := range []string{"", "application/toml", "application/json"} {
 		rec := f.do(t, request{path: "/api/v1/config", header: map[string]string{"Accept": accept}})
 		require.Equal(t, http.StatusOK, rec.Code)
 		require.NotContains(t, rec.Body.String(), token)
-		require.Contains(t, rec.Body.String(), "<redacted>")
+		require.NotContains(t, rec.Body.String(), readToken)
+		require.Equal(t, 2, strings.Count(rec.Body.String(), "<redacted>"), "both tokens")
 	}
 	require.Equal(t, token, f.cfg.Current().API.Token, "redacting must not touch the running config")
+	require.Equal(t, readToken, f.cfg.Current().API.ReadToken)
 }
 
 // A cluster whose rebuild fails keeps its previous runtime; the API says so.
@@ -368,7 +370,10 @@ func TestStartClose(t *testing.T) {
 	require.NotNil(t, addr)
 
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
-	resp, err := client.Get("http://" + addr.String() + "/api/v1/clusters/nope")
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr.String()+"/api/v1/clusters/nope", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+readToken)
+	resp, err := client.Do(req)
 	require.NoError(t, err)
 	var e Error
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&e))

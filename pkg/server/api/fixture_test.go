@@ -6,20 +6,31 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	libconfig "github.com/switchyard-db/switchyard/lib/config"
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
 	"go.uber.org/zap/zaptest"
 )
 
-// token is the API token of every fixture.
-const token = "s3cret"
+// token is the admin token of every fixture, readToken its read token.
+const (
+	token     = "s3cret"
+	readToken = "l00k-only"
+)
+
+// fixtureAPI is the [api] section of every fixture.
+func fixtureAPI() libconfig.API {
+	return libconfig.API{Addr: "127.0.0.1:3080", Token: token, ReadToken: readToken,
+		PublicEndpoints: slices.Clone(libconfig.DefaultPublicEndpoints)}
+}
 
 // t0 is "now" in the fixed data.
 var t0 = time.Date(2024, 5, 17, 9, 30, 0, 0, time.UTC)
@@ -34,6 +45,7 @@ default-cluster = "east"
 [api]
 addr = "127.0.0.1:3080"
 token = "s3cret"
+read-token = "l00k-only"
 
 [[cluster]]
 name = "east"
@@ -68,6 +80,7 @@ addr = "127.0.0.1:7000"
 
 [api]
 token = "s3cret"
+read-token = "l00k-only"
 
 [[cluster]]
 name = "east"
@@ -280,15 +293,17 @@ func newFixture(t *testing.T, opts ...fixtureOpt) *fixture {
 		})
 	}
 	p := newFakeProxy()
-	return &fixture{proxy: p, cfg: cm, path: path, srv: New(lg, p, cm, metrics, token)}
+	return &fixture{proxy: p, cfg: cm, path: path, srv: New(lg, p, cm, metrics, NewAuth(fixtureAPI()))}
 }
 
-// request is one call to the API.
+// request is one call to the API. Without a header it is sent with the read
+// token, unless anonymous is set: the auth tests say exactly what they send.
 type request struct {
-	method string
-	path   string
-	header map[string]string
-	body   string
+	method    string
+	path      string
+	header    map[string]string
+	body      string
+	anonymous bool
 }
 
 func (r request) withToken(tok string) request {
@@ -313,6 +328,9 @@ func (f *fixture) do(t *testing.T, r request) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, r.path, body)
 	for k, v := range r.header {
 		req.Header.Set(k, v)
+	}
+	if _, ok := r.header["Authorization"]; !ok && !r.anonymous {
+		req.Header.Set("Authorization", "Bearer "+readToken)
 	}
 	rec := httptest.NewRecorder()
 	f.srv.Handler().ServeHTTP(rec, req)

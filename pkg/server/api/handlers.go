@@ -18,7 +18,26 @@ import (
 )
 
 // redacted replaces secrets in GET /api/v1/config.
-const redacted = "<redacted>"
+const redacted = libconfig.RedactedSecret
+
+// maxOverrideBody bounds PUT /api/v1/health/override: {"reason":"..."}.
+const maxOverrideBody = 64 << 10
+
+// readBody reads a request body of at most limit bytes. Too large a body is
+// answered with 413 and false.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, "TOO_LARGE", fmt.Sprintf("request body larger than %d bytes", tooLarge.Limit))
+		return nil, false
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "BAD_REQUEST", "reading the request body: "+err.Error())
+		return nil, false
+	}
+	return body, true
+}
 
 func (s *Server) livez(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -80,9 +99,8 @@ func (s *Server) overrideDone(w http.ResponseWriter) {
 
 func (s *Server) setOverride(w http.ResponseWriter, r *http.Request) {
 	var o Override
-	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "BAD_REQUEST", err.Error())
+	body, ok := readBody(w, r, maxOverrideBody)
+	if !ok {
 		return
 	}
 	if len(bytes.TrimSpace(body)) > 0 {
@@ -265,6 +283,9 @@ func (s *Server) effectiveConfig() ([]byte, error) {
 	if cfg.API.Token != "" {
 		cfg.API.Token = redacted
 	}
+	if cfg.API.ReadToken != "" {
+		cfg.API.ReadToken = redacted
+	}
 	var buf bytes.Buffer
 	if err := toml.NewEncoder(&buf).Encode(cfg); err != nil {
 		return nil, err
@@ -301,13 +322,8 @@ type ConfigErrors struct {
 }
 
 func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxConfigBody+1))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "BAD_REQUEST", err.Error())
-		return
-	}
-	if len(body) > maxConfigBody {
-		writeError(w, http.StatusRequestEntityTooLarge, "TOO_LARGE", fmt.Sprintf("config larger than %d bytes", maxConfigBody))
+	body, ok := readBody(w, r, maxConfigBody)
+	if !ok {
 		return
 	}
 	if err := s.cfg.Set(body); err != nil {

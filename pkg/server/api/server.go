@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -24,6 +23,35 @@ import (
 
 // maxConfigBody bounds PUT /api/v1/config; real configs are a few KiB.
 const maxConfigBody = 1 << 20
+
+// maxBody bounds every request body; handlers that expect less set their
+// own, smaller limit.
+const maxBody = maxConfigBody
+
+// HTTP server limits. A slow or stuck client is cut off instead of holding a
+// connection and a goroutine for ever.
+const (
+	// readHeaderTimeout bounds reading the request line and headers.
+	readHeaderTimeout = 10 * time.Second
+	// readTimeout bounds reading the whole request, body included (1 MiB
+	// at most).
+	readTimeout = 30 * time.Second
+	// writeTimeout bounds a whole response. It is long because of pprof:
+	// a CPU profile or trace runs for ?seconds= (30 by default) before it
+	// answers, and pprof refuses durations of writeTimeout or more.
+	writeTimeout = 2 * time.Minute
+	// idleTimeout closes keep-alive connections with no request.
+	idleTimeout = 2 * time.Minute
+	// maxHeaderBytes bounds the request line and headers.
+	maxHeaderBytes = 64 << 10
+)
+
+// timeouts are the limits of the HTTP server; tests shorten them.
+type timeouts struct {
+	readHeader, read, write, idle time.Duration
+}
+
+var defaultTimeouts = timeouts{readHeader: readHeaderTimeout, read: readTimeout, write: writeTimeout, idle: idleTimeout}
 
 // Proxy is what the API reads from, and asks of, the running proxy.
 type Proxy interface {
@@ -55,14 +83,15 @@ type Config interface {
 
 // Server serves the API.
 type Server struct {
-	lg      *zap.Logger
-	proxy   Proxy
-	cfg     Config
-	token   string
-	metrics http.Handler
-	mux     *http.ServeMux
-	coord   Coordination
-	nodeID  string
+	lg       *zap.Logger
+	proxy    Proxy
+	cfg      Config
+	auth     *Auth
+	timeouts timeouts
+	metrics  http.Handler
+	mux      *http.ServeMux
+	coord    Coordination
+	nodeID   string
 
 	mu  sync.Mutex
 	srv *http.Server
@@ -70,9 +99,10 @@ type Server struct {
 }
 
 // New builds the API over proxy and cfg. metrics serves /metrics (may be nil).
-// token, when not empty, is required by every mutating endpoint.
-func New(lg *zap.Logger, proxy Proxy, cfg Config, metrics http.Handler, token string) *Server {
-	s := &Server{lg: lg.Named("api"), proxy: proxy, cfg: cfg, token: token, metrics: metrics, mux: http.NewServeMux()}
+// auth decides who may call which endpoint.
+func New(lg *zap.Logger, proxy Proxy, cfg Config, metrics http.Handler, auth *Auth) *Server {
+	s := &Server{lg: lg.Named("api"), proxy: proxy, cfg: cfg, auth: auth, timeouts: defaultTimeouts,
+		metrics: metrics, mux: http.NewServeMux()}
 	s.routes()
 	return s
 }
@@ -81,16 +111,25 @@ func New(lg *zap.Logger, proxy Proxy, cfg Config, metrics http.Handler, token st
 // and names this node in their answers. Call it before Start.
 func (s *Server) SetCoordination(c Coordination, nodeID string) {
 	s.coord, s.nodeID = c, nodeID
-	s.route("/api/v1/ha/leader", handlers{"GET": s.haLeader})
-	s.route("/api/v1/ha/members", handlers{"GET": s.haMembers})
+	s.route("/api/v1/ha/leader", handlers{"GET": s.require(s.readOrPublic("/api/v1/ha/leader"), s.haLeader)})
+	s.route("/api/v1/ha/members", handlers{"GET": s.require(RoleRead, s.haMembers)})
 }
 
 // HandleInternal mounts a handler for peer-to-peer endpoints
-// (/internal/v1/...); it does its own authentication.
-func (s *Server) HandleInternal(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+// (/internal/v1/...). Only fleet members may call them: the admin token, or
+// a client certificate mapped to admin.
+func (s *Server) HandleInternal(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, s.require(RoleAdmin, h.ServeHTTP))
+}
 
-// Handler returns the API's handler (for tests and embedding).
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler returns the API's handler (for tests and embedding). Every
+// request body is limited to maxBody.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		s.mux.ServeHTTP(w, r)
+	})
+}
 
 // Start listens on addr (HTTPS when tlsCfg is set) and serves in the
 // background until Close.
@@ -103,8 +142,12 @@ func (s *Server) Start(addr string, tlsCfg *tls.Config) error {
 		ln = tls.NewListener(ln, tlsCfg)
 	}
 	srv := &http.Server{
-		Handler:           s.mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: s.timeouts.readHeader,
+		ReadTimeout:       s.timeouts.read,
+		WriteTimeout:      s.timeouts.write,
+		IdleTimeout:       s.timeouts.idle,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          zap.NewStdLog(s.lg),
 	}
 	s.mu.Lock()
@@ -181,45 +224,36 @@ func sortedMethods(ms []string) []string {
 }
 
 func (s *Server) routes() {
-	s.route("/livez", handlers{"GET": s.livez})
-	s.route("/readyz", handlers{"GET": s.readyz})
-	s.route("/api/v1/health", handlers{"GET": s.health})
-	s.route("/api/v1/health/override", handlers{"PUT": s.auth(s.setOverride), "DELETE": s.auth(s.clearOverride)})
-	s.route("/api/v1/clusters", handlers{"GET": s.clusters})
-	s.route("/api/v1/clusters/{name}", handlers{"GET": s.cluster})
-	s.route("/api/v1/clusters/{name}/backends", handlers{"GET": s.clusterBackends})
-	s.route("/api/v1/backends", handlers{"GET": s.backends})
-	s.route("/api/v1/sessions", handlers{"GET": s.sessions})
-	s.route("/api/v1/config", handlers{"GET": s.getConfig, "PUT": s.auth(s.putConfig)})
-	s.route("/api/v1/config/status", handlers{"GET": s.configStatus})
+	read := func(h http.HandlerFunc) http.HandlerFunc { return s.require(RoleRead, h) }
+	admin := func(h http.HandlerFunc) http.HandlerFunc { return s.require(RoleAdmin, h) }
+	public := func(path string, h http.HandlerFunc) http.HandlerFunc { return s.require(s.readOrPublic(path), h) }
+	s.route("/livez", handlers{"GET": public("/livez", s.livez)})
+	s.route("/readyz", handlers{"GET": public("/readyz", s.readyz)})
+	s.route("/api/v1/health", handlers{"GET": read(s.health)})
+	s.route("/api/v1/health/override", handlers{"PUT": admin(s.setOverride), "DELETE": admin(s.clearOverride)})
+	s.route("/api/v1/clusters", handlers{"GET": read(s.clusters)})
+	s.route("/api/v1/clusters/{name}", handlers{"GET": read(s.cluster)})
+	s.route("/api/v1/clusters/{name}/backends", handlers{"GET": read(s.clusterBackends)})
+	s.route("/api/v1/backends", handlers{"GET": read(s.backends)})
+	s.route("/api/v1/sessions", handlers{"GET": read(s.sessions)})
+	s.route("/api/v1/config", handlers{"GET": read(s.getConfig), "PUT": admin(s.putConfig)})
+	s.route("/api/v1/config/status", handlers{"GET": read(s.configStatus)})
 	if s.metrics != nil {
-		s.route("/metrics", handlers{"GET": s.metrics.ServeHTTP})
+		s.route("/metrics", handlers{"GET": public("/metrics", s.metrics.ServeHTTP)})
 	}
-	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
-	s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	s.route("/{$}", handlers{"GET": s.statusPage})
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	// pprof shows the process's internals (goroutine stacks, the command
+	// line) and a profile costs CPU: readers only.
+	s.mux.HandleFunc("/debug/pprof/", read(pprof.Index))
+	s.mux.HandleFunc("/debug/pprof/cmdline", read(pprof.Cmdline))
+	s.mux.HandleFunc("/debug/pprof/profile", read(pprof.Profile))
+	s.mux.HandleFunc("/debug/pprof/symbol", read(pprof.Symbol))
+	s.mux.HandleFunc("/debug/pprof/trace", read(pprof.Trace))
+	s.route("/{$}", handlers{"GET": read(s.statusPage)})
+	// Unknown paths too: an anonymous client learns nothing, not even which
+	// paths exist.
+	s.mux.HandleFunc("/", read(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", "no such endpoint: "+r.URL.Path)
-	})
-}
-
-// auth requires the bearer token when one is configured.
-func (s *Server) auth(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if s.token != "" {
-			// The scheme is case-insensitive (RFC 9110); the token is not.
-			scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-			if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard"`)
-				writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", "this endpoint needs Authorization: Bearer <api.token>")
-				return
-			}
-		}
-		h(w, r)
-	}
+	}))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
