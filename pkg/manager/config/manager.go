@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -68,10 +69,16 @@ type Manager struct {
 	apply    ApplyFunc
 	observer ReloadObserver
 
-	mu     sync.Mutex        // serializes reloads
-	start  *libconfig.Config // what the process started with
-	cur    atomic.Pointer[running]
-	status atomic.Pointer[Status]
+	mu    sync.Mutex        // serializes reloads
+	start *libconfig.Config // what the process started with
+	// fileFailed is set while the last attempt to load the file (by the
+	// watcher or SIGHUP) failed; failedRaw is the content rejected, and
+	// failedErr why. Guarded by mu.
+	fileFailed bool
+	failedRaw  []byte
+	failedErr  error
+	cur        atomic.Pointer[running]
+	status     atomic.Pointer[Status]
 
 	subMu sync.Mutex
 	subs  map[chan struct{}]struct{}
@@ -154,7 +161,8 @@ func (m *Manager) Status() Status {
 func (m *Manager) Path() string { return m.path }
 
 // Reload re-reads the config file. An unchanged file is a no-op for the
-// file watcher, and a recorded success for SIGHUP.
+// file watcher, and a recorded success for SIGHUP. The watcher does not retry
+// content it already rejected.
 func (m *Manager) Reload(source string) error {
 	if m.path == "" {
 		return ErrNoFile
@@ -164,14 +172,18 @@ func (m *Manager) Reload(source string) error {
 	raw, err := os.ReadFile(m.path)
 	if err != nil {
 		err = fmt.Errorf("read config: %w", err)
+		m.fileFailed, m.failedRaw, m.failedErr = true, nil, err
 		m.record(source, err, nil)
 		return err
 	}
-	if string(raw) == string(m.cur.Load().raw) {
+	if bytes.Equal(raw, m.cur.Load().raw) {
 		if source != SourceFile {
 			m.record(source, nil, nil)
 		}
 		return nil
+	}
+	if source == SourceFile && m.fileFailed && m.failedRaw != nil && bytes.Equal(raw, m.failedRaw) {
+		return m.failedErr
 	}
 	return m.applyLocked(source, raw, false)
 }
@@ -194,6 +206,9 @@ func (m *Manager) applyLocked(source string, raw []byte, persist bool) error {
 	}
 	next, err := libconfig.ParseNamed(name, raw)
 	if err != nil {
+		if source != SourceAPI {
+			m.fileFailed, m.failedRaw, m.failedErr = true, raw, err
+		}
 		m.record(source, err, nil)
 		m.lg.Error("config rejected; the running config is unchanged", zap.String("source", source), zap.Error(err))
 		return err
@@ -211,6 +226,7 @@ func (m *Manager) applyLocked(source string, raw []byte, persist bool) error {
 		applyErr = m.apply(prev, next)
 	}
 	m.setRunning(next, raw)
+	m.fileFailed, m.failedRaw, m.failedErr = false, nil, nil
 	// Compared with what the process started with, so a pending restart is
 	// reported until the file goes back to the running value.
 	restart := NeedsRestart(m.start, next)

@@ -1,0 +1,78 @@
+package config
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
+)
+
+// The playground logs to proxy.log beside proxy.toml. A rejected edit logs
+// an error there; if that write counted as a change of the config, the next
+// rejection would log again, and so on forever (issue 14).
+func TestLogBesideConfigCausesNoReloadLoop(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "proxy.toml")
+	logFile, err := os.OpenFile(filepath.Join(dir, "proxy.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	require.NoError(t, err)
+	defer logFile.Close()
+	lg := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()),
+		zapcore.AddSync(logFile), zap.DebugLevel))
+	require.NoError(t, os.WriteFile(path, []byte(doc("a")), 0o600))
+	m := New(lg, path)
+	m.pollInterval = 50 * time.Millisecond
+	_, err = m.Load()
+	require.NoError(t, err)
+	a := &applied{}
+	m.SetApply(a.apply, a.observe)
+	runWatcher(t, m)
+
+	require.NoError(t, os.WriteFile(path, []byte(doc("a")+"bogus = 1\n"), 0o600))
+	require.Eventually(t, func() bool { return m.Status().Failures >= 1 }, 10*time.Second, 10*time.Millisecond)
+	// Neighbours keep being written: the log, and another file.
+	for i := range 10 {
+		fmt.Fprintf(logFile, "line %d\n", i)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "other.txt"), []byte{byte(i)}, 0o600))
+		time.Sleep(30 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // many debounce and poll periods
+	st := m.Status()
+	require.Equal(t, 1, st.Failures, "one bad edit is one rejection")
+	require.Equal(t, 1, st.Reloads)
+	require.Empty(t, a.clusters(), "nothing was applied")
+}
+
+// The watcher calls back for the config file, not for its neighbours.
+func TestWatcherIgnoresNeighbours(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "proxy.toml")
+	require.NoError(t, os.WriteFile(path, []byte(doc("a")), 0o600))
+	w := newFileWatcher(zaptest.NewLogger(t), path, time.Hour) // events only
+	var calls atomic.Int32
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.run(ctx, []byte(doc("a")), func() { calls.Add(1) })
+	}()
+	defer func() { cancel(); <-done }()
+	time.Sleep(200 * time.Millisecond) // the watch is set up
+	for i := range 5 {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "proxy.log"), []byte{byte(i)}, 0o600))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, ".proxy.toml.swp"), []byte{byte(i)}, 0o600))
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	require.Zero(t, calls.Load(), "writes beside the config are not changes of it")
+	// The file itself still counts.
+	require.NoError(t, os.WriteFile(path, []byte(doc("a", "b")), 0o600))
+	require.Eventually(t, func() bool { return calls.Load() >= 1 }, 10*time.Second, 10*time.Millisecond)
+}
