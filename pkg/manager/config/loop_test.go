@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -75,4 +76,49 @@ func TestWatcherIgnoresNeighbours(t *testing.T) {
 	// The file itself still counts.
 	require.NoError(t, os.WriteFile(path, []byte(doc("a", "b")), 0o600))
 	require.Eventually(t, func() bool { return calls.Load() >= 1 }, 10*time.Second, 10*time.Millisecond)
+}
+
+// Reverting a rejected edit clears the failure without a SIGHUP: the file
+// equals the running config again, so nothing is applied, but the status,
+// the metric (observer) and the health warning go back to success.
+func TestRevertingBadEditClearsFailure(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "proxy.toml")
+	m, a := setup(t, path, doc("a"))
+	runWatcher(t, m)
+	require.NoError(t, os.WriteFile(path, []byte(doc("a")+"bogus = 1\n"), 0o600))
+	require.Eventually(t, func() bool { return m.Status().LastResult == ResultError }, 10*time.Second, 10*time.Millisecond)
+
+	require.NoError(t, os.WriteFile(path, []byte(doc("a")), 0o600))
+	require.Eventually(t, func() bool { return m.Status().LastResult == ResultOK }, 10*time.Second, 10*time.Millisecond)
+	st := m.Status()
+	require.Empty(t, st.LastError)
+	require.Equal(t, SourceFile, st.LastSource)
+	require.Equal(t, 1, st.Failures)
+	a.mu.Lock()
+	obs := append([]bool(nil), a.okObs...)
+	a.mu.Unlock()
+	require.Equal(t, []bool{false, true}, obs, "the reload metric goes back to 1")
+	require.Empty(t, a.clusters(), "the running config was not re-applied")
+
+	// Once cleared, more events on the unchanged file record nothing.
+	require.NoError(t, os.WriteFile(path, []byte(doc("a")), 0o600))
+	time.Sleep(500 * time.Millisecond)
+	require.Equal(t, 2, m.Status().Reloads)
+}
+
+// A reverted edit keeps reporting a restart still pending from an earlier
+// applied change: the running config differs from the start-up one.
+func TestRevertKeepsPendingRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "proxy.toml")
+	m, _ := setup(t, path, doc("a"))
+	moved := strings.Replace(doc("a"), "6000", "6001", 1)
+	require.NoError(t, m.Set([]byte(moved)))
+	require.Equal(t, []string{"proxy.addr"}, m.Status().NeedsRestart)
+	require.NoError(t, os.WriteFile(path, []byte(moved+"bogus = 1\n"), 0o600))
+	require.Error(t, m.Reload(SourceSIGHUP))
+	require.NoError(t, os.WriteFile(path, []byte(moved), 0o600))
+	require.NoError(t, m.Reload(SourceFile))
+	st := m.Status()
+	require.Equal(t, ResultOK, st.LastResult)
+	require.Equal(t, []string{"proxy.addr"}, st.NeedsRestart)
 }

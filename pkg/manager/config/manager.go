@@ -160,9 +160,11 @@ func (m *Manager) Status() Status {
 // Path is the config file, or "".
 func (m *Manager) Path() string { return m.path }
 
-// Reload re-reads the config file. An unchanged file is a no-op for the
-// file watcher, and a recorded success for SIGHUP. The watcher does not retry
-// content it already rejected.
+// Reload re-reads the config file. A file equal to the running config is a
+// no-op for the file watcher, unless the last reload of the file failed: the
+// edit was reverted, which is recorded as a success. For SIGHUP it is always
+// a recorded success. The watcher does not retry content it already
+// rejected.
 func (m *Manager) Reload(source string) error {
 	if m.path == "" {
 		return ErrNoFile
@@ -177,8 +179,13 @@ func (m *Manager) Reload(source string) error {
 		return err
 	}
 	if bytes.Equal(raw, m.cur.Load().raw) {
-		if source != SourceFile {
-			m.record(source, nil, nil)
+		if source != SourceFile || m.fileFailed {
+			if m.fileFailed {
+				m.lg.Info("the config file is back to the running config; the failed reload is cleared",
+					zap.String("source", source))
+			}
+			m.fileFailed, m.failedRaw, m.failedErr = false, nil, nil
+			m.record(source, nil, NeedsRestart(m.start, m.cur.Load().cfg))
 		}
 		return nil
 	}
