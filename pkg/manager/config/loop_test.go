@@ -122,3 +122,21 @@ func TestRevertKeepsPendingRestart(t *testing.T) {
 	require.Equal(t, ResultOK, st.LastResult)
 	require.Equal(t, []string{"proxy.addr"}, st.NeedsRestart)
 }
+
+// The effective config keeps the start-up value of a setting that needs a
+// restart (issue 14: max-connections = 1 was shown while the proxy still
+// ran without a limit) and takes live settings from the file.
+func TestEffectiveKeepsRestartSettings(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "proxy.toml")
+	m, _ := setup(t, path, doc("a"))
+	require.Same(t, m.Current(), m.Effective(), "nothing pending at start")
+	next := strings.Replace(doc("a", "b"), "[proxy]\n", "[proxy]\nmax-connections = 1\ndefault-cluster = \"b\"\n", 1)
+	require.NoError(t, m.Set([]byte(next)))
+	require.Equal(t, 1, m.Current().Proxy.MaxConnections)
+	eff := m.Effective()
+	require.Zero(t, eff.Proxy.MaxConnections, "max-connections needs a restart")
+	require.Equal(t, "b", eff.Proxy.DefaultCluster, "default-cluster is live")
+	require.Len(t, eff.Clusters, 2, "clusters are live")
+	require.Equal(t, []string{"proxy.max-connections"}, m.Status().NeedsRestart)
+	require.Equal(t, "127.0.0.1:6000", eff.Proxy.Addr)
+}

@@ -60,6 +60,9 @@ type running struct {
 	cfg      *libconfig.Config
 	raw      []byte
 	checksum string
+	// eff is the config in force: cfg's live settings, the start-up
+	// config's for the rest (they need a restart).
+	eff *libconfig.Config
 }
 
 // Manager owns the running config.
@@ -128,7 +131,7 @@ func (m *Manager) Init(cfg *libconfig.Config, raw []byte) {
 }
 
 func (m *Manager) setRunning(cfg *libconfig.Config, raw []byte) {
-	r := &running{cfg: cfg, raw: raw, checksum: Checksum(raw)}
+	r := &running{cfg: cfg, raw: raw, checksum: Checksum(raw), eff: Effective(m.start, cfg)}
 	m.cur.Store(r)
 	st := *m.status.Load()
 	st.Checksum = r.checksum
@@ -143,6 +146,11 @@ func (m *Manager) SetApply(apply ApplyFunc, observer ReloadObserver) {
 
 // Current returns the running config. Callers must not modify it.
 func (m *Manager) Current() *libconfig.Config { return m.cur.Load().cfg }
+
+// Effective returns the config in force: Current's settings where a reload
+// applied them, the start-up values for settings that need a restart (those
+// Status().NeedsRestart lists). Callers must not modify it.
+func (m *Manager) Effective() *libconfig.Config { return m.cur.Load().eff }
 
 // Raw returns the running config's TOML text.
 func (m *Manager) Raw() []byte { return m.cur.Load().raw }

@@ -300,11 +300,23 @@ func TestPutConfig(t *testing.T) {
 	require.Equal(t, 1, st.Failures)
 	require.Equal(t, newConfigTOML, f.fileContent(t))
 
+	// GET shows the config in force: the new addresses need a restart, so
+	// the running ones are shown, and marked pending; the cluster change
+	// (a live setting) is shown.
 	rec = f.do(t, request{path: "/api/v1/config"})
 	require.Equal(t, st.Checksum, rec.Header().Get("X-Config-Checksum"))
-	require.Contains(t, rec.Body.String(), `addr = "127.0.0.1:7000"`)
-	require.Contains(t, rec.Body.String(), `token = "<redacted>"`)
-	require.NotContains(t, rec.Body.String(), token)
+	require.Equal(t, "proxy.addr, api.addr", rec.Header().Get("X-Config-Pending-Restart"))
+	body := rec.Body.String()
+	require.Contains(t, body, `addr = "127.0.0.1:6000"`)
+	require.Contains(t, body, `addr = "127.0.0.1:3080"`)
+	require.NotContains(t, body, `addr = "127.0.0.1:7000"`)
+	require.Contains(t, body, "#   proxy.addr (pending restart)\n#   api.addr (pending restart)\n")
+	require.NotContains(t, body, `name = "broken"`)
+	require.Contains(t, body, `token = "<redacted>"`)
+	require.NotContains(t, body, token)
+	rec = f.do(t, request{path: "/api/v1/config", header: map[string]string{"Accept": "application/json"}})
+	require.Equal(t, "proxy.addr, api.addr", rec.Header().Get("X-Config-Pending-Restart"))
+	require.Contains(t, rec.Body.String(), `"addr": "127.0.0.1:6000"`)
 
 	// broken is no longer configured, and it is not in the topology.
 	rec = f.do(t, request{path: "/api/v1/clusters/broken"})

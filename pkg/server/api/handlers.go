@@ -258,10 +258,11 @@ func (s *Server) sessions(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// effectiveConfig is the running config with defaults filled in and
-// secrets replaced, as a TOML document.
+// effectiveConfig is the config in force with defaults filled in and
+// secrets replaced, as a TOML document: a setting changed in the file that
+// needs a restart shows its running value, not the file's.
 func (s *Server) effectiveConfig() ([]byte, error) {
-	cfg := *s.cfg.Current()
+	cfg := *s.cfg.Effective()
 	if cfg.API.Token != "" {
 		cfg.API.Token = redacted
 	}
@@ -272,13 +273,33 @@ func (s *Server) effectiveConfig() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// pendingComment marks, at the top of the TOML, the settings whose new
+// value waits for a restart. Keys only: a value may be a secret.
+func pendingComment(keys []string) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("# The running config. These settings were changed in the config file but take\n")
+	b.WriteString("# effect only after a restart; their running value is shown below:\n")
+	for _, k := range keys {
+		b.WriteString("#   " + k + " (pending restart)\n")
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
 func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
 	text, err := s.effectiveConfig()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "INTERNAL", err.Error())
 		return
 	}
+	pending := s.cfg.Status().NeedsRestart
 	w.Header().Set("X-Config-Checksum", s.cfg.Checksum())
+	if len(pending) > 0 {
+		w.Header().Set("X-Config-Pending-Restart", strings.Join(pending, ", "))
+	}
 	if strings.Contains(r.Header.Get("Accept"), "application/json") {
 		// The same keys as the TOML file, not Go field names.
 		var doc map[string]any
@@ -290,6 +311,7 @@ func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/toml")
+	_, _ = io.WriteString(w, pendingComment(pending))
 	_, _ = w.Write(text)
 }
 

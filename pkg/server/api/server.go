@@ -47,6 +47,9 @@ type Proxy interface {
 // Config is the config manager as the API uses it.
 type Config interface {
 	Current() *libconfig.Config
+	// Effective is the config in force: Current, except for settings that
+	// need a restart, which keep their start-up value.
+	Effective() *libconfig.Config
 	Raw() []byte
 	Checksum() string
 	Status() cfgmgr.Status
