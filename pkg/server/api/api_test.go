@@ -419,3 +419,25 @@ func TestStartTLS(t *testing.T) {
 		require.Equal(t, http.StatusBadRequest, resp.StatusCode)
 	}
 }
+
+// The topology is republished only when a verdict changes, so its probe
+// times lag; the API shows the prober's own, newer time (issue 14: "last
+// probe 8-9 s ago" with a 1 s interval). An older prober time (a backend
+// whose runtime was just rebuilt) does not hide the topology's.
+func TestBackendsShowLatestProbe(t *testing.T) {
+	f := newFixture(t)
+	f.proxy.setLastProbe("east/10.0.0.1:4000", t0.Add(-100*time.Millisecond))
+	f.proxy.setLastProbe("east/10.0.0.2:4000", t0.Add(-time.Hour))
+	rec := f.do(t, request{path: "/api/v1/backends"})
+	require.Equal(t, http.StatusOK, rec.Code)
+	var bs []Backend
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &bs))
+	got := map[string]time.Time{}
+	for _, b := range bs {
+		if b.LastProbe != nil {
+			got[b.ID] = *b.LastProbe
+		}
+	}
+	require.True(t, got["east/10.0.0.1:4000"].Equal(t0.Add(-100*time.Millisecond)), "%v", got)
+	require.True(t, got["east/10.0.0.2:4000"].Equal(t0.Add(-2*time.Second)), "%v", got)
+}

@@ -204,6 +204,7 @@ func (s *Server) backends(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) backendList(views []*observer.ClusterView) []Backend {
 	sessions := s.proxy.BackendSessions()
+	probes := s.proxy.LastProbes()
 	out := []Backend{}
 	for _, v := range views {
 		for _, b := range v.Backends {
@@ -226,8 +227,10 @@ func (s *Server) backendList(views []*observer.ClusterView) []Backend {
 				mem := b.Metrics.Memory
 				ab.Memory = &mem
 			}
-			if !b.Health.LastProbe.IsZero() {
-				t := b.Health.LastProbe
+			if t := b.Health.LastProbe; !t.IsZero() || !probes[b.ID].IsZero() {
+				if p := probes[b.ID]; p.After(t) {
+					t = p
+				}
 				ab.LastProbe = &t
 			}
 			out = append(out, ab)

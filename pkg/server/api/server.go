@@ -31,6 +31,10 @@ type Proxy interface {
 	Sessions() []backend.Info
 	// BackendSessions counts routed sessions per backend ID.
 	BackendSessions() map[string]int64
+	// LastProbes is when each backend was last probed, by backend ID, read
+	// from the probers: the topology is republished only when a verdict
+	// changes, so its probe times lag.
+	LastProbes() map[string]time.Time
 	// BuildErrors are the clusters whose runtime could not be built (and is
 	// being retried), with the error.
 	BuildErrors() map[string]string
