@@ -23,11 +23,13 @@ run:
 
 # Starts the local demo: clusters east and west, each with its own embedded etcd and two
 # MariaDB servers registered in it, behind the proxy (see README). Ctrl-C stops it all.
+# bin/proxyctl is built too; the playground prints the --api address to use it with.
 # Flags go in PLAYGROUND_ARGS, e.g. PLAYGROUND_ARGS="--port 7000". Built, not `go run`:
 # go run exits 1 after Ctrl-C even when the playground stopped cleanly.
 playground:
 	@bash scripts/install-deps.sh mariadb
 	$(GO) build -o bin/playground ./cmd/playground
+	$(GO) build -o bin/proxyctl ./cmd/proxyctl
 	bin/playground $(PLAYGROUND_ARGS)
 
 # Installs what the tests need on a Debian machine (idempotent; root only).

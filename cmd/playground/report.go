@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -49,7 +50,10 @@ func (p *playground) printReady(r report) {
 		p.proxy.pid(), r.mainAddr, r.westAddr)
 	fmt.Fprintf(w, "        config %s   log %s\n", rel(r.cfgPath), rel(p.proxy.logPath))
 	if r.apiAddr != "" {
-		fmt.Fprintf(w, "        HTTP API http://%s/\n", r.apiAddr)
+		fmt.Fprintf(w, "        HTTP API http://%s/ (status page)\n", r.apiAddr)
+		// make playground builds bin/proxyctl beside bin/playground.
+		fmt.Fprintf(w, "        proxyctl: %s --api http://%s clusters   (or export SWITCHYARD_API=http://%s)\n",
+			proxyctlPath(), r.apiAddr, r.apiAddr)
 	}
 	if r.apiBackends {
 		fmt.Fprintf(w, "        curl http://%s%s   shows every backend as the proxy sees it\n", r.apiAddr, apiBackendsPath)
@@ -96,4 +100,24 @@ func (p *playground) printReady(r report) {
 	}
 	fmt.Fprintf(w, "pids: proxy=%d mariadb=%s\n", p.proxy.pid(), strings.Join(pids, ","))
 	fmt.Fprintln(w, "playground ready")
+}
+
+// proxyctlPath is how to run proxyctl from the current directory: the one
+// built beside this binary (make playground builds both into bin/), or from
+// PATH.
+func proxyctlPath() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "proxyctl"
+	}
+	bin := filepath.Join(filepath.Dir(exe), "proxyctl")
+	if _, err := os.Stat(bin); err != nil {
+		return "proxyctl"
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, bin); err == nil && !strings.HasPrefix(rel, "..") {
+			return rel
+		}
+	}
+	return bin
 }

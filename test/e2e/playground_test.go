@@ -51,6 +51,21 @@ func TestPlayground(t *testing.T) {
 	require.Contains(t, out, fmt.Sprintf("mariadb -h127.0.0.1 -P%d -uapp -papp-pw app", port+1))
 	require.Contains(t, out, fmt.Sprintf("mariadb -h127.0.0.1 -P%d -uwest.app -papp-pw app", port))
 
+	// The printed proxyctl command works as printed (issue 14), and
+	// "backends west" works like "clusters west".
+	ctlLine := regexp.MustCompile(`proxyctl: (\S+) --api (http://\S+) clusters`).FindStringSubmatch(out)
+	require.NotNil(t, ctlLine, "no proxyctl command in:\n%s", out)
+	require.Equal(t, filepath.Join(filepath.Dir(bin), "proxyctl"), ctlLine[1])
+	for _, args := range [][]string{{"clusters"}, {"clusters", "west"}, {"backends", "west"}} {
+		ctlOut, err := exec.Command(ctlLine[1], append([]string{"--api", ctlLine[2]}, args...)...).CombinedOutput()
+		require.NoError(t, err, "proxyctl %v: %s", args, ctlOut)
+		require.Contains(t, string(ctlOut), "west", "proxyctl %v", args)
+		if args[0] == "backends" {
+			require.Contains(t, string(ctlOut), "west/127.0.0.1:")
+			require.NotContains(t, string(ctlOut), "east/")
+		}
+	}
+
 	mainAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	west := net.JoinHostPort("127.0.0.1", strconv.Itoa(port+1))
 	require.True(t, strings.HasPrefix(playgroundBackend(t, mainAddr, "app"), "east-"), "the main port serves the default cluster")
@@ -100,6 +115,11 @@ func buildPlayground(t *testing.T) string {
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "go %v:\n%s", args, out)
+	// As make playground does: proxyctl beside the playground.
+	cmd = exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(filepath.Dir(bin), "proxyctl"), "./cmd/proxyctl")
+	cmd.Dir = root
+	out, err = cmd.CombinedOutput()
+	require.NoError(t, err, "go build ./cmd/proxyctl:\n%s", out)
 	return bin
 }
 
