@@ -44,9 +44,13 @@ unit:
 # The end-to-end suite starts real MariaDB servers and the real binary (built
 # with -race: a data race or panic in it fails the test that caused it). A
 # skipped end-to-end test fails the target: a skip is not a pass.
+# On failure, each failed test's own output (assertions, log tails) is printed
+# from bin/e2e.log by scripts/e2e-failures.sh.
 e2e: build
-	@set -eo pipefail; SWITCHYARD_PROXY_RACE=1 $(GO) test -count=1 -timeout 20m -v ./test/e2e/ 2>&1 | tee bin/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; \
-	if grep -q -- '--- SKIP' bin/e2e.log; then echo "FAIL: end-to-end tests were skipped:"; grep -- '--- SKIP' bin/e2e.log; exit 1; fi
+	@set -o pipefail; SWITCHYARD_PROXY_RACE=1 $(GO) test -count=1 -timeout 20m -v ./test/e2e/ 2>&1 | tee bin/e2e.log | grep -E '^ *(=== RUN|--- |PASS|FAIL|ok|panic)' ; status=$$?; \
+	if [ $$status -ne 0 ]; then bash scripts/e2e-failures.sh bin/e2e.log || true; fi; \
+	if grep -q -- '--- SKIP' bin/e2e.log; then echo "FAIL: end-to-end tests were skipped:"; grep -- '--- SKIP' bin/e2e.log; exit 1; fi; \
+	exit $$status
 
 # Runs every fuzz target briefly on top of its seed corpus.
 fuzz:
