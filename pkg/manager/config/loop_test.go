@@ -140,3 +140,29 @@ func TestEffectiveKeepsRestartSettings(t *testing.T) {
 	require.Equal(t, []string{"proxy.max-connections"}, m.Status().NeedsRestart)
 	require.Equal(t, "127.0.0.1:6000", eff.Proxy.Addr)
 }
+
+// A config that is a symlink to a file in another directory is followed
+// there: an edit of the target is seen at once (the content poll is an hour
+// away), while the target's neighbours are ignored.
+func TestWatcherFollowsSymlinkToOtherDirectory(t *testing.T) {
+	linkDir, targetDir := t.TempDir(), t.TempDir()
+	target := filepath.Join(targetDir, "real.toml")
+	require.NoError(t, os.WriteFile(target, []byte(doc("a")), 0o600))
+	path := filepath.Join(linkDir, "proxy.toml")
+	require.NoError(t, os.Symlink(target, path))
+	w := newFileWatcher(zaptest.NewLogger(t), path, time.Hour)
+	var calls atomic.Int32
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.run(ctx, []byte(doc("a")), func() { calls.Add(1) })
+	}()
+	defer func() { cancel(); <-done }()
+	time.Sleep(200 * time.Millisecond)
+	require.NoError(t, os.WriteFile(filepath.Join(targetDir, "neighbour.log"), []byte("x"), 0o600))
+	time.Sleep(500 * time.Millisecond)
+	require.Zero(t, calls.Load())
+	require.NoError(t, os.WriteFile(target, []byte(doc("a", "b")), 0o600))
+	require.Eventually(t, func() bool { return calls.Load() >= 1 }, 10*time.Second, 10*time.Millisecond)
+}
