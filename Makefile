@@ -23,11 +23,13 @@ run:
 
 # Starts the local demo: clusters east and west, each with its own embedded etcd and two
 # MariaDB servers registered in it, behind the proxy (see README). Ctrl-C stops it all.
+# bin/proxyctl is built too; the playground prints the --api address to use it with.
 # Flags go in PLAYGROUND_ARGS, e.g. PLAYGROUND_ARGS="--port 7000". Built, not `go run`:
 # go run exits 1 after Ctrl-C even when the playground stopped cleanly.
 playground:
 	@bash scripts/install-deps.sh mariadb
 	$(GO) build -o bin/playground ./cmd/playground
+	$(GO) build -o bin/proxyctl ./cmd/proxyctl
 	bin/playground $(PLAYGROUND_ARGS)
 
 # Installs what the tests need on a Debian machine (idempotent; root only).
@@ -42,9 +44,13 @@ unit:
 # The end-to-end suite starts real MariaDB servers and the real binary (built
 # with -race: a data race or panic in it fails the test that caused it). A
 # skipped end-to-end test fails the target: a skip is not a pass.
+# On failure, each failed test's own output (assertions, log tails) is printed
+# from bin/e2e.log by scripts/e2e-failures.sh.
 e2e: build
-	@set -eo pipefail; SWITCHYARD_PROXY_RACE=1 $(GO) test -count=1 -timeout 20m -v ./test/e2e/ 2>&1 | tee bin/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; \
-	if grep -q -- '--- SKIP' bin/e2e.log; then echo "FAIL: end-to-end tests were skipped:"; grep -- '--- SKIP' bin/e2e.log; exit 1; fi
+	@set -o pipefail; SWITCHYARD_PROXY_RACE=1 $(GO) test -count=1 -timeout 20m -v ./test/e2e/ 2>&1 | tee bin/e2e.log | grep -E '^ *(=== RUN|--- |PASS|FAIL|ok|panic)' ; status=$$?; \
+	if [ $$status -ne 0 ]; then bash scripts/e2e-failures.sh bin/e2e.log || true; fi; \
+	if grep -q -- '--- SKIP' bin/e2e.log; then echo "FAIL: end-to-end tests were skipped:"; grep -- '--- SKIP' bin/e2e.log; exit 1; fi; \
+	exit $$status
 
 # Runs every fuzz target briefly on top of its seed corpus.
 fuzz:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh: `make bench`. Compares direct MariaDB, HAProxy (TCP, nbthread 1) and
-# Switchyard on this machine with sysbench, following
-# /work/shared/reference/benchmarks.md: targets interleaved, repeated, medians reported,
-# both CPU placements, proxy CPU per query, p95/p99, RSS per idle session.
+# Switchyard on this machine with sysbench, following the method in bench/README.md:
+# targets interleaved, repeated, medians reported, both CPU placements, proxy CPU per
+# query, p95/p99, RSS per idle session.
 # Everything runs on 127.0.0.1 and is torn down on exit. See bench/README.md.
 #
 # Environment:

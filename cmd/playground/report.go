@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -54,10 +55,10 @@ func (p *playground) printReady(r report) {
 		// a local demo, and they are in the config file (mode 0600) anyway.
 		fmt.Fprintf(w, "        HTTP API http://%s/   status page: sign in with any user name and the read token\n", r.apiAddr)
 		fmt.Fprintf(w, "        API tokens (new every run, also in the config): read %s   admin %s\n", r.tokens.read, r.tokens.admin)
-		fmt.Fprintf(w, "        proxyctl reads with the read token, changes with the admin token:\n")
+		fmt.Fprintf(w, "        proxyctl reads with the read token, changes with the admin token (make playground builds it):\n")
 		fmt.Fprintf(w, "          export SWITCHYARD_API=http://%s SWITCHYARD_TOKEN=%s\n", r.apiAddr, r.tokens.read)
-		fmt.Fprintf(w, "          go run ./cmd/proxyctl clusters\n")
-		fmt.Fprintf(w, "          SWITCHYARD_TOKEN=%s go run ./cmd/proxyctl drain on\n", r.tokens.admin)
+		fmt.Fprintf(w, "          proxyctl: %s --api http://%s clusters\n", proxyctlPath(), r.apiAddr)
+		fmt.Fprintf(w, "          SWITCHYARD_TOKEN=%s %s drain on\n", r.tokens.admin, proxyctlPath())
 	}
 	if r.apiBackends {
 		fmt.Fprintf(w, "        curl -H 'Authorization: Bearer %s' http://%s%s   shows every backend as the proxy sees it\n",
@@ -105,4 +106,24 @@ func (p *playground) printReady(r report) {
 	}
 	fmt.Fprintf(w, "pids: proxy=%d mariadb=%s\n", p.proxy.pid(), strings.Join(pids, ","))
 	fmt.Fprintln(w, "playground ready")
+}
+
+// proxyctlPath is how to run proxyctl from the current directory: the one
+// built beside this binary (make playground builds both into bin/), or from
+// PATH.
+func proxyctlPath() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "proxyctl"
+	}
+	bin := filepath.Join(filepath.Dir(exe), "proxyctl")
+	if _, err := os.Stat(bin); err != nil {
+		return "proxyctl"
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, bin); err == nil && !strings.HasPrefix(rel, "..") {
+			return rel
+		}
+	}
+	return bin
 }

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 
@@ -22,16 +24,59 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
-func run(args []string) int {
+const usage = `usage:
+  proxy --config FILE        run the proxy
+  proxy --check-config FILE  validate a configuration file and exit (1 when invalid)
+  proxy --version            print the version and exit
+  proxy register [flags]     register a backend in a cluster's etcd the way TiDB does
+                             (a sidecar; see proxy register --help)
+
+flags:
+`
+
+// versionLine is what --version prints.
+func versionLine() string {
+	return fmt.Sprintf("switchyard proxy %s (git %s, %s)", server.Version, server.GitHash, runtime.Version())
+}
+
+func run(args []string) int { return runWith(args, os.Stdout, os.Stderr) }
+
+// runWith runs the command with its output on stdout and stderr: --help and
+// --version print to stdout and exit 0; usage errors exit 2.
+func runWith(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "register" {
 		return runRegister(args[1:])
 	}
 	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "path to the TOML configuration file")
 	checkPath := fs.String("check-config", "", "validate a configuration file and exit (1 when invalid)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for benchmarking)")
+	version := fs.Bool("version", false, "print the version and exit")
+	printUsage := func(w io.Writer) {
+		fmt.Fprint(w, usage)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(stderr)
+	}
+	// Printed here, not by Parse, so that asked-for help goes to stdout.
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout)
+			return 0
+		}
+		printUsage(stderr)
 		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "proxy: unexpected argument %q\n\n", fs.Arg(0))
+		printUsage(stderr)
+		return 2
+	}
+	if *version {
+		fmt.Fprintln(stdout, versionLine())
+		return 0
 	}
 	if *checkPath != "" {
 		if _, err := config.Load(*checkPath); err != nil {
@@ -42,7 +87,7 @@ func run(args []string) int {
 		return 0
 	}
 	if *cfgPath == "" {
-		fmt.Fprintln(os.Stderr, "usage: proxy --config FILE | --check-config FILE")
+		printUsage(stderr)
 		return 2
 	}
 	raw, err := os.ReadFile(*cfgPath)

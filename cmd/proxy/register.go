@@ -123,6 +123,11 @@ func parseRegisterFlags(args []string, out io.Writer) (*registerOptions, error) 
 // runRegister is "proxy register": 0 after a clean shutdown, 1 when it
 // cannot run, 2 on bad flags.
 func runRegister(args []string) int {
+	if slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
+		// Asked for: the usage goes to stdout and it is no error.
+		_, _ = parseRegisterFlags([]string{"--help"}, os.Stdout)
+		return 0
+	}
 	o, err := parseRegisterFlags(args, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 2

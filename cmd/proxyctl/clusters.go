@@ -50,10 +50,17 @@ func renderClusters(w io.Writer, clusters []api.Cluster) {
 func (a *app) backendsCmd() *cobra.Command {
 	var cluster string
 	cmd := &cobra.Command{
-		Use:   "backends",
-		Short: "List the backends of every cluster, or of one",
-		Args:  cobra.NoArgs,
-		RunE: a.action(func(cmd *cobra.Command, _ []string) error {
+		Use:   "backends [CLUSTER]",
+		Short: "List the backends of every cluster, or of one (CLUSTER or --cluster)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: a.action(func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				// Positional, like "clusters NAME"; --cluster stays for scripts.
+				if cluster != "" && cluster != args[0] {
+					return fmt.Errorf("cluster given twice: %q and --cluster %q", args[0], cluster)
+				}
+				cluster = args[0]
+			}
 			c, err := a.api()
 			if err != nil {
 				return err

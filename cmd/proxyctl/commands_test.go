@@ -25,6 +25,7 @@ func TestTables(t *testing.T) {
 		{"clusters_one", []string{"clusters", "east"}, "GET", "/api/v1/clusters/east"},
 		{"backends", []string{"backends"}, "GET", "/api/v1/backends"},
 		{"backends_cluster", []string{"backends", "--cluster", "west"}, "GET", "/api/v1/clusters/west/backends"},
+		{"backends_cluster_positional", []string{"backends", "west"}, "GET", "/api/v1/clusters/west/backends"},
 		{"sessions", []string{"sessions"}, "GET", "/api/v1/sessions"},
 		{"config_get", []string{"config", "get"}, "GET", pathConfig},
 		{"config_status", []string{"config", "status"}, "GET", pathConfigStatus},

@@ -27,7 +27,7 @@ const (
 func (a *app) configCmd() *cobra.Command {
 	get := &cobra.Command{
 		Use:   "get",
-		Short: "Print the running config (TOML; -o json for JSON), secrets redacted",
+		Short: "Print the config in force (TOML; -o json for JSON), secrets redacted; settings waiting for a restart are listed at the top",
 		Args:  cobra.NoArgs,
 		RunE:  a.action(a.configGet),
 	}

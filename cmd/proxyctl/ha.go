@@ -72,7 +72,12 @@ func renderMembers(w io.Writer, now time.Time, ms []api.MemberAnswer) {
 		if m.StartTime != nil {
 			up = age(now, *m.StartTime)
 		}
-		t.row(m.ID, state, sql, apiAddr, m.Zone, m.Version, fmt.Sprintf("%ds", m.LeaseTTL), up, m.Error)
+		// A single node has no lease (the API says -1): nothing to show.
+		ttl := ""
+		if m.LeaseTTL >= 0 {
+			ttl = fmt.Sprintf("%ds", m.LeaseTTL)
+		}
+		t.row(m.ID, state, sql, apiAddr, m.Zone, m.Version, ttl, up, m.Error)
 	}
 	t.flush()
 }

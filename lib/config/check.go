@@ -64,7 +64,7 @@ type validator struct {
 
 // addf records a problem with the key at path; the message names the key itself.
 func (v *validator) addf(path, format string, args ...any) {
-	v.errs = append(v.errs, &problem{line: v.lines.lineOf(path), msg: fmt.Sprintf(format, args...)})
+	v.errs = append(v.errs, &problem{line: v.lines.lineOf(path), msg: fmt.Sprintf(format, args...), key: path})
 }
 
 func (p ProxyServer) check(v *validator) {

@@ -1,10 +1,13 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -42,7 +45,8 @@ var ErrInvalid = errors.New("invalid configuration")
 type problem struct {
 	line int
 	msg  string
-	err  error // the decoder's error, kept for errors.As
+	err  error  // the decoder's error, kept for errors.As
+	key  string // the key it is about ("cluster[0].name"), when known
 }
 
 func (p *problem) Error() string {
@@ -124,8 +128,10 @@ func prefixErrors(path string, err error) error {
 
 // Parse decodes a TOML document into fresh defaults, rejects unknown keys and runs
 // Check. It reports every problem it finds, joined with errors.Join and each
-// wrapping ErrInvalid, with two exceptions: a syntax error is reported alone, and
-// values of the wrong type are reported without the problems that need decoding.
+// wrapping ErrInvalid, with one exception: a syntax error is reported alone. A value
+// of the wrong type is reported, and the rest of the file is still decoded and
+// validated without it (a problem that only follows from the bad value's absence,
+// such as a required key, is not reported twice).
 func Parse(data []byte) (*Config, error) {
 	src := string(data)
 	// Decode into a plain map first: errors here are syntax errors, and keeping them
@@ -135,21 +141,85 @@ func Parse(data []byte) (*Config, error) {
 		return nil, syntaxProblem(src, err)
 	}
 	lines := scanKeyLines(src)
-	if errs := typeProblems(raw, lines); len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	typeErrs := typeProblems(raw, lines)
+	decodeSrc := src
+	if len(typeErrs) > 0 {
+		// typeProblems removed the bad values from raw: decode what is left.
+		var buf bytes.Buffer
+		if err := toml.NewEncoder(&buf).Encode(raw); err != nil {
+			return nil, joinProblems(typeErrs)
+		}
+		decodeSrc = buf.String()
 	}
 	cfg := NewDefault()
-	md, err := toml.Decode(src, cfg)
+	md, err := toml.Decode(decodeSrc, cfg)
 	if err != nil {
+		if len(typeErrs) > 0 {
+			return nil, joinProblems(typeErrs)
+		}
 		return nil, typeProblem(err) // typeProblems should have caught it
 	}
 	cfg.normalize()
 	errs := unknownKeys(md.Undecoded(), lines)
-	errs = append(errs, cfg.problems(lines)...)
+	for _, e := range cfg.problems(lines) {
+		if !aboutBadValue(e, typeErrs) {
+			errs = append(errs, e)
+		}
+	}
+	if len(typeErrs) > 0 {
+		all := make([]error, 0, len(typeErrs)+len(errs))
+		for _, p := range typeErrs {
+			all = append(all, p)
+		}
+		all = append(all, errs...)
+		// One list in file order, problems without a line last.
+		sort.SliceStable(all, func(i, j int) bool { return lineKey(all[i]) < lineKey(all[j]) })
+		errs = all
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return cfg, nil
+}
+
+func joinProblems(ps []*problem) error {
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		errs[i] = p
+	}
+	return errors.Join(errs...)
+}
+
+// aboutBadValue reports whether validation problem e is about a key whose value
+// had the wrong type (or a table holding it, or a key inside it): with the value
+// removed, such a problem only restates the type error.
+func aboutBadValue(e error, bad []*problem) bool {
+	p, ok := e.(*problem)
+	if !ok || p.key == "" {
+		return false
+	}
+	for _, b := range bad {
+		if within(p.key, b.key) || within(b.key, p.key) {
+			return true
+		}
+	}
+	return false
+}
+
+// within reports whether key is outer or inside it.
+func within(key, outer string) bool {
+	if !strings.HasPrefix(key, outer) {
+		return false
+	}
+	rest := key[len(outer):]
+	return rest == "" || rest[0] == '.' || rest[0] == '['
+}
+
+func lineKey(e error) int {
+	if p, ok := e.(*problem); ok && p.line > 0 {
+		return p.line
+	}
+	return math.MaxInt
 }
 
 func syntaxProblem(src string, err error) error {

@@ -177,6 +177,7 @@ func TestParseTypeErrors(t *testing.T) {
 				"line 3: proxy.addr: must be a string, not an integer",
 				"line 5: security.require-backend-tls: must be true or false, not a string",
 				"line 7: log.level: must be a string, not a float",
+				"at least one [[cluster]] is required",
 			},
 		},
 		{
@@ -185,6 +186,7 @@ func TestParseTypeErrors(t *testing.T) {
 			want: []string{
 				"line 1: proxy: must be a table, not an integer",
 				"line 3: log.file: must be a string, not a table",
+				"line 4: cluster[0].name must not be empty",
 				"line 5: cluster[0].instances: must be an array, not a string",
 			},
 		},
@@ -197,6 +199,7 @@ func TestParseTypeErrors(t *testing.T) {
 			name: "each bad element at its own line",
 			doc:  "[[cluster]]\nname = 1\n[[cluster]]\nname = \"b\"\ninstances = [\"h:1\", 2]\n[proxy]\nproxy-protocol-trusted-cidrs = [\n  \"10.0.0.0/8\",\n  false,\n]\n",
 			want: []string{
+				"line 1: cluster[0]: set instances (static backends) or etcd-endpoints",
 				"line 2: cluster[0].name: must be a string, not an integer",
 				"line 5: cluster[1].instances[1]: must be a string, not an integer",
 				"line 9: proxy.proxy-protocol-trusted-cidrs[1]: must be a string, not a boolean",
@@ -205,7 +208,7 @@ func TestParseTypeErrors(t *testing.T) {
 		{
 			name: "date-time",
 			doc:  "[proxy]\naddr = 1979-05-27T07:32:00Z\n",
-			want: []string{"line 2: proxy.addr: must be a string, not a date-time"},
+			want: []string{"line 2: proxy.addr: must be a string, not a date-time", "at least one [[cluster]] is required"},
 		},
 	}
 	for _, tt := range tests {
@@ -216,6 +219,40 @@ func TestParseTypeErrors(t *testing.T) {
 			require.Equal(t, tt.want, errorLines(err))
 		})
 	}
+}
+
+// A value of the wrong type does not hide the file's other problems (issue
+// 14): each is reported with its line, in file order, and the bad value's
+// key is not reported a second time by validation.
+func TestParseTypeErrorKeepsOtherErrors(t *testing.T) {
+	doc := `[proxy]
+addr = "127.0.0.1:6000"
+default-cluster = "nope"
+[health-check]
+interval = "1 second"
+timeout = 5
+[log]
+level = "loud"
+[[cluster]]
+name = "a"
+instances = ["127.0.0.1:3306"]
+bogus = 1
+[[cluster]]
+name = 7
+instances = ["127.0.0.1:3307"]
+`
+	c, err := Parse([]byte(doc))
+	require.Nil(t, c)
+	require.ErrorIs(t, err, ErrInvalid)
+	got := errorLines(err)
+	require.Equal(t, []string{
+		"line 3: proxy.default-cluster \"nope\": no [[cluster]] has that name",
+		"line 5: health-check.interval: invalid duration \"1 second\": want a number with a unit, such as \"15s\" or \"1m30s\"",
+		`line 6: health-check.timeout: must be a duration string such as "15s", not an integer`,
+		"line 8: log.level \"loud\": must be one of debug, info, warn, error",
+		"line 12: unknown key cluster[0].bogus",
+		"line 14: cluster[1].name: must be a string, not an integer",
+	}, got)
 }
 
 func TestParseNormalizes(t *testing.T) {

@@ -132,10 +132,14 @@ const (
 	ErNetReadError            uint16 = 1158
 	ErNotSupportedAuthMode    uint16 = 1251
 	ErSecureTransportRequired uint16 = 3159
-	// CR_SERVER_LOST-like errors are client-side codes; the proxy reports a
-	// lost backend with 2013 so that drivers classify it as a lost connection.
-	CrServerLost    uint16 = 2013
-	CrConnHostError uint16 = 2003
+	// ErConnectToForeignDataSource is what a server says when it cannot
+	// reach another server on a client's behalf (FEDERATED, CONNECT); the
+	// proxy uses it when no backend can be reached. Sent with SQLSTATE 08S01.
+	ErConnectToForeignDataSource uint16 = 1429
+	// The proxy never sends client-range codes (2000-2999, CR_*): libmariadb
+	// rejects an ERR packet carrying one as "2027 Malformed packet" and
+	// hides the message. A backend lost mid-session is ErNetReadError
+	// (08S01), the code a server uses when its peer's connection breaks.
 )
 
 const (

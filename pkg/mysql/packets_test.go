@@ -322,8 +322,8 @@ func TestErrRoundTrip(t *testing.T) {
 	require.Equal(t, "ERROR 1045 (28000): "+e.Message, e.Error())
 
 	// A state that is not five characters is replaced by the generic one.
-	enc = AppendErr(nil, &MySQLError{Code: CrServerLost, State: "bad", Message: "lost"})
-	require.Equal(t, &MySQLError{Code: CrServerLost, State: "HY000", Message: "lost"}, ParseErr(enc))
+	enc = AppendErr(nil, &MySQLError{Code: ErNetReadError, State: "bad", Message: "lost"})
+	require.Equal(t, &MySQLError{Code: ErNetReadError, State: "HY000", Message: "lost"}, ParseErr(enc))
 
 	ne := NewError(ErCONCount, "Too many connections (%d)", 7)
 	require.Equal(t, &MySQLError{Code: ErCONCount, State: "HY000", Message: "Too many connections (7)"}, ne)

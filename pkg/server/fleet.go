@@ -111,22 +111,36 @@ func peerTLS(c config.API) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
-// nodeInfo is this node's registration: the advertised host (configured, or
-// the first non-loopback address) with the SQL and API ports.
+// nodeInfo is this node's registration: the SQL and API ports with the
+// host they can be reached at. That is proxy.advertise-addr when set;
+// otherwise the host a listener is bound to, so that a proxy on
+// 127.0.0.1:6000 advertises 127.0.0.1:6000, not an interface address it does
+// not listen on; and only for a wildcard listener (0.0.0.0, ::) the first
+// non-loopback address.
 func nodeInfo(cfg *config.Config) (coordination.NodeInfo, error) {
-	host := cfg.Proxy.AdvertiseAddr
-	if host == "" {
-		host = firstNonLoopback()
-	}
 	sqlPort, err := portOf(cfg.Proxy.Addr)
 	if err != nil {
 		return coordination.NodeInfo{}, fmt.Errorf("proxy.addr: %w", err)
 	}
-	apiPort := 0
+	host := cfg.Proxy.AdvertiseAddr
+	if host == "" {
+		host = boundHost(cfg.Proxy.Addr)
+	}
+	apiPort, apiHost := 0, ""
 	if cfg.API.Addr != "" {
 		if apiPort, err = portOf(cfg.API.Addr); err != nil {
 			return coordination.NodeInfo{}, fmt.Errorf("api.addr: %w", err)
 		}
+		if cfg.Proxy.AdvertiseAddr == "" {
+			apiHost = boundHost(cfg.API.Addr)
+		}
+	}
+	if host == "" {
+		host = firstNonLoopback()
+	}
+	// An API on a wildcard is reachable at the SQL host as well.
+	if apiHost == host {
+		apiHost = ""
 	}
 	id := cfg.Coordination.NodeID
 	if id == "" {
@@ -137,12 +151,29 @@ func nodeInfo(cfg *config.Config) (coordination.NodeInfo, error) {
 		Host:      host,
 		SQLPort:   sqlPort,
 		APIPort:   apiPort,
+		APIHost:   apiHost,
 		Version:   Version,
 		Zone:      cfg.Proxy.Labels["zone"],
 		StartTime: time.Now().UTC().Truncate(time.Second),
 		State:     coordination.NodeUp,
 		Clusters:  clusterNames(cfg),
 	}, nil
+}
+
+// boundHost is the host addr binds to, or "" for a wildcard (all
+// addresses).
+func boundHost(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil || h == "" {
+		return ""
+	}
+	if ip := net.ParseIP(h); ip != nil {
+		if ip.IsUnspecified() {
+			return ""
+		}
+		return ip.String()
+	}
+	return h
 }
 
 func portOf(addr string) (int, error) {

@@ -246,6 +246,22 @@ func (s *Server) Sessions() []backend.Info { return s.sql.Sessions() }
 // BackendSessions counts routed sessions per backend ID.
 func (s *Server) BackendSessions() map[string]int64 { return s.router.Sessions() }
 
+// LastProbes is when each backend was last probed, by backend ID. It reads
+// the probers' results, which advance at every probe, where the topology is
+// republished only when a verdict changes (so that 1000 backends probed
+// every second do not rebuild the snapshot 1000 times a second).
+func (s *Server) LastProbes() map[string]time.Time {
+	out := map[string]time.Time{}
+	for name, c := range s.clusters.Clusters() {
+		for addr, h := range c.Health() {
+			if !h.LastProbe.IsZero() {
+				out[observer.BackendID(name, addr)] = h.LastProbe
+			}
+		}
+	}
+	return out
+}
+
 // EtcdErrors counts etcd errors per cluster (metrics).
 func (s *Server) EtcdErrors() map[string]uint64 { return s.clusters.EtcdErrors() }
 

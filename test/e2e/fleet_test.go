@@ -137,7 +137,8 @@ func testFleetLeaderFrozen(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
 }
 
 // Scenario 3: only the leader loses etcd (its TCP path is paused). Its term
-// ends (renew guard) before the successor's begins, and while it is cut off
+// ends as lost (usually by the renew guard; the session or lease may win the
+// race on a loaded machine) before the successor's begins, and while it is cut off
 // its discovery endpoint answers 503 COORDINATION_UNAVAILABLE, never a
 // stale 200.
 func testFleetLeaderCutOff(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
@@ -172,7 +173,10 @@ func testFleetLeaderCutOff(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
 	require.Equal(t, next.Term, sterm)
 	require.False(t, old.Ended.After(next.Began), "the cut-off leader's term ended at %s, after its successor's began at %s",
 		old.Ended.Format("15:04:05.000"), next.Began.Format("15:04:05.000"))
-	require.Equal(t, coordination.EndGuard, old.Reason, "the renew guard is what ends a term cut off from etcd first")
+	// Which mechanism ends the term first (the renew guard, the session or
+	// the lease) depends on timing the machine does not promise; what must
+	// hold is that it ended because it was lost, before the successor began.
+	require.Contains(t, lossReasons, old.Reason, "the cut-off term must end because it was lost, not for another reason")
 	require.LessOrEqual(t, next.Began.Sub(cutAt), fleetTTL+fleetSlack)
 	env.checkTerms(roleFleet, nil)
 	env.checkTerms(coordination.ProberRole("main"), nil)

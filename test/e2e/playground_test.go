@@ -66,6 +66,20 @@ func TestPlayground(t *testing.T) {
 	status, _, err = apiCall(http.MethodDelete, "http://"+apiAddr+"/api/v1/health/override", adminTok, nil)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, status)
+	// The printed proxyctl command works as printed (issue 14), and
+	// "backends west" works like "clusters west".
+	ctlLine := regexp.MustCompile(`proxyctl: (\S+) --api (http://\S+) clusters`).FindStringSubmatch(out)
+	require.NotNil(t, ctlLine, "no proxyctl command in:\n%s", out)
+	require.Equal(t, filepath.Join(filepath.Dir(bin), "proxyctl"), ctlLine[1])
+	for _, args := range [][]string{{"clusters"}, {"clusters", "west"}, {"backends", "west"}} {
+		ctlOut, err := exec.Command(ctlLine[1], append([]string{"--api", ctlLine[2], "--token", readTok}, args...)...).CombinedOutput()
+		require.NoError(t, err, "proxyctl %v: %s", args, ctlOut)
+		require.Contains(t, string(ctlOut), "west", "proxyctl %v", args)
+		if args[0] == "backends" {
+			require.Contains(t, string(ctlOut), "west/127.0.0.1:")
+			require.NotContains(t, string(ctlOut), "east/")
+		}
+	}
 
 	mainAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	west := net.JoinHostPort("127.0.0.1", strconv.Itoa(port+1))
@@ -126,6 +140,11 @@ func buildPlayground(t *testing.T) string {
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "go %v:\n%s", args, out)
+	// As make playground does: proxyctl beside the playground.
+	cmd = exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(filepath.Dir(bin), "proxyctl"), "./cmd/proxyctl")
+	cmd.Dir = root
+	out, err = cmd.CombinedOutput()
+	require.NoError(t, err, "go build ./cmd/proxyctl:\n%s", out)
 	return bin
 }
 

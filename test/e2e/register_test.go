@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -98,8 +99,12 @@ etcd-endpoints = [%q]
 	login := func() (string, error) { return backendPort(t, addr, testenv.NativeUser, testenv.NativePassword) }
 
 	sc := startSidecar(t, bin, etcd, m)
-	require.ElementsMatch(t, []string{tidbPrefix + "/" + m.Addr() + "/info", tidbPrefix + "/" + m.Addr() + "/ttl"},
-		keysUnder(t, etcd, tidbPrefix+"/"))
+	// /status answers before the registration is written (the sidecar serves
+	// its status port first): wait for the keys rather than read them once.
+	want := []string{tidbPrefix + "/" + m.Addr() + "/info", tidbPrefix + "/" + m.Addr() + "/ttl"}
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.ElementsMatch(c, want, keysUnder(t, etcd, tidbPrefix+"/"))
+	}, 30*time.Second, 50*time.Millisecond, "the sidecar never registered the backend")
 	waitRoutable(t, addr, testenv.NativeUser, m)
 
 	// /metrics describes the MariaDB process under TiDB's names.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -59,6 +60,9 @@ type running struct {
 	cfg      *libconfig.Config
 	raw      []byte
 	checksum string
+	// eff is the config in force: cfg's live settings, the start-up
+	// config's for the rest (they need a restart).
+	eff *libconfig.Config
 }
 
 // Manager owns the running config.
@@ -68,10 +72,16 @@ type Manager struct {
 	apply    ApplyFunc
 	observer ReloadObserver
 
-	mu     sync.Mutex        // serializes reloads
-	start  *libconfig.Config // what the process started with
-	cur    atomic.Pointer[running]
-	status atomic.Pointer[Status]
+	mu    sync.Mutex        // serializes reloads
+	start *libconfig.Config // what the process started with
+	// fileFailed is set while the last attempt to load the file (by the
+	// watcher or SIGHUP) failed; failedRaw is the content rejected, and
+	// failedErr why. Guarded by mu.
+	fileFailed bool
+	failedRaw  []byte
+	failedErr  error
+	cur        atomic.Pointer[running]
+	status     atomic.Pointer[Status]
 
 	subMu sync.Mutex
 	subs  map[chan struct{}]struct{}
@@ -121,7 +131,7 @@ func (m *Manager) Init(cfg *libconfig.Config, raw []byte) {
 }
 
 func (m *Manager) setRunning(cfg *libconfig.Config, raw []byte) {
-	r := &running{cfg: cfg, raw: raw, checksum: Checksum(raw)}
+	r := &running{cfg: cfg, raw: raw, checksum: Checksum(raw), eff: Effective(m.start, cfg)}
 	m.cur.Store(r)
 	st := *m.status.Load()
 	st.Checksum = r.checksum
@@ -136,6 +146,11 @@ func (m *Manager) SetApply(apply ApplyFunc, observer ReloadObserver) {
 
 // Current returns the running config. Callers must not modify it.
 func (m *Manager) Current() *libconfig.Config { return m.cur.Load().cfg }
+
+// Effective returns the config in force: Current's settings where a reload
+// applied them, the start-up values for settings that need a restart (those
+// Status().NeedsRestart lists). Callers must not modify it.
+func (m *Manager) Effective() *libconfig.Config { return m.cur.Load().eff }
 
 // Raw returns the running config's TOML text.
 func (m *Manager) Raw() []byte { return m.cur.Load().raw }
@@ -153,8 +168,11 @@ func (m *Manager) Status() Status {
 // Path is the config file, or "".
 func (m *Manager) Path() string { return m.path }
 
-// Reload re-reads the config file. An unchanged file is a no-op for the
-// file watcher, and a recorded success for SIGHUP.
+// Reload re-reads the config file. A file equal to the running config is a
+// no-op for the file watcher, unless the last reload of the file failed: the
+// edit was reverted, which is recorded as a success. For SIGHUP it is always
+// a recorded success. The watcher does not retry content it already
+// rejected.
 func (m *Manager) Reload(source string) error {
 	if m.path == "" {
 		return ErrNoFile
@@ -164,14 +182,23 @@ func (m *Manager) Reload(source string) error {
 	raw, err := os.ReadFile(m.path)
 	if err != nil {
 		err = fmt.Errorf("read config: %w", err)
+		m.fileFailed, m.failedRaw, m.failedErr = true, nil, err
 		m.record(source, err, nil)
 		return err
 	}
-	if string(raw) == string(m.cur.Load().raw) {
-		if source != SourceFile {
-			m.record(source, nil, nil)
+	if bytes.Equal(raw, m.cur.Load().raw) {
+		if source != SourceFile || m.fileFailed {
+			if m.fileFailed {
+				m.lg.Info("the config file is back to the running config; the failed reload is cleared",
+					zap.String("source", source))
+			}
+			m.fileFailed, m.failedRaw, m.failedErr = false, nil, nil
+			m.record(source, nil, NeedsRestart(m.start, m.cur.Load().cfg))
 		}
 		return nil
+	}
+	if source == SourceFile && m.fileFailed && m.failedRaw != nil && bytes.Equal(raw, m.failedRaw) {
+		return m.failedErr
 	}
 	return m.applyLocked(source, raw, false)
 }
@@ -194,6 +221,9 @@ func (m *Manager) applyLocked(source string, raw []byte, persist bool) error {
 	}
 	next, err := libconfig.ParseNamed(name, raw)
 	if err != nil {
+		if source != SourceAPI {
+			m.fileFailed, m.failedRaw, m.failedErr = true, raw, err
+		}
 		m.record(source, err, nil)
 		m.lg.Error("config rejected; the running config is unchanged", zap.String("source", source), zap.Error(err))
 		return err
@@ -211,6 +241,7 @@ func (m *Manager) applyLocked(source string, raw []byte, persist bool) error {
 		applyErr = m.apply(prev, next)
 	}
 	m.setRunning(next, raw)
+	m.fileFailed, m.failedRaw, m.failedErr = false, nil, nil
 	// Compared with what the process started with, so a pending restart is
 	// reported until the file goes back to the running value.
 	restart := NeedsRestart(m.start, next)

@@ -37,7 +37,7 @@ func diffKeys(a, b reflect.Value, path string, out *[]string) {
 	if live[path] {
 		return
 	}
-	if a.Kind() != reflect.Struct || a.Type() == reflect.TypeOf(libconfig.Duration{}) {
+	if a.Kind() != reflect.Struct || a.Type() == durationType {
 		if !reflect.DeepEqual(a.Interface(), b.Interface()) {
 			*out = append(*out, path)
 		}
@@ -55,5 +55,46 @@ func diffKeys(a, b reflect.Value, path string, out *[]string) {
 			key = path + "." + name
 		}
 		diffKeys(a.Field(i), b.Field(i), key, out)
+	}
+}
+
+// durationType is compared, not walked: a Duration is one setting.
+var durationType = reflect.TypeOf(libconfig.Duration{})
+
+// Effective is the config in force when the process started with start and
+// next is the last config applied: the settings a reload applies come from
+// next, every other one is still start's until a restart. start nil means
+// next is what the process started with.
+func Effective(start, next *libconfig.Config) *libconfig.Config {
+	if start == nil || next == nil || start == next {
+		return next
+	}
+	out := *start
+	mergeLive(reflect.ValueOf(&out).Elem(), reflect.ValueOf(*next), "")
+	return &out
+}
+
+// mergeLive sets in dst the live settings of src. dst's slices and maps
+// are replaced, never modified, so start is left alone.
+func mergeLive(dst, src reflect.Value, path string) {
+	if live[path] {
+		dst.Set(src)
+		return
+	}
+	if dst.Kind() != reflect.Struct || dst.Type() == durationType {
+		return
+	}
+	t := dst.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		key := name
+		if path != "" {
+			key = path + "." + name
+		}
+		mergeLive(dst.Field(i), src.Field(i), key)
 	}
 }

@@ -16,10 +16,16 @@ import (
 // rename, symlink swap) into one reload.
 const debounce = 100 * time.Millisecond
 
-// fileWatcher calls back when the config file may have changed: on any
-// event in its directory (editors replace files by rename; Kubernetes swaps
-// a symlink in the directory), and when its content differs at a poll, which
-// catches what events miss (network filesystems, a watch that failed).
+// maxLinks bounds how many symlinks are followed from the config path.
+const maxLinks = 16
+
+// fileWatcher calls back when the config file may have changed: on an event
+// on the file itself or on a link of its symlink chain (editors replace files
+// by rename; Kubernetes swaps a ..data symlink beside the file), and when its
+// content differs at a poll, which catches what events miss (network
+// filesystems, a watch that failed). Events on the file's neighbours are
+// ignored: a log file written beside the config must not trigger reloads,
+// or each rejected reload's log line would trigger the next one.
 type fileWatcher struct {
 	lg       *zap.Logger
 	path     string
@@ -31,18 +37,76 @@ func newFileWatcher(lg *zap.Logger, path string, poll time.Duration) *fileWatche
 	return &fileWatcher{lg: lg, path: path, poll: poll}
 }
 
+// watchSet is what to watch for path: the directories holding the path and
+// its symlink target, and the names whose events matter there.
+type watchSet struct {
+	dirs  map[string]bool
+	names map[string]bool
+}
+
+// resolveWatchSet follows path's symlink chain. Every hop and every
+// directory prefix of a hop's target matters (a ConfigMap swaps the ..data
+// link that the target goes through), as does the final file.
+func resolveWatchSet(path string) watchSet {
+	ws := watchSet{dirs: map[string]bool{}, names: map[string]bool{}}
+	cur := filepath.Clean(path)
+	if abs, err := filepath.Abs(cur); err == nil {
+		cur = abs
+	}
+	ws.names[cur] = true
+	ws.dirs[filepath.Dir(cur)] = true
+	for range maxLinks {
+		fi, err := os.Lstat(cur)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			break
+		}
+		target, err := os.Readlink(cur)
+		if err != nil {
+			break
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(cur), target)
+		}
+		cur = filepath.Clean(target)
+		for p := cur; ; p = filepath.Dir(p) {
+			ws.names[p] = true
+			if parent := filepath.Dir(p); parent == p {
+				break
+			}
+		}
+	}
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		if abs, err := filepath.Abs(real); err == nil {
+			ws.names[abs] = true
+			ws.dirs[filepath.Dir(abs)] = true
+		}
+	}
+	return ws
+}
+
+// relevant reports whether an event on name may change the config's content.
+func (ws watchSet) relevant(name string) bool {
+	if abs, err := filepath.Abs(name); err == nil {
+		name = abs
+	}
+	return ws.names[filepath.Clean(name)]
+}
+
 // run watches until ctx ends. last is the content already known (the
 // running config), so a change made before the watch was set up is still
 // seen at the first poll.
 func (w *fileWatcher) run(ctx context.Context, last []byte, changed func()) {
 	var events <-chan fsnotify.Event
 	var errs <-chan error
+	ws := resolveWatchSet(w.path)
 	fw, err := fsnotify.NewWatcher()
 	if err == nil && w.noEvents {
 		fw.Close()
 		err = errors.New("events disabled")
 	}
 	if err == nil {
+		// The directory holding the path must be watched; the target's
+		// directory is a best effort (polling covers it otherwise).
 		if err = fw.Add(filepath.Dir(w.path)); err != nil {
 			fw.Close()
 		}
@@ -52,6 +116,7 @@ func (w *fileWatcher) run(ctx context.Context, last []byte, changed func()) {
 	} else {
 		defer fw.Close()
 		events, errs = fw.Events, fw.Errors
+		w.watchDirs(fw, ws)
 	}
 	ticker := time.NewTicker(w.poll)
 	defer ticker.Stop()
@@ -65,8 +130,9 @@ func (w *fileWatcher) run(ctx context.Context, last []byte, changed func()) {
 				events = nil
 				continue
 			}
-			// Any event in the directory may be the file or its symlink target.
-			_ = ev
+			if !ws.relevant(ev.Name) {
+				continue
+			}
 			if fire == nil {
 				fire = time.After(debounce)
 			}
@@ -78,6 +144,11 @@ func (w *fileWatcher) run(ctx context.Context, last []byte, changed func()) {
 			w.lg.Warn("config watch error; polling continues", zap.Error(err))
 		case <-fire:
 			fire = nil
+			// A swapped link may point somewhere new: follow it.
+			ws = resolveWatchSet(w.path)
+			if fw != nil && events != nil {
+				w.watchDirs(fw, ws)
+			}
 			last, _ = os.ReadFile(w.path)
 			changed()
 		case <-ticker.C:
@@ -86,7 +157,20 @@ func (w *fileWatcher) run(ctx context.Context, last []byte, changed func()) {
 				continue
 			}
 			last = cur
+			ws = resolveWatchSet(w.path)
 			changed()
+		}
+	}
+}
+
+// watchDirs watches the directories of ws (adding one already watched does
+// nothing). Directories no longer in ws stay watched until they go away (a
+// ConfigMap deletes old versions); their events are filtered out.
+func (w *fileWatcher) watchDirs(fw *fsnotify.Watcher, ws watchSet) {
+	for dir := range ws.dirs {
+		if err := fw.Add(dir); err != nil {
+			w.lg.Debug("cannot watch the config's target directory; polling covers it",
+				zap.String("dir", dir), zap.Error(err))
 		}
 	}
 }

@@ -41,10 +41,13 @@ var (
 // NodeInfo is what a node publishes about itself at
 // /switchyard/<fleet>/nodes/<id>.
 type NodeInfo struct {
-	ID        string    `json:"id"`
-	Host      string    `json:"host"`
-	SQLPort   int       `json:"sql_port"`
-	APIPort   int       `json:"api_port"`
+	ID      string `json:"id"`
+	Host    string `json:"host"`
+	SQLPort int    `json:"sql_port"`
+	APIPort int    `json:"api_port"`
+	// APIHost is set when the API listens on another host than the SQL
+	// port (api.addr bound to a specific address); Host otherwise.
+	APIHost   string    `json:"api_host,omitempty"`
 	Version   string    `json:"version"`
 	Zone      string    `json:"zone,omitempty"`
 	StartTime time.Time `json:"start_time"`
@@ -72,7 +75,13 @@ func (n *NodeInfo) Validate() error {
 
 // SQLAddr and APIAddr are the node's endpoints.
 func (n *NodeInfo) SQLAddr() string { return net.JoinHostPort(n.Host, strconv.Itoa(n.SQLPort)) }
-func (n *NodeInfo) APIAddr() string { return net.JoinHostPort(n.Host, strconv.Itoa(n.APIPort)) }
+func (n *NodeInfo) APIAddr() string {
+	host := n.Host
+	if n.APIHost != "" {
+		host = n.APIHost
+	}
+	return net.JoinHostPort(host, strconv.Itoa(n.APIPort))
+}
 
 // Member is one registered node as read from the registry.
 type Member struct {

@@ -247,6 +247,6 @@ func (s *Session) reportBackendLost(err error) {
 	if s.lease != nil {
 		name = "backend " + s.lease.Addr()
 	}
-	_ = s.client.WriteError(&mysql.MySQLError{Code: mysql.CrServerLost, State: "08S01",
+	_ = s.client.WriteError(&mysql.MySQLError{Code: mysql.ErNetReadError, State: "08S01",
 		Message: fmt.Sprintf("Switchyard: lost connection to %s: %v", name, err)})
 }

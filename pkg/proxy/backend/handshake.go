@@ -130,7 +130,7 @@ func (s *Session) connectBackend(ctx context.Context, resp *mysql.HandshakeRespo
 			if lastErr != nil {
 				msg = fmt.Sprintf("%v (last error: %v)", err, lastErr)
 			}
-			_ = s.client.WriteError(&mysql.MySQLError{Code: mysql.CrConnHostError, State: "08S01",
+			_ = s.client.WriteError(&mysql.MySQLError{Code: mysql.ErConnectToForeignDataSource, State: "08S01",
 				Message: "Switchyard: cannot connect to a backend: " + msg})
 			return fmt.Errorf("routing: %s: %w", msg, errSessionEnded)
 		}

@@ -486,7 +486,7 @@ func TestBackendUnreachable(t *testing.T) {
 			p := startProxy(t, cfg, addr)
 
 			_, err := login(t, clientConfig(t, p.Addr(), "alice", "s3cret", ""))
-			me := requireMySQLError(t, err, pmysql.CrConnHostError)
+			me := requireMySQLError(t, err, pmysql.ErConnectToForeignDataSource)
 			require.Equal(t, "08S01", string(me.SQLState[:]))
 			require.Contains(t, me.Message, "cannot connect to a backend")
 			if tc.namesAddr {
@@ -741,7 +741,7 @@ func TestBackendLostDuringAuth(t *testing.T) {
 	p := startProxy(t, baseConfig(), ln.Addr().String())
 
 	_, err = login(t, clientConfig(t, p.Addr(), "nate", "n4tive", ""))
-	me := requireMySQLError(t, err, pmysql.CrServerLost)
+	me := requireMySQLError(t, err, pmysql.ErNetReadError)
 	require.Contains(t, me.Message, "lost connection to backend "+ln.Addr().String())
 	p.requireIdle(t)
 }

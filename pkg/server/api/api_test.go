@@ -300,11 +300,23 @@ func TestPutConfig(t *testing.T) {
 	require.Equal(t, 1, st.Failures)
 	require.Equal(t, newConfigTOML, f.fileContent(t))
 
+	// GET shows the config in force: the new addresses need a restart, so
+	// the running ones are shown, and marked pending; the cluster change
+	// (a live setting) is shown.
 	rec = f.do(t, request{path: "/api/v1/config"})
 	require.Equal(t, st.Checksum, rec.Header().Get("X-Config-Checksum"))
-	require.Contains(t, rec.Body.String(), `addr = "127.0.0.1:7000"`)
-	require.Contains(t, rec.Body.String(), `token = "<redacted>"`)
-	require.NotContains(t, rec.Body.String(), token)
+	require.Equal(t, "proxy.addr, api.addr", rec.Header().Get("X-Config-Pending-Restart"))
+	body := rec.Body.String()
+	require.Contains(t, body, `addr = "127.0.0.1:6000"`)
+	require.Contains(t, body, `addr = "127.0.0.1:3080"`)
+	require.NotContains(t, body, `addr = "127.0.0.1:7000"`)
+	require.Contains(t, body, "#   proxy.addr (pending restart)\n#   api.addr (pending restart)\n")
+	require.NotContains(t, body, `name = "broken"`)
+	require.Contains(t, body, `token = "<redacted>"`)
+	require.NotContains(t, body, token)
+	rec = f.do(t, request{path: "/api/v1/config", header: map[string]string{"Accept": "application/json"}})
+	require.Equal(t, "proxy.addr, api.addr", rec.Header().Get("X-Config-Pending-Restart"))
+	require.Contains(t, rec.Body.String(), `"addr": "127.0.0.1:6000"`)
 
 	// broken is no longer configured, and it is not in the topology.
 	rec = f.do(t, request{path: "/api/v1/clusters/broken"})
@@ -411,4 +423,26 @@ func TestStartTLS(t *testing.T) {
 		require.NoError(t, resp.Body.Close())
 		require.Equal(t, http.StatusBadRequest, resp.StatusCode)
 	}
+}
+
+// The topology is republished only when a verdict changes, so its probe
+// times lag; the API shows the prober's own, newer time (issue 14: "last
+// probe 8-9 s ago" with a 1 s interval). An older prober time (a backend
+// whose runtime was just rebuilt) does not hide the topology's.
+func TestBackendsShowLatestProbe(t *testing.T) {
+	f := newFixture(t)
+	f.proxy.setLastProbe("east/10.0.0.1:4000", t0.Add(-100*time.Millisecond))
+	f.proxy.setLastProbe("east/10.0.0.2:4000", t0.Add(-time.Hour))
+	rec := f.do(t, request{path: "/api/v1/backends"})
+	require.Equal(t, http.StatusOK, rec.Code)
+	var bs []Backend
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &bs))
+	got := map[string]time.Time{}
+	for _, b := range bs {
+		if b.LastProbe != nil {
+			got[b.ID] = *b.LastProbe
+		}
+	}
+	require.True(t, got["east/10.0.0.1:4000"].Equal(t0.Add(-100*time.Millisecond)), "%v", got)
+	require.True(t, got["east/10.0.0.2:4000"].Equal(t0.Add(-2*time.Second)), "%v", got)
 }

@@ -153,6 +153,7 @@ type fakeProxy struct {
 	sessions    []backend.Info
 	backendSess map[string]int64
 	buildErrs   map[string]string
+	lastProbes  map[string]time.Time
 	ready       bool
 	override    *string
 }
@@ -181,6 +182,25 @@ func (p *fakeProxy) Sessions() []backend.Info {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]backend.Info(nil), p.sessions...)
+}
+
+func (p *fakeProxy) LastProbes() map[string]time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]time.Time, len(p.lastProbes))
+	for k, v := range p.lastProbes {
+		out[k] = v
+	}
+	return out
+}
+
+func (p *fakeProxy) setLastProbe(id string, at time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lastProbes == nil {
+		p.lastProbes = map[string]time.Time{}
+	}
+	p.lastProbes[id] = at
 }
 
 func (p *fakeProxy) BackendSessions() map[string]int64 {

@@ -56,7 +56,8 @@ type MemberAnswer struct {
 	Zone      string     `json:"zone,omitempty"`
 	Clusters  []string   `json:"clusters,omitempty"`
 	StartTime *time.Time `json:"start_time,omitempty"`
-	// LeaseTTL is the seconds left on the member's registration lease.
+	// LeaseTTL is the seconds left on the member's registration lease, -1
+	// when there is none (single-node mode keeps no lease).
 	LeaseTTL int64 `json:"lease_ttl_seconds"`
 }
 

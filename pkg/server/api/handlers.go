@@ -222,6 +222,7 @@ func (s *Server) backends(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) backendList(views []*observer.ClusterView) []Backend {
 	sessions := s.proxy.BackendSessions()
+	probes := s.proxy.LastProbes()
 	out := []Backend{}
 	for _, v := range views {
 		for _, b := range v.Backends {
@@ -244,8 +245,10 @@ func (s *Server) backendList(views []*observer.ClusterView) []Backend {
 				mem := b.Metrics.Memory
 				ab.Memory = &mem
 			}
-			if !b.Health.LastProbe.IsZero() {
-				t := b.Health.LastProbe
+			if t := b.Health.LastProbe; !t.IsZero() || !probes[b.ID].IsZero() {
+				if p := probes[b.ID]; p.After(t) {
+					t = p
+				}
 				ab.LastProbe = &t
 			}
 			out = append(out, ab)
@@ -276,10 +279,11 @@ func (s *Server) sessions(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// effectiveConfig is the running config with defaults filled in and
-// secrets replaced, as a TOML document.
+// effectiveConfig is the config in force with defaults filled in and
+// secrets replaced, as a TOML document: a setting changed in the file that
+// needs a restart shows its running value, not the file's.
 func (s *Server) effectiveConfig() ([]byte, error) {
-	cfg := *s.cfg.Current()
+	cfg := *s.cfg.Effective()
 	if cfg.API.Token != "" {
 		cfg.API.Token = redacted
 	}
@@ -293,13 +297,33 @@ func (s *Server) effectiveConfig() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// pendingComment marks, at the top of the TOML, the settings whose new
+// value waits for a restart. Keys only: a value may be a secret.
+func pendingComment(keys []string) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("# The running config. These settings were changed in the config file but take\n")
+	b.WriteString("# effect only after a restart; their running value is shown below:\n")
+	for _, k := range keys {
+		b.WriteString("#   " + k + " (pending restart)\n")
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
 func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
 	text, err := s.effectiveConfig()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "INTERNAL", err.Error())
 		return
 	}
+	pending := s.cfg.Status().NeedsRestart
 	w.Header().Set("X-Config-Checksum", s.cfg.Checksum())
+	if len(pending) > 0 {
+		w.Header().Set("X-Config-Pending-Restart", strings.Join(pending, ", "))
+	}
 	if strings.Contains(r.Header.Get("Accept"), "application/json") {
 		// The same keys as the TOML file, not Go field names.
 		var doc map[string]any
@@ -311,6 +335,7 @@ func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/toml")
+	_, _ = io.WriteString(w, pendingComment(pending))
 	_, _ = w.Write(text)
 }
 

@@ -59,6 +59,10 @@ type Proxy interface {
 	Sessions() []backend.Info
 	// BackendSessions counts routed sessions per backend ID.
 	BackendSessions() map[string]int64
+	// LastProbes is when each backend was last probed, by backend ID, read
+	// from the probers: the topology is republished only when a verdict
+	// changes, so its probe times lag.
+	LastProbes() map[string]time.Time
 	// BuildErrors are the clusters whose runtime could not be built (and is
 	// being retried), with the error.
 	BuildErrors() map[string]string
@@ -75,6 +79,9 @@ type Proxy interface {
 // Config is the config manager as the API uses it.
 type Config interface {
 	Current() *libconfig.Config
+	// Effective is the config in force: Current, except for settings that
+	// need a restart, which keep their start-up value.
+	Effective() *libconfig.Config
 	Raw() []byte
 	Checksum() string
 	Status() cfgmgr.Status
