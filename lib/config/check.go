@@ -305,6 +305,22 @@ func (b Balance) check(v *validator) {
 	if b.MetricsInterval.Duration <= 0 {
 		v.addf("balance.metrics-interval", "balance.metrics-interval %q: must be positive", b.MetricsInterval)
 	}
+	// NaN fails every comparison, so the checks are written to catch it too.
+	if !(b.MigrationsPerSecond > 0 && b.MigrationsPerSecond <= 10000) {
+		v.addf("balance.migrations-per-second", "balance.migrations-per-second %v: must be more than 0 and at most 10000", b.MigrationsPerSecond)
+	}
+	if !(b.EvictionsPerSecond > 0 && b.EvictionsPerSecond <= 10000) {
+		v.addf("balance.evictions-per-second", "balance.evictions-per-second %v: must be more than 0 and at most 10000", b.EvictionsPerSecond)
+	}
+	if !(b.RebalanceRatio >= 1.05 && b.RebalanceRatio <= 100) {
+		v.addf("balance.rebalance-ratio", "balance.rebalance-ratio %v: must be between 1.05 and 100 (a ratio closer to 1 makes sessions move back and forth)", b.RebalanceRatio)
+	}
+	if !(b.CPUGap >= 0.05 && b.CPUGap <= 1) {
+		v.addf("balance.cpu-gap", "balance.cpu-gap %v: must be between 0.05 and 1", b.CPUGap)
+	}
+	if b.BackendDrainTimeout.Duration <= 0 {
+		v.addf("balance.backend-drain-timeout", "balance.backend-drain-timeout %q: must be positive", b.BackendDrainTimeout)
+	}
 }
 
 // checkRouting validates [[route]] and the routing keys of [proxy] against the

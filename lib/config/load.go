@@ -23,6 +23,11 @@ const (
 	DefaultHealthTimeout            = time.Second
 	DefaultFailuresToUnhealthy      = 3
 	DefaultMetricsInterval          = 5 * time.Second
+	DefaultMigrationsPerSecond      = 10
+	DefaultEvictionsPerSecond       = 100
+	DefaultRebalanceRatio           = 1.2
+	DefaultCPUGap                   = 0.2
+	DefaultBackendDrainTimeout      = 60 * time.Second
 	DefaultDrainTimeout             = 30 * time.Second
 	DefaultAPIAddr                  = "0.0.0.0:3080"
 	DefaultFleet                    = "default"
@@ -81,8 +86,14 @@ func NewDefault() *Config {
 			FailuresToUnhealthy: DefaultFailuresToUnhealthy,
 		},
 		Balance: Balance{
-			Policy:          PolicyResource,
-			MetricsInterval: NewDuration(DefaultMetricsInterval),
+			Policy:              PolicyResource,
+			MetricsInterval:     NewDuration(DefaultMetricsInterval),
+			EnableRebalance:     true,
+			MigrationsPerSecond: DefaultMigrationsPerSecond,
+			EvictionsPerSecond:  DefaultEvictionsPerSecond,
+			RebalanceRatio:      DefaultRebalanceRatio,
+			CPUGap:              DefaultCPUGap,
+			BackendDrainTimeout: NewDuration(DefaultBackendDrainTimeout),
 		},
 	}
 }
