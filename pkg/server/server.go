@@ -37,11 +37,14 @@ type Server struct {
 	topo     *observer.Aggregator
 	clusters *backendcluster.Manager
 	router   *router.Balanced
-	sql      *proxy.Server
-	api      *api.Server
-	apiTLS   *tls.Config
-	metrics  *metrics.Metrics
-	fleet    *fleet
+	// rebalance moves sessions between the backends of their cluster; its
+	// goroutine runs from Start to stopBackground.
+	rebalance *router.Rebalancer
+	sql       *proxy.Server
+	api       *api.Server
+	apiTLS    *tls.Config
+	metrics   *metrics.Metrics
+	fleet     *fleet
 
 	ready        atomic.Bool
 	shuttingDown atomic.Bool
@@ -116,6 +119,8 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		apiTLS:   apiTLS,
 	}
 	s.metrics = metrics.New(s, Version, GitHash)
+	s.rebalance = router.NewRebalancer(lg, r, migrants{s}, s.metrics, cfg)
+	s.metrics.SetNotMigratable(s.notMigratable)
 	sess.CommandMetrics = func(cluster string) backend.CommandObserver {
 		cm := s.metrics.ForCluster(cluster)
 		cm.SessionStarted()
@@ -129,6 +134,7 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 	if cfg.API.Addr != "" {
 		s.api = api.New(lg, s, cm, s.metrics.Handler(), cfg.API.Token)
 		s.api.SetCoordination(s.fleet.be, s.fleet.self.ID)
+		s.api.SetMigrations(migrationAPI{r, s.rebalance})
 		s.api.HandleInternal(coordination.VotePath, s.fleet.voter.Handler(cfg.API.Token))
 	}
 	return s, nil
@@ -164,6 +170,7 @@ func (s *Server) Start() error {
 		s.Close()
 		return err
 	}
+	s.rebalance.Start()
 	s.cm.SetApply(s.apply, s.metrics.ObserveReload)
 	// The start-up config counts as a successful load.
 	s.metrics.ObserveReload(true, time.Now())
@@ -187,6 +194,7 @@ func (s *Server) apply(prev, next *config.Config) error {
 		gens[name] = c.Generation()
 	}
 	s.router.Update(next)
+	s.rebalance.Update(next)
 	res := s.clusters.Apply(next)
 	s.fleet.apply(next)
 	s.lg.Info("clusters reconfigured", zap.Stringer("result", res))
@@ -314,6 +322,7 @@ func (s *Server) Close() {
 func (s *Server) stopBackground() {
 	s.bgCancel()
 	s.bgWG.Wait()
+	s.rebalance.Close()
 	// Resign and deregister before the API goes, so peers stop asking.
 	s.fleet.close()
 	if s.api != nil {

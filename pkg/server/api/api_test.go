@@ -62,7 +62,7 @@ func requireFileUnchanged(t *testing.T, f *fixture) {
 }
 
 func goldenCases() []goldenCase {
-	return []goldenCase{
+	return append([]goldenCase{
 		{name: "livez", req: request{path: "/livez"}, status: http.StatusOK},
 		{name: "readyz", req: request{path: "/readyz"}, status: http.StatusOK},
 		{
@@ -170,7 +170,7 @@ func goldenCases() []goldenCase {
 		{name: "unknown_nested_path", req: request{path: "/api/v1/clusters/east/backends/10.0.0.1:4000"}, status: http.StatusNotFound},
 		{name: "metrics", req: request{path: "/metrics"}, status: http.StatusOK},
 		{name: "metrics_absent", opts: []fixtureOpt{withoutMetrics}, req: request{path: "/metrics"}, status: http.StatusNotFound},
-	}
+	}, migrationGoldenCases()...)
 }
 
 // TestGolden compares whole answers (status, the headers that matter, body)

@@ -248,11 +248,15 @@ type fixture struct {
 	cfg   *cfgmgr.Manager
 	path  string
 	srv   *Server
+	migr  *fakeMigrations
 }
 
 type fixtureOpt func(*fixtureOpts)
 
-type fixtureOpts struct{ noMetrics bool }
+type fixtureOpts struct{ noMetrics, migrations bool }
+
+// withMigrations enables the migration endpoints over a fakeMigrations.
+func withMigrations(o *fixtureOpts) { o.migrations = true }
 
 // withoutMetrics builds the API without a metrics handler.
 func withoutMetrics(o *fixtureOpts) { o.noMetrics = true }
@@ -280,7 +284,12 @@ func newFixture(t *testing.T, opts ...fixtureOpt) *fixture {
 		})
 	}
 	p := newFakeProxy()
-	return &fixture{proxy: p, cfg: cm, path: path, srv: New(lg, p, cm, metrics, token)}
+	f := &fixture{proxy: p, cfg: cm, path: path, srv: New(lg, p, cm, metrics, token)}
+	if o.migrations {
+		f.migr = newFakeMigrations(p)
+		f.srv.SetMigrations(f.migr)
+	}
+	return f
 }
 
 // request is one call to the API.

@@ -230,6 +230,10 @@ func (s *Server) backendList(views []*observer.ClusterView) []Backend {
 				t := b.Health.LastProbe
 				ab.LastProbe = &t
 			}
+			if d, ok := s.drainOf(b.ID); ok {
+				deadline := d.Deadline.UTC()
+				ab.Drained, ab.DrainDeadline = true, &deadline
+			}
 			out = append(out, ab)
 		}
 	}
