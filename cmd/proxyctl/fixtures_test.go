@@ -46,11 +46,12 @@ var (
 	}
 	sessionsDoc = []api.Session{
 		{ID: 1, ClientAddr: "10.1.0.5:51234", User: "app", DB: "shop", Cluster: "east",
-			Backend: "east/10.0.0.1:4000", Since: now.Add(-42 * time.Second)},
+			Backend: "east/10.0.0.1:4000", Since: now.Add(-42 * time.Second), Migratable: true},
 		{ID: 7, ClientAddr: "10.1.0.6:40000", User: "batch", Cluster: "east",
-			Backend: "east/10.0.0.2:4000", InTransaction: true, Since: now.Add(-(5*time.Minute + 3*time.Second))},
+			Backend: "east/10.0.0.2:4000", InTransaction: true, Since: now.Add(-(5*time.Minute + 3*time.Second)),
+			NotMigratableReason: "in a transaction"},
 		{ID: 12, ClientAddr: "[::1]:60000", User: "root", Cluster: "west",
-			Backend: "west/10.0.1.1:3306", Since: now.Add(-26 * time.Hour)},
+			Backend: "west/10.0.1.1:3306", Since: now.Add(-26 * time.Hour), NotMigratableReason: "holds LOCK TABLES"},
 	}
 	statusDoc = api.ConfigStatus{
 		Checksum: checksum, Path: "/etc/switchyard/proxy.toml",

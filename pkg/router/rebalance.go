@@ -134,6 +134,7 @@ type Rebalancer struct {
 	mu       sync.Mutex
 	pending  map[uint64]*pendingMove
 	failedAt map[uint64]time.Time
+	lastErr  map[uint64]string // why the session's last move failed
 	evicted  map[uint64]bool
 	buckets  map[string]*bucket
 	cpuDelta map[string]cpuDelta // by backend ID
@@ -158,6 +159,7 @@ func NewRebalancer(lg *zap.Logger, r *Balanced, src MigrantSource, obs Migration
 	rb := &Rebalancer{
 		lg: lg.Named("rebalance"), r: r, src: src, obs: obs, now: time.Now,
 		pending: map[uint64]*pendingMove{}, failedAt: map[uint64]time.Time{}, evicted: map[uint64]bool{},
+		lastErr: map[uint64]string{},
 		buckets: map[string]*bucket{}, cpuDelta: map[string]cpuDelta{}, totals: map[string]int64{},
 	}
 	rb.Update(cfg)
@@ -222,6 +224,11 @@ func (rb *Rebalancer) MigrationDone(res MigrationResult) {
 	now := rb.now()
 	if res.Result != ResultOK {
 		rb.failedAt[res.SessionID] = now
+		if res.Err != nil {
+			rb.lastErr[res.SessionID] = res.Err.Error()
+		}
+	} else {
+		delete(rb.lastErr, res.SessionID)
 	}
 	ev := MigrationEvent{Time: now, SessionID: res.SessionID, Cluster: res.Cluster, From: res.From, To: res.To,
 		Reason: reason, Result: res.Result, Duration: res.Duration}
@@ -322,6 +329,11 @@ func (rb *Rebalancer) Step() {
 			delete(rb.evicted, id)
 		}
 	}
+	for id := range rb.lastErr {
+		if !live[id] {
+			delete(rb.lastErr, id)
+		}
+	}
 	for cluster, ms := range byCluster {
 		// Only the session's own cluster is ever looked at: a session never
 		// moves to another cluster, whatever the state of its own.
@@ -396,6 +408,8 @@ func (c *clusterRound) closeTimedOut(drains map[string]Drain) {
 		why := "it was still moving"
 		if ok, reason := pm.m.Migratable(); !ok {
 			why = reason
+		} else if e := c.rb.lastErr[pm.id]; e != "" {
+			why = "its last attempt failed: " + e
 		} else if len(c.targets) == 0 {
 			why = "no other backend of cluster " + c.view.Name + " could take it"
 		}

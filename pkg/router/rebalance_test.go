@@ -1,6 +1,7 @@
 package router
 
 import (
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -306,6 +307,23 @@ func TestRebalanceDrainTimeoutClosesWhatCannotMove(t *testing.T) {
 	require.Equal(t, 1, h.obs.get("c/drain/closed"))
 	h.steps(3)
 	require.Equal(t, 1, h.obs.get("c/drain/closed"), "closed once")
+
+	// A session whose moves fail is closed with the last failure's reason.
+	h3 := newHarness(t, nil, clusterView("c", observer.StateReady, bk{"a:1", true}, bk{"b:1", true}))
+	ff := h3.fs.add(h3.rb, "c", "a:1", 1)
+	ff[0].hold = true
+	_, err = h3.r.Drain("c/a:1", 2*time.Second)
+	require.NoError(t, err)
+	h3.step()
+	require.Len(t, ff[0].redirects, 1)
+	ff[0].mu.Lock()
+	ff[0].target = ""
+	ff[0].mu.Unlock()
+	h3.rb.MigrationDone(MigrationResult{SessionID: ff[0].id, Cluster: "c", From: "a:1", To: "b:1",
+		Result: ResultRefused, Err: errors.New("TiDB: cannot migrate the current session: table locks")})
+	h3.now = h3.now.Add(2 * time.Second)
+	h3.step()
+	require.Contains(t, ff[0].evicted, "its last attempt failed: TiDB: cannot migrate the current session: table locks")
 
 	// Rebalancing off: a drain still closes at its deadline, nothing moves.
 	h2 := newHarness(t, func(c *config.Config) { c.Balance.EnableRebalance = false },

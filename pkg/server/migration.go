@@ -1,17 +1,13 @@
 package server
 
 import (
+	"strings"
+
 	"github.com/switchyard-db/switchyard/pkg/metrics"
 	"github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
 	"github.com/switchyard-db/switchyard/pkg/router"
 )
-
-// movable is what a session offers the rebalancer (pkg/proxy/backend).
-type movable interface {
-	Migratable() (bool, string)
-	Redirect(addr string) bool
-}
 
 // sessionMigrant adapts a live session to router.Migrant.
 type sessionMigrant struct{ s *backend.Session }
@@ -25,19 +21,9 @@ func (m sessionMigrant) Placement() (string, string) {
 	return in.Cluster, in.Backend
 }
 
-func (m sessionMigrant) Migratable() (bool, string) {
-	if mv, ok := any(m.s).(movable); ok {
-		return mv.Migratable()
-	}
-	return false, "this build cannot move sessions"
-}
+func (m sessionMigrant) Migratable() (bool, string) { return m.s.Migratable() }
 
-func (m sessionMigrant) Redirect(addr string) bool {
-	if mv, ok := any(m.s).(movable); ok {
-		return mv.Redirect(addr)
-	}
-	return false
-}
+func (m sessionMigrant) Redirect(addr string) bool { return m.s.Redirect(addr) }
 
 // Evict closes the session with msg, at once if it is idle (inside a
 // transaction or not), or after the command it is running.
@@ -72,8 +58,49 @@ func (s *Server) notMigratable() map[metrics.NotMigratableKey]int {
 	for _, m := range (migrants{s}).Migrants() {
 		if ok, why := m.Migratable(); !ok {
 			cluster, _ := m.Placement()
-			out[metrics.NotMigratableKey{Cluster: cluster, Reason: why}]++
+			out[metrics.NotMigratableKey{Cluster: cluster, Reason: reasonCategory(why)}]++
 		}
 	}
 	return out
+}
+
+// migrationResults hands the sessions' migration results to the rebalancer.
+type migrationResults struct{ rb *router.Rebalancer }
+
+var _ backend.MigrationObserver = migrationResults{}
+
+func (m migrationResults) MigrationDone(r backend.MigrationResult) {
+	m.rb.MigrationDone(router.MigrationResult{
+		SessionID: r.SessionID, Cluster: r.Cluster, From: r.From, To: r.To,
+		Result: r.Result, Reason: r.Reason, Err: r.Err, Duration: r.Duration,
+	})
+}
+
+// reasonCategory turns a session's reason for not moving (which may name
+// users, tables or clusters) into one of a few label values, so that the
+// metric's cardinality stays bounded.
+func reasonCategory(why string) string {
+	l := strings.ToLower(why)
+	for _, c := range []struct{ substr, category string }{
+		{"transaction", "transaction"},
+		{"cursor", "cursor"},
+		{"long_data", "long-data"},
+		{"lock tables", "table-lock"},
+		{"advisory", "advisory-lock"},
+		{"temporary", "temporary-table"},
+		{"not configured", "not-configured"},
+		{"migration-user", "not-configured"},
+		{"authenticates with", "credential"},
+		{"hash", "credential"},
+		{"login", "credential"},
+		{"session_track_system_variables", "untrackable"},
+		{"more than", "untrackable"},
+		{"too large", "untrackable"},
+		{"cannot move sessions", "unsupported"},
+	} {
+		if strings.Contains(l, c.substr) {
+			return c.category
+		}
+	}
+	return "other"
 }

@@ -120,6 +120,7 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 	}
 	s.metrics = metrics.New(s, Version, GitHash)
 	s.rebalance = router.NewRebalancer(lg, r, migrants{s}, s.metrics, cfg)
+	sess.Migrations = migrationResults{s.rebalance}
 	s.metrics.SetNotMigratable(s.notMigratable)
 	sess.CommandMetrics = func(cluster string) backend.CommandObserver {
 		cm := s.metrics.ForCluster(cluster)

@@ -25,6 +25,9 @@ type stmtState struct {
 	// longData is set between COM_STMT_SEND_LONG_DATA and the execute or
 	// reset that consumes it.
 	longData bool
+	// text is the statement, kept to prepare it again on another backend
+	// (only in sessions that can migrate).
+	text []byte
 }
 
 // setCursor records whether st has an open cursor, keeping the session's

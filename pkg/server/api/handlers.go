@@ -252,6 +252,9 @@ func (s *Server) sessions(w http.ResponseWriter, _ *http.Request) {
 			Cluster:       in.Cluster,
 			InTransaction: in.InTransaction,
 			Since:         in.Since.UTC().Truncate(time.Millisecond),
+
+			Migratable:          in.Migratable,
+			NotMigratableReason: in.NotMigratableReason,
 		}
 		if in.Backend != "" {
 			ss.Backend = observer.BackendID(in.Cluster, in.Backend)

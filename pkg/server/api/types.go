@@ -141,6 +141,11 @@ type Session struct {
 	Backend       string    `json:"backend"`
 	InTransaction bool      `json:"in_transaction"`
 	Since         time.Time `json:"since"`
+	// Migratable says whether the session could move to another backend of
+	// its cluster now; NotMigratableReason says why not (in a transaction,
+	// LOCK TABLES, GET_LOCK, temporary tables, no recoverable credential ...).
+	Migratable          bool   `json:"migratable"`
+	NotMigratableReason string `json:"not_migratable_reason,omitempty"`
 }
 
 // ConfigStatus is GET /api/v1/config/status.
