@@ -206,6 +206,12 @@ func checkClusters(v *validator, clusters []Cluster) {
 		if c.DrainTimeout.Duration < 0 {
 			v.addf(path+".drain-timeout", "%s: drain-timeout %q: must not be negative", label, c.DrainTimeout)
 		}
+		if c.MigrationUser == "" && c.MigrationPassword != "" {
+			v.addf(path+".migration-password", "%s: migration-password is set without migration-user", label)
+		}
+		if strings.ContainsAny(c.MigrationUser, "\x00'\\") {
+			v.addf(path+".migration-user", "%s: migration-user must not contain quotes, backslashes or NUL", label)
+		}
 	}
 }
 

@@ -311,3 +311,17 @@ func TestEffectiveDefaultCluster(t *testing.T) {
 	c.Proxy.DefaultCluster = "west"
 	require.Equal(t, "west", c.EffectiveDefaultCluster())
 }
+
+func TestCheckMigrationAccount(t *testing.T) {
+	c := validConfig()
+	c.Clusters[0].MigrationPassword = "pw"
+	require.ErrorContains(t, c.Check(), "migration-password is set without migration-user")
+	c.Clusters[0].MigrationUser = "o'brien"
+	require.ErrorContains(t, c.Check(), "migration-user must not contain quotes")
+	c.Clusters[0].MigrationUser = "migrator"
+	require.NoError(t, c.Check())
+	user, pw, ok := c.Clusters[0].Migration()
+	require.True(t, ok)
+	require.Equal(t, "migrator", user)
+	require.Equal(t, "pw", pw)
+}

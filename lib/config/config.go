@@ -195,6 +195,19 @@ type Cluster struct {
 	// DrainTimeout is how long the sessions of a cluster removed by a reload
 	// may take to reach a transaction boundary before they are closed.
 	DrainTimeout Duration `toml:"drain-timeout"`
+	// MigrationUser and MigrationPassword name an account of the cluster's
+	// MySQL/MariaDB backends allowed to read mysql.user. With it, sessions
+	// of mysql_native_password users can move between backends (drains,
+	// rebalancing, failover): the proxy recovers SHA1(password) from the
+	// login and the stored hash and keeps it in memory for the session's
+	// life. Empty: sessions of this cluster never move.
+	MigrationUser     string `toml:"migration-user"`
+	MigrationPassword string `toml:"migration-password"`
+}
+
+// Migration returns the cluster's migration account (ok false: none).
+func (c *Cluster) Migration() (user, password string, ok bool) {
+	return c.MigrationUser, c.MigrationPassword, c.MigrationUser != ""
 }
 
 // API configures the HTTP status and admin API.

@@ -100,6 +100,16 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		ConnectTimeout:       cfg.Proxy.ConnectTimeout.Duration,
 		HandshakeTimeout:     handshakeTimeout,
 		RSAKey:               key,
+		// Looked up at each use so that a reload applies to running
+		// sessions too.
+		MigrationAccount: func(cluster string) (string, string, bool) {
+			for _, c := range cm.Current().Clusters {
+				if c.Name == cluster {
+					return c.Migration()
+				}
+			}
+			return "", "", false
+		},
 	}
 	sql := proxy.New(lg.Named("proxy"), proxy.Options{
 		Addr:                 cfg.Proxy.Addr,

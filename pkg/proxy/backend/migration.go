@@ -178,6 +178,9 @@ func (s *Session) moveIfAsked() {
 		return
 	}
 	from := s.lease.Addr()
+	if s.mig.on {
+		s.refreshLocks()
+	}
 	why := s.notMigratable()
 	if why == "in a transaction" || why == "has an open cursor" || why == "has pending COM_STMT_SEND_LONG_DATA" {
 		return // not a safe point yet: try again after the next command
@@ -187,6 +190,7 @@ func (s *Session) moveIfAsked() {
 	s.mu.Unlock()
 	if why != "" {
 		s.report(from, target, reason, MigrationRefused, errors.New(why), at)
+		s.publishInfo()
 		return
 	}
 	err := s.move(target)

@@ -49,6 +49,8 @@ func (t *tracked) sticky() string {
 		return "holds LOCK TABLES"
 	case t.lockUnknown:
 		return "took an advisory lock (GET_LOCK) whose name is not a literal"
+	case len(t.locks) > 0:
+		return fmt.Sprintf("may hold advisory locks (GET_LOCK %s; checked again when it is asked to move)", strings.Join(sortedKeys(t.locks), ", "))
 	case len(t.temp) > 0:
 		return fmt.Sprintf("has temporary tables (%s)", strings.Join(sortedKeys(t.temp), ", "))
 	case t.trackingChanged:

@@ -56,29 +56,13 @@ type replayTransfer struct{}
 
 var _ stateTransfer = replayTransfer{}
 
-// export asks the old server whether the GET_LOCK names the session used
-// are still held (then it cannot move) and reads its user variables with
-// their types.
+// export reads the session's user variables with their types from the old
+// server.
 func (replayTransfer) export(s *Session) (*exportedState, error) {
 	be := s.backend
 	_ = be.SetDeadline(time.Now().Add(s.cfg.ConnectTimeout))
 	defer func() { _ = be.SetDeadline(time.Time{}) }()
 	t := &s.mig.track
-	if len(t.locks) > 0 {
-		names := sortedKeys(t.locks)
-		parts := make([]string, len(names))
-		for i, n := range names {
-			parts[i] = "IS_USED_LOCK(" + quoteString(n) + ") <=> CONNECTION_ID()"
-		}
-		_, rows, err := queryText(be, s.backendCap, "SELECT "+strings.Join(parts, " OR "))
-		if err != nil {
-			return nil, fmt.Errorf("checking advisory locks: %w", err)
-		}
-		if len(rows) == 1 && len(rows[0]) == 1 && string(rows[0][0]) == "1" {
-			return nil, fmt.Errorf("%w: holds advisory locks (GET_LOCK)", errRefused)
-		}
-		t.locks = nil // all released
-	}
 	st := &exportedState{}
 	if len(t.userVars) == 0 {
 		return st, nil
@@ -303,4 +287,33 @@ func charsetName(id uint16) string {
 		return "latin1"
 	}
 	return ""
+}
+
+// refreshLocks asks the server whether the session still holds the
+// advisory locks it took by name; when it holds none, they are forgotten
+// and no longer keep the session where it is.
+func (s *Session) refreshLocks() {
+	t := &s.mig.track
+	if len(t.locks) == 0 || s.backendDead {
+		return
+	}
+	be := s.backend
+	_ = be.SetDeadline(time.Now().Add(s.cfg.ConnectTimeout))
+	defer func() { _ = be.SetDeadline(time.Time{}) }()
+	names := sortedKeys(t.locks)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = "IS_USED_LOCK(" + quoteString(n) + ") <=> CONNECTION_ID()"
+	}
+	_, rows, err := queryText(be, s.backendCap, "SELECT "+strings.Join(parts, " OR "))
+	if err != nil {
+		var myErr *mysql.MySQLError
+		if !errors.As(err, &myErr) {
+			s.backendDead = true
+		}
+		return
+	}
+	if len(rows) == 1 && len(rows[0]) == 1 && string(rows[0][0]) == "0" {
+		t.locks = nil
+	}
 }

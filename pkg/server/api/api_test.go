@@ -407,3 +407,18 @@ func TestStartTLS(t *testing.T) {
 		require.Equal(t, http.StatusBadRequest, resp.StatusCode)
 	}
 }
+
+// A cluster's migration password never leaves the proxy either.
+func TestConfigRedactsMigrationPassword(t *testing.T) {
+	f := newFixture(t)
+	const pw = "m1gr4te-pw"
+	rec := f.do(t, putConfig(newConfigTOML+"migration-user = \"migrator\"\nmigration-password = \""+pw+"\"\n"))
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	for _, accept := range []string{"", "application/json"} {
+		rec := f.do(t, request{path: "/api/v1/config", header: map[string]string{"Accept": accept}})
+		require.Equal(t, http.StatusOK, rec.Code)
+		require.NotContains(t, rec.Body.String(), pw)
+		require.Contains(t, rec.Body.String(), "migrator")
+	}
+	require.Equal(t, pw, f.cfg.Current().Clusters[0].MigrationPassword, "redacting must not touch the running config")
+}

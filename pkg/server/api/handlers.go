@@ -272,6 +272,12 @@ func (s *Server) effectiveConfig() ([]byte, error) {
 	if cfg.API.Token != "" {
 		cfg.API.Token = redacted
 	}
+	cfg.Clusters = slices.Clone(cfg.Clusters)
+	for i := range cfg.Clusters {
+		if cfg.Clusters[i].MigrationPassword != "" {
+			cfg.Clusters[i].MigrationPassword = redacted
+		}
+	}
 	var buf bytes.Buffer
 	if err := toml.NewEncoder(&buf).Encode(cfg); err != nil {
 		return nil, err

@@ -1,0 +1,316 @@
+package e2e
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/switchyard-db/switchyard/lib/config"
+	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
+	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
+	"github.com/switchyard-db/switchyard/pkg/server"
+	"github.com/switchyard-db/switchyard/test/testenv"
+)
+
+const (
+	migUser = "migrator"
+	migPass = "mig-pw"
+)
+
+// migrationPair is two MariaDB servers with the same users in one cluster,
+// served by an in-process proxy whose sessions the test can reach.
+type migrationPair struct {
+	m   [2]*testenv.MariaDB
+	srv *server.Server
+}
+
+// startMigrationPair starts two servers and a proxy with a migration account
+// (when withAccount) in front of both.
+func startMigrationPair(t *testing.T, withAccount bool) *migrationPair {
+	t.Helper()
+	mp := &migrationPair{}
+	var wg sync.WaitGroup
+	for i := range mp.m {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mp.m[i] = testenv.StartMariaDB(t, testenv.MariaDBOptions{})
+		}()
+	}
+	wg.Wait()
+	for _, m := range mp.m {
+		root := m.RootDB(t)
+		for _, q := range []string{
+			fmt.Sprintf("CREATE USER '%s'@'%%' IDENTIFIED BY '%s'", migUser, migPass),
+			fmt.Sprintf("GRANT SELECT ON mysql.* TO '%s'@'%%'", migUser),
+			"CREATE TABLE test.t (id INT PRIMARY KEY, v INT)",
+			"INSERT INTO test.t VALUES (1, 10), (2, 20)",
+		} {
+			_, err := root.Exec(q)
+			require.NoError(t, err, q)
+		}
+	}
+	account := ""
+	if withAccount {
+		account = fmt.Sprintf("migration-user = %q\nmigration-password = %q\n", migUser, migPass)
+	}
+	text := fmt.Sprintf(`[proxy]
+addr = "127.0.0.1:0"
+[api]
+addr = ""
+[health-check]
+interval = "500ms"
+[[cluster]]
+name = "main"
+instances = [%q, %q]
+%s`, mp.m[0].Addr(), mp.m[1].Addr(), account)
+	cfg, err := config.Parse([]byte(text))
+	require.NoError(t, err)
+	lg := zaptest.NewLogger(t)
+	cm := cfgmgr.New(lg, "")
+	cm.Init(cfg, []byte(text))
+	mp.srv, err = server.New(lg, cm)
+	require.NoError(t, err)
+	require.NoError(t, mp.srv.Start())
+	t.Cleanup(mp.srv.Close)
+	require.Eventually(t, func() bool {
+		v := mp.srv.Topology().Cluster("main")
+		if v == nil || len(v.Backends) != 2 {
+			return false
+		}
+		for _, b := range v.Backends {
+			if !b.Health.Healthy {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 50*time.Millisecond, "both backends healthy")
+	return mp
+}
+
+func (mp *migrationPair) addr() string { return mp.srv.SQLAddr().String() }
+
+// session returns the only session of the cluster.
+func (mp *migrationPair) session(t *testing.T) *backend.Session {
+	t.Helper()
+	var ss []*backend.Session
+	require.Eventually(t, func() bool {
+		ss = mp.srv.ClusterSessions("main")
+		return len(ss) == 1
+	}, 10*time.Second, 10*time.Millisecond)
+	return ss[0]
+}
+
+// other is the address of the backend a session is not on.
+func (mp *migrationPair) other(s *backend.Session) string {
+	if s.Info().Backend == mp.m[0].Addr() {
+		return mp.m[1].Addr()
+	}
+	return mp.m[0].Addr()
+}
+
+func (mp *migrationPair) portOf(addr string) string {
+	for _, m := range mp.m {
+		if m.Addr() == addr {
+			return strconv.Itoa(m.Port)
+		}
+	}
+	return ""
+}
+
+// TestMigrationMovesState: a client sets its state, the session is
+// redirected to the other server, and everything reads the same there; the
+// prepared statement runs under its old id; no error reaches the client.
+func TestMigrationMovesState(t *testing.T) {
+	mp := startMigrationPair(t, true)
+	ctx := ctxT(t, 2*time.Minute)
+	db := nativeDB(t, mp.addr())
+	conn, err := db.Conn(ctx)
+	require.NoError(t, err)
+	defer conn.Close()
+	for _, q := range []string{
+		"USE mysql", "USE test",
+		"SET SESSION sql_mode = 'ANSI_QUOTES,STRICT_ALL_TABLES'",
+		"SET time_zone = '+05:30'",
+		"SET autocommit = 0", "SET autocommit = 1",
+		"SET @x = 42, @s = 'h\u00e9llo ''quoted''', @d = 1.50, @n = NULL",
+		"SELECT 7 INTO @y",
+	} {
+		_, err := conn.ExecContext(ctx, q)
+		require.NoError(t, err, q)
+	}
+	stmt, err := conn.PrepareContext(ctx, "SELECT v + ?, @@port FROM t WHERE id = ?")
+	require.NoError(t, err)
+	defer stmt.Close()
+	read := func() map[string]string {
+		out := map[string]string{}
+		for _, q := range []string{"@@port", "DATABASE()", "@@sql_mode", "@@time_zone", "@@autocommit", "@x", "@s", "@d", "@n", "@y", "@@character_set_client"} {
+			out[q] = queryString(t, conn, "SELECT "+q)
+		}
+		var v, port string
+		require.NoError(t, stmt.QueryRowContext(ctx, 5, 2).Scan(&v, &port))
+		out["stmt"] = v
+		return out
+	}
+	before := read()
+	s := mp.session(t)
+	ok, why := s.Migratable()
+	require.True(t, ok, why)
+	target := mp.other(s)
+	require.True(t, s.Redirect(target))
+	require.Eventually(t, func() bool { return s.Info().Backend == target }, 20*time.Second, 10*time.Millisecond, "idle session moved")
+	after := read()
+	require.Equal(t, mp.portOf(target), after["@@port"], "now on the other server")
+	delete(before, "@@port")
+	delete(after, "@@port")
+	require.Equal(t, before, after, "identical state after the move")
+	require.Equal(t, "25", after["stmt"])
+
+	// A statement prepared after the move gets a fresh id that the proxy
+	// translates too; and the session can move back.
+	stmt2, err := conn.PrepareContext(ctx, "SELECT ? * 2")
+	require.NoError(t, err)
+	var two string
+	require.NoError(t, stmt2.QueryRowContext(ctx, 21).Scan(&two))
+	require.Equal(t, "42", two)
+	back := mp.other(s)
+	require.True(t, s.Redirect(back))
+	require.Eventually(t, func() bool { return s.Info().Backend == back }, 20*time.Second, 10*time.Millisecond)
+	require.NoError(t, stmt2.QueryRowContext(ctx, 5).Scan(&two))
+	require.Equal(t, "10", two)
+	require.Equal(t, "25", read()["stmt"])
+	require.Equal(t, "42", queryString(t, conn, "SELECT @x"))
+	require.NoError(t, stmt2.Close())
+}
+
+// TestMigrationWaitsForCommit: a session inside a transaction moves only
+// after COMMIT.
+func TestMigrationWaitsForCommit(t *testing.T) {
+	mp := startMigrationPair(t, true)
+	ctx := ctxT(t, time.Minute)
+	db := nativeDB(t, mp.addr())
+	conn, err := db.Conn(ctx)
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.ExecContext(ctx, "BEGIN")
+	require.NoError(t, err)
+	_, err = conn.ExecContext(ctx, "UPDATE t SET v = v + 1 WHERE id = 1")
+	require.NoError(t, err)
+	s := mp.session(t)
+	from := s.Info().Backend
+	ok, why := s.Migratable()
+	require.False(t, ok)
+	require.Equal(t, "in a transaction", why)
+	target := mp.other(s)
+	require.True(t, s.Redirect(target))
+	for range 3 {
+		time.Sleep(200 * time.Millisecond)
+		require.Equal(t, from, s.Info().Backend, "does not move inside the transaction")
+		require.Equal(t, "11", queryString(t, conn, "SELECT v FROM t WHERE id = 1"))
+	}
+	_, err = conn.ExecContext(ctx, "COMMIT")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return s.Info().Backend == target }, 20*time.Second, 10*time.Millisecond, "moves after COMMIT")
+	require.Equal(t, mp.portOf(target), queryString(t, conn, "SELECT @@port"))
+}
+
+// TestMigrationRefusals: state that cannot move keeps the session where it
+// is, and Migratable says why.
+func TestMigrationRefusals(t *testing.T) {
+	mp := startMigrationPair(t, true)
+	ctx := ctxT(t, time.Minute)
+	db := nativeDB(t, mp.addr())
+	conn, err := db.Conn(ctx)
+	require.NoError(t, err)
+	defer conn.Close()
+	s := mp.session(t)
+	from, target := s.Info().Backend, mp.other(s)
+	stays := func(wantReason string) {
+		t.Helper()
+		require.True(t, s.Redirect(target))
+		time.Sleep(300 * time.Millisecond)
+		require.Equal(t, "1", queryString(t, conn, "SELECT 1"))
+		ok, why := s.Migratable()
+		require.False(t, ok)
+		require.Contains(t, why, wantReason)
+		require.Equal(t, from, s.Info().Backend, "stays: %s", why)
+	}
+
+	require.Equal(t, "1", queryString(t, conn, "SELECT GET_LOCK('held', 5)"))
+	stays("advisory locks (GET_LOCK held")
+	ok, why := s.Migratable()
+	require.False(t, ok, "still held after the refused move")
+	require.Contains(t, why, "GET_LOCK held")
+	require.Equal(t, "1", queryString(t, conn, "SELECT RELEASE_LOCK('held')"))
+
+	_, err = conn.ExecContext(ctx, "CREATE TEMPORARY TABLE tmp1 (a INT)")
+	require.NoError(t, err)
+	stays("temporary tables (tmp1)")
+	_, err = conn.ExecContext(ctx, "DROP TEMPORARY TABLE tmp1")
+	require.NoError(t, err)
+
+	_, err = conn.ExecContext(ctx, "LOCK TABLES t READ")
+	require.NoError(t, err)
+	stays("LOCK TABLES")
+	_, err = conn.ExecContext(ctx, "UNLOCK TABLES")
+	require.NoError(t, err)
+
+	// All released: the lock is found released when the move asks.
+	require.True(t, s.Redirect(target))
+	require.Eventually(t, func() bool {
+		_ = queryString(t, conn, "SELECT 1")
+		return s.Info().Backend == target
+	}, 20*time.Second, 50*time.Millisecond, "moves once nothing holds it")
+}
+
+// TestMigrationNeedsCredential: a user whose password is not a native
+// one, or a cluster without a migration account, does not move and says why.
+func TestMigrationNeedsCredential(t *testing.T) {
+	t.Run("ed25519 user", func(t *testing.T) {
+		mp := startMigrationPair(t, true)
+		for _, m := range mp.m {
+			m.RequireEd25519(t)
+		}
+		db := testenv.OpenDB(t, testenv.MySQLConfig(mp.addr(), testenv.EdUser, testenv.EdPassword))
+		conn, err := db.Conn(ctxT(t, time.Minute))
+		require.NoError(t, err)
+		defer conn.Close()
+		require.Equal(t, "1", queryString(t, conn, "SELECT 1"))
+		s := mp.session(t)
+		ok, why := s.Migratable()
+		require.False(t, ok)
+		require.Contains(t, why, "client_ed25519")
+		from := s.Info().Backend
+		require.True(t, s.Redirect(mp.other(s)))
+		time.Sleep(300 * time.Millisecond)
+		require.Equal(t, "1", queryString(t, conn, "SELECT 1"))
+		require.Equal(t, from, s.Info().Backend)
+	})
+	t.Run("no migration account", func(t *testing.T) {
+		mp := startMigrationPair(t, false)
+		db := nativeDB(t, mp.addr())
+		conn, err := db.Conn(ctxT(t, time.Minute))
+		require.NoError(t, err)
+		defer conn.Close()
+		require.Equal(t, "1", queryString(t, conn, "SELECT 1"))
+		s := mp.session(t)
+		ok, why := s.Migratable()
+		require.False(t, ok)
+		require.Contains(t, why, "no migration-user")
+		from := s.Info().Backend
+		require.True(t, s.Redirect(mp.other(s)))
+		time.Sleep(300 * time.Millisecond)
+		require.Equal(t, "1", queryString(t, conn, "SELECT 1"))
+		require.Equal(t, from, s.Info().Backend)
+	})
+}
+
+var _ = context.Background
+var _ *sql.DB
