@@ -37,7 +37,9 @@ type foreignClaimer struct {
 	other *router.Balanced
 }
 
-func (f foreignClaimer) Claim(_, addr string) (router.Lease, error) { return f.other.Claim("other", addr) }
+func (f foreignClaimer) Claim(_, addr string) (router.Lease, error) {
+	return f.other.Claim("other", addr)
+}
 
 func (p *testProxy) onlySession(t *testing.T) *Session {
 	t.Helper()
