@@ -9,8 +9,8 @@ import (
 	"github.com/switchyard-db/switchyard/pkg/observer"
 )
 
-// Errors of Drain and Claim that callers branch on (the API answers 404 and
-// 409 with them).
+// Errors of Drain and Claim that callers branch on (the API answers 404 for
+// an unknown backend). Claim's errors also wrap ErrNoBackend.
 var (
 	ErrUnknownBackend = errors.New("unknown backend")
 	ErrNotRoutable    = errors.New("backend cannot take sessions")
@@ -107,13 +107,13 @@ func (r *Balanced) Claim(cluster, addr string) (Lease, error) {
 	id := observer.BackendID(cluster, addr)
 	b := r.topo.Topology().Backend(id)
 	if b == nil || b.Cluster != cluster {
-		return nil, fmt.Errorf("%w: %s", ErrUnknownBackend, id)
+		return nil, fmt.Errorf("%w (%w): %s is not a backend of cluster %s", ErrNoBackend, ErrUnknownBackend, addr, cluster)
 	}
 	voted := r.fleetVoted()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if ok, why := r.canTake(b, voted); !ok {
-		return nil, fmt.Errorf("%w: %s is %s", ErrNotRoutable, id, why)
+		return nil, fmt.Errorf("%w (%w): %s is %s", ErrNoBackend, ErrNotRoutable, id, why)
 	}
 	r.state(id).sessions++
 	return &lease{r: r, b: b, user: ""}, nil

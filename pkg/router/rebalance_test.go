@@ -499,7 +499,7 @@ func TestRebalancerStartClose(t *testing.T) {
 	require.NoError(t, err)
 	h.rb.Start()
 	require.Eventually(t, func() bool { return h.fs.countOn("c", "b:1") == 4 }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return h.obs.get("c/drain/ok") == 4 }, 10*time.Second, 10*time.Millisecond)
 	h.rb.Close()
 	h.rb.Close()
-	require.Equal(t, 4, h.obs.get("c/drain/ok"))
 }

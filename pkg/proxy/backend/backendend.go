@@ -39,9 +39,11 @@ const aliveCheckTimeout = time.Second
 // then closed as a direct connection would be, so that a pool's liveness
 // check discards it; its server-side state is gone on purpose and is not
 // re-established. A backend that died looks the same on the socket, so a
-// session that could be re-established elsewhere first dials the backend:
-// a server that still listens ended the session on purpose; one that does
-// not is dead, and the session moves at its next command (failover).
+// session that could be re-established elsewhere (or is inside a
+// transaction) first dials the backend: a server that still listens ended
+// the session on purpose; one that does not is dead, and the session moves
+// at its next command (failover), or, inside a transaction, answers its
+// next statement with one clean error and ends.
 func (s *Session) onIdleBackendEnd() {
 	be := s.backend
 	_ = be.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
@@ -64,9 +66,17 @@ func (s *Session) onIdleBackendEnd() {
 		s.backendDead = true
 		return
 	}
-	if s.canFailover() == "" && !s.backendListening() {
-		s.lg.Warn("backend died under an idle session; it moves at its next command", zap.Error(err))
-		s.backendDead = true
+	why := s.canFailover()
+	if (why == "" || s.state.inTxn) && !s.backendListening() {
+		if why == "" {
+			s.lg.Warn("backend died under an idle session; it moves at its next command", zap.Error(err))
+			s.backendDead = true
+			return
+		}
+		// Its transaction is lost: the next statement gets one clean error
+		// saying so, then the connection closes.
+		s.lg.Warn("backend died under an idle session inside a transaction", zap.Error(err))
+		s.CloseWithError(backendLostError(s.lease.Addr(), true))
 		return
 	}
 	s.lg.Info("backend closed the idle session; closing the client", zap.Error(err))

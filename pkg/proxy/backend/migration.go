@@ -98,11 +98,11 @@ func (s *Session) redirectTo(target, reason string) bool {
 // Migratable reports whether the session could move now, and why not.
 func (s *Session) Migratable() (bool, string) {
 	in := s.info.Load()
+	if why := s.accountMissing(in.Cluster); why != "" && in.Cluster != "" && !s.tidb.on.Load() {
+		return false, why
+	}
 	if in.NotMigratableReason != "" {
 		return false, in.NotMigratableReason
-	}
-	if why := s.accountMissing(in.Cluster); why != "" && !s.tidb.on.Load() {
-		return false, why
 	}
 	return true, ""
 }
@@ -119,8 +119,13 @@ func (s *Session) accountMissing(cluster string) string {
 	return ""
 }
 
+// reasonNoAccountAtLogin: the session did not record what a move needs,
+// because its cluster had no migration account when it logged in.
+const reasonNoAccountAtLogin = "its cluster had no migration-user when it logged in"
+
 // notMigratable is why the session cannot move at this moment ("" when it
 // can). It reads state owned by the cmdMu holder.
+// It runs after every command, so it must not allocate.
 func (s *Session) notMigratable() string {
 	switch {
 	case s.lease == nil:
@@ -128,9 +133,7 @@ func (s *Session) notMigratable() string {
 	case s.tidb.on.Load():
 		return s.tidbNotMigratable()
 	case !s.mig.on:
-		return s.accountMissing(s.lease.Cluster())
-	case s.mig.plugin != mysql.AuthNativePassword:
-		return fmt.Sprintf("user %s authenticates with %q; only mysql_native_password credentials can be re-used", s.state.user, s.mig.plugin)
+		return reasonNoAccountAtLogin
 	case s.mig.credErr != "":
 		return s.mig.credErr
 	case s.state.inTxn:
@@ -326,6 +329,9 @@ func (s *Session) startMigrationTracking() error {
 		return nil
 	}
 	s.mig.on = true
+	if s.mig.plugin != mysql.AuthNativePassword {
+		s.mig.credErr = fmt.Sprintf("user %s authenticates with %q; only mysql_native_password credentials can be re-used", s.state.user, s.mig.plugin)
+	}
 	_ = s.backend.SetDeadline(s.handshakeDeadline)
 	if err := execSQL(s.backend, s.backendCap, "SET SESSION session_track_system_variables = '*'"); err != nil {
 		var myErr *mysql.MySQLError
@@ -350,6 +356,11 @@ func (s *Session) afterReset() error {
 	s.mig.ids = stmtIDs{}
 	if !s.mig.on {
 		return nil
+	}
+	// COM_CHANGE_USER may have brought another user and plugin.
+	s.mig.credErr = ""
+	if s.mig.plugin != mysql.AuthNativePassword {
+		s.mig.credErr = fmt.Sprintf("user %s authenticates with %q; only mysql_native_password credentials can be re-used", s.state.user, s.mig.plugin)
 	}
 	if err := execSQL(s.backend, s.backendCap, "SET SESSION session_track_system_variables = '*'"); err != nil {
 		s.mig.on = false
