@@ -503,3 +503,24 @@ func TestRebalancerStartClose(t *testing.T) {
 	h.rb.Close()
 	h.rb.Close()
 }
+
+// A reload's [balance] settings apply from the next round: here the rate.
+func TestRebalanceUpdateAppliesRate(t *testing.T) {
+	h := newHarness(t, func(c *config.Config) { c.Balance.EvictionsPerSecond = 10 },
+		clusterView("c", observer.StateReady, bk{"a:1", true}, bk{"b:1", true}))
+	h.fs.add(h.rb, "c", "a:1", 40)
+	_, err := h.r.Drain("c/a:1", time.Minute)
+	require.NoError(t, err)
+	h.step()
+	require.Equal(t, 39, h.fs.countOn("c", "a:1"), "10/s: one per round")
+	cfg := config.NewDefault()
+	cfg.Balance.Policy = config.PolicyConnection
+	cfg.Balance.EvictionsPerSecond = 100
+	h.rb.Update(cfg)
+	h.step()
+	require.Equal(t, 29, h.fs.countOn("c", "a:1"), "100/s: ten per round")
+	cfg.Balance.EnableRebalance = false
+	h.rb.Update(cfg)
+	h.steps(5)
+	require.Equal(t, 29, h.fs.countOn("c", "a:1"), "rebalancing off: nothing moves")
+}

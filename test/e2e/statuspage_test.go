@@ -160,7 +160,8 @@ func TestStatusPageRendering(t *testing.T) {
 					To: "10.0.0.1:4000", Reason: "drain", Result: "ok", DurationMS: 1.25},
 			}},
 		"/api/v1/sessions": []api.Session{{ID: 7, User: "<u>eve</u>", Cluster: "east",
-			Backend: "east/10.0.0.1:4000", InTransaction: true, Since: time.Now().Add(-time.Minute)}},
+			Backend: "east/10.0.0.1:4000", InTransaction: true, Since: time.Now().Add(-time.Minute),
+			NotMigratableReason: "in a transaction"}},
 		"/api/v1/config/status": api.ConfigStatus{LastResult: "error", LastSource: "api", LastReload: time.Now(),
 			LastError: "line 3: bad <value>", NeedsRestart: []string{"proxy.addr"}, Reloads: 2, Failures: 1},
 	}
@@ -247,6 +248,8 @@ func TestStatusPageRendering(t *testing.T) {
 	require.Equal(t, "<u>eve</u>", s.cell(t, "user"))
 	require.Equal(t, "yes", s.cell(t, "in-transaction"))
 	require.Equal(t, "true", s.attrs["data-in-transaction"])
+	require.Equal(t, "false", s.attrs["data-migratable"])
+	require.Equal(t, "no: in a transaction", s.cell(t, "movable"))
 
 	require.Equal(t, "unhealthy", dom.one(t, "span", "id", "health-status").attrs["data-status"])
 	require.Equal(t, "maintenance <b>now</b>", dom.one(t, "dd", "id", "health-reason").text)
