@@ -293,6 +293,9 @@ func (s *Session) swapBackend(be *mysql.PacketIO, caps uint32, lease router.Leas
 	s.backendCap = caps
 	s.backendDead = false
 	s.mig.ids = ids
+	for _, st := range s.state.prepared {
+		st.typesSent = false // the new server has not seen them
+	}
 	s.watch = newIdleWatch(be.RawConn(), s.onIdleBackendEnd)
 	s.lg = s.lg.With(zap.String("moved-to", lease.ID()))
 	// A clean quit, so the old server does not log an aborted connection.
