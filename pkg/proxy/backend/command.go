@@ -42,7 +42,7 @@ func (s *Session) serve() error {
 			}
 			return err
 		}
-		if s.backendDead {
+		if s.backendDead && pk.First() != mysql.ComQuit {
 			if err := s.failover(pk); err != nil {
 				return err
 			}

@@ -86,9 +86,10 @@ func (s *Session) redirectTo(target, reason string) bool {
 		return false
 	}
 	s.redirect, s.redirectReason, s.redirectAt = target, reason, time.Now()
-	if s.idle {
+	if s.idle && !s.info.Load().InTransaction {
 		// Nobody will reach a safe point on the session goroutine until
-		// the client speaks: move it from here, under cmdMu.
+		// the client speaks: move it from here, under cmdMu. (Inside a
+		// transaction the session's own check after COMMIT moves it.)
 		s.moves.Add(1)
 		go s.moveIdle()
 	}
