@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
+
+	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
 // TestFailoverKill9: kill -9 one of two backends while 50 idle sessions and
@@ -131,4 +134,29 @@ func TestFailoverInTransaction(t *testing.T) {
 	require.Equal(t, uint16(1927), me.Number)
 	require.Contains(t, me.Message, "transaction was rolled back")
 	require.NotEqual(t, port, queryString(t, db, "SELECT @@port"), "the pool goes on on the survivor")
+}
+
+// TestIdleKillIsNotFailover: a migratable session whose backend connection
+// is KILLed while idle is closed, as a direct connection would be, and not
+// re-established elsewhere: the server is alive, the end was on purpose.
+func TestIdleKillIsNotFailover(t *testing.T) {
+	mp := startMigrationPair(t, true)
+	c, err := dialRaw(t, mp.addr(), testenv.NativeUser, testenv.NativePassword, "test")
+	require.NoError(t, err)
+	row := c.query("SELECT CONNECTION_ID(), @@port")[0]
+	s := mp.session(t)
+	ok, why := s.Migratable()
+	require.True(t, ok, why)
+	m := mp.m[0]
+	if strconv.Itoa(mp.m[1].Port) == row[1] {
+		m = mp.m[1]
+	}
+	time.Sleep(100 * time.Millisecond)
+	_, err = m.RootDB(t).Exec("KILL " + row[0])
+	require.NoError(t, err)
+	require.NoError(t, c.io.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = c.io.ReadPacket(0)
+	require.Error(t, err, "the client is closed")
+	require.False(t, errors.Is(err, os.ErrDeadlineExceeded), "closed, not left open: %v", err)
+	require.Eventually(t, func() bool { return len(mp.srv.ClusterSessions("main")) == 0 }, 5*time.Second, 10*time.Millisecond)
 }

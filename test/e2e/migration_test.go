@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/switchyard-db/switchyard/lib/config"
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
+	pmysql "github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
 	"github.com/switchyard-db/switchyard/pkg/server"
 	"github.com/switchyard-db/switchyard/test/testenv"
@@ -314,3 +316,53 @@ func TestMigrationNeedsCredential(t *testing.T) {
 
 var _ = context.Background
 var _ *sql.DB
+
+// TestMigrationResendsParamTypes: a C-style client sends a statement's
+// parameter types only with its first execute. After a move the proxy puts
+// them back into the next execute, since the new server never saw them.
+func TestMigrationResendsParamTypes(t *testing.T) {
+	mp := startMigrationPair(t, true)
+	c, err := dialRaw(t, mp.addr(), testenv.NativeUser, testenv.NativePassword, "test")
+	require.NoError(t, err)
+	c.send(append([]byte{pmysql.ComStmtPrepare}, "SELECT CAST(? AS CHAR)"...))
+	data := c.read()
+	require.Equal(t, pmysql.OKHeader, data[0], "prepare: %v", pmysql.ParseErr(data))
+	id := binary.LittleEndian.Uint32(data[1:])
+	c.read() // the parameter
+	c.eofStatus()
+	c.read() // the column
+	c.eofStatus()
+	execute := func(withTypes bool, v int64) string {
+		p := []byte{pmysql.ComStmtExecute}
+		p = binary.LittleEndian.AppendUint32(p, id)
+		p = append(p, 0)
+		p = binary.LittleEndian.AppendUint32(p, 1)
+		p = append(p, 0) // null bitmap
+		if withTypes {
+			p = append(p, 1, 8, 0) // LONGLONG
+		} else {
+			p = append(p, 0)
+		}
+		p = binary.LittleEndian.AppendUint64(p, uint64(v))
+		c.send(p)
+		data := c.read()
+		require.NotEqual(t, pmysql.ErrHeader, data[0], "execute: %v", pmysql.ParseErr(data))
+		c.read() // column
+		c.eofStatus()
+		row := c.read()
+		require.Equal(t, byte(0), row[0], "binary row")
+		s, _, ok := pmysql.ReadLenEncString(row[2:]) // header, null bitmap of one column
+		require.True(t, ok)
+		c.eofStatus()
+		return string(s)
+	}
+	require.Equal(t, "41", execute(true, 41))
+	require.Equal(t, "42", execute(false, 42))
+	s := mp.session(t)
+	target := mp.other(s)
+	require.True(t, s.Redirect(target))
+	require.Eventually(t, func() bool { return s.Info().Backend == target }, 20*time.Second, 10*time.Millisecond)
+	require.Equal(t, "43", execute(false, 43), "types re-sent to the new server")
+	require.Equal(t, "44", execute(false, 44))
+	require.Equal(t, mp.portOf(target), c.query("SELECT @@port")[0][0])
+}

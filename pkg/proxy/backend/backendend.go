@@ -90,13 +90,23 @@ func (s *Session) endIdleClient() {
 	_ = s.client.Close()
 }
 
-// backendListening reports whether the session's backend still accepts
-// connections.
+// backendListening reports whether the session's backend still serves:
+// it accepts a connection and greets (or refuses with an ERR). A server
+// being killed can still complete a TCP handshake from its backlog for a
+// moment, then close without a word: that counts as dead. A server that
+// accepts and stays silent (or waits for a PROXY header) counts as alive.
 func (s *Session) backendListening() bool {
 	c, err := net.DialTimeout("tcp", s.lease.Addr(), aliveCheckTimeout)
 	if err != nil {
 		return false
 	}
-	_ = c.Close()
-	return true
+	defer c.Close()
+	if s.cfg.BackendProxyProtocol {
+		return true
+	}
+	_ = c.SetReadDeadline(time.Now().Add(aliveCheckTimeout))
+	var b [1]byte
+	n, err := c.Read(b[:])
+	var ne net.Error
+	return n > 0 || (errors.As(err, &ne) && ne.Timeout())
 }

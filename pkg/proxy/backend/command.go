@@ -42,7 +42,7 @@ func (s *Session) serve() error {
 			}
 			return err
 		}
-		if s.backendDead {
+		if s.backendDead && pk.First() != mysql.ComQuit {
 			if err := s.failover(pk); err != nil {
 				return err
 			}
@@ -129,14 +129,22 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 	case mysql.ComQuery, mysql.ComStmtExecute, mysql.ComProcessInfo:
 		var st *stmtState
 		var cursor bool
+		var withTypes []byte
 		if cmd == mysql.ComStmtExecute && len(pk.Data) >= 6 {
 			st = s.stmtOf(pk)
 			cursor = pk.Data[5]&0x07 != 0
 			s.mig.ids.requestToBackend(s.client, pk)
+			if st != nil && s.mig.on && pk.Complete {
+				withTypes = st.noteParamTypes(pk.Data)
+			}
 		} else if cmd == mysql.ComQuery {
 			s.observeStatement(pk)
 		}
-		if err := s.forwardRequestAndFlush(); err != nil {
+		if withTypes != nil {
+			if err := s.sendExecuteWithTypes(withTypes); err != nil {
+				return err
+			}
+		} else if err := s.forwardRequestAndFlush(); err != nil {
 			return err
 		}
 		if st != nil {

@@ -86,9 +86,10 @@ func (s *Session) redirectTo(target, reason string) bool {
 		return false
 	}
 	s.redirect, s.redirectReason, s.redirectAt = target, reason, time.Now()
-	if s.idle {
+	if s.idle && !s.info.Load().InTransaction {
 		// Nobody will reach a safe point on the session goroutine until
-		// the client speaks: move it from here, under cmdMu.
+		// the client speaks: move it from here, under cmdMu. (Inside a
+		// transaction the session's own check after COMMIT moves it.)
 		s.moves.Add(1)
 		go s.moveIdle()
 	}
@@ -298,6 +299,9 @@ func (s *Session) swapBackend(be *mysql.PacketIO, caps uint32, lease router.Leas
 	s.backendCap = caps
 	s.backendDead = false
 	s.mig.ids = ids
+	for _, st := range s.state.prepared {
+		st.typesSent = false // the new server has not seen them
+	}
 	s.watch = newIdleWatch(be.RawConn(), s.onIdleBackendEnd)
 	s.lg = s.lg.With(zap.String("moved-to", lease.ID()))
 	// A clean quit, so the old server does not log an aborted connection.

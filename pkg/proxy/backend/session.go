@@ -289,6 +289,12 @@ func (s *Session) enterIdle() bool {
 		return false
 	}
 	s.idle = true
+	if s.redirect != "" && !s.state.inTxn {
+		// Asked to move after this session's safe-point check: the move
+		// runs as for any idle session, once waitClient releases cmdMu.
+		s.moves.Add(1)
+		go s.moveIdle()
+	}
 	return true
 }
 

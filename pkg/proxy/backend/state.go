@@ -28,6 +28,11 @@ type stmtState struct {
 	// text is the statement, kept to prepare it again on another backend
 	// (only in sessions that can migrate).
 	text []byte
+	// types are the parameter types of its last execute that carried them;
+	// typesSent says whether the current backend has seen them
+	// (paramtypes.go).
+	types     []byte
+	typesSent bool
 }
 
 // setCursor records whether st has an open cursor, keeping the session's

@@ -98,3 +98,17 @@ func TestNativeCredentialRecovery(t *testing.T) {
 func sha1Sum(b []byte) []byte { h := sha1.Sum(b); return h[:] }
 
 func hexUpper(b []byte) string { return strings.ToUpper(hex.EncodeToString(b)) }
+
+func TestNoteParamTypes(t *testing.T) {
+	st := &stmtState{params: 2}
+	head := []byte{0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0x00} // id 1, no cursor, 1 iteration, null bitmap
+	withTypes := append(append(append([]byte{}, head...), 1, 8, 0, 253, 0), []byte("values")...)
+	require.Nil(t, st.noteParamTypes(withTypes), "types present: forwarded as is")
+	without := append(append([]byte{}, head...), 0, 'v')
+	require.Nil(t, st.noteParamTypes(without), "the server has the types")
+	st.typesSent = false // moved
+	require.Equal(t, append(append(append([]byte{}, head...), 1, 8, 0, 253, 0), 'v'), st.noteParamTypes(without))
+	require.Nil(t, st.noteParamTypes(without), "once is enough")
+	require.Nil(t, (&stmtState{}).noteParamTypes(without), "no parameters")
+	require.Nil(t, st.noteParamTypes(head[:5]), "truncated")
+}
