@@ -145,6 +145,30 @@ func (f *drainFixture) call(t *testing.T, method, path string, v any) int {
 	return resp.StatusCode
 }
 
+// waitClosed waits until n sessions were closed at a drain's deadline (and
+// have ended).
+func (f *drainFixture) waitClosed(t *testing.T, n int64) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		var doc api.MigrationsDoc
+		if f.call(t, "GET", "/api/v1/migrations", &doc) != http.StatusOK || doc.Totals["closed"] < n {
+			return false
+		}
+		closed := 0
+		for _, ev := range doc.Recent {
+			if ev.Result == "closed" {
+				for _, in := range f.srv.Sessions() {
+					if in.ID == ev.SessionID {
+						return false // not ended yet
+					}
+				}
+				closed++
+			}
+		}
+		return int64(closed) >= n
+	}, 30*time.Second, 50*time.Millisecond, "sessions closed at the drain deadline")
+}
+
 // placement is the backend address of every routed session, by session id.
 func (f *drainFixture) placement() map[uint64]string {
 	out := map[uint64]string{}
@@ -224,12 +248,10 @@ func TestDrainMovesSessionsAndClosesWhatCannotMove(t *testing.T) {
 		require.Equal(t, "ANSI_QUOTES", queryString(t, c, "SELECT @@sql_mode"))
 	}
 
-	// At the deadline the locker is closed with an ERR that says why.
-	var lockErr error
-	require.Eventually(t, func() bool {
-		_, lockErr = locker.ExecContext(ctx, "SELECT 1")
-		return lockErr != nil
-	}, 30*time.Second, 200*time.Millisecond)
+	// At the deadline the locker is closed with an ERR that says why: it
+	// arrives as the answer to the client's next command.
+	f.waitClosed(t, 1)
+	_, lockErr := locker.ExecContext(ctx, "SELECT 1")
 	var me *mysql.MySQLError
 	require.True(t, errors.As(lockErr, &me), "want an ERR packet, got %v", lockErr)
 	require.Equal(t, uint16(1053), me.Number)
@@ -310,11 +332,10 @@ func TestDrainNeverMovesToAnotherCluster(t *testing.T) {
 	require.Equal(t, http.StatusOK, f.call(t, "POST", "/api/v1/backends/main/"+ms[0].Addr()+"/drain?timeout=3s", nil))
 	// A reload that changes nothing about main must not move them either.
 	require.NoError(t, f.srv.Config().Set([]byte(text+"\n")))
-	var err error
-	require.Eventually(t, func() bool {
-		_, err = conns[0].ExecContext(ctx, "SELECT 1")
-		return err != nil
-	}, 30*time.Second, 100*time.Millisecond)
+	// The clients stay idle until the deadline has closed their sessions, so
+	// that the ERR arrives as the answer to their next command.
+	f.waitClosed(t, 3)
+	_, err := conns[0].ExecContext(ctx, "SELECT 1")
 	var me *mysql.MySQLError
 	require.True(t, errors.As(err, &me), "%v", err)
 	require.Contains(t, me.Message, "no other backend of cluster main could take it")
