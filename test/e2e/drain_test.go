@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -20,6 +23,7 @@ import (
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
 	"github.com/switchyard-db/switchyard/pkg/server"
 	"github.com/switchyard-db/switchyard/pkg/server/api"
+	"github.com/switchyard-db/switchyard/test/mysqldouble"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
@@ -346,4 +350,70 @@ func TestDrainNeverMovesToAnotherCluster(t *testing.T) {
 		require.Equal(t, "main", ev.Cluster)
 		require.Empty(t, ev.To)
 	}
+}
+
+// TiDB cannot run here: two test/mysqldouble servers speaking TiDB's session
+// migration protocol stand in for it. A drain moves the session with
+// SHOW SESSION_STATES, a tidb_session_token login and SET SESSION_STATES,
+// without any migration account; one holding a table lock is refused (ERROR
+// 8146) and closed at the deadline with TiDB's reason.
+func TestDrainTiDBDoubles(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	var tidb [2]*mysqldouble.Server
+	for i := range tidb {
+		tidb[i] = mysqldouble.Start(t, mysqldouble.Config{
+			NativeUsers:   map[string]string{"app": "pw"},
+			ServerVersion: "8.0.11-TiDB-v7.5.0",
+			TiDB:          &mysqldouble.TiDBConfig{SigningKey: key},
+		})
+	}
+	text := drainConfig("", fmt.Sprintf("[[cluster]]\nname = \"main\"\ninstances = [%q, %q]\n", tidb[0].Addr(), tidb[1].Addr()))
+	f := startDrainFixture(t, text)
+	ctx := ctxT(t, time.Minute)
+	cfg := testenv.MySQLConfig(f.srv.SQLAddr().String(), "app", "pw")
+	cfg.DBName = ""
+	db := testenv.OpenDB(t, cfg)
+	// Open the connections one by one, noting which session (and so which
+	// double) each one got.
+	drained := "main/" + tidb[0].Addr()
+	conns := make([]*sql.Conn, 4)
+	var locker *sql.Conn
+	for i := range conns {
+		before := f.placement()
+		c, err := db.Conn(ctx)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Close() })
+		conns[i] = c
+		for _, q := range []string{"USE shop", fmt.Sprintf("SET @x = %d", i)} {
+			_, err := c.ExecContext(ctx, q)
+			require.NoError(t, err, q)
+		}
+		for id, b := range f.placement() {
+			if _, old := before[id]; !old && b == drained && locker == nil {
+				// The first session on the drained double holds a table lock.
+				locker = c
+				_, err := c.ExecContext(ctx, "LOCK TABLES t WRITE")
+				require.NoError(t, err)
+			}
+		}
+	}
+	require.NotNil(t, locker, "the router spreads sessions over both doubles")
+
+	require.Equal(t, http.StatusOK, f.call(t, "POST", "/api/v1/backends/"+drained+"/drain?timeout=3s", nil))
+	f.waitClosed(t, 1)
+	_, lockErr := locker.ExecContext(ctx, "SELECT 1")
+	var me *mysql.MySQLError
+	require.True(t, errors.As(lockErr, &me), "want an ERR packet, got %v", lockErr)
+	require.Contains(t, me.Message, "cannot migrate the current session")
+	for i, c := range conns {
+		if c == locker {
+			continue
+		}
+		require.Equal(t, fmt.Sprint(i), queryString(t, c, "SELECT @x"), "state moved with SET SESSION_STATES")
+		require.Equal(t, "shop", queryString(t, c, "SELECT DATABASE()"))
+	}
+	require.Equal(t, int64(1), tidb[1].Stats().TokenLogins, "one session moved by token login")
+	require.Equal(t, int64(1), tidb[1].Stats().StatesRestored)
+	require.GreaterOrEqual(t, tidb[0].Stats().MigrationRefusals, int64(1))
 }
