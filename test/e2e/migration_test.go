@@ -366,3 +366,24 @@ func TestMigrationResendsParamTypes(t *testing.T) {
 	require.Equal(t, "44", execute(false, 44))
 	require.Equal(t, mp.portOf(target), c.query("SELECT @@port")[0][0])
 }
+
+// TestMigrationCompressed: a client on the compressed protocol moves too; the
+// new backend connection is compressed like the old one.
+func TestMigrationCompressed(t *testing.T) {
+	mp := startMigrationPair(t, true)
+	for _, algo := range []pmysql.CompressAlgorithm{pmysql.CompressZlib, pmysql.CompressZstd} {
+		c, err := dialRawCompressed(t, mp.addr(), testenv.NativeUser, testenv.NativePassword, "test", algo)
+		require.NoError(t, err)
+		c.query("SET @x = 'compressed'")
+		s := mp.session(t)
+		target := mp.other(s)
+		require.True(t, s.Redirect(target))
+		require.Eventually(t, func() bool { return s.Info().Backend == target }, 20*time.Second, 10*time.Millisecond)
+		row := c.query("SELECT @@port, @x, REPEAT('a', 100000)")[0]
+		require.Equal(t, mp.portOf(target), row[0])
+		require.Equal(t, "compressed", row[1])
+		require.Len(t, row[2], 100000)
+		require.NoError(t, c.io.Close())
+		require.Eventually(t, func() bool { return len(mp.srv.ClusterSessions("main")) == 0 }, 5*time.Second, 10*time.Millisecond)
+	}
+}

@@ -125,7 +125,7 @@ func (s *Session) ensureCredential(ctx context.Context, addr string) error {
 		return errors.New(s.accountMissing(s.lease.Cluster()))
 	}
 	stage1 := sha1.Sum([]byte(pw))
-	admin, caps, err := s.loginNative(ctx, addr, user, "", &nativeCredential{stage1: stage1[:]})
+	admin, caps, err := s.loginNative(ctx, addr, user, "", &nativeCredential{stage1: stage1[:]}, false)
 	clear(stage1[:])
 	if err != nil {
 		return fmt.Errorf("migration account %s cannot log in to %s: %w", user, addr, err)
@@ -158,10 +158,11 @@ func (s *Session) ensureCredential(ctx context.Context, addr string) error {
 
 // loginNative dials addr and logs in as user with a native credential,
 // answering an auth switch to mysql_native_password. It returns the
-// connection (compressed like the client's) and its capabilities.
-func (s *Session) loginNative(ctx context.Context, addr, user, db string, cred *nativeCredential) (*mysql.PacketIO, uint32, error) {
+// connection (compressed like the client's when compress is set) and its
+// capabilities.
+func (s *Session) loginNative(ctx context.Context, addr, user, db string, cred *nativeCredential, compress bool) (*mysql.PacketIO, uint32, error) {
 	be, _, caps, err := s.dialBackend(ctx, addr, backendLogin{
-		user: user, db: db, plugin: mysql.AuthNativePassword, auth: cred.answer, compress: false,
+		user: user, db: db, plugin: mysql.AuthNativePassword, auth: cred.answer, compress: compress,
 	})
 	if err != nil {
 		return nil, 0, err
@@ -181,6 +182,10 @@ func (s *Session) loginNative(ctx context.Context, addr, user, db string, cred *
 		switch data[0] {
 		case mysql.OKHeader:
 			_ = be.SetDeadline(time.Time{})
+			// Compression starts right after the login's OK.
+			if err := be.SetCompression(compressionOf(caps), s.zstdLevel); err != nil {
+				return fail(err)
+			}
 			return be, caps, nil
 		case mysql.ErrHeader:
 			return fail(mysql.ParseErr(data))

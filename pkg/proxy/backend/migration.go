@@ -332,6 +332,7 @@ func (s *Session) startMigrationTracking() error {
 		s.mig.credErr = fmt.Sprintf("user %s authenticates with %q; only mysql_native_password credentials can be re-used", s.state.user, s.mig.plugin)
 	}
 	_ = s.backend.SetDeadline(s.handshakeDeadline)
+	defer func() { _ = s.backend.SetDeadline(time.Time{}) }()
 	if err := execSQL(s.backend, s.backendCap, "SET SESSION session_track_system_variables = '*'"); err != nil {
 		var myErr *mysql.MySQLError
 		if errors.As(err, &myErr) {

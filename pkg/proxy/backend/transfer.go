@@ -90,7 +90,7 @@ func (replayTransfer) open(s *Session, lease router.Lease) (*mysql.PacketIO, uin
 	if err := s.ensureCredential(ctx, lease.Addr()); err != nil {
 		return nil, 0, fmt.Errorf("%w: %v", errRefused, err)
 	}
-	be, caps, err := s.loginNative(ctx, lease.Addr(), s.state.user, s.state.db, &s.mig.cred)
+	be, caps, err := s.loginNative(ctx, lease.Addr(), s.state.user, s.state.db, &s.mig.cred, true)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -136,9 +136,6 @@ func (replayTransfer) restore(s *Session, be *mysql.PacketIO, caps uint32, st *e
 		if c >= ids.next {
 			ids.next = c + 1
 		}
-	}
-	if err := be.SetCompression(compressionOf(s.backendCap), s.zstdLevel); err != nil {
-		return ids, err
 	}
 	return ids, nil
 }
