@@ -31,6 +31,9 @@ const (
 type migrationPair struct {
 	m   [2]*testenv.MariaDB
 	srv *server.Server
+	cm  *cfgmgr.Manager
+	// base is the config without the migration account.
+	base string
 }
 
 // startMigrationPair starts two servers and a proxy with a migration account
@@ -63,7 +66,7 @@ func startMigrationPair(t *testing.T, withAccount bool) *migrationPair {
 	if withAccount {
 		account = fmt.Sprintf("migration-user = %q\nmigration-password = %q\n", migUser, migPass)
 	}
-	text := fmt.Sprintf(`[proxy]
+	base := fmt.Sprintf(`[proxy]
 addr = "127.0.0.1:0"
 [api]
 addr = ""
@@ -72,12 +75,15 @@ interval = "500ms"
 [[cluster]]
 name = "main"
 instances = [%q, %q]
-%s`, mp.m[0].Addr(), mp.m[1].Addr(), account)
+`, mp.m[0].Addr(), mp.m[1].Addr())
+	mp.base = base
+	text := base + account
 	cfg, err := config.Parse([]byte(text))
 	require.NoError(t, err)
 	lg := zaptest.NewLogger(t)
 	cm := cfgmgr.New(lg, "")
 	cm.Init(cfg, []byte(text))
+	mp.cm = cm
 	mp.srv, err = server.New(lg, cm)
 	require.NoError(t, err)
 	require.NoError(t, mp.srv.Start())
@@ -386,4 +392,32 @@ func TestMigrationCompressed(t *testing.T) {
 		require.NoError(t, c.io.Close())
 		require.Eventually(t, func() bool { return len(mp.srv.ClusterSessions("main")) == 0 }, 5*time.Second, 10*time.Millisecond)
 	}
+}
+
+// TestMigrationAccountReload: the migration account is hot-reloadable: once
+// removed, sessions say so and stay; once back, they move again.
+func TestMigrationAccountReload(t *testing.T) {
+	mp := startMigrationPair(t, true)
+	db := nativeDB(t, mp.addr())
+	conn, err := db.Conn(ctxT(t, time.Minute))
+	require.NoError(t, err)
+	defer conn.Close()
+	require.Equal(t, "1", queryString(t, conn, "SELECT 1"))
+	s := mp.session(t)
+	from, target := s.Info().Backend, mp.other(s)
+
+	require.NoError(t, mp.cm.Set([]byte(mp.base)))
+	ok, why := s.Migratable()
+	require.False(t, ok)
+	require.Contains(t, why, "no migration-user")
+	require.True(t, s.Redirect(target))
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, "1", queryString(t, conn, "SELECT 1"))
+	require.Equal(t, from, s.Info().Backend, "no move without the account")
+
+	require.NoError(t, mp.cm.Set([]byte(mp.base+fmt.Sprintf("migration-user = %q\nmigration-password = %q\n", migUser, migPass))))
+	ok, why = s.Migratable()
+	require.True(t, ok, why)
+	require.True(t, s.Redirect(target))
+	require.Eventually(t, func() bool { return s.Info().Backend == target }, 20*time.Second, 10*time.Millisecond)
 }

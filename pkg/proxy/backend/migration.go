@@ -161,6 +161,9 @@ func (s *Session) canFailover() string {
 	if why := s.notMigratable(); why != "" {
 		return why
 	}
+	if why := s.accountMissing(s.lease.Cluster()); why != "" {
+		return why
+	}
 	if len(s.mig.track.userVars) > 0 {
 		return "user variables are set and cannot be read back from a dead backend"
 	}
@@ -181,6 +184,10 @@ func (s *Session) moveIfAsked() {
 		s.refreshLocks()
 	}
 	why := s.notMigratable()
+	if why == "" {
+		// The account may have been removed by a reload since login.
+		why = s.accountMissing(s.lease.Cluster())
+	}
 	if why == "in a transaction" || why == "has an open cursor" || why == "has pending COM_STMT_SEND_LONG_DATA" {
 		return // not a safe point yet: try again after the next command
 	}
