@@ -421,3 +421,50 @@ func TestMigrationAccountReload(t *testing.T) {
 	require.True(t, s.Redirect(target))
 	require.Eventually(t, func() bool { return s.Info().Backend == target }, 20*time.Second, 10*time.Millisecond)
 }
+
+// TestMigrationManyIdle moves 200 idle sessions off one backend and logs
+// how long it took (a measurement, not a timing assertion); every client
+// then goes on, unaware, on the other server.
+func TestMigrationManyIdle(t *testing.T) {
+	mp := startMigrationPair(t, true)
+	ctx := ctxT(t, 3*time.Minute)
+	db := nativeDB(t, mp.addr())
+	const n = 200
+	db.SetMaxIdleConns(2 * n)
+	conns := make([]*sql.Conn, 0, 2*n)
+	for len(conns) < 2*n {
+		c, err := db.Conn(ctx)
+		require.NoError(t, err)
+		defer c.Close()
+		_, err = c.ExecContext(ctx, "SET @me = CONNECTION_ID()")
+		require.NoError(t, err)
+		conns = append(conns, c)
+	}
+	from, to := mp.m[0].Addr(), mp.m[1].Addr()
+	var moving []*backend.Session
+	for _, s := range mp.srv.ClusterSessions("main") {
+		if s.Info().Backend == from {
+			moving = append(moving, s)
+		}
+	}
+	require.NotEmpty(t, moving)
+	start := time.Now()
+	for _, s := range moving {
+		require.True(t, s.Redirect(to))
+	}
+	require.Eventually(t, func() bool {
+		for _, s := range moving {
+			if s.Info().Backend != to {
+				return false
+			}
+		}
+		return true
+	}, 2*time.Minute, 20*time.Millisecond)
+	took := time.Since(start)
+	t.Logf("moved %d idle sessions in %v (%.2f ms each, moves run concurrently)", len(moving), took, float64(took.Microseconds())/1000/float64(len(moving)))
+	survivor := strconv.Itoa(mp.m[1].Port)
+	for i, c := range conns {
+		require.Equal(t, survivor, queryString(t, c, "SELECT @@port"), "client %d", i)
+		require.NotEmpty(t, queryString(t, c, "SELECT @me"), "client %d kept its variable", i)
+	}
+}

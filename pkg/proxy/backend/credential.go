@@ -57,15 +57,16 @@ func (c *nativeCredential) capture(salt, reply []byte) {
 
 // recoverFrom tries each stored hash ("*" + 40 hex digits) and keeps
 // SHA1(pw) when one matches the recorded exchange.
-func (c *nativeCredential) recoverFrom(stored []string) bool {
+func (c *nativeCredential) recoverFrom(stored [][]byte) bool {
 	for _, h := range stored {
 		if len(h) != 41 || h[0] != '*' {
 			continue
 		}
-		st, err := hex.DecodeString(h[1:])
-		if err != nil {
+		st := make([]byte, sha1.Size)
+		if _, err := hex.Decode(st, h[1:]); err != nil {
 			continue
 		}
+		defer clear(st)
 		hs := sha1.New()
 		hs.Write(c.salt)
 		hs.Write(st)
@@ -143,13 +144,17 @@ func (s *Session) ensureCredential(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("migration account %s cannot read mysql.user on %s: %w", user, addr, err)
 	}
-	var hashes []string
+	var hashes [][]byte
 	for _, r := range rows {
 		if len(r) == 1 && r[0] != nil {
-			hashes = append(hashes, string(r[0]))
+			hashes = append(hashes, r[0])
 		}
 	}
-	if !c.recoverFrom(hashes) {
+	recovered := c.recoverFrom(hashes)
+	for _, h := range hashes {
+		clear(h) // the stored hashes are secrets too
+	}
+	if !recovered {
 		s.mig.credErr = fmt.Sprintf("no stored mysql_native_password hash of user %s matches its login (password changed since?)", s.state.user)
 		return errors.New(s.mig.credErr)
 	}
