@@ -150,6 +150,7 @@ func TestMigrationMovesState(t *testing.T) {
 		"SET autocommit = 0", "SET autocommit = 1",
 		"SET @x = 42, @s = 'h\u00e9llo ''quoted''', @d = 1.50, @n = NULL",
 		"SELECT 7 INTO @y",
+		"SET character_set_results = NULL",
 	} {
 		_, err := conn.ExecContext(ctx, q)
 		require.NoError(t, err, q)
@@ -159,7 +160,7 @@ func TestMigrationMovesState(t *testing.T) {
 	defer stmt.Close()
 	read := func() map[string]string {
 		out := map[string]string{}
-		for _, q := range []string{"@@port", "DATABASE()", "@@sql_mode", "@@time_zone", "@@autocommit", "@x", "@s", "@d", "@n", "@y", "@@character_set_client"} {
+		for _, q := range []string{"@@port", "DATABASE()", "@@sql_mode", "@@time_zone", "@@autocommit", "@x", "@s", "@d", "@n", "@y", "@@character_set_client", "@@character_set_results IS NULL"} {
 			out[q] = queryString(t, conn, "SELECT "+q)
 		}
 		var v, port string

@@ -193,6 +193,7 @@ func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *mys
 	s.backend = be
 	s.mu.Unlock()
 	s.watch = newIdleWatch(be.RawConn(), s.onIdleBackendEnd)
+	s.lgNoBackend = s.lg
 	s.lg = s.lg.With(zap.String("backend", lease.ID()))
 	return nil
 }
