@@ -31,6 +31,9 @@ const (
 type migrationPair struct {
 	m   [2]*testenv.MariaDB
 	srv *server.Server
+	cm  *cfgmgr.Manager
+	// base is the config without the migration account.
+	base string
 }
 
 // startMigrationPair starts two servers and a proxy with a migration account
@@ -63,7 +66,7 @@ func startMigrationPair(t *testing.T, withAccount bool) *migrationPair {
 	if withAccount {
 		account = fmt.Sprintf("migration-user = %q\nmigration-password = %q\n", migUser, migPass)
 	}
-	text := fmt.Sprintf(`[proxy]
+	base := fmt.Sprintf(`[proxy]
 addr = "127.0.0.1:0"
 [api]
 addr = ""
@@ -72,12 +75,15 @@ interval = "500ms"
 [[cluster]]
 name = "main"
 instances = [%q, %q]
-%s`, mp.m[0].Addr(), mp.m[1].Addr(), account)
+`, mp.m[0].Addr(), mp.m[1].Addr())
+	mp.base = base
+	text := base + account
 	cfg, err := config.Parse([]byte(text))
 	require.NoError(t, err)
 	lg := zaptest.NewLogger(t)
 	cm := cfgmgr.New(lg, "")
 	cm.Init(cfg, []byte(text))
+	mp.cm = cm
 	mp.srv, err = server.New(lg, cm)
 	require.NoError(t, err)
 	require.NoError(t, mp.srv.Start())
@@ -144,6 +150,7 @@ func TestMigrationMovesState(t *testing.T) {
 		"SET autocommit = 0", "SET autocommit = 1",
 		"SET @x = 42, @s = 'h\u00e9llo ''quoted''', @d = 1.50, @n = NULL",
 		"SELECT 7 INTO @y",
+		"SET character_set_results = NULL",
 	} {
 		_, err := conn.ExecContext(ctx, q)
 		require.NoError(t, err, q)
@@ -153,7 +160,7 @@ func TestMigrationMovesState(t *testing.T) {
 	defer stmt.Close()
 	read := func() map[string]string {
 		out := map[string]string{}
-		for _, q := range []string{"@@port", "DATABASE()", "@@sql_mode", "@@time_zone", "@@autocommit", "@x", "@s", "@d", "@n", "@y", "@@character_set_client"} {
+		for _, q := range []string{"@@port", "DATABASE()", "@@sql_mode", "@@time_zone", "@@autocommit", "@x", "@s", "@d", "@n", "@y", "@@character_set_client", "@@character_set_results IS NULL"} {
 			out[q] = queryString(t, conn, "SELECT "+q)
 		}
 		var v, port string
@@ -365,4 +372,100 @@ func TestMigrationResendsParamTypes(t *testing.T) {
 	require.Equal(t, "43", execute(false, 43), "types re-sent to the new server")
 	require.Equal(t, "44", execute(false, 44))
 	require.Equal(t, mp.portOf(target), c.query("SELECT @@port")[0][0])
+}
+
+// TestMigrationCompressed: a client on the compressed protocol moves too; the
+// new backend connection is compressed like the old one.
+func TestMigrationCompressed(t *testing.T) {
+	mp := startMigrationPair(t, true)
+	for _, algo := range []pmysql.CompressAlgorithm{pmysql.CompressZlib, pmysql.CompressZstd} {
+		c, err := dialRawCompressed(t, mp.addr(), testenv.NativeUser, testenv.NativePassword, "test", algo)
+		require.NoError(t, err)
+		c.query("SET @x = 'compressed'")
+		s := mp.session(t)
+		target := mp.other(s)
+		require.True(t, s.Redirect(target))
+		require.Eventually(t, func() bool { return s.Info().Backend == target }, 20*time.Second, 10*time.Millisecond)
+		row := c.query("SELECT @@port, @x, REPEAT('a', 100000)")[0]
+		require.Equal(t, mp.portOf(target), row[0])
+		require.Equal(t, "compressed", row[1])
+		require.Len(t, row[2], 100000)
+		require.NoError(t, c.io.Close())
+		require.Eventually(t, func() bool { return len(mp.srv.ClusterSessions("main")) == 0 }, 5*time.Second, 10*time.Millisecond)
+	}
+}
+
+// TestMigrationAccountReload: the migration account is hot-reloadable: once
+// removed, sessions say so and stay; once back, they move again.
+func TestMigrationAccountReload(t *testing.T) {
+	mp := startMigrationPair(t, true)
+	db := nativeDB(t, mp.addr())
+	conn, err := db.Conn(ctxT(t, time.Minute))
+	require.NoError(t, err)
+	defer conn.Close()
+	require.Equal(t, "1", queryString(t, conn, "SELECT 1"))
+	s := mp.session(t)
+	from, target := s.Info().Backend, mp.other(s)
+
+	require.NoError(t, mp.cm.Set([]byte(mp.base)))
+	ok, why := s.Migratable()
+	require.False(t, ok)
+	require.Contains(t, why, "no migration-user")
+	require.True(t, s.Redirect(target))
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, "1", queryString(t, conn, "SELECT 1"))
+	require.Equal(t, from, s.Info().Backend, "no move without the account")
+
+	require.NoError(t, mp.cm.Set([]byte(mp.base+fmt.Sprintf("migration-user = %q\nmigration-password = %q\n", migUser, migPass))))
+	ok, why = s.Migratable()
+	require.True(t, ok, why)
+	require.True(t, s.Redirect(target))
+	require.Eventually(t, func() bool { return s.Info().Backend == target }, 20*time.Second, 10*time.Millisecond)
+}
+
+// TestMigrationManyIdle moves 200 idle sessions off one backend and logs
+// how long it took (a measurement, not a timing assertion); every client
+// then goes on, unaware, on the other server.
+func TestMigrationManyIdle(t *testing.T) {
+	mp := startMigrationPair(t, true)
+	ctx := ctxT(t, 3*time.Minute)
+	db := nativeDB(t, mp.addr())
+	const n = 200
+	db.SetMaxIdleConns(2 * n)
+	conns := make([]*sql.Conn, 0, 2*n)
+	for len(conns) < 2*n {
+		c, err := db.Conn(ctx)
+		require.NoError(t, err)
+		defer c.Close()
+		_, err = c.ExecContext(ctx, "SET @me = CONNECTION_ID()")
+		require.NoError(t, err)
+		conns = append(conns, c)
+	}
+	from, to := mp.m[0].Addr(), mp.m[1].Addr()
+	var moving []*backend.Session
+	for _, s := range mp.srv.ClusterSessions("main") {
+		if s.Info().Backend == from {
+			moving = append(moving, s)
+		}
+	}
+	require.NotEmpty(t, moving)
+	start := time.Now()
+	for _, s := range moving {
+		require.True(t, s.Redirect(to))
+	}
+	require.Eventually(t, func() bool {
+		for _, s := range moving {
+			if s.Info().Backend != to {
+				return false
+			}
+		}
+		return true
+	}, 2*time.Minute, 20*time.Millisecond)
+	took := time.Since(start)
+	t.Logf("moved %d idle sessions in %v (%.2f ms each, moves run concurrently)", len(moving), took, float64(took.Microseconds())/1000/float64(len(moving)))
+	survivor := strconv.Itoa(mp.m[1].Port)
+	for i, c := range conns {
+		require.Equal(t, survivor, queryString(t, c, "SELECT @@port"), "client %d", i)
+		require.NotEmpty(t, queryString(t, c, "SELECT @me"), "client %d kept its variable", i)
+	}
 }

@@ -57,15 +57,16 @@ func (c *nativeCredential) capture(salt, reply []byte) {
 
 // recoverFrom tries each stored hash ("*" + 40 hex digits) and keeps
 // SHA1(pw) when one matches the recorded exchange.
-func (c *nativeCredential) recoverFrom(stored []string) bool {
+func (c *nativeCredential) recoverFrom(stored [][]byte) bool {
 	for _, h := range stored {
 		if len(h) != 41 || h[0] != '*' {
 			continue
 		}
-		st, err := hex.DecodeString(h[1:])
-		if err != nil {
+		st := make([]byte, sha1.Size)
+		if _, err := hex.Decode(st, h[1:]); err != nil {
 			continue
 		}
+		defer clear(st)
 		hs := sha1.New()
 		hs.Write(c.salt)
 		hs.Write(st)
@@ -125,7 +126,7 @@ func (s *Session) ensureCredential(ctx context.Context, addr string) error {
 		return errors.New(s.accountMissing(s.lease.Cluster()))
 	}
 	stage1 := sha1.Sum([]byte(pw))
-	admin, caps, err := s.loginNative(ctx, addr, user, "", &nativeCredential{stage1: stage1[:]})
+	admin, caps, err := s.loginNative(ctx, addr, user, "", &nativeCredential{stage1: stage1[:]}, false)
 	clear(stage1[:])
 	if err != nil {
 		return fmt.Errorf("migration account %s cannot log in to %s: %w", user, addr, err)
@@ -143,13 +144,17 @@ func (s *Session) ensureCredential(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("migration account %s cannot read mysql.user on %s: %w", user, addr, err)
 	}
-	var hashes []string
+	var hashes [][]byte
 	for _, r := range rows {
 		if len(r) == 1 && r[0] != nil {
-			hashes = append(hashes, string(r[0]))
+			hashes = append(hashes, r[0])
 		}
 	}
-	if !c.recoverFrom(hashes) {
+	recovered := c.recoverFrom(hashes)
+	for _, h := range hashes {
+		clear(h) // the stored hashes are secrets too
+	}
+	if !recovered {
 		s.mig.credErr = fmt.Sprintf("no stored mysql_native_password hash of user %s matches its login (password changed since?)", s.state.user)
 		return errors.New(s.mig.credErr)
 	}
@@ -158,10 +163,11 @@ func (s *Session) ensureCredential(ctx context.Context, addr string) error {
 
 // loginNative dials addr and logs in as user with a native credential,
 // answering an auth switch to mysql_native_password. It returns the
-// connection (compressed like the client's) and its capabilities.
-func (s *Session) loginNative(ctx context.Context, addr, user, db string, cred *nativeCredential) (*mysql.PacketIO, uint32, error) {
+// connection (compressed like the client's when compress is set) and its
+// capabilities.
+func (s *Session) loginNative(ctx context.Context, addr, user, db string, cred *nativeCredential, compress bool) (*mysql.PacketIO, uint32, error) {
 	be, _, caps, err := s.dialBackend(ctx, addr, backendLogin{
-		user: user, db: db, plugin: mysql.AuthNativePassword, auth: cred.answer, compress: false,
+		user: user, db: db, plugin: mysql.AuthNativePassword, auth: cred.answer, compress: compress,
 	})
 	if err != nil {
 		return nil, 0, err
@@ -181,6 +187,10 @@ func (s *Session) loginNative(ctx context.Context, addr, user, db string, cred *
 		switch data[0] {
 		case mysql.OKHeader:
 			_ = be.SetDeadline(time.Time{})
+			// Compression starts right after the login's OK.
+			if err := be.SetCompression(compressionOf(caps), s.zstdLevel); err != nil {
+				return fail(err)
+			}
 			return be, caps, nil
 		case mysql.ErrHeader:
 			return fail(mysql.ParseErr(data))

@@ -94,15 +94,17 @@ func (s *Session) handshake(ctx context.Context) error {
 	if err != nil || !ok {
 		return err
 	}
-	if err := s.startMigrationTracking(); err != nil {
-		return err
-	}
 	_ = s.client.SetDeadline(time.Time{})
 	_ = s.backend.SetDeadline(time.Time{})
 	if err := s.client.SetCompression(compressionOf(s.clientCap), int(resp.ZstdLevel)); err != nil {
 		return err
 	}
-	return s.backend.SetCompression(compressionOf(s.backendCap), int(resp.ZstdLevel))
+	if err := s.backend.SetCompression(compressionOf(s.backendCap), int(resp.ZstdLevel)); err != nil {
+		return err
+	}
+	// After compression started: the proxy's own statements are commands
+	// like the client's.
+	return s.startMigrationTracking()
 }
 
 func compressionOf(capability uint32) mysql.CompressAlgorithm {
@@ -192,6 +194,7 @@ func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *mys
 	s.backend = be
 	s.mu.Unlock()
 	s.watch = newIdleWatch(be.RawConn(), s.onIdleBackendEnd)
+	s.lgNoBackend = s.lg
 	s.lg = s.lg.With(zap.String("backend", lease.ID()))
 	return nil
 }

@@ -166,6 +166,9 @@ func (s *Session) canFailover() string {
 	if why := s.notMigratable(); why != "" {
 		return why
 	}
+	if why := s.accountMissing(s.lease.Cluster()); why != "" {
+		return why
+	}
 	if len(s.mig.track.userVars) > 0 {
 		return "user variables are set and cannot be read back from a dead backend"
 	}
@@ -186,6 +189,10 @@ func (s *Session) moveIfAsked() {
 		s.refreshLocks()
 	}
 	why := s.notMigratable()
+	if why == "" {
+		// The account may have been removed by a reload since login.
+		why = s.accountMissing(s.lease.Cluster())
+	}
 	if why == "in a transaction" || why == "has an open cursor" || why == "has pending COM_STMT_SEND_LONG_DATA" {
 		return // not a safe point yet: try again after the next command
 	}
@@ -303,7 +310,7 @@ func (s *Session) swapBackend(be *mysql.PacketIO, caps uint32, lease router.Leas
 		st.typesSent = false // the new server has not seen them
 	}
 	s.watch = newIdleWatch(be.RawConn(), s.onIdleBackendEnd)
-	s.lg = s.lg.With(zap.String("moved-to", lease.ID()))
+	s.lg = s.lgNoBackend.With(zap.String("backend", lease.ID()))
 	// A clean quit, so the old server does not log an aborted connection.
 	oldBE.ResetSequence()
 	_ = oldBE.SetDeadline(time.Now().Add(time.Second))
@@ -337,6 +344,7 @@ func (s *Session) startMigrationTracking() error {
 		s.mig.credErr = fmt.Sprintf("user %s authenticates with %q; only mysql_native_password credentials can be re-used", s.state.user, s.mig.plugin)
 	}
 	_ = s.backend.SetDeadline(s.handshakeDeadline)
+	defer func() { _ = s.backend.SetDeadline(time.Time{}) }()
 	if err := execSQL(s.backend, s.backendCap, "SET SESSION session_track_system_variables = '*'"); err != nil {
 		var myErr *mysql.MySQLError
 		if errors.As(err, &myErr) {

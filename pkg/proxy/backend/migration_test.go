@@ -131,3 +131,26 @@ func TestRedirectRequests(t *testing.T) {
 	p.requireIdle(t)
 	require.False(t, s.Redirect(b1.Addr()), "an ended session takes no request")
 }
+
+// TestMigratableSessionOutlivesHandshakeTimeout: the proxy's own statement
+// after login (session tracking for migration) runs under the handshake
+// deadline, which must not stay on the backend connection.
+func TestMigratableSessionOutlivesHandshakeTimeout(t *testing.T) {
+	b := startBackend(t)
+	cfg := baseConfig()
+	cfg.HandshakeTimeout = 300 * time.Millisecond
+	cfg.MigrationAccount = func(string) (string, string, bool) { return "migrator", "pw", true }
+	p := startProxy(t, cfg, b.Addr())
+	connector, err := mysql.NewConnector(clientConfig(t, p.Addr(), "nate", "n4tive", ""))
+	require.NoError(t, err)
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	conn, err := db.Conn(context.Background())
+	require.NoError(t, err)
+	defer conn.Close()
+	s := p.onlySession(t)
+	require.Eventually(t, func() bool { ok, _ := s.Migratable(); return ok }, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(2 * cfg.HandshakeTimeout)
+	var one int
+	require.NoError(t, conn.QueryRowContext(context.Background(), "SELECT 1").Scan(&one))
+}

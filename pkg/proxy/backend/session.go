@@ -22,6 +22,8 @@ type Session struct {
 	cfg    *Config
 	router router.Router
 	lg     *zap.Logger
+	// lgNoBackend is lg without the backend field, which a move replaces.
+	lgNoBackend *zap.Logger
 
 	client  *mysql.PacketIO
 	backend *mysql.PacketIO

@@ -84,8 +84,8 @@ func TestNativeCredentialRecovery(t *testing.T) {
 	var c nativeCredential
 	c.capture(append(salt, 0), nativeScramble(stage1, salt))
 	require.True(t, c.captured())
-	require.False(t, c.recoverFrom([]string{"*" + hexUpper(sha1Sum([]byte("other"))), "", "garbage"}))
-	require.True(t, c.recoverFrom([]string{"*" + hexUpper(sha1Sum(sha1Sum([]byte("other")))), stored}))
+	require.False(t, c.recoverFrom([][]byte{[]byte("*" + hexUpper(sha1Sum([]byte("other")))), nil, []byte("garbage")}))
+	require.True(t, c.recoverFrom([][]byte{[]byte("*" + hexUpper(sha1Sum(sha1Sum([]byte("other"))))), []byte(stored)}))
 	require.Equal(t, stage1, c.stage1)
 	require.Nil(t, c.scramble, "the exchange is dropped once the secret is known")
 	salt2 := []byte("abcdefghijabcdefghij")

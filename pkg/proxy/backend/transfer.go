@@ -95,7 +95,7 @@ func (replayTransfer) open(s *Session, lease router.Lease) (*mysql.PacketIO, uin
 	if err := s.ensureCredential(ctx, lease.Addr()); err != nil {
 		return nil, 0, fmt.Errorf("%w: %v", errRefused, err)
 	}
-	be, caps, err := s.loginNative(ctx, lease.Addr(), s.state.user, s.state.db, &s.mig.cred)
+	be, caps, err := s.loginNative(ctx, lease.Addr(), s.state.user, s.state.db, &s.mig.cred, true)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -111,7 +111,7 @@ func (replayTransfer) restore(s *Session, be *mysql.PacketIO, caps uint32, st *e
 		if skipOnReplay[name] {
 			continue
 		}
-		sets = append(sets, "SESSION "+quoteIdent(name)+" = "+sysvarLiteral(s.mig.track.sysvars[name]))
+		sets = append(sets, "SESSION "+quoteIdent(name)+" = "+sysvarLiteral(name, s.mig.track.sysvars[name]))
 	}
 	if err := execSQL(be, caps, "SET "+strings.Join(sets, ", ")); err != nil {
 		return ids, fmt.Errorf("restoring session variables: %w", err)
@@ -141,9 +141,6 @@ func (replayTransfer) restore(s *Session, be *mysql.PacketIO, caps uint32, st *e
 		if c >= ids.next {
 			ids.next = c + 1
 		}
-	}
-	if err := be.SetCompression(compressionOf(s.backendCap), s.zstdLevel); err != nil {
-		return ids, err
 	}
 	return ids, nil
 }
@@ -206,6 +203,9 @@ var skipOnReplay = map[string]bool{
 	"transaction_isolation":          false,
 }
 
+// nullableSysvars may be set to NULL, which the server reports as empty.
+var nullableSysvars = map[string]bool{"character_set_results": true}
+
 func sortedVars(m map[string]string) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -219,9 +219,12 @@ func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``")
 
 // sysvarLiteral renders a reported value: numbers bare (numeric variables
 // refuse strings), anything else as a string.
-func sysvarLiteral(v string) string {
+func sysvarLiteral(name, v string) string {
 	if isNumber(v) {
 		return v
+	}
+	if v == "" && nullableSysvars[name] {
+		return "NULL"
 	}
 	return quoteString(v)
 }
