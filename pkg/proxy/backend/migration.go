@@ -189,8 +189,9 @@ func (s *Session) moveIfAsked() {
 		s.refreshLocks()
 	}
 	why := s.notMigratable()
-	if why == "" {
-		// The account may have been removed by a reload since login.
+	if why == "" && !s.tidb.on.Load() {
+		// The account may have been removed by a reload since login (TiDB
+		// needs none: it moves sessions with its own token).
 		why = s.accountMissing(s.lease.Cluster())
 	}
 	if why == "in a transaction" || why == "has an open cursor" || why == "has pending COM_STMT_SEND_LONG_DATA" {
