@@ -72,6 +72,10 @@ addr = "127.0.0.1:0"
 addr = ""
 [health-check]
 interval = "500ms"
+# These tests move sessions by hand; the rebalancer would even the load out
+# behind their back.
+[balance]
+enable-rebalance = false
 [[cluster]]
 name = "main"
 instances = [%q, %q]
