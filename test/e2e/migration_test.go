@@ -473,3 +473,28 @@ func TestMigrationManyIdle(t *testing.T) {
 		require.NotEmpty(t, queryString(t, c, "SELECT @me"), "client %d kept its variable", i)
 	}
 }
+
+// TestMigrationAfterChangeUser: COM_CHANGE_USER resets the server session
+// (tracking included) and brings a new login; the session still moves,
+// logged in again as the user it changed to, with state set after the
+// change.
+func TestMigrationAfterChangeUser(t *testing.T) {
+	mp := startMigrationPair(t, true)
+	c, err := dialRaw(t, mp.addr(), testenv.NativeUser, testenv.NativePassword, "test")
+	require.NoError(t, err)
+	c.query("SET @before = 1")
+	require.NoError(t, c.changeUser(testenv.NativeUser, testenv.NativePassword, "mysql"))
+	c.query("SET SESSION sql_mode = 'ANSI'")
+	c.query("SET @after = 'yes'")
+	s := mp.session(t)
+	target := mp.other(s)
+	require.True(t, s.Redirect(target))
+	require.Eventually(t, func() bool { return s.Info().Backend == target }, 20*time.Second, 10*time.Millisecond)
+	row := c.query("SELECT @@port, DATABASE(), @@sql_mode, @after, @before, CURRENT_USER()")[0]
+	require.Equal(t, mp.portOf(target), row[0])
+	require.Equal(t, "mysql", row[1])
+	require.Contains(t, row[2], "ANSI_QUOTES")
+	require.Equal(t, "yes", row[3])
+	require.Equal(t, "NULL", row[4], "reset by the change of user")
+	require.Equal(t, testenv.NativeUser+"@%", row[5])
+}

@@ -99,9 +99,46 @@ func (t *tracked) setSysvar(name, value string) {
 	t.sysvars[name] = value
 }
 
-// observe inspects one statement (COM_QUERY or COM_STMT_PREPARE text).
+// observe inspects one statement (COM_QUERY or COM_STMT_PREPARE text). It
+// runs on every statement of a migratable session, so statements that
+// cannot matter are skipped with a byte scan before anything is lexed.
 func (t *tracked) observe(q []byte) {
-	sc := scanStatement(q)
+	if !t.mayMatter(q) {
+		return
+	}
+	t.apply(scanStatement(q))
+}
+
+// mayMatter is a cheap over-approximation of "scanStatement finds something
+// that changes t".
+func (t *tracked) mayMatter(q []byte) bool {
+	return bytes.IndexByte(q, '@') >= 0 || containsFold(q, "LOCK") || containsFold(q, "TEMPORARY") ||
+		(len(t.temp) > 0 && containsFold(q, "DROP")) ||
+		(t.lockTables && (containsFold(q, "BEGIN") || containsFold(q, "START")))
+}
+
+// containsFold reports whether q contains the upper-case ASCII word w,
+// ignoring case, without allocating.
+func containsFold(q []byte, w string) bool {
+	for i := 0; i+len(w) <= len(q); i++ {
+		j := 0
+		for ; j < len(w); j++ {
+			c := q[i+j]
+			if c >= 'a' && c <= 'z' {
+				c -= 'a' - 'A'
+			}
+			if c != w[j] {
+				break
+			}
+		}
+		if j == len(w) {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *tracked) apply(sc scan) {
 	for _, v := range sc.userVars {
 		t.addName(&t.userVars, v)
 	}
