@@ -5,7 +5,7 @@ FUZZTIME  ?= 50000x
 # Packages whose tests need no external servers.
 UNIT_PKGS := $(shell $(GO) list ./... | grep -v /test/e2e)
 
-.PHONY: all build run playground test unit e2e fuzz lint bench deps clean
+.PHONY: all build run playground test unit e2e fuzz lint bench bench-migration deps clean
 
 all: build
 
@@ -62,6 +62,12 @@ lint:
 
 bench: build
 	bash bench/run.sh
+	@if [ "$(BENCH_MIGRATION)" = 1 ]; then bash bench/migration.sh; fi
+
+# Session migration under load: sysbench while a backend is drained and undrained every
+# 10 s, and the time to move 1,000 idle sessions (bench/migration.sh; BENCH_QUICK=1: 20 s).
+bench-migration: build
+	bash bench/migration.sh
 
 clean:
 	rm -rf bin bench/.out .quickstart

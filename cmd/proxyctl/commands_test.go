@@ -33,6 +33,9 @@ func TestTables(t *testing.T) {
 		{"drain_off", []string{"drain", "off"}, "DELETE", pathOverride},
 		{"ha_leader", []string{"ha", "leader", "--role", "prober/east"}, "GET", "/api/v1/ha/leader"},
 		{"ha_members", []string{"ha", "members"}, "GET", "/api/v1/ha/members"},
+		{"backend_drain", []string{"backend", "drain", "east/10.0.0.1:4000"}, "POST", pathDrainEast},
+		{"backend_undrain", []string{"backend", "undrain", "east/10.0.0.1:4000"}, "DELETE", pathDrainEast},
+		{"migrations", []string{"migrations"}, "GET", "/api/v1/migrations"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -174,4 +177,38 @@ func TestHALeaderUnavailable(t *testing.T) {
 	require.Equal(t, exitNo, res.code, res.stderr)
 	require.Contains(t, res.stderr, "LEADER_ENDPOINT_UNAVAILABLE")
 	require.Empty(t, res.stdout)
+}
+
+// The drain timeout goes as a query parameter, the token as for every
+// mutation; a malformed backend ID is a command-line error, sent nowhere.
+func TestBackendDrainRequest(t *testing.T) {
+	f := cannedAPI(t)
+	res := f.run("--token", "tok", "backend", "drain", "east/10.0.0.1:4000", "--timeout", "90s")
+	require.Equal(t, exitOK, res.code, res.stderr)
+	req := f.last()
+	require.Equal(t, "POST", req.method)
+	require.Equal(t, pathDrainEast, req.path)
+	require.Equal(t, "timeout=1m30s", req.query)
+	require.Equal(t, "Bearer tok", req.auth)
+
+	res = f.run("backend", "drain", "east/10.0.0.1:4000")
+	require.Equal(t, exitOK, res.code)
+	require.Empty(t, f.last().query, "no --timeout: the proxy's default")
+
+	n := len(f.requests())
+	for _, bad := range []string{"10.0.0.1:4000", "/10.0.0.1:4000", "east/", "east/a/b"} {
+		res = f.run("backend", "drain", bad)
+		require.Equal(t, exitTrouble, res.code, bad)
+		require.Contains(t, res.stderr, "want <cluster>/<addr>", bad)
+	}
+	res = f.run("backend", "drain", "east/10.0.0.1:4000", "--timeout", "-1s")
+	require.Equal(t, exitTrouble, res.code)
+	require.Len(t, f.requests(), n, "nothing sent for a bad command line")
+
+	// The API's refusal is shown as such.
+	f.set("POST", "/api/v1/backends/west/10.9.9.9:4000/drain", jsonReply(t, http.StatusNotFound,
+		api.Error{Code: "BACKEND_NOT_FOUND", Message: "unknown backend: west/10.9.9.9:4000"}))
+	res = f.run("backend", "drain", "west/10.9.9.9:4000")
+	require.Equal(t, exitNo, res.code)
+	require.Contains(t, res.stderr, "BACKEND_NOT_FOUND")
 }

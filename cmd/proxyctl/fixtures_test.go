@@ -46,11 +46,12 @@ var (
 	}
 	sessionsDoc = []api.Session{
 		{ID: 1, ClientAddr: "10.1.0.5:51234", User: "app", DB: "shop", Cluster: "east",
-			Backend: "east/10.0.0.1:4000", Since: now.Add(-42 * time.Second)},
+			Backend: "east/10.0.0.1:4000", Since: now.Add(-42 * time.Second), Migratable: true},
 		{ID: 7, ClientAddr: "10.1.0.6:40000", User: "batch", Cluster: "east",
-			Backend: "east/10.0.0.2:4000", InTransaction: true, Since: now.Add(-(5*time.Minute + 3*time.Second))},
+			Backend: "east/10.0.0.2:4000", InTransaction: true, Since: now.Add(-(5*time.Minute + 3*time.Second)),
+			NotMigratableReason: "in a transaction"},
 		{ID: 12, ClientAddr: "[::1]:60000", User: "root", Cluster: "west",
-			Backend: "west/10.0.1.1:3306", Since: now.Add(-26 * time.Hour)},
+			Backend: "west/10.0.1.1:3306", Since: now.Add(-26 * time.Hour), NotMigratableReason: "holds LOCK TABLES"},
 	}
 	statusDoc = api.ConfigStatus{
 		Checksum: checksum, Path: "/etc/switchyard/proxy.toml",
@@ -79,8 +80,33 @@ func cannedAPI(t *testing.T) *fakeAPI {
 	f.set("GET", pathConfig, reply{status: http.StatusOK, contentType: "application/toml", body: configTOML, asJSON: configJSON})
 	f.set("GET", "/api/v1/ha/leader", jsonReply(t, http.StatusOK, leaderDoc))
 	f.set("GET", "/api/v1/ha/members", jsonReply(t, http.StatusOK, membersDoc))
+	f.set("POST", pathDrainEast, jsonReply(t, http.StatusOK, drainDoc))
+	f.set("DELETE", pathDrainEast, jsonReply(t, http.StatusOK, undrainDoc))
+	f.set("GET", "/api/v1/migrations", jsonReply(t, http.StatusOK, migrationsDoc))
 	return f
 }
+
+const pathDrainEast = "/api/v1/backends/east/10.0.0.1:4000/drain"
+
+var (
+	drainSince    = now.Add(-30 * time.Second)
+	drainDeadline = now.Add(60 * time.Second)
+	wasDrained    = true
+	drainDoc      = api.BackendDrain{ID: "east/10.0.0.1:4000", Cluster: "east", Addr: "10.0.0.1:4000",
+		Drained: true, Since: &drainSince, Deadline: &drainDeadline, Sessions: 12}
+	undrainDoc = api.BackendDrain{ID: "east/10.0.0.1:4000", Cluster: "east", Addr: "10.0.0.1:4000",
+		Sessions: 3, WasDrained: &wasDrained}
+	migrationsDoc = api.MigrationsDoc{
+		Pending: 2, Totals: map[string]int64{"ok": 40, "closed": 1},
+		Drains: []api.BackendDrain{drainDoc},
+		Recent: []api.Migration{
+			{Time: now.Add(-2 * time.Second), SessionID: 7, Cluster: "east", From: "10.0.0.1:4000",
+				Reason: "drain", Result: "closed", Error: "holds GET_LOCK"},
+			{Time: now.Add(-5 * time.Second), SessionID: 3, Cluster: "east", From: "10.0.0.1:4000", To: "10.0.0.2:4000",
+				Reason: "drain", Result: "ok", DurationMS: 2.5},
+		},
+	}
+)
 
 var leaderDoc = api.LeaderAnswer{
 	Role: "fleet", LeaderID: "node-a", Term: 42,

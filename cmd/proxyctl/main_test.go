@@ -61,7 +61,7 @@ func jsonReply(t *testing.T, status int, v any) reply {
 
 // recorded is a request the fake API saw.
 type recorded struct {
-	method, path, auth, accept, contentType, body string
+	method, path, query, auth, accept, contentType, body string
 }
 
 // fakeAPI serves canned replies by path and method, answering a wrong
@@ -108,7 +108,7 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	f.mu.Lock()
 	f.seen = append(f.seen, recorded{
-		method: r.Method, path: r.URL.EscapedPath(), auth: r.Header.Get("Authorization"),
+		method: r.Method, path: r.URL.EscapedPath(), query: r.URL.RawQuery, auth: r.Header.Get("Authorization"),
 		accept: r.Header.Get("Accept"), contentType: r.Header.Get("Content-Type"), body: string(body),
 	})
 	methods, ok := f.routes[r.URL.EscapedPath()]

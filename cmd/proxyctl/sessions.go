@@ -31,9 +31,13 @@ func (a *app) sessionsCmd() *cobra.Command {
 }
 
 func renderSessions(w io.Writer, now time.Time, sessions []api.Session) {
-	t := newTable(w, "ID", "USER", "CLUSTER", "BACKEND", "TXN", "SINCE", "CLIENT")
+	t := newTable(w, "ID", "USER", "CLUSTER", "BACKEND", "TXN", "SINCE", "CLIENT", "MOVABLE")
 	for _, s := range sessions {
-		t.row(fmt.Sprint(s.ID), s.User, s.Cluster, s.Backend, yesNo(s.InTransaction), age(now, s.Since), s.ClientAddr)
+		movable := "yes"
+		if !s.Migratable {
+			movable = "no: " + cell(s.NotMigratableReason)
+		}
+		t.row(fmt.Sprint(s.ID), s.User, s.Cluster, s.Backend, yesNo(s.InTransaction), age(now, s.Since), s.ClientAddr, movable)
 	}
 	t.flush()
 }

@@ -209,6 +209,12 @@ func checkClusters(v *validator, clusters []Cluster) {
 		if c.DrainTimeout.Duration < 0 {
 			v.addf(path+".drain-timeout", "%s: drain-timeout %q: must not be negative", label, c.DrainTimeout)
 		}
+		if c.MigrationUser == "" && c.MigrationPassword != "" {
+			v.addf(path+".migration-password", "%s: migration-password is set without migration-user", label)
+		}
+		if strings.ContainsAny(c.MigrationUser, "\x00'\\") {
+			v.addf(path+".migration-user", "%s: migration-user must not contain quotes, backslashes or NUL", label)
+		}
 	}
 }
 
@@ -295,6 +301,22 @@ func (b Balance) check(v *validator) {
 	}
 	if b.MetricsInterval.Duration <= 0 {
 		v.addf("balance.metrics-interval", "balance.metrics-interval %q: must be positive", b.MetricsInterval)
+	}
+	// NaN fails every comparison, so the checks are written to catch it too.
+	if !(b.MigrationsPerSecond > 0 && b.MigrationsPerSecond <= 10000) {
+		v.addf("balance.migrations-per-second", "balance.migrations-per-second %v: must be more than 0 and at most 10000", b.MigrationsPerSecond)
+	}
+	if !(b.EvictionsPerSecond > 0 && b.EvictionsPerSecond <= 10000) {
+		v.addf("balance.evictions-per-second", "balance.evictions-per-second %v: must be more than 0 and at most 10000", b.EvictionsPerSecond)
+	}
+	if !(b.RebalanceRatio >= 1.05 && b.RebalanceRatio <= 100) {
+		v.addf("balance.rebalance-ratio", "balance.rebalance-ratio %v: must be between 1.05 and 100 (a ratio closer to 1 makes sessions move back and forth)", b.RebalanceRatio)
+	}
+	if !(b.CPUGap >= 0.05 && b.CPUGap <= 1) {
+		v.addf("balance.cpu-gap", "balance.cpu-gap %v: must be between 0.05 and 1", b.CPUGap)
+	}
+	if b.BackendDrainTimeout.Duration <= 0 {
+		v.addf("balance.backend-drain-timeout", "balance.backend-drain-timeout %q: must be positive", b.BackendDrainTimeout)
 	}
 }
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -239,6 +240,13 @@ func TestCheckRules(t *testing.T) {
 		{name: "health failures zero", modify: func(c *Config) { c.HealthCheck.FailuresToUnhealthy = 0 }, want: `health-check.failures-to-unhealthy 0: must be at least 1`},
 		{name: "balance connection", modify: func(c *Config) { c.Balance.Policy = PolicyConnection }},
 		{name: "balance unknown policy", modify: func(c *Config) { c.Balance.Policy = "random" }, want: `balance.policy "random": must be "resource" or "connection"`},
+		{name: "migrations per second zero", modify: func(c *Config) { c.Balance.MigrationsPerSecond = 0 }, want: `balance.migrations-per-second 0: must be more than 0 and at most 10000`},
+		{name: "evictions per second negative", modify: func(c *Config) { c.Balance.EvictionsPerSecond = -1 }, want: `balance.evictions-per-second -1: must be more than 0 and at most 10000`},
+		{name: "rebalance ratio 1", modify: func(c *Config) { c.Balance.RebalanceRatio = 1 }, want: `balance.rebalance-ratio 1: must be between 1.05 and 100`},
+		{name: "rebalance ratio NaN", modify: func(c *Config) { c.Balance.RebalanceRatio = math.NaN() }, want: `balance.rebalance-ratio NaN: must be between 1.05 and 100`},
+		{name: "cpu gap too small", modify: func(c *Config) { c.Balance.CPUGap = 0.01 }, want: `balance.cpu-gap 0.01: must be between 0.05 and 1`},
+		{name: "drain timeout zero", modify: func(c *Config) { c.Balance.BackendDrainTimeout = NewDuration(0) }, want: `balance.backend-drain-timeout "0s": must be positive`},
+		{name: "rebalance off", modify: func(c *Config) { c.Balance.EnableRebalance = false }},
 		{name: "metrics interval zero", modify: func(c *Config) { c.Balance.MetricsInterval = NewDuration(0) }, want: `balance.metrics-interval "0s": must be positive`},
 	}
 	for _, tt := range tests {
@@ -351,4 +359,18 @@ func TestEffectiveDefaultCluster(t *testing.T) {
 	require.Empty(t, c.EffectiveDefaultCluster(), "two clusters and no default: unrouted clients are refused")
 	c.Proxy.DefaultCluster = "west"
 	require.Equal(t, "west", c.EffectiveDefaultCluster())
+}
+
+func TestCheckMigrationAccount(t *testing.T) {
+	c := validConfig()
+	c.Clusters[0].MigrationPassword = "pw"
+	require.ErrorContains(t, c.Check(), "migration-password is set without migration-user")
+	c.Clusters[0].MigrationUser = "o'brien"
+	require.ErrorContains(t, c.Check(), "migration-user must not contain quotes")
+	c.Clusters[0].MigrationUser = "migrator"
+	require.NoError(t, c.Check())
+	user, pw, ok := c.Clusters[0].Migration()
+	require.True(t, ok)
+	require.Equal(t, "migrator", user)
+	require.Equal(t, "pw", pw)
 }

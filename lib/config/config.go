@@ -195,6 +195,19 @@ type Cluster struct {
 	// DrainTimeout is how long the sessions of a cluster removed by a reload
 	// may take to reach a transaction boundary before they are closed.
 	DrainTimeout Duration `toml:"drain-timeout"`
+	// MigrationUser and MigrationPassword name an account of the cluster's
+	// MySQL/MariaDB backends allowed to read mysql.user. With it, sessions
+	// of mysql_native_password users can move between backends (drains,
+	// rebalancing, failover): the proxy recovers SHA1(password) from the
+	// login and the stored hash and keeps it in memory for the session's
+	// life. Empty: sessions of this cluster never move.
+	MigrationUser     string `toml:"migration-user"`
+	MigrationPassword string `toml:"migration-password"`
+}
+
+// Migration returns the cluster's migration account (ok false: none).
+func (c *Cluster) Migration() (user, password string, ok bool) {
+	return c.MigrationUser, c.MigrationPassword, c.MigrationUser != ""
 }
 
 // UsesEtcd reports whether the cluster's backends come from etcd.
@@ -249,6 +262,27 @@ type Balance struct {
 	Policy string `toml:"policy"`
 	// MetricsInterval is how often backend CPU and memory are read.
 	MetricsInterval Duration `toml:"metrics-interval"`
+	// EnableRebalance lets the proxy move live sessions between the backends of
+	// one cluster: away from backends that are drained, unhealthy, voted down or
+	// gone, and from busy backends to idle ones. Off: sessions stay where they
+	// are (drained backends still take no new sessions, and their sessions are
+	// closed at the drain timeout).
+	EnableRebalance bool `toml:"enable-rebalance"`
+	// MigrationsPerSecond caps the load-driven moves of one cluster, per
+	// balance factor (sessions, CPU, memory).
+	MigrationsPerSecond float64 `toml:"migrations-per-second"`
+	// EvictionsPerSecond caps the moves of one cluster away from backends that
+	// are drained, unhealthy, voted down or gone.
+	EvictionsPerSecond float64 `toml:"evictions-per-second"`
+	// RebalanceRatio is the deadband of session-count balancing: sessions move
+	// from A to B only while sessions(A) > (sessions(B)+1) * ratio.
+	RebalanceRatio float64 `toml:"rebalance-ratio"`
+	// CPUGap is the deadband of CPU balancing: sessions move from A to B only
+	// while A's CPU exceeds B's by more than this fraction of a core quota.
+	CPUGap float64 `toml:"cpu-gap"`
+	// BackendDrainTimeout is how long the sessions of a drained backend get to move
+	// before those that could not are closed with an error saying why.
+	BackendDrainTimeout Duration `toml:"backend-drain-timeout"`
 }
 
 // Balance policies.

@@ -97,7 +97,9 @@ func fullConfig(t *testing.T) *Config {
 			AllowSingleVoter: true,
 		},
 		HealthCheck: HealthCheck{Interval: NewDuration(2 * time.Second), Timeout: NewDuration(300 * time.Millisecond), FailuresToUnhealthy: 5, SQLUser: "switchyard_probe"},
-		Balance:     Balance{Policy: PolicyConnection, MetricsInterval: NewDuration(10 * time.Second)},
+		Balance: Balance{Policy: PolicyConnection, MetricsInterval: NewDuration(10 * time.Second),
+			EnableRebalance: true, MigrationsPerSecond: 5, EvictionsPerSecond: 50, RebalanceRatio: 1.5, CPUGap: 0.3,
+			BackendDrainTimeout: NewDuration(2 * time.Minute)},
 		Clusters: []Cluster{
 			{Name: "east", Instances: []string{"10.0.0.1:4000", "[fd00::1]:4000"}, DrainTimeout: NewDuration(time.Second)},
 			{Name: "west-2", Instances: []string{"db.example.com:3306"}, DrainTimeout: NewDuration(time.Minute)},

@@ -27,6 +27,11 @@ const (
 	DefaultHealthTimeout            = time.Second
 	DefaultFailuresToUnhealthy      = 3
 	DefaultMetricsInterval          = 5 * time.Second
+	DefaultMigrationsPerSecond      = 10
+	DefaultEvictionsPerSecond       = 100
+	DefaultRebalanceRatio           = 1.2
+	DefaultCPUGap                   = 0.2
+	DefaultBackendDrainTimeout      = 60 * time.Second
 	DefaultDrainTimeout             = 30 * time.Second
 	DefaultAPIAddr                  = "127.0.0.1:3080"
 	DefaultFleet                    = "default"
@@ -86,8 +91,14 @@ func NewDefault() *Config {
 			FailuresToUnhealthy: DefaultFailuresToUnhealthy,
 		},
 		Balance: Balance{
-			Policy:          PolicyResource,
-			MetricsInterval: NewDuration(DefaultMetricsInterval),
+			Policy:              PolicyResource,
+			MetricsInterval:     NewDuration(DefaultMetricsInterval),
+			EnableRebalance:     true,
+			MigrationsPerSecond: DefaultMigrationsPerSecond,
+			EvictionsPerSecond:  DefaultEvictionsPerSecond,
+			RebalanceRatio:      DefaultRebalanceRatio,
+			CPUGap:              DefaultCPUGap,
+			BackendDrainTimeout: NewDuration(DefaultBackendDrainTimeout),
 		},
 	}
 }

@@ -72,7 +72,7 @@ func ScoreOf(policy, zone string, c Candidate) Score {
 		}
 	}
 	if b.Metrics.HasCPU {
-		s.CPU = min(int(estimateCPU(c)/cpuStep), cpuMax)
+		s.CPU = CPUStep(estimateCPU(c))
 	}
 	if zone != "" {
 		if bz := b.Labels["zone"]; bz != "" && bz != zone {
@@ -81,6 +81,10 @@ func ScoreOf(policy, zone string, c Candidate) Score {
 	}
 	return s
 }
+
+// CPUStep is the CPU score of a usage (a fraction of the quota): 5% steps,
+// capped at 100%.
+func CPUStep(usage float64) int { return max(0, min(int(usage/cpuStep), cpuMax)) }
 
 // estimateCPU adds to the last reading what the sessions routed since are
 // likely to cost, at the backend's measured cost per session.

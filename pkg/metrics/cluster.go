@@ -74,6 +74,8 @@ func (m *Metrics) DeleteCluster(cluster string) {
 	}
 	m.sessions.DeleteLabelValues(cluster)
 	m.queryDuration.DeletePartialMatch(prometheus.Labels{labelCluster: cluster})
+	m.migr.total.DeletePartialMatch(prometheus.Labels{labelCluster: cluster})
+	m.migr.duration.DeletePartialMatch(prometheus.Labels{labelCluster: cluster})
 }
 
 // Observe records the duration of one command. It runs once per client

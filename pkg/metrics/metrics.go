@@ -57,6 +57,7 @@ type Metrics struct {
 
 	sessions      *prometheus.GaugeVec
 	queryDuration *prometheus.HistogramVec
+	migr          *migrationMetrics
 
 	reloads        *prometheus.CounterVec
 	lastReloadOK   prometheus.Gauge
@@ -78,6 +79,7 @@ func New(src Source, version, gitHash string) *Metrics {
 	m := &Metrics{
 		reg:      prometheus.NewRegistry(),
 		clusters: make(map[string]*ClusterMetrics),
+		migr:     newMigrationMetrics(),
 		sessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchyard_sessions",
 			Help: "Client sessions currently routed to the cluster.",
@@ -118,6 +120,7 @@ func New(src Source, version, gitHash string) *Metrics {
 
 	m.reg.MustRegister(
 		m.sessions, m.queryDuration,
+		m.migr.total, m.migr.duration, m.migr,
 		m.reloads, m.lastReloadOK, m.lastReloadTime,
 		buildInfo,
 		collectors.NewGoCollector(),

@@ -24,6 +24,10 @@ func newPopulated(t testing.TB) *Metrics {
 	c.SessionStarted()
 	c.Observe(mysql.ComQuery, 3*time.Millisecond)
 	m.ObserveReload(true, time.Unix(1700000000, 0))
+	m.Migration("east", "drain", "ok", 2*time.Millisecond)
+	m.SetNotMigratable(func() map[NotMigratableKey]int {
+		return map[NotMigratableKey]int{{Cluster: "east", Reason: "transaction"}: 1}
+	})
 	return m
 }
 

@@ -144,6 +144,19 @@ func (s *Server) Sessions() []backend.Info {
 	return out
 }
 
+// RoutedSessions returns the live sessions that reached a backend.
+func (s *Server) RoutedSessions() []*backend.Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*backend.Session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		if ss.Info().Backend != "" {
+			out = append(out, ss)
+		}
+	}
+	return out
+}
+
 // ClusterSessions returns the live sessions routed to cluster.
 func (s *Server) ClusterSessions(cluster string) []*backend.Session {
 	s.mu.Lock()

@@ -36,6 +36,9 @@ type Balanced struct {
 	mu       sync.Mutex
 	backends map[string]*backendState // by backend ID
 	rr       int                      // rotates ties between equal backends
+	// drains are the backends an operator drained, by ID; replaced, never
+	// modified, so Drains can hand it out.
+	drains map[string]Drain
 }
 
 type settings struct{ policy, zone string }
@@ -98,8 +101,13 @@ func (r *Balanced) Route(ci ClientInfo, exclude []string) (Lease, error) {
 	var failed []balance.Candidate
 	n := len(view.Backends)
 	r.rr++
+	drained := 0
 	for i := range n {
 		b := view.Backends[(i+r.rr)%n]
+		if _, ok := r.drains[b.ID]; ok {
+			drained++
+			continue
+		}
 		if excluded(b.ID, exclude) || voted[b.ID] {
 			continue
 		}
@@ -122,6 +130,9 @@ func (r *Balanced) Route(ci ClientInfo, exclude []string) (Lease, error) {
 		i = balance.Pick(set.policy, set.zone, cands)
 	}
 	if i < 0 {
+		if drained > 0 && drained == n {
+			return nil, fmt.Errorf("%w: every backend of cluster %s is drained by an operator", ErrNoBackend, view.Name)
+		}
 		return nil, noBackendError(view, len(exclude))
 	}
 	b := cands[i].Backend

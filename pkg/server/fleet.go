@@ -369,15 +369,21 @@ func (f *fleet) localHealth(cluster string) map[string]bool {
 }
 
 // closeIdleSessions ends the sessions on a backend the fleet voted down, each
-// at its next transaction boundary.
+// at its next transaction boundary, except those that can migrate.
 func (f *fleet) closeIdleSessions(id string) {
 	cluster, addr, _ := observer.SplitBackendID(id)
 	n := 0
 	for _, ss := range f.srv.sql.ClusterSessions(cluster) {
-		if ss.Info().Backend == addr {
-			ss.RequestClose()
-			n++
+		if ss.Info().Backend != addr {
+			continue
 		}
+		if ok, _ := ss.Migratable(); ok {
+			// It can move instead: it fails over at its next command if
+			// the backend is dead, or is moved away by a Redirect.
+			continue
+		}
+		ss.RequestClose()
+		n++
 	}
 	f.lg.Warn("backend voted down by the fleet: no new sessions, idle ones closed",
 		zap.String("backend", id), zap.Int("sessions", n))

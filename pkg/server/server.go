@@ -37,11 +37,14 @@ type Server struct {
 	topo     *observer.Aggregator
 	clusters *backendcluster.Manager
 	router   *router.Balanced
-	sql      *proxy.Server
-	api      *api.Server
-	apiTLS   *tls.Config
-	metrics  *metrics.Metrics
-	fleet    *fleet
+	// rebalance moves sessions between the backends of their cluster; its
+	// goroutine runs from Start to stopBackground.
+	rebalance *router.Rebalancer
+	sql       *proxy.Server
+	api       *api.Server
+	apiTLS    *tls.Config
+	metrics   *metrics.Metrics
+	fleet     *fleet
 
 	ready        atomic.Bool
 	shuttingDown atomic.Bool
@@ -93,6 +96,16 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		ConnectTimeout:       cfg.Proxy.ConnectTimeout.Duration,
 		HandshakeTimeout:     handshakeTimeout,
 		RSAKey:               key,
+		// Looked up at each use so that a reload applies to running
+		// sessions too.
+		MigrationAccount: func(cluster string) (string, string, bool) {
+			for _, c := range cm.Current().Clusters {
+				if c.Name == cluster {
+					return c.Migration()
+				}
+			}
+			return "", "", false
+		},
 	}
 	sql := proxy.New(lg.Named("proxy"), proxy.Options{
 		Addr:                 cfg.Proxy.Addr,
@@ -112,6 +125,9 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		apiTLS:   apiTLS,
 	}
 	s.metrics = metrics.New(s, Version, GitHash)
+	s.rebalance = router.NewRebalancer(lg, r, migrants{s}, s.metrics, cfg)
+	sess.Migrations = migrationResults{s.rebalance}
+	s.metrics.SetNotMigratable(s.notMigratable)
 	sess.CommandMetrics = func(cluster string) backend.CommandObserver {
 		cm := s.metrics.ForCluster(cluster)
 		cm.SessionStarted()
@@ -125,6 +141,7 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 	if cfg.API.Addr != "" {
 		s.api = api.New(lg, s, cm, s.metrics.Handler(), api.NewAuth(cfg.API))
 		s.api.SetCoordination(s.fleet.be, s.fleet.self.ID)
+		s.api.SetMigrations(migrationAPI{r, s.rebalance})
 		// The API lets only fleet members (admin) through to the voter.
 		s.api.HandleInternal(coordination.VotePath, s.fleet.voter.Handler(""))
 	}
@@ -161,6 +178,7 @@ func (s *Server) Start() error {
 		s.Close()
 		return err
 	}
+	s.rebalance.Start()
 	s.cm.SetApply(s.apply, s.metrics.ObserveReload)
 	// The start-up config counts as a successful load.
 	s.metrics.ObserveReload(true, time.Now())
@@ -184,6 +202,7 @@ func (s *Server) apply(prev, next *config.Config) error {
 		gens[name] = c.Generation()
 	}
 	s.router.Update(next)
+	s.rebalance.Update(next)
 	res := s.clusters.Apply(next)
 	s.fleet.apply(next)
 	s.lg.Info("clusters reconfigured", zap.Stringer("result", res))
@@ -327,6 +346,7 @@ func (s *Server) Close() {
 func (s *Server) stopBackground() {
 	s.bgCancel()
 	s.bgWG.Wait()
+	s.rebalance.Close()
 	// Resign and deregister before the API goes, so peers stop asking.
 	s.fleet.close()
 	if s.api != nil {

@@ -268,6 +268,30 @@ func TestProxyctl(t *testing.T) {
 	res = run("health")
 	require.Equal(t, 0, res.code, "health after drain off: %s", res.stdout)
 
+	// backend drain/undrain needs the token, shows in backends and
+	// migrations, and names only a backend of that cluster.
+	res = run("backend", "drain", eastID)
+	require.Equal(t, 1, res.code)
+	require.Contains(t, res.stderr, "UNAUTHORIZED: ")
+	res = ctl(t, bin, withToken, "backend", "drain", "west/"+p.east.Addr())
+	require.Equal(t, 1, res.code, "east's address is not a backend of west")
+	require.Contains(t, res.stderr, "BACKEND_NOT_FOUND")
+	res = ctl(t, bin, withToken, "backend", "drain", eastID, "--timeout", "5m")
+	require.Equal(t, 0, res.code, res.stderr)
+	require.Contains(t, res.stdout, "DRAINED   yes")
+	var drainedBackends []api.Backend
+	res = run("-o", "json", "backends")
+	require.NoError(t, json.Unmarshal([]byte(res.stdout), &drainedBackends))
+	for _, b := range drainedBackends {
+		require.Equal(t, b.ID == eastID, b.Drained, b.ID)
+	}
+	res = run("migrations")
+	require.Equal(t, 0, res.code, res.stderr)
+	require.Contains(t, res.stdout, eastID)
+	res = ctl(t, bin, withToken, "backend", "undrain", eastID)
+	require.Equal(t, 0, res.code, res.stderr)
+	require.Contains(t, res.stdout, "DRAINED   no")
+
 	// An API that is not there: exit 2, one line naming the URL.
 	down := testenv.FreeAddr(t)
 	res = ctl(t, bin, nil, "--api", "http://"+down, "health")

@@ -180,10 +180,20 @@ func TestStatusPageRendering(t *testing.T) {
 		"/api/v1/backends": []api.Backend{
 			{ID: "east/10.0.0.1:4000", Cluster: "east", Addr: "10.0.0.1:4000", Healthy: true, Sessions: 1,
 				CPU: &cpu, Version: "8.5.0-TiDB", LastProbe: &probe},
-			{ID: "east/10.0.0.2:4000", Cluster: "east", Addr: "10.0.0.2:4000", Reason: "refused <i>x</i>"},
+			{ID: "east/10.0.0.2:4000", Cluster: "east", Addr: "10.0.0.2:4000", Reason: "refused <i>x</i>",
+				Drained: true, DrainDeadline: &probe},
 		},
+		"/api/v1/migrations": api.MigrationsDoc{Pending: 2, Totals: map[string]int64{"ok": 5, "closed": 1},
+			Drains: []api.BackendDrain{{ID: "east/10.0.0.2:4000", Drained: true, Deadline: &probe, Sessions: 1}},
+			Recent: []api.Migration{
+				{Time: time.Now().Add(-time.Second), SessionID: 9, Cluster: "east", From: "10.0.0.2:4000",
+					Reason: "drain", Result: "closed", Error: "holds GET_LOCK <b>x</b>"},
+				{Time: time.Now().Add(-2 * time.Second), SessionID: 8, Cluster: "east", From: "10.0.0.2:4000",
+					To: "10.0.0.1:4000", Reason: "drain", Result: "ok", DurationMS: 1.25},
+			}},
 		"/api/v1/sessions": []api.Session{{ID: 7, User: "<u>eve</u>", Cluster: "east",
-			Backend: "east/10.0.0.1:4000", InTransaction: true, Since: time.Now().Add(-time.Minute)}},
+			Backend: "east/10.0.0.1:4000", InTransaction: true, Since: time.Now().Add(-time.Minute),
+			NotMigratableReason: "in a transaction"}},
 		"/api/v1/config/status": api.ConfigStatus{LastResult: "error", LastSource: "api", LastReload: time.Now(),
 			LastError: "line 3: bad <value>", NeedsRestart: []string{"proxy.addr"}, Reloads: 2, Failures: 1},
 	}
@@ -253,10 +263,25 @@ func TestStatusPageRendering(t *testing.T) {
 	require.Equal(t, "never", bad.cell(t, "probe"))
 	require.Len(t, dom.find("section", "data-cluster", "north"), 1, "a cluster without backends still has its section")
 
+	require.Equal(t, "true", bad.attrs["data-drained"])
+	require.Contains(t, bad.cell(t, "health"), "drained")
+	require.Equal(t, "false", up.attrs["data-drained"])
+	mv := dom.one(t, "tr", "class", "migration", "data-session", "8")
+	require.Equal(t, "ok", mv.attrs["data-result"])
+	require.Equal(t, "10.0.0.1:4000", mv.cell(t, "to"))
+	require.Equal(t, "1.3", mv.cell(t, "ms"))
+	closed := dom.one(t, "tr", "class", "migration", "data-session", "9")
+	require.Equal(t, "holds GET_LOCK <b>x</b>", closed.cell(t, "error"))
+	require.Equal(t, "5", dom.one(t, "li", "class", "migration-total", "data-result", "ok").find("b")[0].text)
+	require.Len(t, dom.find("li", "class", "drain", "data-backend", "east/10.0.0.2:4000"), 1)
+	require.Contains(t, dom.one(t, "span", "id", "migrations-pending").text, "2 pending")
+
 	s := dom.one(t, "tr", "data-session", "7")
 	require.Equal(t, "<u>eve</u>", s.cell(t, "user"))
 	require.Equal(t, "yes", s.cell(t, "in-transaction"))
 	require.Equal(t, "true", s.attrs["data-in-transaction"])
+	require.Equal(t, "false", s.attrs["data-migratable"])
+	require.Equal(t, "no: in a transaction", s.cell(t, "movable"))
 
 	require.Equal(t, "unhealthy", dom.one(t, "span", "id", "health-status").attrs["data-status"])
 	require.Equal(t, "maintenance <b>now</b>", dom.one(t, "dd", "id", "health-reason").text)

@@ -32,6 +32,7 @@ type session struct {
 	user   string
 	db     string
 	hasDB  bool
+	st     sessionState
 }
 
 func (c *session) serverCaps() uint32 {
@@ -78,6 +79,13 @@ func (c *session) authenticate() error {
 	c.caps = hr.caps & c.serverCaps()
 	c.user, c.db, c.hasDB = hr.user, hr.db, hr.hasDB
 
+	if c.srv.cfg.TiDB != nil && hr.plugin == PluginTiDBSessionToken {
+		if err := c.sessionToken(hr.auth); err != nil {
+			return err
+		}
+		_ = c.raw.SetDeadline(time.Time{})
+		return nil
+	}
 	if acct, ok := c.srv.native[c.user]; ok {
 		if err := c.nativePassword(acct, hr.plugin, scramble, hr.auth); err != nil {
 			return err

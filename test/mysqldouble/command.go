@@ -1,6 +1,7 @@
 package mysqldouble
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,10 @@ const (
 	comInitDB          = 0x02
 	comQuery           = 0x03
 	comPing            = 0x0e
+	comStmtPrepare     = 0x16
+	comStmtExecute     = 0x17
+	comStmtClose       = 0x19
+	comStmtReset       = 0x1a
 	comResetConnection = 0x1f
 )
 
@@ -37,8 +42,21 @@ func (c *session) commandLoop() error {
 		switch p[0] {
 		case comQuit:
 			return nil
-		case comPing, comResetConnection:
+		case comPing:
 			err = c.writeOK(nil)
+		case comResetConnection:
+			c.st = newSessionState()
+			err = c.writeOK(nil)
+		case comStmtPrepare:
+			err = c.prepare(string(p[1:]))
+		case comStmtExecute:
+			err = c.execute(p[1:])
+		case comStmtClose:
+			if len(p) >= 5 {
+				delete(c.st.stmts, binary.LittleEndian.Uint32(p[1:5]))
+			}
+		case comStmtReset:
+			err = c.execute(p[1:])
 		case comInitDB:
 			err = c.changeDB(string(p[1:]))
 		case comQuery:
@@ -53,7 +71,11 @@ func (c *session) commandLoop() error {
 }
 
 func (c *session) writeOK(sessionState []byte) error {
-	return c.pc.writePacket(okPacket(hdrOK, c.caps, statusAutocommit, sessionState))
+	return c.pc.writePacket(okPacket(hdrOK, c.caps, c.st.status(), sessionState))
+}
+
+func (c *session) writeErr(code uint16, sqlState, msg string) error {
+	return c.pc.writePacket(errPacket(code, sqlState, msg))
 }
 
 func (c *session) changeDB(db string) error {
@@ -62,20 +84,128 @@ func (c *session) changeDB(db string) error {
 }
 
 // query answers "SELECT <expr>" with a one-row, one-column result and "USE <db>" like
-// COM_INIT_DB; everything else gets an empty OK.
+// COM_INIT_DB. It follows the session state tests need (SET, transactions, locks,
+// temporary tables) and, with Config.TiDB, TiDB's SESSION_STATES statements; everything
+// else gets an empty OK.
 func (c *session) query(q string) error {
 	q = strings.TrimSpace(q)
 	q = strings.TrimSpace(strings.TrimSuffix(q, ";"))
+	upper := strings.ToUpper(q)
+	tidb := c.srv.cfg.TiDB != nil
+	st := &c.st
 	switch {
+	case tidb && upper == "SHOW SESSION_STATES":
+		return c.showSessionStates()
+	case tidb && hasPrefixFold(q, "SET SESSION_STATES "):
+		return c.setSessionStates(q[len("SET SESSION_STATES "):])
+	case hasPrefixFold(q, "SELECT GET_LOCK("):
+		st.advisory[lockName(q)] = true
+		return c.writeSingleValue(q[len("SELECT "):], "1", false)
+	case hasPrefixFold(q, "SELECT RELEASE_LOCK("):
+		delete(st.advisory, lockName(q))
+		return c.writeSingleValue(q[len("SELECT "):], "1", false)
+	case hasPrefixFold(q, "SELECT RELEASE_ALL_LOCKS()"):
+		clear(st.advisory)
+		return c.writeSingleValue(q[len("SELECT "):], "0", false)
 	case hasPrefixFold(q, "SELECT "):
 		expr := strings.TrimSpace(q[len("SELECT "):])
 		value, isNull := c.evaluate(expr)
 		return c.writeSingleValue(expr, value, isNull)
 	case hasPrefixFold(q, "USE "):
 		return c.changeDB(unquote(strings.TrimSpace(q[len("USE "):])))
-	default:
-		return c.writeOK(nil)
+	case upper == "BEGIN" || hasPrefixFold(q, "START TRANSACTION"):
+		st.inTxn = true
+	case upper == "COMMIT" || upper == "ROLLBACK":
+		st.inTxn = false
+	case hasPrefixFold(q, "LOCK TABLES ") || hasPrefixFold(q, "LOCK TABLE "):
+		st.tableLocks = true
+	case upper == "UNLOCK TABLES":
+		st.tableLocks = false
+	case hasPrefixFold(q, "CREATE TEMPORARY TABLE "):
+		st.tempTables++
+	case hasPrefixFold(q, "SET "):
+		st.applySet(q[len("SET "):])
 	}
+	return c.writeOK(nil)
+}
+
+// lockName is the first argument of GET_LOCK('name', ...) or RELEASE_LOCK('name').
+func lockName(q string) string {
+	_, args, _ := strings.Cut(q, "(")
+	name, _, _ := strings.Cut(args, ",")
+	return strings.ToLower(unquote(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(name), ")"))))
+}
+
+// prepare answers COM_STMT_PREPARE: one parameter per '?', no result columns.
+func (c *session) prepare(text string) error {
+	c.st.nextStmt++
+	id := c.st.nextStmt
+	params := strings.Count(text, "?")
+	c.st.stmts[id] = prepStmt{text: text, db: c.db, params: params}
+	b := []byte{hdrOK}
+	b = binary.LittleEndian.AppendUint32(b, id)
+	b = binary.LittleEndian.AppendUint16(b, 0) // columns
+	b = binary.LittleEndian.AppendUint16(b, uint16(params))
+	b = append(b, 0, 0, 0) // filler, warnings
+	if err := c.pc.writePacket(b); err != nil {
+		return err
+	}
+	for range params {
+		if err := c.pc.writePacket(columnDef41("?")); err != nil {
+			return err
+		}
+	}
+	if params > 0 && c.caps&capDeprecateEOF == 0 {
+		return c.pc.writePacket(eofPacket(c.st.status()))
+	}
+	return nil
+}
+
+// execute answers COM_STMT_EXECUTE and COM_STMT_RESET: OK for a known statement, ERR
+// 1243 otherwise, as MySQL.
+func (c *session) execute(args []byte) error {
+	if len(args) < 4 {
+		return fmt.Errorf("%w: short statement command", errMalformed)
+	}
+	id := binary.LittleEndian.Uint32(args)
+	if _, ok := c.st.stmts[id]; !ok {
+		return c.writeErr(codeUnknownStmtHandler, sqlStateGeneral,
+			fmt.Sprintf("Unknown prepared statement handler (%d) given to mysqld_stmt_execute", id))
+	}
+	return c.writeOK(nil)
+}
+
+// writeRows sends a text result set of string columns of type typ.
+func (c *session) writeRows(columns []string, typ byte, rows [][]string) error {
+	deprecateEOF := c.caps&capDeprecateEOF != 0
+	status := c.st.status()
+	packets := [][]byte{appendLenEncInt(nil, uint64(len(columns)))}
+	for _, name := range columns {
+		def := columnDef41(name)
+		def[len(def)-6] = typ // the type byte sits before flags[2], decimals, filler[2]
+		packets = append(packets, def)
+	}
+	if !deprecateEOF {
+		packets = append(packets, eofPacket(status))
+	}
+	for _, row := range rows {
+		var b []byte
+		for _, v := range row {
+			b = appendLenEncString(b, v)
+		}
+		packets = append(packets, b)
+	}
+	if deprecateEOF {
+		packets = append(packets, okPacket(hdrEOF, c.caps, status, nil))
+	} else {
+		packets = append(packets, eofPacket(status))
+	}
+	for _, p := range packets {
+		if err := c.pc.writePacket(p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // evaluate knows the few expressions drivers and tests ask for; any other expression is
@@ -97,6 +227,20 @@ func (c *session) evaluate(expr string) (value string, isNull bool) {
 	case "NULL":
 		return "", true
 	}
+	if strings.HasPrefix(expr, "@@") {
+		name := strings.TrimPrefix(strings.TrimPrefix(strings.ToLower(expr[2:]), "session."), "local.")
+		if v, ok := c.st.sysVar(name); ok {
+			return v, false
+		}
+		return "", true
+	}
+	if strings.HasPrefix(expr, "@") {
+		v, ok := c.st.userVars[strings.ToLower(expr[1:])]
+		if !ok {
+			return "", true
+		}
+		return v.text()
+	}
 	return unquote(expr), false
 }
 
@@ -107,7 +251,7 @@ func (c *session) writeSingleValue(name, value string, isNull bool) error {
 		columnDef41(name),
 	}
 	if !deprecateEOF {
-		packets = append(packets, eofPacket(statusAutocommit))
+		packets = append(packets, eofPacket(c.st.status()))
 	}
 	if isNull {
 		packets = append(packets, []byte{0xfb})
@@ -115,9 +259,9 @@ func (c *session) writeSingleValue(name, value string, isNull bool) error {
 		packets = append(packets, appendLenEncString(nil, value))
 	}
 	if deprecateEOF {
-		packets = append(packets, okPacket(hdrEOF, c.caps, statusAutocommit, nil))
+		packets = append(packets, okPacket(hdrEOF, c.caps, c.st.status(), nil))
 	} else {
-		packets = append(packets, eofPacket(statusAutocommit))
+		packets = append(packets, eofPacket(c.st.status()))
 	}
 	for _, p := range packets {
 		if err := c.pc.writePacket(p); err != nil {

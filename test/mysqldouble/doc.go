@@ -7,8 +7,13 @@
 // its fast-auth cache, its TLS cleartext full auth and its RSA public-key full auth, plus
 // mysql_native_password accounts (Config.NativeUsers) for the older plugin. After
 // authentication it answers a handful of commands (COM_PING, COM_INIT_DB, COM_QUERY with a
-// trivial SELECT evaluator, COM_QUIT) so that drivers can finish connecting and run simple
-// queries. Counters (Stats) let tests assert which authentication path was taken.
+// trivial SELECT evaluator, COM_STMT_PREPARE/EXECUTE/CLOSE, COM_QUIT) so that drivers can
+// finish connecting and run simple queries, and it keeps the session state a migrating
+// proxy cares about (SET variables, @user variables, prepared statements, transactions,
+// table and advisory locks, temporary tables). With Config.TiDB it speaks TiDB's session
+// migration protocol (tidb.go): SHOW SESSION_STATES, the tidb_session_token auth plugin and
+// SET SESSION_STATES, with TiDB's refusals (ERR 8146, expired or foreign tokens). Counters
+// (Stats) let tests assert which authentication path was taken.
 //
 // It is written from the protocol documentation and is not a database: every query other
 // than the few recognised SELECT forms and USE is answered with an empty OK.

@@ -27,6 +27,7 @@ const (
 )
 
 const (
+	statusInTrans             uint16 = 0x0001
 	statusAutocommit          uint16 = 0x0002
 	statusSessionStateChanged uint16 = 0x4000
 
@@ -35,6 +36,7 @@ const (
 	sessionTrackSchema = 0x01
 
 	typeVarString = 0xfd
+	typeJSON      = 0xf5
 
 	pluginCachingSHA2 = "caching_sha2_password"
 	pluginNative      = "mysql_native_password"

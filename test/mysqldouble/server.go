@@ -36,6 +36,9 @@ type Config struct {
 	// AuthSwitchRequest to caching_sha2_password, as a MySQL 8 server configured that way
 	// does for caching_sha2 accounts.
 	DefaultAuthPlugin string
+	// TiDB, when set, makes the double speak TiDB's session migration protocol
+	// (SHOW SESSION_STATES, tidb_session_token, SET SESSION_STATES); see tidb.go.
+	TiDB *TiDBConfig
 }
 
 // DefaultServerVersion is the greeting version when Config.ServerVersion is empty.
@@ -53,11 +56,18 @@ type Stats struct {
 	NativeAuth        int64 // logins completed with mysql_native_password
 	Failures          int64 // logins refused
 	ProtocolErrors    int64 // connections dropped for malformed or out-of-order packets
+	// TiDB migration (Config.TiDB).
+	TokenLogins       int64 // logins with a valid tidb_session_token
+	TokenFailures     int64 // tidb_session_token logins refused
+	StatesShown       int64 // SHOW SESSION_STATES answered with states
+	StatesRestored    int64 // SET SESSION_STATES applied
+	MigrationRefusals int64 // SHOW SESSION_STATES refused with ERR 8146
 }
 
 type counters struct {
 	connections, fastAuthOK, fullAuthTLS, fullAuthRSA, publicKeyRequests,
 	authSwitches, nativeAuth, failures, protocolErrors atomic.Int64
+	tokenLogins, tokenFailures, statesShown, statesRestored, migrationRefusals atomic.Int64
 }
 
 // Server is a running double. It is safe for concurrent use.
@@ -191,6 +201,11 @@ func (s *Server) Stats() Stats {
 		NativeAuth:        c.nativeAuth.Load(),
 		Failures:          c.failures.Load(),
 		ProtocolErrors:    c.protocolErrors.Load(),
+		TokenLogins:       c.tokenLogins.Load(),
+		TokenFailures:     c.tokenFailures.Load(),
+		StatesShown:       c.statesShown.Load(),
+		StatesRestored:    c.statesRestored.Load(),
+		MigrationRefusals: c.migrationRefusals.Load(),
 	}
 }
 
@@ -252,6 +267,7 @@ func (s *Server) serveConn(nc net.Conn) {
 		raw:    nc,
 		pc:     &packetConn{conn: nc},
 		connID: s.connID.Add(1),
+		st:     newSessionState(),
 	}
 	if err := c.authenticate(); err != nil {
 		c.noteProtocolError(err)

@@ -76,6 +76,8 @@ func specs(cfg *config.Config) map[string]spec {
 		// The drain timeout matters only once the cluster is removed; changing
 		// it must not restart the runtime.
 		cl.DrainTimeout = config.Duration{}
+		// The migration account is read by sessions at each use.
+		cl.MigrationUser, cl.MigrationPassword = "", ""
 		out[cl.Name] = spec{
 			Cluster: cl,
 			Health: health.HealthConfig{

@@ -61,7 +61,19 @@ func (s *Session) relayAuth(initial bool) (ok bool, err error) {
 			}
 			plugin = req.Plugin
 			s.backendSalt = req.Data
-			if err := s.forwardAuthRound(data); err != nil {
+			reply, err := s.askClient(data)
+			if err != nil {
+				return false, err
+			}
+			s.mig.plugin = plugin
+			if plugin == mysql.AuthNativePassword {
+				// Kept for migration (credential.go); zeroed at once when
+				// the cluster has no migration account.
+				s.mig.cred.capture(req.Data, reply)
+			} else {
+				s.mig.cred.zero()
+			}
+			if err := s.sendBackend(reply); err != nil {
 				return false, err
 			}
 		case mysql.AuthMoreDataHeader:
@@ -240,13 +252,3 @@ func (s *Session) protocolError(msg string) error {
 
 // errBackendLost marks errors where the backend connection broke.
 var errBackendLost = errors.New("backend connection lost")
-
-// reportBackendLost tells the client that the backend went away.
-func (s *Session) reportBackendLost(err error) {
-	name := "backend"
-	if s.lease != nil {
-		name = "backend " + s.lease.Addr()
-	}
-	_ = s.client.WriteError(&mysql.MySQLError{Code: mysql.ErNetReadError, State: "08S01",
-		Message: fmt.Sprintf("Switchyard: lost connection to %s: %v", name, err)})
-}

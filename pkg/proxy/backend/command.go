@@ -12,24 +12,28 @@ import (
 )
 
 // serve is the command loop: read a command from the client, forward it,
-// forward the response, repeat.
+// forward the response, repeat. Between commands (the safe point) a pending
+// migration runs; while idle, the backend is watched (idlewatch.go).
 func (s *Session) serve() error {
+	s.cmdMu.Lock()
+	defer s.cmdMu.Unlock()
+	s.serving = true
 	for {
 		if !s.client.Buffered() {
 			// About to wait on the client: send what is pending and give
 			// the buffers back while idle.
 			if err := s.backend.Flush(); err != nil {
-				s.reportBackendLost(err)
-				return err
+				s.backendDead = true
 			}
 			s.client.Release()
 			s.backend.Release()
+			s.moveIfAsked()
 			if !s.enterIdle() {
 				s.sendCloseError()
 				return nil
 			}
 		}
-		pk, err := s.client.Next()
+		pk, err := s.waitClient()
 		if draining := s.leaveIdle(); err != nil {
 			var ne net.Error
 			if draining && errors.As(err, &ne) && ne.Timeout() {
@@ -37,6 +41,11 @@ func (s *Session) serve() error {
 				return nil // woken up by RequestClose or CloseWithError
 			}
 			return err
+		}
+		if s.backendDead && pk.First() != mysql.ComQuit {
+			if err := s.failover(pk); err != nil {
+				return err
+			}
 		}
 		var start time.Time
 		var cmd byte
@@ -48,13 +57,39 @@ func (s *Session) serve() error {
 			if err == errClientQuit {
 				return nil
 			}
-			return err
+			if !s.survivesBackendLoss(err) {
+				return err
+			}
 		}
 		if !start.IsZero() {
 			s.obs.Observe(cmd, time.Since(start))
 		}
 		s.publishInfo()
 	}
+}
+
+// waitClient reads the client's next command. While it waits, the session
+// gives up cmdMu (so an idle migration can run) and watches its backend.
+func (s *Session) waitClient() (mysql.Packet, error) {
+	if s.client.Buffered() {
+		return s.client.Next()
+	}
+	if s.backend.Buffered() {
+		// The backend sent something nobody asked for.
+		s.backendDead = true
+	} else if s.watch != nil {
+		s.watch.arm()
+	}
+	s.cmdMu.Unlock()
+	pk, err := s.client.Next()
+	s.cmdMu.Lock()
+	if s.watch != nil {
+		// When the backend ended meanwhile, onIdleBackendEnd has run: it
+		// closed the client (the read above then failed) or marked the
+		// backend dead.
+		s.watch.disarm()
+	}
+	return pk, err
 }
 
 // errClientQuit ends the command loop after COM_QUIT.
@@ -77,24 +112,39 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 		return errClientQuit
 	case mysql.ComStmtClose:
 		if len(pk.Data) >= 5 {
-			s.state.closeStmt(binary.LittleEndian.Uint32(pk.Data[1:]))
+			id := binary.LittleEndian.Uint32(pk.Data[1:])
+			s.state.closeStmt(id)
+			s.mig.ids.requestToBackend(s.client, pk)
+			s.mig.ids.remove(id)
 		}
 		return s.forwardRequest()
 	case mysql.ComStmtSendLongData:
 		if st := s.stmtOf(pk); st != nil {
 			st.longData = true
 		}
+		s.mig.ids.requestToBackend(s.client, pk)
 		return s.forwardRequest()
 	case mysql.ComChangeUser:
 		return s.changeUser(pk)
 	case mysql.ComQuery, mysql.ComStmtExecute, mysql.ComProcessInfo:
 		var st *stmtState
 		var cursor bool
+		var withTypes []byte
 		if cmd == mysql.ComStmtExecute && len(pk.Data) >= 6 {
 			st = s.stmtOf(pk)
 			cursor = pk.Data[5]&0x07 != 0
+			s.mig.ids.requestToBackend(s.client, pk)
+			if st != nil && s.mig.on && pk.Complete {
+				withTypes = st.noteParamTypes(pk.Data)
+			}
+		} else if cmd == mysql.ComQuery {
+			s.observeStatement(pk)
 		}
-		if err := s.forwardRequestAndFlush(); err != nil {
+		if withTypes != nil {
+			if err := s.sendExecuteWithTypes(withTypes); err != nil {
+				return err
+			}
+		} else if err := s.forwardRequestAndFlush(); err != nil {
 			return err
 		}
 		if st != nil {
@@ -107,6 +157,7 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 		return err
 	case mysql.ComStmtFetch:
 		st := s.stmtOf(pk)
+		s.mig.ids.requestToBackend(s.client, pk)
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err
 		}
@@ -116,10 +167,15 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 		}
 		return err
 	case mysql.ComStmtPrepare:
+		s.observeStatement(pk)
+		var text []byte
+		if s.mig.on && pk.Complete {
+			text = append(text, pk.Data[1:]...)
+		}
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err
 		}
-		return s.forwardPrepare()
+		return s.forwardPrepare(text)
 	case mysql.ComFieldList:
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err
@@ -138,6 +194,7 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 		return err
 	case mysql.ComStmtReset:
 		st := s.stmtOf(pk)
+		s.mig.ids.requestToBackend(s.client, pk)
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err
 		}
@@ -152,8 +209,9 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 			return err
 		}
 		ok, err := s.forwardSimple()
-		if ok {
+		if ok && err == nil {
 			s.state.resetSession()
+			return s.afterReset()
 		}
 		return err
 	case mysql.ComSetOption:

@@ -32,6 +32,13 @@ type Config struct {
 	// cluster (the session counts as started) and returns where it records
 	// its command latencies.
 	CommandMetrics func(cluster string) CommandObserver
+	// MigrationAccount returns the account allowed to read the stored
+	// password hashes of cluster's backends (ok false: sessions of that
+	// cluster cannot move). It is called when a session logs in and when it
+	// moves, so a reload applies to both.
+	MigrationAccount func(cluster string) (user, password string, ok bool)
+	// Migrations learns the outcome of migrations (nil: nobody).
+	Migrations MigrationObserver
 }
 
 // CommandObserver records one routed session's metrics.

@@ -81,9 +81,12 @@ func (s *Session) handshake(ctx context.Context) error {
 	resp.Capability &= offer | mysql.ClientSSL
 	s.clientCap = resp.Capability
 	s.charset = resp.Charset
+	s.zstdLevel = int(resp.ZstdLevel)
 	s.state.user, s.state.db = resp.User, resp.DB
 	s.lg = s.lg.With(zap.String("user", resp.User))
 
+	s.hsResp = &mysql.HandshakeResponse{Capability: resp.Capability, MaxPacket: resp.MaxPacket,
+		Charset: resp.Charset, Attrs: resp.Attrs, ZstdLevel: resp.ZstdLevel}
 	if err := s.connectBackend(ctx, resp); err != nil {
 		return err
 	}
@@ -96,7 +99,12 @@ func (s *Session) handshake(ctx context.Context) error {
 	if err := s.client.SetCompression(compressionOf(s.clientCap), int(resp.ZstdLevel)); err != nil {
 		return err
 	}
-	return s.backend.SetCompression(compressionOf(s.backendCap), int(resp.ZstdLevel))
+	if err := s.backend.SetCompression(compressionOf(s.backendCap), int(resp.ZstdLevel)); err != nil {
+		return err
+	}
+	// After compression started: the proxy's own statements are commands
+	// like the client's.
+	return s.startMigrationTracking()
 }
 
 func compressionOf(capability uint32) mysql.CompressAlgorithm {
@@ -117,6 +125,7 @@ func (s *Session) connectBackend(ctx context.Context, resp *mysql.HandshakeRespo
 	if st := s.client.TLSState(); st != nil {
 		ci.ServerName = st.ServerName
 	}
+	s.ci = ci
 	var exclude []string
 	var lastErr error
 	for {
@@ -165,19 +174,54 @@ func (s *Session) connectBackend(ctx context.Context, resp *mysql.HandshakeRespo
 }
 
 // openBackend dials the backend, reads its greeting, negotiates TLS and
-// capabilities and sends the handshake response.
+// capabilities and sends the client's handshake response, naming an unknown
+// plugin so that the backend challenges the client itself.
 func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *mysql.HandshakeResponse) error {
-	dctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
-	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(dctx, "tcp", lease.Addr())
+	be, hs, caps, err := s.dialBackend(ctx, lease.Addr(), backendLogin{
+		user: lease.User(), db: resp.DB, plugin: mysql.AuthUnknownPlugin, compress: true,
+		auth: func([]byte) []byte { return resp.AuthData },
+	})
 	if err != nil {
 		return err
 	}
+	// From here on the backend waits for the client's answers: the whole
+	// login is bounded by the handshake deadline, not the connect timeout.
+	_ = be.SetDeadline(s.handshakeDeadline)
+	s.backendCap = caps
+	s.backendSalt = hs.Salt
+	s.tidb.on.Store(isTiDB(hs.ServerVersion))
+	s.mu.Lock()
+	s.backend = be
+	s.mu.Unlock()
+	s.watch = newIdleWatch(be.RawConn(), s.onIdleBackendEnd)
+	s.lgNoBackend = s.lg
+	s.lg = s.lg.With(zap.String("backend", lease.ID()))
+	return nil
+}
+
+// backendLogin is what a handshake response to a backend says.
+type backendLogin struct {
+	user, db, plugin string
+	// auth computes the auth data from the backend's greeting salt.
+	auth func(salt []byte) []byte
+	// compress negotiates the client's compression with the backend.
+	compress bool
+}
+
+// dialBackend dials addr, reads its greeting, negotiates TLS and
+// capabilities (from the client's) and sends a handshake response.
+func (s *Session) dialBackend(ctx context.Context, addr string, login backendLogin) (*mysql.PacketIO, *mysql.InitialHandshake, uint32, error) {
+	dctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(dctx, "tcp", addr)
+	if err != nil {
+		return nil, nil, 0, err
+	}
 	be := mysql.NewPacketIO(conn)
-	fail := func(err error) error {
+	fail := func(err error) (*mysql.PacketIO, *mysql.InitialHandshake, uint32, error) {
 		_ = be.Close()
-		return err
+		return nil, nil, 0, err
 	}
 	_ = be.SetDeadline(time.Now().Add(s.cfg.ConnectTimeout))
 	if s.cfg.BackendProxyProtocol {
@@ -187,7 +231,7 @@ func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *mys
 	}
 	data, err := be.ReadPacket(maxHandshakePacket)
 	if err != nil {
-		return fail(fmt.Errorf("reading the greeting of backend %s: %w", lease.Addr(), err))
+		return fail(fmt.Errorf("reading the greeting of backend %s: %w", addr, err))
 	}
 	hs, err := mysql.ParseInitialHandshake(data)
 	if err != nil {
@@ -195,39 +239,45 @@ func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *mys
 	}
 	if missing := s.clientCap & requiredOfBackend &^ hs.Capability; missing != 0 {
 		return fail(mysql.NewError(mysql.ErHandshakeError,
-			"Switchyard: backend %s (%s) lacks protocol capabilities 0x%x that the client uses", lease.Addr(), hs.ServerVersion, missing))
+			"Switchyard: backend %s (%s) lacks protocol capabilities 0x%x that the client uses", addr, hs.ServerVersion, missing))
 	}
 	bc := s.clientCap & hs.Capability &^ (mysql.ClientSSL | mysql.ClientCompress | mysql.ClientZstdCompression)
 	// Session tracking is always asked for, so that the proxy sees USE and
 	// transaction state even when the client does not; OK packets are
 	// rewritten for clients that did not ask for it.
 	bc |= hs.Capability & mysql.ClientSessionTrack
-	switch compressionOf(s.clientCap) {
-	case mysql.CompressZstd:
-		if hs.Capability&mysql.ClientZstdCompression != 0 {
-			bc |= mysql.ClientZstdCompression
-		} else {
+	if login.compress {
+		switch compressionOf(s.clientCap) {
+		case mysql.CompressZstd:
+			if hs.Capability&mysql.ClientZstdCompression != 0 {
+				bc |= mysql.ClientZstdCompression
+			} else {
+				bc |= hs.Capability & mysql.ClientCompress
+			}
+		case mysql.CompressZlib:
 			bc |= hs.Capability & mysql.ClientCompress
 		}
-	case mysql.CompressZlib:
-		bc |= hs.Capability & mysql.ClientCompress
 	}
 	// The backend's greeting may also be an old-style one without plugin
 	// auth; pass-through needs it.
 	bc |= mysql.ClientPluginAuth
+	if login.db != "" {
+		bc |= mysql.ClientConnectWithDB
+	}
 	useTLS := s.cfg.BackendTLS != nil && hs.Capability&mysql.ClientSSL != 0
 	if s.cfg.RequireBackendTLS && !useTLS {
 		return fail(mysql.NewError(mysql.ErSecureTransportRequired,
-			"Switchyard: backend %s does not offer TLS and require-backend-tls is set", lease.Addr()))
+			"Switchyard: backend %s does not offer TLS and require-backend-tls is set", addr))
 	}
+	resp := s.hsResp
 	out := &mysql.HandshakeResponse{
 		Capability: bc,
 		MaxPacket:  resp.MaxPacket,
 		Charset:    resp.Charset,
-		User:       lease.User(),
-		AuthData:   resp.AuthData,
-		DB:         resp.DB,
-		AuthPlugin: mysql.AuthUnknownPlugin,
+		User:       login.user,
+		AuthData:   login.auth(hs.Salt),
+		DB:         login.db,
+		AuthPlugin: login.plugin,
 		Attrs:      resp.Attrs,
 		ZstdLevel:  resp.ZstdLevel,
 	}
@@ -241,11 +291,11 @@ func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *mys
 		}
 		cfg := s.cfg.BackendTLS.Clone()
 		if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
-			host, _, _ := net.SplitHostPort(lease.Addr())
+			host, _, _ := net.SplitHostPort(addr)
 			cfg.ServerName = host
 		}
 		if err := be.ClientTLSHandshake(cfg); err != nil {
-			return fail(fmt.Errorf("backend %s: %w", lease.Addr(), err))
+			return fail(fmt.Errorf("backend %s: %w", addr, err))
 		}
 	}
 	if err := be.WritePacket(mysql.AppendHandshakeResponse(nil, out)); err != nil {
@@ -254,16 +304,7 @@ func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *mys
 	if err := be.Flush(); err != nil {
 		return fail(err)
 	}
-	// From here on the backend waits for the client's answers: the whole
-	// login is bounded by the handshake deadline, not the connect timeout.
-	_ = be.SetDeadline(s.handshakeDeadline)
-	s.backendCap = out.Capability
-	s.backendSalt = hs.Salt
-	s.mu.Lock()
-	s.backend = be
-	s.mu.Unlock()
-	s.lg = s.lg.With(zap.String("backend", lease.ID()))
-	return nil
+	return be, hs, out.Capability, nil
 }
 
 func (s *Session) writeProxyHeader(be *mysql.PacketIO, conn net.Conn) error {

@@ -70,6 +70,8 @@ func countHandshakes(cfg *tls.Config, n *atomic.Int64) *tls.Config {
 type testProxy struct {
 	cfg    *Config
 	router *router.Balanced
+	// route, when set, is what sessions route through instead of router.
+	route  router.Router
 	lg     *zap.Logger
 	ln     net.Listener
 	ctx    context.Context
@@ -126,7 +128,13 @@ func (p *testProxy) serve(conn net.Conn) {
 	if remote != nil {
 		clientAddr = remote.AddrPort()
 	}
-	s := NewSession(p.nextID.Add(1), conn, clientAddr, p.cfg, p.router, p.lg)
+	var r router.Router = p.router
+	p.mu.Lock()
+	if p.route != nil {
+		r = p.route
+	}
+	p.mu.Unlock()
+	s := NewSession(p.nextID.Add(1), conn, clientAddr, p.cfg, r, p.lg)
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()

@@ -189,6 +189,9 @@ func (s *Session) trackOK(ok mysql.OKInfo) {
 		if db, found := mysql.SessionSchema(ok.SessionState); found {
 			s.state.db = db
 		}
+		if s.mig.on {
+			mysql.SessionSysvars(ok.SessionState, s.mig.track.setSysvar)
+		}
 	}
 }
 
@@ -223,7 +226,7 @@ func (s *Session) forwardSimple() (bool, error) {
 
 // forwardPrepare forwards the response to COM_STMT_PREPARE and records the
 // statement.
-func (s *Session) forwardPrepare() error {
+func (s *Session) forwardPrepare(text []byte) error {
 	pk, err := s.next()
 	if err != nil {
 		return err
@@ -231,11 +234,15 @@ func (s *Session) forwardPrepare() error {
 	if pk.First() != mysql.OKHeader || len(pk.Data) < 9 {
 		return s.finish()
 	}
-	id := binary.LittleEndian.Uint32(pk.Data[1:])
 	st := &stmtState{
 		columns: binary.LittleEndian.Uint16(pk.Data[5:]),
 		params:  binary.LittleEndian.Uint16(pk.Data[7:]),
+		text:    text,
 	}
+	if s.mig.on && text == nil {
+		s.mig.track.unseen = "prepared a statement too large to prepare again elsewhere"
+	}
+	id := s.mig.ids.prepareToClient(s.backend, binary.LittleEndian.Uint32(pk.Data[1:]))
 	s.state.prepared[id] = st
 	if err := s.forward(); err != nil {
 		return err

@@ -22,6 +22,8 @@ type Session struct {
 	cfg    *Config
 	router router.Router
 	lg     *zap.Logger
+	// lgNoBackend is lg without the backend field, which a move replaces.
+	lgNoBackend *zap.Logger
 
 	client  *mysql.PacketIO
 	backend *mysql.PacketIO
@@ -43,12 +45,42 @@ type Session struct {
 	charset byte
 
 	state state
+	// ci is how the session was routed; failover routes it again.
+	ci router.ClientInfo
+	// zstdLevel is the client's zstd level, reused for new backends.
+	zstdLevel int
+	// hsResp is the client's handshake response without its auth data:
+	// what a new backend connection repeats.
+	hsResp *mysql.HandshakeResponse
+
+	// cmdMu is held by the session goroutine except while it waits for the
+	// client's next command: whoever else touches the backend of an idle
+	// session (a migration of an idle session) takes it first.
+	cmdMu sync.Mutex
+	// watch notices a backend that ends an idle session.
+	watch *idleWatch
+	// backendDead is set when the backend connection is known broken while
+	// the session was idle or after a failed statement; the next command
+	// first re-establishes the session elsewhere (failover) or fails.
+	backendDead bool
+	// serving is set once the login is done and commands flow.
+	serving bool
+	// mig is the migration machinery (migration.go).
+	mig migration
+	// tidb is set when the backend is TiDB, which moves sessions itself
+	// (tidb_migrate.go).
+	tidb tidbState
+	// moves waits for goroutines that migrate idle sessions.
+	moves sync.WaitGroup
 
 	// mu guards the idle/draining handshake between the session goroutine
 	// and RequestClose.
 	mu       sync.Mutex
 	idle     bool
 	draining bool
+	// redirect is the pending Redirect target ("" when none) and its reason.
+	redirect, redirectReason string
+	redirectAt               time.Time
 	// obs records command latencies; nil without metrics.
 	obs CommandObserver
 	// closeErr, when set, ends the session at its next chance even inside a
@@ -74,6 +106,10 @@ type Info struct {
 	PreparedStatements int
 	OpenCursors        int
 	Since              time.Time
+	// Migratable says whether the session could move to another backend
+	// of its cluster now; NotMigratableReason says why not.
+	Migratable          bool
+	NotMigratableReason string
 }
 
 // NewSession prepares a session for an accepted connection. clientAddr is
@@ -105,20 +141,24 @@ func (s *Session) Info() Info { return *s.info.Load() }
 func (s *Session) publishInfo() {
 	cur := s.info.Load()
 	cursors := s.state.openCursors
+	why := s.notMigratable()
 	if cur != nil && cur.User == s.state.user && cur.DB == s.state.db &&
 		cur.InTransaction == s.state.inTxn && cur.PreparedStatements == len(s.state.prepared) &&
-		cur.OpenCursors == cursors && (s.lease == nil || cur.Backend != "") {
+		cur.OpenCursors == cursors && cur.NotMigratableReason == why &&
+		(s.lease == nil || (cur.Backend == s.lease.Addr())) {
 		return // unchanged: no allocation on the query path
 	}
 	in := &Info{
-		ID:                 s.id,
-		ClientAddr:         s.clientAddr.String(),
-		User:               s.state.user,
-		DB:                 s.state.db,
-		InTransaction:      s.state.inTxn,
-		PreparedStatements: len(s.state.prepared),
-		OpenCursors:        cursors,
-		Since:              s.since,
+		ID:                  s.id,
+		ClientAddr:          s.clientAddr.String(),
+		User:                s.state.user,
+		DB:                  s.state.db,
+		InTransaction:       s.state.inTxn,
+		PreparedStatements:  len(s.state.prepared),
+		OpenCursors:         cursors,
+		Since:               s.since,
+		Migratable:          why == "",
+		NotMigratableReason: why,
 	}
 	if s.lease != nil {
 		in.Cluster, in.Backend = s.lease.Cluster(), s.lease.Addr()
@@ -158,6 +198,11 @@ func (s *Session) logEnd(msg string, err error) {
 func (s *Session) cleanup() {
 	s.closed.Store(true)
 	_ = s.client.Close()
+	s.moves.Wait()
+	if s.watch != nil {
+		s.watch.stop()
+	}
+	s.mig.forget()
 	if s.backend != nil {
 		_ = s.backend.Close()
 	}
@@ -246,6 +291,12 @@ func (s *Session) enterIdle() bool {
 		return false
 	}
 	s.idle = true
+	if s.redirect != "" && !s.state.inTxn {
+		// Asked to move after this session's safe-point check: the move
+		// runs as for any idle session, once waitClient releases cmdMu.
+		s.moves.Add(1)
+		go s.moveIdle()
+	}
 	return true
 }
 

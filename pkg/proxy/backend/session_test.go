@@ -741,7 +741,7 @@ func TestBackendLostDuringAuth(t *testing.T) {
 	p := startProxy(t, baseConfig(), ln.Addr().String())
 
 	_, err = login(t, clientConfig(t, p.Addr(), "nate", "n4tive", ""))
-	me := requireMySQLError(t, err, pmysql.ErNetReadError)
+	me := requireMySQLError(t, err, errCodeBackendLost)
 	require.Contains(t, me.Message, "lost connection to backend "+ln.Addr().String())
 	p.requireIdle(t)
 }

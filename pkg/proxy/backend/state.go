@@ -25,6 +25,14 @@ type stmtState struct {
 	// longData is set between COM_STMT_SEND_LONG_DATA and the execute or
 	// reset that consumes it.
 	longData bool
+	// text is the statement, kept to prepare it again on another backend
+	// (only in sessions that can migrate).
+	text []byte
+	// types are the parameter types of its last execute that carried them;
+	// typesSent says whether the current backend has seen them
+	// (paramtypes.go).
+	types     []byte
+	typesSent bool
 }
 
 // setCursor records whether st has an open cursor, keeping the session's

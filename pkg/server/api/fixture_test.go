@@ -135,9 +135,10 @@ func fixedTopology() *observer.Topology {
 func fixedSessions() []backend.Info {
 	return []backend.Info{
 		{ID: 7, ClientAddr: "10.1.0.6:40000", User: "batch", Cluster: "east", Backend: "10.0.0.2:4000",
-			InTransaction: true, PreparedStatements: 2, Since: t0.Add(-5 * time.Minute)},
+			InTransaction: true, PreparedStatements: 2, Since: t0.Add(-5 * time.Minute),
+			NotMigratableReason: "in a transaction"},
 		// Not UTC and finer than a millisecond: the API shows UTC milliseconds.
-		{ID: 1, ClientAddr: "10.1.0.5:51234", User: "app", DB: "shop", Cluster: "east", Backend: "10.0.0.1:4000",
+		{ID: 1, ClientAddr: "10.1.0.5:51234", User: "app", DB: "shop", Cluster: "east", Backend: "10.0.0.1:4000", Migratable: true,
 			Since: time.Date(2024, 5, 17, 11, 29, 18, 123456789, time.FixedZone("CEST", 2*60*60))},
 		{ID: 3, ClientAddr: "[::1]:60000", User: "root", Cluster: "south", Backend: "10.0.2.1:4000",
 			Since: t0.Add(-26 * time.Hour)},
@@ -281,11 +282,15 @@ type fixture struct {
 	cfg   *cfgmgr.Manager
 	path  string
 	srv   *Server
+	migr  *fakeMigrations
 }
 
 type fixtureOpt func(*fixtureOpts)
 
-type fixtureOpts struct{ noMetrics bool }
+type fixtureOpts struct{ noMetrics, migrations bool }
+
+// withMigrations enables the migration endpoints over a fakeMigrations.
+func withMigrations(o *fixtureOpts) { o.migrations = true }
 
 // withoutMetrics builds the API without a metrics handler.
 func withoutMetrics(o *fixtureOpts) { o.noMetrics = true }
@@ -313,7 +318,12 @@ func newFixture(t *testing.T, opts ...fixtureOpt) *fixture {
 		})
 	}
 	p := newFakeProxy()
-	return &fixture{proxy: p, cfg: cm, path: path, srv: New(lg, p, cm, metrics, NewAuth(fixtureAPI()))}
+	f := &fixture{proxy: p, cfg: cm, path: path, srv: New(lg, p, cm, metrics, NewAuth(fixtureAPI()))}
+	if o.migrations {
+		f.migr = newFakeMigrations(p)
+		f.srv.SetMigrations(f.migr)
+	}
+	return f
 }
 
 // request is one call to the API. Without a header it is sent with the read

@@ -251,6 +251,10 @@ func (s *Server) backendList(views []*observer.ClusterView) []Backend {
 				}
 				ab.LastProbe = &t
 			}
+			if d, ok := s.drainOf(b.ID); ok {
+				deadline := d.Deadline.UTC()
+				ab.Drained, ab.DrainDeadline = true, &deadline
+			}
 			out = append(out, ab)
 		}
 	}
@@ -269,6 +273,9 @@ func (s *Server) sessions(w http.ResponseWriter, _ *http.Request) {
 			Cluster:       in.Cluster,
 			InTransaction: in.InTransaction,
 			Since:         in.Since.UTC().Truncate(time.Millisecond),
+
+			Migratable:          in.Migratable,
+			NotMigratableReason: in.NotMigratableReason,
 		}
 		if in.Backend != "" {
 			ss.Backend = observer.BackendID(in.Cluster, in.Backend)
@@ -289,6 +296,12 @@ func (s *Server) effectiveConfig() ([]byte, error) {
 	}
 	if cfg.API.ReadToken != "" {
 		cfg.API.ReadToken = redacted
+	}
+	cfg.Clusters = slices.Clone(cfg.Clusters)
+	for i := range cfg.Clusters {
+		if cfg.Clusters[i].MigrationPassword != "" {
+			cfg.Clusters[i].MigrationPassword = redacted
+		}
 	}
 	var buf bytes.Buffer
 	if err := toml.NewEncoder(&buf).Encode(cfg); err != nil {

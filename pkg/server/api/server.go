@@ -99,6 +99,7 @@ type Server struct {
 	mux      *http.ServeMux
 	coord    Coordination
 	nodeID   string
+	migr     Migrations
 
 	mu  sync.Mutex
 	srv *http.Server

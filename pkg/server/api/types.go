@@ -78,6 +78,56 @@ type Backend struct {
 	CPU       *float64   `json:"cpu"`
 	Memory    *float64   `json:"memory"`
 	LastProbe *time.Time `json:"last_probe"`
+	// Drained is set while an operator drains the backend: it takes no new
+	// sessions and its sessions move away until DrainDeadline, when those
+	// that could not move are closed.
+	Drained       bool       `json:"drained,omitempty"`
+	DrainDeadline *time.Time `json:"drain_deadline,omitempty"`
+}
+
+// BackendDrain is the answer of POST and DELETE
+// /api/v1/backends/{cluster}/{addr}/drain, and an element of the drains in
+// GET /api/v1/migrations.
+type BackendDrain struct {
+	ID       string     `json:"id"`
+	Cluster  string     `json:"cluster"`
+	Addr     string     `json:"addr"`
+	Drained  bool       `json:"drained"`
+	Since    *time.Time `json:"since,omitempty"`
+	Deadline *time.Time `json:"deadline,omitempty"`
+	// Sessions still routed to the backend by this proxy.
+	Sessions int `json:"sessions"`
+	// WasDrained, in the answer to DELETE, says whether it was drained.
+	WasDrained *bool `json:"was_drained,omitempty"`
+}
+
+// MigrationsDoc is GET /api/v1/migrations.
+type MigrationsDoc struct {
+	// Pending counts the moves asked for and not finished (a session moves at
+	// its next transaction boundary).
+	Pending int `json:"pending"`
+	// Totals counts finished migrations by result since start: ok, failed,
+	// refused, closed (could not move before a drain's deadline).
+	Totals map[string]int64 `json:"totals"`
+	// Recent is the last 100 finished migrations, newest first.
+	Recent []Migration    `json:"recent"`
+	Drains []BackendDrain `json:"drains"`
+}
+
+// Migration is one finished migration of a session between two backends of
+// its cluster.
+type Migration struct {
+	Time      time.Time `json:"time"`
+	SessionID uint64    `json:"session_id"`
+	Cluster   string    `json:"cluster"`
+	From      string    `json:"from"`
+	To        string    `json:"to,omitempty"`
+	// Reason is drain, unhealthy, voted-down, removed, load-sessions,
+	// load-cpu, load-memory or failover.
+	Reason     string  `json:"reason"`
+	Result     string  `json:"result"`
+	DurationMS float64 `json:"duration_ms"`
+	Error      string  `json:"error,omitempty"`
 }
 
 // Session is one element of GET /api/v1/sessions.
@@ -91,6 +141,11 @@ type Session struct {
 	Backend       string    `json:"backend"`
 	InTransaction bool      `json:"in_transaction"`
 	Since         time.Time `json:"since"`
+	// Migratable says whether the session could move to another backend of
+	// its cluster now; NotMigratableReason says why not (in a transaction,
+	// LOCK TABLES, GET_LOCK, temporary tables, no recoverable credential ...).
+	Migratable          bool   `json:"migratable"`
+	NotMigratableReason string `json:"not_migratable_reason,omitempty"`
 }
 
 // ConfigStatus is GET /api/v1/config/status.

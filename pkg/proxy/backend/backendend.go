@@ -1,0 +1,113 @@
+package backend
+
+import (
+	"errors"
+	"net"
+	"time"
+
+	"github.com/switchyard-db/switchyard/pkg/mysql"
+	"go.uber.org/zap"
+)
+
+// errCodeBackendLost is the server-range code a client gets when its backend
+// died under it: ER_NET_READ_ERROR (SQLSTATE 08S01), what a server says when
+// a connection breaks mid-read, never a 2xxx client code (libmariadb shows
+// those as "malformed packet" when they arrive in an ERR packet).
+const errCodeBackendLost = mysql.ErNetReadError
+
+// backendLostError is the one clean error of a statement or transaction cut
+// short by a dead backend.
+func backendLostError(addr string, inTxn bool) *mysql.MySQLError {
+	msg := "Switchyard: lost connection to backend " + addr + " during the statement; it may or may not have run"
+	if inTxn {
+		msg = "Switchyard: lost connection to backend " + addr + "; the open transaction was rolled back"
+	}
+	return &mysql.MySQLError{Code: errCodeBackendLost, State: "08S01", Message: msg}
+}
+
+// aliveCheckTimeout bounds the dial that tells a server that closed one
+// session (still listening) from a server that died (refused).
+const aliveCheckTimeout = time.Second
+
+// onIdleBackendEnd runs on the idle watch's goroutine when the backend
+// connection of an idle session became readable. The session goroutine is
+// blocked reading its client and does not touch the backend until the watch
+// is disarmed, which waits for this to return.
+//
+// A server that ends an idle session on purpose (wait_timeout, KILL, its own
+// shutdown) closes the socket; MariaDB 10.11 sends nothing first (checked:
+// EOF after KILL and shutdown, a reset after wait_timeout). The client is
+// then closed as a direct connection would be, so that a pool's liveness
+// check discards it; its server-side state is gone on purpose and is not
+// re-established. A backend that died looks the same on the socket, so a
+// session that could be re-established elsewhere (or is inside a
+// transaction) first dials the backend: a server that still listens ended
+// the session on purpose; one that does not is dead, and the session moves
+// at its next command (failover), or, inside a transaction, answers its
+// next statement with one clean error and ends.
+func (s *Session) onIdleBackendEnd() {
+	be := s.backend
+	_ = be.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	data, err := be.ReadPacket(1 << 16)
+	_ = be.SetReadDeadline(time.Time{})
+	var ne net.Error
+	switch {
+	case err == nil && len(data) > 0 && data[0] == mysql.ErrHeader:
+		e := mysql.ParseErr(data)
+		s.lg.Info("backend ended the idle session; closing the client", zap.Uint16("code", e.Code), zap.String("message", e.Message))
+		s.endIdleClient()
+		return
+	case err == nil:
+		s.lg.Warn("backend sent an unsolicited packet to an idle session; closing the client")
+		s.endIdleClient()
+		return
+	case errors.As(err, &ne) && ne.Timeout():
+		// Interrupted (the client sent a command meanwhile) or a partial
+		// packet: the connection is no longer trustworthy.
+		s.backendDead = true
+		return
+	}
+	why := s.canFailover()
+	if (why == "" || s.state.inTxn) && !s.backendListening() {
+		if why == "" {
+			s.lg.Warn("backend died under an idle session; it moves at its next command", zap.Error(err))
+			s.backendDead = true
+			return
+		}
+		// Its transaction is lost: the next statement gets one clean error
+		// saying so, then the connection closes.
+		s.lg.Warn("backend died under an idle session inside a transaction", zap.Error(err))
+		s.CloseWithError(backendLostError(s.lease.Addr(), true))
+		return
+	}
+	s.lg.Info("backend closed the idle session; closing the client", zap.Error(err))
+	s.endIdleClient()
+}
+
+// endIdleClient closes the client of an idle session; its goroutine, blocked
+// on the client, then ends.
+func (s *Session) endIdleClient() {
+	s.closed.Store(true)
+	_ = s.client.Close()
+}
+
+// backendListening reports whether the session's backend still serves:
+// it accepts a connection and greets (or refuses with an ERR). A server
+// being killed can still complete a TCP handshake from its backlog for a
+// moment, then close without a word: that counts as dead. A server that
+// accepts and stays silent (or waits for a PROXY header) counts as alive.
+func (s *Session) backendListening() bool {
+	c, err := net.DialTimeout("tcp", s.lease.Addr(), aliveCheckTimeout)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	if s.cfg.BackendProxyProtocol {
+		return true
+	}
+	_ = c.SetReadDeadline(time.Now().Add(aliveCheckTimeout))
+	var b [1]byte
+	n, err := c.Read(b[:])
+	var ne net.Error
+	return n > 0 || (errors.As(err, &ne) && ne.Timeout())
+}

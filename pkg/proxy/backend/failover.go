@@ -1,0 +1,105 @@
+package backend
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchyard-db/switchyard/pkg/mysql"
+	"go.uber.org/zap"
+)
+
+// failoverAttempts bounds how many other backends a failover tries.
+const failoverAttempts = 3
+
+// failover re-establishes a session whose backend died, before the command
+// pk (read, not yet forwarded) runs: on another backend of the same
+// cluster, with the same login and replayed state. The command then runs
+// there and the client never sees the failure. When the session cannot be
+// re-established, the command gets one clean error and the session ends.
+func (s *Session) failover(pk mysql.Packet) error {
+	start := time.Now()
+	old := s.lease
+	why := s.canFailover()
+	if why == "" {
+		to, err := s.reestablish()
+		result := MigrationOK
+		if err != nil {
+			result, why = MigrationFailed, err.Error()
+		}
+		s.report(old.Addr(), to, "failover", result, err, start)
+		if err == nil {
+			s.lg.Info("backend was lost; session re-established", zap.String("from", old.Addr()), zap.String("to", to))
+			s.publishInfo()
+			return nil
+		}
+	}
+	_ = s.client.DiscardCurrent()
+	e := backendLostError(old.Addr(), s.state.inTxn)
+	e.Message = fmt.Sprintf("Switchyard: lost connection to backend %s and the session cannot be re-established: %s", old.Addr(), why)
+	_ = s.client.WriteError(e)
+	return fmt.Errorf("%w: failover: %s", errSessionEnded, why)
+}
+
+// reestablish routes the session again within its cluster (never to the
+// dead backend) and takes it over there. It returns the new address.
+func (s *Session) reestablish() (string, error) {
+	old := s.lease
+	exclude := []string{old.ID()}
+	var lastErr error
+	for i := 0; i < failoverAttempts; i++ {
+		lease, err := s.router.Route(s.ci, exclude)
+		if err != nil {
+			if lastErr != nil {
+				return "", fmt.Errorf("%v (last error: %v)", err, lastErr)
+			}
+			return "", err
+		}
+		if lease.Cluster() != old.Cluster() {
+			// The routing rules changed since login: a session never
+			// moves to another cluster.
+			lease.Release()
+			return "", fmt.Errorf("routing now picks cluster %s; a session stays in cluster %s", lease.Cluster(), old.Cluster())
+		}
+		exclude = append(exclude, lease.ID())
+		to := lease.Addr()
+		if err := s.takeOver(s.transfer(), lease, nil); err != nil {
+			lastErr = err
+			if errors.Is(err, errRefused) {
+				return "", err
+			}
+			continue
+		}
+		return to, nil
+	}
+	return "", lastErr
+}
+
+// survivesBackendLoss decides, after a command failed because the backend
+// connection broke, whether the session goes on: outside a transaction and
+// re-establishable, the failed statement got its one clean error
+// (reportBackendLost) and the next command runs on another backend.
+func (s *Session) survivesBackendLoss(err error) bool {
+	if !errors.Is(err, errBackendLost) || s.closed.Load() || s.state.inTxn || s.canFailover() != "" {
+		return false
+	}
+	s.backendDead = true
+	return true
+}
+
+// reportBackendLost tells the client that the backend went away during its
+// command, with one clean server-range error.
+func (s *Session) reportBackendLost(err error) {
+	name := "backend"
+	if s.lease != nil {
+		name = s.lease.Addr()
+	}
+	e := backendLostError(name, s.state.inTxn)
+	if !s.serving {
+		e.Message = "Switchyard: lost connection to backend " + name + " during login"
+	} else if !s.state.inTxn && s.canFailover() == "" {
+		e.Message += "; the session goes on on another backend"
+	}
+	s.lg.Debug("backend connection lost", zap.Error(err))
+	_ = s.client.WriteError(e)
+}

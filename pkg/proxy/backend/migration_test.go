@@ -1,0 +1,156 @@
+package backend
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/stretchr/testify/require"
+	"github.com/switchyard-db/switchyard/pkg/router"
+)
+
+// recorder is a MigrationObserver that keeps what it was told.
+type recorder struct {
+	mu  sync.Mutex
+	got []MigrationResult
+}
+
+func (r *recorder) MigrationDone(m MigrationResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, m)
+}
+
+func (r *recorder) results() []MigrationResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]MigrationResult(nil), r.got...)
+}
+
+// foreignClaimer claims every target in another cluster: a router bug the
+// session must not follow.
+type foreignClaimer struct {
+	*router.Balanced
+	other *router.Balanced
+}
+
+func (f foreignClaimer) Claim(_, addr string) (router.Lease, error) {
+	return f.other.Claim("other", addr)
+}
+
+func (p *testProxy) onlySession(t *testing.T) *Session {
+	t.Helper()
+	var s *Session
+	require.Eventually(t, func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for ss := range p.sessions {
+			s = ss
+		}
+		return len(p.sessions) == 1
+	}, 5*time.Second, 10*time.Millisecond)
+	return s
+}
+
+// TestRedirectNeverLeavesTheCluster: a target outside the session's
+// cluster is refused, whether the router refuses to claim it or (a router
+// bug) hands out a lease of another cluster; the session stays, its client
+// unaware, and the observer hears "refused".
+func TestRedirectNeverLeavesTheCluster(t *testing.T) {
+	b1, b2 := startBackend(t), startBackend(t)
+	for _, tc := range []struct {
+		name    string
+		foreign bool
+		wantErr string
+	}{
+		{name: "router refuses", wantErr: "is not a backend of cluster test"},
+		{name: "router hands out another cluster", foreign: true, wantErr: "is not in cluster test"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{}
+			cfg := baseConfig()
+			cfg.MigrationAccount = func(string) (string, string, bool) { return "migrator", "pw", true }
+			cfg.Migrations = rec
+			p := startProxy(t, cfg, b1.Addr())
+			if tc.foreign {
+				p.mu.Lock()
+				p.route = foreignClaimer{Balanced: p.router, other: router.NewForAddrs("other", []string{b2.Addr()})}
+				p.mu.Unlock()
+			}
+			connector, err := mysql.NewConnector(clientConfig(t, p.Addr(), "nate", "n4tive", ""))
+			require.NoError(t, err)
+			db := sql.OpenDB(connector)
+			defer db.Close()
+			conn, err := db.Conn(context.Background())
+			require.NoError(t, err)
+			defer conn.Close()
+			require.NoError(t, conn.PingContext(context.Background()))
+			s := p.onlySession(t)
+			ok, why := s.Migratable()
+			require.True(t, ok, why)
+			require.True(t, s.Redirect(b2.Addr()))
+			require.Eventually(t, func() bool { return len(rec.results()) == 1 }, 5*time.Second, 10*time.Millisecond)
+			r := rec.results()[0]
+			require.Equal(t, MigrationRefused, r.Result)
+			require.Equal(t, "test", r.Cluster)
+			require.Equal(t, b1.Addr(), r.From)
+			require.Equal(t, b2.Addr(), r.To)
+			require.ErrorContains(t, r.Err, tc.wantErr)
+			var one int
+			require.NoError(t, conn.QueryRowContext(context.Background(), "SELECT 1").Scan(&one))
+			require.Equal(t, b1.Addr(), s.Info().Backend)
+			require.NoError(t, conn.Close())
+			require.NoError(t, db.Close())
+			p.requireIdle(t)
+		})
+	}
+}
+
+// TestRedirectRequests: Redirect is refused when the session is asked to go
+// elsewhere already, and Migratable names a missing migration account.
+func TestRedirectRequests(t *testing.T) {
+	b1 := startBackend(t)
+	p := startProxy(t, baseConfig(), b1.Addr())
+	connector, err := mysql.NewConnector(clientConfig(t, p.Addr(), "nate", "n4tive", ""))
+	require.NoError(t, err)
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	conn, err := db.Conn(context.Background())
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.PingContext(context.Background()))
+	s := p.onlySession(t)
+	ok, why := s.Migratable()
+	require.False(t, ok)
+	require.Equal(t, "migration is not configured", why)
+	require.NoError(t, conn.Close())
+	require.NoError(t, db.Close())
+	p.requireIdle(t)
+	require.False(t, s.Redirect(b1.Addr()), "an ended session takes no request")
+}
+
+// TestMigratableSessionOutlivesHandshakeTimeout: the proxy's own statement
+// after login (session tracking for migration) runs under the handshake
+// deadline, which must not stay on the backend connection.
+func TestMigratableSessionOutlivesHandshakeTimeout(t *testing.T) {
+	b := startBackend(t)
+	cfg := baseConfig()
+	cfg.HandshakeTimeout = 300 * time.Millisecond
+	cfg.MigrationAccount = func(string) (string, string, bool) { return "migrator", "pw", true }
+	p := startProxy(t, cfg, b.Addr())
+	connector, err := mysql.NewConnector(clientConfig(t, p.Addr(), "nate", "n4tive", ""))
+	require.NoError(t, err)
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	conn, err := db.Conn(context.Background())
+	require.NoError(t, err)
+	defer conn.Close()
+	s := p.onlySession(t)
+	require.Eventually(t, func() bool { ok, _ := s.Migratable(); return ok }, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(2 * cfg.HandshakeTimeout)
+	var one int
+	require.NoError(t, conn.QueryRowContext(context.Background(), "SELECT 1").Scan(&one))
+}

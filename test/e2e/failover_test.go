@@ -1,0 +1,163 @@
+package e2e
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/stretchr/testify/require"
+	pmysql "github.com/switchyard-db/switchyard/pkg/mysql"
+
+	"github.com/switchyard-db/switchyard/test/testenv"
+)
+
+// TestFailoverKill9: kill -9 one of two backends while 50 idle sessions and
+// 8 busy autocommit clients run. The idle sessions' next queries succeed on
+// the survivor; each busy client sees at most its in-flight statement fail,
+// once, with a clean server-range error, then carries on on the same
+// connection.
+func TestFailoverKill9(t *testing.T) {
+	mp := startMigrationPair(t, true)
+	ctx := ctxT(t, 3*time.Minute)
+	db := nativeDB(t, mp.addr())
+	db.SetMaxIdleConns(100)
+	survivor := strconv.Itoa(mp.m[1].Port)
+
+	idle := make([]*sql.Conn, 50)
+	onVictim := 0
+	for i := range idle {
+		c, err := db.Conn(ctx)
+		require.NoError(t, err)
+		defer c.Close()
+		idle[i] = c
+		if queryString(t, c, "SELECT @@port") != survivor {
+			onVictim++
+		}
+	}
+	require.Positive(t, onVictim, "some idle sessions are on the backend that dies")
+
+	const busy = 8
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	type result struct {
+		ok          int
+		errs        []error
+		okAfterErr  int
+		lastPort    string
+		victimStart bool
+	}
+	results := make([]result, busy)
+	for i := range busy {
+		c, err := db.Conn(ctx)
+		require.NoError(t, err)
+		defer c.Close()
+		results[i].victimStart = queryString(t, c, "SELECT @@port") != survivor
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &results[i]
+			for !stop.Load() {
+				var v, port string
+				err := c.QueryRowContext(context.Background(), "SELECT v, @@port FROM t WHERE id = 1").Scan(&v, &port)
+				if err != nil {
+					r.errs = append(r.errs, err)
+					if len(r.errs) > 3 {
+						return
+					}
+					continue
+				}
+				r.ok++
+				r.lastPort = port
+				if len(r.errs) > 0 {
+					r.okAfterErr++
+				}
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	mp.m[0].Kill()
+	time.Sleep(2 * time.Second)
+	stop.Store(true)
+	wg.Wait()
+
+	for i, r := range results {
+		require.LessOrEqual(t, len(r.errs), 1, "busy client %d: at most its in-flight statement fails: %v", i, r.errs)
+		for _, err := range r.errs {
+			var me *mysql.MySQLError
+			require.True(t, errors.As(err, &me), "busy client %d: a clean server error, not %v", i, err)
+			require.Equal(t, pmysql.ErNetReadError, me.Number, "busy client %d: %v", i, err)
+		}
+		require.Positive(t, r.okAfterErr+r.ok, "busy client %d carried on", i)
+		require.Equal(t, survivor, r.lastPort, "busy client %d ends on the survivor", i)
+		t.Logf("busy client %d: started on victim %v, %d ok, errors %v", i, r.victimStart, r.ok, r.errs)
+	}
+	for i, c := range idle {
+		require.Equal(t, survivor, queryString(t, c, "SELECT @@port"), "idle session %d goes on on the survivor", i)
+	}
+	t.Logf("%d of 50 idle sessions were on the killed backend", onVictim)
+}
+
+// TestFailoverInTransaction: a session idle inside a transaction when its
+// backend dies is never re-established: its next statement gets one clean
+// error saying the transaction was rolled back, without a hang, and the pool
+// then works on the survivor.
+func TestFailoverInTransaction(t *testing.T) {
+	mp := startMigrationPair(t, true)
+	ctx := ctxT(t, time.Minute)
+	db := nativeDB(t, mp.addr())
+	conn, err := db.Conn(ctx)
+	require.NoError(t, err)
+	defer conn.Close()
+	port := queryString(t, conn, "SELECT @@port")
+	victim := mp.m[0]
+	if strconv.Itoa(mp.m[1].Port) == port {
+		victim = mp.m[1]
+	}
+	_, err = conn.ExecContext(ctx, "BEGIN")
+	require.NoError(t, err)
+	_, err = conn.ExecContext(ctx, "UPDATE t SET v = v + 1 WHERE id = 1")
+	require.NoError(t, err)
+	time.Sleep(100 * time.Millisecond)
+	victim.Kill()
+	time.Sleep(500 * time.Millisecond)
+	start := time.Now()
+	_, err = conn.ExecContext(ctx, "UPDATE t SET v = v + 1 WHERE id = 2")
+	require.Less(t, time.Since(start), 10*time.Second, "no hang")
+	var me *mysql.MySQLError
+	require.True(t, errors.As(err, &me), "a clean server error, not %v", err)
+	require.Equal(t, pmysql.ErNetReadError, me.Number)
+	require.Contains(t, me.Message, "transaction was rolled back")
+	require.NotEqual(t, port, queryString(t, db, "SELECT @@port"), "the pool goes on on the survivor")
+}
+
+// TestIdleKillIsNotFailover: a migratable session whose backend connection
+// is KILLed while idle is closed, as a direct connection would be, and not
+// re-established elsewhere: the server is alive, the end was on purpose.
+func TestIdleKillIsNotFailover(t *testing.T) {
+	mp := startMigrationPair(t, true)
+	c, err := dialRaw(t, mp.addr(), testenv.NativeUser, testenv.NativePassword, "test")
+	require.NoError(t, err)
+	row := c.query("SELECT CONNECTION_ID(), @@port")[0]
+	s := mp.session(t)
+	ok, why := s.Migratable()
+	require.True(t, ok, why)
+	m := mp.m[0]
+	if strconv.Itoa(mp.m[1].Port) == row[1] {
+		m = mp.m[1]
+	}
+	time.Sleep(100 * time.Millisecond)
+	_, err = m.RootDB(t).Exec("KILL " + row[0])
+	require.NoError(t, err)
+	require.NoError(t, c.io.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = c.io.ReadPacket(0)
+	require.Error(t, err, "the client is closed")
+	require.False(t, errors.Is(err, os.ErrDeadlineExceeded), "closed, not left open: %v", err)
+	require.Eventually(t, func() bool { return len(mp.srv.ClusterSessions("main")) == 0 }, 5*time.Second, 10*time.Millisecond)
+}
