@@ -90,6 +90,7 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 	r := router.NewBalanced(topo, cfg)
 	sess := &backend.Config{
 		ServerVersion:        cfg.Proxy.ServerVersion,
+		Greeting:             r,
 		ServerTLS:            stls,
 		BackendTLS:           btls,
 		RequireBackendTLS:    cfg.Security.RequireBackendTLS,

@@ -42,7 +42,15 @@ func (c *session) commandLoop() error {
 		case comInitDB:
 			err = c.changeDB(string(p[1:]))
 		case comQuery:
-			err = c.query(string(p[1:]))
+			q := p[1:]
+			if c.caps&capQueryAttributes != 0 {
+				var perr error
+				if q, perr = c.readQueryAttributes(q); perr != nil {
+					err = c.pc.writePacket(errPacket(codeMalformed, sqlStateConnection, "Malformed communication packet"))
+					break
+				}
+			}
+			err = c.query(string(q))
 		default:
 			err = c.pc.writePacket(errPacket(codeUnknownCommand, sqlStateConnection, "Unknown command"))
 		}
@@ -69,10 +77,18 @@ func (c *session) query(q string) error {
 	switch {
 	case hasPrefixFold(q, "SELECT "):
 		expr := strings.TrimSpace(q[len("SELECT "):])
+		noRows := false
+		if n := len(expr) - len(" LIMIT 0"); n > 0 && strings.EqualFold(expr[n:], " LIMIT 0") {
+			expr, noRows = strings.TrimSpace(expr[:n]), true
+		}
 		value, isNull := c.evaluate(expr)
-		return c.writeSingleValue(expr, value, isNull)
+		return c.writeSingleValue(expr, value, isNull, noRows)
 	case hasPrefixFold(q, "USE "):
 		return c.changeDB(unquote(strings.TrimSpace(q[len("USE "):])))
+	case c.caps&capOptionalMetadata != 0 && hasPrefixFold(q, "SET resultset_metadata"):
+		v := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(q[len("SET resultset_metadata"):]), "="))
+		c.noMetadata = strings.EqualFold(unquote(v), "NONE")
+		return c.writeOK(nil)
 	default:
 		return c.writeOK(nil)
 	}
@@ -97,21 +113,36 @@ func (c *session) evaluate(expr string) (value string, isNull bool) {
 	case "NULL":
 		return "", true
 	}
+	if fn := "mysql_query_attribute_string("; hasPrefixFold(expr, fn) {
+		name := strings.TrimSuffix(strings.TrimSpace(expr[len(fn):]), ")")
+		v, found := c.attrs[unquote(strings.TrimSpace(name))]
+		return v, !found
+	}
 	return unquote(expr), false
 }
 
-func (c *session) writeSingleValue(name, value string, isNull bool) error {
+// writeSingleValue answers with one column and one row, or no row when noRows is set
+// ("SELECT ... LIMIT 0").
+func (c *session) writeSingleValue(name, value string, isNull, noRows bool) error {
 	deprecateEOF := c.caps&capDeprecateEOF != 0
-	packets := [][]byte{
-		appendLenEncInt(nil, 1),
-		columnDef41(name),
+	packets := [][]byte{appendLenEncInt(nil, 1)}
+	switch {
+	case c.caps&capOptionalMetadata == 0:
+		packets = append(packets, columnDef41(name))
+	case c.noMetadata:
+		packets[0] = append(packets[0], 0) // RESULTSET_METADATA_NONE: no column definitions
+	default:
+		packets[0] = append(packets[0], 1)
+		packets = append(packets, columnDef41(name))
 	}
 	if !deprecateEOF {
 		packets = append(packets, eofPacket(statusAutocommit))
 	}
-	if isNull {
+	switch {
+	case noRows:
+	case isNull:
 		packets = append(packets, []byte{0xfb})
-	} else {
+	default:
 		packets = append(packets, appendLenEncString(nil, value))
 	}
 	if deprecateEOF {

@@ -36,6 +36,21 @@ type Config struct {
 	// AuthSwitchRequest to caching_sha2_password, as a MySQL 8 server configured that way
 	// does for caching_sha2 accounts.
 	DefaultAuthPlugin string
+	// MySQL8Extensions makes the double offer CLIENT_QUERY_ATTRIBUTES and
+	// CLIENT_OPTIONAL_RESULTSET_METADATA, as MySQL 8 does (MySQL 8 itself is not
+	// installable where the tests run).
+	MySQL8Extensions bool
+	// MariaDBExt, when non-zero, makes the double greet like MariaDB: CLIENT_MYSQL
+	// (CLIENT_LONG_PASSWORD) cleared and these extended capabilities in the last four
+	// reserved bytes. It only announces them; commands they add are not served.
+	MariaDBExt uint32
+}
+
+// Negotiated is what the last client to log in chose.
+type Negotiated struct {
+	Capability uint32
+	// MariaDBExt is the client's extended capability word (MariaDB greeting only).
+	MariaDBExt uint32
 }
 
 // DefaultServerVersion is the greeting version when Config.ServerVersion is empty.
@@ -70,6 +85,7 @@ type Server struct {
 
 	ln     net.Listener
 	connID atomic.Uint32
+	last   atomic.Pointer[Negotiated]
 	stats  counters
 
 	cacheMu sync.Mutex
@@ -272,3 +288,7 @@ func (s *Server) remember(user string, digest [sha256.Size]byte) {
 	s.cache[user] = digest
 	s.cacheMu.Unlock()
 }
+
+// LastNegotiated returns what the last client that sent a handshake response chose, or
+// nil before any did.
+func (s *Server) LastNegotiated() *Negotiated { return s.last.Load() }

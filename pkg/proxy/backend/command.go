@@ -87,7 +87,16 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 		return s.forwardRequest()
 	case mysql.ComChangeUser:
 		return s.changeUser(pk)
+	case mysql.ComStmtBulkExecute:
+		return s.bulkExecute(pk)
+	case mysql.ComProcessKill:
+		return s.processKill(pk)
 	case mysql.ComQuery, mysql.ComStmtExecute, mysql.ComProcessInfo:
+		if cmd == mysql.ComQuery {
+			if handled, err := s.interceptQuery(pk); handled {
+				return err
+			}
+		}
 		var st *stmtState
 		var cursor bool
 		if cmd == mysql.ComStmtExecute && len(pk.Data) >= 6 {
@@ -116,6 +125,9 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 		}
 		return err
 	case mysql.ComStmtPrepare:
+		if handled, err := s.interceptPrepare(pk); handled {
+			return err
+		}
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err
 		}
@@ -169,7 +181,7 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 			s.state.multiStatements = on
 		}
 		return err
-	case mysql.ComPing, mysql.ComRefresh, mysql.ComProcessKill, mysql.ComCreateDB, mysql.ComDropDB,
+	case mysql.ComPing, mysql.ComRefresh, mysql.ComCreateDB, mysql.ComDropDB,
 		mysql.ComDebug, mysql.ComStatistics, mysql.ComShutdown:
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err

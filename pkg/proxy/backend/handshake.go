@@ -23,16 +23,18 @@ func (s *Session) handshake(ctx context.Context) error {
 		_ = s.client.SetDeadline(s.handshakeDeadline)
 	}
 	salt := mysql.NewSalt(20)
-	offer := proxyCapability
+	o := s.offer()
+	offer := o.capability
 	if s.cfg.ServerTLS != nil {
 		offer |= mysql.ClientSSL
 	}
 	greeting := mysql.AppendInitialHandshake(nil, &mysql.InitialHandshake{
-		ServerVersion: s.cfg.ServerVersion,
+		ServerVersion: o.version,
 		ConnID:        uint32(s.id),
 		Salt:          salt,
 		Capability:    offer,
-		Charset:       mysql.DefaultCharset,
+		ExtCapability: o.extCapability,
+		Charset:       o.charset,
 		Status:        mysql.ServerStatusAutocommit,
 		AuthPlugin:    mysql.AuthNativePassword,
 	})
@@ -79,6 +81,9 @@ func (s *Session) handshake(ctx context.Context) error {
 	}
 	// Whatever the client claims, it may only use what was offered.
 	resp.Capability &= offer | mysql.ClientSSL
+	if resp.Capability&mysql.ClientMySQL == 0 {
+		s.clientExt = resp.ExtCapability & o.extCapability
+	}
 	s.clientCap = resp.Capability
 	s.charset = resp.Charset
 	s.state.user, s.state.db = resp.User, resp.DB
@@ -145,6 +150,15 @@ func (s *Session) connectBackend(ctx context.Context, resp *mysql.HandshakeRespo
 			}
 			return nil
 		}
+		var mismatch *errCapabilityMismatch
+		if errors.As(err, &mismatch) {
+			// Not a failure of the backend: it serves other clients.
+			s.lg.Info("backend cannot serve this client's protocol, trying another", zap.String("backend", lease.ID()), zap.Error(err))
+			lease.Release()
+			exclude = append(exclude, lease.ID())
+			lastErr = err
+			continue
+		}
 		var myErr *mysql.MySQLError
 		if errors.As(err, &myErr) {
 			// The backend answered with an error (too many connections,
@@ -193,43 +207,26 @@ func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *mys
 	if err != nil {
 		return fail(err)
 	}
-	if missing := s.clientCap & requiredOfBackend &^ hs.Capability; missing != 0 {
-		return fail(mysql.NewError(mysql.ErHandshakeError,
-			"Switchyard: backend %s (%s) lacks protocol capabilities 0x%x that the client uses", lease.Addr(), hs.ServerVersion, missing))
+	bc, bext, err := s.backendCapabilities(lease.Addr(), hs)
+	if err != nil {
+		return fail(err)
 	}
-	bc := s.clientCap & hs.Capability &^ (mysql.ClientSSL | mysql.ClientCompress | mysql.ClientZstdCompression)
-	// Session tracking is always asked for, so that the proxy sees USE and
-	// transaction state even when the client does not; OK packets are
-	// rewritten for clients that did not ask for it.
-	bc |= hs.Capability & mysql.ClientSessionTrack
-	switch compressionOf(s.clientCap) {
-	case mysql.CompressZstd:
-		if hs.Capability&mysql.ClientZstdCompression != 0 {
-			bc |= mysql.ClientZstdCompression
-		} else {
-			bc |= hs.Capability & mysql.ClientCompress
-		}
-	case mysql.CompressZlib:
-		bc |= hs.Capability & mysql.ClientCompress
-	}
-	// The backend's greeting may also be an old-style one without plugin
-	// auth; pass-through needs it.
-	bc |= mysql.ClientPluginAuth
 	useTLS := s.cfg.BackendTLS != nil && hs.Capability&mysql.ClientSSL != 0
 	if s.cfg.RequireBackendTLS && !useTLS {
 		return fail(mysql.NewError(mysql.ErSecureTransportRequired,
 			"Switchyard: backend %s does not offer TLS and require-backend-tls is set", lease.Addr()))
 	}
 	out := &mysql.HandshakeResponse{
-		Capability: bc,
-		MaxPacket:  resp.MaxPacket,
-		Charset:    resp.Charset,
-		User:       lease.User(),
-		AuthData:   resp.AuthData,
-		DB:         resp.DB,
-		AuthPlugin: mysql.AuthUnknownPlugin,
-		Attrs:      resp.Attrs,
-		ZstdLevel:  resp.ZstdLevel,
+		Capability:    bc,
+		MaxPacket:     resp.MaxPacket,
+		Charset:       resp.Charset,
+		User:          lease.User(),
+		AuthData:      resp.AuthData,
+		DB:            resp.DB,
+		AuthPlugin:    mysql.AuthUnknownPlugin,
+		Attrs:         resp.Attrs,
+		ZstdLevel:     resp.ZstdLevel,
+		ExtCapability: bext,
 	}
 	if bc&mysql.ClientZstdCompression != 0 && out.ZstdLevel == 0 {
 		out.ZstdLevel = 3
@@ -257,7 +254,8 @@ func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *mys
 	// From here on the backend waits for the client's answers: the whole
 	// login is bounded by the handshake deadline, not the connect timeout.
 	_ = be.SetDeadline(s.handshakeDeadline)
-	s.backendCap = out.Capability
+	s.backendCap, s.backendExt = out.Capability, bext
+	s.backendConnID = hs.ConnID
 	s.backendSalt = hs.Salt
 	s.mu.Lock()
 	s.backend = be
