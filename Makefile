@@ -43,7 +43,7 @@ unit:
 # with -race: a data race or panic in it fails the test that caused it). A
 # skipped end-to-end test fails the target: a skip is not a pass.
 e2e: build
-	@set -eo pipefail; SWITCHYARD_PROXY_RACE=1 $(GO) test -count=1 -timeout 20m -v ./test/e2e/ 2>&1 | tee bin/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; \
+	@set -eo pipefail; SWITCHYARD_PROXY_RACE=1 SWITCHYARD_SUITE_REPORT_DIR=$(CURDIR)/bin $(GO) test -count=1 -timeout 20m -v ./test/e2e/ 2>&1 | tee bin/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; \
 	if grep -q -- '--- SKIP' bin/e2e.log; then echo "FAIL: end-to-end tests were skipped:"; grep -- '--- SKIP' bin/e2e.log; exit 1; fi
 
 # Runs every fuzz target briefly on top of its seed corpus.

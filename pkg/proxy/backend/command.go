@@ -29,7 +29,7 @@ func (s *Session) serve() error {
 				return nil
 			}
 		}
-		pk, err := s.client.Next()
+		pk, err := s.nextCommand()
 		if draining := s.leaveIdle(); err != nil {
 			var ne net.Error
 			if draining && errors.As(err, &ne) && ne.Timeout() {
