@@ -76,7 +76,7 @@ func suiteProxy(t *testing.T, m *testenv.MariaDB) string {
 	require.Eventually(t, func() bool {
 		c, err := dialRaw(t, p.Addr, testenv.NativeUser, testenv.NativePassword, "")
 		return err == nil && strings.Contains(c.hs.ServerVersion, "MariaDB")
-	}, 30*time.Second, 100*time.Millisecond, "the proxy never greeted with the backend's version")
+	}, time.Minute, 100*time.Millisecond, "the proxy never greeted with the backend's version")
 	return p.Addr
 }
 
@@ -84,7 +84,7 @@ func suiteProxy(t *testing.T, m *testenv.MariaDB) string {
 // (mariadb-client-test, Debian package mariadb-test) one test per process,
 // directly and through the proxy. CI runs clientTestSubset; with
 // SWITCHYARD_CLIENT_TEST_FULL=1 every test runs (docs/protocol-compat.md has
-// the full run's results).
+// the full run's results); SWITCHYARD_CLIENT_TESTS=a,b runs the named ones.
 func TestMariaDBClientTestSuite(t *testing.T) {
 	bin, err := exec.LookPath("mariadb-client-test")
 	require.NoError(t, err, "mariadb-client-test is in Debian's mariadb-test package (scripts/install-deps.sh)")
@@ -92,6 +92,9 @@ func TestMariaDBClientTestSuite(t *testing.T) {
 	names := clientTestSubset
 	if os.Getenv("SWITCHYARD_CLIENT_TEST_FULL") == "1" {
 		names = listClientTests(t, bin)
+	}
+	if only := os.Getenv("SWITCHYARD_CLIENT_TESTS"); only != "" {
+		names = strings.Split(only, ",") // for a closer look at some tests
 	}
 	proxyAddr := suiteProxy(t, m)
 	vardir := t.TempDir()
@@ -108,18 +111,20 @@ func TestMariaDBClientTestSuite(t *testing.T) {
 }
 
 // clientTestSubset is what CI runs of mariadb-client-test: the protocol
-// extensions this proxy forwards (bulk operations, progress reports,
-// metadata caching), KILL, prepared statements and cursors, and a sample of
-// the rest. The full list takes several minutes twice over.
+// extensions this proxy forwards (bulk operations with RETURNING, replace,
+// delete and auto-increment; progress reports), KILL of one's own
+// connection with reconnect, prepared statements, cursors and long data,
+// and a sample of the rest; all pass directly against Debian's MariaDB
+// 10.11. (test_cache_metadata fails there directly, so it measures
+// nothing.) The full list takes about seven minutes for both runs.
 var clientTestSubset = []string{
 	"test_bulk_autoinc", "test_bulk_delete", "test_bulk_replace", "test_bulk_insert_returning",
-	"test_bulk_delete_returning", "test_progress_reporting", "test_cache_metadata",
-	"test_bug8378", "test_prepare_simple", "test_prepare", "test_select_prepare", "test_fetch_nobuffs",
-	"test_cursors_with_union", "test_cursors_with_procedure", "test_bug10736", "test_bug11172",
-	"test_change_user", "test_reset_connection", "test_server_status", "test_mdev_26145",
-	"test_explain_meta", "test_bug19671", "test_long_data", "test_multi_statements",
-	"test_set_option", "test_field_flags", "test_ps_query_cache", "test_mysql_insert_id",
-	"test_bug36004", "test_wl4166_1",
+	"test_bulk_delete_returning", "test_progress_reporting", "test_bug17512527", "test_opt_reconnect",
+	"test_basic_cursors", "test_fetch_nobuffs", "test_open_cursor_prepared_statement_query_cache",
+	"test_change_user", "test_long_data", "test_long_data_bin", "test_multi_statements",
+	"test_prepare_multi_statements", "test_multi_stmt", "test_nstmts", "test_stmt_close",
+	"test_prepare_simple", "test_prepare", "test_select_prepare", "test_server_status",
+	"test_mdev_26145", "test_explain_meta", "test_field_flags", "test_wl4166_1", "test_bug36004",
 }
 
 func listClientTests(t *testing.T, bin string) []string {

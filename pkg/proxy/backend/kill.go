@@ -170,7 +170,21 @@ func (s *Session) runKill(k killTarget) error {
 	}
 	own := s.kill.ident.Load()
 	if own != nil && own.backendID == tid.backendID {
-		return s.killOnOwnBackend(k, tid)
+		ok, err := s.killOnOwnBackend(k, tid)
+		switch {
+		case err != nil || k.stmt.Query:
+		case target == s:
+			// The server closes a connection that killed itself, after
+			// its answer: so does the proxy, and the client sees what it
+			// would directly.
+			return errClientQuit
+		case ok:
+			// The server closed the target's backend connection; if that
+			// session is idle its client learns it now, as it would
+			// directly, rather than at its next command.
+			target.closeIfIdle()
+		}
+		return err
 	}
 	if !k.stmt.Query && own != nil && own.cluster == tid.cluster && own.user == tid.user {
 		s.lg.Info("KILL CONNECTION of a session of the same user on another backend: closing it",
@@ -198,7 +212,7 @@ func (s *Session) runKill(k killTarget) error {
 
 // killOnOwnBackend sends the KILL, with the target's backend connection id,
 // over this session's backend connection and forwards the answer.
-func (s *Session) killOnOwnBackend(k killTarget, tid *backendIdent) error {
+func (s *Session) killOnOwnBackend(k killTarget, tid *backendIdent) (ok bool, err error) {
 	var req []byte
 	if k.processKill {
 		req = binary.LittleEndian.AppendUint32([]byte{mysql.ComProcessKill}, tid.connID)
@@ -210,18 +224,36 @@ func (s *Session) killOnOwnBackend(k killTarget, tid *backendIdent) error {
 	s.backend.ResetSequence()
 	if err := s.backend.WritePacket(req); err != nil {
 		s.reportBackendLost(err)
-		return fmt.Errorf("%w: writing: %w", errBackendLost, err)
+		return false, fmt.Errorf("%w: writing: %w", errBackendLost, err)
 	}
 	if err := s.backend.Flush(); err != nil {
 		s.reportBackendLost(err)
-		return fmt.Errorf("%w: writing: %w", errBackendLost, err)
+		return false, fmt.Errorf("%w: writing: %w", errBackendLost, err)
 	}
-	if k.processKill {
-		_, err := s.forwardSimple()
-		return err
+	// The answer to a KILL is one OK or ERR packet.
+	pk, err := s.nextReply()
+	if err != nil {
+		return false, err
 	}
-	_, err := s.forwardResults(mysql.ComQuery)
-	return err
+	switch pk.First() {
+	case mysql.OKHeader:
+		_, err := s.forwardOK(pk)
+		return err == nil, err
+	case mysql.ErrHeader:
+		return false, s.finish()
+	}
+	return false, s.protocolError(fmt.Sprintf("unexpected answer 0x%02x to KILL", pk.First()))
+}
+
+// closeIfIdle closes the session if it is waiting for a command (its
+// backend connection was killed).
+func (s *Session) closeIfIdle() {
+	s.mu.Lock()
+	idle := s.idle
+	s.mu.Unlock()
+	if idle {
+		s.Close()
+	}
 }
 
 // interceptPrepare refuses to prepare a KILL (its id could not be
