@@ -145,6 +145,8 @@ func (s *Session) connectBackend(ctx context.Context, resp *mysql.HandshakeRespo
 			s.lease = lease
 			s.mu.Unlock()
 			s.state.user = lease.User()
+			// Before the client hears OK and can tell anyone its id.
+			s.publishBackendIdent()
 			if s.cfg.CommandMetrics != nil {
 				s.obs = s.cfg.CommandMetrics(lease.Cluster())
 			}

@@ -195,7 +195,10 @@ func (s *Session) runKill(k killTarget) error {
 		if s.state.inTxn {
 			status |= mysql.ServerStatusInTrans
 		}
-		return s.client.WritePacket(mysql.AppendOK(buf[:0], mysql.OKHeader, mysql.OKInfo{Status: status}, false))
+		if err := s.client.WritePacket(mysql.AppendOK(buf[:0], mysql.OKHeader, mysql.OKInfo{Status: status}, false)); err != nil {
+			return err
+		}
+		return s.client.Flush()
 	}
 	what := "KILL QUERY"
 	if !k.stmt.Query {

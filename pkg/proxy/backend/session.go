@@ -146,7 +146,6 @@ func (s *Session) Run(ctx context.Context) {
 		return
 	}
 	s.publishInfo()
-	s.publishBackendIdent()
 	err := s.serve()
 	s.logEnd("session ended", err)
 }
