@@ -52,7 +52,11 @@ func compareSuites(t *testing.T, suite string, direct, proxied map[string]suiteR
 			passProxied++
 		}
 		status := map[bool]string{true: "pass", false: "FAIL"}
-		fmt.Fprintf(&report, "%-45s direct=%s proxy=%s\n", n, status[d.pass], status[p.pass])
+		fmt.Fprintf(&report, "%-45s direct=%s proxy=%s", n, status[d.pass], status[p.pass])
+		if !d.pass {
+			fmt.Fprintf(&report, "  (directly: %.120s)", failureLine(d.out))
+		}
+		report.WriteByte('\n')
 		if d.pass && !p.pass {
 			regressions = append(regressions, n)
 		}
@@ -150,6 +154,17 @@ func runClientTest(t *testing.T, bin, addr, vardir, name string) suiteResult {
 		"--user="+testenv.AdminUser, "--password="+testenv.AdminPassword, "--vardir="+vardir, "--silent", name)
 	out, err := cmd.CombinedOutput()
 	return suiteResult{pass: err == nil, out: tail(string(out), 15)}
+}
+
+// failureLine picks the line of a test's output that says what failed.
+func failureLine(out string) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for _, l := range lines {
+		if strings.Contains(l, "check failed") || strings.Contains(l, "Error") || strings.Contains(l, "_test.go:") {
+			return strings.TrimSpace(l)
+		}
+	}
+	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 func tail(s string, n int) string {
