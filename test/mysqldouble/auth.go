@@ -32,6 +32,9 @@ type session struct {
 	ext    uint32 // negotiated MariaDB extended capabilities
 	// attrs are the query attributes of the current COM_QUERY (CLIENT_QUERY_ATTRIBUTES).
 	attrs map[string]string
+	// stmts are the prepared statements' expressions by id (stmt.go).
+	stmts    map[uint32]string
+	nextStmt uint32
 	// noMetadata is set by SET resultset_metadata = NONE (CLIENT_OPTIONAL_RESULTSET_METADATA).
 	noMetadata bool
 	user       string

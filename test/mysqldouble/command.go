@@ -16,6 +16,9 @@ const (
 	comQuery           = 0x03
 	comPing            = 0x0e
 	comResetConnection = 0x1f
+	comStmtPrepare     = 0x16
+	comStmtExecute     = 0x17
+	comStmtClose       = 0x19
 )
 
 // commandLoop serves commands until the client quits or the connection breaks. A nil
@@ -41,6 +44,12 @@ func (c *session) commandLoop() error {
 			err = c.writeOK(nil)
 		case comInitDB:
 			err = c.changeDB(string(p[1:]))
+		case comStmtPrepare:
+			err = c.prepare(string(p[1:]))
+		case comStmtExecute:
+			err = c.execute(p[1:])
+		case comStmtClose:
+			continue // no answer
 		case comQuery:
 			q := p[1:]
 			if c.caps&capQueryAttributes != 0 {

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"testing"
 
@@ -168,4 +169,48 @@ func TestMySQL8Extensions(t *testing.T) {
 	require.Equal(t, pmysql.OKHeader, rc.read()[0])
 	query(noAttrs, "SELECT 'y'")
 	require.Equal(t, "y", readValue(true))
+
+	// COM_STMT_EXECUTE carries attributes as parameters beyond the
+	// statement's, announced by PARAMETER_COUNT_AVAILABLE (0x08).
+	prepare := func() uint32 {
+		rc.pio.ResetSequence()
+		rc.write(append([]byte{pmysql.ComStmtPrepare}, "SELECT mysql_query_attribute_string('trace')"...))
+		ok := rc.read()
+		require.Equal(t, pmysql.OKHeader, ok[0], "prepare: %q", ok)
+		if ok[12] == 1 {
+			rc.read() // the column definition
+		}
+		return binary.LittleEndian.Uint32(ok[1:])
+	}
+	execute := func(id uint32, metadata bool) string {
+		req := binary.LittleEndian.AppendUint32([]byte{pmysql.ComStmtExecute}, id)
+		req = append(req, 0x08, 1, 0, 0, 0)
+		req = append(req, oneAttr[0]) // attribute count
+		req = append(req, oneAttr[2:]...)
+		rc.pio.ResetSequence()
+		rc.write(req)
+		cc := rc.read()
+		if metadata {
+			require.Equal(t, []byte{1, 1}, cc)
+			rc.read()
+		} else {
+			require.Equal(t, []byte{1, 0}, cc)
+		}
+		row := rc.read()
+		require.Equal(t, []byte{0, 0}, row[:2], "binary row, no NULL")
+		require.Equal(t, pmysql.EOFHeader, rc.read()[0])
+		v, _, _ := pmysql.ReadLenEncString(row[2:])
+		return string(v)
+	}
+	id := prepare()
+	require.Equal(t, "abc", execute(id, true))
+	query(noAttrs, "SET resultset_metadata = NONE")
+	require.Equal(t, pmysql.OKHeader, rc.read()[0])
+	// A prepare answered without parameter or column definitions.
+	id2 := prepare()
+	require.Equal(t, "abc", execute(id2, false))
+	require.Equal(t, "abc", execute(id, false))
+	rc.pio.ResetSequence()
+	rc.write([]byte{pmysql.ComPing})
+	require.Equal(t, pmysql.OKHeader, rc.read()[0], "still in step")
 }
