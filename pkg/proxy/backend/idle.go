@@ -63,14 +63,15 @@ func (s *Session) nextCommand() (mysql.Packet, error) {
 			}
 			return pk, err
 		}
-		// Idle for a while: unless a drain woke us (the caller handles
-		// that), watch the backend and wait without a deadline.
-		if draining := s.leaveIdle(); draining {
-			return pk, err
-		}
+		// Idle for a while (or woken by a drain): end if the session
+		// should end now (enterIdle says so: draining outside a
+		// transaction, or closed with an error; the caller then ends it),
+		// else watch the backend and wait without a deadline. A draining
+		// session inside a transaction keeps waiting for its end.
+		s.leaveIdle()
 		_ = s.client.SetReadDeadline(time.Time{})
 		if !s.enterIdle() {
-			return pk, err // drained meanwhile: the caller ends the session
+			return pk, err
 		}
 		w = s.startWatch()
 	}
