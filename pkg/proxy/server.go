@@ -58,11 +58,6 @@ func New(lg *zap.Logger, opts Options, r router.Router) *Server {
 	// backend id (from CONNECTION_ID()) is not taken for another session's
 	// by KILL (pkg/proxy/backend/kill.go).
 	s.nextID.Store(FirstConnID - 1)
-	if opts.Session != nil && opts.Session.Sessions == nil {
-		sc := *opts.Session
-		sc.Sessions = s
-		s.opts.Session = &sc
-	}
 	return s
 }
 

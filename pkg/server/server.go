@@ -117,6 +117,8 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		apiTLS:   apiTLS,
 	}
 	s.metrics = metrics.New(s, Version, GitHash)
+	// KILL finds the session an id names among this server's (kill.go).
+	sess.Sessions = sql
 	sess.CommandMetrics = func(cluster string) backend.CommandObserver {
 		cm := s.metrics.ForCluster(cluster)
 		cm.SessionStarted()
