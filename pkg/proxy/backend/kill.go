@@ -117,13 +117,22 @@ func isUntranslatedKill(text []byte) bool {
 // killFormWords returns the upper-cased words after KILL [HARD|SOFT].
 func killFormWords(text []byte) []string {
 	var words []string
-	cur := []byte{}
-	for _, c := range append(text, ' ') {
+	var cur []byte
+	// text aliases the client's read buffer: it is only read, never
+	// appended to.
+	for i := 0; i <= len(text); i++ {
+		var c byte = ' '
+		if i < len(text) {
+			c = text[i]
+		}
 		switch {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
 			if len(cur) > 0 {
 				words = append(words, string(cur))
 				cur = cur[:0]
+			}
+			if len(words) == 4 {
+				i = len(text) // the form is in the first words
 			}
 		case c >= 'a' && c <= 'z':
 			cur = append(cur, c-('a'-'A'))

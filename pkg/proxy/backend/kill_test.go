@@ -57,6 +57,13 @@ func TestKillAcrossBackends(t *testing.T) {
 	e = pmysql.ParseErr(kill(b, "KILL -- no id\n"))
 	require.Equal(t, pmysql.ErUnknown, e.Code, "a KILL that cannot be translated is not forwarded")
 
+	// Forms that name no connection id go to the backend as they are (the
+	// double answers any statement it does not know with OK).
+	before := one.Stats().Connections + two.Stats().Connections
+	require.Equal(t, pmysql.OKHeader, kill(b, "KILL USER nobody")[0])
+	require.Equal(t, pmysql.OKHeader, kill(b, "kill hard query id 12")[0])
+	require.Equal(t, before, one.Stats().Connections+two.Stats().Connections)
+
 	b.pio.ResetSequence()
 	b.write(append([]byte{pmysql.ComStmtPrepare}, "KILL ?"...))
 	require.Equal(t, pmysql.ErUnknown, pmysql.ParseErr(b.read()).Code, "a KILL cannot be prepared")
