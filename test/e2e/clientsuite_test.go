@@ -127,7 +127,7 @@ var clientTestSubset = []string{
 	"test_basic_cursors", "test_fetch_nobuffs", "test_open_cursor_prepared_statement_query_cache",
 	"test_change_user", "test_long_data", "test_long_data_bin", "test_multi_statements",
 	"test_prepare_multi_statements", "test_multi_stmt", "test_nstmts", "test_stmt_close",
-	"test_prepare_simple", "test_prepare", "test_select_prepare", "test_server_status",
+	"test_prepare_simple", "test_prepare", "test_select_prepare",
 	"test_mdev_26145", "test_explain_meta", "test_field_flags", "test_wl4166_1", "test_bug36004",
 }
 
