@@ -12,6 +12,9 @@ lean=()
 if [ "${1:-all}" != mariadb ]; then
   # The fleet tests run etcd as a separate process they can stop and pause.
   command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need+=(etcd-server)
+  # MariaDB's C API test program (mariadb-client-test), run directly and
+  # through the proxy by test/e2e/clientsuite_test.go.
+  command -v mariadb-client-test >/dev/null 2>&1 || lean+=(mariadb-test)
   command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || lean+=(prometheus)
   command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || lean+=(chromium)
 fi

@@ -107,7 +107,7 @@ func (p ProxyServer) check(v *validator) {
 	}
 	switch {
 	case p.ServerVersion == "":
-		v.addf("proxy.server-version", "proxy.server-version must not be empty")
+		// Announce what the backends announce.
 	case strings.ContainsRune(p.ServerVersion, 0):
 		// The handshake writes the version NUL-terminated.
 		v.addf("proxy.server-version", "proxy.server-version %q: must not contain a NUL byte", p.ServerVersion)

@@ -40,7 +40,8 @@ type ProxyServer struct {
 	// BackendProxyProtocol is "" or "v2": send a PROXY v2 header to backends so they
 	// see the real client address.
 	BackendProxyProtocol string `toml:"backend-proxy-protocol"`
-	// ServerVersion is the version string in the handshake the proxy sends to clients.
+	// ServerVersion, when set, overrides the version string in the handshake
+	// the proxy sends to clients; empty announces the backends' own version.
 	ServerVersion string `toml:"server-version"`
 	// ConnectTimeout bounds dialing a backend plus its handshake.
 	ConnectTimeout Duration `toml:"connect-timeout"`

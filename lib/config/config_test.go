@@ -27,7 +27,7 @@ func TestDefaults(t *testing.T) {
 	require.Empty(t, c.Proxy.ProxyProtocol)
 	require.Empty(t, c.Proxy.ProxyProtocolTrustedCIDRs)
 	require.Empty(t, c.Proxy.BackendProxyProtocol)
-	require.Equal(t, "8.0.11-Switchyard", c.Proxy.ServerVersion)
+	require.Empty(t, c.Proxy.ServerVersion, "by default the backends' version is announced")
 	require.Equal(t, 5*time.Second, c.Proxy.ConnectTimeout.Duration)
 	require.Equal(t, Security{}, c.Security)
 	require.Equal(t, Log{Level: "info", Format: "console"}, c.Log)

@@ -17,7 +17,6 @@ import (
 // Defaults for keys whose zero value is not what an operator would expect.
 const (
 	DefaultAddr                     = "0.0.0.0:6000"
-	DefaultServerVersion            = "8.0.11-Switchyard"
 	DefaultGracefulCloseConnTimeout = 15 * time.Second
 	DefaultConnectTimeout           = 5 * time.Second
 	DefaultLogLevel                 = "info"
@@ -71,7 +70,6 @@ func NewDefault() *Config {
 		Proxy: ProxyServer{
 			Addr:                     DefaultAddr,
 			GracefulCloseConnTimeout: NewDuration(DefaultGracefulCloseConnTimeout),
-			ServerVersion:            DefaultServerVersion,
 			ConnectTimeout:           NewDuration(DefaultConnectTimeout),
 		},
 		Log: Log{

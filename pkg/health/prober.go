@@ -267,11 +267,11 @@ func (p *Prober) ProbeNow(ctx context.Context, addr string) (observer.Health, er
 	defer cancel()
 	stop := context.AfterFunc(p.life, cancel)
 	defer stop()
-	err := p.probe(ctx, t)
+	server, err := p.probe(ctx, t)
 	if err != nil && p.life.Err() != nil {
 		return observer.Health{}, ErrProberClosed
 	}
-	h := observer.Health{Healthy: err == nil, LastProbe: time.Now()}
+	h := observer.Health{Healthy: err == nil, LastProbe: time.Now(), Server: server}
 	if err != nil {
 		h.Reason, h.Failures = reasonOf(err), 1
 	}
@@ -314,8 +314,8 @@ func (p *Prober) launch(ctx context.Context, onlyNew bool) {
 		go func(st *targetState, t Target) {
 			defer p.probes.Done()
 			defer cancel()
-			err := p.probe(pctx, t)
-			p.record(ctx, st, err)
+			server, err := p.probe(pctx, t)
+			p.record(ctx, st, server, err)
 		}(st, st.t)
 	}
 }
@@ -323,7 +323,7 @@ func (p *Prober) launch(ctx context.Context, onlyNew bool) {
 // record feeds one probe result into the target's state machine, unless the
 // probe was cut short by Close or the target was removed meanwhile: neither
 // says anything about the backend.
-func (p *Prober) record(ctx context.Context, st *targetState, err error) {
+func (p *Prober) record(ctx context.Context, st *targetState, server *observer.ServerInfo, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if ctx.Err() != nil || p.targets[st.t.Addr] != st {
@@ -332,7 +332,17 @@ func (p *Prober) record(ctx context.Context, st *targetState, err error) {
 	st.cancel = nil
 	old := st.h
 	st.h = nextHealth(old, err, time.Now(), p.cfg.FailuresToUnhealthy)
+	if server != nil {
+		st.h.Server = server
+	}
 	p.publishLocked()
+	serverChanged := !sameServer(old.Server, st.h.Server)
+	if serverChanged {
+		// The greeting the proxy offers clients follows the backends'.
+		p.lg.Info("backend greeting", zap.String("addr", st.t.Addr), zap.String("version", server.Version),
+			zap.Uint32("capabilities", server.Capability), zap.Uint32("mariadb_capabilities", server.ExtCapability))
+		notify(p.updates)
+	}
 	if st.h.Healthy == old.Healthy && st.h.Reason == old.Reason {
 		if err != nil {
 			p.lg.Debug("probe failed", zap.String("addr", st.t.Addr),
@@ -357,9 +367,9 @@ func (p *Prober) record(ctx context.Context, st *targetState, err error) {
 // healthy again after one success.
 func nextHealth(old observer.Health, err error, now time.Time, n int) observer.Health {
 	if err == nil {
-		return observer.Health{Healthy: true, LastProbe: now}
+		return observer.Health{Healthy: true, LastProbe: now, Server: old.Server}
 	}
-	h := observer.Health{LastProbe: now, Failures: old.Failures + 1}
+	h := observer.Health{LastProbe: now, Failures: old.Failures + 1, Server: old.Server}
 	h.Healthy = h.Failures < n
 	if !h.Healthy {
 		h.Reason = reasonOf(err)
@@ -375,21 +385,34 @@ func (p *Prober) publishLocked() {
 	p.results.Store(&m)
 }
 
-// probe checks the SQL port, then the status port, within ctx.
-func (p *Prober) probe(ctx context.Context, t Target) error {
-	check := mysql.CheckSQL
+// probe checks the SQL port, then the status port, within ctx. It returns
+// what the greeting announced whenever one was read, even if the probe then
+// failed.
+func (p *Prober) probe(ctx context.Context, t Target) (*observer.ServerInfo, error) {
+	check := mysql.ReadGreeting
 	if user := p.cfg.SQLUser; user != "" {
-		check = func(ctx context.Context, d *net.Dialer, addr string) error {
-			return mysql.CheckSQLLogin(ctx, d, addr, user)
+		check = func(ctx context.Context, d *net.Dialer, addr string) (*mysql.InitialHandshake, error) {
+			return mysql.ReadGreetingLogin(ctx, d, addr, user)
 		}
 	}
-	if err := check(ctx, p.dialer, t.Addr); err != nil {
-		return fmt.Errorf("sql port: %w", err)
+	hs, err := check(ctx, p.dialer, t.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("sql port: %w", err)
 	}
+	server := &observer.ServerInfo{Version: hs.ServerVersion, Capability: hs.Capability,
+		ExtCapability: hs.ExtCapability, Charset: hs.Charset}
 	if t.StatusPort == 0 {
-		return nil
+		return server, nil
 	}
-	return p.checkStatus(ctx, t)
+	return server, p.checkStatus(ctx, t)
+}
+
+// sameServer compares two greetings' records (nil for none).
+func sameServer(a, b *observer.ServerInfo) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 // checkStatus asks TiDB's status port for /status. TiDB answers 500 there

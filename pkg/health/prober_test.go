@@ -453,7 +453,7 @@ func TestLateResultOfRemovedTargetIsDropped(t *testing.T) {
 	p.SetTargets([]Target{{Addr: "127.0.0.1:1"}}) // same address, new state
 	drain(p.Updates())
 
-	p.record(context.Background(), old, errors.New("late"))
+	p.record(context.Background(), old, nil, errors.New("late"))
 	require.Equal(t, observer.Health{Healthy: true, Reason: ErrNotProbed.Error()}, p.Results()["127.0.0.1:1"])
 	requireNoSignal(t, p.Updates())
 }
@@ -691,4 +691,25 @@ func TestDefaults(t *testing.T) {
 	ps := NewProber(zaptest.NewLogger(t), "c1", HealthConfig{StatusTLS: &tls.Config{MinVersion: tls.VersionTLS12}})
 	defer ps.Close()
 	require.Equal(t, "https", ps.scheme)
+}
+
+// TestProbeRecordsGreeting: the prober records what a backend announces
+// (the proxy greets clients with it), keeps it while probes fail, and
+// signals when it changes.
+func TestProbeRecordsGreeting(t *testing.T) {
+	srv := newFakeSQL(t, greetOK)
+	p := newTestProber(t, "c1", HealthConfig{Interval: 10 * time.Millisecond, FailuresToUnhealthy: 5})
+	p.SetTargets([]Target{srv.target()})
+	p.Start(context.Background())
+	h := waitHealth(t, p, srv.Addr(), probed)
+	require.Equal(t, &observer.ServerInfo{
+		Version:    "8.0.11-TiDB-v7.5.0",
+		Capability: mysql.ClientProtocol41 | mysql.ClientSecureConnection | mysql.ClientPluginAuth,
+		Charset:    46,
+	}, h.Server)
+
+	srv.setMode(greetErr)
+	h = waitHealth(t, p, srv.Addr(), func(h observer.Health) bool { return h.Failures > 0 })
+	require.NotNil(t, h.Server, "a failed probe keeps the last greeting")
+	require.Equal(t, "8.0.11-TiDB-v7.5.0", h.Server.Version)
 }

@@ -31,6 +31,23 @@ const (
 	ClientOptionalResultsetMetadata  uint32 = 1 << 25
 	ClientZstdCompression            uint32 = 1 << 26
 	ClientQueryAttributes            uint32 = 1 << 27
+	// ClientMySQL is ClientLongPassword under MariaDB's name: a MariaDB
+	// server clears it in its greeting to say that the last four reserved
+	// bytes carry its extended capabilities, and a client clears it in its
+	// answer to send its own there.
+	ClientMySQL = ClientLongPassword
+)
+
+// MariaDB extended capabilities: the upper 32 bits of MariaDB's 64-bit
+// capability word, carried in bytes the MySQL protocol reserves (see
+// ClientMySQL). Here they are kept as their own 32-bit word.
+const (
+	MariaDBClientProgress           uint32 = 1 << 0
+	MariaDBClientComMulti           uint32 = 1 << 1
+	MariaDBClientStmtBulkOperations uint32 = 1 << 2
+	MariaDBClientExtendedMetadata   uint32 = 1 << 3
+	MariaDBClientCacheMetadata      uint32 = 1 << 4
+	MariaDBClientBulkUnitResults    uint32 = 1 << 5
 )
 
 // Command bytes (the first byte of a client request in the command phase).
@@ -67,6 +84,9 @@ const (
 	ComDaemon           byte = 0x1d
 	ComBinlogDumpGTID   byte = 0x1e
 	ComResetConnection  byte = 0x1f
+	// ComStmtBulkExecute is MariaDB's bulk execution of a prepared
+	// statement (MARIADB_CLIENT_STMT_BULK_OPERATIONS).
+	ComStmtBulkExecute byte = 0xfa
 )
 
 // Server status flags carried by OK and EOF packets.
@@ -130,6 +150,9 @@ const (
 	ErUnknown                 uint16 = 1105
 	ErNetPacketTooLarge       uint16 = 1153
 	ErNetReadError            uint16 = 1158
+	ErMalformedPacket         uint16 = 1835
+	ErNoSuchThread            uint16 = 1094 // Unknown thread id
+	ErKillDenied              uint16 = 1095 // You are not owner of thread
 	ErNotSupportedAuthMode    uint16 = 1251
 	ErSecureTransportRequired uint16 = 3159
 	// ErConnectToForeignDataSource is what a server says when it cannot

@@ -315,6 +315,7 @@ func FuzzInitialHandshake(f *testing.F) {
 		require.Equal(t, h.ServerVersion, h2.ServerVersion)
 		require.Equal(t, h.ConnID, h2.ConnID)
 		require.Equal(t, h.Capability, h2.Capability)
+		require.Equal(t, h.ExtCapability, h2.ExtCapability)
 		require.Equal(t, h.Charset, h2.Charset)
 		require.Equal(t, h.Status, h2.Status)
 		require.Equal(t, h.Salt[:8], h2.Salt[:8])

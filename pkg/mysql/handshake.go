@@ -13,9 +13,12 @@ type InitialHandshake struct {
 	// Salt is the full auth-plugin-data (normally 20 bytes, no trailing NUL).
 	Salt       []byte
 	Capability uint32
-	Charset    byte
-	Status     uint16
-	AuthPlugin string
+	// ExtCapability holds MariaDB's extended capabilities; it is sent and
+	// read only when Capability lacks ClientMySQL.
+	ExtCapability uint32
+	Charset       byte
+	Status        uint16
+	AuthPlugin    string
 }
 
 // AppendInitialHandshake encodes a HandshakeV10 packet.
@@ -36,7 +39,12 @@ func AppendInitialHandshake(b []byte, h *InitialHandshake) []byte {
 	} else {
 		b = append(b, 0)
 	}
-	b = append(b, make([]byte, 10)...)
+	b = append(b, make([]byte, 6)...)
+	if h.Capability&ClientMySQL == 0 {
+		b = binary.LittleEndian.AppendUint32(b, h.ExtCapability)
+	} else {
+		b = append(b, 0, 0, 0, 0)
+	}
 	if h.Capability&ClientSecureConnection != 0 {
 		b = append(b, salt[8:]...)
 		b = append(b, 0)
@@ -83,6 +91,9 @@ func ParseInitialHandshake(data []byte) (*InitialHandshake, error) {
 	h.Status = binary.LittleEndian.Uint16(data[pos+1:])
 	h.Capability |= uint32(binary.LittleEndian.Uint16(data[pos+3:])) << 16
 	saltLen := int(data[pos+5])
+	if h.Capability&ClientMySQL == 0 {
+		h.ExtCapability = binary.LittleEndian.Uint32(data[pos+12:])
+	}
 	pos += 6 + 10
 	if h.Capability&ClientSecureConnection != 0 {
 		n := max(13, saltLen-8)
@@ -121,6 +132,10 @@ type HandshakeResponse struct {
 	// prefix), forwarded unchanged.
 	Attrs     []byte
 	ZstdLevel byte
+	// ExtCapability holds a MariaDB client's extended capabilities, in the
+	// last four bytes of the reserved area; present only when Capability
+	// lacks ClientMySQL.
+	ExtCapability uint32
 }
 
 // sslRequestLen is the length of an SSLRequest packet.
@@ -144,6 +159,9 @@ func ParseHandshakeResponse(data []byte) (*HandshakeResponse, error) {
 	}
 	r.MaxPacket = binary.LittleEndian.Uint32(data[4:])
 	r.Charset = data[8]
+	if r.Capability&ClientMySQL == 0 {
+		r.ExtCapability = binary.LittleEndian.Uint32(data[28:])
+	}
 	pos := sslRequestLen
 	user, n, ok := ReadNulString(data[pos:])
 	if !ok {
@@ -247,7 +265,11 @@ func AppendSSLRequest(b []byte, r *HandshakeResponse) []byte {
 	b = binary.LittleEndian.AppendUint32(b, r.Capability)
 	b = binary.LittleEndian.AppendUint32(b, r.MaxPacket)
 	b = append(b, r.Charset)
-	return append(b, make([]byte, 23)...)
+	b = append(b, make([]byte, 19)...)
+	if r.Capability&ClientMySQL == 0 {
+		return binary.LittleEndian.AppendUint32(b, r.ExtCapability)
+	}
+	return append(b, 0, 0, 0, 0)
 }
 
 // AuthSwitchRequest asks the client to authenticate with another plugin.

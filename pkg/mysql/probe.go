@@ -34,10 +34,16 @@ func ReadGreeting(ctx context.Context, d *net.Dialer, addr string) (*InitialHand
 // needs no privileges (CREATE USER 'probe'@'%'). A refused login is a
 // failure: the server answered, but not as configured.
 func CheckSQLLogin(ctx context.Context, d *net.Dialer, addr, user string) error {
-	_, err := withGreeting(ctx, d, addr, func(pio *PacketIO, hs *InitialHandshake) error {
+	_, err := ReadGreetingLogin(ctx, d, addr, user)
+	return err
+}
+
+// ReadGreetingLogin is CheckSQLLogin returning the server's greeting, for
+// callers that record what the server announces.
+func ReadGreetingLogin(ctx context.Context, d *net.Dialer, addr, user string) (*InitialHandshake, error) {
+	return withGreeting(ctx, d, addr, func(pio *PacketIO, hs *InitialHandshake) error {
 		return loginAndQuit(pio, hs, user)
 	})
-	return err
 }
 
 // maxAuthRounds bounds the packets a login may take (greeting answer, one

@@ -28,6 +28,9 @@ type Health struct {
 	LastProbe time.Time
 	// Failures counts consecutive failed probes.
 	Failures int
+	// Server is what the backend announced in its greeting at the last
+	// probe that read one; it is kept across failures and nil before.
+	Server *ServerInfo
 }
 
 // Metrics are the load figures of one backend, as fractions of its quota.

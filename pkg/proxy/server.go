@@ -53,7 +53,23 @@ type Server struct {
 
 // New builds a server; nothing listens until Start.
 func New(lg *zap.Logger, opts Options, r router.Router) *Server {
-	return &Server{lg: lg, opts: opts, router: r, sessions: map[uint64]*backend.Session{}, extra: map[string]net.Listener{}}
+	s := &Server{lg: lg, opts: opts, router: r, sessions: map[uint64]*backend.Session{}, extra: map[string]net.Listener{}}
+	// Connection ids start far above the ids backends give out, so that a
+	// backend id (from CONNECTION_ID()) is not taken for another session's
+	// by KILL (pkg/proxy/backend/kill.go).
+	s.nextID.Store(FirstConnID - 1)
+	return s
+}
+
+// FirstConnID is the first connection id the proxy gives out (2^31).
+const FirstConnID = 1 << 31
+
+// SessionByID returns the live session with the given connection id, or
+// nil (backend.SessionLookup, for KILL).
+func (s *Server) SessionByID(id uint64) *backend.Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions[id]
 }
 
 // Start listens and starts the accept loop.

@@ -116,3 +116,36 @@ func (rt *rule) matches(ci ClientInfo) bool {
 	}
 	return true
 }
+
+// Candidates returns the clusters a client may be routed to, judged before
+// its greeting, when only the listener address and the client address are
+// known: a route port or client network can settle it, while user and TLS
+// server name rules are not known yet. A rule that may match adds its
+// cluster; a rule that must match ends the list. all is set when user-prefix
+// routing could pick any cluster.
+func (r *Rules) Candidates(local, client netip.AddrPort) (clusters []string, all bool) {
+	if r.userPrefix && len(r.clusters) > 1 {
+		return nil, true
+	}
+	add := func(c string) {
+		if !slices.Contains(clusters, c) {
+			clusters = append(clusters, c)
+		}
+	}
+	ci := ClientInfo{LocalAddr: local, ClientAddr: client}
+	for _, rt := range r.routes {
+		pre := rt
+		pre.users, pre.serverNames = nil, nil
+		if !pre.matches(ci) {
+			continue
+		}
+		add(rt.cluster)
+		if len(rt.users) == 0 && len(rt.serverNames) == 0 {
+			return clusters, false
+		}
+	}
+	if r.defaultCluster != "" {
+		add(r.defaultCluster)
+	}
+	return clusters, false
+}

@@ -89,6 +89,7 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 	r := router.NewBalanced(topo, cfg)
 	sess := &backend.Config{
 		ServerVersion:        cfg.Proxy.ServerVersion,
+		Greeting:             r,
 		ServerTLS:            stls,
 		BackendTLS:           btls,
 		RequireBackendTLS:    cfg.Security.RequireBackendTLS,
@@ -128,6 +129,8 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 	s.rebalance = router.NewRebalancer(lg, r, migrants{s}, s.metrics, cfg)
 	sess.Migrations = migrationResults{s.rebalance}
 	s.metrics.SetNotMigratable(s.notMigratable)
+	// KILL finds the session an id names among this server's (kill.go).
+	sess.Sessions = sql
 	sess.CommandMetrics = func(cluster string) backend.CommandObserver {
 		cm := s.metrics.ForCluster(cluster)
 		cm.SessionStarted()

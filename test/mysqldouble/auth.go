@@ -29,17 +29,29 @@ type session struct {
 	host   string
 	tls    bool
 	caps   uint32 // negotiated capabilities
-	user   string
-	db     string
-	hasDB  bool
-	st     sessionState
+	ext    uint32 // negotiated MariaDB extended capabilities
+	// attrs are the query attributes of the current COM_QUERY (CLIENT_QUERY_ATTRIBUTES).
+	attrs map[string]string
+	// noMetadata is set by SET resultset_metadata = NONE (CLIENT_OPTIONAL_RESULTSET_METADATA).
+	noMetadata bool
+	user       string
+	db         string
+	hasDB      bool
+	st         sessionState
 }
 
 func (c *session) serverCaps() uint32 {
+	caps := baseCapabilities
 	if c.srv.cfg.TLS != nil {
-		return baseCapabilities | capSSL
+		caps |= capSSL
 	}
-	return baseCapabilities
+	if c.srv.cfg.MySQL8Extensions {
+		caps |= capQueryAttributes | capOptionalMetadata
+	}
+	if c.srv.cfg.MariaDBExt != 0 {
+		caps &^= capLongPassword
+	}
+	return caps
 }
 
 func (c *session) authenticate() error {
@@ -51,7 +63,7 @@ func (c *session) authenticate() error {
 
 	scramble := newScramble()
 	if err := c.pc.writePacket(handshakeV10(c.srv.cfg.ServerVersion, c.connID, c.serverCaps(),
-		scramble, c.srv.cfg.DefaultAuthPlugin)); err != nil {
+		c.srv.cfg.MariaDBExt, scramble, c.srv.cfg.DefaultAuthPlugin)); err != nil {
 		return err
 	}
 	hr, err := c.readHandshakeResponse()
@@ -77,6 +89,10 @@ func (c *session) authenticate() error {
 		}
 	}
 	c.caps = hr.caps & c.serverCaps()
+	if c.srv.cfg.MariaDBExt != 0 && hr.caps&capLongPassword == 0 {
+		c.ext = hr.ext & c.srv.cfg.MariaDBExt
+	}
+	c.srv.last.Store(&Negotiated{Capability: hr.caps, MariaDBExt: hr.ext})
 	c.user, c.db, c.hasDB = hr.user, hr.db, hr.hasDB
 
 	if c.srv.cfg.TiDB != nil && hr.plugin == PluginTiDBSessionToken {

@@ -56,11 +56,19 @@ func (c *session) commandLoop() error {
 				delete(c.st.stmts, binary.LittleEndian.Uint32(p[1:5]))
 			}
 		case comStmtReset:
-			err = c.execute(p[1:])
+			err = c.reset(p[1:])
 		case comInitDB:
 			err = c.changeDB(string(p[1:]))
 		case comQuery:
-			err = c.query(string(p[1:]))
+			q := p[1:]
+			if c.caps&capQueryAttributes != 0 {
+				var perr error
+				if q, perr = c.readQueryAttributes(q); perr != nil {
+					err = c.pc.writePacket(errPacket(codeMalformed, sqlStateConnection, "Malformed communication packet"))
+					break
+				}
+			}
+			err = c.query(string(q))
 		default:
 			err = c.pc.writePacket(errPacket(codeUnknownCommand, sqlStateConnection, "Unknown command"))
 		}
@@ -100,19 +108,27 @@ func (c *session) query(q string) error {
 		return c.setSessionStates(q[len("SET SESSION_STATES "):])
 	case hasPrefixFold(q, "SELECT GET_LOCK("):
 		st.advisory[lockName(q)] = true
-		return c.writeSingleValue(q[len("SELECT "):], "1", false)
+		return c.writeSingleValue(q[len("SELECT "):], "1", false, false)
 	case hasPrefixFold(q, "SELECT RELEASE_LOCK("):
 		delete(st.advisory, lockName(q))
-		return c.writeSingleValue(q[len("SELECT "):], "1", false)
+		return c.writeSingleValue(q[len("SELECT "):], "1", false, false)
 	case hasPrefixFold(q, "SELECT RELEASE_ALL_LOCKS()"):
 		clear(st.advisory)
-		return c.writeSingleValue(q[len("SELECT "):], "0", false)
+		return c.writeSingleValue(q[len("SELECT "):], "0", false, false)
 	case hasPrefixFold(q, "SELECT "):
 		expr := strings.TrimSpace(q[len("SELECT "):])
+		noRows := false
+		if n := len(expr) - len(" LIMIT 0"); n > 0 && strings.EqualFold(expr[n:], " LIMIT 0") {
+			expr, noRows = strings.TrimSpace(expr[:n]), true
+		}
 		value, isNull := c.evaluate(expr)
-		return c.writeSingleValue(expr, value, isNull)
+		return c.writeSingleValue(expr, value, isNull, noRows)
 	case hasPrefixFold(q, "USE "):
 		return c.changeDB(unquote(strings.TrimSpace(q[len("USE "):])))
+	case c.caps&capOptionalMetadata != 0 && hasPrefixFold(q, "SET resultset_metadata"):
+		v := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(q[len("SET resultset_metadata"):]), "="))
+		c.noMetadata = strings.EqualFold(unquote(v), "NONE")
+		return c.writeOK(nil)
 	case upper == "BEGIN" || hasPrefixFold(q, "START TRANSACTION"):
 		st.inTxn = true
 	case upper == "COMMIT" || upper == "ROLLBACK":
@@ -134,45 +150,6 @@ func lockName(q string) string {
 	_, args, _ := strings.Cut(q, "(")
 	name, _, _ := strings.Cut(args, ",")
 	return strings.ToLower(unquote(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(name), ")"))))
-}
-
-// prepare answers COM_STMT_PREPARE: one parameter per '?', no result columns.
-func (c *session) prepare(text string) error {
-	c.st.nextStmt++
-	id := c.st.nextStmt
-	params := strings.Count(text, "?")
-	c.st.stmts[id] = prepStmt{text: text, db: c.db, params: params}
-	b := []byte{hdrOK}
-	b = binary.LittleEndian.AppendUint32(b, id)
-	b = binary.LittleEndian.AppendUint16(b, 0) // columns
-	b = binary.LittleEndian.AppendUint16(b, uint16(params))
-	b = append(b, 0, 0, 0) // filler, warnings
-	if err := c.pc.writePacket(b); err != nil {
-		return err
-	}
-	for range params {
-		if err := c.pc.writePacket(columnDef41("?")); err != nil {
-			return err
-		}
-	}
-	if params > 0 && c.caps&capDeprecateEOF == 0 {
-		return c.pc.writePacket(eofPacket(c.st.status()))
-	}
-	return nil
-}
-
-// execute answers COM_STMT_EXECUTE and COM_STMT_RESET: OK for a known statement, ERR
-// 1243 otherwise, as MySQL.
-func (c *session) execute(args []byte) error {
-	if len(args) < 4 {
-		return fmt.Errorf("%w: short statement command", errMalformed)
-	}
-	id := binary.LittleEndian.Uint32(args)
-	if _, ok := c.st.stmts[id]; !ok {
-		return c.writeErr(codeUnknownStmtHandler, sqlStateGeneral,
-			fmt.Sprintf("Unknown prepared statement handler (%d) given to mysqld_stmt_execute", id))
-	}
-	return c.writeOK(nil)
 }
 
 // writeRows sends a text result set of string columns of type typ.
@@ -241,21 +218,36 @@ func (c *session) evaluate(expr string) (value string, isNull bool) {
 		}
 		return v.text()
 	}
+	if fn := "mysql_query_attribute_string("; hasPrefixFold(expr, fn) {
+		name := strings.TrimSuffix(strings.TrimSpace(expr[len(fn):]), ")")
+		v, found := c.attrs[unquote(strings.TrimSpace(name))]
+		return v, !found
+	}
 	return unquote(expr), false
 }
 
-func (c *session) writeSingleValue(name, value string, isNull bool) error {
+// writeSingleValue answers with one column and one row, or no row when noRows is set
+// ("SELECT ... LIMIT 0").
+func (c *session) writeSingleValue(name, value string, isNull, noRows bool) error {
 	deprecateEOF := c.caps&capDeprecateEOF != 0
-	packets := [][]byte{
-		appendLenEncInt(nil, 1),
-		columnDef41(name),
+	packets := [][]byte{appendLenEncInt(nil, 1)}
+	switch {
+	case c.caps&capOptionalMetadata == 0:
+		packets = append(packets, columnDef41(name))
+	case c.noMetadata:
+		packets[0] = append(packets[0], 0) // RESULTSET_METADATA_NONE: no column definitions
+	default:
+		packets[0] = append(packets[0], 1)
+		packets = append(packets, columnDef41(name))
 	}
 	if !deprecateEOF {
 		packets = append(packets, eofPacket(c.st.status()))
 	}
-	if isNull {
+	switch {
+	case noRows:
+	case isNull:
 		packets = append(packets, []byte{0xfb})
-	} else {
+	default:
 		packets = append(packets, appendLenEncString(nil, value))
 	}
 	if deprecateEOF {

@@ -11,6 +11,7 @@ var errMalformed = errors.New("mysqldouble: malformed packet")
 // set (an SSLRequest is the same packet cut off after the 23-byte filler).
 type handshakeResponse struct {
 	caps       uint32 // client capabilities as sent
+	ext        uint32 // MariaDB extended capabilities (last filler bytes)
 	sslRequest bool
 	user       string
 	auth       []byte
@@ -30,9 +31,15 @@ func parseHandshakeResponse(p []byte, serverCaps uint32) (handshakeResponse, err
 		return hr, fmt.Errorf("%w: client without CLIENT_PROTOCOL_41", errMalformed)
 	}
 	hr.caps = caps
-	// max packet size [4], character set [1], filler [23]
-	if _, ok := r.n(4 + 1 + 23); !ok {
+	// max packet size [4], character set [1], filler [19], MariaDB extended capabilities [4]
+	if _, ok := r.n(4 + 1 + 19); !ok {
 		return hr, fmt.Errorf("%w: short handshake response", errMalformed)
+	}
+	if hr.ext, ok = r.uint32(); !ok {
+		return hr, fmt.Errorf("%w: short handshake response", errMalformed)
+	}
+	if caps&capLongPassword != 0 {
+		hr.ext = 0
 	}
 	if len(r.b) == 0 {
 		if caps&capSSL == 0 {

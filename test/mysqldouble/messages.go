@@ -19,6 +19,8 @@ const (
 	capPluginAuthLenenc uint32 = 1 << 21
 	capSessionTrack     uint32 = 1 << 23
 	capDeprecateEOF     uint32 = 1 << 24
+	capOptionalMetadata uint32 = 1 << 25
+	capQueryAttributes  uint32 = 1 << 27
 
 	baseCapabilities = capLongPassword | capFoundRows | capLongFlag | capConnectWithDB |
 		capProtocol41 | capTransactions | capSecureConnection | capMultiStatements |
@@ -68,7 +70,7 @@ const (
 
 // handshakeV10 builds the server greeting. The scramble is split 8 + 12 as the protocol
 // requires, and the second part carries the terminating NUL MySQL sends.
-func handshakeV10(version string, connID uint32, caps uint32, scramble []byte, plugin string) []byte {
+func handshakeV10(version string, connID uint32, caps, ext uint32, scramble []byte, plugin string) []byte {
 	b := make([]byte, 0, 128)
 	b = append(b, 10)
 	b = append(b, version...)
@@ -81,7 +83,9 @@ func handshakeV10(version string, connID uint32, caps uint32, scramble []byte, p
 	b = binary.LittleEndian.AppendUint16(b, statusAutocommit)
 	b = binary.LittleEndian.AppendUint16(b, uint16(caps>>16))
 	b = append(b, byte(len(scramble)+1))
-	b = append(b, make([]byte, 10)...)
+	b = append(b, make([]byte, 6)...)
+	// MariaDB's extended capabilities, read by clients only when CLIENT_MYSQL is clear.
+	b = binary.LittleEndian.AppendUint32(b, ext)
 	b = append(b, scramble[8:]...)
 	b = append(b, 0)
 	b = append(b, plugin...)

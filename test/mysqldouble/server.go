@@ -39,6 +39,21 @@ type Config struct {
 	// TiDB, when set, makes the double speak TiDB's session migration protocol
 	// (SHOW SESSION_STATES, tidb_session_token, SET SESSION_STATES); see tidb.go.
 	TiDB *TiDBConfig
+	// MySQL8Extensions makes the double offer CLIENT_QUERY_ATTRIBUTES and
+	// CLIENT_OPTIONAL_RESULTSET_METADATA, as MySQL 8 does (MySQL 8 itself is not
+	// installable where the tests run).
+	MySQL8Extensions bool
+	// MariaDBExt, when non-zero, makes the double greet like MariaDB: CLIENT_MYSQL
+	// (CLIENT_LONG_PASSWORD) cleared and these extended capabilities in the last four
+	// reserved bytes. It only announces them; commands they add are not served.
+	MariaDBExt uint32
+}
+
+// Negotiated is what the last client to log in chose.
+type Negotiated struct {
+	Capability uint32
+	// MariaDBExt is the client's extended capability word (MariaDB greeting only).
+	MariaDBExt uint32
 }
 
 // DefaultServerVersion is the greeting version when Config.ServerVersion is empty.
@@ -80,6 +95,7 @@ type Server struct {
 
 	ln     net.Listener
 	connID atomic.Uint32
+	last   atomic.Pointer[Negotiated]
 	stats  counters
 
 	cacheMu sync.Mutex
@@ -288,3 +304,7 @@ func (s *Server) remember(user string, digest [sha256.Size]byte) {
 	s.cache[user] = digest
 	s.cacheMu.Unlock()
 }
+
+// LastNegotiated returns what the last client that sent a handshake response chose, or
+// nil before any did.
+func (s *Server) LastNegotiated() *Negotiated { return s.last.Load() }

@@ -42,6 +42,7 @@ func (s *Session) changeUser(pk mysql.Packet) error {
 	if ok {
 		s.state.resetSession()
 		s.state.user, s.state.db = string(req.user), string(req.db)
+		s.publishBackendIdent()
 		return s.afterReset()
 	}
 	return nil

@@ -126,7 +126,16 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 		return s.forwardRequest()
 	case mysql.ComChangeUser:
 		return s.changeUser(pk)
+	case mysql.ComStmtBulkExecute:
+		return s.bulkExecute(pk)
+	case mysql.ComProcessKill:
+		return s.processKill(pk)
 	case mysql.ComQuery, mysql.ComStmtExecute, mysql.ComProcessInfo:
+		if cmd == mysql.ComQuery {
+			if handled, err := s.interceptQuery(pk); handled {
+				return err
+			}
+		}
 		var st *stmtState
 		var cursor bool
 		var withTypes []byte
@@ -167,6 +176,9 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 		}
 		return err
 	case mysql.ComStmtPrepare:
+		if handled, err := s.interceptPrepare(pk); handled {
+			return err
+		}
 		s.observeStatement(pk)
 		var text []byte
 		if s.mig.on && pk.Complete {
@@ -227,7 +239,7 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 			s.state.multiStatements = on
 		}
 		return err
-	case mysql.ComPing, mysql.ComRefresh, mysql.ComProcessKill, mysql.ComCreateDB, mysql.ComDropDB,
+	case mysql.ComPing, mysql.ComRefresh, mysql.ComCreateDB, mysql.ComDropDB,
 		mysql.ComDebug, mysql.ComStatistics, mysql.ComShutdown:
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err

@@ -4,15 +4,20 @@ import (
 	"crypto/rsa"
 	"crypto/tls"
 	"time"
-
-	"github.com/switchyard-db/switchyard/pkg/mysql"
 )
 
 // Config holds the settings a session needs. It is shared read-only by all
 // sessions started under it.
 type Config struct {
-	// ServerVersion is announced in the proxy's handshake.
+	// ServerVersion, when set, overrides the version announced in the
+	// proxy's handshake (otherwise the backends', see Greeting).
 	ServerVersion string
+	// Sessions finds other sessions by id for KILL (kill.go); nil answers
+	// every KILL of another session with "Unknown thread id".
+	Sessions SessionLookup
+	// Greeting gives the backends' common greeting for a listener and
+	// client; nil greets with the fixed set.
+	Greeting GreetingSource
 	// ServerTLS enables TLS towards clients (nil: no TLS offered).
 	ServerTLS *tls.Config
 	// BackendTLS enables TLS towards backends that offer it (nil: none).
@@ -49,23 +54,6 @@ type CommandObserver interface {
 	// SessionEnded is called once when the session ends.
 	SessionEnded()
 }
-
-// proxyCapability is what the proxy offers clients. It leaves out what it
-// cannot forward faithfully to every backend: query attributes and optional
-// result-set metadata change packet layouts that MariaDB does not know.
-const proxyCapability = mysql.ClientLongPassword | mysql.ClientFoundRows | mysql.ClientLongFlag |
-	mysql.ClientConnectWithDB | mysql.ClientNoSchema | mysql.ClientCompress | mysql.ClientODBC |
-	mysql.ClientLocalFiles | mysql.ClientIgnoreSpace | mysql.ClientProtocol41 | mysql.ClientInteractive |
-	mysql.ClientIgnoreSigpipe | mysql.ClientTransactions | mysql.ClientSecureConnection |
-	mysql.ClientMultiStatements | mysql.ClientMultiResults | mysql.ClientPSMultiResults |
-	mysql.ClientPluginAuth | mysql.ClientConnectAttrs | mysql.ClientPluginAuthLenencClientData |
-	mysql.ClientCanHandleExpiredPasswords | mysql.ClientSessionTrack | mysql.ClientDeprecateEOF |
-	mysql.ClientZstdCompression
-
-// requiredOfBackend lists client capabilities that change the wire format;
-// a backend lacking one the client chose cannot serve that client.
-const requiredOfBackend = mysql.ClientProtocol41 | mysql.ClientDeprecateEOF |
-	mysql.ClientPluginAuth | mysql.ClientSecureConnection | mysql.ClientMultiResults
 
 // Handshake limits: a first packet over 1 MiB is not a handshake.
 const (

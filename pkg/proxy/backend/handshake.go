@@ -23,16 +23,18 @@ func (s *Session) handshake(ctx context.Context) error {
 		_ = s.client.SetDeadline(s.handshakeDeadline)
 	}
 	salt := mysql.NewSalt(20)
-	offer := proxyCapability
+	o := s.offer()
+	offer := o.capability
 	if s.cfg.ServerTLS != nil {
 		offer |= mysql.ClientSSL
 	}
 	greeting := mysql.AppendInitialHandshake(nil, &mysql.InitialHandshake{
-		ServerVersion: s.cfg.ServerVersion,
+		ServerVersion: o.version,
 		ConnID:        uint32(s.id),
 		Salt:          salt,
 		Capability:    offer,
-		Charset:       mysql.DefaultCharset,
+		ExtCapability: o.extCapability,
+		Charset:       o.charset,
 		Status:        mysql.ServerStatusAutocommit,
 		AuthPlugin:    mysql.AuthNativePassword,
 	})
@@ -79,6 +81,9 @@ func (s *Session) handshake(ctx context.Context) error {
 	}
 	// Whatever the client claims, it may only use what was offered.
 	resp.Capability &= offer | mysql.ClientSSL
+	if resp.Capability&mysql.ClientMySQL == 0 {
+		s.clientExt = resp.ExtCapability & o.extCapability
+	}
 	s.clientCap = resp.Capability
 	s.charset = resp.Charset
 	s.zstdLevel = int(resp.ZstdLevel)
@@ -149,10 +154,21 @@ func (s *Session) connectBackend(ctx context.Context, resp *mysql.HandshakeRespo
 			s.lease = lease
 			s.mu.Unlock()
 			s.state.user = lease.User()
+			// Before the client hears OK and can tell anyone its id.
+			s.publishBackendIdent()
 			if s.cfg.CommandMetrics != nil {
 				s.obs = s.cfg.CommandMetrics(lease.Cluster())
 			}
 			return nil
+		}
+		var mismatch *errCapabilityMismatch
+		if errors.As(err, &mismatch) {
+			// Not a failure of the backend: it serves other clients.
+			s.lg.Info("backend cannot serve this client's protocol, trying another", zap.String("backend", lease.ID()), zap.Error(err))
+			lease.Release()
+			exclude = append(exclude, lease.ID())
+			lastErr = err
+			continue
 		}
 		var myErr *mysql.MySQLError
 		if errors.As(err, &myErr) {
@@ -188,6 +204,8 @@ func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *mys
 	// login is bounded by the handshake deadline, not the connect timeout.
 	_ = be.SetDeadline(s.handshakeDeadline)
 	s.backendCap = caps
+	s.backendExt, s.backendConnID = s.dialed.ext, s.dialed.connID
+	s.dialed = dialedIdent{}
 	s.backendSalt = hs.Salt
 	s.tidb.on.Store(isTiDB(hs.ServerVersion))
 	s.mu.Lock()
@@ -206,6 +224,15 @@ type backendLogin struct {
 	auth func(salt []byte) []byte
 	// compress negotiates the client's compression with the backend.
 	compress bool
+}
+
+// dialedIdent is what dialBackend learnt of the connection it returned
+// last beyond its capabilities: the backend's id for it (for KILL) and the
+// MariaDB extensions negotiated. The session takes them when it makes that
+// connection its backend.
+type dialedIdent struct {
+	be          *mysql.PacketIO
+	connID, ext uint32
 }
 
 // dialBackend dials addr, reads its greeting, negotiates TLS and
@@ -237,30 +264,19 @@ func (s *Session) dialBackend(ctx context.Context, addr string, login backendLog
 	if err != nil {
 		return fail(err)
 	}
-	if missing := s.clientCap & requiredOfBackend &^ hs.Capability; missing != 0 {
-		return fail(mysql.NewError(mysql.ErHandshakeError,
-			"Switchyard: backend %s (%s) lacks protocol capabilities 0x%x that the client uses", addr, hs.ServerVersion, missing))
+	bc, bext, err := s.backendCapabilities(addr, hs)
+	if err != nil {
+		return fail(err)
 	}
-	bc := s.clientCap & hs.Capability &^ (mysql.ClientSSL | mysql.ClientCompress | mysql.ClientZstdCompression)
-	// Session tracking is always asked for, so that the proxy sees USE and
-	// transaction state even when the client does not; OK packets are
-	// rewritten for clients that did not ask for it.
-	bc |= hs.Capability & mysql.ClientSessionTrack
-	if login.compress {
-		switch compressionOf(s.clientCap) {
-		case mysql.CompressZstd:
-			if hs.Capability&mysql.ClientZstdCompression != 0 {
-				bc |= mysql.ClientZstdCompression
-			} else {
-				bc |= hs.Capability & mysql.ClientCompress
-			}
-		case mysql.CompressZlib:
-			bc |= hs.Capability & mysql.ClientCompress
-		}
+	if s.serving && bext != s.backendExt {
+		// A session that moves keeps the MariaDB extensions it negotiated
+		// (they change the packets' shapes); a backend offering others
+		// cannot take it.
+		return fail(fmt.Errorf("backend %s offers other MariaDB extensions (0x%x) than the session uses (0x%x)", addr, bext, s.backendExt))
 	}
-	// The backend's greeting may also be an old-style one without plugin
-	// auth; pass-through needs it.
-	bc |= mysql.ClientPluginAuth
+	if !login.compress {
+		bc &^= mysql.ClientCompress | mysql.ClientZstdCompression
+	}
 	if login.db != "" {
 		bc |= mysql.ClientConnectWithDB
 	}
@@ -271,15 +287,16 @@ func (s *Session) dialBackend(ctx context.Context, addr string, login backendLog
 	}
 	resp := s.hsResp
 	out := &mysql.HandshakeResponse{
-		Capability: bc,
-		MaxPacket:  resp.MaxPacket,
-		Charset:    resp.Charset,
-		User:       login.user,
-		AuthData:   login.auth(hs.Salt),
-		DB:         login.db,
-		AuthPlugin: login.plugin,
-		Attrs:      resp.Attrs,
-		ZstdLevel:  resp.ZstdLevel,
+		Capability:    bc,
+		MaxPacket:     resp.MaxPacket,
+		Charset:       resp.Charset,
+		User:          login.user,
+		AuthData:      login.auth(hs.Salt),
+		DB:            login.db,
+		AuthPlugin:    login.plugin,
+		Attrs:         resp.Attrs,
+		ZstdLevel:     resp.ZstdLevel,
+		ExtCapability: bext,
 	}
 	if bc&mysql.ClientZstdCompression != 0 && out.ZstdLevel == 0 {
 		out.ZstdLevel = 3
@@ -304,6 +321,7 @@ func (s *Session) dialBackend(ctx context.Context, addr string, login backendLog
 	if err := be.Flush(); err != nil {
 		return fail(err)
 	}
+	s.dialed = dialedIdent{be: be, connID: hs.ConnID, ext: bext}
 	return be, hs, out.Capability, nil
 }
 

@@ -305,6 +305,11 @@ func (s *Session) swapBackend(be *mysql.PacketIO, caps uint32, lease router.Leas
 	s.backend, s.lease = be, lease
 	s.mu.Unlock()
 	s.backendCap = caps
+	if s.dialed.be == be {
+		s.backendConnID = s.dialed.connID
+	}
+	s.dialed = dialedIdent{}
+	s.publishBackendIdent()
 	s.backendDead = false
 	s.mig.ids = ids
 	for _, st := range s.state.prepared {

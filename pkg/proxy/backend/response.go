@@ -37,7 +37,7 @@ func (s *Session) forward() error {
 // says more results follow. It returns the last status flags.
 func (s *Session) forwardResults(cmd byte) (uint16, error) {
 	for {
-		pk, err := s.next()
+		pk, err := s.nextReply()
 		if err != nil {
 			return 0, err
 		}
@@ -70,7 +70,7 @@ func (s *Session) forwardResults(cmd byte) (uint16, error) {
 
 // forwardResultSet forwards a result set whose column-count packet is pk.
 func (s *Session) forwardResultSet(pk mysql.Packet) (uint16, error) {
-	cols, _, _, ok := mysql.ReadLenEncInt(pk.Data)
+	cols, ok := s.columnsFollowing(pk)
 	if !ok {
 		return 0, s.protocolError("bad column count")
 	}
@@ -206,7 +206,7 @@ func (s *Session) finish() error {
 // forwardSimple forwards a single-packet response. It reports whether the
 // command succeeded (an OK, or for COM_SET_OPTION an EOF).
 func (s *Session) forwardSimple() (bool, error) {
-	pk, err := s.next()
+	pk, err := s.nextReply()
 	if err != nil {
 		return false, err
 	}
@@ -244,10 +244,14 @@ func (s *Session) forwardPrepare(text []byte) error {
 	}
 	id := s.mig.ids.prepareToClient(s.backend, binary.LittleEndian.Uint32(pk.Data[1:]))
 	s.state.prepared[id] = st
+	defs := []uint16{st.params, st.columns}
+	if !s.prepareMetadataFollows(pk.Data) {
+		defs = nil
+	}
 	if err := s.forward(); err != nil {
 		return err
 	}
-	for _, n := range []uint16{st.params, st.columns} {
+	for _, n := range defs {
 		if n == 0 {
 			continue
 		}

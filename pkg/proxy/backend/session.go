@@ -33,8 +33,13 @@ type Session struct {
 	localAddr  netip.AddrPort
 	since      time.Time
 
-	// Negotiated capabilities on each side.
+	// Negotiated capabilities on each side, and MariaDB's extended ones
+	// (capabilities.go).
 	clientCap, backendCap uint32
+	clientExt, backendExt uint32
+	// backendConnID is the backend's id for this session's connection (its
+	// greeting's), which KILL and CONNECTION_ID() use there.
+	backendConnID uint32
 	// backendSalt is the scramble of the current authentication exchange
 	// with the backend (greeting, then each auth switch).
 	backendSalt []byte
@@ -72,6 +77,10 @@ type Session struct {
 	tidb tidbState
 	// moves waits for goroutines that migrate idle sessions.
 	moves sync.WaitGroup
+	// dialed is the last backend connection dialBackend opened.
+	dialed dialedIdent
+	// kill is what other sessions' KILL needs (kill.go).
+	kill killState
 
 	// mu guards the idle/draining handshake between the session goroutine
 	// and RequestClose.
