@@ -191,6 +191,8 @@ func TestCheckRules(t *testing.T) {
 		{name: "balance connection", modify: func(c *Config) { c.Balance.Policy = PolicyConnection }},
 		{name: "balance unknown policy", modify: func(c *Config) { c.Balance.Policy = "random" }, want: `balance.policy "random": must be "resource" or "connection"`},
 		{name: "metrics interval zero", modify: func(c *Config) { c.Balance.MetricsInterval = NewDuration(0) }, want: `balance.metrics-interval "0s": must be positive`},
+		{name: "digests table too small", modify: func(c *Config) { c.Digests.MaxPerCluster = 15 }, want: `digests.max-per-cluster 15: must be between 16 and 1000000`},
+		{name: "digests sample negative", modify: func(c *Config) { c.Digests.SampleLength = -1 }, want: `digests.sample-length -1: must be between 0 and 1048576 bytes`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ type Config struct {
 	Coordination Coordination `toml:"coordination"`
 	HealthCheck  HealthCheck  `toml:"health-check"`
 	Balance      Balance      `toml:"balance"`
+	Digests      Digests      `toml:"digests"`
 	Clusters     []Cluster    `toml:"cluster"`
 	Routes       []Route      `toml:"route"`
 }

@@ -84,6 +84,7 @@ func NewDefault() *Config {
 			Policy:          PolicyResource,
 			MetricsInterval: NewDuration(DefaultMetricsInterval),
 		},
+		Digests: defaultDigests(),
 	}
 }
 

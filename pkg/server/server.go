@@ -41,6 +41,7 @@ type Server struct {
 	api      *api.Server
 	apiTLS   *tls.Config
 	metrics  *metrics.Metrics
+	insight  *insight
 	fleet    *fleet
 
 	ready        atomic.Bool
@@ -116,11 +117,8 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		apiTLS:   apiTLS,
 	}
 	s.metrics = metrics.New(s, Version, GitHash)
-	sess.CommandMetrics = func(cluster string) backend.CommandObserver {
-		cm := s.metrics.ForCluster(cluster)
-		cm.SessionStarted()
-		return cm
-	}
+	s.insight = newInsight(s.metrics, cfg)
+	sess.CommandMetrics = s.insight.observer
 	s.bg, s.bgCancel = context.WithCancel(context.Background())
 	if s.fleet, err = newFleet(lg, s, cfg); err != nil {
 		return nil, err
@@ -129,6 +127,7 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 	if cfg.API.Addr != "" {
 		s.api = api.New(lg, s, cm, s.metrics.Handler(), cfg.API.Token)
 		s.api.SetCoordination(s.fleet.be, s.fleet.self.ID)
+		s.api.SetDigests(s.insight)
 		s.api.HandleInternal(coordination.VotePath, s.fleet.voter.Handler(cfg.API.Token))
 	}
 	return s, nil
@@ -187,6 +186,7 @@ func (s *Server) apply(prev, next *config.Config) error {
 		gens[name] = c.Generation()
 	}
 	s.router.Update(next)
+	s.insight.apply(next)
 	res := s.clusters.Apply(next)
 	s.fleet.apply(next)
 	s.lg.Info("clusters reconfigured", zap.Stringer("result", res))

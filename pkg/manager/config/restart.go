@@ -17,6 +17,7 @@ var live = map[string]bool{
 	"proxy.labels":              true,
 	"health-check":              true,
 	"balance":                   true,
+	"digests":                   true,
 	"cluster":                   true,
 	"route":                     true,
 }

@@ -30,15 +30,16 @@ type Config struct {
 	RSAKey *rsa.PrivateKey
 	// CommandMetrics, when set, is called once a session is routed to a
 	// cluster (the session counts as started) and returns where it records
-	// its command latencies.
+	// its commands (latency metrics, digests, the query log).
 	CommandMetrics func(cluster string) CommandObserver
 }
 
-// CommandObserver records one routed session's metrics.
+// CommandObserver records one routed session's commands.
 type CommandObserver interface {
-	// Observe records how long one command took, from its arrival to the end
-	// of its response. It is called once per command on the query path.
-	Observe(cmd byte, d time.Duration)
+	// Observe records one finished command (see Command). It is called once
+	// per command on the query path, on the session goroutine, and must not
+	// block or keep c.
+	Observe(c *Command)
 	// SessionEnded is called once when the session ends.
 	SessionEnded()
 }

@@ -49,8 +49,10 @@ type Session struct {
 	mu       sync.Mutex
 	idle     bool
 	draining bool
-	// obs records command latencies; nil without metrics.
-	obs CommandObserver
+	// obs records commands; nil without metrics. observed is the command
+	// in flight (observe.go).
+	obs      CommandObserver
+	observed observed
 	// closeErr, when set, ends the session at its next chance even inside a
 	// transaction, telling the client why (CloseWithError).
 	closeErr *mysql.MySQLError

@@ -19,6 +19,8 @@ type state struct {
 
 type stmtState struct {
 	params, columns uint16
+	// text is the statement it was prepared from, when observed.
+	text []byte
 	// cursorOpen is set while a cursor opened by COM_STMT_EXECUTE has rows
 	// left to fetch; change it through state.setCursor.
 	cursorOpen bool
