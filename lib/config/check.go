@@ -45,6 +45,7 @@ func (c *Config) problems(lines *keyLines) []error {
 	c.HealthCheck.check(v)
 	c.Balance.check(v)
 	c.Digests.check(v)
+	c.QueryLog.check(v)
 	c.API.check(v)
 	c.Coordination.check(v)
 	if c.Coordination.Enabled() && c.API.Addr == "" {

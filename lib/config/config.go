@@ -16,6 +16,7 @@ type Config struct {
 	HealthCheck  HealthCheck  `toml:"health-check"`
 	Balance      Balance      `toml:"balance"`
 	Digests      Digests      `toml:"digests"`
+	QueryLog     QueryLog     `toml:"query-log"`
 	Clusters     []Cluster    `toml:"cluster"`
 	Routes       []Route      `toml:"route"`
 }

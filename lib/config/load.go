@@ -84,7 +84,8 @@ func NewDefault() *Config {
 			Policy:          PolicyResource,
 			MetricsInterval: NewDuration(DefaultMetricsInterval),
 		},
-		Digests: defaultDigests(),
+		Digests:  defaultDigests(),
+		QueryLog: defaultQueryLog(),
 	}
 }
 
@@ -230,6 +231,8 @@ func (c *Config) normalize() {
 	c.Log.Level = strings.TrimSpace(c.Log.Level)
 	c.Log.Format = strings.TrimSpace(c.Log.Format)
 	c.Log.File = strings.TrimSpace(c.Log.File)
+	c.QueryLog.Mode = strings.TrimSpace(c.QueryLog.Mode)
+	c.QueryLog.File = strings.TrimSpace(c.QueryLog.File)
 	p.DefaultCluster = strings.TrimSpace(p.DefaultCluster)
 	for i := range c.Clusters {
 		cl := &c.Clusters[i]

@@ -117,10 +117,11 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		apiTLS:   apiTLS,
 	}
 	s.metrics = metrics.New(s, Version, GitHash)
-	s.insight = newInsight(s.metrics, cfg)
+	s.insight = newInsight(lg, s.metrics, cfg)
 	sess.CommandMetrics = s.insight.observer
 	s.bg, s.bgCancel = context.WithCancel(context.Background())
 	if s.fleet, err = newFleet(lg, s, cfg); err != nil {
+		s.insight.close()
 		return nil, err
 	}
 	s.metrics.Registry().MustRegister(newFleetCollector(s.fleet))
@@ -314,6 +315,8 @@ func (s *Server) Close() {
 func (s *Server) stopBackground() {
 	s.bgCancel()
 	s.bgWG.Wait()
+	// Sessions are gone (or closed): nothing writes to the query log now.
+	s.insight.close()
 	// Resign and deregister before the API goes, so peers stop asking.
 	s.fleet.close()
 	if s.api != nil {

@@ -358,3 +358,7 @@ func (en *entry) merge(o *entry) {
 		}
 	}
 }
+
+// Statement returns the Statement of text through the normaliser cache,
+// without recording anything (the query log uses it when digests are off).
+func (s *Store) Statement(text []byte) *Statement { return s.norm.lookup(text) }

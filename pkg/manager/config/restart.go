@@ -18,6 +18,7 @@ var live = map[string]bool{
 	"health-check":              true,
 	"balance":                   true,
 	"digests":                   true,
+	"query-log":                 true,
 	"cluster":                   true,
 	"route":                     true,
 }
