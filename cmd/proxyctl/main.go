@@ -88,7 +88,7 @@ the command line is wrong.`,
 	f.DurationVar(&a.timeout, "timeout", 10*time.Second, "give up on a request after this long")
 	f.StringVar(&a.cacert, "cacert", "", "PEM file of the CA that signed an https API's certificate")
 	f.BoolVar(&a.insecure, "insecure", false, "do not verify an https API's certificate")
-	root.AddCommand(a.healthCmd(), a.drainCmd(), a.clustersCmd(), a.backendsCmd(), a.sessionsCmd(), a.configCmd(), a.haCmd(), a.topCmd())
+	root.AddCommand(a.healthCmd(), a.drainCmd(), a.clustersCmd(), a.backendsCmd(), a.sessionsCmd(), a.configCmd(), a.haCmd(), a.topCmd(), a.trafficCmd())
 	return root
 }
 

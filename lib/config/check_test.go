@@ -197,6 +197,7 @@ func TestCheckRules(t *testing.T) {
 		{name: "query log file dir missing", modify: func(c *Config) { c.QueryLog.File = "/nonexistent-dir/q.log" }, want: `query-log.file "/nonexistent-dir/q.log": directory "/nonexistent-dir" does not exist`},
 		{name: "query log buffer", modify: func(c *Config) { c.QueryLog.Buffer = 0 }, want: `query-log.buffer 0: must be between 1 and 1000000`},
 		{name: "query log max size", modify: func(c *Config) { c.QueryLog.MaxSize = 0 }, want: `query-log.max-size 0: must be at least 1 (megabytes)`},
+		{name: "capture dir missing", modify: func(c *Config) { c.Traffic.CaptureDir = "/nonexistent-dir" }, want: `traffic.capture-dir "/nonexistent-dir": not an existing directory`},
 		{name: "digests sample negative", modify: func(c *Config) { c.Digests.SampleLength = -1 }, want: `digests.sample-length -1: must be between 0 and 1048576 bytes`},
 	}
 	for _, tt := range tests {

@@ -17,6 +17,7 @@ type Config struct {
 	Balance      Balance      `toml:"balance"`
 	Digests      Digests      `toml:"digests"`
 	QueryLog     QueryLog     `toml:"query-log"`
+	Traffic      Traffic      `toml:"traffic"`
 	Clusters     []Cluster    `toml:"cluster"`
 	Routes       []Route      `toml:"route"`
 }

@@ -133,3 +133,20 @@ func (q QueryLog) check(v *validator) {
 		v.addf("query-log.buffer", "query-log.buffer %d: must be between 1 and 1000000", q.Buffer)
 	}
 }
+
+// Traffic configures traffic capture (POST /api/v1/traffic/capture,
+// proxyctl traffic capture). Applied by a reload.
+type Traffic struct {
+	// CaptureDir is where capture files are written; empty disables
+	// capture. The API never chooses the path.
+	CaptureDir string `toml:"capture-dir"`
+}
+
+func (t Traffic) check(v *validator) {
+	if t.CaptureDir == "" {
+		return
+	}
+	if st, err := os.Stat(t.CaptureDir); err != nil || !st.IsDir() {
+		v.addf("traffic.capture-dir", "traffic.capture-dir %q: not an existing directory", t.CaptureDir)
+	}
+}

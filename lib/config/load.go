@@ -233,6 +233,7 @@ func (c *Config) normalize() {
 	c.Log.File = strings.TrimSpace(c.Log.File)
 	c.QueryLog.Mode = strings.TrimSpace(c.QueryLog.Mode)
 	c.QueryLog.File = strings.TrimSpace(c.QueryLog.File)
+	c.Traffic.CaptureDir = strings.TrimSpace(c.Traffic.CaptureDir)
 	p.DefaultCluster = strings.TrimSpace(p.DefaultCluster)
 	for i := range c.Clusters {
 		cl := &c.Clusters[i]

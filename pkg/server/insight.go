@@ -14,6 +14,7 @@ import (
 	"github.com/switchyard-db/switchyard/pkg/querylog"
 	"github.com/switchyard-db/switchyard/pkg/server/api"
 	"github.com/switchyard-db/switchyard/pkg/sqlstats"
+	"github.com/switchyard-db/switchyard/pkg/traffic"
 	"go.uber.org/zap"
 )
 
@@ -32,8 +33,16 @@ type insight struct {
 	qlogFile querylog.FileOptions
 	qlogBuf  int
 	qcounts  querylog.Counters
+	// capture is the running or last traffic capture; capturePackets is
+	// backend.Config.CapturePackets, on while one runs; captureDir is
+	// [traffic] capture-dir. captureMu serialises starting captures.
+	capture        atomic.Pointer[traffic.Capture]
+	capturePackets atomic.Bool
+	captureDir     atomic.Pointer[string]
+	captureMu      sync.Mutex
+
 	// closers waits for query logs replaced by a reload while they write
-	// out their queue.
+	// out their queue, and for the watchers of captures.
 	closers sync.WaitGroup
 }
 
@@ -46,6 +55,7 @@ func newInsight(lg *zap.Logger, m *metrics.Metrics, cfg *config.Config) *insight
 	in.digestsOn.Store(cfg.Digests.Enabled)
 	m.Registry().MustRegister(sqlstats.NewCollector(in.digests), querylog.NewCollector(&in.qcounts))
 	in.applyQueryLog(cfg.QueryLog)
+	in.captureDir.Store(&cfg.Traffic.CaptureDir)
 	return in
 }
 
@@ -86,6 +96,7 @@ func (in *insight) retire(l *querylog.Logger) {
 
 // close stops the query log once no session writes to it any more.
 func (in *insight) close() {
+	in.stopCapture()
 	if l := in.qlog.Swap(nil); l != nil {
 		_ = l.Close(queryLogCloseTimeout)
 	}
@@ -101,6 +112,7 @@ func (in *insight) apply(cfg *config.Config) {
 	in.digests.SetOptions(digestOptions(cfg.Digests))
 	in.digestsOn.Store(cfg.Digests.Enabled)
 	in.applyQueryLog(cfg.QueryLog)
+	in.captureDir.Store(&cfg.Traffic.CaptureDir)
 }
 
 // observer is backend.Config.CommandMetrics: one observer per routed session.
@@ -125,6 +137,9 @@ var _ backend.CommandObserver = (*commandObserver)(nil)
 // Observe implements backend.CommandObserver.
 func (o *commandObserver) Observe(c *backend.Command) {
 	o.metrics.Observe(c.Cmd, c.Duration)
+	if cp := o.in.capture.Load(); cp != nil && cp.Cluster() == o.cluster && o.in.capturePackets.Load() {
+		o.captureRecord(cp, c)
+	}
 	if (c.Cmd != mysql.ComQuery && c.Cmd != mysql.ComStmtExecute) || len(c.Text) == 0 {
 		return
 	}

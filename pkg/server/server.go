@@ -119,6 +119,7 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 	s.metrics = metrics.New(s, Version, GitHash)
 	s.insight = newInsight(lg, s.metrics, cfg)
 	sess.CommandMetrics = s.insight.observer
+	sess.CapturePackets = &s.insight.capturePackets
 	s.bg, s.bgCancel = context.WithCancel(context.Background())
 	if s.fleet, err = newFleet(lg, s, cfg); err != nil {
 		s.insight.close()
@@ -129,6 +130,7 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		s.api = api.New(lg, s, cm, s.metrics.Handler(), cfg.API.Token)
 		s.api.SetCoordination(s.fleet.be, s.fleet.self.ID)
 		s.api.SetDigests(s.insight)
+		s.api.SetTraffic(s.insight)
 		s.api.HandleInternal(coordination.VotePath, s.fleet.voter.Handler(cfg.API.Token))
 	}
 	return s, nil

@@ -19,6 +19,7 @@ var live = map[string]bool{
 	"balance":                   true,
 	"digests":                   true,
 	"query-log":                 true,
+	"traffic":                   true,
 	"cluster":                   true,
 	"route":                     true,
 }

@@ -3,6 +3,7 @@ package backend
 import (
 	"crypto/rsa"
 	"crypto/tls"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchyard-db/switchyard/pkg/mysql"
@@ -32,6 +33,9 @@ type Config struct {
 	// cluster (the session counts as started) and returns where it records
 	// its commands (latency metrics, digests, the query log).
 	CommandMetrics func(cluster string) CommandObserver
+	// CapturePackets, when set and true, makes sessions hand their observer
+	// the raw packet of each command (Command.Packet) for a traffic capture.
+	CapturePackets *atomic.Bool
 }
 
 // CommandObserver records one routed session's commands.

@@ -22,6 +22,13 @@ type Command struct {
 	// statement longer than maxObservedText is cut there, and one that did
 	// not fit the read buffer (about 32 KiB) is its first 64 bytes.
 	Text []byte
+	// Packet is the raw command after its first byte, for commands other
+	// than COM_QUERY and COM_STMT_PREPARE, while Config.CapturePackets is
+	// on (a traffic capture runs); nil otherwise.
+	Packet []byte
+	// StmtID is the statement id the backend gave a successful
+	// COM_STMT_PREPARE.
+	StmtID uint32
 	// RowsSent counts result-set rows forwarded to the client; RowsAffected
 	// sums the affected rows of its OK packets.
 	RowsSent, RowsAffected uint64
@@ -40,9 +47,10 @@ const maxObservedText = 64 << 10
 // observed is what the session gathers about the command in flight. Only
 // the session goroutine touches it.
 type observed struct {
-	cmd     Command
-	active  bool
-	textBuf []byte // reused between commands
+	cmd       Command
+	active    bool
+	textBuf   []byte // reused between commands
+	packetBuf []byte
 }
 
 // beginCommand starts observing the command in pk. It must run before
@@ -67,6 +75,11 @@ func (s *Session) beginCommand(pk mysql.Packet) {
 			o.cmd.Text = st.text
 		}
 	}
+	if c := s.cfg.CapturePackets; c != nil && c.Load() && pk.Complete &&
+		o.cmd.Cmd != mysql.ComQuery && o.cmd.Cmd != mysql.ComStmtPrepare {
+		o.packetBuf = append(o.packetBuf[:0], pk.Data[1:]...)
+		o.cmd.Packet = o.packetBuf
+	}
 }
 
 // endCommand reports the command to the observer.
@@ -82,9 +95,12 @@ func (s *Session) endCommand() {
 		o.cmd.Backend = s.lease.Addr()
 	}
 	s.obs.Observe(&o.cmd)
-	o.cmd.Text = nil
+	o.cmd.Text, o.cmd.Packet = nil, nil
 	if cap(o.textBuf) > 4<<10 {
 		o.textBuf = nil // do not keep a large statement's buffer while idle
+	}
+	if cap(o.packetBuf) > 4<<10 {
+		o.packetBuf = nil
 	}
 }
 
@@ -101,11 +117,13 @@ func (s *Session) noteError(pk mysql.Packet) {
 	}
 }
 
-// preparedText is the text of the COM_STMT_PREPARE in flight, kept with the
-// statement so that its executions are counted under it.
-func (s *Session) preparedText() []byte {
+// notePrepared records the id of the statement the COM_STMT_PREPARE in
+// flight created and returns its text, kept with the statement so that its
+// executions are counted under it.
+func (s *Session) notePrepared(id uint32) []byte {
 	if !s.observed.active || len(s.observed.cmd.Text) == 0 {
 		return nil
 	}
+	s.observed.cmd.StmtID = id
 	return append([]byte(nil), s.observed.cmd.Text...)
 }

@@ -241,7 +241,7 @@ func (s *Session) forwardPrepare() error {
 	st := &stmtState{
 		columns: binary.LittleEndian.Uint16(pk.Data[5:]),
 		params:  binary.LittleEndian.Uint16(pk.Data[7:]),
-		text:    s.preparedText(),
+		text:    s.notePrepared(id),
 	}
 	s.state.prepared[id] = st
 	if err := s.forward(); err != nil {
