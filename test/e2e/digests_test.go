@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 import (
@@ -188,4 +190,38 @@ func TestDigestsCountWhatClientsRan(t *testing.T) {
 	res = ctl(t, bin, []string{"SWITCHYARD_API=" + base, "SWITCHYARD_TOKEN=" + digestToken}, "top", "reset", "--cluster", "main")
 	require.Equal(t, 0, res.code, res.stderr)
 	require.Empty(t, getDigests(t, base, "").Digests)
+}
+
+// TestDigestsReload turns recording off with a reload: the table keeps what
+// it has and stops counting, and says so.
+func TestDigestsReload(t *testing.T) {
+	m := testenv.SharedMariaDB(t)
+	p, base := digestProxy(t, m, "")
+	db := nativeDB(t, p.Addr)
+	for i := 0; i < 3; i++ {
+		require.Equal(t, "1", queryString(t, db, "SELECT 1 AS reload_probe"))
+	}
+	count := func() uint64 {
+		for _, d := range getDigests(t, base, "limit=0").Digests {
+			if d.DigestText == "select ? as `reload_probe`" {
+				return d.Count
+			}
+		}
+		return 0
+	}
+	require.Equal(t, uint64(3), count())
+	var cs api.ConfigStatus
+	require.NoError(t, getAPI(strings.TrimPrefix(base, "http://"), "/api/v1/config/status", &cs))
+	require.NoError(t, p.WriteConfig(configOf(t, p)+"\n[digests]\nenabled = false\n"))
+	require.Eventually(t, func() bool {
+		var now api.ConfigStatus
+		return getAPI(strings.TrimPrefix(base, "http://"), "/api/v1/config/status", &now) == nil &&
+			now.Checksum != cs.Checksum && now.LastResult == "ok"
+	}, 30*time.Second, 50*time.Millisecond, "the file change was never applied")
+	for i := 0; i < 3; i++ {
+		require.Equal(t, "1", queryString(t, db, "SELECT 1 AS reload_probe"))
+	}
+	list := getDigests(t, base, "")
+	require.False(t, list.Enabled)
+	require.Equal(t, uint64(3), count(), "nothing recorded while off, nothing lost")
 }
