@@ -18,6 +18,9 @@
 #   BENCH_PROXY_ARGS='--config {config}'   Switchyard arguments; {config} is replaced
 #   BENCH_QUIET_WAIT=0      before each run wait up to this many seconds for other processes
 #                           on the machine to use < BENCH_QUIET_PCT (10)% of it
+#   BENCH_DIGESTS=1         digest cost: point_select at BENCH_DIGEST_THREADS (64) through two
+#                           Switchyard processes that differ only in [digests] enabled,
+#                           interleaved, BENCH_REPEATS pairs (unpinned); 0 skips it
 #   BENCH_TOPOLOGY=1        also run bench/topology (registration latency through etcd, idle
 #                           cost of 100 clusters x 10 backends); 0 skips it
 #   BENCH_TOPOLOGY_ARGS=""  its flags (quick: "-rounds 10 -clusters 20 -idle 5s"); see
@@ -41,6 +44,8 @@ TARGETS=${BENCH_TARGETS:-direct haproxy switchyard}
 IDLE_N=${BENCH_IDLE_CONNS:-5000}
 PROXY_ARGS=${BENCH_PROXY_ARGS:---config {config}}
 TOPOLOGY=${BENCH_TOPOLOGY:-1}
+DIGESTS=${BENCH_DIGESTS:-1}
+DIGEST_THREADS=${BENCH_DIGEST_THREADS:-64}
 TOPOLOGY_ARGS=${BENCH_TOPOLOGY_ARGS:-}
 
 TABLES=4
@@ -222,6 +227,12 @@ level = "warn"
 name = "bench"
 instances = ["127.0.0.1:$DB_PORT"]
 EOF
+# The same proxy with the digest tables off, for the digest-cost comparison.
+free_port SWN_PORT
+SWN_PID=""
+sed -e "s/127.0.0.1:$SW_PORT/127.0.0.1:$SWN_PORT/" "$TMP/switchyard.toml" >"$TMP/switchyard-nodigest.toml"
+# No API: the first proxy has the default API address.
+printf '\n[digests]\nenabled = false\n\n[api]\naddr = ""\n' >>"$TMP/switchyard-nodigest.toml"
 if [[ " $TARGETS " == *" switchyard "* ]]; then
 	SW_BIN=${BENCH_PROXY_BIN:-$OUT/proxy}
 	if [[ -z "${BENCH_PROXY_BIN:-}" ]]; then
@@ -239,6 +250,12 @@ if [[ " $TARGETS " == *" switchyard "* ]]; then
 		SW_PID=$!
 		register "$SW_PID" "$SW_BIN"
 		SW_STATUS="failed to start"
+		if [[ "$DIGESTS" == 1 ]]; then
+			# shellcheck disable=SC2086
+			"$SW_BIN" ${PROXY_ARGS//\{config\}/$TMP/switchyard-nodigest.toml} >"$OUT/switchyard-nodigest.log" 2>&1 &
+			SWN_PID=$!
+			register "$SWN_PID" "$SW_BIN"
+		fi
 	fi
 else
 	SW_STATUS="skipped"
@@ -269,6 +286,10 @@ if [[ -n "$SW_PID" ]]; then
 		SW_PID=""
 	fi
 fi
+if [[ -n "$SWN_PID" ]] && ! wait_sql "$SWN_PORT" "$SWN_PID"; then
+	log "Switchyard without digests FAILED TO START (see bench/.out/switchyard-nodigest.log)"
+	SWN_PID=""
+fi
 
 # ---------------------------------------------------------------- measurement helpers
 # cpu_ticks PID: utime+stime of the whole process (all threads), in clock ticks.
@@ -283,7 +304,7 @@ rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0;
 # nice + system + irq + softirq; guest time is already inside user).
 cpu_sample() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat; }
 
-proxy_pids() { echo "$HA_PID" ${SW_PID:+"$SW_PID"}; }
+proxy_pids() { echo "$HA_PID" ${SW_PID:+"$SW_PID"} ${SWN_PID:+"$SWN_PID"}; }
 place() {
 	local p
 	case $1 in
@@ -351,13 +372,13 @@ parse_sysbench() {
 RAW="$OUT/raw.tsv"
 printf 'placement\tworkload\tthreads\ttarget\trep\tstatus\tqps\tp95_ms\tp99_ms\tqueries\tsecs\tproxy_cpu_us\tdb_cpu_us\tsteal_pct\tother_pct\n' >"$RAW"
 
-target_port() { case $1 in direct) echo "$DB_PORT" ;; haproxy) echo "$HA_PORT" ;; switchyard) echo "$SW_PORT" ;; esac; }
-target_pid() { case $1 in direct) echo "" ;; haproxy) echo "$HA_PID" ;; switchyard) echo "$SW_PID" ;; esac; }
+target_port() { case $1 in direct) echo "$DB_PORT" ;; haproxy) echo "$HA_PORT" ;; switchyard) echo "$SW_PORT" ;; switchyard-nodigest) echo "$SWN_PORT" ;; esac; }
+target_pid() { case $1 in direct) echo "" ;; haproxy) echo "$HA_PID" ;; switchyard) echo "$SW_PID" ;; switchyard-nodigest) echo "$SWN_PID" ;; esac; }
 
 # ours_ticks: CPU ticks used so far by the long-running processes of this harness.
 ours_ticks() {
 	local p t=0
-	for p in "$DB_PID" "$HA_PID" ${SW_PID:+"$SW_PID"}; do t=$((t + $(cpu_ticks "$p"))); done
+	for p in "$DB_PID" "$HA_PID" ${SW_PID:+"$SW_PID"} ${SWN_PID:+"$SWN_PID"}; do t=$((t + $(cpu_ticks "$p"))); done
 	echo "$t"
 }
 
@@ -468,6 +489,47 @@ for pl in $PLACEMENTS; do
 	check_affinity
 done
 place unpinned
+
+# ---------------------------------------------------------------- digest cost
+# point_select through the proxy with digests on (switchyard) and off (switchyard-nodigest),
+# interleaved pair by pair, in their own raw file so the main table keeps its repeats.
+DIGEST_LINES=()
+if [[ "$DIGESTS" != 1 ]]; then
+	DIGEST_LINES+=("- skipped (BENCH_DIGESTS=0)")
+elif [[ "$SW_STATUS" != ok || -z "$SWN_PID" ]]; then
+	DIGEST_LINES+=("- not run: Switchyard $SW_STATUS, the proxy without digests ${SWN_PID:-did not start}")
+else
+	MAIN_RAW=$RAW
+	RAW="$OUT/digests.tsv"
+	head -n 1 "$MAIN_RAW" >"$RAW"
+	place unpinned
+	TOTAL_RUNS=$((RUN_NO + 2 * REPEATS))
+	log "digest cost: point_select t=$DIGEST_THREADS, digests on/off x $REPEATS"
+	for ((rep = 1; rep <= REPEATS; rep++)); do
+		for tg in switchyard switchyard-nodigest; do
+			run_one unpinned point_select "$DIGEST_THREADS" "$tg" "$rep"
+		done
+	done
+	RAW=$MAIN_RAW
+	# Median QPS and proxy CPU us/q of each side; cost = 1 - on/off.
+	mapfile -t DIGEST_LINES < <(awk -F'\t' '
+		function median(a, n,   i, j, t) {
+			for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+			return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+		}
+		NR > 1 && $6 == "ok" {
+			if ($4 == "switchyard") { on[++n1] = $7; if ($12 != "-" && $10 > 0) onc[++c1] = $12 / $10 }
+			else { off[++n2] = $7; if ($12 != "-" && $10 > 0) offc[++c2] = $12 / $10 }
+		}
+		END {
+			if (n1 == 0 || n2 == 0) { print "- no successful pair (see bench/.out/runs/)"; exit }
+			qon = median(on, n1); qoff = median(off, n2)
+			printf "| digests | QPS (median of %d) | proxy CPU µs/q |\n|---|---|---|\n", n1
+			printf "| on | %.0f | %s |\n", qon, c1 ? sprintf("%.1f", median(onc, c1)) : "-"
+			printf "| off | %.0f | %s |\n", qoff, c2 ? sprintf("%.1f", median(offc, c2)) : "-"
+			printf "\nQPS cost of digests: %.1f%% (goal: at most 3%%); raw runs in bench/.out/digests.tsv.\n", 100 * (1 - qon / qoff)
+		}' "$OUT/digests.tsv")
+fi
 
 # ---------------------------------------------------------------- idle sessions
 # idle_test NAME PORT PID: open IDLE_N sessions through PORT, report the VmRSS growth of
@@ -586,6 +648,10 @@ RES="$OUT/results.md"
 	echo
 	echo "## Throughput and latency"
 	"$OUT/report" -raw "$RAW" -sw-note "$([[ "$SW_STATUS" == ok ]] || echo "$SW_STATUS")"
+	echo
+	echo "## Digest cost (point_select, $DIGEST_THREADS threads, unpinned)"
+	echo
+	printf '%s\n' "${DIGEST_LINES[@]}"
 	echo
 	echo "## Idle sessions ($IDLE_N per target, unpinned)"
 	echo

@@ -44,6 +44,9 @@ func (c *Config) problems(lines *keyLines) []error {
 	c.Log.check(v)
 	c.HealthCheck.check(v)
 	c.Balance.check(v)
+	c.Digests.check(v)
+	c.QueryLog.check(v)
+	c.Traffic.check(v)
 	c.API.check(v)
 	c.Coordination.check(v)
 	if c.Coordination.Enabled() && c.API.Addr == "" {

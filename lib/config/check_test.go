@@ -248,6 +248,14 @@ func TestCheckRules(t *testing.T) {
 		{name: "drain timeout zero", modify: func(c *Config) { c.Balance.BackendDrainTimeout = NewDuration(0) }, want: `balance.backend-drain-timeout "0s": must be positive`},
 		{name: "rebalance off", modify: func(c *Config) { c.Balance.EnableRebalance = false }},
 		{name: "metrics interval zero", modify: func(c *Config) { c.Balance.MetricsInterval = NewDuration(0) }, want: `balance.metrics-interval "0s": must be positive`},
+		{name: "digests table too small", modify: func(c *Config) { c.Digests.MaxPerCluster = 15 }, want: `digests.max-per-cluster 15: must be between 16 and 1000000`},
+		{name: "query log mode", modify: func(c *Config) { c.QueryLog.Mode = "some" }, want: `query-log.mode "some": must be one of off, all, slow, failed, slow-or-failed`},
+		{name: "query log without file", modify: func(c *Config) { c.QueryLog.Mode = "all" }, want: `query-log.file must be set when query-log.mode is "all"`},
+		{name: "query log file dir missing", modify: func(c *Config) { c.QueryLog.File = "/nonexistent-dir/q.log" }, want: `query-log.file "/nonexistent-dir/q.log": directory "/nonexistent-dir" does not exist`},
+		{name: "query log buffer", modify: func(c *Config) { c.QueryLog.Buffer = 0 }, want: `query-log.buffer 0: must be between 1 and 1000000`},
+		{name: "query log max size", modify: func(c *Config) { c.QueryLog.MaxSize = 0 }, want: `query-log.max-size 0: must be at least 1 (megabytes)`},
+		{name: "capture dir missing", modify: func(c *Config) { c.Traffic.CaptureDir = "/nonexistent-dir" }, want: `traffic.capture-dir "/nonexistent-dir": not an existing directory`},
+		{name: "digests sample negative", modify: func(c *Config) { c.Digests.SampleLength = -1 }, want: `digests.sample-length -1: must be between 0 and 1048576 bytes`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

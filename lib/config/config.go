@@ -15,6 +15,9 @@ type Config struct {
 	Coordination Coordination `toml:"coordination"`
 	HealthCheck  HealthCheck  `toml:"health-check"`
 	Balance      Balance      `toml:"balance"`
+	Digests      Digests      `toml:"digests"`
+	QueryLog     QueryLog     `toml:"query-log"`
+	Traffic      Traffic      `toml:"traffic"`
 	Clusters     []Cluster    `toml:"cluster"`
 	Routes       []Route      `toml:"route"`
 }

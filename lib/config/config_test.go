@@ -100,6 +100,10 @@ func fullConfig(t *testing.T) *Config {
 		Balance: Balance{Policy: PolicyConnection, MetricsInterval: NewDuration(10 * time.Second),
 			EnableRebalance: true, MigrationsPerSecond: 5, EvictionsPerSecond: 50, RebalanceRatio: 1.5, CPUGap: 0.3,
 			BackendDrainTimeout: NewDuration(2 * time.Minute)},
+		Digests: Digests{Enabled: false, MaxPerCluster: 64, SampleLength: 100},
+		QueryLog: QueryLog{Mode: QueryLogSlowOrFailed, SlowThreshold: NewDuration(250 * time.Millisecond), File: filepath.Join(dir, "queries.log"),
+			MaxTextLength: 200, MaxSize: 10, MaxBackups: 2, MaxAge: 7, Compress: true, Buffer: 100},
+		Traffic: Traffic{CaptureDir: dir},
 		Clusters: []Cluster{
 			{Name: "east", Instances: []string{"10.0.0.1:4000", "[fd00::1]:4000"}, DrainTimeout: NewDuration(time.Second)},
 			{Name: "west-2", Instances: []string{"db.example.com:3306"}, DrainTimeout: NewDuration(time.Minute)},

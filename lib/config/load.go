@@ -98,6 +98,8 @@ func NewDefault() *Config {
 			CPUGap:              DefaultCPUGap,
 			BackendDrainTimeout: NewDuration(DefaultBackendDrainTimeout),
 		},
+		Digests:  defaultDigests(),
+		QueryLog: defaultQueryLog(),
 	}
 }
 
@@ -309,6 +311,9 @@ func (c *Config) normalize() {
 	c.Log.Level = strings.TrimSpace(c.Log.Level)
 	c.Log.Format = strings.TrimSpace(c.Log.Format)
 	c.Log.File = strings.TrimSpace(c.Log.File)
+	c.QueryLog.Mode = strings.TrimSpace(c.QueryLog.Mode)
+	c.QueryLog.File = strings.TrimSpace(c.QueryLog.File)
+	c.Traffic.CaptureDir = strings.TrimSpace(c.Traffic.CaptureDir)
 	p.DefaultCluster = strings.TrimSpace(p.DefaultCluster)
 	for i := range c.Clusters {
 		cl := &c.Clusters[i]

@@ -10,11 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard-db/switchyard/pkg/mysql"
-	proxybackend "github.com/switchyard-db/switchyard/pkg/proxy/backend"
 )
-
-// Sessions record their command latencies straight into a ClusterMetrics.
-var _ proxybackend.CommandObserver = (*ClusterMetrics)(nil)
 
 // histogram returns the sample count and sum of one query duration series,
 // and the cumulative count of the bucket with upper bound le.

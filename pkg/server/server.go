@@ -44,6 +44,7 @@ type Server struct {
 	api       *api.Server
 	apiTLS    *tls.Config
 	metrics   *metrics.Metrics
+	insight   *insight
 	fleet     *fleet
 
 	ready        atomic.Bool
@@ -131,13 +132,12 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 	s.metrics.SetNotMigratable(s.notMigratable)
 	// KILL finds the session an id names among this server's (kill.go).
 	sess.Sessions = sql
-	sess.CommandMetrics = func(cluster string) backend.CommandObserver {
-		cm := s.metrics.ForCluster(cluster)
-		cm.SessionStarted()
-		return cm
-	}
+	s.insight = newInsight(lg, s.metrics, cfg)
+	sess.CommandMetrics = s.insight.observer
+	sess.CapturePackets = &s.insight.capturePackets
 	s.bg, s.bgCancel = context.WithCancel(context.Background())
 	if s.fleet, err = newFleet(lg, s, cfg); err != nil {
+		s.insight.close()
 		return nil, err
 	}
 	s.metrics.Registry().MustRegister(newFleetCollector(s.fleet))
@@ -145,6 +145,8 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		s.api = api.New(lg, s, cm, s.metrics.Handler(), api.NewAuth(cfg.API))
 		s.api.SetCoordination(s.fleet.be, s.fleet.self.ID)
 		s.api.SetMigrations(migrationAPI{r, s.rebalance})
+		s.api.SetDigests(s.insight)
+		s.api.SetTraffic(s.insight)
 		// The API lets only fleet members (admin) through to the voter.
 		s.api.HandleInternal(coordination.VotePath, s.fleet.voter.Handler(""))
 	}
@@ -206,6 +208,7 @@ func (s *Server) apply(prev, next *config.Config) error {
 	}
 	s.router.Update(next)
 	s.rebalance.Update(next)
+	s.insight.apply(next)
 	res := s.clusters.Apply(next)
 	s.fleet.apply(next)
 	s.lg.Info("clusters reconfigured", zap.Stringer("result", res))
@@ -350,6 +353,8 @@ func (s *Server) stopBackground() {
 	s.bgCancel()
 	s.bgWG.Wait()
 	s.rebalance.Close()
+	// Sessions are gone (or closed): nothing writes to the query log now.
+	s.insight.close()
 	// Resign and deregister before the API goes, so peers stop asking.
 	s.fleet.close()
 	if s.api != nil {

@@ -194,6 +194,10 @@ func TestStatusPageRendering(t *testing.T) {
 		"/api/v1/sessions": []api.Session{{ID: 7, User: "<u>eve</u>", Cluster: "east",
 			Backend: "east/10.0.0.1:4000", InTransaction: true, Since: time.Now().Add(-time.Minute),
 			NotMigratableReason: "in a transaction"}},
+		"/api/v1/digests": api.DigestList{Enabled: true, Sort: "total", Total: 2, Digests: []api.Digest{
+			{Cluster: "east", User: "app", Schema: "shop", Digest: "ab12", DigestText: "select * from `t` where `id` = ? " + evil,
+				SampleText: "SELECT * FROM t WHERE id = 1 " + evil, Count: 42, Errors: 2, AvgMs: 1.5, P99Ms: 3.25, TotalMs: 63, RowsSent: 40},
+		}, Others: []api.Digest{{Cluster: "east", Count: 7}}},
 		"/api/v1/config/status": api.ConfigStatus{LastResult: "error", LastSource: "api", LastReload: time.Now(),
 			LastError: "line 3: bad <value>", NeedsRestart: []string{"proxy.addr"}, Reloads: 2, Failures: 1},
 	}
@@ -282,6 +286,14 @@ func TestStatusPageRendering(t *testing.T) {
 	require.Equal(t, "true", s.attrs["data-in-transaction"])
 	require.Equal(t, "false", s.attrs["data-migratable"])
 	require.Equal(t, "no: in a transaction", s.cell(t, "movable"))
+
+	dg := dom.one(t, "tr", "class", "digest", "data-digest", "ab12")
+	require.Equal(t, "42", dg.attrs["data-count"])
+	require.Equal(t, "2", dg.cell(t, "errors"))
+	require.Equal(t, "3.250", dg.cell(t, "p99"))
+	require.Equal(t, "app", dg.cell(t, "user"))
+	require.Equal(t, "select * from `t` where `id` = ? "+evil, dg.cell(t, "statement"))
+	require.Equal(t, "7", dom.one(t, "tr", "class", "digest-others").cell(t, "count"))
 
 	require.Equal(t, "unhealthy", dom.one(t, "span", "id", "health-status").attrs["data-status"])
 	require.Equal(t, "maintenance <b>now</b>", dom.one(t, "dd", "id", "health-reason").text)

@@ -165,7 +165,7 @@ func TestSetPersistsAndValidates(t *testing.T) {
 func TestNeedsRestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "proxy.toml")
 	m, _ := setup(t, path, doc("a"))
-	next := doc("a", "b") + "\n[log]\nlevel = \"debug\"\n[balance]\npolicy = \"connection\"\n"
+	next := doc("a", "b") + "\n[log]\nlevel = \"debug\"\n[balance]\npolicy = \"connection\"\n[digests]\nenabled = false\nmax-per-cluster = 64\n"
 	next = "[proxy]\naddr = \"127.0.0.1:6001\"\ndefault-cluster = \"a\"\n" + next[len("[proxy]\naddr = \"127.0.0.1:6000\"\n"):]
 	require.NoError(t, m.Set([]byte(next)))
 	require.Equal(t, []string{"proxy.addr", "log.level"}, m.Status().NeedsRestart)

@@ -17,6 +17,9 @@ var live = map[string]bool{
 	"proxy.labels":              true,
 	"health-check":              true,
 	"balance":                   true,
+	"digests":                   true,
+	"query-log":                 true,
+	"traffic":                   true,
 	"cluster":                   true,
 	"route":                     true,
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"time"
 
 	"github.com/switchyard-db/switchyard/pkg/mysql"
 	"go.uber.org/zap"
@@ -47,12 +46,7 @@ func (s *Session) serve() error {
 				return err
 			}
 		}
-		var start time.Time
-		var cmd byte
-		if s.obs != nil && pk.Len > 0 {
-			// Read before dispatch: forwarding reuses the packet's buffer.
-			start, cmd = time.Now(), pk.First()
-		}
+		s.beginCommand(pk)
 		if err := s.dispatch(pk); err != nil {
 			if err == errClientQuit {
 				return nil
@@ -61,9 +55,7 @@ func (s *Session) serve() error {
 				return err
 			}
 		}
-		if !start.IsZero() {
-			s.obs.Observe(cmd, time.Since(start))
-		}
+		s.endCommand()
 		s.publishInfo()
 	}
 }

@@ -3,6 +3,7 @@ package backend
 import (
 	"crypto/rsa"
 	"crypto/tls"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,7 +36,7 @@ type Config struct {
 	RSAKey *rsa.PrivateKey
 	// CommandMetrics, when set, is called once a session is routed to a
 	// cluster (the session counts as started) and returns where it records
-	// its command latencies.
+	// its commands (latency metrics, digests, the query log).
 	CommandMetrics func(cluster string) CommandObserver
 	// MigrationAccount returns the account allowed to read the stored
 	// password hashes of cluster's backends (ok false: sessions of that
@@ -44,13 +45,17 @@ type Config struct {
 	MigrationAccount func(cluster string) (user, password string, ok bool)
 	// Migrations learns the outcome of migrations (nil: nobody).
 	Migrations MigrationObserver
+	// CapturePackets, when set and true, makes sessions hand their observer
+	// the raw packet of each command (Command.Packet) for a traffic capture.
+	CapturePackets *atomic.Bool
 }
 
-// CommandObserver records one routed session's metrics.
+// CommandObserver records one routed session's commands.
 type CommandObserver interface {
-	// Observe records how long one command took, from its arrival to the end
-	// of its response. It is called once per command on the query path.
-	Observe(cmd byte, d time.Duration)
+	// Observe records one finished command (see Command). It is called once
+	// per command on the query path, on the session goroutine, and must not
+	// block or keep c.
+	Observe(c *Command)
 	// SessionEnded is called once when the session ends.
 	SessionEnded()
 }

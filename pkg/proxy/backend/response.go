@@ -48,6 +48,7 @@ func (s *Session) forwardResults(cmd byte) (uint16, error) {
 				return status, err
 			}
 		case pk.First() == mysql.ErrHeader:
+			s.noteError(pk)
 			return 0, s.finish()
 		case pk.First() == mysql.LocalInfileHeader && cmd == mysql.ComQuery:
 			if err := s.forward(); err != nil {
@@ -107,7 +108,9 @@ func (s *Session) forwardResultSet(pk mysql.Packet) (uint16, error) {
 func (s *Session) forwardRows() (uint16, error) {
 	for {
 		// Fast path: copy every complete row already buffered in one go.
-		if _, err := s.backend.ForwardRun(s.client); err != nil {
+		n, err := s.backend.ForwardRun(s.client)
+		s.noteRows(n)
+		if err != nil {
 			return 0, fmt.Errorf("writing rows to the client: %w", err)
 		}
 		if !s.backend.Buffered() {
@@ -127,8 +130,10 @@ func (s *Session) forwardRows() (uint16, error) {
 			return status, s.client.Flush()
 		}
 		if pk.First() == mysql.ErrHeader && pk.Complete {
+			s.noteError(pk)
 			return 0, s.finish()
 		}
+		s.noteRows(1)
 		if err := s.forward(); err != nil {
 			return 0, err
 		}
@@ -157,6 +162,7 @@ func (s *Session) forwardOK(pk mysql.Packet) (uint16, error) {
 		return 0, s.protocolError(err.Error())
 	}
 	s.trackOK(ok)
+	s.noteAffected(ok.AffectedRows)
 	if s.backendCap&mysql.ClientSessionTrack == s.clientCap&mysql.ClientSessionTrack {
 		return ok.Status, s.forward()
 	}
@@ -243,6 +249,10 @@ func (s *Session) forwardPrepare(text []byte) error {
 		s.mig.track.unseen = "prepared a statement too large to prepare again elsewhere"
 	}
 	id := s.mig.ids.prepareToClient(s.backend, binary.LittleEndian.Uint32(pk.Data[1:]))
+	// The digests count executes under the text they were prepared from.
+	if noted := s.notePrepared(id); st.text == nil {
+		st.text = noted
+	}
 	s.state.prepared[id] = st
 	defs := []uint16{st.params, st.columns}
 	if !s.prepareMetadataFollows(pk.Data) {

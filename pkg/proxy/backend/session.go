@@ -90,8 +90,10 @@ type Session struct {
 	// redirect is the pending Redirect target ("" when none) and its reason.
 	redirect, redirectReason string
 	redirectAt               time.Time
-	// obs records command latencies; nil without metrics.
-	obs CommandObserver
+	// obs records commands; nil without metrics. observed is the command
+	// in flight (observe.go).
+	obs      CommandObserver
+	observed observed
 	// closeErr, when set, ends the session at its next chance even inside a
 	// transaction, telling the client why (CloseWithError).
 	closeErr *mysql.MySQLError

@@ -25,8 +25,9 @@ type stmtState struct {
 	// longData is set between COM_STMT_SEND_LONG_DATA and the execute or
 	// reset that consumes it.
 	longData bool
-	// text is the statement, kept to prepare it again on another backend
-	// (only in sessions that can migrate).
+	// text is the statement it was prepared from: kept to prepare it again
+	// on another backend (sessions that can migrate) and to count its
+	// executes under it (digests), nil when neither needs it.
 	text []byte
 	// types are the parameter types of its last execute that carried them;
 	// typesSent says whether the current backend has seen them

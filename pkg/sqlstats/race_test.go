@@ -1,0 +1,5 @@
+//go:build race
+
+package sqlstats
+
+const raceEnabled = true
