@@ -90,7 +90,7 @@ func (s *Server) SetCoordination(c Coordination, nodeID string) {
 func (s *Server) HandleInternal(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 // Handler returns the API's handler (for tests and embedding).
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return canonicalPaths(s.mux) }
 
 // Start listens on addr (HTTPS when tlsCfg is set) and serves in the
 // background until Close.
@@ -103,7 +103,7 @@ func (s *Server) Start(addr string, tlsCfg *tls.Config) error {
 		ln = tls.NewListener(ln, tlsCfg)
 	}
 	srv := &http.Server{
-		Handler:           s.mux,
+		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          zap.NewStdLog(s.lg),
 	}
