@@ -76,12 +76,12 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 		_ = s.backend.Flush()
 		return errClientQuit
 	case mysql.ComStmtClose:
-		if len(pk.Data) >= 5 {
-			s.state.closeStmt(binary.LittleEndian.Uint32(pk.Data[1:]))
+		if id, ok := stmtID(pk.Data); ok {
+			s.state.closeStmt(id)
 		}
 		return s.forwardRequest()
 	case mysql.ComStmtSendLongData:
-		if st := s.stmtOf(pk); st != nil {
+		if st := s.state.lookupStmt(pk.Data); st != nil {
 			st.longData = true
 		}
 		return s.forwardRequest()
@@ -90,9 +90,8 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 	case mysql.ComQuery, mysql.ComStmtExecute, mysql.ComProcessInfo:
 		var st *stmtState
 		var cursor bool
-		if cmd == mysql.ComStmtExecute && len(pk.Data) >= 6 {
-			st = s.stmtOf(pk)
-			cursor = pk.Data[5]&0x07 != 0
+		if cmd == mysql.ComStmtExecute {
+			st, cursor = s.state.lookupStmt(pk.Data), executeWantsCursor(pk.Data)
 		}
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err
@@ -101,18 +100,18 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 			st.longData = false
 		}
 		status, err := s.forwardResults(cmd)
-		if st != nil && err == nil {
-			s.state.setCursor(st, cursor && status&mysql.ServerStatusCursorExists != 0)
+		if err == nil {
+			s.state.executed(st, cursor, status)
 		}
 		return err
 	case mysql.ComStmtFetch:
-		st := s.stmtOf(pk)
+		st := s.state.lookupStmt(pk.Data)
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err
 		}
 		status, err := s.forwardRows()
-		if st != nil && err == nil && status&mysql.ServerStatusLastRowSent != 0 {
-			s.state.setCursor(st, false)
+		if err == nil {
+			s.state.fetched(st, status)
 		}
 		return err
 	case mysql.ComStmtPrepare:
@@ -137,14 +136,13 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 		}
 		return err
 	case mysql.ComStmtReset:
-		st := s.stmtOf(pk)
+		st := s.state.lookupStmt(pk.Data)
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err
 		}
 		ok, err := s.forwardSimple()
-		if ok && st != nil {
-			s.state.setCursor(st, false)
-			st.longData = false
+		if ok {
+			s.state.stmtReset(st)
 		}
 		return err
 	case mysql.ComResetConnection:
@@ -186,14 +184,6 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 		return s.replyError(mysql.NewError(mysql.ErUnknownCom,
 			"Switchyard: command 0x%02x is not supported through the proxy", cmd))
 	}
-}
-
-// stmtOf returns the prepared statement a COM_STMT_* packet names, or nil.
-func (s *Session) stmtOf(pk mysql.Packet) *stmtState {
-	if len(pk.Data) < 5 {
-		return nil
-	}
-	return s.state.prepared[binary.LittleEndian.Uint32(pk.Data[1:])]
 }
 
 // replyError answers the current command with an error from the proxy.

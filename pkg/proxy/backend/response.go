@@ -231,12 +231,8 @@ func (s *Session) forwardPrepare() error {
 	if pk.First() != mysql.OKHeader || len(pk.Data) < 9 {
 		return s.finish()
 	}
-	id := binary.LittleEndian.Uint32(pk.Data[1:])
-	st := &stmtState{
-		columns: binary.LittleEndian.Uint16(pk.Data[5:]),
-		params:  binary.LittleEndian.Uint16(pk.Data[7:]),
-	}
-	s.state.prepared[id] = st
+	st := s.state.addStmt(binary.LittleEndian.Uint32(pk.Data[1:]),
+		binary.LittleEndian.Uint16(pk.Data[7:]), binary.LittleEndian.Uint16(pk.Data[5:]))
 	if err := s.forward(); err != nil {
 		return err
 	}
