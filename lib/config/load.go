@@ -16,6 +16,7 @@ const (
 	DefaultServerVersion            = "8.0.11-Switchyard"
 	DefaultGracefulCloseConnTimeout = 15 * time.Second
 	DefaultConnectTimeout           = 5 * time.Second
+	DefaultHandshakeTimeout         = 30 * time.Second
 	DefaultLogLevel                 = "info"
 	DefaultLogFormat                = "console"
 	DefaultTopologyPrefix           = "/topology/tidb"
@@ -63,6 +64,7 @@ func NewDefault() *Config {
 			GracefulCloseConnTimeout: NewDuration(DefaultGracefulCloseConnTimeout),
 			ServerVersion:            DefaultServerVersion,
 			ConnectTimeout:           NewDuration(DefaultConnectTimeout),
+			HandshakeTimeout:         NewDuration(DefaultHandshakeTimeout),
 		},
 		Log: Log{
 			Level:  DefaultLogLevel,

@@ -68,6 +68,7 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 	}
 	cmd := pk.First()
 	s.backend.ResetSequence()
+	s.armBackendRead()
 	switch cmd {
 	case mysql.ComQuit:
 		// Passed on so the backend logs a clean quit, not an aborted

@@ -10,8 +10,10 @@ import (
 // next reads the next response packet from the backend, reporting a lost
 // backend to the client.
 func (s *Session) next() (mysql.Packet, error) {
+	s.armBackendRead()
 	pk, err := s.backend.Next()
 	if err != nil {
+		err = s.explainBackendRead(err)
 		s.reportBackendLost(err)
 		return pk, fmt.Errorf("%w: reading: %w", errBackendLost, err)
 	}
