@@ -97,6 +97,7 @@ func startEtcdProc(t *testing.T) *etcdProc {
 	if err := e.launch(); err != nil {
 		t.Fatal(err)
 	}
+	testenv.OnFailureShowLog(t, "etcd "+e.clientAddr, filepath.Join(e.dir, "etcd.log"), 0)
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   []string{e.clientAddr},
 		DialTimeout: 2 * time.Second,
