@@ -700,11 +700,12 @@ func (env *fleetEnv) electionPrefix(role string) string {
 	return env.prefix() + "election/" + role + "/"
 }
 
-func fleetConfig(n *fleetNode, fleet, etcdAddr, clusters string) string {
+func fleetConfig(n *fleetNode, fleet, etcdAddr, clusters string, o fleetOpts) string {
 	return fmt.Sprintf(`[proxy]
 addr = %q
 advertise-addr = "127.0.0.1"
 graceful-close-conn-timeout = "1s"
+%s
 
 [api]
 addr = %q
@@ -727,7 +728,7 @@ election-ttl = %q
 node-ttl = "5s"
 
 %s
-`, n.SQLAddr, n.APIAddr, fleetToken, etcdAddr, fleet, n.ID, fleetTTL.String(), clusters)
+`, n.SQLAddr, o.proxyExtra, n.APIAddr, fleetToken, etcdAddr, fleet, n.ID, o.ttl.String(), clusters)
 }
 
 // staticCluster is a [[cluster]] with static instances.
@@ -750,6 +751,20 @@ func staticCluster(name string, addrs ...string) string {
 // they check that the cut node really lost etcd).
 func startFleet(t *testing.T, etcd *etcdProc, name string, n int, clusters string) *fleetEnv {
 	t.Helper()
+	return startFleetWith(t, etcd, name, n, clusters, fleetOpts{ttl: fleetTTL})
+}
+
+// fleetOpts vary the fleet's config for scenarios that need it.
+type fleetOpts struct {
+	ttl        time.Duration // election-ttl
+	proxyExtra string        // appended to [proxy]
+}
+
+// startFleetWith is startFleet with other options: a longer TTL, for
+// scenarios that must tell a handoff apart from a lease expiry, or more
+// [proxy] settings.
+func startFleetWith(t *testing.T, etcd *etcdProc, name string, n int, clusters string, o fleetOpts) *fleetEnv {
+	t.Helper()
 	env := &fleetEnv{t: t, etcd: etcd, name: name, start: time.Now(), killed: map[string]time.Time{}, stopped: map[string][2]time.Time{}}
 	env.hist = recordHistory(t, etcd.Client, env.prefix())
 	bin := testenv.BuildProxy(t)
@@ -760,7 +775,7 @@ func startFleet(t *testing.T, etcd *etcdProc, name string, n int, clusters strin
 			APIAddr: testenv.FreeAddr(t),
 			Fwd:     newTCPFwd(t, etcd.clientAddr),
 		}
-		node.Proxy = testenv.StartProxy(t, bin, fleetConfig(node, name, node.Fwd.Addr(), clusters))
+		node.Proxy = testenv.StartProxy(t, bin, fleetConfig(node, name, node.Fwd.Addr(), clusters, o))
 		env.nodes = append(env.nodes, node)
 	}
 	// Registered after the proxies' cleanups, so it runs before they are
