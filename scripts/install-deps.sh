@@ -12,6 +12,10 @@ lean=()
 if [ "${1:-all}" != mariadb ]; then
   # The fleet tests run etcd as a separate process they can stop and pause.
   command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need+=(etcd-server)
+  # The link-fault scenarios drop packets with nftables inside network
+  # namespaces of their own (ip, from iproute2).
+  command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need+=(nftables)
+  command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
   command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || lean+=(prometheus)
   command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || lean+=(chromium)
 fi

@@ -758,6 +758,9 @@ func startFleet(t *testing.T, etcd *etcdProc, name string, n int, clusters strin
 type fleetOpts struct {
 	ttl        time.Duration // election-ttl
 	proxyExtra string        // appended to [proxy]
+	// etcdVia, when set, is where node i's forwarder to etcd connects
+	// instead of etcd itself (a lossy link of the test, say).
+	etcdVia func(i int) string
 }
 
 // startFleetWith is startFleet with other options: a longer TTL, for
@@ -769,11 +772,15 @@ func startFleetWith(t *testing.T, etcd *etcdProc, name string, n int, clusters s
 	env.hist = recordHistory(t, etcd.Client, env.prefix())
 	bin := testenv.BuildProxy(t)
 	for i := range n {
+		target := etcd.clientAddr
+		if o.etcdVia != nil {
+			target = o.etcdVia(i)
+		}
 		node := &fleetNode{
 			ID:      fmt.Sprintf("%s-%d", name, i+1),
 			SQLAddr: testenv.FreeAddr(t),
 			APIAddr: testenv.FreeAddr(t),
-			Fwd:     newTCPFwd(t, etcd.clientAddr),
+			Fwd:     newTCPFwd(t, target),
 		}
 		node.Proxy = testenv.StartProxy(t, bin, fleetConfig(node, name, node.Fwd.Addr(), clusters, o))
 		env.nodes = append(env.nodes, node)
