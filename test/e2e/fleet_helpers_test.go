@@ -700,10 +700,14 @@ func (env *fleetEnv) electionPrefix(role string) string {
 	return env.prefix() + "election/" + role + "/"
 }
 
-func fleetConfig(n *fleetNode, fleet, etcdAddr, clusters string, o fleetOpts) string {
+func fleetConfig(n *fleetNode, fleet, etcdAddr, clusters string, o fleetOpts, i int) string {
+	advertise := "127.0.0.1"
+	if o.advertise != nil {
+		advertise = o.advertise(i)
+	}
 	return fmt.Sprintf(`[proxy]
 addr = %q
-advertise-addr = "127.0.0.1"
+advertise-addr = %q
 graceful-close-conn-timeout = "1s"
 %s
 
@@ -728,7 +732,7 @@ election-ttl = %q
 node-ttl = "5s"
 
 %s
-`, n.SQLAddr, o.proxyExtra, n.APIAddr, fleetToken, etcdAddr, fleet, n.ID, o.ttl.String(), clusters)
+`, n.SQLAddr, advertise, o.proxyExtra, n.APIAddr, fleetToken, etcdAddr, fleet, n.ID, o.ttl.String(), clusters)
 }
 
 // staticCluster is a [[cluster]] with static instances.
@@ -761,6 +765,9 @@ type fleetOpts struct {
 	// etcdVia, when set, is where node i's forwarder to etcd connects
 	// instead of etcd itself (a lossy link of the test, say).
 	etcdVia func(i int) string
+	// advertise, when set, is node i's advertise-addr (default 127.0.0.1):
+	// its peers reach its API there, on its API port.
+	advertise func(i int) string
 }
 
 // startFleetWith is startFleet with other options: a longer TTL, for
@@ -782,7 +789,7 @@ func startFleetWith(t *testing.T, etcd *etcdProc, name string, n int, clusters s
 			APIAddr: testenv.FreeAddr(t),
 			Fwd:     newTCPFwd(t, target),
 		}
-		node.Proxy = testenv.StartProxy(t, bin, fleetConfig(node, name, node.Fwd.Addr(), clusters, o))
+		node.Proxy = testenv.StartProxy(t, bin, fleetConfig(node, name, node.Fwd.Addr(), clusters, o, i))
 		env.nodes = append(env.nodes, node)
 	}
 	// Registered after the proxies' cleanups, so it runs before they are

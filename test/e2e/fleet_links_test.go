@@ -2,7 +2,11 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,9 +17,12 @@ import (
 )
 
 // TestFleetLinkFaults runs ha.md section 7's scenarios that need faults on
-// network links, with kernel packet loss (nftables in network namespaces of
-// the test's own, see netns_linux_test.go). Needs root, ip and nft; skips
-// with the reason otherwise (and make test fails on a skip).
+// network links: #7 with kernel packet loss (nftables in network namespaces
+// of the test's own, see netns_linux_test.go), #10 with a userspace router
+// that never answers one process's connections (the proxies all run on the
+// host's loopback, so a per-pair cut cannot be a kernel rule without
+// touching the host's own firewall). Needs root, ip and nft; skips with
+// the reason otherwise (and make test fails on a skip).
 func TestFleetLinkFaults(t *testing.T) {
 	requireNetns(t)
 	etcd := startEtcdProc(t)
@@ -23,6 +30,7 @@ func TestFleetLinkFaults(t *testing.T) {
 	testenv.BuildProxy(t)
 
 	t.Run("FlakyLeaderEtcdLink", func(t *testing.T) { testFleetFlakyLeaderLink(t, etcd, db) })
+	t.Run("MinorityPeerCutOffFromLeader", func(t *testing.T) { testFleetMinorityPeerCut(t, etcd, db) })
 }
 
 // #7: the link between the leader and etcd loses 30 % of its packets and
@@ -82,4 +90,153 @@ func testFleetFlakyLeaderLink(t *testing.T, etcd *etcdProc, db *testenv.MariaDB)
 			"two leader changes %v apart; the bound is one per 3 x TTL", begins[i].Sub(begins[i-1]))
 	}
 	require.LessOrEqual(t, len(begins), int(window/(3*fleetTTL))+1)
+}
+
+// peerRouter is the address a node advertises to its peers (a loopback
+// alias of its own, on its API port). It forwards every connection to the
+// node's API, except those of one process (found through /proc), which it
+// accepts and never answers, like a link whose packets are dropped.
+type peerRouter struct {
+	ln      net.Listener
+	target  string
+	dropPid atomic.Int64
+	dropped atomic.Int64
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	wg      sync.WaitGroup
+}
+
+func newPeerRouter(t *testing.T, listen, target string) *peerRouter {
+	t.Helper()
+	ln, err := net.Listen("tcp", listen)
+	require.NoError(t, err)
+	r := &peerRouter{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	r.wg.Add(1)
+	go r.serve()
+	t.Cleanup(r.close)
+	return r
+}
+
+func (r *peerRouter) track(c net.Conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.conns == nil {
+		_ = c.Close()
+		return false
+	}
+	r.conns[c] = struct{}{}
+	return true
+}
+
+func (r *peerRouter) serve() {
+	defer r.wg.Done()
+	for {
+		c, err := r.ln.Accept()
+		if err != nil {
+			return
+		}
+		if !r.track(c) {
+			continue
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			if pid := r.dropPid.Load(); pid != 0 && connFromPid(c, int(pid)) {
+				r.dropped.Add(1)
+				_, _ = io.Copy(io.Discard, c) // never answered, until the caller gives up
+				_ = c.Close()
+				return
+			}
+			u, err := net.DialTimeout("tcp", r.target, 2*time.Second)
+			if err != nil || !r.track(u) {
+				_ = c.Close()
+				return
+			}
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				_, _ = io.Copy(u, c)
+				_ = u.(*net.TCPConn).CloseWrite()
+			}()
+			_, _ = io.Copy(c, u)
+			_ = c.Close()
+			_ = u.Close()
+		}()
+	}
+}
+
+func (r *peerRouter) close() {
+	_ = r.ln.Close()
+	r.mu.Lock()
+	for c := range r.conns {
+		_ = c.Close()
+	}
+	r.conns = nil
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+// #10: one peer is cut off from the prober leader (the leader's requests
+// to it are never answered) while a backend dies. The leader and the other
+// peer are a majority of 3: one down verdict is written within 5 s (with
+// the machine's slack), where unanimity would have blocked.
+func testFleetMinorityPeerCut(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
+	b := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
+	// Each node advertises a loopback alias of its own; its peers reach its
+	// API there, through a router of the test.
+	alias := func(i int) string { return fmt.Sprintf("127.0.0.%d", 31+i) }
+	env := startFleetWith(t, etcd, "minority", 3, staticCluster("main", db.Addr(), b.Addr()),
+		fleetOpts{ttl: fleetTTL, advertise: alias})
+	routers := make([]*peerRouter, len(env.nodes))
+	for i, n := range env.nodes {
+		_, port, err := net.SplitHostPort(n.APIAddr)
+		require.NoError(t, err)
+		routers[i] = newPeerRouter(t, net.JoinHostPort(alias(i), port), n.APIAddr)
+	}
+	role := coordination.ProberRole("main")
+	pl, _ := env.agreedLeader(role, 30*time.Second)
+	var cut *fleetNode
+	var cutRouter *peerRouter
+	for i, n := range env.nodes {
+		if n != pl {
+			cut, cutRouter = n, routers[i]
+			break
+		}
+	}
+	env.mark(cut.ID, "requests from "+pl.ID+" dropped")
+	cutRouter.dropPid.Store(int64(pl.Proxy.Pid()))
+
+	id := "main/" + b.Addr()
+	killAt := env.mark("-", "SIGKILL backend "+b.Addr())
+	b.Kill()
+	down, ok := env.waitVerdict("main", b.Addr(), coordination.VerdictDown, killAt.Add(20*time.Second))
+	require.True(t, ok, "no down verdict on %s within 20 s, with %s cut off from the leader %s", id, cut.ID, pl.ID)
+	decision := down.At.Sub(killAt)
+	time.Sleep(coordination.DefaultProposeBackoff + time.Second)
+	var downPuts []verdictPut
+	for _, vp := range env.verdictPuts() {
+		if vp.Backend == b.Addr() && vp.State == coordination.VerdictDown {
+			downPuts = append(downPuts, vp)
+		}
+	}
+	votes := map[string]string{}
+	for _, v := range down.Votes {
+		votes[v.Node] = v.Vote
+	}
+	t.Logf("measured: %s killed with %s cut off from the prober leader %s (%d requests dropped): down verdict %v later, votes %v",
+		id, cut.ID, pl.ID, cutRouter.dropped.Load(), decision.Round(time.Millisecond), down.Votes)
+	t.Logf("event log:\n%s", env.timeline(nil))
+	require.Positive(t, cutRouter.dropped.Load(), "the leader never asked the cut-off peer: the cut was not exercised")
+	require.Len(t, downPuts, 1, "down verdicts written for %s", id)
+	downVotes := 0
+	for node, v := range votes {
+		if v == coordination.VoteDown {
+			downVotes++
+			require.NotEqual(t, cut.ID, node, "the cut-off peer cannot have voted")
+		}
+	}
+	require.GreaterOrEqual(t, downVotes, 2, "the leader and the reachable peer are the majority: %v", down.Votes)
+	require.LessOrEqual(t, decision, 5*time.Second+fleetSlack, "decision took %v; the target is 5 s", decision)
+	env.checkVerdictFences()
+	env.checkTerms(role, nil)
 }
