@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -77,6 +78,9 @@ type etcdProc struct {
 	bin, dir   string
 	clientAddr string // host:port
 	peerAddr   string
+	// advertise, when set, is the client address etcd advertises (its
+	// clients switch to it when they re-sync their endpoints).
+	advertise string
 	Client     *clientv3.Client
 
 	mu    sync.Mutex
@@ -85,7 +89,14 @@ type etcdProc struct {
 
 func startEtcdProc(t *testing.T) *etcdProc {
 	t.Helper()
-	e := &etcdProc{bin: etcdBinary(t), dir: t.TempDir(), clientAddr: testenv.FreeAddr(t), peerAddr: testenv.FreeAddr(t)}
+	return startEtcdProcAdvertising(t, "")
+}
+
+// startEtcdProcAdvertising is startEtcdProc with another advertised client
+// address ("": its own).
+func startEtcdProcAdvertising(t *testing.T, advertise string) *etcdProc {
+	t.Helper()
+	e := &etcdProc{bin: etcdBinary(t), dir: t.TempDir(), clientAddr: testenv.FreeAddr(t), peerAddr: testenv.FreeAddr(t), advertise: advertise}
 	t.Cleanup(func() {
 		e.mu.Lock()
 		c := e.child
@@ -94,24 +105,35 @@ func startEtcdProc(t *testing.T) *etcdProc {
 			c.Kill()
 		}
 	})
-	if err := e.launch(); err != nil {
-		t.Fatal(err)
+	testenv.OnFailureShowLog(t, "etcd", filepath.Join(e.dir, "etcd.log"), 0)
+	// Another process of the shared machine may take a port between
+	// FreeAddr and etcd's bind: then try fresh ports (a flake seen in runs).
+	for attempt := 1; ; attempt++ {
+		if err := e.launch(); err != nil {
+			t.Fatal(err)
+		}
+		cli, err := clientv3.New(clientv3.Config{
+			Endpoints:   []string{e.clientAddr},
+			DialTimeout: 2 * time.Second,
+			Logger:      zap.NewNop(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Client = cli
+		err = e.waitReady(30 * time.Second)
+		if err == nil {
+			t.Cleanup(func() { _ = cli.Close() })
+			return e
+		}
+		_ = cli.Close()
+		e.current().Kill()
+		if attempt == 5 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("etcd could not bind its ports (attempt %d), trying others", attempt)
+		e.clientAddr, e.peerAddr = testenv.FreeAddr(t), testenv.FreeAddr(t)
 	}
-	testenv.OnFailureShowLog(t, "etcd "+e.clientAddr, filepath.Join(e.dir, "etcd.log"), 0)
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{e.clientAddr},
-		DialTimeout: 2 * time.Second,
-		Logger:      zap.NewNop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cli.Close() })
-	e.Client = cli
-	if err := e.waitReady(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	return e
 }
 
 func (e *etcdProc) launch() error {
@@ -119,7 +141,7 @@ func (e *etcdProc) launch() error {
 		"--name", "fleet",
 		"--data-dir", filepath.Join(e.dir, "data"),
 		"--listen-client-urls", "http://" + e.clientAddr,
-		"--advertise-client-urls", "http://" + e.clientAddr,
+		"--advertise-client-urls", "http://" + cmp.Or(e.advertise, e.clientAddr),
 		"--listen-peer-urls", "http://" + e.peerAddr,
 		"--initial-advertise-peer-urls", "http://" + e.peerAddr,
 		"--initial-cluster", "fleet=http://" + e.peerAddr,

@@ -30,7 +30,7 @@ import (
 //	  -> veth C/S, nft drop -> socket in ns S -> target (root ns, loopback)
 //
 // The test process opens the sockets inside the namespaces itself (on a
-// thread switched with setns), so no process other than the test runs in
+// thread switched there with setns and back), so no process other than the test runs in
 // them, and nothing outside them gets an address or a rule.
 
 const (
@@ -76,24 +76,42 @@ func runIP(args ...string) error {
 	return nil
 }
 
-// inNetns runs f on a thread switched into the named namespace. The thread
-// stays locked and is thrown away when f returns (never switched back), so
-// no other goroutine ever runs in the namespace by accident.
+// inNetns runs f on a thread switched into the named namespace, then
+// switches the thread back before it runs anything else. The thread must
+// survive: testenv starts its children with Pdeathsig, which the kernel
+// sends when the thread that forked them exits, and this thread may have
+// forked a proxy or etcd earlier. If switching back fails, the thread is
+// never given back (it ends with its goroutine) and the test fails.
 func inNetns(name string, f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // not unlocked: the thread ends with this goroutine
+		runtime.LockOSThread()
+		orig, err := syscall.Open("/proc/thread-self/ns/net", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("open this thread's netns: %w", err)
+			return
+		}
+		defer syscall.Close(orig)
 		fd, err := syscall.Open("/var/run/netns/"+name, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("open netns %s: %w", name, err)
 			return
 		}
 		defer syscall.Close(fd)
 		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("setns %s: %w", name, err)
 			return
 		}
-		errc <- f()
+		ferr := f()
+		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("switching a thread back from netns %s: %w (the thread is discarded)", name, err)
+			return // still locked: the runtime ends the thread with this goroutine
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
 	}()
 	return <-errc
 }
