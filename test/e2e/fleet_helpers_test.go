@@ -81,7 +81,7 @@ type etcdProc struct {
 	// advertise, when set, is the client address etcd advertises (its
 	// clients switch to it when they re-sync their endpoints).
 	advertise string
-	Client     *clientv3.Client
+	Client    *clientv3.Client
 
 	mu    sync.Mutex
 	child *testenv.Child
