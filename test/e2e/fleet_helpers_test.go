@@ -81,7 +81,9 @@ type etcdProc struct {
 	// advertise, when set, is the client address etcd advertises (its
 	// clients switch to it when they re-sync their endpoints).
 	advertise string
-	Client    *clientv3.Client
+	// name and initialCluster make it a member of a cluster ("": alone).
+	name, initialCluster string
+	Client               *clientv3.Client
 
 	mu    sync.Mutex
 	child *testenv.Child
@@ -138,13 +140,13 @@ func startEtcdProcAdvertising(t *testing.T, advertise string) *etcdProc {
 
 func (e *etcdProc) launch() error {
 	args := []string{
-		"--name", "fleet",
+		"--name", cmp.Or(e.name, "fleet"),
 		"--data-dir", filepath.Join(e.dir, "data"),
 		"--listen-client-urls", "http://" + e.clientAddr,
 		"--advertise-client-urls", "http://" + cmp.Or(e.advertise, e.clientAddr),
 		"--listen-peer-urls", "http://" + e.peerAddr,
 		"--initial-advertise-peer-urls", "http://" + e.peerAddr,
-		"--initial-cluster", "fleet=http://" + e.peerAddr,
+		"--initial-cluster", cmp.Or(e.initialCluster, "fleet=http://"+e.peerAddr),
 		"--logger", "zap",
 		"--log-level", "info",
 	}
@@ -727,6 +729,14 @@ func fleetConfig(n *fleetNode, fleet, etcdAddr, clusters string, o fleetOpts, i 
 	if o.advertise != nil {
 		advertise = o.advertise(i)
 	}
+	endpoints := strconv.Quote(etcdAddr)
+	if len(o.etcdEndpoints) > 0 {
+		q := make([]string, len(o.etcdEndpoints))
+		for j, e := range o.etcdEndpoints {
+			q[j] = strconv.Quote(e)
+		}
+		endpoints = strings.Join(q, ", ")
+	}
 	return fmt.Sprintf(`[proxy]
 addr = %q
 advertise-addr = %q
@@ -747,14 +757,14 @@ timeout = "1s"
 failures-to-unhealthy = 2
 
 [coordination]
-etcd-endpoints = [%q]
+etcd-endpoints = [%s]
 fleet = %q
 node-id = %q
 election-ttl = %q
 node-ttl = "5s"
 
 %s
-`, n.SQLAddr, advertise, o.proxyExtra, n.APIAddr, fleetToken, etcdAddr, fleet, n.ID, o.ttl.String(), clusters)
+`, n.SQLAddr, advertise, o.proxyExtra, n.APIAddr, fleetToken, endpoints, fleet, n.ID, o.ttl.String(), clusters)
 }
 
 // staticCluster is a [[cluster]] with static instances.
@@ -790,6 +800,9 @@ type fleetOpts struct {
 	// advertise, when set, is node i's advertise-addr (default 127.0.0.1):
 	// its peers reach its API there, on its API port.
 	advertise func(i int) string
+	// etcdEndpoints, when set, are the nodes' etcd endpoints (every member
+	// of an etcd cluster, say) instead of their forwarder.
+	etcdEndpoints []string
 }
 
 // startFleetWith is startFleet with other options: a longer TTL, for
