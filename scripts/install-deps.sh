@@ -15,6 +15,10 @@ if [ "${1:-all}" != mariadb ]; then
   # MariaDB's C API test program (mariadb-client-test), run directly and
   # through the proxy by test/e2e/clientsuite_test.go.
   command -v mariadb-client-test >/dev/null 2>&1 || lean+=(mariadb-test)
+  # The link-fault scenarios drop packets with nftables inside network
+  # namespaces of their own (ip, from iproute2).
+  command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need+=(nftables)
+  command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
   command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || lean+=(prometheus)
   command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || lean+=(chromium)
 fi

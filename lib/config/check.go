@@ -85,6 +85,7 @@ func (p ProxyServer) check(v *validator) {
 	}{
 		{"proxy.graceful-wait-before-shutdown", p.GracefulWaitBeforeShutdown},
 		{"proxy.graceful-close-conn-timeout", p.GracefulCloseConnTimeout},
+		{"proxy.backend-read-timeout", p.BackendReadTimeout},
 	} {
 		if d.val.Duration < 0 {
 			v.addf(d.key, "%s %q: must not be negative", d.key, d.val)
@@ -92,6 +93,9 @@ func (p ProxyServer) check(v *validator) {
 	}
 	if p.ConnectTimeout.Duration <= 0 {
 		v.addf("proxy.connect-timeout", "proxy.connect-timeout %q: must be positive, or a dead backend would hang its clients", p.ConnectTimeout)
+	}
+	if p.HandshakeTimeout.Duration <= 0 {
+		v.addf("proxy.handshake-timeout", "proxy.handshake-timeout %q: must be positive, or clients that never finish logging in would hold their connections forever", p.HandshakeTimeout)
 	}
 	if p.ProxyProtocol != "" && p.ProxyProtocol != ProxyProtocolV2 {
 		v.addf("proxy.proxy-protocol", `proxy.proxy-protocol %q: must be "" or "v2"`, p.ProxyProtocol)

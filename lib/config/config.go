@@ -48,6 +48,14 @@ type ProxyServer struct {
 	ServerVersion string `toml:"server-version"`
 	// ConnectTimeout bounds dialing a backend plus its handshake.
 	ConnectTimeout Duration `toml:"connect-timeout"`
+	// HandshakeTimeout bounds a client's whole login (greeting to OK):
+	// connections that stall in the handshake are closed after it.
+	HandshakeTimeout Duration `toml:"handshake-timeout"`
+	// BackendReadTimeout bounds how long a session waits for the next packet
+	// of a backend's response while a command is in progress; 0 means no
+	// limit. When it passes, the client gets an ERR packet and the session
+	// ends (the backend connection is in an unknown state).
+	BackendReadTimeout Duration `toml:"backend-read-timeout"`
 	// DefaultCluster takes the clients no [[route]] matches. Empty: such clients
 	// get an ERR packet, unless exactly one cluster is configured.
 	DefaultCluster string `toml:"default-cluster"`

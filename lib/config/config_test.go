@@ -63,6 +63,8 @@ func fullConfig(t *testing.T) *Config {
 			BackendProxyProtocol:       "v2",
 			ServerVersion:              "5.7.25-Switchyard",
 			ConnectTimeout:             NewDuration(250 * time.Millisecond),
+			HandshakeTimeout:           NewDuration(7 * time.Second),
+			BackendReadTimeout:         NewDuration(90 * time.Second),
 			DefaultCluster:             "east",
 			UserPrefixRouting:          true,
 			Labels:                     map[string]string{"zone": "a"},

@@ -19,6 +19,7 @@ const (
 	DefaultAddr                     = "0.0.0.0:6000"
 	DefaultGracefulCloseConnTimeout = 15 * time.Second
 	DefaultConnectTimeout           = 5 * time.Second
+	DefaultHandshakeTimeout         = 30 * time.Second
 	DefaultLogLevel                 = "info"
 	DefaultLogFormat                = "console"
 	DefaultTopologyPrefix           = "/topology/tidb"
@@ -71,6 +72,7 @@ func NewDefault() *Config {
 			Addr:                     DefaultAddr,
 			GracefulCloseConnTimeout: NewDuration(DefaultGracefulCloseConnTimeout),
 			ConnectTimeout:           NewDuration(DefaultConnectTimeout),
+			HandshakeTimeout:         NewDuration(DefaultHandshakeTimeout),
 		},
 		Log: Log{
 			Level:  DefaultLogLevel,

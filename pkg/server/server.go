@@ -25,10 +25,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// handshakeTimeout bounds a client's whole login. Clients that stall in the
-// handshake hold a connection slot; real logins take milliseconds.
-const handshakeTimeout = 30 * time.Second
-
 // Server is the running proxy: it owns every component and starts and stops
 // them in order.
 type Server struct {
@@ -96,7 +92,8 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		RequireBackendTLS:    cfg.Security.RequireBackendTLS,
 		BackendProxyProtocol: cfg.Proxy.BackendProxyProtocol == config.ProxyProtocolV2,
 		ConnectTimeout:       cfg.Proxy.ConnectTimeout.Duration,
-		HandshakeTimeout:     handshakeTimeout,
+		HandshakeTimeout:     cfg.Proxy.HandshakeTimeout.Duration,
+		BackendReadTimeout:   cfg.Proxy.BackendReadTimeout.Duration,
 		RSAKey:               key,
 		// Looked up at each use so that a reload applies to running
 		// sessions too.

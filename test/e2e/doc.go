@@ -4,5 +4,6 @@
 // handshake, authentication, TLS, forwarding, reload and shutdown paths work against a real
 // server. The helpers live in test/testenv. Running them needs mariadbd and
 // mariadb-install-db; TestMain fails the package when they are missing unless
-// SWITCHYARD_E2E_ALLOW_SKIP=1 is set.
+// SWITCHYARD_E2E_ALLOW_SKIP=1 is set. A failed test prints the tails of its proxy, MariaDB and
+// etcd logs and keeps the files under $SWITCHYARD_E2E_LOG_DIR (testenv.OnFailureShowLog).
 package e2e

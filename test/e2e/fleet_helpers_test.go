@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -77,7 +78,12 @@ type etcdProc struct {
 	bin, dir   string
 	clientAddr string // host:port
 	peerAddr   string
-	Client     *clientv3.Client
+	// advertise, when set, is the client address etcd advertises (its
+	// clients switch to it when they re-sync their endpoints).
+	advertise string
+	// name and initialCluster make it a member of a cluster ("": alone).
+	name, initialCluster string
+	Client               *clientv3.Client
 
 	mu    sync.Mutex
 	child *testenv.Child
@@ -85,7 +91,14 @@ type etcdProc struct {
 
 func startEtcdProc(t *testing.T) *etcdProc {
 	t.Helper()
-	e := &etcdProc{bin: etcdBinary(t), dir: t.TempDir(), clientAddr: testenv.FreeAddr(t), peerAddr: testenv.FreeAddr(t)}
+	return startEtcdProcAdvertising(t, "")
+}
+
+// startEtcdProcAdvertising is startEtcdProc with another advertised client
+// address ("": its own).
+func startEtcdProcAdvertising(t *testing.T, advertise string) *etcdProc {
+	t.Helper()
+	e := &etcdProc{bin: etcdBinary(t), dir: t.TempDir(), clientAddr: testenv.FreeAddr(t), peerAddr: testenv.FreeAddr(t), advertise: advertise}
 	t.Cleanup(func() {
 		e.mu.Lock()
 		c := e.child
@@ -94,34 +107,46 @@ func startEtcdProc(t *testing.T) *etcdProc {
 			c.Kill()
 		}
 	})
-	if err := e.launch(); err != nil {
-		t.Fatal(err)
+	testenv.OnFailureShowLog(t, "etcd", filepath.Join(e.dir, "etcd.log"), 0)
+	// Another process of the shared machine may take a port between
+	// FreeAddr and etcd's bind: then try fresh ports (a flake seen in runs).
+	for attempt := 1; ; attempt++ {
+		if err := e.launch(); err != nil {
+			t.Fatal(err)
+		}
+		cli, err := clientv3.New(clientv3.Config{
+			Endpoints:   []string{e.clientAddr},
+			DialTimeout: 2 * time.Second,
+			Logger:      zap.NewNop(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Client = cli
+		err = e.waitReady(30 * time.Second)
+		if err == nil {
+			t.Cleanup(func() { _ = cli.Close() })
+			return e
+		}
+		_ = cli.Close()
+		e.current().Kill()
+		if attempt == 5 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("etcd could not bind its ports (attempt %d), trying others", attempt)
+		e.clientAddr, e.peerAddr = testenv.FreeAddr(t), testenv.FreeAddr(t)
 	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{e.clientAddr},
-		DialTimeout: 2 * time.Second,
-		Logger:      zap.NewNop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cli.Close() })
-	e.Client = cli
-	if err := e.waitReady(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	return e
 }
 
 func (e *etcdProc) launch() error {
 	args := []string{
-		"--name", "fleet",
+		"--name", cmp.Or(e.name, "fleet"),
 		"--data-dir", filepath.Join(e.dir, "data"),
 		"--listen-client-urls", "http://" + e.clientAddr,
-		"--advertise-client-urls", "http://" + e.clientAddr,
+		"--advertise-client-urls", "http://" + cmp.Or(e.advertise, e.clientAddr),
 		"--listen-peer-urls", "http://" + e.peerAddr,
 		"--initial-advertise-peer-urls", "http://" + e.peerAddr,
-		"--initial-cluster", "fleet=http://" + e.peerAddr,
+		"--initial-cluster", cmp.Or(e.initialCluster, "fleet=http://"+e.peerAddr),
 		"--logger", "zap",
 		"--log-level", "info",
 	}
@@ -699,11 +724,24 @@ func (env *fleetEnv) electionPrefix(role string) string {
 	return env.prefix() + "election/" + role + "/"
 }
 
-func fleetConfig(n *fleetNode, fleet, etcdAddr, clusters string) string {
+func fleetConfig(n *fleetNode, fleet, etcdAddr, clusters string, o fleetOpts, i int) string {
+	advertise := "127.0.0.1"
+	if o.advertise != nil {
+		advertise = o.advertise(i)
+	}
+	endpoints := strconv.Quote(etcdAddr)
+	if len(o.etcdEndpoints) > 0 {
+		q := make([]string, len(o.etcdEndpoints))
+		for j, e := range o.etcdEndpoints {
+			q[j] = strconv.Quote(e)
+		}
+		endpoints = strings.Join(q, ", ")
+	}
 	return fmt.Sprintf(`[proxy]
 addr = %q
-advertise-addr = "127.0.0.1"
+advertise-addr = %q
 graceful-close-conn-timeout = "1s"
+%s
 
 [api]
 addr = %q
@@ -720,14 +758,14 @@ timeout = "1s"
 failures-to-unhealthy = 2
 
 [coordination]
-etcd-endpoints = [%q]
+etcd-endpoints = [%s]
 fleet = %q
 node-id = %q
 election-ttl = %q
 node-ttl = "5s"
 
 %s
-`, n.SQLAddr, n.APIAddr, fleetToken, e2eReadToken, etcdAddr, fleet, n.ID, fleetTTL.String(), clusters)
+`, n.SQLAddr, advertise, o.proxyExtra, n.APIAddr, fleetToken, e2eReadToken, endpoints, fleet, n.ID, o.ttl.String(), clusters)
 }
 
 // staticCluster is a [[cluster]] with static instances.
@@ -750,17 +788,44 @@ func staticCluster(name string, addrs ...string) string {
 // they check that the cut node really lost etcd).
 func startFleet(t *testing.T, etcd *etcdProc, name string, n int, clusters string) *fleetEnv {
 	t.Helper()
+	return startFleetWith(t, etcd, name, n, clusters, fleetOpts{ttl: fleetTTL})
+}
+
+// fleetOpts vary the fleet's config for scenarios that need it.
+type fleetOpts struct {
+	ttl        time.Duration // election-ttl
+	proxyExtra string        // appended to [proxy]
+	// etcdVia, when set, is where node i's forwarder to etcd connects
+	// instead of etcd itself (a lossy link of the test, say).
+	etcdVia func(i int) string
+	// advertise, when set, is node i's advertise-addr (default 127.0.0.1):
+	// its peers reach its API there, on its API port.
+	advertise func(i int) string
+	// etcdEndpoints, when set, are the nodes' etcd endpoints (every member
+	// of an etcd cluster, say) instead of their forwarder.
+	etcdEndpoints []string
+}
+
+// startFleetWith is startFleet with other options: a longer TTL, for
+// scenarios that must tell a handoff apart from a lease expiry, or more
+// [proxy] settings.
+func startFleetWith(t *testing.T, etcd *etcdProc, name string, n int, clusters string, o fleetOpts) *fleetEnv {
+	t.Helper()
 	env := &fleetEnv{t: t, etcd: etcd, name: name, start: time.Now(), killed: map[string]time.Time{}, stopped: map[string][2]time.Time{}}
 	env.hist = recordHistory(t, etcd.Client, env.prefix())
 	bin := testenv.BuildProxy(t)
 	for i := range n {
+		target := etcd.clientAddr
+		if o.etcdVia != nil {
+			target = o.etcdVia(i)
+		}
 		node := &fleetNode{
 			ID:      fmt.Sprintf("%s-%d", name, i+1),
 			SQLAddr: testenv.FreeAddr(t),
 			APIAddr: testenv.FreeAddr(t),
-			Fwd:     newTCPFwd(t, etcd.clientAddr),
+			Fwd:     newTCPFwd(t, target),
 		}
-		node.Proxy = testenv.StartProxy(t, bin, fleetConfig(node, name, node.Fwd.Addr(), clusters))
+		node.Proxy = testenv.StartProxy(t, bin, fleetConfig(node, name, node.Fwd.Addr(), clusters, o, i))
 		env.nodes = append(env.nodes, node)
 	}
 	// Registered after the proxies' cleanups, so it runs before they are

@@ -78,6 +78,7 @@ func StartMariaDB(t testing.TB, opts MariaDBOptions) *MariaDB {
 		t.Fatalf("testenv: start MariaDB: %v", err)
 	}
 	t.Cleanup(m.close)
+	OnFailureShowLog(t, "mariadbd "+m.Addr(), m.LogPath, 0)
 	return m
 }
 

@@ -141,9 +141,7 @@ func StartProxy(t testing.TB, bin, configTOML string) *Proxy {
 		if strings.Contains(out, "WARNING: DATA RACE") || strings.Contains(out, "panic:") {
 			t.Errorf("testenv: the proxy reported a data race or a panic")
 		}
-		if t.Failed() {
-			t.Logf("proxy output (%s):\n%s", p.LogPath, out)
-		}
+		showLogIfFailed(t, "proxy "+p.Addr, p.LogPath, 0)
 	})
 	if err := waitAcceptingTCP(p.Addr, proc, time.Now().Add(proxyStartTimeout)); err != nil {
 		proc.kill()

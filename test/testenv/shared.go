@@ -45,6 +45,8 @@ func SharedMariaDB(t testing.TB) *MariaDB {
 	if shared.err != nil {
 		t.Fatalf("testenv: start shared MariaDB: %v", shared.err)
 	}
+	// A failed test shows what the shared server logged while it ran.
+	OnFailureShowLog(t, "shared mariadbd "+shared.db.Addr(), shared.db.LogPath, fileSize(shared.db.LogPath))
 	return shared.db
 }
 

@@ -14,7 +14,7 @@ import (
 // MARIADB_CLIENT_BULK_UNIT_RESULTS), which forwardResults follows like a
 // COM_STMT_EXECUTE's.
 func (s *Session) bulkExecute(pk mysql.Packet) error {
-	st := s.stmtOf(pk)
+	st := s.state.lookupStmt(pk.Data)
 	if st != nil && pk.Complete && len(pk.Data) >= 7 &&
 		mysqlBulkFlags(pk.Data)&mysql.BulkSendTypes != 0 {
 		if _, err := mysql.ParseBulkExecute(pk.Data, int(st.params), nil); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/switchyard-db/switchyard/pkg/mysql"
 	"go.uber.org/zap"
@@ -70,6 +71,10 @@ func (s *Session) waitClient() (mysql.Packet, error) {
 		// The backend sent something nobody asked for.
 		s.backendDead = true
 	} else if s.watch != nil {
+		if s.cfg.BackendReadTimeout > 0 {
+			// The last command's read deadline would end the watch early.
+			_ = s.backend.SetReadDeadline(time.Time{})
+		}
 		s.watch.arm()
 	}
 	s.cmdMu.Unlock()
@@ -95,6 +100,7 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 	}
 	cmd := pk.First()
 	s.backend.ResetSequence()
+	s.armBackendRead()
 	switch cmd {
 	case mysql.ComQuit:
 		// Passed on so the backend logs a clean quit, not an aborted
@@ -103,15 +109,14 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 		_ = s.backend.Flush()
 		return errClientQuit
 	case mysql.ComStmtClose:
-		if len(pk.Data) >= 5 {
-			id := binary.LittleEndian.Uint32(pk.Data[1:])
+		if id, ok := stmtID(pk.Data); ok {
 			s.state.closeStmt(id)
 			s.mig.ids.requestToBackend(s.client, pk)
 			s.mig.ids.remove(id)
 		}
 		return s.forwardRequest()
 	case mysql.ComStmtSendLongData:
-		if st := s.stmtOf(pk); st != nil {
+		if st := s.state.lookupStmt(pk.Data); st != nil {
 			st.longData = true
 		}
 		s.mig.ids.requestToBackend(s.client, pk)
@@ -131,9 +136,8 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 		var st *stmtState
 		var cursor bool
 		var withTypes []byte
-		if cmd == mysql.ComStmtExecute && len(pk.Data) >= 6 {
-			st = s.stmtOf(pk)
-			cursor = pk.Data[5]&0x07 != 0
+		if cmd == mysql.ComStmtExecute {
+			st, cursor = s.state.lookupStmt(pk.Data), executeWantsCursor(pk.Data)
 			s.mig.ids.requestToBackend(s.client, pk)
 			if st != nil && s.mig.on && pk.Complete {
 				withTypes = st.noteParamTypes(pk.Data)
@@ -152,19 +156,19 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 			st.longData = false
 		}
 		status, err := s.forwardResults(cmd)
-		if st != nil && err == nil {
-			s.state.setCursor(st, cursor && status&mysql.ServerStatusCursorExists != 0)
+		if err == nil {
+			s.state.executed(st, cursor, status)
 		}
 		return err
 	case mysql.ComStmtFetch:
-		st := s.stmtOf(pk)
+		st := s.state.lookupStmt(pk.Data)
 		s.mig.ids.requestToBackend(s.client, pk)
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err
 		}
 		status, err := s.forwardRows()
-		if st != nil && err == nil && status&mysql.ServerStatusLastRowSent != 0 {
-			s.state.setCursor(st, false)
+		if err == nil {
+			s.state.fetched(st, status)
 		}
 		return err
 	case mysql.ComStmtPrepare:
@@ -197,15 +201,14 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 		}
 		return err
 	case mysql.ComStmtReset:
-		st := s.stmtOf(pk)
+		st := s.state.lookupStmt(pk.Data)
 		s.mig.ids.requestToBackend(s.client, pk)
 		if err := s.forwardRequestAndFlush(); err != nil {
 			return err
 		}
 		ok, err := s.forwardSimple()
-		if ok && st != nil {
-			s.state.setCursor(st, false)
-			st.longData = false
+		if ok {
+			s.state.stmtReset(st)
 		}
 		return err
 	case mysql.ComResetConnection:
@@ -248,14 +251,6 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 		return s.replyError(mysql.NewError(mysql.ErUnknownCom,
 			"Switchyard: command 0x%02x is not supported through the proxy", cmd))
 	}
-}
-
-// stmtOf returns the prepared statement a COM_STMT_* packet names, or nil.
-func (s *Session) stmtOf(pk mysql.Packet) *stmtState {
-	if len(pk.Data) < 5 {
-		return nil
-	}
-	return s.state.prepared[binary.LittleEndian.Uint32(pk.Data[1:])]
 }
 
 // replyError answers the current command with an error from the proxy.

@@ -31,6 +31,9 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// HandshakeTimeout bounds the whole client handshake and authentication.
 	HandshakeTimeout time.Duration
+	// BackendReadTimeout bounds the wait for each packet of a backend's
+	// response during a command (0: no limit); see readtimeout.go.
+	BackendReadTimeout time.Duration
 	// RSAKey answers caching_sha2_password public-key requests when the
 	// client side is plain TCP but the backend side is TLS.
 	RSAKey *rsa.PrivateKey

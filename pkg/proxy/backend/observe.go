@@ -71,7 +71,7 @@ func (s *Session) beginCommand(pk mysql.Packet) {
 		o.textBuf = append(o.textBuf[:0], text...)
 		o.cmd.Text = o.textBuf
 	case mysql.ComStmtExecute:
-		if st := s.stmtOf(pk); st != nil {
+		if st := s.state.lookupStmt(pk.Data); st != nil {
 			o.cmd.Text = st.text
 		}
 	}

@@ -10,8 +10,10 @@ import (
 // next reads the next response packet from the backend, reporting a lost
 // backend to the client.
 func (s *Session) next() (mysql.Packet, error) {
+	s.armBackendRead()
 	pk, err := s.backend.Next()
 	if err != nil {
+		err = s.explainBackendRead(err)
 		s.reportBackendLost(err)
 		return pk, fmt.Errorf("%w: reading: %w", errBackendLost, err)
 	}
@@ -240,20 +242,16 @@ func (s *Session) forwardPrepare(text []byte) error {
 	if pk.First() != mysql.OKHeader || len(pk.Data) < 9 {
 		return s.finish()
 	}
-	st := &stmtState{
-		columns: binary.LittleEndian.Uint16(pk.Data[5:]),
-		params:  binary.LittleEndian.Uint16(pk.Data[7:]),
-		text:    text,
-	}
+	id := s.mig.ids.prepareToClient(s.backend, binary.LittleEndian.Uint32(pk.Data[1:]))
+	st := s.state.addStmt(id, binary.LittleEndian.Uint16(pk.Data[7:]), binary.LittleEndian.Uint16(pk.Data[5:]))
+	st.text = text
 	if s.mig.on && text == nil {
 		s.mig.track.unseen = "prepared a statement too large to prepare again elsewhere"
 	}
-	id := s.mig.ids.prepareToClient(s.backend, binary.LittleEndian.Uint32(pk.Data[1:]))
 	// The digests count executes under the text they were prepared from.
 	if noted := s.notePrepared(id); st.text == nil {
 		st.text = noted
 	}
-	s.state.prepared[id] = st
 	defs := []uint16{st.params, st.columns}
 	if !s.prepareMetadataFollows(pk.Data) {
 		defs = nil

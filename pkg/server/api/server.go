@@ -135,7 +135,7 @@ func (s *Server) HandleInternal(pattern string, h http.Handler) {
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-		s.mux.ServeHTTP(w, r)
+		canonicalPaths(s.mux).ServeHTTP(w, r)
 	})
 }
 

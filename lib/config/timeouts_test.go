@@ -1,0 +1,33 @@
+package config
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestProxyTimeoutKeys(t *testing.T) {
+	base := "[proxy]\naddr = \"127.0.0.1:6000\"\n%s\n[[cluster]]\nname = \"main\"\ninstances = [\"127.0.0.1:3306\"]\n"
+	parse := func(extra string) (*Config, error) {
+		return Parse([]byte(fmt.Sprintf(base, extra)))
+	}
+
+	c, err := parse("")
+	require.NoError(t, err)
+	require.Equal(t, 30*time.Second, c.Proxy.HandshakeTimeout.Duration, "handshake-timeout default")
+	require.Zero(t, c.Proxy.BackendReadTimeout.Duration, "backend-read-timeout default: no limit")
+
+	c, err = parse("handshake-timeout = \"3s\"\nbackend-read-timeout = \"1m\"")
+	require.NoError(t, err)
+	require.Equal(t, 3*time.Second, c.Proxy.HandshakeTimeout.Duration)
+	require.Equal(t, time.Minute, c.Proxy.BackendReadTimeout.Duration)
+
+	_, err = parse("handshake-timeout = \"0s\"")
+	require.ErrorContains(t, err, `proxy.handshake-timeout "0s": must be positive`)
+	_, err = parse("handshake-timeout = \"-1s\"")
+	require.ErrorContains(t, err, `proxy.handshake-timeout "-1s": must be positive`)
+	_, err = parse("backend-read-timeout = \"-5s\"")
+	require.ErrorContains(t, err, `proxy.backend-read-timeout "-5s": must not be negative`)
+}
