@@ -46,10 +46,16 @@ func diffKeys(a, b reflect.Value, path string, out *[]string) {
 		}
 		return
 	}
-	t := a.Type()
+	eachSetting(a.Type(), path, func(i int, key string) {
+		diffKeys(a.Field(i), b.Field(i), key, out)
+	})
+}
+
+// eachSetting calls fn with the index and dotted key of each TOML field of
+// the struct type t, whose own key is path.
+func eachSetting(t reflect.Type, path string, fn func(i int, key string)) {
 	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ",")
 		if name == "" || name == "-" {
 			continue
 		}
@@ -57,7 +63,7 @@ func diffKeys(a, b reflect.Value, path string, out *[]string) {
 		if path != "" {
 			key = path + "." + name
 		}
-		diffKeys(a.Field(i), b.Field(i), key, out)
+		fn(i, key)
 	}
 }
 
@@ -87,17 +93,7 @@ func mergeLive(dst, src reflect.Value, path string) {
 	if dst.Kind() != reflect.Struct || dst.Type() == durationType {
 		return
 	}
-	t := dst.Type()
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
-		if name == "" || name == "-" {
-			continue
-		}
-		key := name
-		if path != "" {
-			key = path + "." + name
-		}
+	eachSetting(dst.Type(), path, func(i int, key string) {
 		mergeLive(dst.Field(i), src.Field(i), key)
-	}
+	})
 }
