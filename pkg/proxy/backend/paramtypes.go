@@ -1,9 +1,5 @@
 package backend
 
-import (
-	"fmt"
-)
-
 // Clients such as libmysqlclient send a prepared statement's parameter types
 // only with the first COM_STMT_EXECUTE after binding (new-params-bound flag
 // 1) and leave them out later (flag 0): the server remembers them. A server
@@ -58,13 +54,5 @@ func (s *Session) sendExecuteWithTypes(payload []byte) error {
 	if err := s.client.DiscardCurrent(); err != nil {
 		return err
 	}
-	err := s.backend.WritePacket(payload)
-	if err == nil {
-		err = s.backend.Flush()
-	}
-	if err != nil {
-		s.reportBackendLost(err)
-		return fmt.Errorf("%w: writing: %w", errBackendLost, err)
-	}
-	return nil
+	return s.sendBackend(payload)
 }
