@@ -87,8 +87,7 @@ func TestTopologyWatchCompaction(t *testing.T) {
 	apiAddr := testenv.FreeAddr(t)
 	testenv.StartProxy(t, testenv.BuildProxy(t), fmt.Sprintf(`[proxy]
 addr = %q
-[api]
-addr = %q
+%s
 [log]
 level = "debug"
 [health-check]
@@ -98,7 +97,7 @@ timeout = "500ms"
 name = "disc"
 etcd-endpoints = [%q]
 topology-prefix = %q
-`, testenv.FreeAddr(t), apiAddr, fwd.Addr(), prefix))
+`, testenv.FreeAddr(t), apiTOML(apiAddr), fwd.Addr(), prefix))
 	require.Eventually(t, func() bool {
 		got, err := clusterBackendAddrs(apiAddr, "disc")
 		return err == nil && len(got) == 5

@@ -19,21 +19,22 @@ import (
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
-const digestToken = "digest-token"
+// digestToken is the admin token of the proxies these tests start.
+const digestToken = e2eAdminToken
 
 // digestProxy starts a proxy with its API (token digestToken) in front of m,
 // with extra appended to the config (say, a [query-log] section).
 func digestProxy(t *testing.T, m *testenv.MariaDB, extra string) (*testenv.Proxy, string) {
 	t.Helper()
 	apiAddr := testenv.FreeAddr(t)
-	cfg := fmt.Sprintf("[proxy]\naddr = %q\n\n[api]\naddr = %q\ntoken = %q\n\n[log]\nlevel = \"info\"\n\n%s\n[[cluster]]\nname = \"main\"\ninstances = [%q]\n",
-		testenv.FreeAddr(t), apiAddr, digestToken, extra, m.Addr())
+	cfg := fmt.Sprintf("[proxy]\naddr = %q\n\n%s\n[log]\nlevel = \"info\"\n\n%s\n[[cluster]]\nname = \"main\"\ninstances = [%q]\n",
+		testenv.FreeAddr(t), apiTOML(apiAddr), extra, m.Addr())
 	return testenv.StartProxy(t, testenv.BuildProxy(t), cfg), "http://" + apiAddr
 }
 
 func getDigests(t *testing.T, base, query string) api.DigestList {
 	t.Helper()
-	resp, err := http.Get(base + "/api/v1/digests?" + query)
+	resp, err := readClient.Get(base + "/api/v1/digests?" + query)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
@@ -157,7 +158,7 @@ func TestDigestsCountWhatClientsRan(t *testing.T) {
 	require.Len(t, top.Digests, 1)
 	require.Equal(t, bad.Digest, top.Digests[0].Digest)
 	require.Equal(t, list.Total, top.Total)
-	resp, err = http.Get(base + "/api/v1/digests?sort=bogus")
+	resp, err = readClient.Get(base + "/api/v1/digests?sort=bogus")
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
@@ -180,13 +181,13 @@ func TestDigestsCountWhatClientsRan(t *testing.T) {
 
 	// proxyctl top --once shows the same table.
 	bin := buildProxyctl(t)
-	res := ctl(t, bin, []string{"SWITCHYARD_API=" + base}, "top", "--once", "--sort", "count", "--limit", "0", "--width", "0")
+	res := ctl(t, bin, []string{"SWITCHYARD_API=" + base, "SWITCHYARD_TOKEN=" + e2eReadToken}, "top", "--once", "--sort", "count", "--limit", "0", "--width", "0")
 	require.Equal(t, 0, res.code, res.stderr)
 	require.Contains(t, res.stdout, "select `c` from `digest_t` where `id` = ? and `id` > ?")
 	f := row(t, res.stdout, "main")
 	require.Equal(t, []string{"main", testenv.NativeUser, testenv.TestDatabase}, f[:3])
-	res = ctl(t, bin, []string{"SWITCHYARD_API=" + base}, "top", "reset")
-	require.Equal(t, 1, res.code, "reset without the token is refused")
+	res = ctl(t, bin, []string{"SWITCHYARD_API=" + base, "SWITCHYARD_TOKEN=" + e2eReadToken}, "top", "reset")
+	require.Equal(t, 1, res.code, "reset with the read token is refused")
 	res = ctl(t, bin, []string{"SWITCHYARD_API=" + base, "SWITCHYARD_TOKEN=" + digestToken}, "top", "reset", "--cluster", "main")
 	require.Equal(t, 0, res.code, res.stderr)
 	require.Empty(t, getDigests(t, base, "").Digests)

@@ -272,7 +272,7 @@ func TestProxyctl(t *testing.T) {
 	// migrations, and names only a backend of that cluster.
 	res = run("backend", "drain", eastID)
 	require.Equal(t, 1, res.code)
-	require.Contains(t, res.stderr, "UNAUTHORIZED: ")
+	require.Contains(t, res.stderr, "FORBIDDEN: ")
 	res = ctl(t, bin, withToken, "backend", "drain", "west/"+p.east.Addr())
 	require.Equal(t, 1, res.code, "east's address is not a backend of west")
 	require.Contains(t, res.stderr, "BACKEND_NOT_FOUND")

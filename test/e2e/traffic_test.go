@@ -24,13 +24,14 @@ func TestTrafficCapture(t *testing.T) {
 	dir := t.TempDir()
 	p, base := digestProxy(t, m, fmt.Sprintf("[traffic]\ncapture-dir = %q\n", dir))
 	bin := buildProxyctl(t)
-	env := []string{"SWITCHYARD_API=" + base}
-	withToken := append([]string{"SWITCHYARD_TOKEN=" + digestToken}, env...)
+	// env reads with the read token; withToken may change things.
+	env := []string{"SWITCHYARD_API=" + base, "SWITCHYARD_TOKEN=" + e2eReadToken}
+	withToken := []string{"SWITCHYARD_API=" + base, "SWITCHYARD_TOKEN=" + digestToken}
 
 	res := ctl(t, bin, env, "traffic", "status")
 	require.Equal(t, 1, res.code, "no capture yet")
 	res = ctl(t, bin, env, "traffic", "capture", "--cluster", "main", "--duration", "5m")
-	require.Equal(t, 1, res.code, "starting a capture needs the token")
+	require.Equal(t, 1, res.code, "starting a capture needs the admin token")
 	res = ctl(t, bin, withToken, "traffic", "capture", "--cluster", "nope", "--duration", "5m")
 	require.Equal(t, 1, res.code)
 	require.Contains(t, res.stderr, "no such cluster")

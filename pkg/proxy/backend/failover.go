@@ -95,6 +95,9 @@ func (s *Session) reportBackendLost(err error) {
 		name = s.lease.Addr()
 	}
 	e := backendLostError(name, s.state.inTxn)
+	if errors.Is(err, errBackendReadTimeout) {
+		e.Message += fmt.Sprintf(" (no answer within proxy.backend-read-timeout, %v)", s.cfg.BackendReadTimeout)
+	}
 	if !s.serving {
 		e.Message = "Switchyard: lost connection to backend " + name + " during login"
 	} else if !s.state.inTxn && s.canFailover() == "" {

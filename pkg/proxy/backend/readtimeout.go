@@ -26,12 +26,15 @@ func (s *Session) armBackendRead() {
 	}
 }
 
+// errBackendReadTimeout marks a backend that did not answer in time.
+var errBackendReadTimeout = errors.New("no answer within proxy.backend-read-timeout")
+
 // explainBackendRead names the configured timeout when err is the read
 // deadline set by armBackendRead passing.
 func (s *Session) explainBackendRead(err error) error {
 	var ne net.Error
 	if s.cfg.BackendReadTimeout > 0 && errors.As(err, &ne) && ne.Timeout() {
-		return fmt.Errorf("no answer within proxy.backend-read-timeout (%v): %w", s.cfg.BackendReadTimeout, err)
+		return fmt.Errorf("%w (%v): %w", errBackendReadTimeout, s.cfg.BackendReadTimeout, err)
 	}
 	return err
 }
