@@ -5,7 +5,7 @@ FUZZTIME  ?= 50000x
 # Packages whose tests need no external servers.
 UNIT_PKGS := $(shell $(GO) list ./... | grep -v /test/e2e)
 
-.PHONY: all build run playground test unit e2e fuzz lint bench bench-migration deps clean
+.PHONY: all build run playground test unit e2e fuzz fuzz-long lint bench bench-migration deps clean
 
 all: build
 
@@ -55,6 +55,15 @@ e2e: build
 # Runs every fuzz target briefly on top of its seed corpus.
 fuzz:
 	@bash scripts/fuzz.sh $(FUZZTIME)
+
+# Runs the fuzz targets of the parsers that read what others send (etcd's
+# topology JSON, the API's bodies, COM_STMT_* parameters, compressed packets,
+# the migration's statement scanner) for FUZZLONG each, one after another, and
+# keeps the corpus they grow in the packages' testdata/fuzz (not part of make test).
+FUZZLONG ?= 10m
+fuzz-long:
+	@bash scripts/fuzz-long.sh $(FUZZLONG) ./pkg/topology:FuzzTopologyEvents ./pkg/server/api:FuzzAPIBodies \
+		./pkg/proxy/backend:FuzzStmtCommands ./pkg/mysql:FuzzCompressedRead ./pkg/proxy/backend:FuzzScanStatement
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

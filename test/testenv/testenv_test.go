@@ -43,7 +43,7 @@ func TestStartMariaDB(t *testing.T) {
 
 	t.Run("ed25519 over TCP", func(t *testing.T) {
 		m.RequireEd25519(t)
-		db := openDSN(t, m.EdDSN())
+		db := OpenDB(t, m.Config(EdUser, EdPassword))
 		require.Equal(t, "1", queryOne(t, db, "SELECT 1"))
 		require.Equal(t, "ed@%", queryOne(t, db, "SELECT CURRENT_USER()"))
 		require.Equal(t, "ed25519", queryOne(t, db, "SELECT plugin FROM mysql.user WHERE user = 'ed'"))
