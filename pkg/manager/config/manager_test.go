@@ -251,6 +251,44 @@ func TestPollingFindsChangesWithoutEvents(t *testing.T) {
 	_ = m
 }
 
+// A save caught half way (truncated, not yet written) by a poll is not read
+// until the file has been quiet for the debounce: the callback sees the
+// finished file only, once.
+func TestPollWaitsForASaveToSettle(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "proxy.toml")
+	require.NoError(t, os.WriteFile(path, []byte(doc("a")), 0o600))
+	w := newFileWatcher(zaptest.NewLogger(t), path, 5*time.Millisecond)
+	w.noEvents = true
+	w.quiet = 2 * time.Second // far longer than the gap below, however loaded the machine
+	ctx, cancel := context.WithCancel(context.Background())
+	seen := make(chan string, 10)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.run(ctx, []byte(doc("a")), func() {
+			b, _ := os.ReadFile(path)
+			seen <- string(b)
+		})
+	}()
+	defer func() { cancel(); <-done }()
+
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0o600)
+	require.NoError(t, err)
+	time.Sleep(100 * time.Millisecond) // many polls see the empty file
+	_, err = f.WriteString(doc("a", "b"))
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	select {
+	case got := <-seen:
+		require.Equal(t, doc("a", "b"), got, "the half-written file was read")
+	case <-time.After(10 * time.Second):
+		t.Fatal("no callback after the save")
+	}
+	time.Sleep(300 * time.Millisecond)
+	require.Empty(t, seen, "one save, one callback")
+}
+
 func TestSubscribersNeverBlock(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "proxy.toml")
 	m, _ := setup(t, path, doc("a"))

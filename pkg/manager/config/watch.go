@@ -13,8 +13,14 @@ import (
 )
 
 // debounce merges the burst of events one save produces (write, chmod,
-// rename, symlink swap) into one reload.
-const debounce = 100 * time.Millisecond
+// rename, symlink swap) into one reload: the file is read once it has been
+// quiet this long, or maxSettle after the first event of a burst that never
+// goes quiet. A save that truncates and then writes is thus not read half
+// way (an empty file would be rejected, and logged, for nothing).
+const (
+	debounce  = 100 * time.Millisecond
+	maxSettle = time.Second
+)
 
 // maxLinks bounds how many symlinks are followed from the config path.
 const maxLinks = 16
@@ -30,11 +36,12 @@ type fileWatcher struct {
 	lg       *zap.Logger
 	path     string
 	poll     time.Duration
-	noEvents bool // tests: poll only
+	noEvents bool          // tests: poll only
+	quiet    time.Duration // debounce; tests lengthen it
 }
 
 func newFileWatcher(lg *zap.Logger, path string, poll time.Duration) *fileWatcher {
-	return &fileWatcher{lg: lg, path: path, poll: poll}
+	return &fileWatcher{lg: lg, path: path, poll: poll, quiet: debounce}
 }
 
 // watchSet is what to watch for path: the directories holding the path and
@@ -120,7 +127,21 @@ func (w *fileWatcher) run(ctx context.Context, last []byte, changed func()) {
 	}
 	ticker := time.NewTicker(w.poll)
 	defer ticker.Stop()
+	// settle arms the read: the timer restarts on every sign of a change,
+	// bounded by maxSettle from the first.
+	settle := time.NewTimer(w.quiet)
+	settle.Stop()
 	var fire <-chan time.Time
+	var firstSign time.Time
+	arm := func() {
+		now := time.Now()
+		if fire == nil {
+			firstSign = now
+		}
+		wait := min(w.quiet, max(maxSettle, w.quiet)-now.Sub(firstSign))
+		settle.Reset(max(wait, 0))
+		fire = settle.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -133,9 +154,7 @@ func (w *fileWatcher) run(ctx context.Context, last []byte, changed func()) {
 			if !ws.relevant(ev.Name) {
 				continue
 			}
-			if fire == nil {
-				fire = time.After(debounce)
-			}
+			arm()
 		case err, ok := <-errs:
 			if !ok {
 				errs = nil
@@ -152,13 +171,16 @@ func (w *fileWatcher) run(ctx context.Context, last []byte, changed func()) {
 			last, _ = os.ReadFile(w.path)
 			changed()
 		case <-ticker.C:
+			if fire != nil {
+				continue // a read is already due
+			}
 			cur, err := os.ReadFile(w.path)
 			if err != nil || bytes.Equal(cur, last) {
 				continue
 			}
-			last = cur
-			ws = resolveWatchSet(w.path)
-			changed()
+			// Changed since the last read: read it again once it settles,
+			// as for an event (the poll may have caught a save half way).
+			arm()
 		}
 	}
 }
