@@ -279,7 +279,6 @@ func (f *fleet) close() {
 // sync applies the verdicts to routing and wakes the vote workers of the
 // terms this node holds.
 func (f *fleet) sync() {
-	f.srv.router.SyncTopology(f.srv.topo.Topology())
 	verdicts := f.be.Verdicts()
 	down := make(map[string]bool)
 	for id, v := range verdicts {

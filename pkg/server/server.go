@@ -180,6 +180,7 @@ func (s *Server) Start() error {
 		s.Close()
 		return err
 	}
+	s.router.Start(s.bg)
 	s.rebalance.Start()
 	s.cm.SetApply(s.apply, s.metrics.ObserveReload)
 	// The start-up config counts as a successful load.
@@ -350,6 +351,7 @@ func (s *Server) stopBackground() {
 	s.bgCancel()
 	s.bgWG.Wait()
 	s.rebalance.Close()
+	s.router.Close()
 	// Sessions are gone (or closed): nothing writes to the query log now.
 	s.insight.close()
 	// Resign and deregister before the API goes, so peers stop asking.
