@@ -16,6 +16,7 @@ import (
 	"github.com/switchyard-db/switchyard/pkg/manager/backendcluster"
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
 	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
+	"github.com/switchyard-db/switchyard/pkg/manager/fleet"
 	"github.com/switchyard-db/switchyard/pkg/metrics"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/pkg/proxy"
@@ -41,7 +42,7 @@ type Server struct {
 	apiTLS    *tls.Config
 	metrics   *metrics.Metrics
 	insight   *insight
-	fleet     *fleet
+	fleet     *fleetParts
 
 	ready        atomic.Bool
 	shuttingDown atomic.Bool
@@ -133,14 +134,14 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 	sess.CommandMetrics = s.insight.observer
 	sess.CapturePackets = &s.insight.capturePackets
 	s.bg, s.bgCancel = context.WithCancel(context.Background())
-	if s.fleet, err = newFleet(lg, s, cfg); err != nil {
+	if s.fleet, err = newFleet(lg, cfg, topo, r, s.clusters, sql); err != nil {
 		s.insight.close()
 		return nil, err
 	}
 	s.metrics.Registry().MustRegister(newFleetCollector(s.fleet))
 	if cfg.API.Addr != "" {
 		s.api = api.New(lg, s, cm, s.metrics.Handler(), api.NewAuth(cfg.API))
-		s.api.SetCoordination(s.fleet.be, s.fleet.self.ID)
+		s.api.SetCoordination(s.fleet.store, s.fleet.Self().ID)
 		s.api.SetMigrations(migrationAPI{r, s.rebalance})
 		s.api.SetDigests(s.insight)
 		s.api.SetTraffic(s.insight)
@@ -176,7 +177,10 @@ func (s *Server) Start() error {
 			return err
 		}
 	}
-	if err := s.fleet.start(cfg); err != nil {
+	if !cfg.Coordination.Enabled() {
+		s.lg.Warn("running as a single node: no [coordination] etcd-endpoints, so this node's own probes decide alone")
+	}
+	if err := s.fleet.Start(s.bg); err != nil {
 		s.Close()
 		return err
 	}
@@ -208,7 +212,7 @@ func (s *Server) apply(prev, next *config.Config) error {
 	s.rebalance.Update(next)
 	s.insight.apply(next)
 	res := s.clusters.Apply(next)
-	s.fleet.apply(next)
+	s.fleet.Apply(fleet.ClusterNames(next))
 	s.lg.Info("clusters reconfigured", zap.Stringer("result", res))
 	for _, name := range res.Removed {
 		timeout := config.DefaultDrainTimeout
@@ -335,7 +339,7 @@ func (s *Server) ClearOverride() {
 // rest in reverse order of Start.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.shuttingDown.Store(true)
-	s.fleet.draining()
+	s.fleet.Draining()
 	s.sql.Shutdown(ctx)
 	s.stopBackground()
 }
@@ -394,7 +398,7 @@ func (s *Server) Components() map[string]api.Component {
 	for name, err := range s.clusters.BuildErrors() {
 		out["cluster/"+name] = api.Component{State: "abnormal", Reason: "runtime build failing: " + err}
 	}
-	state, reason := s.fleet.be.Health()
+	state, reason := s.fleet.store.Health()
 	out["coordination"] = api.Component{State: state, Reason: reason}
 	return out
 }
