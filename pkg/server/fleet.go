@@ -12,6 +12,7 @@ import (
 	"github.com/switchyard-db/switchyard/pkg/manager/fleet"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/pkg/proxy"
+	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
 	"github.com/switchyard-db/switchyard/pkg/router"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -123,16 +124,12 @@ func (p proberAdapter) ProbeNow(ctx context.Context, cluster, addr string) (bool
 type sessionEnder struct{ sql *proxy.Server }
 
 func (e sessionEnder) EndIdle(cluster, addr string) int {
-	n := 0
-	for _, ss := range e.sql.ClusterSessions(cluster) {
-		if ss.Info().Backend != addr {
-			continue
+	d := e.sql.Drain(func(ss *backend.Session) bool {
+		if in := ss.Info(); in.Cluster != cluster || in.Backend != addr {
+			return false
 		}
-		if ok, _ := ss.Migratable(); ok {
-			continue
-		}
-		ss.RequestClose()
-		n++
-	}
-	return n
+		ok, _ := ss.Migratable()
+		return !ok
+	}, 0, nil)
+	return d.Sessions()
 }
