@@ -125,6 +125,10 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		apiTLS:   apiTLS,
 	}
 	s.metrics = metrics.New(s, Version, GitHash)
+	// Each reload builds the new runtimes, then swaps the router's rules,
+	// then retires the old runtimes; removed clusters drain.
+	s.clusters.SetRules(r)
+	s.clusters.SetDrainer(clusterDrainer{sql: sql, metrics: s.metrics})
 	s.rebalance = router.NewRebalancer(lg, r, migrants{s}, s.metrics, cfg)
 	sess.Migrations = migrationResults{s.rebalance}
 	s.metrics.SetNotMigratable(s.notMigratable)
@@ -203,24 +207,13 @@ func (s *Server) Reload(source string) error { return s.cm.Reload(source) }
 
 // apply makes the running components match next; it is the config
 // manager's ApplyFunc. Nothing here blocks on the network.
-func (s *Server) apply(prev, next *config.Config) error {
-	gens := map[string]uint64{}
-	for name, c := range s.clusters.Clusters() {
-		gens[name] = c.Generation()
-	}
-	s.router.Update(next)
+func (s *Server) apply(_, next *config.Config) error {
 	s.rebalance.Update(next)
 	s.insight.apply(next)
+	// Router rules and removed clusters' drains included (backendcluster).
 	res := s.clusters.Apply(next)
 	s.fleet.Apply(fleet.ClusterNames(next))
 	s.lg.Info("clusters reconfigured", zap.Stringer("result", res))
-	for _, name := range res.Removed {
-		timeout := config.DefaultDrainTimeout
-		if c := prev.Cluster(name); c != nil {
-			timeout = c.DrainTimeout.Duration
-		}
-		s.startDrain(name, gens[name], timeout)
-	}
 	return s.sql.SetExtraListeners(routeAddrs(next))
 }
 
