@@ -48,7 +48,8 @@ type Server struct {
 	shuttingDown atomic.Bool
 	override     atomic.Pointer[string]
 
-	// bg is the lifetime of background work (config watcher, drains).
+	// bg is the lifetime of background work (config watcher, fleet loop,
+	// router watch).
 	bg       context.Context
 	bgCancel context.CancelFunc
 	bgWG     sync.WaitGroup
