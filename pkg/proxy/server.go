@@ -49,11 +49,13 @@ type Server struct {
 	sessions map[uint64]*backend.Session
 	closing  bool
 	extra    map[string]net.Listener // route ports, by address
+	drains   map[*Drain]struct{}     // drains with sessions still open
 }
 
 // New builds a server; nothing listens until Start.
 func New(lg *zap.Logger, opts Options, r router.Router) *Server {
-	s := &Server{lg: lg, opts: opts, router: r, sessions: map[uint64]*backend.Session{}, extra: map[string]net.Listener{}}
+	s := &Server{lg: lg, opts: opts, router: r, sessions: map[uint64]*backend.Session{}, extra: map[string]net.Listener{},
+		drains: map[*Drain]struct{}{}}
 	// Connection ids start far above the ids backends give out, so that a
 	// backend id (from CONNECTION_ID()) is not taken for another session's
 	// by KILL (pkg/proxy/backend/kill.go).
@@ -247,6 +249,11 @@ func (s *Server) handle(conn net.Conn) {
 	defer func() {
 		s.mu.Lock()
 		delete(s.sessions, id)
+		for d := range s.drains {
+			if d.ended(id) {
+				delete(s.drains, d)
+			}
+		}
 		s.mu.Unlock()
 	}()
 	defer func() {
@@ -302,40 +309,24 @@ func (s *Server) Shutdown(ctx context.Context) {
 	s.mu.Lock()
 	s.closeListeners()
 	s.closing = true
-	live := make([]*backend.Session, 0, len(s.sessions))
-	for _, ss := range s.sessions {
-		live = append(live, ss)
-	}
 	s.mu.Unlock()
-	s.lg.Info("shutting down: draining sessions", zap.Int("sessions", len(live)))
-	for _, ss := range live {
-		ss.RequestClose()
-	}
+	// No session starts after closing: the drain takes every one.
+	d := s.Drain(func(*backend.Session) bool { return true }, s.opts.GracefulCloseTimeout, nil)
+	s.lg.Info("shutting down: draining sessions", zap.Int("sessions", d.Sessions()))
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
 		close(done)
 	}()
-	var timeout <-chan time.Time
-	if s.opts.GracefulCloseTimeout > 0 {
-		t := time.NewTimer(s.opts.GracefulCloseTimeout)
-		defer t.Stop()
-		timeout = t.C
-	}
 	select {
 	case <-done:
 		s.cancel()
 		return
-	case <-timeout:
+	case <-d.Expired():
 	case <-ctx.Done():
+		d.Expire()
 	}
-	s.mu.Lock()
-	n := len(s.sessions)
-	for _, ss := range s.sessions {
-		ss.Close()
-	}
-	s.mu.Unlock()
-	s.lg.Warn("shutting down: closed sessions that did not finish in time", zap.Int("sessions", n))
+	s.lg.Warn("shutting down: closed sessions that did not finish in time", zap.Int("sessions", d.Forced()))
 	s.cancel()
 	<-done
 }

@@ -39,6 +39,8 @@ type Balanced struct {
 	// drains are the backends an operator drained, by ID; replaced, never
 	// modified, so Drains can hand it out.
 	drains map[string]Drain
+
+	watch watch // Start, Close
 }
 
 type settings struct{ policy, zone string }
@@ -176,10 +178,11 @@ func orNone(s string) string {
 	return s
 }
 
-// SyncTopology forgets what the router learned about backends that left t:
+// syncTopology forgets what the router learned about backends that left t:
 // a backend that registers again starts afresh, without the skip a failed
-// dial set, so it is routable as soon as it is back.
-func (r *Balanced) SyncTopology(t *observer.Topology) {
+// dial set, so it is routable as soon as it is back. The router's own watch
+// (Start) calls it after each topology change.
+func (r *Balanced) syncTopology(t *observer.Topology) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for id, st := range r.backends {

@@ -232,9 +232,9 @@ func TestBalancedReRegisteredBackendRoutableAtOnce(t *testing.T) {
 	}
 	// Deregistered, then registered again, while the skip would still run.
 	tv.set(clusterView("east", observer.StateReady, bk{"10.0.0.2:4000", true}))
-	r.SyncTopology(tv.Topology())
+	r.syncTopology(tv.Topology())
 	tv.set(clusterView("east", observer.StateReady, bk{"10.0.0.1:4000", true}, bk{"10.0.0.2:4000", true}))
-	r.SyncTopology(tv.Topology())
+	r.syncTopology(tv.Topology())
 	got := map[string]bool{}
 	for range 4 {
 		l, err := r.Route(ClientInfo{User: "app"}, nil)

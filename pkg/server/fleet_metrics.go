@@ -8,7 +8,7 @@ import (
 // fleetCollector exports the coordination backend's and the vote
 // coordinator's counters at scrape time.
 type fleetCollector struct {
-	f *fleet
+	f *fleetParts
 
 	leader, term, changes, guard, termEnds, stuck, campaignErrs *prometheus.Desc
 	rounds, roundTime, votes                                    *prometheus.Desc
@@ -16,7 +16,7 @@ type fleetCollector struct {
 
 type statser interface{ Stats() coordination.Stats }
 
-func newFleetCollector(f *fleet) *fleetCollector {
+func newFleetCollector(f *fleetParts) *fleetCollector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("switchyard_ha_"+name, help, labels, nil)
 	}
@@ -42,7 +42,7 @@ func (c *fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
-	if s, ok := c.f.be.(statser); ok {
+	if s, ok := c.f.store.(statser); ok {
 		st := s.Stats()
 		for _, r := range st.Roles {
 			leader := 0.0

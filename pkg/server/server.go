@@ -16,6 +16,7 @@ import (
 	"github.com/switchyard-db/switchyard/pkg/manager/backendcluster"
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
 	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
+	"github.com/switchyard-db/switchyard/pkg/manager/fleet"
 	"github.com/switchyard-db/switchyard/pkg/metrics"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/pkg/proxy"
@@ -41,13 +42,14 @@ type Server struct {
 	apiTLS    *tls.Config
 	metrics   *metrics.Metrics
 	insight   *insight
-	fleet     *fleet
+	fleet     *fleetParts
 
 	ready        atomic.Bool
 	shuttingDown atomic.Bool
 	override     atomic.Pointer[string]
 
-	// bg is the lifetime of background work (config watcher, drains).
+	// bg is the lifetime of background work (config watcher, fleet loop,
+	// router watch).
 	bg       context.Context
 	bgCancel context.CancelFunc
 	bgWG     sync.WaitGroup
@@ -124,6 +126,10 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		apiTLS:   apiTLS,
 	}
 	s.metrics = metrics.New(s, Version, GitHash)
+	// Each reload builds the new runtimes, then swaps the router's rules,
+	// then retires the old runtimes; removed clusters drain.
+	s.clusters.SetRules(r)
+	s.clusters.SetDrainer(clusterDrainer{sql: sql, metrics: s.metrics})
 	s.rebalance = router.NewRebalancer(lg, r, migrants{s}, s.metrics, cfg)
 	sess.Migrations = migrationResults{s.rebalance}
 	s.metrics.SetNotMigratable(s.notMigratable)
@@ -133,14 +139,14 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 	sess.CommandMetrics = s.insight.observer
 	sess.CapturePackets = &s.insight.capturePackets
 	s.bg, s.bgCancel = context.WithCancel(context.Background())
-	if s.fleet, err = newFleet(lg, s, cfg); err != nil {
+	if s.fleet, err = newFleet(lg, cfg, topo, r, s.clusters, sql); err != nil {
 		s.insight.close()
 		return nil, err
 	}
 	s.metrics.Registry().MustRegister(newFleetCollector(s.fleet))
 	if cfg.API.Addr != "" {
 		s.api = api.New(lg, s, cm, s.metrics.Handler(), api.NewAuth(cfg.API))
-		s.api.SetCoordination(s.fleet.be, s.fleet.self.ID)
+		s.api.SetCoordination(s.fleet.store, s.fleet.Self().ID)
 		s.api.SetMigrations(migrationAPI{r, s.rebalance})
 		s.api.SetDigests(s.insight)
 		s.api.SetTraffic(s.insight)
@@ -176,10 +182,14 @@ func (s *Server) Start() error {
 			return err
 		}
 	}
-	if err := s.fleet.start(cfg); err != nil {
+	if !cfg.Coordination.Enabled() {
+		s.lg.Warn("running as a single node: no [coordination] etcd-endpoints, so this node's own probes decide alone")
+	}
+	if err := s.fleet.Start(s.bg); err != nil {
 		s.Close()
 		return err
 	}
+	s.router.Start(s.bg)
 	s.rebalance.Start()
 	s.cm.SetApply(s.apply, s.metrics.ObserveReload)
 	// The start-up config counts as a successful load.
@@ -198,24 +208,13 @@ func (s *Server) Reload(source string) error { return s.cm.Reload(source) }
 
 // apply makes the running components match next; it is the config
 // manager's ApplyFunc. Nothing here blocks on the network.
-func (s *Server) apply(prev, next *config.Config) error {
-	gens := map[string]uint64{}
-	for name, c := range s.clusters.Clusters() {
-		gens[name] = c.Generation()
-	}
-	s.router.Update(next)
+func (s *Server) apply(_, next *config.Config) error {
 	s.rebalance.Update(next)
 	s.insight.apply(next)
+	// Router rules and removed clusters' drains included (backendcluster).
 	res := s.clusters.Apply(next)
-	s.fleet.apply(next)
+	s.fleet.Apply(fleet.ClusterNames(next))
 	s.lg.Info("clusters reconfigured", zap.Stringer("result", res))
-	for _, name := range res.Removed {
-		timeout := config.DefaultDrainTimeout
-		if c := prev.Cluster(name); c != nil {
-			timeout = c.DrainTimeout.Duration
-		}
-		s.startDrain(name, gens[name], timeout)
-	}
 	return s.sql.SetExtraListeners(routeAddrs(next))
 }
 
@@ -334,7 +333,7 @@ func (s *Server) ClearOverride() {
 // rest in reverse order of Start.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.shuttingDown.Store(true)
-	s.fleet.draining()
+	s.fleet.Draining()
 	s.sql.Shutdown(ctx)
 	s.stopBackground()
 }
@@ -350,6 +349,7 @@ func (s *Server) stopBackground() {
 	s.bgCancel()
 	s.bgWG.Wait()
 	s.rebalance.Close()
+	s.router.Close()
 	// Sessions are gone (or closed): nothing writes to the query log now.
 	s.insight.close()
 	// Resign and deregister before the API goes, so peers stop asking.
@@ -392,7 +392,7 @@ func (s *Server) Components() map[string]api.Component {
 	for name, err := range s.clusters.BuildErrors() {
 		out["cluster/"+name] = api.Component{State: "abnormal", Reason: "runtime build failing: " + err}
 	}
-	state, reason := s.fleet.be.Health()
+	state, reason := s.fleet.store.Health()
 	out["coordination"] = api.Component{State: state, Reason: reason}
 	return out
 }

@@ -767,7 +767,7 @@ func testFleetBlockedRoundRetried(t *testing.T, etcd *etcdProc, db *testenv.Mari
 	if !ok {
 		t.Fatalf("BUG: no down verdict on dead backend %s %v after the peer came back (%d vote round(s) in all; "+
 			"the first was blocked %s at %s). Both nodes see the backend dead, but the prober leader %s never proposed again: "+
-			"its vote worker (pkg/server/fleet.go startWorker) calls Coordinator.Reconcile only when woken by a term, verdict or "+
+			"its vote worker (pkg/manager/fleet/fleet.go startWorker) calls Coordinator.Reconcile only when woken by a term, verdict or "+
 			"topology change, and nothing wakes it once the coordinator's propose backoff is over",
 			b.Addr(), wait, rounds, blocked.Result, blocked.At.Format("15:04:05.000"), pl.ID)
 	}

@@ -9,8 +9,10 @@
 //
 // Manager.Apply diffs the configured clusters by name: unchanged clusters keep
 // the same runtime object; added and changed ones are built without holding
-// any lock readers need and published in one swap; replaced and removed ones
-// are closed after the swap. A build that fails keeps the old runtime (if
+// any lock readers need and published in one swap; then the Rules (the
+// router) learn the new config; then replaced and removed runtimes are closed,
+// outside the manager's locks. A removed cluster stays in the topology as
+// "draining" while the Drainer ends its sessions, and leaves it after. A build that fails keeps the old runtime (if
 // any) and is retried with backoff in the background, without delaying the
 // other clusters. Every runtime carries a generation and a closed flag, so a
 // caller holding a runtime from before a reload fails cleanly instead of

@@ -24,7 +24,11 @@ type Manager struct {
 	lg   *zap.Logger
 	sink Sink
 
-	// mu serializes Apply, retries and Close. Readers never take it: they
+	// applyMu serializes Applies from start to end, so that the rules of
+	// two reloads cannot be swapped out of order; mu is released before an
+	// Apply swaps the rules and retires the old runtimes.
+	applyMu sync.Mutex
+	// mu serializes builds, retries and Close. Readers never take it: they
 	// load clusters, which is swapped whole.
 	mu       sync.Mutex
 	clusters atomic.Pointer[map[string]*Cluster]
@@ -33,7 +37,12 @@ type Manager struct {
 	failures map[string]error // last build error of clusters being retried
 	gen      uint64
 	closed   bool
-	wg       sync.WaitGroup // retry goroutines
+	stop     chan struct{}  // closed by Close: drains stop waiting
+	wg       sync.WaitGroup // retry and drain goroutines
+
+	drainer  Drainer
+	rules    Rules
+	timeouts map[string]time.Duration // drain-timeout of the clusters last applied
 
 	// newCluster is replaced by tests to make builds fail.
 	newCluster func(lg *zap.Logger, s spec, gen uint64, sink Sink) (*Cluster, error)
@@ -62,6 +71,8 @@ func NewManager(lg *zap.Logger, sink Sink) *Manager {
 		desired:    map[string]spec{},
 		retries:    map[string]*retry{},
 		failures:   map[string]error{},
+		stop:       make(chan struct{}),
+		timeouts:   map[string]time.Duration{},
 		newCluster: newCluster,
 		retryStart: retryStart,
 	}
@@ -92,13 +103,19 @@ func specs(cfg *config.Config) map[string]spec {
 	return out
 }
 
-// Apply makes the running clusters match cfg (which has passed Check).
+// Apply makes the running clusters match cfg (which has passed Check), in
+// this order: build the new runtimes and publish them in one swap; tell the
+// Rules (the router) the new config; then, outside every lock, retire the
+// runtimes that were replaced or removed. A removed cluster stays in the
+// topology as "draining" while the Drainer ends its sessions.
 func (m *Manager) Apply(cfg *config.Config) Result {
 	want := specs(cfg)
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	res := Result{Failed: map[string]error{}}
 	if m.closed {
+		m.mu.Unlock()
 		for name := range want {
 			res.Failed[name] = ErrClosed
 		}
@@ -137,20 +154,35 @@ func (m *Manager) Apply(cfg *config.Config) Result {
 			res.Added = append(res.Added, name)
 		}
 	}
-	for name, old := range cur {
+	var removals []removal
+	for _, name := range slices.Sorted(maps.Keys(cur)) {
 		if _, ok := want[name]; !ok {
+			old := cur[name]
 			retired = append(retired, old)
 			res.Removed = append(res.Removed, name)
+			if m.drainer != nil {
+				removals = append(removals, m.markDraining(old, m.timeouts[name]))
+			}
 		}
 	}
+	m.timeouts = drainTimeouts(cfg)
 	for name := range m.retries {
 		if _, ok := want[name]; !ok {
 			m.stopRetry(name)
 		}
 	}
 	m.clusters.Store(&next)
+	rules, drainer := m.rules, m.drainer
+	m.mu.Unlock()
+
+	if rules != nil {
+		rules.Update(cfg)
+	}
 	for _, c := range retired {
 		c.Close()
+	}
+	for _, r := range removals {
+		m.startDrain(drainer, r)
 	}
 	for name, err := range res.Failed {
 		m.lg.Warn("cluster build failed; retrying in the background", zap.String("cluster", name), zap.Error(err))
@@ -212,7 +244,10 @@ func (m *Manager) retryOnce(name string, r *retry) bool {
 	next[name] = c
 	m.clusters.Store(&next)
 	if old := cur[name]; old != nil {
+		// Retired outside the lock, like Apply's.
+		m.mu.Unlock()
 		old.Close()
+		m.mu.Lock()
 	}
 	m.lg.Info("cluster rebuilt after earlier failure", zap.String("cluster", name))
 	return true
@@ -266,12 +301,16 @@ func (m *Manager) Pending() []string {
 
 // Close closes every runtime and stops retries. Apply after Close fails.
 func (m *Manager) Close() {
+	// After any Apply in progress, whose drains then belong to wg.
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
 		return
 	}
 	m.closed = true
+	close(m.stop)
 	for name := range m.retries {
 		m.stopRetry(name)
 	}

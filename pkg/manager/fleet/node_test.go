@@ -1,4 +1,4 @@
-package server
+package fleet
 
 import (
 	"testing"
@@ -32,7 +32,7 @@ func TestNodeInfoAdvertisesListenAddresses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config.NewDefault()
 			cfg.Proxy.Addr, cfg.API.Addr, cfg.Proxy.AdvertiseAddr = tc.proxyAddr, tc.apiAddr, tc.advertise
-			info, err := nodeInfo(cfg)
+			info, err := NodeInfo(cfg, "test")
 			require.NoError(t, err)
 			require.Equal(t, tc.sql, info.SQLAddr())
 			require.Equal(t, tc.api, info.APIAddr())

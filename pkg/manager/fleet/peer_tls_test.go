@@ -1,4 +1,4 @@
-package server
+package fleet
 
 import (
 	"context"
@@ -42,7 +42,7 @@ func TestPeerVoteOverMTLS(t *testing.T) {
 	t.Cleanup(peer.Close)
 
 	ask := func(cert, key string) error {
-		tc, err := peerTLS(apiCfg(cert, key))
+		tc, err := PeerTLS(apiCfg(cert, key))
 		require.NoError(t, err)
 		require.NotNil(t, tc)
 		c := &coordination.PeerClient{Scheme: "https",
@@ -57,7 +57,7 @@ func TestPeerVoteOverMTLS(t *testing.T) {
 	require.Equal(t, 1, votes, "a node whose certificate is not admin never reaches the voter")
 
 	// Without a CA nothing changes for peers: plain defaults.
-	tc, err := peerTLS(config.API{TLS: config.TLSConfig{Cert: nodeCert, Key: nodeKey}})
+	tc, err := PeerTLS(config.API{TLS: config.TLSConfig{Cert: nodeCert, Key: nodeKey}})
 	require.NoError(t, err)
 	require.Nil(t, tc)
 }
