@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	libapi "github.com/switchyard-db/switchyard/lib/api"
 	"github.com/switchyard-db/switchyard/lib/config"
 	"github.com/switchyard-db/switchyard/pkg/manager/backendcluster"
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
@@ -362,37 +363,37 @@ func (s *Server) stopBackground() {
 
 // Components reports the state of each part of the proxy and of its
 // connections to what it depends on, for /api/v1/health.
-func (s *Server) Components() map[string]api.Component {
-	out := map[string]api.Component{}
+func (s *Server) Components() map[string]libapi.Component {
+	out := map[string]libapi.Component{}
 	switch {
 	case s.shuttingDown.Load():
-		out["sql"] = api.Component{State: "stopping"}
+		out["sql"] = libapi.Component{State: "stopping"}
 	case !s.ready.Load():
-		out["sql"] = api.Component{State: "initializing"}
+		out["sql"] = libapi.Component{State: "initializing"}
 	default:
-		out["sql"] = api.Component{State: "healthy"}
+		out["sql"] = libapi.Component{State: "healthy"}
 	}
 	if st := s.cm.Status(); st.LastResult == cfgmgr.ResultError {
-		out["config"] = api.Component{State: "abnormal", Reason: "last reload failed: " + st.LastError}
+		out["config"] = libapi.Component{State: "abnormal", Reason: "last reload failed: " + st.LastError}
 	} else {
-		out["config"] = api.Component{State: "healthy"}
+		out["config"] = libapi.Component{State: "healthy"}
 	}
 	for name, v := range s.topo.Topology().Clusters {
-		c := api.Component{State: "healthy"}
+		c := libapi.Component{State: "healthy"}
 		switch v.State {
 		case observer.StateConnecting:
-			c = api.Component{State: "initializing", Reason: "waiting for etcd: " + v.LastError}
+			c = libapi.Component{State: "initializing", Reason: "waiting for etcd: " + v.LastError}
 		case observer.StateStale:
-			c = api.Component{State: "abnormal", Reason: "etcd unreachable, serving the last known backends: " + v.LastError}
+			c = libapi.Component{State: "abnormal", Reason: "etcd unreachable, serving the last known backends: " + v.LastError}
 		case observer.StateDraining:
-			c = api.Component{State: "stopping", Reason: "removed from the configuration"}
+			c = libapi.Component{State: "stopping", Reason: "removed from the configuration"}
 		}
 		out["cluster/"+name] = c
 	}
 	for name, err := range s.clusters.BuildErrors() {
-		out["cluster/"+name] = api.Component{State: "abnormal", Reason: "runtime build failing: " + err}
+		out["cluster/"+name] = libapi.Component{State: "abnormal", Reason: "runtime build failing: " + err}
 	}
 	state, reason := s.fleet.be.Health()
-	out["coordination"] = api.Component{State: state, Reason: reason}
+	out["coordination"] = libapi.Component{State: state, Reason: reason}
 	return out
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	libapi "github.com/switchyard-db/switchyard/lib/api"
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
@@ -271,7 +272,7 @@ func TestPutConfig(t *testing.T) {
 
 	rec := f.do(t, putConfig(badConfigTOML))
 	require.Equal(t, http.StatusBadRequest, rec.Code)
-	var ce ConfigErrors
+	var ce libapi.ConfigErrors
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &ce))
 	require.Equal(t, "INVALID_CONFIG", ce.Code)
 	require.Len(t, ce.Errors, 1)
@@ -280,7 +281,7 @@ func TestPutConfig(t *testing.T) {
 	rec = f.do(t, request{path: "/api/v1/config"})
 	require.Equal(t, oldChecksum, rec.Header().Get("X-Config-Checksum"))
 
-	var st ConfigStatus
+	var st libapi.ConfigStatus
 	rec = f.do(t, request{path: "/api/v1/config/status"})
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &st))
 	require.Equal(t, "error", st.LastResult)
@@ -290,7 +291,7 @@ func TestPutConfig(t *testing.T) {
 
 	rec = f.do(t, putConfig(newConfigTOML))
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
-	st = ConfigStatus{} // omitted fields must read as empty
+	st = libapi.ConfigStatus{} // omitted fields must read as empty
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &st))
 	require.Equal(t, "ok", st.LastResult)
 	require.Empty(t, st.LastError)
@@ -341,7 +342,7 @@ func TestConfigRedactsToken(t *testing.T) {
 func TestClusterRebuildFailing(t *testing.T) {
 	f := newFixture(t)
 	f.proxy.setBuildError("east", "etcd client: bad endpoint")
-	var c Cluster
+	var c libapi.Cluster
 	rec := f.do(t, request{path: "/api/v1/clusters/east"})
 	require.Equal(t, http.StatusOK, rec.Code)
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &c))
@@ -387,7 +388,7 @@ func TestStartClose(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+readToken)
 	resp, err := client.Do(req)
 	require.NoError(t, err)
-	var e Error
+	var e libapi.Error
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&e))
 	require.NoError(t, resp.Body.Close())
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
@@ -435,7 +436,7 @@ func TestBackendsShowLatestProbe(t *testing.T) {
 	f.proxy.setLastProbe("east/10.0.0.2:4000", t0.Add(-time.Hour))
 	rec := f.do(t, request{path: "/api/v1/backends"})
 	require.Equal(t, http.StatusOK, rec.Code)
-	var bs []Backend
+	var bs []libapi.Backend
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &bs))
 	got := map[string]time.Time{}
 	for _, b := range bs {

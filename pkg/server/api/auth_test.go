@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	libapi "github.com/switchyard-db/switchyard/lib/api"
 	libconfig "github.com/switchyard-db/switchyard/lib/config"
 	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 )
@@ -140,9 +141,9 @@ func TestAuthTable(t *testing.T) {
 
 func requireAPIError(t *testing.T, body []byte, code, msg string) {
 	t.Helper()
-	var e Error
+	var e libapi.Error
 	require.NoError(t, json.Unmarshal(body, &e), string(body))
-	require.Equal(t, Error{Code: code, Message: msg}, e)
+	require.Equal(t, libapi.Error{Code: code, Message: msg}, e)
 }
 
 // Every way to get an Authorization header wrong is a plain 401 that says

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	libapi "github.com/switchyard-db/switchyard/lib/api"
 	libconfig "github.com/switchyard-db/switchyard/lib/config"
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
 	"github.com/switchyard-db/switchyard/pkg/observer"
@@ -73,7 +74,7 @@ type Proxy interface {
 	SetOverride(reason string)
 	ClearOverride()
 	// Components reports each part's state, keyed by name.
-	Components() map[string]Component
+	Components() map[string]libapi.Component
 }
 
 // Config is the config manager as the API uses it.
@@ -275,5 +276,5 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, Error{Code: code, Message: msg})
+	writeJSON(w, status, libapi.Error{Code: code, Message: msg})
 }

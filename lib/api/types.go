@@ -2,9 +2,6 @@ package api
 
 import "time"
 
-// The JSON documents of the API. proxyctl and the status page decode the
-// same types, so a field renamed here is renamed everywhere.
-
 // Health is GET /api/v1/health.
 type Health struct {
 	// Status is "healthy" or "unhealthy" (shutting down, or marked by hand).
@@ -176,4 +173,11 @@ type ConfigStatus struct {
 type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+}
+
+// ConfigErrors is the body of a 400 from PUT /api/v1/config.
+type ConfigErrors struct {
+	Error
+	// Errors holds one problem per element, with its TOML line.
+	Errors []string `json:"errors"`
 }
