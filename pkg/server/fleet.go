@@ -15,6 +15,8 @@ import (
 	"github.com/switchyard-db/switchyard/lib/config"
 	"github.com/switchyard-db/switchyard/lib/etcdclient"
 	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination/etcdstore"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination/vote"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -27,11 +29,11 @@ import (
 type fleet struct {
 	lg    *zap.Logger
 	srv   *Server
-	be    coordination.Backend
+	be    coordination.Store
 	tw    coordination.TermWorker
 	cli   *clientv3.Client // nil in single-node mode
-	voter *coordination.Voter
-	coord *coordination.Coordinator
+	voter *vote.Voter
+	coord *vote.Coordinator
 
 	mu      sync.Mutex
 	self    coordination.NodeInfo
@@ -64,7 +66,7 @@ func newFleet(lg *zap.Logger, s *Server, cfg *config.Config) (*fleet, error) {
 		if err != nil {
 			return nil, fmt.Errorf("coordination: %w", err)
 		}
-		e := coordination.NewEtcd(lg, f.cli, c.Fleet, self, coordination.EtcdOptions{
+		e := etcdstore.New(lg, f.cli, c.Fleet, self, etcdstore.Options{
 			ElectionTTL: c.ElectionTTL.Duration,
 			NodeTTL:     c.NodeTTL.Duration,
 		})
@@ -73,7 +75,7 @@ func newFleet(lg *zap.Logger, s *Server, cfg *config.Config) (*fleet, error) {
 		m := coordination.NewMemory(self)
 		f.be, f.tw = m, m
 	}
-	f.voter = coordination.NewVoter(lg, self.ID, proberAdapter{s})
+	f.voter = vote.NewVoter(lg, self.ID, proberAdapter{s})
 	scheme := "http"
 	if cfg.API.TLS.HasCert() {
 		scheme = "https"
@@ -82,9 +84,9 @@ func newFleet(lg *zap.Logger, s *Server, cfg *config.Config) (*fleet, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.coord = coordination.NewCoordinator(lg, f.be, self, proberAdapter{s},
-		&coordination.PeerClient{HTTP: &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: peerCfg}}, Token: cfg.API.Token, Scheme: scheme},
-		coordination.CoordinatorOptions{
+	f.coord = vote.NewCoordinator(lg, f.be, self, proberAdapter{s},
+		&vote.PeerClient{HTTP: &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: peerCfg}}, Token: cfg.API.Token, Scheme: scheme},
+		vote.CoordinatorOptions{
 			AllowSingleVoter: c.AllowSingleVoter || !c.Enabled(),
 			MaxDownPerMinute: c.MaxDownPerMinute,
 			HealthyCount:     s.healthyCount,

@@ -16,7 +16,7 @@ import (
 	"github.com/switchyard-db/switchyard/lib/config"
 	"github.com/switchyard-db/switchyard/pkg/manager/backendcluster"
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
-	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination/vote"
 	"github.com/switchyard-db/switchyard/pkg/metrics"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/pkg/proxy"
@@ -146,7 +146,7 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		s.api.SetDigests(s.insight)
 		s.api.SetTraffic(s.insight)
 		// The API lets only fleet members (admin) through to the voter.
-		s.api.HandleInternal(coordination.VotePath, s.fleet.voter.Handler(""))
+		s.api.HandleInternal(vote.Path, s.fleet.voter.Handler(""))
 	}
 	return s, nil
 }

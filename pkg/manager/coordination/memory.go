@@ -34,13 +34,19 @@ type Memory struct {
 	wg         sync.WaitGroup
 }
 
+// memTerm is one term of a role. Leader-only work registers in wg (Go,
+// Hold) while the term is not ended; the term waits for it before it ends.
 type memTerm struct {
-	*termState
+	term    Term
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	ended   bool          // under Memory.mu; no work registers once set
 	stopped chan struct{} // closed once the work stopped or overran the budget
 }
 
 var (
-	_ Backend    = (*Memory)(nil)
+	_ Store      = (*Memory)(nil)
 	_ TermWorker = (*Memory)(nil)
 )
 
@@ -80,10 +86,10 @@ func (m *Memory) SetStopPolicy(budget time.Duration, onStuck func()) {
 	}
 }
 
-// Mode implements Backend.
+// Mode implements Store.
 func (m *Memory) Mode() string { return ModeSingleNode }
 
-// Start implements Backend: the node takes every role set so far.
+// Start implements Store: the node takes every role set so far.
 func (m *Memory) Start(context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -98,7 +104,7 @@ func (m *Memory) Start(context.Context) error {
 	return nil
 }
 
-// SetInfo implements Backend. The ID cannot change.
+// SetInfo implements Store. The ID cannot change.
 func (m *Memory) SetInfo(info NodeInfo) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -106,7 +112,7 @@ func (m *Memory) SetInfo(info NodeInfo) {
 	m.self = info
 }
 
-// SetRoles implements Backend.
+// SetRoles implements Store.
 func (m *Memory) SetRoles(roles []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -153,8 +159,8 @@ func (m *Memory) beginLocked(role string) {
 	m.lastRev[role]++
 	ctx, cancel := context.WithCancel(context.Background())
 	mt := &memTerm{
-		termState: &termState{term: Term{Role: role, Rev: m.lastRev[role]}, ctx: ctx, cancel: cancel},
-		stopped:   make(chan struct{}),
+		term: Term{Role: role, Rev: m.lastRev[role]}, ctx: ctx, cancel: cancel,
+		stopped: make(chan struct{}),
 	}
 	m.terms[role] = mt
 	rs := m.roleStat[role]
@@ -184,7 +190,7 @@ func (m *Memory) endLocked(mt *memTerm, reason string) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		if !waitTimeout(&mt.wg, budget) {
+		if !WaitTimeout(&mt.wg, budget) {
 			m.mu.Lock()
 			m.stuck++
 			m.mu.Unlock()
@@ -199,7 +205,7 @@ func (m *Memory) endLocked(mt *memTerm, reason string) {
 	}()
 }
 
-// Close implements Backend: every term ends and its work is waited for
+// Close implements Store: every term ends and its work is waited for
 // (within the stop budget). Idempotent.
 func (m *Memory) Close() {
 	m.mu.Lock()
@@ -214,4 +220,22 @@ func (m *Memory) Close() {
 	m.notifyLocked()
 	m.mu.Unlock()
 	m.wg.Wait()
+}
+
+// WaitTimeout waits for wg for at most d; false when it timed out. The
+// stores wait for a term's work with it, bounded by the stop budget.
+func WaitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }

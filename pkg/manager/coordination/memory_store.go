@@ -6,7 +6,14 @@ import (
 	"sync"
 )
 
-// Members implements Backend.
+// cancelledCtx is the context of a term that is not held.
+var cancelledCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// Members implements Store.
 func (m *Memory) Members(context.Context) ([]Member, error) {
 	m.mu.Lock()
 	self := m.self
@@ -20,7 +27,7 @@ func (m *Memory) Members(context.Context) ([]Member, error) {
 	return []Member{mb}, nil
 }
 
-// Leader implements Backend.
+// Leader implements Store.
 func (m *Memory) Leader(_ context.Context, role string) (LeaderInfo, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -46,7 +53,7 @@ func (m *Memory) currentLocked(t Term) *memTerm {
 	return mt
 }
 
-// Term implements Backend.
+// Term implements Store.
 func (m *Memory) Term(role string) (Term, context.Context, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -85,7 +92,7 @@ func (m *Memory) Hold(term Term) (context.Context, func(), error) {
 	return mt.ctx, sync.OnceFunc(mt.wg.Done), nil
 }
 
-// Subscribe implements Backend.
+// Subscribe implements Store.
 func (m *Memory) Subscribe() (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
 	m.mu.Lock()
@@ -107,9 +114,9 @@ func (m *Memory) notifyLocked() {
 	}
 }
 
-// WriteVerdict implements Backend.
+// WriteVerdict implements Store.
 func (m *Memory) WriteVerdict(_ context.Context, term Term, v Verdict) error {
-	if err := checkVerdict(term, v); err != nil {
+	if err := CheckVerdict(term, v); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -129,10 +136,10 @@ func (m *Memory) WriteVerdict(_ context.Context, term Term, v Verdict) error {
 	return nil
 }
 
-// Verdicts implements Backend.
+// Verdicts implements Store.
 func (m *Memory) Verdicts() map[string]Verdict { return *m.verdicts.Load() }
 
-// Health implements Backend.
+// Health implements Store.
 func (m *Memory) Health() (string, string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

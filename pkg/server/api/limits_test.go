@@ -14,7 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	libconfig "github.com/switchyard-db/switchyard/lib/config"
-	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination/vote"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
@@ -38,11 +38,11 @@ func TestBodyLimits(t *testing.T) {
 	// from outside the package) still sees at most maxBody bytes.
 	var readErr error
 	var n int64
-	f.srv.HandleInternal(coordination.VotePath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.srv.HandleInternal(vote.Path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, readErr = io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusNoContent)
 	}))
-	f.do(t, request{method: http.MethodPost, path: coordination.VotePath, body: strings.Repeat("x", maxBody+10)}.withToken(token))
+	f.do(t, request{method: http.MethodPost, path: vote.Path, body: strings.Repeat("x", maxBody+10)}.withToken(token))
 	var mbe *http.MaxBytesError
 	require.ErrorAs(t, readErr, &mbe)
 	require.EqualValues(t, maxBody, n)
@@ -172,7 +172,7 @@ func TestClientCertificateRoles(t *testing.T) {
 			before := *votes
 			require.Equal(t, tc.read, call(tc.cert, http.MethodGet, "/api/v1/sessions", tc.auth))
 			require.Equal(t, tc.put, call(tc.cert, http.MethodPut, "/api/v1/health/override", tc.auth))
-			require.Equal(t, tc.votes, call(tc.cert, http.MethodPost, coordination.VotePath, tc.auth))
+			require.Equal(t, tc.votes, call(tc.cert, http.MethodPost, vote.Path, tc.auth))
 			if tc.votes == 200 {
 				require.Equal(t, before+1, *votes)
 			} else {

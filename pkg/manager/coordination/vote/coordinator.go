@@ -1,4 +1,4 @@
-package coordination
+package vote
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 	"go.uber.org/zap"
 )
 
@@ -60,7 +61,7 @@ type CoordinatorOptions struct {
 	// every down proposal (Reconcile counts from its own inputs).
 	HealthyCount func(cluster, except string) int
 	// Metrics, when not nil, observes rounds and votes.
-	Metrics VoteMetrics
+	Metrics Metrics
 }
 
 func (o CoordinatorOptions) withDefaults() CoordinatorOptions {
@@ -88,7 +89,7 @@ type Decision struct {
 	Approved bool
 	// BlockedReason is one of the Blocked* constants when not Approved.
 	BlockedReason string
-	Votes         []Vote
+	Votes         []coordination.Vote
 	Round         string
 	Term          int64
 	Duration      time.Duration
@@ -108,8 +109,8 @@ func (d Decision) Result() string {
 // fenced by its term, when a majority agrees and the guards allow it.
 type Coordinator struct {
 	lg      *zap.Logger
-	backend Backend
-	self    NodeInfo
+	backend coordination.Store
+	self    coordination.NodeInfo
 	local   Prober
 	peers   *PeerClient
 	opts    CoordinatorOptions
@@ -119,7 +120,7 @@ type Coordinator struct {
 	locks  map[string]chan struct{}         // cluster → one round at a time
 	downs  map[string][]downMark            // cluster → down verdicts written in the window
 	recent map[string]map[string]voteRecord // cluster → addr → last Reconcile decision
-	stats  VoteStats
+	stats  Stats
 }
 
 type downMark struct {
@@ -130,7 +131,7 @@ type downMark struct {
 // NewCoordinator builds a coordinator for node self without doing any I/O.
 // local gives this node's own votes; peers asks the others (nil: every peer
 // votes unknown).
-func NewCoordinator(lg *zap.Logger, backend Backend, self NodeInfo, local Prober, peers *PeerClient, opts CoordinatorOptions) *Coordinator {
+func NewCoordinator(lg *zap.Logger, backend coordination.Store, self coordination.NodeInfo, local Prober, peers *PeerClient, opts CoordinatorOptions) *Coordinator {
 	return &Coordinator{
 		lg:      lg.Named("vote"),
 		backend: backend,
@@ -142,7 +143,7 @@ func NewCoordinator(lg *zap.Logger, backend Backend, self NodeInfo, local Prober
 		locks:   map[string]chan struct{}{},
 		downs:   map[string][]downMark{},
 		recent:  map[string]map[string]voteRecord{},
-		stats:   newVoteStats(),
+		stats:   newStats(),
 	}
 }
 
@@ -161,7 +162,7 @@ func (c *Coordinator) Propose(ctx context.Context, cluster, addr, state string) 
 }
 
 func (c *Coordinator) propose(ctx context.Context, cluster, addr, state string, healthy func(except string) int) (Decision, error) {
-	if state != VerdictDown && state != VerdictUp {
+	if state != coordination.VerdictDown && state != coordination.VerdictUp {
 		return Decision{}, fmt.Errorf("propose %s/%s: unknown state %q", cluster, addr, state)
 	}
 	unlock, err := c.lockCluster(ctx, cluster)
@@ -172,12 +173,12 @@ func (c *Coordinator) propose(ctx context.Context, cluster, addr, state string, 
 
 	start := c.now()
 	d := Decision{Cluster: cluster, Backend: addr, State: state, Round: newRoundID()}
-	term, termCtx, ok := c.backend.Term(ProberRole(cluster))
+	term, termCtx, ok := c.backend.Term(coordination.ProberRole(cluster))
 	if !ok {
-		return c.finish(d, start, BlockedNotLeader, fmt.Errorf("propose %s/%s: %w", cluster, addr, ErrNotLeader))
+		return c.finish(d, start, BlockedNotLeader, fmt.Errorf("propose %s/%s: %w", cluster, addr, coordination.ErrNotLeader))
 	}
 	d.Term = term.Rev
-	if tw, ok := c.backend.(TermWorker); ok {
+	if tw, ok := c.backend.(coordination.TermWorker); ok {
 		// The round is leader-only work: the term waits for it to stop
 		// before its successor can begin.
 		hctx, done, err := tw.Hold(term)
@@ -198,12 +199,12 @@ func (c *Coordinator) propose(ctx context.Context, cluster, addr, state string, 
 	voters, err := c.voters(rctx, cluster)
 	if err != nil {
 		if termCtx.Err() != nil {
-			return c.finish(d, start, BlockedStaleTerm, fmt.Errorf("propose %s/%s: %w", cluster, addr, ErrNotLeader))
+			return c.finish(d, start, BlockedStaleTerm, fmt.Errorf("propose %s/%s: %w", cluster, addr, coordination.ErrNotLeader))
 		}
 		return c.finish(d, start, BlockedNoQuorum, fmt.Errorf("propose %s/%s: list voters: %w", cluster, addr, err))
 	}
 	if len(voters) == 1 && !c.opts.AllowSingleVoter {
-		d.Votes = []Vote{{Node: c.self.ID, Vote: VoteUnknown, Reason: "single voter not allowed"}}
+		d.Votes = []coordination.Vote{{Node: c.self.ID, Vote: coordination.VoteUnknown, Reason: "single voter not allowed"}}
 		return c.finish(d, start, BlockedNoQuorum, nil)
 	}
 	var newest int64
@@ -211,7 +212,7 @@ func (c *Coordinator) propose(ctx context.Context, cluster, addr, state string, 
 	// A round that outlived its term is discarded: its votes may have been
 	// given to a successor's world, and its write must not even be tried.
 	if termCtx.Err() != nil || newest > d.Term {
-		return c.finish(d, start, BlockedStaleTerm, fmt.Errorf("propose %s/%s: term %d ended during the round: %w", cluster, addr, d.Term, ErrNotLeader))
+		return c.finish(d, start, BlockedStaleTerm, fmt.Errorf("propose %s/%s: term %d ended during the round: %w", cluster, addr, d.Term, coordination.ErrNotLeader))
 	}
 	if reason := voteTally(state, d.Votes); reason != "" {
 		return c.finish(d, start, reason, nil)
@@ -221,17 +222,17 @@ func (c *Coordinator) propose(ctx context.Context, cluster, addr, state string, 
 		return c.finish(d, start, reason, nil)
 	}
 	if termCtx.Err() != nil {
-		return c.finish(d, start, BlockedStaleTerm, fmt.Errorf("propose %s/%s: %w", cluster, addr, ErrNotLeader))
+		return c.finish(d, start, BlockedStaleTerm, fmt.Errorf("propose %s/%s: %w", cluster, addr, coordination.ErrNotLeader))
 	}
-	v := Verdict{Cluster: cluster, Backend: addr, State: state, Term: d.Term, Round: d.Round, DecidedAt: c.now(), Votes: d.Votes}
+	v := coordination.Verdict{Cluster: cluster, Backend: addr, State: state, Term: d.Term, Round: d.Round, DecidedAt: c.now(), Votes: d.Votes}
 	if err := c.backend.WriteVerdict(rctx, term, v); err != nil {
 		reason := BlockedWriteFailed
-		if errors.Is(err, ErrNotLeader) || termCtx.Err() != nil {
+		if errors.Is(err, coordination.ErrNotLeader) || termCtx.Err() != nil {
 			reason = BlockedStaleTerm
 		}
 		return c.finish(d, start, reason, fmt.Errorf("propose %s/%s: write verdict: %w", cluster, addr, err))
 	}
-	if state == VerdictDown {
+	if state == coordination.VerdictDown {
 		c.mu.Lock()
 		c.downs[cluster] = append(c.downs[cluster], downMark{round: d.Round, at: v.DecidedAt})
 		c.mu.Unlock()

@@ -1,4 +1,4 @@
-package coordination
+package vote
 
 import (
 	"context"
@@ -6,13 +6,15 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 )
 
 // roundVoter is one node asked in a round. info is nil for this node, which votes
 // through the local prober.
 type roundVoter struct {
 	id   string
-	info *NodeInfo
+	info *coordination.NodeInfo
 }
 
 // voters lists the round's electorate: this node first, then every live
@@ -26,7 +28,7 @@ func (c *Coordinator) voters(ctx context.Context, cluster string) ([]roundVoter,
 	}
 	out := []roundVoter{{id: c.self.ID}}
 	for _, m := range members {
-		if m.Info == nil || m.ID == c.self.ID || m.Info.State != NodeUp || !slices.Contains(m.Info.Clusters, cluster) {
+		if m.Info == nil || m.ID == c.self.ID || m.Info.State != coordination.NodeUp || !slices.Contains(m.Info.Clusters, cluster) {
 			continue
 		}
 		if slices.ContainsFunc(out, func(v roundVoter) bool { return v.id == m.ID }) {
@@ -49,17 +51,17 @@ func (c *Coordinator) voters(ctx context.Context, cluster string) ([]roundVoter,
 // probeBudget is the probe time a voter is given: enough less than the peer
 // timeout that its answer arrives before the leader gives up on it.
 func (c *Coordinator) probeBudget() time.Duration {
-	return min(c.opts.PeerTimeout*3/4, MaxVoteProbe)
+	return min(c.opts.PeerTimeout*3/4, MaxProbe)
 }
 
 // collect asks every voter in parallel, each within PeerTimeout, and returns
 // their votes in voter order with the newest term any of them has seen.
-func (c *Coordinator) collect(ctx context.Context, d Decision, voters []roundVoter) ([]Vote, int64) {
-	req := VoteRequest{
+func (c *Coordinator) collect(ctx context.Context, d Decision, voters []roundVoter) ([]coordination.Vote, int64) {
+	req := Request{
 		Cluster: d.Cluster, Backend: d.Backend, Term: d.Term, Round: d.Round,
 		LeaderID: c.self.ID, DeadlineMS: int(c.probeBudget() / time.Millisecond),
 	}
-	votes := make([]Vote, len(voters))
+	votes := make([]coordination.Vote, len(voters))
 	terms := make([]int64, len(voters))
 	var wg sync.WaitGroup
 	for i, v := range voters {
@@ -80,8 +82,8 @@ func (c *Coordinator) collect(ctx context.Context, d Decision, voters []roundVot
 }
 
 // localVote is this node's own vote: a fresh probe, like any voter's.
-func (c *Coordinator) localVote(ctx context.Context, req VoteRequest) Vote {
-	vote := Vote{Node: c.self.ID, Vote: VoteUnknown}
+func (c *Coordinator) localVote(ctx context.Context, req Request) coordination.Vote {
+	vote := coordination.Vote{Node: c.self.ID, Vote: coordination.VoteUnknown}
 	if c.local == nil {
 		vote.Reason = "no local prober"
 		return vote
@@ -93,17 +95,17 @@ func (c *Coordinator) localVote(ctx context.Context, req VoteRequest) Vote {
 	case err != nil:
 		vote.Reason = err.Error()
 	case healthy:
-		vote.Vote = VoteUp
+		vote.Vote = coordination.VoteUp
 	default:
-		vote.Vote, vote.Reason = VoteDown, reason
+		vote.Vote, vote.Reason = coordination.VoteDown, reason
 	}
 	return vote
 }
 
 // peerVote asks one peer. Whatever goes wrong makes its vote unknown: an
 // unreachable peer neither blocks nor helps a round.
-func (c *Coordinator) peerVote(ctx context.Context, v roundVoter, req VoteRequest) (Vote, int64) {
-	vote := Vote{Node: v.id, Vote: VoteUnknown}
+func (c *Coordinator) peerVote(ctx context.Context, v roundVoter, req Request) (coordination.Vote, int64) {
+	vote := coordination.Vote{Node: v.id, Vote: coordination.VoteUnknown}
 	if c.peers == nil {
 		vote.Reason = "no peer client"
 		return vote, 0
@@ -126,11 +128,11 @@ func (c *Coordinator) peerVote(ctx context.Context, v roundVoter, req VoteReques
 // voteTally returns "" when state has a majority of the voters, else why not:
 // the opposite vote when any voter gave it, else no_quorum. N is every voter
 // asked, so an unknown vote counts against; unanimity is not required.
-func voteTally(state string, votes []Vote) string {
-	want, against := VoteDown, VoteUp
+func voteTally(state string, votes []coordination.Vote) string {
+	want, against := coordination.VoteDown, coordination.VoteUp
 	blocked := BlockedPeerUp
-	if state == VerdictUp {
-		want, against, blocked = VoteUp, VoteDown, BlockedPeerDown
+	if state == coordination.VerdictUp {
+		want, against, blocked = coordination.VoteUp, coordination.VoteDown, BlockedPeerDown
 	}
 	var yes, no int
 	for _, v := range votes {

@@ -1,9 +1,11 @@
-package coordination
+package vote
 
 import (
 	"context"
 	"slices"
 	"time"
+
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 )
 
 // voteSettleHold is how long Reconcile trusts an approved verdict to show up in
@@ -27,13 +29,13 @@ type voteRecord struct {
 // Backoff (a rate-limited one until the limit allows it), nor one just
 // approved until its verdict had time to show up, so frequent calls do not
 // turn into a stream of rounds.
-func (c *Coordinator) Reconcile(ctx context.Context, cluster string, local map[string]bool, verdicts map[string]Verdict) []Decision {
-	if _, _, ok := c.backend.Term(ProberRole(cluster)); !ok {
+func (c *Coordinator) Reconcile(ctx context.Context, cluster string, local map[string]bool, verdicts map[string]coordination.Verdict) []Decision {
+	if _, _, ok := c.backend.Term(coordination.ProberRole(cluster)); !ok {
 		return nil
 	}
 	down := map[string]bool{}
 	for _, v := range verdicts {
-		if v.Cluster == cluster && v.State == VerdictDown {
+		if v.Cluster == cluster && v.State == coordination.VerdictDown {
 			down[v.Backend] = true
 		}
 	}
@@ -64,7 +66,7 @@ func (c *Coordinator) Reconcile(ctx context.Context, cluster string, local map[s
 		return n
 	}
 	var out []Decision
-	for _, p := range slices.Concat(voteProposals(ups, VerdictUp), voteProposals(downs, VerdictDown)) {
+	for _, p := range slices.Concat(voteProposals(ups, coordination.VerdictUp), voteProposals(downs, coordination.VerdictDown)) {
 		if ctx.Err() != nil {
 			break
 		}
@@ -78,7 +80,7 @@ func (c *Coordinator) Reconcile(ctx context.Context, cluster string, local map[s
 		out = append(out, d)
 		c.hold(cluster, d)
 		if d.Approved {
-			down[p.addr] = p.state == VerdictDown
+			down[p.addr] = p.state == coordination.VerdictDown
 		}
 		if d.BlockedReason == BlockedNotLeader || d.BlockedReason == BlockedStaleTerm {
 			break // the term is over: the next leader takes it from here

@@ -1,4 +1,4 @@
-package coordination
+package vote
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -24,21 +25,21 @@ const voteTestCluster = "east"
 type voteFakeBackend struct {
 	mu         sync.Mutex
 	held       bool
-	term       Term
+	term       coordination.Term
 	termCtx    context.Context
 	endTerm    context.CancelFunc
-	members    []Member
+	members    []coordination.Member
 	membersErr error
 	writeErr   error
 	attempts   int // WriteVerdict calls
-	writes     []Verdict
-	verdicts   map[string]Verdict
+	writes     []coordination.Verdict
+	verdicts   map[string]coordination.Verdict
 }
 
-var _ Backend = (*voteFakeBackend)(nil)
+var _ coordination.Store = (*voteFakeBackend)(nil)
 
 func newVoteFakeBackend(t *testing.T) *voteFakeBackend {
-	b := &voteFakeBackend{verdicts: map[string]Verdict{}}
+	b := &voteFakeBackend{verdicts: map[string]coordination.Verdict{}}
 	b.newTerm(7)
 	t.Cleanup(b.endTerm)
 	return b
@@ -52,7 +53,7 @@ func (b *voteFakeBackend) newTerm(rev int64) {
 		b.endTerm()
 	}
 	b.held = true
-	b.term = Term{Role: ProberRole(voteTestCluster), Rev: rev}
+	b.term = coordination.Term{Role: coordination.ProberRole(voteTestCluster), Rev: rev}
 	b.termCtx, b.endTerm = context.WithCancel(context.Background())
 }
 
@@ -64,45 +65,45 @@ func (b *voteFakeBackend) loseTerm() {
 	b.endTerm()
 }
 
-func (b *voteFakeBackend) Mode() string                { return ModeEtcd }
-func (b *voteFakeBackend) Start(context.Context) error { return nil }
-func (b *voteFakeBackend) SetInfo(NodeInfo)            {}
-func (b *voteFakeBackend) SetRoles([]string)           {}
-func (b *voteFakeBackend) Health() (string, string)    { return StateHealthy, "" }
-func (b *voteFakeBackend) Close()                      {}
+func (b *voteFakeBackend) Mode() string                  { return coordination.ModeEtcd }
+func (b *voteFakeBackend) Start(context.Context) error   { return nil }
+func (b *voteFakeBackend) SetInfo(coordination.NodeInfo) {}
+func (b *voteFakeBackend) SetRoles([]string)             {}
+func (b *voteFakeBackend) Health() (string, string)      { return coordination.StateHealthy, "" }
+func (b *voteFakeBackend) Close()                        {}
 
 func (b *voteFakeBackend) Subscribe() (<-chan struct{}, func()) {
 	return make(chan struct{}), func() {}
 }
 
-func (b *voteFakeBackend) Leader(context.Context, string) (LeaderInfo, error) {
-	return LeaderInfo{}, ErrNoLeader
+func (b *voteFakeBackend) Leader(context.Context, string) (coordination.LeaderInfo, error) {
+	return coordination.LeaderInfo{}, coordination.ErrNoLeader
 }
 
-func (b *voteFakeBackend) Members(ctx context.Context) ([]Member, error) {
+func (b *voteFakeBackend) Members(ctx context.Context) ([]coordination.Member, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.membersErr != nil {
 		return nil, b.membersErr
 	}
-	return append([]Member(nil), b.members...), nil
+	return append([]coordination.Member(nil), b.members...), nil
 }
 
-func (b *voteFakeBackend) Term(role string) (Term, context.Context, bool) {
+func (b *voteFakeBackend) Term(role string) (coordination.Term, context.Context, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.held || role != b.term.Role || b.termCtx.Err() != nil {
-		return Term{}, nil, false
+		return coordination.Term{}, nil, false
 	}
 	return b.term, b.termCtx, true
 }
 
-func (b *voteFakeBackend) WriteVerdict(ctx context.Context, term Term, v Verdict) error {
+func (b *voteFakeBackend) WriteVerdict(ctx context.Context, term coordination.Term, v coordination.Verdict) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.attempts++
 	if !b.held || term != b.term || b.termCtx.Err() != nil {
-		return ErrNotLeader
+		return coordination.ErrNotLeader
 	}
 	if b.writeErr != nil {
 		return b.writeErr
@@ -112,26 +113,26 @@ func (b *voteFakeBackend) WriteVerdict(ctx context.Context, term Term, v Verdict
 	return nil
 }
 
-func (b *voteFakeBackend) Verdicts() map[string]Verdict {
+func (b *voteFakeBackend) Verdicts() map[string]coordination.Verdict {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := make(map[string]Verdict, len(b.verdicts))
+	out := make(map[string]coordination.Verdict, len(b.verdicts))
 	for k, v := range b.verdicts {
 		out[k] = v
 	}
 	return out
 }
 
-func (b *voteFakeBackend) setVerdict(v Verdict) {
+func (b *voteFakeBackend) setVerdict(v coordination.Verdict) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.verdicts[v.Cluster+"/"+v.Backend] = v
 }
 
-func (b *voteFakeBackend) written() (attempts int, writes []Verdict) {
+func (b *voteFakeBackend) written() (attempts int, writes []coordination.Verdict) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.attempts, append([]Verdict(nil), b.writes...)
+	return b.attempts, append([]coordination.Verdict(nil), b.writes...)
 }
 
 // voteProbeResult is what a fake prober answers for one addr.
@@ -234,14 +235,14 @@ func newHungVotePeer(t *testing.T, id string) *votePeer {
 	return &votePeer{id: id, srv: srv, addr: srv.Listener.Addr().String()}
 }
 
-func (p *votePeer) member(t *testing.T, clusters ...string) Member {
+func (p *votePeer) member(t *testing.T, clusters ...string) coordination.Member {
 	host, port, err := net.SplitHostPort(p.addr)
 	require.NoError(t, err)
 	n, err := strconv.Atoi(port)
 	require.NoError(t, err)
-	info := &NodeInfo{ID: p.id, Host: host, SQLPort: 6000, APIPort: n, State: NodeUp, Clusters: clusters}
+	info := &coordination.NodeInfo{ID: p.id, Host: host, SQLPort: 6000, APIPort: n, State: coordination.NodeUp, Clusters: clusters}
 	require.NoError(t, info.Validate())
-	return Member{ID: p.id, Info: info, TTL: 10}
+	return coordination.Member{ID: p.id, Info: info, TTL: 10}
 }
 
 // voteFleet is a coordinator ("n0") with its fake store, its own prober and
@@ -258,8 +259,8 @@ type voteFleet struct {
 // registered, and so is n0 itself.
 func newVoteFleet(t *testing.T, opts CoordinatorOptions, local map[string]voteProbeResult, peers ...*votePeer) *voteFleet {
 	f := &voteFleet{backend: newVoteFakeBackend(t), local: newVoteFakeProber(local), peers: peers, clock: &voteClock{t: time.Unix(1_800_000_000, 0)}}
-	self := NodeInfo{ID: "n0", Host: "127.0.0.1", SQLPort: 6000, APIPort: 1, State: NodeUp, Clusters: []string{voteTestCluster}}
-	f.backend.members = []Member{{ID: "n0", Info: &self, TTL: 10}}
+	self := coordination.NodeInfo{ID: "n0", Host: "127.0.0.1", SQLPort: 6000, APIPort: 1, State: coordination.NodeUp, Clusters: []string{voteTestCluster}}
+	f.backend.members = []coordination.Member{{ID: "n0", Info: &self, TTL: 10}}
 	for _, p := range peers {
 		f.backend.members = append(f.backend.members, p.member(t, voteTestCluster))
 	}
@@ -291,7 +292,7 @@ func (c *voteClock) advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// voteRecorder is a VoteMetrics that counts.
+// voteRecorder is a Metrics that counts.
 type voteRecorder struct {
 	mu     sync.Mutex
 	rounds map[string]int

@@ -1,4 +1,4 @@
-package coordination
+package etcdstore
 
 import (
 	"context"
@@ -7,32 +7,32 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"time"
 
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
 
-// Etcd is the fleet backend. Keys live under /switchyard/<fleet>/:
+// Store is the fleet backend. Keys live under /switchyard/<fleet>/:
 //
 //	nodes/<id>                          this node's NodeInfo, under its own lease
 //	election/<role>/<leaseHex>          concurrency.Election keys, one session per term
 //	clusters/<c>/backends/<addr>/state  verdicts, written fenced by the prober's term
-type Etcd struct {
+type Store struct {
 	lg      *zap.Logger
 	cli     *clientv3.Client
 	id      string // self.ID, which never changes
 	prefix  string
-	opts    EtcdOptions
+	opts    Options
 	ttl     int64 // election lease, seconds
 	nodeTTL int64 // registration lease, seconds
 
 	mu       sync.Mutex
-	self     NodeInfo
+	self     coordination.NodeInfo
 	wanted   map[string]struct{}    // roles to campaign for
 	runners  map[string]*roleRunner // running campaign loops
 	terms    map[string]*termState  // roles this node leads now
-	roleStat map[string]*RoleStats
+	roleStat map[string]*coordination.RoleStats
 	termEnds map[string]uint64
 	counters struct{ stuck, campaignErrs, registrations uint64 }
 	subs     map[chan struct{}]struct{}
@@ -47,14 +47,14 @@ type Etcd struct {
 	watchCancel context.CancelFunc
 	infoCh      chan struct{} // wakes the registrar after SetInfo
 
-	verdicts atomic.Pointer[map[string]Verdict]
+	verdicts atomic.Pointer[map[string]coordination.Verdict]
 
 	// hooks let tests observe the exact instants of term changes and
 	// interleave writes with the verdict watch; set before Start.
 	hooks struct {
 		// term runs as a term begins (before it is visible) and as it ends
 		// (after its context is cancelled).
-		term func(t Term, began bool)
+		term func(t coordination.Term, began bool)
 		// afterList runs between the verdict list and the watch.
 		afterList func()
 	}
@@ -67,15 +67,15 @@ type Etcd struct {
 }
 
 var (
-	_ Backend    = (*Etcd)(nil)
-	_ TermWorker = (*Etcd)(nil)
+	_ coordination.Store      = (*Store)(nil)
+	_ coordination.TermWorker = (*Store)(nil)
 )
 
-// NewEtcd builds the backend without I/O; Start begins the work. self.ID
+// New builds the backend without I/O; Start begins the work. self.ID
 // names the node; self's other fields can change later with SetInfo.
-func NewEtcd(lg *zap.Logger, cli *clientv3.Client, fleet string, self NodeInfo, opts EtcdOptions) *Etcd {
+func New(lg *zap.Logger, cli *clientv3.Client, fleet string, self coordination.NodeInfo, opts Options) *Store {
 	opts = opts.withDefaults()
-	e := &Etcd{
+	e := &Store{
 		lg:       lg.With(zap.String("fleet", fleet), zap.String("node", self.ID)),
 		cli:      cli,
 		id:       self.ID,
@@ -87,7 +87,7 @@ func NewEtcd(lg *zap.Logger, cli *clientv3.Client, fleet string, self NodeInfo, 
 		wanted:   map[string]struct{}{},
 		runners:  map[string]*roleRunner{},
 		terms:    map[string]*termState{},
-		roleStat: map[string]*RoleStats{},
+		roleStat: map[string]*coordination.RoleStats{},
 		termEnds: map[string]uint64{},
 		subs:     map[chan struct{}]struct{}{},
 		infoCh:   make(chan struct{}, 1),
@@ -100,26 +100,26 @@ func NewEtcd(lg *zap.Logger, cli *clientv3.Client, fleet string, self NodeInfo, 
 			os.Exit(1)
 		}
 	}
-	empty := map[string]Verdict{}
+	empty := map[string]coordination.Verdict{}
 	e.verdicts.Store(&empty)
 	return e
 }
 
 // Key layout.
-func (e *Etcd) nodeKey(id string) string          { return e.prefix + "nodes/" + id }
-func (e *Etcd) nodesPrefix() string               { return e.prefix + "nodes/" }
-func (e *Etcd) electionPrefix(role string) string { return e.prefix + "election/" + role }
-func (e *Etcd) clustersPrefix() string            { return e.prefix + "clusters/" }
-func (e *Etcd) verdictKey(cluster, addr string) string {
+func (e *Store) nodeKey(id string) string          { return e.prefix + "nodes/" + id }
+func (e *Store) nodesPrefix() string               { return e.prefix + "nodes/" }
+func (e *Store) electionPrefix(role string) string { return e.prefix + "election/" + role }
+func (e *Store) clustersPrefix() string            { return e.prefix + "clusters/" }
+func (e *Store) verdictKey(cluster, addr string) string {
 	return e.clustersPrefix() + cluster + "/backends/" + addr + "/state"
 }
 
-// Mode implements Backend.
-func (e *Etcd) Mode() string { return ModeEtcd }
+// Mode implements Store.
+func (e *Store) Mode() string { return coordination.ModeEtcd }
 
-// Start implements Backend: it registers the node, campaigns for the roles
+// Start implements Store: it registers the node, campaigns for the roles
 // set so far and watches verdicts, all in the background.
-func (e *Etcd) Start(ctx context.Context) error {
+func (e *Store) Start(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closing {
@@ -151,8 +151,8 @@ func (e *Etcd) Start(ctx context.Context) error {
 	return nil
 }
 
-// SetInfo implements Backend. The ID cannot change.
-func (e *Etcd) SetInfo(info NodeInfo) {
+// SetInfo implements Store. The ID cannot change.
+func (e *Store) SetInfo(info coordination.NodeInfo) {
 	e.mu.Lock()
 	info.ID = e.self.ID
 	e.self = info
@@ -163,15 +163,15 @@ func (e *Etcd) SetInfo(info NodeInfo) {
 	}
 }
 
-func (e *Etcd) info() NodeInfo {
+func (e *Store) info() coordination.NodeInfo {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.self
 }
 
-// SetRoles implements Backend. A removed role's term ends (its work is
+// SetRoles implements Store. A removed role's term ends (its work is
 // stopped, then it resigns) in the background.
-func (e *Etcd) SetRoles(roles []string) {
+func (e *Store) SetRoles(roles []string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.wanted = make(map[string]struct{}, len(roles))
@@ -184,7 +184,7 @@ func (e *Etcd) SetRoles(roles []string) {
 }
 
 // reconcileLocked starts and stops campaign loops to match e.wanted.
-func (e *Etcd) reconcileLocked() {
+func (e *Store) reconcileLocked() {
 	for role, r := range e.runners {
 		if _, ok := e.wanted[role]; !ok {
 			r.cancel()
@@ -199,7 +199,7 @@ func (e *Etcd) reconcileLocked() {
 		r := &roleRunner{e: e, role: role, cancel: cancel}
 		e.runners[role] = r
 		if _, ok := e.roleStat[role]; !ok {
-			e.roleStat[role] = &RoleStats{Role: role}
+			e.roleStat[role] = &coordination.RoleStats{Role: role}
 		}
 		e.runnerWG.Add(1)
 		go func() {
@@ -209,9 +209,9 @@ func (e *Etcd) reconcileLocked() {
 	}
 }
 
-// Close implements Backend: every term ends (work stopped, then resigned),
+// Close implements Store: every term ends (work stopped, then resigned),
 // the node's own registration is deleted, and the loops stop. Idempotent.
-func (e *Etcd) Close() {
+func (e *Store) Close() {
 	e.closeOnce.Do(func() {
 		e.mu.Lock()
 		e.closing = true
@@ -233,25 +233,8 @@ func (e *Etcd) Close() {
 		e.watchCancel()
 		e.watchWG.Wait()
 		e.cancel()
-		if !waitTimeout(&e.campaignWG, campaignDrain) {
+		if !coordination.WaitTimeout(&e.campaignWG, campaignDrain) {
 			e.lg.Warn("campaign calls still blocked on an unreachable etcd; they return when the client closes")
 		}
 	})
-}
-
-// waitTimeout waits for wg for at most d; false when it timed out.
-func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-done:
-		return true
-	case <-t.C:
-		return false
-	}
 }

@@ -1,4 +1,4 @@
-package coordination
+package vote
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 )
 
 const voteTestAddr = "10.0.0.1:4000"
@@ -18,7 +19,7 @@ func voteResults(r voteProbeResult) map[string]voteProbeResult {
 	return map[string]voteProbeResult{voteTestAddr: r}
 }
 
-func voteValues(votes []Vote) map[string]string {
+func voteValues(votes []coordination.Vote) map[string]string {
 	out := map[string]string{}
 	for _, v := range votes {
 		out[v.Node] = v.Vote
@@ -32,20 +33,20 @@ func TestProposeAllDownApproved(t *testing.T) {
 		newVotePeer(t, "n1", voteTestToken, voteResults(voteDownResult)),
 		newVotePeer(t, "n2", voteTestToken, voteResults(voteDownResult)))
 
-	d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, VerdictDown)
+	d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, coordination.VerdictDown)
 	require.NoError(t, err)
 	require.True(t, d.Approved, "%+v", d)
 	require.Equal(t, ResultApproved, d.Result())
 	require.Equal(t, int64(7), d.Term)
 	require.Len(t, d.Round, 32)
-	require.Equal(t, map[string]string{"n0": VoteDown, "n1": VoteDown, "n2": VoteDown}, voteValues(d.Votes))
+	require.Equal(t, map[string]string{"n0": coordination.VoteDown, "n1": coordination.VoteDown, "n2": coordination.VoteDown}, voteValues(d.Votes))
 	require.Equal(t, "n0", d.Votes[0].Node, "the leader votes first")
 
 	attempts, writes := f.backend.written()
 	require.Equal(t, 1, attempts)
 	require.Len(t, writes, 1)
 	w := writes[0]
-	require.Equal(t, Verdict{Cluster: voteTestCluster, Backend: voteTestAddr, State: VerdictDown, Term: 7, Round: d.Round, DecidedAt: w.DecidedAt, Votes: d.Votes}, w)
+	require.Equal(t, coordination.Verdict{Cluster: voteTestCluster, Backend: voteTestAddr, State: coordination.VerdictDown, Term: 7, Round: d.Round, DecidedAt: w.DecidedAt, Votes: d.Votes}, w)
 	for _, v := range w.Votes {
 		require.Equal(t, "connection refused", v.Reason)
 	}
@@ -55,9 +56,9 @@ func TestProposeAllDownApproved(t *testing.T) {
 
 	s := f.coord.Stats()
 	require.Equal(t, map[string]uint64{ResultApproved: 1}, s.Rounds)
-	require.Equal(t, map[string]uint64{VoteDown: 3}, s.Votes)
+	require.Equal(t, map[string]uint64{coordination.VoteDown: 3}, s.Votes)
 	require.Equal(t, map[string]int{"down approved": 1}, rec.rounds)
-	require.Equal(t, map[string]int{VoteDown: 3}, rec.votes)
+	require.Equal(t, map[string]int{coordination.VoteDown: 3}, rec.votes)
 }
 
 // Scenario 9: only the leader cannot reach the backend.
@@ -66,11 +67,11 @@ func TestProposeLeaderOnlyFailureBlocked(t *testing.T) {
 		newVotePeer(t, "n1", voteTestToken, voteResults(voteUpResult)),
 		newVotePeer(t, "n2", voteTestToken, voteResults(voteUpResult)))
 
-	d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, VerdictDown)
+	d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, coordination.VerdictDown)
 	require.NoError(t, err)
 	require.False(t, d.Approved)
 	require.Equal(t, BlockedPeerUp, d.BlockedReason)
-	require.Equal(t, map[string]string{"n0": VoteDown, "n1": VoteUp, "n2": VoteUp}, voteValues(d.Votes))
+	require.Equal(t, map[string]string{"n0": coordination.VoteDown, "n1": coordination.VoteUp, "n2": coordination.VoteUp}, voteValues(d.Votes))
 	attempts, _ := f.backend.written()
 	require.Zero(t, attempts)
 	require.Equal(t, map[string]uint64{BlockedPeerUp: 1}, f.coord.Stats().Rounds)
@@ -86,10 +87,10 @@ func TestProposeMajorityNotUnanimity(t *testing.T) {
 			f := newVoteFleet(t, CoordinatorOptions{HealthyCount: voteHealthy(1)},
 				voteResults(voteDownResult),
 				newVotePeer(t, "n1", voteTestToken, voteResults(voteDownResult)), bad(t))
-			d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, VerdictDown)
+			d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, coordination.VerdictDown)
 			require.NoError(t, err)
 			require.True(t, d.Approved, "%+v", d)
-			require.Equal(t, map[string]string{"n0": VoteDown, "n1": VoteDown, "n2": VoteUnknown}, voteValues(d.Votes))
+			require.Equal(t, map[string]string{"n0": coordination.VoteDown, "n1": coordination.VoteDown, "n2": coordination.VoteUnknown}, voteValues(d.Votes))
 			require.NotEmpty(t, d.Votes[2].Reason)
 			_, writes := f.backend.written()
 			require.Len(t, writes, 1)
@@ -101,26 +102,26 @@ func TestProposeMajorityNotUnanimity(t *testing.T) {
 func TestProposeNoQuorum(t *testing.T) {
 	t.Run("two voters, one unreachable", func(t *testing.T) {
 		f := newVoteFleet(t, CoordinatorOptions{HealthyCount: voteHealthy(1)}, voteResults(voteDownResult), newDeadVotePeer(t, "n1"))
-		d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, VerdictDown)
+		d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, coordination.VerdictDown)
 		require.NoError(t, err)
 		require.Equal(t, BlockedNoQuorum, d.BlockedReason)
-		require.Equal(t, map[string]string{"n0": VoteDown, "n1": VoteUnknown}, voteValues(d.Votes))
+		require.Equal(t, map[string]string{"n0": coordination.VoteDown, "n1": coordination.VoteUnknown}, voteValues(d.Votes))
 		attempts, _ := f.backend.written()
 		require.Zero(t, attempts)
 	})
 	t.Run("peer does not serve the cluster", func(t *testing.T) {
 		f := newVoteFleet(t, CoordinatorOptions{HealthyCount: voteHealthy(1)}, voteResults(voteDownResult),
 			newVotePeer(t, "n1", voteTestToken, nil))
-		d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, VerdictDown)
+		d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, coordination.VerdictDown)
 		require.NoError(t, err)
 		require.Equal(t, BlockedNoQuorum, d.BlockedReason)
 		require.Equal(t, ErrNotServed.Error(), d.Votes[1].Reason)
 	})
 	t.Run("members cannot be listed", func(t *testing.T) {
 		f := newVoteFleet(t, CoordinatorOptions{HealthyCount: voteHealthy(1)}, voteResults(voteDownResult))
-		f.backend.membersErr = ErrUnavailable
-		d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, VerdictDown)
-		require.ErrorIs(t, err, ErrUnavailable)
+		f.backend.membersErr = coordination.ErrUnavailable
+		d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, coordination.VerdictDown)
+		require.ErrorIs(t, err, coordination.ErrUnavailable)
 		require.Equal(t, BlockedNoQuorum, d.BlockedReason)
 	})
 }
@@ -133,17 +134,17 @@ func TestProposeVoterSet(t *testing.T) {
 	other := newVotePeer(t, "n2", voteTestToken, voteResults(voteUpResult))
 	draining := newVotePeer(t, "n3", voteTestToken, voteResults(voteUpResult))
 	dm := draining.member(t, voteTestCluster)
-	dm.Info.State = NodeDraining
-	f.backend.members = []Member{
+	dm.Info.State = coordination.NodeDraining
+	f.backend.members = []coordination.Member{
 		n1.member(t, voteTestCluster),
 		other.member(t, "west"),
 		dm,
 		{ID: "n4", Err: "invalid node info"},
 	}
-	d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, VerdictDown)
+	d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, coordination.VerdictDown)
 	require.NoError(t, err)
 	require.True(t, d.Approved, "%+v", d)
-	require.Equal(t, map[string]string{"n0": VoteDown, "n1": VoteDown}, voteValues(d.Votes))
+	require.Equal(t, map[string]string{"n0": coordination.VoteDown, "n1": coordination.VoteDown}, voteValues(d.Votes))
 	require.Zero(t, other.prober.calls.Load())
 	require.Zero(t, draining.prober.calls.Load())
 
@@ -151,23 +152,23 @@ func TestProposeVoterSet(t *testing.T) {
 	impostor := newVotePeer(t, "n1", voteTestToken, voteResults(voteDownResult))
 	m := impostor.member(t, voteTestCluster)
 	m.ID, m.Info.ID = "n5", "n5"
-	f.backend.members = []Member{m}
-	d, err = f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, VerdictDown)
+	f.backend.members = []coordination.Member{m}
+	d, err = f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, coordination.VerdictDown)
 	require.NoError(t, err)
 	require.Equal(t, BlockedNoQuorum, d.BlockedReason, "%+v", d)
-	require.Equal(t, Vote{Node: "n5", Vote: VoteUnknown, Reason: `answered as node "n1"`}, d.Votes[1])
+	require.Equal(t, coordination.Vote{Node: "n5", Vote: coordination.VoteUnknown, Reason: `answered as node "n1"`}, d.Votes[1])
 }
 
 func TestProposeSingleVoter(t *testing.T) {
 	for _, allow := range []bool{false, true} {
 		f := newVoteFleet(t, CoordinatorOptions{HealthyCount: voteHealthy(1), AllowSingleVoter: allow}, voteResults(voteDownResult))
-		d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, VerdictDown)
+		d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, coordination.VerdictDown)
 		require.NoError(t, err)
 		_, writes := f.backend.written()
 		if allow {
 			require.True(t, d.Approved)
 			require.Len(t, writes, 1)
-			require.Equal(t, []Vote{{Node: "n0", Vote: VoteDown, Reason: "connection refused"}}, writes[0].Votes)
+			require.Equal(t, []coordination.Vote{{Node: "n0", Vote: coordination.VoteDown, Reason: "connection refused"}}, writes[0].Votes)
 		} else {
 			require.Equal(t, BlockedNoQuorum, d.BlockedReason)
 			require.Empty(t, writes)
@@ -180,15 +181,15 @@ func TestProposeNotLeader(t *testing.T) {
 	n1 := newVotePeer(t, "n1", voteTestToken, voteResults(voteDownResult))
 	f := newVoteFleet(t, CoordinatorOptions{HealthyCount: voteHealthy(1)}, voteResults(voteDownResult), n1)
 	f.backend.loseTerm()
-	d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, VerdictDown)
-	require.ErrorIs(t, err, ErrNotLeader)
+	d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, coordination.VerdictDown)
+	require.ErrorIs(t, err, coordination.ErrNotLeader)
 	require.Equal(t, BlockedNotLeader, d.BlockedReason)
 	require.Zero(t, f.local.calls.Load())
 	require.Zero(t, n1.prober.calls.Load())
 
 	// Leading another cluster's role is not leading this one.
-	_, err = f.coord.Propose(context.Background(), "west", voteTestAddr, VerdictDown)
-	require.ErrorIs(t, err, ErrNotLeader)
+	_, err = f.coord.Propose(context.Background(), "west", voteTestAddr, coordination.VerdictDown)
+	require.ErrorIs(t, err, coordination.ErrNotLeader)
 	_, err = f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, "sideways")
 	require.ErrorContains(t, err, "unknown state")
 }
@@ -200,10 +201,10 @@ func TestProposeStaleTermAtVoters(t *testing.T) {
 	f := newVoteFleet(t, CoordinatorOptions{HealthyCount: voteHealthy(1)}, voteResults(voteDownResult), n1, n2)
 	n2.voter.ObserveTerm(voteTestCluster, 8) // a successor's term
 
-	d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, VerdictDown)
-	require.ErrorIs(t, err, ErrNotLeader)
+	d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, coordination.VerdictDown)
+	require.ErrorIs(t, err, coordination.ErrNotLeader)
 	require.Equal(t, BlockedStaleTerm, d.BlockedReason)
-	require.Equal(t, Vote{Node: "n2", Vote: VoteUnknown, Reason: ReasonStaleTerm}, d.Votes[2])
+	require.Equal(t, coordination.Vote{Node: "n2", Vote: coordination.VoteUnknown, Reason: ReasonStaleTerm}, d.Votes[2])
 	attempts, _ := f.backend.written()
 	require.Zero(t, attempts, "a two-vote majority from a deposed leader is not written")
 }
@@ -223,7 +224,7 @@ func TestProposeTermEndsMidRound(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, VerdictDown)
+		d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, coordination.VerdictDown)
 		done <- result{d, err}
 	}()
 	require.Eventually(t, func() bool { return n1.prober.calls.Load() == 1 && n2.prober.calls.Load() == 1 },
@@ -231,7 +232,7 @@ func TestProposeTermEndsMidRound(t *testing.T) {
 	f.backend.loseTerm()
 	close(release)
 	r := <-done
-	require.ErrorIs(t, r.err, ErrNotLeader)
+	require.ErrorIs(t, r.err, coordination.ErrNotLeader)
 	require.Equal(t, BlockedStaleTerm, r.d.BlockedReason)
 	attempts, _ := f.backend.written()
 	require.Zero(t, attempts)
@@ -241,13 +242,13 @@ func TestProposeWriteRefused(t *testing.T) {
 	f := newVoteFleet(t, CoordinatorOptions{HealthyCount: voteHealthy(1)}, voteResults(voteDownResult),
 		newVotePeer(t, "n1", voteTestToken, voteResults(voteDownResult)))
 	f.backend.writeErr = errors.New("etcdserver: request timed out")
-	d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, VerdictDown)
+	d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, coordination.VerdictDown)
 	require.ErrorContains(t, err, "request timed out")
 	require.Equal(t, BlockedWriteFailed, d.BlockedReason)
 	// A failed write does not use up the rate limit.
 	f.backend.writeErr = nil
 	for range DefaultMaxDownPerMinute {
-		d, err = f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, VerdictDown)
+		d, err = f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, coordination.VerdictDown)
 		require.NoError(t, err)
 		require.True(t, d.Approved)
 	}
@@ -261,7 +262,7 @@ func TestProposeLastBackend(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newVoteFleet(t, opts, voteResults(voteDownResult), n1)
-			d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, VerdictDown)
+			d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, coordination.VerdictDown)
 			require.NoError(t, err)
 			require.Equal(t, BlockedLastBackend, d.BlockedReason)
 			require.Zero(t, f.local.calls.Load(), "no round is run for a proposal the guard refuses")
@@ -270,7 +271,7 @@ func TestProposeLastBackend(t *testing.T) {
 			// The guard is only about down verdicts.
 			f.local.set(voteTestAddr, voteUpResult)
 			n1.prober.set(voteTestAddr, voteUpResult)
-			d, err = f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, VerdictUp)
+			d, err = f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, coordination.VerdictUp)
 			require.NoError(t, err)
 			require.True(t, d.Approved)
 			n1.prober.set(voteTestAddr, voteDownResult)
@@ -287,7 +288,7 @@ func TestProposeLastBackend(t *testing.T) {
 		healthy = 0
 		return n
 	}}, voteResults(voteDownResult), n1)
-	d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, VerdictDown)
+	d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, coordination.VerdictDown)
 	require.NoError(t, err)
 	require.Equal(t, BlockedLastBackend, d.BlockedReason)
 	require.Len(t, d.Votes, 2)
@@ -300,16 +301,16 @@ func TestProposeRateLimit(t *testing.T) {
 	f := newVoteFleet(t, CoordinatorOptions{HealthyCount: voteHealthy(3), MaxDownPerMinute: 1},
 		map[string]voteProbeResult{"a:1": voteDownResult, "b:1": voteDownResult, "c:1": voteDownResult}, n1)
 	ctx := context.Background()
-	d, err := f.coord.Propose(ctx, voteTestCluster, "a:1", VerdictDown)
+	d, err := f.coord.Propose(ctx, voteTestCluster, "a:1", coordination.VerdictDown)
 	require.NoError(t, err)
 	require.True(t, d.Approved)
 	f.clock.advance(30 * time.Second)
-	d, err = f.coord.Propose(ctx, voteTestCluster, "b:1", VerdictDown)
+	d, err = f.coord.Propose(ctx, voteTestCluster, "b:1", coordination.VerdictDown)
 	require.NoError(t, err)
 	require.Equal(t, BlockedRateLimit, d.BlockedReason)
 	require.EqualValues(t, 1, n1.prober.calls.Load(), "a rate-limited proposal asks nobody")
 	f.clock.advance(31 * time.Second)
-	d, err = f.coord.Propose(ctx, voteTestCluster, "b:1", VerdictDown)
+	d, err = f.coord.Propose(ctx, voteTestCluster, "b:1", coordination.VerdictDown)
 	require.NoError(t, err)
 	require.True(t, d.Approved, "the window moved on")
 
@@ -317,17 +318,17 @@ func TestProposeRateLimit(t *testing.T) {
 	// counts for a new coordinator too.
 	g := newVoteFleet(t, CoordinatorOptions{HealthyCount: voteHealthy(3), MaxDownPerMinute: 1},
 		map[string]voteProbeResult{"c:1": voteDownResult}, n1)
-	g.backend.setVerdict(Verdict{Cluster: voteTestCluster, Backend: "a:1", State: VerdictDown, Term: 6, Round: "old",
+	g.backend.setVerdict(coordination.Verdict{Cluster: voteTestCluster, Backend: "a:1", State: coordination.VerdictDown, Term: 6, Round: "old",
 		DecidedAt: g.clock.now().Add(-10 * time.Second)})
-	g.backend.setVerdict(Verdict{Cluster: "west", Backend: "w:1", State: VerdictDown, Term: 6, Round: "west",
+	g.backend.setVerdict(coordination.Verdict{Cluster: "west", Backend: "w:1", State: coordination.VerdictDown, Term: 6, Round: "west",
 		DecidedAt: g.clock.now()})
-	d, err = g.coord.Propose(ctx, voteTestCluster, "c:1", VerdictDown)
+	d, err = g.coord.Propose(ctx, voteTestCluster, "c:1", coordination.VerdictDown)
 	require.NoError(t, err)
 	require.Equal(t, BlockedRateLimit, d.BlockedReason)
 	// Up verdicts are never limited.
 	g.local.set("a:1", voteUpResult)
 	n1.prober.set("a:1", voteUpResult)
-	d, err = g.coord.Propose(ctx, voteTestCluster, "a:1", VerdictUp)
+	d, err = g.coord.Propose(ctx, voteTestCluster, "a:1", coordination.VerdictUp)
 	require.NoError(t, err)
 	require.True(t, d.Approved)
 }
@@ -336,16 +337,16 @@ func TestProposeUpAfterRecovery(t *testing.T) {
 	n1 := newVotePeer(t, "n1", voteTestToken, voteResults(voteUpResult))
 	n2 := newVotePeer(t, "n2", voteTestToken, voteResults(voteDownResult))
 	f := newVoteFleet(t, CoordinatorOptions{}, voteResults(voteUpResult), n1, n2)
-	f.backend.setVerdict(Verdict{Cluster: voteTestCluster, Backend: voteTestAddr, State: VerdictDown, Term: 7, Round: "r0"})
+	f.backend.setVerdict(coordination.Verdict{Cluster: voteTestCluster, Backend: voteTestAddr, State: coordination.VerdictDown, Term: 7, Round: "r0"})
 
-	d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, VerdictUp)
+	d, err := f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, coordination.VerdictUp)
 	require.NoError(t, err)
 	require.True(t, d.Approved, "two of three is a majority")
-	require.Equal(t, VerdictUp, f.backend.Verdicts()[voteTestCluster+"/"+voteTestAddr].State)
+	require.Equal(t, coordination.VerdictUp, f.backend.Verdicts()[voteTestCluster+"/"+voteTestAddr].State)
 
 	// With a majority still failing, the backend stays down.
 	n1.prober.set(voteTestAddr, voteDownResult)
-	d, err = f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, VerdictUp)
+	d, err = f.coord.Propose(context.Background(), voteTestCluster, voteTestAddr, coordination.VerdictUp)
 	require.NoError(t, err)
 	require.Equal(t, BlockedPeerDown, d.BlockedReason)
 	_, writes := f.backend.written()

@@ -1,4 +1,4 @@
-package coordination
+package etcdstore
 
 import (
 	"context"
@@ -11,13 +11,14 @@ import (
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 	"github.com/switchyard-db/switchyard/test/etcdtest"
 )
 
 func TestEtcdOneLeaderPerRole(t *testing.T) {
 	etcd := etcdtest.Start(t)
 	rec := &recorder{}
-	roles := []string{RoleFleet, ProberRole("east")}
+	roles := []string{coordination.RoleFleet, coordination.ProberRole("east")}
 	a := newNode(t, etcd, "a", nodeOpts{rec: rec, roles: roles})
 	b := newNode(t, etcd, "b", nodeOpts{rec: rec, roles: roles})
 
@@ -26,7 +27,7 @@ func TestEtcdOneLeaderPerRole(t *testing.T) {
 		tm := leader.term(t, role)
 		// Every node answers the same, read from etcd.
 		for _, n := range []*node{a, b} {
-			var li LeaderInfo
+			var li coordination.LeaderInfo
 			require.Eventually(t, func() bool {
 				var err error
 				li, err = n.Leader(testCtx(t), role)
@@ -52,21 +53,21 @@ func TestEtcdCloseHandsOverByResigning(t *testing.T) {
 	etcd := etcdtest.Start(t)
 	rec := &recorder{}
 	// A 20 s TTL: a handoff by expiry would take 20 s.
-	opts := EtcdOptions{ElectionTTL: 20 * time.Second}
-	a := newNode(t, etcd, "a", nodeOpts{rec: rec, opts: opts, roles: []string{RoleFleet}})
-	require.Eventually(t, func() bool { return a.leads(RoleFleet) }, waitFor, tick)
-	b := newNode(t, etcd, "b", nodeOpts{rec: rec, opts: opts, roles: []string{RoleFleet}})
+	opts := Options{ElectionTTL: 20 * time.Second}
+	a := newNode(t, etcd, "a", nodeOpts{rec: rec, opts: opts, roles: []string{coordination.RoleFleet}})
+	require.Eventually(t, func() bool { return a.leads(coordination.RoleFleet) }, waitFor, tick)
+	b := newNode(t, etcd, "b", nodeOpts{rec: rec, opts: opts, roles: []string{coordination.RoleFleet}})
 
 	// A node key that belongs to neither: Close must leave it alone.
 	_, err := etcd.Client.Put(testCtx(t), "/switchyard/"+testFleet+"/nodes/other", `{"id":"other"}`)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		st, _ := b.Health()
-		return st == StateHealthy
+		return st == coordination.StateHealthy
 	}, waitFor, tick)
 
 	var work atomic.Bool
-	tm := a.term(t, RoleFleet)
+	tm := a.term(t, coordination.RoleFleet)
 	require.NoError(t, a.Go(tm, func(ctx context.Context) {
 		work.Store(true)
 		<-ctx.Done()
@@ -78,11 +79,11 @@ func TestEtcdCloseHandsOverByResigning(t *testing.T) {
 	a.Close()
 	require.False(t, work.Load(), "Close returns after leader-only work stopped")
 	st, _ := a.Health()
-	require.Equal(t, StateStopping, st)
-	require.Eventually(t, func() bool { return b.leads(RoleFleet) }, 10*time.Second, tick,
+	require.Equal(t, coordination.StateStopping, st)
+	require.Eventually(t, func() bool { return b.leads(coordination.RoleFleet) }, 10*time.Second, tick,
 		"b should win by a's resignation, well within the 20 s TTL")
 	t.Logf("handoff took %v", time.Since(start))
-	require.Greater(t, b.term(t, RoleFleet).Rev, tm.Rev)
+	require.Greater(t, b.term(t, coordination.RoleFleet).Rev, tm.Rev)
 
 	resp, err := etcd.Client.Get(testCtx(t), "/switchyard/"+testFleet+"/nodes/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	require.NoError(t, err)
@@ -95,7 +96,7 @@ func TestEtcdCloseHandsOverByResigning(t *testing.T) {
 		"/switchyard/" + testFleet + "/nodes/other",
 	}, keys)
 	rec.requireNoOverlap(t)
-	require.Equal(t, uint64(1), a.Stats().TermEnds[EndShutdown])
+	require.Equal(t, uint64(1), a.Stats().TermEnds[coordination.EndShutdown])
 }
 
 // Work that ignores its context makes the term call OnStuck (fail-stop).
@@ -103,11 +104,11 @@ func TestEtcdStuckWorkCallsOnStuck(t *testing.T) {
 	etcd := etcdtest.Start(t)
 	var stuck atomic.Int32
 	a := newNode(t, etcd, "a", nodeOpts{
-		roles: []string{RoleFleet},
-		opts:  EtcdOptions{StopBudget: 300 * time.Millisecond, OnStuck: func() { stuck.Add(1) }},
+		roles: []string{coordination.RoleFleet},
+		opts:  Options{StopBudget: 300 * time.Millisecond, OnStuck: func() { stuck.Add(1) }},
 	})
-	require.Eventually(t, func() bool { return a.leads(RoleFleet) }, waitFor, tick)
-	tm := a.term(t, RoleFleet)
+	require.Eventually(t, func() bool { return a.leads(coordination.RoleFleet) }, waitFor, tick)
+	tm := a.term(t, coordination.RoleFleet)
 
 	release := make(chan struct{})
 	var wg sync.WaitGroup
@@ -129,15 +130,15 @@ func TestEtcdStuckWorkCallsOnStuck(t *testing.T) {
 	require.Eventually(t, func() bool { return stuck.Load() == 1 }, waitFor, tick)
 	require.Equal(t, uint64(1), a.Stats().Stuck)
 	// The ended term takes no more work.
-	require.ErrorIs(t, a.Go(tm, func(context.Context) {}), ErrNotLeader)
+	require.ErrorIs(t, a.Go(tm, func(context.Context) {}), coordination.ErrNotLeader)
 	_, _, err = a.Hold(tm)
-	require.ErrorIs(t, err, ErrNotLeader)
-	_, tctx, ok := a.Term(RoleFleet)
+	require.ErrorIs(t, err, coordination.ErrNotLeader)
+	_, tctx, ok := a.Term(coordination.RoleFleet)
 	require.False(t, ok)
 	require.Error(t, tctx.Err())
 	// It still resigned after the budget: the key is gone.
 	require.Eventually(t, func() bool {
-		_, _, _, ok := firstKey(t, etcd.Client, RoleFleet)
+		_, _, _, ok := firstKey(t, etcd.Client, coordination.RoleFleet)
 		return !ok
 	}, waitFor, tick)
 }
@@ -147,10 +148,10 @@ func TestEtcdStuckWorkCallsOnStuck(t *testing.T) {
 func TestEtcdKeyDeletedEndsTerm(t *testing.T) {
 	etcd := etcdtest.Start(t)
 	rec := &recorder{}
-	a := newNode(t, etcd, "a", nodeOpts{rec: rec, roles: []string{RoleFleet}})
-	require.Eventually(t, func() bool { return a.leads(RoleFleet) }, waitFor, tick)
-	t1 := a.term(t, RoleFleet)
-	key, _, _, ok := firstKey(t, etcd.Client, RoleFleet)
+	a := newNode(t, etcd, "a", nodeOpts{rec: rec, roles: []string{coordination.RoleFleet}})
+	require.Eventually(t, func() bool { return a.leads(coordination.RoleFleet) }, waitFor, tick)
+	t1 := a.term(t, coordination.RoleFleet)
+	key, _, _, ok := firstKey(t, etcd.Client, coordination.RoleFleet)
 	require.True(t, ok)
 	sub, unsub := a.Subscribe()
 	defer unsub()
@@ -162,10 +163,10 @@ func TestEtcdKeyDeletedEndsTerm(t *testing.T) {
 		t.Fatal("Subscribe did not wake on a term change")
 	}
 	require.Eventually(t, func() bool {
-		tm, _, ok := a.Term(RoleFleet)
+		tm, _, ok := a.Term(coordination.RoleFleet)
 		return ok && tm.Rev > t1.Rev
 	}, waitFor, tick)
-	require.Equal(t, uint64(1), a.Stats().TermEnds[EndKeyDeleted])
+	require.Equal(t, uint64(1), a.Stats().TermEnds[coordination.EndKeyDeleted])
 	rec.requireNoOverlap(t)
 }
 
@@ -178,11 +179,11 @@ func TestEtcdStartTwiceAndCloseIdempotent(t *testing.T) {
 	require.Error(t, a.Start(context.Background()))
 
 	// Never started: Close does nothing, Health says initializing.
-	n := NewEtcd(a.lg, a.cli, testFleet, testInfo("x"), EtcdOptions{})
+	n := New(a.lg, a.cli, testFleet, testInfo("x"), Options{})
 	st, _ := n.Health()
-	require.Equal(t, StateInitializing, st)
+	require.Equal(t, coordination.StateInitializing, st)
 	n.Close()
-	bad := NewEtcd(a.lg, a.cli, testFleet, NodeInfo{ID: "y"}, EtcdOptions{})
+	bad := New(a.lg, a.cli, testFleet, coordination.NodeInfo{ID: "y"}, Options{})
 	require.Error(t, bad.Start(context.Background()))
 	bad.Close()
 }

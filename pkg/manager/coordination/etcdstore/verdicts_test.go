@@ -1,4 +1,4 @@
-package coordination
+package etcdstore
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 	"github.com/switchyard-db/switchyard/test/etcdtest"
 )
 
@@ -34,7 +35,7 @@ func getValue(t *testing.T, cli *clientv3.Client, key string) string {
 // refused, locally and by etcd's fence.
 func TestEtcdFencedVerdict(t *testing.T) {
 	etcd := etcdtest.Start(t)
-	role := ProberRole("east")
+	role := coordination.ProberRole("east")
 	a := newNode(t, etcd, "a", nodeOpts{roles: []string{role}})
 	require.Eventually(t, func() bool { return a.leads(role) }, waitFor, tick)
 	b := newNode(t, etcd, "b", nodeOpts{roles: []string{role}})
@@ -45,14 +46,14 @@ func TestEtcdFencedVerdict(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, t1.Rev, crev)
 
-	v := Verdict{Cluster: "east", Backend: "127.0.0.1:4000", State: VerdictDown, Round: "r1",
-		DecidedAt: time.Unix(1700000000, 0).UTC(), Votes: []Vote{{Node: "a", Vote: VoteDown}}}
+	v := coordination.Verdict{Cluster: "east", Backend: "127.0.0.1:4000", State: coordination.VerdictDown, Round: "r1",
+		DecidedAt: time.Unix(1700000000, 0).UTC(), Votes: []coordination.Vote{{Node: "a", Vote: coordination.VoteDown}}}
 	require.NoError(t, a.WriteVerdict(testCtx(t), t1, v))
 	want := v
 	want.Term = t1.Rev
 	for _, n := range []*node{a, b} {
 		require.Eventually(t, func() bool {
-			got, ok := n.Verdicts()[BackendID("east", "127.0.0.1:4000")]
+			got, ok := n.Verdicts()[coordination.BackendID("east", "127.0.0.1:4000")]
 			return ok && fmt.Sprint(got) == fmt.Sprint(want)
 		}, waitFor, tick)
 	}
@@ -65,7 +66,7 @@ func TestEtcdFencedVerdict(t *testing.T) {
 	stored := getValue(t, etcd.Client, key)
 
 	// Wrong role or bad verdicts are refused outright.
-	require.Error(t, a.WriteVerdict(testCtx(t), Term{Role: RoleFleet, Rev: t1.Rev}, v))
+	require.Error(t, a.WriteVerdict(testCtx(t), coordination.Term{Role: coordination.RoleFleet, Rev: t1.Rev}, v))
 	bad := v
 	bad.State = "sideways"
 	require.Error(t, a.WriteVerdict(testCtx(t), t1, bad))
@@ -74,14 +75,14 @@ func TestEtcdFencedVerdict(t *testing.T) {
 	a.SetRoles(nil)
 	require.Eventually(t, func() bool { return b.leads(role) }, waitFor, tick)
 	up := v
-	up.State = VerdictUp
-	require.ErrorIs(t, a.WriteVerdict(testCtx(t), t1, up), ErrNotLeader, "refused locally")
+	up.State = coordination.VerdictUp
+	require.ErrorIs(t, a.WriteVerdict(testCtx(t), t1, up), coordination.ErrNotLeader, "refused locally")
 
 	// Even if a still believed in t1 (a GC pause, say), etcd refuses it.
 	a.mu.Lock()
 	a.terms[role] = &termState{term: t1, key: oldKey, ctx: context.Background()}
 	a.mu.Unlock()
-	require.ErrorIs(t, a.WriteVerdict(testCtx(t), t1, up), ErrNotLeader, "refused by the fence")
+	require.ErrorIs(t, a.WriteVerdict(testCtx(t), t1, up), coordination.ErrNotLeader, "refused by the fence")
 	require.Equal(t, stored, getValue(t, etcd.Client, key), "the value in etcd is unchanged")
 	a.mu.Lock()
 	delete(a.terms, role)
@@ -91,8 +92,8 @@ func TestEtcdFencedVerdict(t *testing.T) {
 	require.Greater(t, t2.Rev, t1.Rev)
 	require.NoError(t, b.WriteVerdict(testCtx(t), t2, up))
 	require.Eventually(t, func() bool {
-		got := a.Verdicts()[BackendID("east", "127.0.0.1:4000")]
-		return got.State == VerdictUp && got.Term == t2.Rev
+		got := a.Verdicts()[coordination.BackendID("east", "127.0.0.1:4000")]
+		return got.State == coordination.VerdictUp && got.Term == t2.Rev
 	}, waitFor, tick)
 }
 
@@ -102,16 +103,16 @@ func TestEtcdVerdictWatchSurvivesCompaction(t *testing.T) {
 	etcd := etcdtest.Start(t)
 	ctx := testCtx(t)
 	put := func(cluster, addr, state string) {
-		v := Verdict{Cluster: cluster, Backend: addr, State: state}
+		v := coordination.Verdict{Cluster: cluster, Backend: addr, State: state}
 		_, err := etcd.Client.Put(ctx, verdictKeyOf(cluster, addr), mustJSON(t, v))
 		require.NoError(t, err)
 	}
-	put("east", "h1:1", VerdictDown)
-	put("east", "h2:1", VerdictDown)
+	put("east", "h1:1", coordination.VerdictDown)
+	put("east", "h2:1", coordination.VerdictDown)
 
 	var once sync.Once
 	churned := make(chan struct{})
-	a := newNodeWith(t, etcd, "a", func(n *Etcd) {
+	a := newNodeWith(t, etcd, "a", func(n *Store) {
 		n.hooks.afterList = func() {
 			// Runs on the watch goroutine: assert, not require.
 			once.Do(func() {
@@ -119,8 +120,8 @@ func TestEtcdVerdictWatchSurvivesCompaction(t *testing.T) {
 				_, err := etcd.Client.Delete(ctx, verdictKeyOf("east", "h1:1"))
 				assert.NoError(t, err)
 				for _, kv := range [][2]string{
-					{verdictKeyOf("east", "h2:1"), mustJSON(t, Verdict{State: VerdictUp})},
-					{verdictKeyOf("west", "h3:1"), mustJSON(t, Verdict{State: VerdictDown})},
+					{verdictKeyOf("east", "h2:1"), mustJSON(t, coordination.Verdict{State: coordination.VerdictUp})},
+					{verdictKeyOf("west", "h3:1"), mustJSON(t, coordination.Verdict{State: coordination.VerdictDown})},
 					{verdictPfx + "west/garbage", "x"}, // not a verdict key
 					{verdictKeyOf("west", "h4:1"), "{corrupt"},
 				} {
@@ -138,10 +139,10 @@ func TestEtcdVerdictWatchSurvivesCompaction(t *testing.T) {
 	<-churned
 	require.Eventually(t, func() bool {
 		m := a.Verdicts()
-		return len(m) == 2 && m["east/h2:1"].State == VerdictUp && m["west/h3:1"].State == VerdictDown
+		return len(m) == 2 && m["east/h2:1"].State == coordination.VerdictUp && m["west/h3:1"].State == coordination.VerdictDown
 	}, waitFor, tick)
 	// And the watch works after the re-list.
-	put("west", "h5:1", VerdictDown)
+	put("west", "h5:1", coordination.VerdictDown)
 	_, err := etcd.Client.Delete(ctx, verdictKeyOf("east", "h2:1"))
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
@@ -152,10 +153,10 @@ func TestEtcdVerdictWatchSurvivesCompaction(t *testing.T) {
 }
 
 // newNodeWith starts a direct node after letting the test adjust it.
-func newNodeWith(t *testing.T, etcd *etcdtest.Etcd, id string, adjust func(*Etcd)) *Etcd {
+func newNodeWith(t *testing.T, etcd *etcdtest.Etcd, id string, adjust func(*Store)) *Store {
 	t.Helper()
 	cli := etcd.Client
-	n := NewEtcd(testLogger(t, id), cli, testFleet, testInfo(id), EtcdOptions{ElectionTTL: testTTL, NodeTTL: testNodeTTL})
+	n := New(testLogger(t, id), cli, testFleet, testInfo(id), Options{ElectionTTL: testTTL, NodeTTL: testNodeTTL})
 	adjust(n)
 	require.NoError(t, n.Start(context.Background()))
 	t.Cleanup(n.Close)

@@ -1,14 +1,15 @@
-package coordination
+package etcdstore
 
 import (
 	"time"
+
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 )
 
-// Defaults of EtcdOptions (ha.md 6.3).
+// Defaults of Options (ha.md 6.3).
 const (
 	DefaultElectionTTL = 5 * time.Second
 	DefaultNodeTTL     = 10 * time.Second
-	DefaultStopBudget  = 5 * time.Second
 )
 
 // Fixed timings. Every etcd call has its own timeout so that an unreachable
@@ -30,8 +31,8 @@ const (
 	minGuardMargin = 500 * time.Millisecond
 )
 
-// EtcdOptions tune the etcd backend. Zero values take the defaults.
-type EtcdOptions struct {
+// Options tune the etcd backend. Zero values take the defaults.
+type Options struct {
 	// ElectionTTL is the lease of a leadership term, rounded up to whole
 	// seconds: a crashed leader is replaced after about this long.
 	ElectionTTL time.Duration
@@ -46,7 +47,7 @@ type EtcdOptions struct {
 	OnStuck func()
 }
 
-func (o EtcdOptions) withDefaults() EtcdOptions {
+func (o Options) withDefaults() Options {
 	if o.ElectionTTL <= 0 {
 		o.ElectionTTL = DefaultElectionTTL
 	}
@@ -54,7 +55,7 @@ func (o EtcdOptions) withDefaults() EtcdOptions {
 		o.NodeTTL = DefaultNodeTTL
 	}
 	if o.StopBudget <= 0 {
-		o.StopBudget = DefaultStopBudget
+		o.StopBudget = coordination.DefaultStopBudget
 	}
 	return o
 }
@@ -73,42 +74,4 @@ func ttlSeconds(d time.Duration) int64 {
 // the term ends: max(500ms, TTL/5).
 func guardMargin(ttl time.Duration) time.Duration {
 	return max(minGuardMargin, ttl/5)
-}
-
-// Term end reasons, as counted in Stats.TermEnds.
-const (
-	EndGuard       = "guard_expired"
-	EndLeaseLost   = "lease_not_found"
-	EndSession     = "session_done"
-	EndKeyDeleted  = "key_deleted"
-	EndRoleRemoved = "role_removed"
-	EndShutdown    = "shutdown"
-)
-
-// RoleStats describe this node's standing for one role it campaigns for.
-type RoleStats struct {
-	Role string
-	// Leader and Term: whether this node holds the role now, and its term.
-	Leader bool
-	Term   int64
-	// LeaderChanges counts how often this node won or lost the role.
-	LeaderChanges uint64
-	// GuardRemaining is, at the last successful renewal of the current (or
-	// last) term, how long until the lease could expire on the server: the
-	// renew guard's headroom. Zero before any term.
-	GuardRemaining time.Duration
-}
-
-// Stats are the counters and gauges the server exports as metrics.
-type Stats struct {
-	Roles []RoleStats // sorted by role
-	// TermEnds counts ended terms by reason (End* constants).
-	TermEnds map[string]uint64
-	// Stuck counts terms whose work outlived StopBudget.
-	Stuck uint64
-	// CampaignErrors counts failed campaign attempts (including phantom wins
-	// that the check after Campaign caught).
-	CampaignErrors uint64
-	// Registrations counts successful (re-)registrations of this node.
-	Registrations uint64
 }

@@ -1,14 +1,16 @@
-package coordination
+package etcdstore
 
 import (
 	"fmt"
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 )
 
-// Subscribe implements Backend.
-func (e *Etcd) Subscribe() (<-chan struct{}, func()) {
+// Subscribe implements Store.
+func (e *Store) Subscribe() (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
 	e.mu.Lock()
 	e.subs[ch] = struct{}{}
@@ -24,7 +26,7 @@ func (e *Etcd) Subscribe() (<-chan struct{}, func()) {
 }
 
 // notifyLocked wakes every subscriber without blocking.
-func (e *Etcd) notifyLocked() {
+func (e *Store) notifyLocked() {
 	for ch := range e.subs {
 		select {
 		case ch <- struct{}{}:
@@ -34,10 +36,10 @@ func (e *Etcd) notifyLocked() {
 }
 
 // Stats returns the counters and gauges for metrics.
-func (e *Etcd) Stats() Stats {
+func (e *Store) Stats() coordination.Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	s := Stats{
+	s := coordination.Stats{
 		TermEnds:       make(map[string]uint64, len(e.termEnds)),
 		Stuck:          e.counters.stuck,
 		CampaignErrors: e.counters.campaignErrs,
@@ -57,31 +59,31 @@ func (e *Etcd) Stats() Stats {
 	return s
 }
 
-// Health implements Backend.
-func (e *Etcd) Health() (string, string) {
+// Health implements Store.
+func (e *Store) Health() (string, string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	switch {
 	case e.closing:
-		return StateStopping, "closing"
+		return coordination.StateStopping, "closing"
 	case !e.started:
-		return StateInitializing, "not started"
+		return coordination.StateInitializing, "not started"
 	case !e.reg.everRegistered:
 		if e.reg.err != nil {
-			return StateInitializing, "registering: " + e.reg.err.Error()
+			return coordination.StateInitializing, "registering: " + e.reg.err.Error()
 		}
-		return StateInitializing, "registering"
+		return coordination.StateInitializing, "registering"
 	case e.reg.err != nil:
-		return StateAbnormal, "registration failing: " + e.reg.err.Error()
+		return coordination.StateAbnormal, "registration failing: " + e.reg.err.Error()
 	}
 	// The client sends keepalives every TTL/3 (checked every 500 ms).
 	nodeTTL := time.Duration(e.nodeTTL) * time.Second
 	if silent := time.Since(e.reg.lastAck); silent > min(nodeTTL, nodeTTL/3+2*time.Second) {
-		return StateAbnormal, fmt.Sprintf("etcd unreachable: no lease keepalive answer for %s",
+		return coordination.StateAbnormal, fmt.Sprintf("etcd unreachable: no lease keepalive answer for %s",
 			silent.Truncate(100*time.Millisecond))
 	}
 	if e.watchErr != nil {
-		return StateAbnormal, "verdict watch failing: " + e.watchErr.Error()
+		return coordination.StateAbnormal, "verdict watch failing: " + e.watchErr.Error()
 	}
-	return StateHealthy, ""
+	return coordination.StateHealthy, ""
 }

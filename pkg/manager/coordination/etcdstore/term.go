@@ -1,10 +1,11 @@
-package coordination
+package etcdstore
 
 import (
 	"context"
 	"sync"
 	"time"
 
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
@@ -22,12 +23,12 @@ var cancelledCtx = func() context.Context {
 // (Go, Hold) while the term is not ended; the term waits for it before it
 // resigns.
 type termState struct {
-	term   Term
+	term   coordination.Term
 	key    string
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	ended  bool // under Etcd.mu; no work registers once set
+	ended  bool // under Store.mu; no work registers once set
 }
 
 // hold runs a won term until its first end condition (ha.md 6.4), then
@@ -54,7 +55,7 @@ func (r *roleRunner) hold(ctx context.Context, s *concurrency.Session, el *concu
 		r.watchKeyGone(gctx, key, rev, fromRev, gone)
 	}()
 
-	ts := e.beginTerm(Term{Role: r.role, Rev: rev}, key, validUntil)
+	ts := e.beginTerm(coordination.Term{Role: r.role, Rev: rev}, key, validUntil)
 	begun := time.Now()
 	r.lg.Info("leadership term began", zap.Int64("term", rev), zap.String("key", key))
 
@@ -70,17 +71,17 @@ func (r *roleRunner) hold(ctx context.Context, s *concurrency.Session, el *concu
 			}
 			e.setGuardRemaining(r.role, time.Until(v))
 		case <-expire.C:
-			reason = EndGuard
+			reason = coordination.EndGuard
 		case <-lost:
-			reason = EndLeaseLost
+			reason = coordination.EndLeaseLost
 		case <-s.Done():
-			reason = EndSession
+			reason = coordination.EndSession
 		case <-gone:
-			reason = EndKeyDeleted
+			reason = coordination.EndKeyDeleted
 		case <-ctx.Done():
-			reason = EndRoleRemoved
+			reason = coordination.EndRoleRemoved
 			if e.isClosing() || e.ctx.Err() != nil {
-				reason = EndShutdown
+				reason = coordination.EndShutdown
 			}
 		}
 	}
@@ -164,13 +165,13 @@ func (r *roleRunner) watchKeyGone(ctx context.Context, key string, rev, fromRev 
 	}
 }
 
-func (e *Etcd) isClosing() bool {
+func (e *Store) isClosing() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.closing
 }
 
-func (e *Etcd) beginTerm(t Term, key string, validUntil time.Time) *termState {
+func (e *Store) beginTerm(t coordination.Term, key string, validUntil time.Time) *termState {
 	ctx, cancel := context.WithCancel(context.Background())
 	ts := &termState{term: t, key: key, ctx: ctx, cancel: cancel}
 	if h := e.hooks.term; h != nil {
@@ -191,7 +192,7 @@ func (e *Etcd) beginTerm(t Term, key string, validUntil time.Time) *termState {
 // endTerm marks the term over (Term, Go, Hold and WriteVerdict refuse it),
 // cancels its context and waits for its work, fail-stopping through OnStuck
 // if the work outlives StopBudget.
-func (e *Etcd) endTerm(ts *termState, reason string) {
+func (e *Store) endTerm(ts *termState, reason string) {
 	e.mu.Lock()
 	ts.ended = true
 	if e.terms[ts.term.Role] == ts {
@@ -208,7 +209,7 @@ func (e *Etcd) endTerm(ts *termState, reason string) {
 	if h := e.hooks.term; h != nil {
 		h(ts.term, false)
 	}
-	if !waitTimeout(&ts.wg, e.opts.StopBudget) {
+	if !coordination.WaitTimeout(&ts.wg, e.opts.StopBudget) {
 		e.mu.Lock()
 		e.counters.stuck++
 		e.mu.Unlock()
@@ -219,7 +220,7 @@ func (e *Etcd) endTerm(ts *termState, reason string) {
 	}
 }
 
-func (e *Etcd) setGuardRemaining(role string, d time.Duration) {
+func (e *Store) setGuardRemaining(role string, d time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if rs := e.roleStat[role]; rs != nil {
@@ -228,7 +229,7 @@ func (e *Etcd) setGuardRemaining(role string, d time.Duration) {
 }
 
 // current returns the live term state for term, or nil.
-func (e *Etcd) currentLocked(t Term) *termState {
+func (e *Store) currentLocked(t coordination.Term) *termState {
 	ts := e.terms[t.Role]
 	if ts == nil || ts.ended || ts.term != t {
 		return nil
@@ -236,25 +237,25 @@ func (e *Etcd) currentLocked(t Term) *termState {
 	return ts
 }
 
-// Term implements Backend. When the node does not lead role, the context
+// Term implements Store. When the node does not lead role, the context
 // returned is already cancelled.
-func (e *Etcd) Term(role string) (Term, context.Context, bool) {
+func (e *Store) Term(role string) (coordination.Term, context.Context, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ts := e.terms[role]
 	if ts == nil || ts.ended {
-		return Term{}, cancelledCtx, false
+		return coordination.Term{}, cancelledCtx, false
 	}
 	return ts.term, ts.ctx, true
 }
 
 // Go implements TermWorker.
-func (e *Etcd) Go(term Term, fn func(ctx context.Context)) error {
+func (e *Store) Go(term coordination.Term, fn func(ctx context.Context)) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ts := e.currentLocked(term)
 	if ts == nil {
-		return ErrNotLeader
+		return coordination.ErrNotLeader
 	}
 	ts.wg.Add(1)
 	go func() {
@@ -265,12 +266,12 @@ func (e *Etcd) Go(term Term, fn func(ctx context.Context)) error {
 }
 
 // Hold implements TermWorker.
-func (e *Etcd) Hold(term Term) (context.Context, func(), error) {
+func (e *Store) Hold(term coordination.Term) (context.Context, func(), error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ts := e.currentLocked(term)
 	if ts == nil {
-		return cancelledCtx, func() {}, ErrNotLeader
+		return cancelledCtx, func() {}, coordination.ErrNotLeader
 	}
 	ts.wg.Add(1)
 	return ts.ctx, sync.OnceFunc(ts.wg.Done), nil

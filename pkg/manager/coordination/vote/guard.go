@@ -1,13 +1,17 @@
-package coordination
+package vote
 
-import "time"
+import (
+	"time"
+
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
+)
 
 // downRateWindow is the window of CoordinatorOptions.MaxDownPerMinute.
 const downRateWindow = time.Minute
 
 // guard returns why a proposal must not go ahead, or "".
 func (c *Coordinator) guard(cluster, addr, state string, healthy func(except string) int) string {
-	if state != VerdictDown {
+	if state != coordination.VerdictDown {
 		return ""
 	}
 	if healthy(addr) < 1 {
@@ -46,7 +50,7 @@ func (c *Coordinator) downsInWindow(cluster string) (int, time.Time) {
 	c.downs[cluster] = kept
 	c.mu.Unlock()
 	for _, v := range c.backend.Verdicts() {
-		if v.Cluster == cluster && v.State == VerdictDown {
+		if v.Cluster == cluster && v.State == coordination.VerdictDown {
 			count(v.Round, v.DecidedAt)
 		}
 	}

@@ -1,4 +1,4 @@
-package coordination
+package vote
 
 import (
 	"context"
@@ -6,12 +6,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 	"go.uber.org/zap"
 )
 
-// MaxVoteProbe bounds the fresh probe a voter runs for one vote request,
+// MaxProbe bounds the fresh probe a voter runs for one vote request,
 // whatever deadline the leader asks for.
-const MaxVoteProbe = time.Second
+const MaxProbe = time.Second
 
 // ErrNotServed is what a Prober returns for a cluster or backend this node
 // does not probe. Any error makes the vote "unknown"; this one says why.
@@ -28,8 +29,8 @@ type Prober interface {
 	ProbeNow(ctx context.Context, cluster, addr string) (healthy bool, reason string, err error)
 }
 
-// VoteRequest is what the prober leader of a cluster asks each voter.
-type VoteRequest struct {
+// Request is what the prober leader of a cluster asks each voter.
+type Request struct {
 	Cluster string `json:"cluster"`
 	// Backend is the backend's addr.
 	Backend string `json:"backend"`
@@ -39,13 +40,13 @@ type VoteRequest struct {
 	Term     int64  `json:"term"`
 	Round    string `json:"round"`
 	LeaderID string `json:"leader_id"`
-	// DeadlineMS bounds the voter's probe (at most MaxVoteProbe); 0 means
-	// MaxVoteProbe.
+	// DeadlineMS bounds the voter's probe (at most MaxProbe); 0 means
+	// MaxProbe.
 	DeadlineMS int `json:"deadline_ms"`
 }
 
-// VoteResponse is one voter's answer.
-type VoteResponse struct {
+// Response is one voter's answer.
+type Response struct {
 	Node string `json:"node"`
 	// Vote is VoteDown, VoteUp or VoteUnknown.
 	Vote   string `json:"vote"`
@@ -81,7 +82,7 @@ func NewVoter(lg *zap.Logger, nodeID string, prober Prober) *Voter {
 // elsewhere (leader discovery, the election prefix): requests of older terms
 // are refused from now on.
 func (v *Voter) ObserveTerm(cluster string, term int64) {
-	v.admit(ProberRole(cluster), term)
+	v.admit(coordination.ProberRole(cluster), term)
 }
 
 // admit records term for role and reports whether it is not older than the
@@ -100,15 +101,15 @@ func (v *Voter) admit(role string, term int64) (bool, int64) {
 // HandleVote answers one request: down when a fresh probe of the backend
 // fails, up when it succeeds, unknown when this node cannot tell (it does not
 // serve the cluster, the probe could not run) or the term is stale.
-func (v *Voter) HandleVote(ctx context.Context, req VoteRequest) VoteResponse {
-	resp := VoteResponse{Node: v.nodeID, Vote: VoteUnknown, Term: req.Term}
+func (v *Voter) HandleVote(ctx context.Context, req Request) Response {
+	resp := Response{Node: v.nodeID, Vote: coordination.VoteUnknown, Term: req.Term}
 	if req.Cluster == "" || req.Backend == "" {
 		resp.Reason = "invalid request: cluster and backend are required"
 		return resp
 	}
 	lg := v.lg.With(zap.String("cluster", req.Cluster), zap.String("backend", req.Backend),
 		zap.Int64("term", req.Term), zap.String("round", req.Round), zap.String("leader", req.LeaderID))
-	ok, newest := v.admit(ProberRole(req.Cluster), req.Term)
+	ok, newest := v.admit(coordination.ProberRole(req.Cluster), req.Term)
 	resp.Term = newest
 	if !ok {
 		resp.Reason = ReasonStaleTerm
@@ -119,7 +120,7 @@ func (v *Voter) HandleVote(ctx context.Context, req VoteRequest) VoteResponse {
 		resp.Reason = "no prober"
 		return resp
 	}
-	budget := MaxVoteProbe
+	budget := MaxProbe
 	if d := time.Duration(req.DeadlineMS) * time.Millisecond; d > 0 && d < budget {
 		budget = d
 	}
@@ -130,9 +131,9 @@ func (v *Voter) HandleVote(ctx context.Context, req VoteRequest) VoteResponse {
 	case err != nil:
 		resp.Reason = err.Error()
 	case healthy:
-		resp.Vote = VoteUp
+		resp.Vote = coordination.VoteUp
 	default:
-		resp.Vote, resp.Reason = VoteDown, reason
+		resp.Vote, resp.Reason = coordination.VoteDown, reason
 	}
 	lg.Debug("voted", zap.String("vote", resp.Vote), zap.String("reason", resp.Reason))
 	return resp

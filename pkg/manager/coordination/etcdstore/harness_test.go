@@ -1,4 +1,4 @@
-package coordination
+package etcdstore
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/switchyard-db/switchyard/lib/etcdclient"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 	"github.com/switchyard-db/switchyard/test/etcdtest"
 )
 
@@ -32,16 +33,16 @@ var (
 	tick    = 20 * time.Millisecond
 )
 
-func testInfo(id string) NodeInfo {
-	return NodeInfo{ID: id, Host: "127.0.0.1", SQLPort: 6000, APIPort: 7000, Version: "test",
-		StartTime: time.Unix(1700000000, 0).UTC(), State: NodeUp, Clusters: []string{"east"}}
+func testInfo(id string) coordination.NodeInfo {
+	return coordination.NodeInfo{ID: id, Host: "127.0.0.1", SQLPort: 6000, APIPort: 7000, Version: "test",
+		StartTime: time.Unix(1700000000, 0).UTC(), State: coordination.NodeUp, Clusters: []string{"east"}}
 }
 
 // termEvent is one term begin or end as the hook saw it, with a monotonic
 // timestamp.
 type termEvent struct {
 	node  string
-	term  Term
+	term  coordination.Term
 	began bool
 	at    time.Time
 }
@@ -52,8 +53,8 @@ type recorder struct {
 	events []termEvent
 }
 
-func (r *recorder) hook(node string) func(Term, bool) {
-	return func(t Term, began bool) {
+func (r *recorder) hook(node string) func(coordination.Term, bool) {
+	return func(t coordination.Term, began bool) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.events = append(r.events, termEvent{node: node, term: t, began: began, at: time.Now()})
@@ -93,7 +94,7 @@ func (r *recorder) requireNoOverlap(t *testing.T) {
 }
 
 type node struct {
-	*Etcd
+	*Store
 	id  string
 	cli *clientv3.Client
 	px  proxy.Server // nil when direct
@@ -101,7 +102,7 @@ type node struct {
 
 type nodeOpts struct {
 	viaProxy bool
-	opts     EtcdOptions
+	opts     Options
 	rec      *recorder
 	roles    []string
 }
@@ -145,7 +146,7 @@ func newNode(t *testing.T, etcd *etcdtest.Etcd, id string, no nodeOpts) *node {
 	if no.opts.OnStuck == nil {
 		no.opts.OnStuck = func() { t.Errorf("node %s: leader-only work stuck", id) }
 	}
-	n.Etcd = NewEtcd(testLogger(t, id), cli, testFleet, testInfo(id), no.opts)
+	n.Store = New(testLogger(t, id), cli, testFleet, testInfo(id), no.opts)
 	if no.rec != nil {
 		n.hooks.term = no.rec.hook(id)
 	}
@@ -177,7 +178,7 @@ func (n *node) leads(role string) bool {
 	return ok
 }
 
-func (n *node) term(t *testing.T, role string) Term {
+func (n *node) term(t *testing.T, role string) coordination.Term {
 	t.Helper()
 	tm, _, ok := n.Term(role)
 	require.True(t, ok, "%s should lead %s", n.id, role)

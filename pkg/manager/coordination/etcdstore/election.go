@@ -1,4 +1,4 @@
-package coordination
+package etcdstore
 
 import (
 	"context"
@@ -29,7 +29,7 @@ var (
 
 // roleRunner campaigns for one role, one etcd session per term (ha.md 6.4).
 type roleRunner struct {
-	e      *Etcd
+	e      *Store
 	role   string
 	lg     *zap.Logger
 	cancel context.CancelFunc

@@ -1,4 +1,4 @@
-package coordination
+package vote
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -23,14 +24,14 @@ func TestVoterHandleVote(t *testing.T) {
 		wantReason string
 		maxProbe   time.Duration
 	}{
-		"probe fails":      {result: &voteDownResult, wantVote: VoteDown, wantReason: "connection refused", maxProbe: MaxVoteProbe},
-		"probe succeeds":   {result: &voteUpResult, wantVote: VoteUp, maxProbe: MaxVoteProbe},
-		"backend unknown":  {wantVote: VoteUnknown, wantReason: ErrNotServed.Error()},
-		"cluster unknown":  {result: &voteUpResult, cluster: "west", wantVote: VoteUnknown, wantReason: ErrNotServed.Error()},
-		"probe cannot run": {result: &voteProbeResult{err: errors.New("prober closed")}, wantVote: VoteUnknown, wantReason: "prober closed"},
-		"short deadline":   {result: &voteUpResult, deadlineMS: 200, wantVote: VoteUp, maxProbe: 200 * time.Millisecond},
-		"long deadline":    {result: &voteUpResult, deadlineMS: 60_000, wantVote: VoteUp, maxProbe: MaxVoteProbe},
-		"hung backend":     {result: &voteProbeResult{healthy: true, block: make(chan struct{})}, deadlineMS: 50, wantVote: VoteDown, wantReason: "probe timed out"},
+		"probe fails":      {result: &voteDownResult, wantVote: coordination.VoteDown, wantReason: "connection refused", maxProbe: MaxProbe},
+		"probe succeeds":   {result: &voteUpResult, wantVote: coordination.VoteUp, maxProbe: MaxProbe},
+		"backend unknown":  {wantVote: coordination.VoteUnknown, wantReason: ErrNotServed.Error()},
+		"cluster unknown":  {result: &voteUpResult, cluster: "west", wantVote: coordination.VoteUnknown, wantReason: ErrNotServed.Error()},
+		"probe cannot run": {result: &voteProbeResult{err: errors.New("prober closed")}, wantVote: coordination.VoteUnknown, wantReason: "prober closed"},
+		"short deadline":   {result: &voteUpResult, deadlineMS: 200, wantVote: coordination.VoteUp, maxProbe: 200 * time.Millisecond},
+		"long deadline":    {result: &voteUpResult, deadlineMS: 60_000, wantVote: coordination.VoteUp, maxProbe: MaxProbe},
+		"hung backend":     {result: &voteProbeResult{healthy: true, block: make(chan struct{})}, deadlineMS: 50, wantVote: coordination.VoteDown, wantReason: "probe timed out"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -44,10 +45,10 @@ func TestVoterHandleVote(t *testing.T) {
 			if tt.cluster != "" {
 				cluster = tt.cluster
 			}
-			resp := v.HandleVote(context.Background(), VoteRequest{
+			resp := v.HandleVote(context.Background(), Request{
 				Cluster: cluster, Backend: "10.0.0.1:4000", Term: 5, Round: "r1", LeaderID: "n0", DeadlineMS: tt.deadlineMS,
 			})
-			require.Equal(t, VoteResponse{Node: "n1", Vote: tt.wantVote, Reason: tt.wantReason, Term: 5}, resp)
+			require.Equal(t, Response{Node: "n1", Vote: tt.wantVote, Reason: tt.wantReason, Term: 5}, resp)
 			require.EqualValues(t, 1, p.calls.Load(), "every vote is a fresh probe")
 			if tt.maxProbe > 0 {
 				require.Len(t, p.deadlines, 1)
@@ -61,19 +62,19 @@ func TestVoterHandleVote(t *testing.T) {
 func TestVoterRejectsStaleTerm(t *testing.T) {
 	p := newVoteFakeProber(map[string]voteProbeResult{"b:1": voteDownResult})
 	v := NewVoter(zaptest.NewLogger(t), "n1", p)
-	ask := func(cluster string, term int64) VoteResponse {
-		return v.HandleVote(context.Background(), VoteRequest{Cluster: cluster, Backend: "b:1", Term: term, Round: "r", LeaderID: "n0"})
+	ask := func(cluster string, term int64) Response {
+		return v.HandleVote(context.Background(), Request{Cluster: cluster, Backend: "b:1", Term: term, Round: "r", LeaderID: "n0"})
 	}
-	require.Equal(t, VoteDown, ask(voteTestCluster, 10).Vote)
-	require.Equal(t, VoteDown, ask(voteTestCluster, 10).Vote, "the same term again is fine")
-	require.Equal(t, VoteResponse{Node: "n1", Vote: VoteUnknown, Reason: ReasonStaleTerm, Term: 10}, ask(voteTestCluster, 9))
-	require.Equal(t, VoteDown, ask(voteTestCluster, 11).Vote)
+	require.Equal(t, coordination.VoteDown, ask(voteTestCluster, 10).Vote)
+	require.Equal(t, coordination.VoteDown, ask(voteTestCluster, 10).Vote, "the same term again is fine")
+	require.Equal(t, Response{Node: "n1", Vote: coordination.VoteUnknown, Reason: ReasonStaleTerm, Term: 10}, ask(voteTestCluster, 9))
+	require.Equal(t, coordination.VoteDown, ask(voteTestCluster, 11).Vote)
 	require.Equal(t, ReasonStaleTerm, ask(voteTestCluster, 10).Reason, "the newest term moved on")
 	// Terms are per prober role: another cluster's are unrelated.
 	require.Equal(t, ErrNotServed.Error(), ask("west", 3).Reason)
 	// A term learned outside any request counts too.
 	v.ObserveTerm(voteTestCluster, 20)
-	require.Equal(t, VoteResponse{Node: "n1", Vote: VoteUnknown, Reason: ReasonStaleTerm, Term: 20}, ask(voteTestCluster, 19))
+	require.Equal(t, Response{Node: "n1", Vote: coordination.VoteUnknown, Reason: ReasonStaleTerm, Term: 20}, ask(voteTestCluster, 19))
 	require.EqualValues(t, 4, p.calls.Load(), "a refused request probes nothing")
 }
 
@@ -100,7 +101,7 @@ func TestVoteHandlerHTTP(t *testing.T) {
 	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			req, err := http.NewRequest(tt.method, srv.URL+VotePath, strings.NewReader(tt.body))
+			req, err := http.NewRequest(tt.method, srv.URL+Path, strings.NewReader(tt.body))
 			require.NoError(t, err)
 			if tt.auth != "" {
 				req.Header.Set("Authorization", tt.auth)
@@ -124,9 +125,9 @@ func TestVoteHandlerHTTP(t *testing.T) {
 	open := httptest.NewServer(v.Handler(""))
 	defer open.Close()
 	c := &PeerClient{HTTP: hc}
-	resp, err := c.RequestVote(context.Background(), open.Listener.Addr().String(), VoteRequest{Cluster: voteTestCluster, Backend: "b:1", Term: 3})
+	resp, err := c.RequestVote(context.Background(), open.Listener.Addr().String(), Request{Cluster: voteTestCluster, Backend: "b:1", Term: 3})
 	require.NoError(t, err)
-	require.Equal(t, VoteResponse{Node: "n1", Vote: VoteDown, Reason: "connection refused", Term: 3}, resp)
+	require.Equal(t, Response{Node: "n1", Vote: coordination.VoteDown, Reason: "connection refused", Term: 3}, resp)
 }
 
 func TestPeerClient(t *testing.T) {
@@ -135,12 +136,12 @@ func TestPeerClient(t *testing.T) {
 	srv := httptest.NewServer(v.Handler(voteTestToken))
 	defer srv.Close()
 	addr := srv.Listener.Addr().String()
-	req := VoteRequest{Cluster: voteTestCluster, Backend: "b:1", Term: 3, Round: "r", LeaderID: "n0", DeadlineMS: 100}
+	req := Request{Cluster: voteTestCluster, Backend: "b:1", Term: 3, Round: "r", LeaderID: "n0", DeadlineMS: 100}
 
 	// The default client (no keep-alives) and the token.
 	resp, err := (&PeerClient{Token: voteTestToken}).RequestVote(context.Background(), addr, req)
 	require.NoError(t, err)
-	require.Equal(t, VoteResponse{Node: "n1", Vote: VoteUp, Term: 3}, resp)
+	require.Equal(t, Response{Node: "n1", Vote: coordination.VoteUp, Term: 3}, resp)
 
 	_, err = (&PeerClient{Token: "wrong"}).RequestVote(context.Background(), addr, req)
 	require.ErrorContains(t, err, "401")

@@ -1,4 +1,4 @@
-package coordination
+package vote
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -42,7 +43,7 @@ func TestReconcileProposesOnce(t *testing.T) {
 	require.Equal(t, 1, attempts)
 	require.EqualValues(t, 1, voteRounds(f.coord))
 	// Verdicts of other clusters are not this one's.
-	west := map[string]Verdict{"west/a:1": {Cluster: "west", Backend: "a:1", State: VerdictDown}}
+	west := map[string]coordination.Verdict{"west/a:1": {Cluster: "west", Backend: "a:1", State: coordination.VerdictDown}}
 	f.clock.advance(voteSettleHold)
 	require.Equal(t, []string{"a:1 down approved"}, voteSummary(f.coord.Reconcile(ctx, voteTestCluster, local, west)))
 }
@@ -95,7 +96,7 @@ func TestReconcileRecoveryFirst(t *testing.T) {
 	// the last routable backend, so a's recovery goes first.
 	probes := map[string]voteProbeResult{"a:1": voteUpResult, "b:1": voteDownResult}
 	f := newVoteFleet(t, CoordinatorOptions{}, probes, newVotePeer(t, "n1", voteTestToken, probes))
-	f.backend.setVerdict(Verdict{Cluster: voteTestCluster, Backend: "a:1", State: VerdictDown, Term: 6, Round: "r0",
+	f.backend.setVerdict(coordination.Verdict{Cluster: voteTestCluster, Backend: "a:1", State: coordination.VerdictDown, Term: 6, Round: "r0",
 		DecidedAt: f.clock.now().Add(-time.Hour)})
 	local := map[string]bool{"a:1": true, "b:1": false}
 
@@ -103,8 +104,8 @@ func TestReconcileRecoveryFirst(t *testing.T) {
 	require.Equal(t, []string{"a:1 up approved", "b:1 down approved"}, voteSummary(ds))
 	_, writes := f.backend.written()
 	require.Len(t, writes, 2)
-	require.Equal(t, VerdictUp, writes[0].State)
-	require.Equal(t, VerdictDown, writes[1].State)
+	require.Equal(t, coordination.VerdictUp, writes[0].State)
+	require.Equal(t, coordination.VerdictDown, writes[1].State)
 }
 
 func TestReconcileLastBackend(t *testing.T) {
@@ -119,7 +120,7 @@ func TestReconcileLastBackend(t *testing.T) {
 	require.Zero(t, attempts)
 
 	// One down already: the other one stays, even with votes against it.
-	f.backend.setVerdict(Verdict{Cluster: voteTestCluster, Backend: "a:1", State: VerdictDown, Round: "r0"})
+	f.backend.setVerdict(coordination.Verdict{Cluster: voteTestCluster, Backend: "a:1", State: coordination.VerdictDown, Round: "r0"})
 	local = map[string]bool{"a:1": false, "b:1": false, "c:1": false}
 	f.clock.advance(time.Hour)
 	ds = f.coord.Reconcile(context.Background(), voteTestCluster, local, f.backend.Verdicts())
@@ -138,7 +139,7 @@ func TestReconcileNotLeader(t *testing.T) {
 	// A term lost during Reconcile stops it: the next leader takes over.
 	f.backend.newTerm(9)
 	lost := &voteLosingBackend{voteFakeBackend: f.backend}
-	c := NewCoordinator(zaptest.NewLogger(t), lost, NodeInfo{ID: "n0"}, f.local, f.coord.peers, CoordinatorOptions{})
+	c := NewCoordinator(zaptest.NewLogger(t), lost, coordination.NodeInfo{ID: "n0"}, f.local, f.coord.peers, CoordinatorOptions{})
 	local := map[string]bool{"a:1": false, "b:1": false, "c:1": true}
 	ds := c.Reconcile(context.Background(), voteTestCluster, local, nil)
 	require.Equal(t, []string{"a:1 down stale_term"}, voteSummary(ds))
@@ -147,7 +148,7 @@ func TestReconcileNotLeader(t *testing.T) {
 // voteLosingBackend loses its term when the first round lists its voters.
 type voteLosingBackend struct{ *voteFakeBackend }
 
-func (b *voteLosingBackend) Members(ctx context.Context) ([]Member, error) {
+func (b *voteLosingBackend) Members(ctx context.Context) ([]coordination.Member, error) {
 	b.loseTerm()
 	return b.voteFakeBackend.Members(ctx)
 }

@@ -1,13 +1,13 @@
-package coordination
+package vote
 
 import (
 	"maps"
 	"time"
 )
 
-// VoteMetrics observes vote rounds; pkg/metrics implements it with
+// Metrics observes vote rounds; pkg/metrics implements it with
 // Prometheus collectors. Calls come from the goroutine that ran the round.
-type VoteMetrics interface {
+type Metrics interface {
 	// ObserveRound is called once per round: result is ResultApproved or a
 	// Blocked* reason.
 	ObserveRound(cluster, state, result string, d time.Duration)
@@ -16,8 +16,8 @@ type VoteMetrics interface {
 	ObserveVote(cluster, vote string)
 }
 
-// VoteStats are a Coordinator's counters since it was built.
-type VoteStats struct {
+// Stats are a Coordinator's counters since it was built.
+type Stats struct {
 	// Rounds counts rounds by result (ResultApproved or a Blocked* reason).
 	Rounds map[string]uint64
 	// Votes counts votes by value.
@@ -26,15 +26,15 @@ type VoteStats struct {
 	RoundTime time.Duration
 }
 
-func newVoteStats() VoteStats {
-	return VoteStats{Rounds: map[string]uint64{}, Votes: map[string]uint64{}}
+func newStats() Stats {
+	return Stats{Rounds: map[string]uint64{}, Votes: map[string]uint64{}}
 }
 
 // Stats returns a copy of the counters.
-func (c *Coordinator) Stats() VoteStats {
+func (c *Coordinator) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return VoteStats{Rounds: maps.Clone(c.stats.Rounds), Votes: maps.Clone(c.stats.Votes), RoundTime: c.stats.RoundTime}
+	return Stats{Rounds: maps.Clone(c.stats.Rounds), Votes: maps.Clone(c.stats.Votes), RoundTime: c.stats.RoundTime}
 }
 
 func (c *Coordinator) record(d Decision) {

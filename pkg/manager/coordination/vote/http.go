@@ -1,4 +1,4 @@
-package coordination
+package vote
 
 import (
 	"bytes"
@@ -11,10 +11,12 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 )
 
-// VotePath is where a node's API serves Voter.Handler.
-const VotePath = "/internal/v1/probe-vote"
+// Path is where a node's API serves Voter.Handler.
+const Path = "/internal/v1/probe-vote"
 
 // maxVoteBody bounds a vote request or answer; both are small JSON objects.
 const maxVoteBody = 64 << 10
@@ -25,7 +27,7 @@ type voteError struct {
 	Message string `json:"message"`
 }
 
-// Handler serves POST VotePath (mount it there). With a token, requests
+// Handler serves POST Path (mount it there). With a token, requests
 // need "Authorization: Bearer <token>". The proxy mounts it with no token
 // behind the API's own authentication, which admits only fleet members
 // (the admin token, or an admin client certificate).
@@ -41,10 +43,10 @@ func (v *Voter) Handler(token string) http.Handler {
 		}
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
-			writeVoteJSON(w, http.StatusMethodNotAllowed, voteError{"METHOD_NOT_ALLOWED", r.Method + " " + VotePath + ": use POST"})
+			writeVoteJSON(w, http.StatusMethodNotAllowed, voteError{"METHOD_NOT_ALLOWED", r.Method + " " + Path + ": use POST"})
 			return
 		}
-		var req VoteRequest
+		var req Request
 		body := http.MaxBytesReader(w, r.Body, maxVoteBody)
 		if err := json.NewDecoder(body).Decode(&req); err != nil {
 			writeVoteJSON(w, http.StatusBadRequest, voteError{"BAD_REQUEST", "vote request: " + err.Error()})
@@ -96,18 +98,18 @@ var voteHTTPClient = &http.Client{
 // RequestVote asks the node whose API listens at apiAddr (host:port) for its
 // vote; ctx bounds the whole exchange. An answer with a vote value other
 // than down, up or unknown is an error.
-func (c *PeerClient) RequestVote(ctx context.Context, apiAddr string, req VoteRequest) (VoteResponse, error) {
+func (c *PeerClient) RequestVote(ctx context.Context, apiAddr string, req Request) (Response, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
-		return VoteResponse{}, fmt.Errorf("vote request to %s: %w", apiAddr, err)
+		return Response{}, fmt.Errorf("vote request to %s: %w", apiAddr, err)
 	}
 	scheme := c.Scheme
 	if scheme == "" {
 		scheme = "http"
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+apiAddr+VotePath, bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+apiAddr+Path, bytes.NewReader(body))
 	if err != nil {
-		return VoteResponse{}, fmt.Errorf("vote request to %s: %w", apiAddr, err)
+		return Response{}, fmt.Errorf("vote request to %s: %w", apiAddr, err)
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	if c.Token != "" {
@@ -119,12 +121,12 @@ func (c *PeerClient) RequestVote(ctx context.Context, apiAddr string, req VoteRe
 	}
 	hresp, err := hc.Do(hreq)
 	if err != nil {
-		return VoteResponse{}, fmt.Errorf("vote request to %s: %w", apiAddr, err)
+		return Response{}, fmt.Errorf("vote request to %s: %w", apiAddr, err)
 	}
 	defer hresp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(hresp.Body, maxVoteBody))
 	if err != nil {
-		return VoteResponse{}, fmt.Errorf("vote answer from %s: %w", apiAddr, err)
+		return Response{}, fmt.Errorf("vote answer from %s: %w", apiAddr, err)
 	}
 	if hresp.StatusCode != http.StatusOK {
 		var e voteError
@@ -135,16 +137,16 @@ func (c *PeerClient) RequestVote(ctx context.Context, apiAddr string, req VoteRe
 		if len(msg) > 200 {
 			msg = msg[:200] + "…"
 		}
-		return VoteResponse{}, fmt.Errorf("vote answer from %s: %s: %s", apiAddr, hresp.Status, msg)
+		return Response{}, fmt.Errorf("vote answer from %s: %s: %s", apiAddr, hresp.Status, msg)
 	}
-	var resp VoteResponse
+	var resp Response
 	if err := json.Unmarshal(raw, &resp); err != nil {
-		return VoteResponse{}, fmt.Errorf("vote answer from %s: %w", apiAddr, err)
+		return Response{}, fmt.Errorf("vote answer from %s: %w", apiAddr, err)
 	}
 	switch resp.Vote {
-	case VoteDown, VoteUp, VoteUnknown:
+	case coordination.VoteDown, coordination.VoteUp, coordination.VoteUnknown:
 	default:
-		return VoteResponse{}, fmt.Errorf("vote answer from %s: unknown vote %q", apiAddr, resp.Vote)
+		return Response{}, fmt.Errorf("vote answer from %s: unknown vote %q", apiAddr, resp.Vote)
 	}
 	return resp, nil
 }

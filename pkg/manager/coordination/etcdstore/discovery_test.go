@@ -1,4 +1,4 @@
-package coordination
+package etcdstore
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 	"github.com/switchyard-db/switchyard/test/etcdtest"
 )
 
@@ -17,7 +18,7 @@ func TestEtcdLeaderNodeInfoProblems(t *testing.T) {
 	ctx := testCtx(t)
 
 	_, err := a.Leader(ctx, "ghost-role")
-	require.ErrorIs(t, err, ErrNoLeader)
+	require.ErrorIs(t, err, coordination.ErrNoLeader)
 
 	// An election key of a node that is not registered, under the test's
 	// own lease.
@@ -73,11 +74,11 @@ func TestEtcdLeaderNodeInfoProblems(t *testing.T) {
 
 	// The real leader's own node key deleted and corrupted. The node puts
 	// a deleted key back, so corrupt it instead (it does not watch puts).
-	a.SetRoles([]string{RoleFleet})
-	require.Eventually(t, func() bool { return a.leads(RoleFleet) }, waitFor, tick)
+	a.SetRoles([]string{coordination.RoleFleet})
+	require.Eventually(t, func() bool { return a.leads(coordination.RoleFleet) }, waitFor, tick)
 	_, err = etcd.Client.Put(ctx, nodesPfx+"a", "corrupt")
 	require.NoError(t, err)
-	li, err = a.Leader(ctx, RoleFleet)
+	li, err = a.Leader(ctx, coordination.RoleFleet)
 	require.NoError(t, err)
 	require.Equal(t, "a", li.LeaderID)
 	require.Nil(t, li.Node)

@@ -1,4 +1,4 @@
-package coordination
+package etcdstore
 
 import (
 	"context"
@@ -8,45 +8,26 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
 
-// checkVerdict validates v and that term may decide it: only the prober
-// leader of v's cluster writes its verdicts.
-func checkVerdict(term Term, v Verdict) error {
-	switch {
-	case v.Cluster == "" || strings.ContainsAny(v.Cluster, "/ "):
-		return fmt.Errorf("verdict: bad cluster %q", v.Cluster)
-	case v.Backend == "" || strings.ContainsAny(v.Backend, "/ "):
-		return fmt.Errorf("verdict: bad backend %q", v.Backend)
-	case v.State != VerdictDown && v.State != VerdictUp:
-		return fmt.Errorf("verdict: bad state %q", v.State)
-	case term.Role != ProberRole(v.Cluster):
-		return fmt.Errorf("verdict for cluster %s needs a term of role %s, not %s",
-			v.Cluster, ProberRole(v.Cluster), term.Role)
-	}
-	return nil
-}
-
-// BackendID is the key of a verdict in Verdicts: "<cluster>/<addr>".
-func BackendID(cluster, addr string) string { return cluster + "/" + addr }
-
-// WriteVerdict implements Backend: the write succeeds only while term's
+// WriteVerdict implements Store: the write succeeds only while term's
 // election key still exists with create revision term.Rev (ha.md rule 5).
 // v.Term is set to term.Rev. The verdict shows in Verdicts once the watch
 // delivers it.
-func (e *Etcd) WriteVerdict(ctx context.Context, term Term, v Verdict) error {
-	if err := checkVerdict(term, v); err != nil {
+func (e *Store) WriteVerdict(ctx context.Context, term coordination.Term, v coordination.Verdict) error {
+	if err := coordination.CheckVerdict(term, v); err != nil {
 		return err
 	}
 	e.mu.Lock()
 	ts := e.currentLocked(term)
 	e.mu.Unlock()
 	if ts == nil {
-		return ErrNotLeader
+		return coordination.ErrNotLeader
 	}
 	v.Term = term.Rev
 	val, err := json.Marshal(v)
@@ -60,16 +41,16 @@ func (e *Etcd) WriteVerdict(ctx context.Context, term Term, v Verdict) error {
 		Then(clientv3.OpPut(e.verdictKey(v.Cluster, v.Backend), string(val))).
 		Commit()
 	if err != nil {
-		return fmt.Errorf("%w: write verdict: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: write verdict: %v", coordination.ErrUnavailable, err)
 	}
 	if !resp.Succeeded {
-		return ErrNotLeader
+		return coordination.ErrNotLeader
 	}
 	return nil
 }
 
-// Verdicts implements Backend.
-func (e *Etcd) Verdicts() map[string]Verdict {
+// Verdicts implements Store.
+func (e *Store) Verdicts() map[string]coordination.Verdict {
 	return *e.verdicts.Load()
 }
 
@@ -77,7 +58,7 @@ func (e *Etcd) Verdicts() map[string]Verdict {
 // listing again when the watch is compacted or broken. While etcd is
 // unreachable the last known verdicts stay (losing etcd is not losing
 // verdicts, ha.md rule 10).
-func (e *Etcd) runVerdictWatch(ctx context.Context) {
+func (e *Store) runVerdictWatch(ctx context.Context) {
 	bo := newBackoff()
 	for ctx.Err() == nil {
 		rev, err := e.listVerdicts(ctx)
@@ -104,20 +85,20 @@ func (e *Etcd) runVerdictWatch(ctx context.Context) {
 	}
 }
 
-func (e *Etcd) setWatchErr(err error) {
+func (e *Store) setWatchErr(err error) {
 	e.mu.Lock()
 	e.watchErr = err
 	e.mu.Unlock()
 }
 
-func (e *Etcd) listVerdicts(ctx context.Context) (int64, error) {
+func (e *Store) listVerdicts(ctx context.Context) (int64, error) {
 	gctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	resp, err := e.cli.Get(gctx, e.clustersPrefix(), clientv3.WithPrefix())
 	if err != nil {
 		return 0, fmt.Errorf("list verdicts: %w", err)
 	}
-	m := make(map[string]Verdict, len(resp.Kvs))
+	m := make(map[string]coordination.Verdict, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		if id, v, ok := e.parseVerdict(kv); ok {
 			m[id] = v
@@ -127,7 +108,7 @@ func (e *Etcd) listVerdicts(ctx context.Context) (int64, error) {
 	return resp.Header.Revision, nil
 }
 
-func (e *Etcd) watchVerdicts(ctx context.Context, rev int64) error {
+func (e *Store) watchVerdicts(ctx context.Context, rev int64) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	wch := e.cli.Watch(wctx, e.clustersPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev),
@@ -140,7 +121,7 @@ func (e *Etcd) watchVerdicts(ctx context.Context, rev int64) error {
 			continue
 		}
 		cur := *e.verdicts.Load()
-		m := make(map[string]Verdict, len(cur))
+		m := make(map[string]coordination.Verdict, len(cur))
 		for k, v := range cur {
 			m[k] = v
 		}
@@ -164,7 +145,7 @@ func (e *Etcd) watchVerdicts(ctx context.Context, rev int64) error {
 	return errors.New("verdict watch closed")
 }
 
-func (e *Etcd) publishVerdicts(m map[string]Verdict) {
+func (e *Store) publishVerdicts(m map[string]coordination.Verdict) {
 	if reflect.DeepEqual(*e.verdicts.Load(), m) {
 		return
 	}
@@ -175,23 +156,23 @@ func (e *Etcd) publishVerdicts(m map[string]Verdict) {
 }
 
 // verdictID maps clusters/<c>/backends/<addr>/state to "<c>/<addr>".
-func (e *Etcd) verdictID(key string) (string, bool) {
+func (e *Store) verdictID(key string) (string, bool) {
 	parts := strings.Split(strings.TrimPrefix(key, e.clustersPrefix()), "/")
 	if len(parts) != 4 || parts[1] != "backends" || parts[3] != "state" || parts[0] == "" || parts[2] == "" {
 		return "", false
 	}
-	return BackendID(parts[0], parts[2]), true
+	return coordination.BackendID(parts[0], parts[2]), true
 }
 
-func (e *Etcd) parseVerdict(kv *mvccpb.KeyValue) (string, Verdict, bool) {
+func (e *Store) parseVerdict(kv *mvccpb.KeyValue) (string, coordination.Verdict, bool) {
 	id, ok := e.verdictID(string(kv.Key))
 	if !ok {
-		return "", Verdict{}, false
+		return "", coordination.Verdict{}, false
 	}
-	var v Verdict
-	if err := json.Unmarshal(kv.Value, &v); err != nil || (v.State != VerdictDown && v.State != VerdictUp) {
+	var v coordination.Verdict
+	if err := json.Unmarshal(kv.Value, &v); err != nil || (v.State != coordination.VerdictDown && v.State != coordination.VerdictUp) {
 		e.lg.Warn("ignoring an unusable verdict", zap.String("key", string(kv.Key)), zap.Error(err))
-		return "", Verdict{}, false
+		return "", coordination.Verdict{}, false
 	}
 	// The key is authoritative.
 	v.Cluster, v.Backend, _ = strings.Cut(id, "/")

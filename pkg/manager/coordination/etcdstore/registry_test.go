@@ -1,4 +1,4 @@
-package coordination
+package etcdstore
 
 import (
 	"encoding/json"
@@ -7,19 +7,20 @@ import (
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 	"github.com/switchyard-db/switchyard/test/etcdtest"
 )
 
 const nodesPfx = "/switchyard/" + testFleet + "/nodes/"
 
-func readNode(t *testing.T, cli *clientv3.Client, id string) (*NodeInfo, int64) {
+func readNode(t *testing.T, cli *clientv3.Client, id string) (*coordination.NodeInfo, int64) {
 	t.Helper()
 	resp, err := cli.Get(testCtx(t), nodesPfx+id)
 	require.NoError(t, err)
 	if len(resp.Kvs) == 0 {
 		return nil, 0
 	}
-	var info NodeInfo
+	var info coordination.NodeInfo
 	require.NoError(t, json.Unmarshal(resp.Kvs[0].Value, &info))
 	return &info, resp.Kvs[0].Lease
 }
@@ -29,7 +30,7 @@ func TestEtcdRegistration(t *testing.T) {
 	a := newNode(t, etcd, "a", nodeOpts{})
 	require.Eventually(t, func() bool {
 		st, _ := a.Health()
-		return st == StateHealthy
+		return st == coordination.StateHealthy
 	}, waitFor, tick)
 	info, lease := readNode(t, etcd.Client, "a")
 	require.NotNil(t, info)
@@ -38,11 +39,11 @@ func TestEtcdRegistration(t *testing.T) {
 
 	// SetInfo re-puts (the ID cannot change).
 	ni := testInfo("other")
-	ni.State = NodeDraining
+	ni.State = coordination.NodeDraining
 	a.SetInfo(ni)
 	require.Eventually(t, func() bool {
 		info, _ := readNode(t, etcd.Client, "a")
-		return info != nil && info.State == NodeDraining && info.ID == "a"
+		return info != nil && info.State == coordination.NodeDraining && info.ID == "a"
 	}, waitFor, tick)
 
 	// Deleted by someone else: put back under the same lease.
@@ -73,21 +74,21 @@ func TestEtcdHealth(t *testing.T) {
 	etcd := etcdtest.Reserve(t)
 	a := newNode(t, etcd, "a", nodeOpts{})
 	st, reason := a.Health()
-	require.Equal(t, StateInitializing, st, reason)
+	require.Equal(t, coordination.StateInitializing, st, reason)
 	etcd.Launch(t)
 	require.Eventually(t, func() bool {
 		st, _ := a.Health()
-		return st == StateHealthy
+		return st == coordination.StateHealthy
 	}, waitFor, tick)
 	etcd.Stop()
 	require.Eventually(t, func() bool {
 		st, reason := a.Health()
-		return st == StateAbnormal && reason != ""
+		return st == coordination.StateAbnormal && reason != ""
 	}, waitFor, tick)
 	etcd.Launch(t)
 	require.Eventually(t, func() bool {
 		st, _ := a.Health()
-		return st == StateHealthy
+		return st == coordination.StateHealthy
 	}, waitFor, tick)
 }
 
@@ -104,12 +105,12 @@ func TestEtcdMembers(t *testing.T) {
 	_, err = etcd.Client.Put(ctx, nodesPfx+"mismatch", mustJSON(t, mismatch))
 	require.NoError(t, err)
 
-	var members []Member
+	var members []coordination.Member
 	require.Eventually(t, func() bool {
 		members, err = b.Members(testCtx(t))
 		return err == nil && len(members) == 5
 	}, waitFor, tick)
-	byID := map[string]Member{}
+	byID := map[string]coordination.Member{}
 	for _, m := range members {
 		byID[m.ID] = m
 	}

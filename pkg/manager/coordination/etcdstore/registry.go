@@ -1,4 +1,4 @@
-package coordination
+package etcdstore
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -27,7 +28,7 @@ var errLeaseLost = errors.New("registration lease lost")
 // registers, keeps the lease alive, re-puts on SetInfo or when the key is
 // deleted, and registers again (new lease) when the lease is lost. When ctx
 // ends it deletes its own key and revokes its lease, nothing else.
-func (e *Etcd) runRegistry(ctx context.Context) {
+func (e *Store) runRegistry(ctx context.Context) {
 	bo := newBackoff()
 	for {
 		registered, err := e.registerOnce(ctx, bo)
@@ -50,7 +51,7 @@ func (e *Etcd) runRegistry(ctx context.Context) {
 
 // registerOnce runs one registration lease until it is lost (or ctx ends,
 // then it deregisters). registered says whether the key was written.
-func (e *Etcd) registerOnce(ctx context.Context, bo *backoff) (registered bool, _ error) {
+func (e *Store) registerOnce(ctx context.Context, bo *backoff) (registered bool, _ error) {
 	key := e.nodeKey(e.id)
 	gctx, cancel := context.WithTimeout(ctx, opTimeout)
 	grant, err := e.cli.Grant(gctx, e.nodeTTL)
@@ -138,7 +139,7 @@ func (e *Etcd) registerOnce(ctx context.Context, bo *backoff) (registered bool, 
 }
 
 // putInfo writes the node's info under lease and returns the revision.
-func (e *Etcd) putInfo(ctx context.Context, key string, lease clientv3.LeaseID) (int64, error) {
+func (e *Store) putInfo(ctx context.Context, key string, lease clientv3.LeaseID) (int64, error) {
 	val, err := json.Marshal(e.info())
 	if err != nil {
 		return 0, fmt.Errorf("encode node info: %w", err)
@@ -158,7 +159,7 @@ func (e *Etcd) putInfo(ctx context.Context, key string, lease clientv3.LeaseID) 
 // deregister deletes this node's key if it is still under our lease, then
 // the deferred revoke ends the lease. Never a prefix delete (TiProxy's
 // removeTopology flaw, ha.md 2.4).
-func (e *Etcd) deregister(key string, lease clientv3.LeaseID) {
+func (e *Store) deregister(key string, lease clientv3.LeaseID) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	_, err := e.cli.Txn(ctx).
@@ -170,20 +171,20 @@ func (e *Etcd) deregister(key string, lease clientv3.LeaseID) {
 	}
 }
 
-// Members implements Backend.
-func (e *Etcd) Members(ctx context.Context) ([]Member, error) {
+// Members implements Store.
+func (e *Store) Members(ctx context.Context) ([]coordination.Member, error) {
 	gctx, cancel := context.WithTimeout(ctx, readTimeout)
 	resp, err := e.cli.Get(gctx, e.nodesPrefix(), clientv3.WithPrefix())
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("%w: list nodes: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: list nodes: %v", coordination.ErrUnavailable, err)
 	}
-	members := make([]Member, 0, len(resp.Kvs))
+	members := make([]coordination.Member, 0, len(resp.Kvs))
 	tctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	for _, kv := range resp.Kvs {
 		id := strings.TrimPrefix(string(kv.Key), e.nodesPrefix())
-		m := Member{ID: id, TTL: -1}
+		m := coordination.Member{ID: id, TTL: -1}
 		info, err := parseNodeInfo(kv.Value, id)
 		if err != nil {
 			m.Err = err.Error()
@@ -201,8 +202,8 @@ func (e *Etcd) Members(ctx context.Context) ([]Member, error) {
 }
 
 // parseNodeInfo decodes and validates a nodes/<id> value.
-func parseNodeInfo(val []byte, id string) (*NodeInfo, error) {
-	var info NodeInfo
+func parseNodeInfo(val []byte, id string) (*coordination.NodeInfo, error) {
+	var info coordination.NodeInfo
 	if err := json.Unmarshal(val, &info); err != nil {
 		return nil, fmt.Errorf("node %s: info does not parse: %v", id, err)
 	}
