@@ -39,7 +39,7 @@ func TestPeerVoteOverMTLS(t *testing.T) {
 		votes++
 		_ = json.NewEncoder(w).Encode(vote.Response{Node: "peer", Vote: coordination.VoteUp})
 	}))
-	require.NoError(t, peer.Start("127.0.0.1:0", srvTLS))
+	require.NoError(t, peer.Start(context.Background(), "127.0.0.1:0", srvTLS))
 	t.Cleanup(peer.Close)
 
 	ask := func(cert, key string) error {

@@ -48,10 +48,12 @@ type Server struct {
 	shuttingDown atomic.Bool
 	override     atomic.Pointer[string]
 
-	// bg is the lifetime of background work (config watcher, drains).
+	// bg is the lifetime of background work (config watcher, drains,
+	// fleet); it ends at Close, Shutdown, or when Start's context ends.
 	bg       context.Context
 	bgCancel context.CancelFunc
 	bgWG     sync.WaitGroup
+	bgUnlink func() bool // stops Start's context from ending bg
 }
 
 // New builds the proxy from the config manager's running config, without
@@ -156,8 +158,10 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 // reached yet are "connecting", and their clients get an ERR packet saying
 // so until they are reachable. A cluster whose runtime cannot be built (say,
 // an unparsable etcd-tls certificate) is retried in the background while the
-// others serve.
-func (s *Server) Start() error {
+// others serve. The background work (config watcher, fleet, drains) and
+// the API's requests end when ctx does; Shutdown or Close stop the rest.
+func (s *Server) Start(ctx context.Context) error {
+	s.bgUnlink = context.AfterFunc(ctx, s.bgCancel)
 	cfg := s.cm.Current()
 	res := s.clusters.Apply(cfg)
 	s.lg.Info("clusters started", zap.Stringer("result", res))
@@ -171,7 +175,7 @@ func (s *Server) Start() error {
 		return err
 	}
 	if s.api != nil {
-		if err := s.api.Start(cfg.API.Addr, s.apiTLS); err != nil {
+		if err := s.api.Start(ctx, cfg.API.Addr, s.apiTLS); err != nil {
 			s.sql.Close()
 			s.clusters.Close()
 			return err
@@ -348,6 +352,9 @@ func (s *Server) Close() {
 }
 
 func (s *Server) stopBackground() {
+	if s.bgUnlink != nil {
+		s.bgUnlink()
+	}
 	s.bgCancel()
 	s.bgWG.Wait()
 	s.rebalance.Close()

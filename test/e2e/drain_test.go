@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -103,7 +104,7 @@ func startDrainFixture(t *testing.T, text string) *drainFixture {
 	cm.Init(cfg, []byte(text))
 	srv, err := server.New(lg, cm)
 	require.NoError(t, err)
-	require.NoError(t, srv.Start())
+	require.NoError(t, srv.Start(context.Background()))
 	t.Cleanup(srv.Close)
 	f := &drainFixture{srv: srv, api: srv.APIAddr().String()}
 	f.waitHealthy(t)

@@ -8,6 +8,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchyard-db/switchyard/lib/lifecycle"
+	"github.com/switchyard-db/switchyard/lib/notify"
 )
 
 // Memory is the single-node backend: the node is the only member and always
@@ -26,7 +29,7 @@ type Memory struct {
 	termEnds   map[string]uint64
 	stuck      uint64
 	verdicts   atomic.Pointer[map[string]Verdict]
-	subs       map[chan struct{}]struct{}
+	subs       notify.Fanout
 	started    bool
 	closed     bool
 	stopBudget time.Duration
@@ -60,7 +63,6 @@ func NewMemory(self NodeInfo) *Memory {
 		lastRev:    map[string]int64{},
 		roleStat:   map[string]*RoleStats{},
 		termEnds:   map[string]uint64{},
-		subs:       map[chan struct{}]struct{}{},
 		stopBudget: DefaultStopBudget,
 	}
 	m.onStuck = func() {
@@ -170,7 +172,7 @@ func (m *Memory) beginLocked(role string) {
 	}
 	rs.Leader, rs.Term = true, mt.term.Rev
 	rs.LeaderChanges++
-	m.notifyLocked()
+	m.subs.Notify()
 }
 
 // endLocked ends mt and waits for its work in the background.
@@ -184,13 +186,13 @@ func (m *Memory) endLocked(mt *memTerm, reason string) {
 		rs.LeaderChanges++
 	}
 	m.termEnds[reason]++
-	m.notifyLocked()
+	m.subs.Notify()
 	mt.cancel()
 	budget, onStuck := m.stopBudget, m.onStuck
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		if !WaitTimeout(&mt.wg, budget) {
+		if !lifecycle.WaitTimeout(&mt.wg, budget) {
 			m.mu.Lock()
 			m.stuck++
 			m.mu.Unlock()
@@ -217,25 +219,7 @@ func (m *Memory) Close() {
 	for _, mt := range m.terms {
 		m.endLocked(mt, EndShutdown)
 	}
-	m.notifyLocked()
+	m.subs.Notify()
 	m.mu.Unlock()
 	m.wg.Wait()
-}
-
-// WaitTimeout waits for wg for at most d; false when it timed out. The
-// stores wait for a term's work with it, bounded by the stop budget.
-func WaitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-done:
-		return true
-	case <-t.C:
-		return false
-	}
 }

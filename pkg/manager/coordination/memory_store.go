@@ -93,26 +93,7 @@ func (m *Memory) Hold(term Term) (context.Context, func(), error) {
 }
 
 // Subscribe implements Store.
-func (m *Memory) Subscribe() (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	m.mu.Lock()
-	m.subs[ch] = struct{}{}
-	m.mu.Unlock()
-	return ch, sync.OnceFunc(func() {
-		m.mu.Lock()
-		delete(m.subs, ch)
-		m.mu.Unlock()
-	})
-}
-
-func (m *Memory) notifyLocked() {
-	for ch := range m.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
+func (m *Memory) Subscribe() (<-chan struct{}, func()) { return m.subs.Subscribe() }
 
 // WriteVerdict implements Store.
 func (m *Memory) WriteVerdict(_ context.Context, term Term, v Verdict) error {
@@ -132,7 +113,7 @@ func (m *Memory) WriteVerdict(_ context.Context, term Term, v Verdict) error {
 	}
 	next[BackendID(v.Cluster, v.Backend)] = v
 	m.verdicts.Store(&next)
-	m.notifyLocked()
+	m.subs.Notify()
 	return nil
 }
 

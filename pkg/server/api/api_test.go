@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"flag"
@@ -378,7 +379,7 @@ func TestStartClose(t *testing.T) {
 	f := newFixture(t)
 	require.Nil(t, f.srv.Addr())
 	f.srv.Close() // before Start: nothing to do
-	require.NoError(t, f.srv.Start("127.0.0.1:0", nil))
+	require.NoError(t, f.srv.Start(context.Background(), "127.0.0.1:0", nil))
 	addr := f.srv.Addr()
 	require.NotNil(t, addr)
 
@@ -400,13 +401,55 @@ func TestStartClose(t *testing.T) {
 	require.Error(t, err, "closed")
 }
 
+// A request's context derives from Start's: when it ends, a handler still
+// running sees its request cancelled.
+func TestStartContextReachesRequests(t *testing.T) {
+	f := newFixture(t)
+	entered := make(chan struct{})
+	f.srv.HandleInternal("/internal/v1/wait", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		select {
+		case <-r.Context().Done():
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case <-time.After(30 * time.Second):
+			w.WriteHeader(http.StatusOK)
+		}
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	require.NoError(t, f.srv.Start(ctx, "127.0.0.1:0", nil))
+	defer f.srv.Close()
+
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 20 * time.Second}
+	req, err := http.NewRequest(http.MethodGet, "http://"+f.srv.Addr().String()+"/internal/v1/wait", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	got := make(chan int, 1)
+	go func() {
+		resp, err := client.Do(req)
+		if err != nil {
+			got <- 0
+			return
+		}
+		_ = resp.Body.Close()
+		got <- resp.StatusCode
+	}()
+	select {
+	case <-entered:
+	case code := <-got:
+		t.Fatalf("the request never reached the handler: %d", code)
+	}
+	cancel()
+	require.Equal(t, http.StatusServiceUnavailable, <-got, "the handler did not see Start's context end")
+}
+
 // With [api] tls the API is HTTPS only.
 func TestStartTLS(t *testing.T) {
 	certs := testenv.NewCerts(t, "")
 	cert, err := tls.LoadX509KeyPair(certs.ServerCert, certs.ServerKey)
 	require.NoError(t, err)
 	f := newFixture(t)
-	require.NoError(t, f.srv.Start("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+	require.NoError(t, f.srv.Start(context.Background(), "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
 	defer f.srv.Close()
 	addr := f.srv.Addr().String()
 

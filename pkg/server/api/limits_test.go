@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -53,7 +54,7 @@ func TestBodyLimits(t *testing.T) {
 func TestServerTimeouts(t *testing.T) {
 	f := newFixture(t)
 	f.srv.timeouts.readHeader = 300 * time.Millisecond
-	require.NoError(t, f.srv.Start("127.0.0.1:0", nil))
+	require.NoError(t, f.srv.Start(context.Background(), "127.0.0.1:0", nil))
 	t.Cleanup(f.srv.Close)
 	srv := f.srv.srv
 	require.Equal(t, 300*time.Millisecond, srv.ReadHeaderTimeout)
@@ -91,7 +92,7 @@ func TestServerTimeouts(t *testing.T) {
 func TestProfileOutlivesReadTimeout(t *testing.T) {
 	f := newFixture(t)
 	f.srv.timeouts.read = 500 * time.Millisecond
-	require.NoError(t, f.srv.Start("127.0.0.1:0", nil))
+	require.NoError(t, f.srv.Start(context.Background(), "127.0.0.1:0", nil))
 	t.Cleanup(f.srv.Close)
 	req, err := http.NewRequest(http.MethodGet, "http://"+f.srv.Addr().String()+"/debug/pprof/profile?seconds=2", nil)
 	require.NoError(t, err)
@@ -123,7 +124,7 @@ func TestClientCertificateRoles(t *testing.T) {
 	f := newFixture(t)
 	f.srv = New(f.srv.lg, f.proxy, f.cfg, nil, NewAuth(apiCfg))
 	votes := withInternal(t, f)
-	require.NoError(t, f.srv.Start("127.0.0.1:0", tlsCfg))
+	require.NoError(t, f.srv.Start(context.Background(), "127.0.0.1:0", tlsCfg))
 	t.Cleanup(f.srv.Close)
 	base := "https://" + f.srv.Addr().String()
 

@@ -141,8 +141,8 @@ func (s *Server) Handler() http.Handler {
 }
 
 // Start listens on addr (HTTPS when tlsCfg is set) and serves in the
-// background until Close.
-func (s *Server) Start(addr string, tlsCfg *tls.Config) error {
+// background until Close. Every request's context derives from ctx.
+func (s *Server) Start(ctx context.Context, addr string, tlsCfg *tls.Config) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("api: listening on %s: %w", addr, err)
@@ -158,6 +158,7 @@ func (s *Server) Start(addr string, tlsCfg *tls.Config) error {
 		IdleTimeout:       s.timeouts.idle,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          zap.NewStdLog(s.lg),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	s.mu.Lock()
 	s.srv, s.ln = srv, ln

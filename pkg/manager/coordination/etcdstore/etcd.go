@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/switchyard-db/switchyard/lib/lifecycle"
+	"github.com/switchyard-db/switchyard/lib/notify"
 	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -35,7 +37,7 @@ type Store struct {
 	roleStat map[string]*coordination.RoleStats
 	termEnds map[string]uint64
 	counters struct{ stuck, campaignErrs, registrations uint64 }
-	subs     map[chan struct{}]struct{}
+	subs     notify.Fanout
 	started  bool
 	closing  bool
 	reg      regStatus
@@ -45,7 +47,7 @@ type Store struct {
 	cancel      context.CancelFunc
 	regCancel   context.CancelFunc
 	watchCancel context.CancelFunc
-	infoCh      chan struct{} // wakes the registrar after SetInfo
+	infoCh      notify.Signal // wakes the registrar after SetInfo
 
 	verdicts atomic.Pointer[map[string]coordination.Verdict]
 
@@ -89,8 +91,7 @@ func New(lg *zap.Logger, cli *clientv3.Client, fleet string, self coordination.N
 		terms:    map[string]*termState{},
 		roleStat: map[string]*coordination.RoleStats{},
 		termEnds: map[string]uint64{},
-		subs:     map[chan struct{}]struct{}{},
-		infoCh:   make(chan struct{}, 1),
+		infoCh:   notify.NewSignal(),
 	}
 	if e.opts.OnStuck == nil {
 		e.opts.OnStuck = func() {
@@ -157,10 +158,7 @@ func (e *Store) SetInfo(info coordination.NodeInfo) {
 	info.ID = e.self.ID
 	e.self = info
 	e.mu.Unlock()
-	select {
-	case e.infoCh <- struct{}{}:
-	default:
-	}
+	e.infoCh.Notify()
 }
 
 func (e *Store) info() coordination.NodeInfo {
@@ -220,7 +218,7 @@ func (e *Store) Close() {
 			r.cancel()
 			delete(e.runners, role)
 		}
-		e.notifyLocked()
+		e.subs.Notify()
 		e.mu.Unlock()
 		if !started {
 			return
@@ -233,7 +231,7 @@ func (e *Store) Close() {
 		e.watchCancel()
 		e.watchWG.Wait()
 		e.cancel()
-		if !coordination.WaitTimeout(&e.campaignWG, campaignDrain) {
+		if !lifecycle.WaitTimeout(&e.campaignWG, campaignDrain) {
 			e.lg.Warn("campaign calls still blocked on an unreachable etcd; they return when the client closes")
 		}
 	})

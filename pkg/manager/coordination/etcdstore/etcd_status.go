@@ -3,37 +3,13 @@ package etcdstore
 import (
 	"fmt"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 )
 
 // Subscribe implements Store.
-func (e *Store) Subscribe() (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	e.mu.Lock()
-	e.subs[ch] = struct{}{}
-	e.mu.Unlock()
-	var once sync.Once
-	return ch, func() {
-		once.Do(func() {
-			e.mu.Lock()
-			delete(e.subs, ch)
-			e.mu.Unlock()
-		})
-	}
-}
-
-// notifyLocked wakes every subscriber without blocking.
-func (e *Store) notifyLocked() {
-	for ch := range e.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
+func (e *Store) Subscribe() (<-chan struct{}, func()) { return e.subs.Subscribe() }
 
 // Stats returns the counters and gauges for metrics.
 func (e *Store) Stats() coordination.Stats {

@@ -119,7 +119,7 @@ func (e *Store) registerOnce(ctx context.Context, bo *backoff) (registered bool,
 				// gone meanwhile. Put it again and watch from that put.
 				wch = nil
 			}
-		case <-e.infoCh:
+		case <-e.infoCh.C():
 		case <-retry.C:
 		}
 		rev, err := e.putInfo(ctx, key, lease)

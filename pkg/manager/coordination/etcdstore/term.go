@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchyard-db/switchyard/lib/lifecycle"
 	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -185,7 +186,7 @@ func (e *Store) beginTerm(t coordination.Term, key string, validUntil time.Time)
 		rs.LeaderChanges++
 		rs.GuardRemaining = time.Until(validUntil)
 	}
-	e.notifyLocked()
+	e.subs.Notify()
 	return ts
 }
 
@@ -203,13 +204,13 @@ func (e *Store) endTerm(ts *termState, reason string) {
 		rs.LeaderChanges++
 	}
 	e.termEnds[reason]++
-	e.notifyLocked()
+	e.subs.Notify()
 	e.mu.Unlock()
 	ts.cancel()
 	if h := e.hooks.term; h != nil {
 		h(ts.term, false)
 	}
-	if !coordination.WaitTimeout(&ts.wg, e.opts.StopBudget) {
+	if !lifecycle.WaitTimeout(&ts.wg, e.opts.StopBudget) {
 		e.mu.Lock()
 		e.counters.stuck++
 		e.mu.Unlock()

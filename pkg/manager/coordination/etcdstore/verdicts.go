@@ -151,7 +151,7 @@ func (e *Store) publishVerdicts(m map[string]coordination.Verdict) {
 	}
 	e.verdicts.Store(&m)
 	e.mu.Lock()
-	e.notifyLocked()
+	e.subs.Notify()
 	e.mu.Unlock()
 }
 
