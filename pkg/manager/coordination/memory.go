@@ -13,10 +13,10 @@ import (
 	"github.com/switchyard-db/switchyard/lib/notify"
 )
 
-// Memory is the single-node backend: the node is the only member and always
+// Memory is the single-node Store: the node is the only member and always
 // leads every role it campaigns for. Terms of a role start at 1 and grow
 // each time the role is added again. It keeps the same per-term discipline
-// as Etcd: a removed role's work must stop before the role's next term
+// as etcdstore.Store: a removed role's work must stop before the role's next term
 // begins, and a fenced write from an ended term is refused.
 type Memory struct {
 	mu         sync.Mutex
@@ -53,7 +53,7 @@ var (
 	_ TermWorker = (*Memory)(nil)
 )
 
-// NewMemory returns the single-node backend for self.
+// NewMemory returns the single-node Store for self.
 func NewMemory(self NodeInfo) *Memory {
 	m := &Memory{
 		self:       self,

@@ -10,7 +10,7 @@ import (
 	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 )
 
-// Coordination is what the HA endpoints need from the fleet backend.
+// Coordination is what the HA endpoints need from the coordination store.
 type Coordination interface {
 	Mode() string
 	Leader(ctx context.Context, role string) (coordination.LeaderInfo, error)

@@ -15,7 +15,7 @@ import (
 	"go.uber.org/zap"
 )
 
-// Store is the fleet backend. Keys live under /switchyard/<fleet>/:
+// Store is the fleet's coordination.Store. Keys live under /switchyard/<fleet>/:
 //
 //	nodes/<id>                          this node's NodeInfo, under its own lease
 //	election/<role>/<leaseHex>          concurrency.Election keys, one session per term
@@ -73,7 +73,7 @@ var (
 	_ coordination.TermWorker = (*Store)(nil)
 )
 
-// New builds the backend without I/O; Start begins the work. self.ID
+// New builds the store without I/O; Start begins the work. self.ID
 // names the node; self's other fields can change later with SetInfo.
 func New(lg *zap.Logger, cli *clientv3.Client, fleet string, self coordination.NodeInfo, opts Options) *Store {
 	opts = opts.withDefaults()

@@ -31,7 +31,7 @@ const (
 	minGuardMargin = 500 * time.Millisecond
 )
 
-// Options tune the etcd backend. Zero values take the defaults.
+// Options tune the etcd store. Zero values take the defaults.
 type Options struct {
 	// ElectionTTL is the lease of a leadership term, rounded up to whole
 	// seconds: a crashed leader is replaced after about this long.

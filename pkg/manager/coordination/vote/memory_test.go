@@ -10,7 +10,7 @@ import (
 	"go.uber.org/zap/zaptest"
 )
 
-// The single-node backend: one voter, the node itself, always the leader.
+// The single-node store: one voter, the node itself, always the leader.
 func TestProposeWithMemoryBackend(t *testing.T) {
 	self := coordination.NodeInfo{ID: "n0", Host: "127.0.0.1", SQLPort: 6000, APIPort: 6080, State: coordination.NodeUp, Clusters: []string{voteTestCluster}}
 	m := coordination.NewMemory(self)
