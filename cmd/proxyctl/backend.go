@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/switchyard-db/switchyard/pkg/server/api"
+	"github.com/switchyard-db/switchyard/lib/api"
 )
 
 // drainPath is the drain endpoint of backend "<cluster>/<addr>".

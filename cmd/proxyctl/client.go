@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard-db/switchyard/lib/api"
 	libconfig "github.com/switchyard-db/switchyard/lib/config"
-	"github.com/switchyard-db/switchyard/pkg/server/api"
 )
 
 // maxBody bounds what proxyctl reads from the API; the largest answer is a

@@ -11,8 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/switchyard-db/switchyard/lib/api"
 	libconfig "github.com/switchyard-db/switchyard/lib/config"
-	"github.com/switchyard-db/switchyard/pkg/server/api"
 )
 
 const (

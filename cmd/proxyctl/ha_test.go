@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/switchyard-db/switchyard/pkg/server/api"
+	"github.com/switchyard-db/switchyard/lib/api"
 )
 
 // A single node keeps no lease; the API says -1, the table shows "-" rather

@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/switchyard-db/switchyard/pkg/server/api"
+	"github.com/switchyard-db/switchyard/lib/api"
 )
 
 const (

@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/switchyard-db/switchyard/pkg/server/api"
+	"github.com/switchyard-db/switchyard/lib/api"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")

@@ -1,7 +1,3 @@
-// Package etcdclient builds etcd clients the way every part of Switchyard
-// needs them: lazy (creating one never waits for etcd, so start-up never
-// blocks on an unreachable cluster), with bounded dial and keepalive times so
-// that a dead endpoint is noticed, and logging through the caller's logger.
 package etcdclient
 
 import (

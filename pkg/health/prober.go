@@ -16,6 +16,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/switchyard-db/switchyard/lib/lifecycle"
+	"github.com/switchyard-db/switchyard/lib/notify"
 	"github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 )
@@ -89,9 +91,9 @@ type Prober struct {
 	newTicker func(time.Duration) (<-chan time.Time, func())
 
 	results atomic.Pointer[map[string]observer.Health]
-	updates chan struct{}
+	updates notify.Signal
 	// kick asks the loop to probe targets that were never probed.
-	kick chan struct{}
+	kick notify.Signal
 
 	// life ends with Close; it also bounds ProbeNow.
 	life     context.Context
@@ -99,12 +101,9 @@ type Prober struct {
 
 	mu      sync.Mutex
 	targets map[string]*targetState
-	started bool
-	cancel  context.CancelFunc
-	done    chan struct{}
 
-	closeOnce sync.Once
-	probes    sync.WaitGroup // probe goroutines; Added only by the loop
+	loop   lifecycle.Loop // the probe loop
+	probes sync.WaitGroup // probe goroutines; Added only by the loop
 }
 
 // targetState is the state machine of one target. It is replaced, not
@@ -149,12 +148,11 @@ func NewProber(lg *zap.Logger, cluster string, cfg HealthConfig) *Prober {
 		},
 		scheme:    scheme,
 		newTicker: realTicker,
-		updates:   make(chan struct{}, 1),
-		kick:      make(chan struct{}, 1),
+		updates:   notify.NewSignal(),
+		kick:      notify.NewSignal(),
 		life:      life,
 		lifeStop:  stop,
 		targets:   map[string]*targetState{},
-		done:      make(chan struct{}),
 	}
 	p.results.Store(&map[string]observer.Health{})
 	return p
@@ -167,34 +165,14 @@ func realTicker(d time.Duration) (<-chan time.Time, func()) {
 
 // Start launches the probe loop: a first round at once, then one every
 // Interval. Calls after the first, or after Close, do nothing.
-func (p *Prober) Start(ctx context.Context) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.started || p.life.Err() != nil {
-		return
-	}
-	p.started = true
-	ctx, p.cancel = context.WithCancel(ctx)
-	go func() {
-		defer close(p.done)
-		p.run(ctx)
-	}()
-}
+func (p *Prober) Start(ctx context.Context) { p.loop.Start(ctx, p.run) }
 
 // Close stops probing, cancels the probes in flight and waits for every
 // goroutine. It is idempotent and safe without Start.
 func (p *Prober) Close() {
-	p.closeOnce.Do(func() {
-		p.lifeStop()
-		p.mu.Lock()
-		started, cancel := p.started, p.cancel
-		p.mu.Unlock()
-		if started {
-			cancel()
-			<-p.done
-		}
-		p.client.CloseIdleConnections()
-	})
+	p.lifeStop()
+	p.loop.Close()
+	p.client.CloseIdleConnections()
 }
 
 // SetTargets replaces the set of targets. New ones are probed at once and are
@@ -230,9 +208,9 @@ func (p *Prober) SetTargets(ts []Target) {
 		return
 	}
 	p.publishLocked()
-	notify(p.updates)
+	p.updates.Notify()
 	if added {
-		notify(p.kick)
+		p.kick.Notify()
 	}
 }
 
@@ -243,7 +221,7 @@ func (p *Prober) Results() map[string]observer.Health { return *p.results.Load()
 // Updates signals that some target's Healthy or Reason changed, or that the
 // target set changed. It holds at most one pending signal; read Results after
 // each receive. Probes that only advance LastProbe or Failures do not signal.
-func (p *Prober) Updates() <-chan struct{} { return p.updates }
+func (p *Prober) Updates() <-chan struct{} { return p.updates.C() }
 
 // ProbeNow probes addr once, now, without touching its state machine: the
 // verdict is that one probe's (Failures 0 or 1). It is for callers that need
@@ -291,7 +269,7 @@ func (p *Prober) run(ctx context.Context) {
 			return
 		case <-ticks:
 			p.launch(ctx, false)
-		case <-p.kick:
+		case <-p.kick.C():
 			p.launch(ctx, true)
 		}
 	}
@@ -341,7 +319,7 @@ func (p *Prober) record(ctx context.Context, st *targetState, server *observer.S
 		// The greeting the proxy offers clients follows the backends'.
 		p.lg.Info("backend greeting", zap.String("addr", st.t.Addr), zap.String("version", server.Version),
 			zap.Uint32("capabilities", server.Capability), zap.Uint32("mariadb_capabilities", server.ExtCapability))
-		notify(p.updates)
+		p.updates.Notify()
 	}
 	if st.h.Healthy == old.Healthy && st.h.Reason == old.Reason {
 		if err != nil {
@@ -360,7 +338,7 @@ func (p *Prober) record(ctx context.Context, st *targetState, server *observer.S
 		p.lg.Info("backend still unhealthy, new reason", zap.String("addr", st.t.Addr),
 			zap.String("reason", st.h.Reason))
 	}
-	notify(p.updates)
+	p.updates.Notify()
 }
 
 // nextHealth is the state machine: unhealthy after n consecutive failures,
@@ -451,12 +429,4 @@ func reasonOf(err error) string {
 		msg = strings.Replace(msg, op.Error(), stable.Error(), 1)
 	}
 	return msg
-}
-
-// notify sends a latest-value signal without blocking.
-func notify(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
 }

@@ -680,7 +680,7 @@ func TestStartContextEndsLoop(t *testing.T) {
 	cancel()
 	require.Eventually(t, func() bool {
 		select {
-		case <-p.done:
+		case <-p.loop.Done():
 			return true
 		default:
 			return false

@@ -104,10 +104,7 @@ func (r *Reader) publishLocked(res map[string]observer.Metrics) {
 	if sameValues(old, next) {
 		return
 	}
-	select {
-	case r.updates <- struct{}{}:
-	default:
-	}
+	r.updates.Notify()
 }
 
 // sameValues compares readings but not their timestamps: a round that

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard-db/switchyard/lib/lifecycle"
+	"github.com/switchyard-db/switchyard/lib/notify"
 	"go.uber.org/zap"
 
 	"github.com/switchyard-db/switchyard/pkg/observer"
@@ -123,20 +125,15 @@ type Reader struct {
 
 	results atomic.Pointer[map[string]observer.Metrics]
 	source  atomic.Pointer[string]
-	updates chan struct{}
-	kick    chan struct{} // new targets: fetch now
+	updates notify.Signal
+	kick    notify.Signal // new targets: fetch now
 
 	// Owned by the fetching goroutine (or a test calling fetch directly).
 	prev    map[string]scrapeSample
 	prom    promClient
 	promURL string
 
-	startOnce sync.Once
-	closeOnce sync.Once
-	lifeMu    sync.Mutex // guards started and cancel between Start and Close
-	started   bool
-	cancel    context.CancelFunc
-	done      chan struct{}
+	loop lifecycle.Loop // the fetching goroutine
 }
 
 // NewReader builds a Reader for the named cluster without doing any I/O.
@@ -145,10 +142,9 @@ func NewReader(lg *zap.Logger, cluster string, cfg Config) *Reader {
 		lg:      lg.Named("metricsreader").With(zap.String("cluster", cluster)),
 		cfg:     cfg.withDefaults(),
 		now:     time.Now,
-		updates: make(chan struct{}, 1),
-		kick:    make(chan struct{}, 1),
+		updates: notify.NewSignal(),
+		kick:    notify.NewSignal(),
 		prev:    make(map[string]scrapeSample),
-		done:    make(chan struct{}),
 	}
 	empty := map[string]observer.Metrics{}
 	r.results.Store(&empty)
@@ -160,39 +156,11 @@ func NewReader(lg *zap.Logger, cluster string, cfg Config) *Reader {
 // Start launches the goroutine: it fetches at once, then every Interval and
 // whenever SetTargets adds a target. Calls after the first, or after Close,
 // do nothing.
-func (r *Reader) Start(ctx context.Context) {
-	r.startOnce.Do(func() {
-		r.lifeMu.Lock()
-		defer r.lifeMu.Unlock()
-		if r.started { // Close already ran
-			return
-		}
-		r.started = true
-		ctx, r.cancel = context.WithCancel(ctx)
-		go func() {
-			defer close(r.done)
-			r.run(ctx)
-		}()
-	})
-}
+func (r *Reader) Start(ctx context.Context) { r.loop.Start(ctx, r.run) }
 
 // Close cancels any request in flight and waits for the goroutine. It is
 // safe to call many times and without Start.
-func (r *Reader) Close() {
-	r.closeOnce.Do(func() {
-		r.lifeMu.Lock()
-		started := r.started
-		r.started = true // stop a later Start from launching anything
-		cancel := r.cancel
-		r.lifeMu.Unlock()
-		if cancel != nil {
-			cancel()
-		}
-		if started && cancel != nil {
-			<-r.done
-		}
-	})
-}
+func (r *Reader) Close() { r.loop.Close() }
 
 func (r *Reader) run(ctx context.Context) {
 	ticker := time.NewTicker(r.cfg.Interval)
@@ -203,7 +171,7 @@ func (r *Reader) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
-		case <-r.kick:
+		case <-r.kick.C():
 		}
 	}
 }
@@ -228,10 +196,7 @@ func (r *Reader) SetTargets(ts []Target) {
 	r.publishLocked(*r.results.Load())
 	r.mu.Unlock()
 	if added {
-		select {
-		case r.kick <- struct{}{}:
-		default:
-		}
+		r.kick.Notify()
 	}
 }
 
@@ -240,7 +205,7 @@ func (r *Reader) SetTargets(ts []Target) {
 func (r *Reader) Results() map[string]observer.Metrics { return *r.results.Load() }
 
 // Updates signals, holding at most one pending signal, that Results changed.
-func (r *Reader) Updates() <-chan struct{} { return r.updates }
+func (r *Reader) Updates() <-chan struct{} { return r.updates.C() }
 
 // Source says where the latest results came from: SourcePrometheus,
 // SourceScrape, or "" before the first round with targets.

@@ -38,7 +38,7 @@ func TestStopsWhenStartContextEnds(t *testing.T) {
 	cancel()
 	require.Eventually(t, func() bool {
 		select {
-		case <-r.done:
+		case <-r.loop.Done():
 			return true
 		default:
 			return false

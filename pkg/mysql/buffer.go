@@ -156,8 +156,6 @@ func (wr *writer) write(p []byte) error {
 	return nil
 }
 
-func (wr *writer) buffered() int { return len(wr.buf) }
-
 func (wr *writer) flushBuf() error {
 	if len(wr.buf) == 0 {
 		return nil

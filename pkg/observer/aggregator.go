@@ -4,6 +4,8 @@ import (
 	"maps"
 	"sync"
 	"sync/atomic"
+
+	"github.com/switchyard-db/switchyard/lib/notify"
 )
 
 // Aggregator merges the views that cluster runtimes publish into one
@@ -13,12 +15,12 @@ import (
 type Aggregator struct {
 	mu   sync.Mutex // serializes writers; readers use topo
 	topo atomic.Pointer[Topology]
-	subs map[chan struct{}]struct{}
+	subs notify.Fanout
 }
 
 // NewAggregator returns an Aggregator with an empty Topology.
 func NewAggregator() *Aggregator {
-	a := &Aggregator{subs: make(map[chan struct{}]struct{})}
+	a := &Aggregator{}
 	a.topo.Store(&Topology{Clusters: map[string]*ClusterView{}})
 	return a
 }
@@ -57,24 +59,9 @@ func (a *Aggregator) swap(old *Topology, edit func(map[string]*ClusterView)) {
 	clusters := maps.Clone(old.Clusters)
 	edit(clusters)
 	a.topo.Store(&Topology{Version: old.Version + 1, Clusters: clusters})
-	for ch := range a.subs {
-		select {
-		case ch <- struct{}{}:
-		default: // a wake-up is already pending
-		}
-	}
+	a.subs.Notify()
 }
 
 // Subscribe returns a channel that receives a value after each change (at
 // most one pending), and a function that ends the subscription.
-func (a *Aggregator) Subscribe() (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	a.mu.Lock()
-	a.subs[ch] = struct{}{}
-	a.mu.Unlock()
-	return ch, func() {
-		a.mu.Lock()
-		delete(a.subs, ch)
-		a.mu.Unlock()
-	}
-}
+func (a *Aggregator) Subscribe() (<-chan struct{}, func()) { return a.subs.Subscribe() }

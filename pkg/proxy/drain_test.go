@@ -10,7 +10,7 @@ import (
 
 	pmysql "github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
-	"github.com/switchyard-db/switchyard/pkg/router"
+	"github.com/switchyard-db/switchyard/pkg/router/routertest"
 )
 
 // Drain takes only the sessions that match when it begins: an idle one ends
@@ -19,7 +19,7 @@ import (
 // touched, and Done closes when the last drained session has ended.
 func TestDrainEndsMatchingSessionsAndTellsTheLateOnesWhy(t *testing.T) {
 	d := backendDouble(t)
-	s := startServer(t, Options{}, router.NewForAddrs("c", []string{d.Addr()}))
+	s := startServer(t, Options{}, routertest.NewForAddrs("c", []string{d.Addr()}))
 	ctx := context.Background()
 	db := openDB(t, s.Addr().String(), "app")
 	idle, err := db.Conn(ctx)
@@ -70,7 +70,7 @@ func TestDrainEndsMatchingSessionsAndTellsTheLateOnesWhy(t *testing.T) {
 // is idempotent.
 func TestDrainExpireAndEmpty(t *testing.T) {
 	d := backendDouble(t)
-	s := startServer(t, Options{}, router.NewForAddrs("c", []string{d.Addr()}))
+	s := startServer(t, Options{}, routertest.NewForAddrs("c", []string{d.Addr()}))
 	empty := s.Drain(func(*backend.Session) bool { return false }, time.Second, nil)
 	select {
 	case <-empty.Done():

@@ -17,6 +17,7 @@ import (
 	pmysql "github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
 	"github.com/switchyard-db/switchyard/pkg/router"
+	"github.com/switchyard-db/switchyard/pkg/router/routertest"
 	"github.com/switchyard-db/switchyard/test/mysqldouble"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
@@ -48,7 +49,7 @@ func openDB(t *testing.T, addr, user string) *sql.DB {
 
 func TestMaxConnectionsRefusesWithErr1040(t *testing.T) {
 	d := backendDouble(t)
-	s := startServer(t, Options{MaxConnections: 1}, router.NewForAddrs("c", []string{d.Addr()}))
+	s := startServer(t, Options{MaxConnections: 1}, routertest.NewForAddrs("c", []string{d.Addr()}))
 	ctx := context.Background()
 	db := openDB(t, s.Addr().String(), "app")
 	c1, err := db.Conn(ctx)
@@ -64,7 +65,7 @@ func TestMaxConnectionsRefusesWithErr1040(t *testing.T) {
 
 func TestSessionsSnapshot(t *testing.T) {
 	d := backendDouble(t)
-	s := startServer(t, Options{}, router.NewForAddrs("c", []string{d.Addr()}))
+	s := startServer(t, Options{}, routertest.NewForAddrs("c", []string{d.Addr()}))
 	ctx := context.Background()
 	conn, err := openDB(t, s.Addr().String(), "app").Conn(ctx)
 	require.NoError(t, err)
@@ -82,7 +83,7 @@ func TestSessionsSnapshot(t *testing.T) {
 func TestProxyHeaderFromTrustedPeer(t *testing.T) {
 	d := backendDouble(t)
 	s := startServer(t, Options{ProxyProtocolTrusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
-		router.NewForAddrs("c", []string{d.Addr()}))
+		routertest.NewForAddrs("c", []string{d.Addr()}))
 	fake := netip.MustParseAddrPort("192.0.2.1:1234")
 	mysql.RegisterDialContext("pp-unit", func(ctx context.Context, addr string) (net.Conn, error) {
 		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
@@ -130,7 +131,7 @@ func (p panicRouter) Route(ci router.ClientInfo, exclude []string) (router.Lease
 
 func TestSessionPanicIsContained(t *testing.T) {
 	d := backendDouble(t)
-	s := startServer(t, Options{}, panicRouter{router.NewForAddrs("c", []string{d.Addr()})})
+	s := startServer(t, Options{}, panicRouter{routertest.NewForAddrs("c", []string{d.Addr()})})
 	ctx := context.Background()
 	good, err := openDB(t, s.Addr().String(), "app").Conn(ctx)
 	require.NoError(t, err)
@@ -142,7 +143,7 @@ func TestSessionPanicIsContained(t *testing.T) {
 
 func TestShutdownClosesIdleSessionsAndListener(t *testing.T) {
 	d := backendDouble(t)
-	s := startServer(t, Options{GracefulCloseTimeout: 10 * time.Second}, router.NewForAddrs("c", []string{d.Addr()}))
+	s := startServer(t, Options{GracefulCloseTimeout: 10 * time.Second}, routertest.NewForAddrs("c", []string{d.Addr()}))
 	ctx := context.Background()
 	conn, err := openDB(t, s.Addr().String(), "app").Conn(ctx)
 	require.NoError(t, err)
@@ -161,7 +162,7 @@ func TestShutdownClosesIdleSessionsAndListener(t *testing.T) {
 // clients while the sessions it accepted keep working.
 func TestExtraListeners(t *testing.T) {
 	d := backendDouble(t)
-	s := startServer(t, Options{}, router.NewForAddrs("c", []string{d.Addr()}))
+	s := startServer(t, Options{}, routertest.NewForAddrs("c", []string{d.Addr()}))
 	extra := testenv.FreeAddr(t)
 	require.NoError(t, s.SetExtraListeners([]string{extra}))
 	require.NoError(t, s.SetExtraListeners([]string{extra}), "setting the same set again is a no-op")
@@ -190,7 +191,7 @@ func TestExtraListeners(t *testing.T) {
 // CloseWithError ends an idle session and its client reads why.
 func TestCloseWithErrorTellsIdleClient(t *testing.T) {
 	d := backendDouble(t)
-	s := startServer(t, Options{}, router.NewForAddrs("c", []string{d.Addr()}))
+	s := startServer(t, Options{}, routertest.NewForAddrs("c", []string{d.Addr()}))
 	ctx := context.Background()
 	conn, err := openDB(t, s.Addr().String(), "app").Conn(ctx)
 	require.NoError(t, err)

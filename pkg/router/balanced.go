@@ -249,24 +249,3 @@ func (l *lease) User() string    { return l.user }
 
 func (l *lease) Failed(error) { l.once.Do(func() { l.r.release(l.b.ID, true) }) }
 func (l *lease) Release()     { l.once.Do(func() { l.r.release(l.b.ID, false) }) }
-
-// fixedTopology is a TopologySource that never changes.
-type fixedTopology struct{ t *observer.Topology }
-
-func (f fixedTopology) Topology() *observer.Topology { return f.t }
-
-// NewForAddrs returns a router over one static cluster whose backends are
-// always healthy: for embedding the proxy where there is no runtime, and for
-// tests of the layers above the router.
-func NewForAddrs(cluster string, addrs []string) *Balanced {
-	v := &observer.ClusterView{Name: cluster, State: observer.StateReady, Source: observer.SourceStatic}
-	for _, a := range addrs {
-		v.Backends = append(v.Backends, &observer.Backend{
-			ID: observer.BackendID(cluster, a), Cluster: cluster, Addr: a, Health: observer.Health{Healthy: true},
-		})
-	}
-	cfg := config.NewDefault()
-	cfg.Balance.Policy = config.PolicyConnection
-	cfg.Clusters = []config.Cluster{{Name: cluster, Instances: addrs}}
-	return NewBalanced(fixedTopology{&observer.Topology{Clusters: map[string]*observer.ClusterView{cluster: v}}}, cfg)
-}

@@ -2,7 +2,6 @@ package router
 
 import (
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -178,20 +177,6 @@ func TestBalancedUpdateRules(t *testing.T) {
 	require.Equal(t, "west", l.Cluster(), "prefix routing is off after the update")
 	require.Equal(t, "east.bob", l.User())
 	l.Release()
-}
-
-func TestNewForAddrs(t *testing.T) {
-	r := NewForAddrs("c", []string{"a:1", "b:1"})
-	var ids []string
-	for range 2 {
-		l, err := r.Route(ClientInfo{}, nil)
-		require.NoError(t, err)
-		ids = append(ids, l.ID())
-	}
-	require.ElementsMatch(t, []string{"c/a:1", "c/b:1"}, ids)
-	_, err := r.Route(ClientInfo{}, []string{"c/a:1", "c/b:1"})
-	require.ErrorIs(t, err, ErrNoBackend)
-	require.Equal(t, fmt.Sprint(map[string]int64{"c/a:1": 1, "c/b:1": 1}), fmt.Sprint(r.Sessions()))
 }
 
 // A backend the fleet voted down takes no new sessions, even though this

@@ -78,7 +78,12 @@ func TestRouterWatchLifecycle(t *testing.T) {
 	r2.Close()
 
 	// A fixed topology has nothing to watch.
-	r3 := NewForAddrs("c", []string{"a:1"})
+	r3 := NewBalanced(fixedTopology{&observer.Topology{}}, config.NewDefault())
 	r3.Start(context.Background())
 	r3.Close()
 }
+
+// fixedTopology is a TopologySource without Subscribe.
+type fixedTopology struct{ t *observer.Topology }
+
+func (f fixedTopology) Topology() *observer.Topology { return f.t }

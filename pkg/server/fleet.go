@@ -9,6 +9,8 @@ import (
 	"github.com/switchyard-db/switchyard/lib/etcdclient"
 	"github.com/switchyard-db/switchyard/pkg/manager/backendcluster"
 	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination/etcdstore"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination/vote"
 	"github.com/switchyard-db/switchyard/pkg/manager/fleet"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/pkg/proxy"
@@ -24,10 +26,10 @@ import (
 // drives them.
 type fleetParts struct {
 	*fleet.Fleet
-	store coordination.Backend
+	store coordination.Store
 	cli   *clientv3.Client // nil in single-node mode
-	voter *coordination.Voter
-	coord *coordination.Coordinator
+	voter *vote.Voter
+	coord *vote.Coordinator
 }
 
 // newFleet builds the fleet from cfg over the server's finished parts;
@@ -51,7 +53,7 @@ func newFleet(lg *zap.Logger, cfg *config.Config, topo *observer.Aggregator, r *
 		if err != nil {
 			return nil, fmt.Errorf("coordination: %w", err)
 		}
-		e := coordination.NewEtcd(flg, p.cli, c.Fleet, self, coordination.EtcdOptions{
+		e := etcdstore.New(flg, p.cli, c.Fleet, self, etcdstore.Options{
 			ElectionTTL: c.ElectionTTL.Duration,
 			NodeTTL:     c.NodeTTL.Duration,
 		})
@@ -61,14 +63,14 @@ func newFleet(lg *zap.Logger, cfg *config.Config, topo *observer.Aggregator, r *
 		p.store, terms = m, m
 	}
 	probes := proberAdapter{clusters}
-	p.voter = coordination.NewVoter(flg, self.ID, probes)
+	p.voter = vote.NewVoter(flg, self.ID, probes)
 	scheme := "http"
 	if cfg.API.TLS.HasCert() {
 		scheme = "https"
 	}
-	p.coord = coordination.NewCoordinator(flg, p.store, self, probes,
-		&coordination.PeerClient{HTTP: &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: peerCfg}}, Token: cfg.API.Token, Scheme: scheme},
-		coordination.CoordinatorOptions{
+	p.coord = vote.NewCoordinator(flg, p.store, self, probes,
+		&vote.PeerClient{HTTP: &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: peerCfg}}, Token: cfg.API.Token, Scheme: scheme},
+		vote.CoordinatorOptions{
 			AllowSingleVoter: c.AllowSingleVoter || !c.Enabled(),
 			MaxDownPerMinute: c.MaxDownPerMinute,
 			HealthyCount:     fleet.HealthyCount(topo, p.store),
@@ -87,7 +89,7 @@ func newFleet(lg *zap.Logger, cfg *config.Config, topo *observer.Aggregator, r *
 
 // close stops the fleet (loop, then terms, then the registration) and closes
 // the fleet's etcd client, which also ends the Campaign calls that
-// coordination.Etcd.Close abandoned to an unreachable etcd.
+// etcdstore.Store.Close abandoned to an unreachable etcd.
 func (p *fleetParts) close() {
 	p.Fleet.Close()
 	if p.cli != nil {
@@ -96,7 +98,7 @@ func (p *fleetParts) close() {
 }
 
 // voteRounds adapts the vote coordinator to fleet.Rounds.
-type voteRounds struct{ c *coordination.Coordinator }
+type voteRounds struct{ c *vote.Coordinator }
 
 func (v voteRounds) Reconcile(ctx context.Context, cluster string, local map[string]bool, verdicts map[string]coordination.Verdict) {
 	v.c.Reconcile(ctx, cluster, local, verdicts)

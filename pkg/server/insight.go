@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	libapi "github.com/switchyard-db/switchyard/lib/api"
 	"github.com/switchyard-db/switchyard/lib/config"
 	"github.com/switchyard-db/switchyard/pkg/metrics"
 	"github.com/switchyard-db/switchyard/pkg/mysql"
@@ -183,33 +184,23 @@ func (o *commandObserver) logEntry(c *backend.Command, st *sqlstats.Statement, m
 func (o *commandObserver) SessionEnded() { o.metrics.SessionEnded() }
 
 // Digests implements api.Digests.
-func (in *insight) Digests(q api.DigestQuery) (api.DigestList, error) {
+func (in *insight) Digests(q api.DigestQuery) (libapi.DigestList, error) {
 	snap, err := in.digests.Snapshot(sqlstats.Query{Cluster: q.Cluster, Sort: q.Sort, Limit: q.Limit})
 	if err != nil {
-		return api.DigestList{}, fmt.Errorf("%w: %w", api.ErrBadDigestQuery, err)
+		return libapi.DigestList{}, fmt.Errorf("%w: %w", api.ErrBadDigestQuery, err)
 	}
-	out := api.DigestList{
+	out := libapi.DigestList{
 		Enabled: in.digestsOn.Load(), Sort: cmp.Or(q.Sort, sqlstats.SortTotal), Total: snap.Digests,
-		Digests: make([]api.Digest, 0, len(snap.Rows)), Others: make([]api.Digest, 0, len(snap.Others)),
+		Digests: make([]libapi.Digest, 0, len(snap.Rows)), Others: make([]libapi.Digest, 0, len(snap.Others)),
 	}
 	for i := range snap.Rows {
-		out.Digests = append(out.Digests, apiDigest(&snap.Rows[i]))
+		out.Digests = append(out.Digests, snap.Rows[i].Digest)
 	}
 	for i := range snap.Others {
-		out.Others = append(out.Others, apiDigest(&snap.Others[i]))
+		out.Others = append(out.Others, snap.Others[i].Digest)
 	}
 	return out, nil
 }
 
 // ResetDigests implements api.Digests.
 func (in *insight) ResetDigests(cluster string) { in.digests.Reset(cluster) }
-
-func apiDigest(r *sqlstats.Row) api.Digest {
-	return api.Digest{
-		Cluster: r.Cluster, User: r.User, Schema: r.Schema, Digest: r.Digest, DigestText: r.DigestText,
-		SampleText: r.SampleText, Count: r.Count, Errors: r.Errors, LastErrorCode: r.LastErrorCode,
-		RowsSent: r.RowsSent, RowsAffected: r.RowsAffected,
-		TotalMs: r.TotalMs, AvgMs: r.AvgMs, MinMs: r.MinMs, MaxMs: r.MaxMs, P50Ms: r.P50Ms, P95Ms: r.P95Ms, P99Ms: r.P99Ms,
-		FirstSeen: r.FirstSeen, LastSeen: r.LastSeen,
-	}
-}

@@ -12,10 +12,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	libapi "github.com/switchyard-db/switchyard/lib/api"
 	"github.com/switchyard-db/switchyard/lib/config"
 	"github.com/switchyard-db/switchyard/pkg/manager/backendcluster"
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
-	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination/vote"
 	"github.com/switchyard-db/switchyard/pkg/manager/fleet"
 	"github.com/switchyard-db/switchyard/pkg/metrics"
 	"github.com/switchyard-db/switchyard/pkg/observer"
@@ -49,10 +50,11 @@ type Server struct {
 	override     atomic.Pointer[string]
 
 	// bg is the lifetime of background work (config watcher, fleet loop,
-	// router watch).
+	// router watch); it ends at Close, Shutdown, or when Start's context ends.
 	bg       context.Context
 	bgCancel context.CancelFunc
 	bgWG     sync.WaitGroup
+	bgUnlink func() bool // stops Start's context from ending bg
 }
 
 // New builds the proxy from the config manager's running config, without
@@ -151,7 +153,7 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		s.api.SetDigests(s.insight)
 		s.api.SetTraffic(s.insight)
 		// The API lets only fleet members (admin) through to the voter.
-		s.api.HandleInternal(coordination.VotePath, s.fleet.voter.Handler(""))
+		s.api.HandleInternal(vote.Path, s.fleet.voter.Handler(""))
 	}
 	return s, nil
 }
@@ -161,8 +163,10 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 // reached yet are "connecting", and their clients get an ERR packet saying
 // so until they are reachable. A cluster whose runtime cannot be built (say,
 // an unparsable etcd-tls certificate) is retried in the background while the
-// others serve.
-func (s *Server) Start() error {
+// others serve. The background work (config watcher, fleet, drains) and
+// the API's requests end when ctx does; Shutdown or Close stop the rest.
+func (s *Server) Start(ctx context.Context) error {
+	s.bgUnlink = context.AfterFunc(ctx, s.bgCancel)
 	cfg := s.cm.Current()
 	res := s.clusters.Apply(cfg)
 	s.lg.Info("clusters started", zap.Stringer("result", res))
@@ -176,7 +180,7 @@ func (s *Server) Start() error {
 		return err
 	}
 	if s.api != nil {
-		if err := s.api.Start(cfg.API.Addr, s.apiTLS); err != nil {
+		if err := s.api.Start(ctx, cfg.API.Addr, s.apiTLS); err != nil {
 			s.sql.Close()
 			s.clusters.Close()
 			return err
@@ -346,6 +350,9 @@ func (s *Server) Close() {
 }
 
 func (s *Server) stopBackground() {
+	if s.bgUnlink != nil {
+		s.bgUnlink()
+	}
 	s.bgCancel()
 	s.bgWG.Wait()
 	s.rebalance.Close()
@@ -362,37 +369,37 @@ func (s *Server) stopBackground() {
 
 // Components reports the state of each part of the proxy and of its
 // connections to what it depends on, for /api/v1/health.
-func (s *Server) Components() map[string]api.Component {
-	out := map[string]api.Component{}
+func (s *Server) Components() map[string]libapi.Component {
+	out := map[string]libapi.Component{}
 	switch {
 	case s.shuttingDown.Load():
-		out["sql"] = api.Component{State: "stopping"}
+		out["sql"] = libapi.Component{State: "stopping"}
 	case !s.ready.Load():
-		out["sql"] = api.Component{State: "initializing"}
+		out["sql"] = libapi.Component{State: "initializing"}
 	default:
-		out["sql"] = api.Component{State: "healthy"}
+		out["sql"] = libapi.Component{State: "healthy"}
 	}
 	if st := s.cm.Status(); st.LastResult == cfgmgr.ResultError {
-		out["config"] = api.Component{State: "abnormal", Reason: "last reload failed: " + st.LastError}
+		out["config"] = libapi.Component{State: "abnormal", Reason: "last reload failed: " + st.LastError}
 	} else {
-		out["config"] = api.Component{State: "healthy"}
+		out["config"] = libapi.Component{State: "healthy"}
 	}
 	for name, v := range s.topo.Topology().Clusters {
-		c := api.Component{State: "healthy"}
+		c := libapi.Component{State: "healthy"}
 		switch v.State {
 		case observer.StateConnecting:
-			c = api.Component{State: "initializing", Reason: "waiting for etcd: " + v.LastError}
+			c = libapi.Component{State: "initializing", Reason: "waiting for etcd: " + v.LastError}
 		case observer.StateStale:
-			c = api.Component{State: "abnormal", Reason: "etcd unreachable, serving the last known backends: " + v.LastError}
+			c = libapi.Component{State: "abnormal", Reason: "etcd unreachable, serving the last known backends: " + v.LastError}
 		case observer.StateDraining:
-			c = api.Component{State: "stopping", Reason: "removed from the configuration"}
+			c = libapi.Component{State: "stopping", Reason: "removed from the configuration"}
 		}
 		out["cluster/"+name] = c
 	}
 	for name, err := range s.clusters.BuildErrors() {
-		out["cluster/"+name] = api.Component{State: "abnormal", Reason: "runtime build failing: " + err}
+		out["cluster/"+name] = libapi.Component{State: "abnormal", Reason: "runtime build failing: " + err}
 	}
 	state, reason := s.fleet.store.Health()
-	out["coordination"] = api.Component{State: state, Reason: reason}
+	out["coordination"] = libapi.Component{State: state, Reason: reason}
 	return out
 }

@@ -5,42 +5,22 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/switchyard-db/switchyard/lib/api"
 )
 
-// Row is one digest row as the API shows it. The "others" row of a cluster
-// (Others set) sums the rows evicted to keep the table bounded.
+// Row is one digest row: the API's document (api.Digest, latencies in
+// milliseconds) and the same latencies as durations, which the sort keys
+// and the Prometheus collector read. The "others" row of a cluster (in
+// Snapshot.Others) sums the rows evicted to keep the table bounded.
 type Row struct {
-	Cluster    string `json:"cluster"`
-	User       string `json:"user"`
-	Schema     string `json:"schema"`
-	Digest     string `json:"digest"`
-	DigestText string `json:"digest_text"`
-	SampleText string `json:"sample_text"`
-	Others     bool   `json:"others,omitempty"`
+	api.Digest
 
-	Count         uint64 `json:"count"`
-	Errors        uint64 `json:"errors"`
-	LastErrorCode uint16 `json:"last_error_code,omitempty"`
-	RowsSent      uint64 `json:"rows_sent"`
-	RowsAffected  uint64 `json:"rows_affected"`
-
-	TotalLatency time.Duration `json:"-"`
-	MinLatency   time.Duration `json:"-"`
-	MaxLatency   time.Duration `json:"-"`
-	P50, P95     time.Duration `json:"-"`
-	P99          time.Duration `json:"-"`
-
-	// The latencies in milliseconds, for JSON readers.
-	TotalMs float64 `json:"total_ms"`
-	AvgMs   float64 `json:"avg_ms"`
-	MinMs   float64 `json:"min_ms"`
-	MaxMs   float64 `json:"max_ms"`
-	P50Ms   float64 `json:"p50_ms"`
-	P95Ms   float64 `json:"p95_ms"`
-	P99Ms   float64 `json:"p99_ms"`
-
-	FirstSeen time.Time `json:"first_seen"`
-	LastSeen  time.Time `json:"last_seen"`
+	TotalLatency time.Duration
+	MinLatency   time.Duration
+	MaxLatency   time.Duration
+	P50, P95     time.Duration
+	P99          time.Duration
 }
 
 // AvgLatency is TotalLatency over Count.
@@ -124,7 +104,6 @@ func (s *Store) Snapshot(q Query) (Snapshot, error) {
 		o := c.others.row(c.name)
 		c.othersMu.Unlock()
 		if o.Count > 0 {
-			o.Others = true
 			snap.Others = append(snap.Others, o)
 		}
 	}
@@ -133,7 +112,7 @@ func (s *Store) Snapshot(q Query) (Snapshot, error) {
 		if c := less(&a, &b); c != 0 {
 			return c
 		}
-		return cmp.Or(cmp.Compare(a.Cluster, b.Cluster), cmp.Compare(a.Digest, b.Digest),
+		return cmp.Or(cmp.Compare(a.Cluster, b.Cluster), cmp.Compare(a.Digest.Digest, b.Digest.Digest),
 			cmp.Compare(a.User, b.User), cmp.Compare(a.Schema, b.Schema))
 	})
 	slices.SortFunc(snap.Others, func(a, b Row) int { return cmp.Compare(a.Cluster, b.Cluster) })
@@ -145,20 +124,22 @@ func (s *Store) Snapshot(q Query) (Snapshot, error) {
 
 func (en *entry) row(cluster string) Row {
 	r := Row{
-		Cluster:       cluster,
-		User:          en.key.user,
-		Schema:        en.key.schema,
-		SampleText:    en.sample,
-		Count:         en.count.Load(),
-		Errors:        en.errors.Load(),
-		LastErrorCode: uint16(en.lastErr.Load()),
-		RowsSent:      en.rowsSent.Load(),
-		RowsAffected:  en.rowsAffected.Load(),
-		TotalLatency:  time.Duration(en.latencyNs.Load()),
-		MaxLatency:    time.Duration(en.maxNs.Load()),
+		Digest: api.Digest{
+			Cluster:       cluster,
+			User:          en.key.user,
+			Schema:        en.key.schema,
+			SampleText:    en.sample,
+			Count:         en.count.Load(),
+			Errors:        en.errors.Load(),
+			LastErrorCode: uint16(en.lastErr.Load()),
+			RowsSent:      en.rowsSent.Load(),
+			RowsAffected:  en.rowsAffected.Load(),
+		},
+		TotalLatency: time.Duration(en.latencyNs.Load()),
+		MaxLatency:   time.Duration(en.maxNs.Load()),
 	}
 	if en.st != nil {
-		r.Digest, r.DigestText = en.st.DigestHex, en.st.Normalized
+		r.Digest.Digest, r.DigestText = en.st.DigestHex, en.st.Normalized
 	}
 	if m := en.minNs.Load(); m >= 0 {
 		r.MinLatency = time.Duration(m)

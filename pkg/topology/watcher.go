@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard-db/switchyard/lib/lifecycle"
+	"github.com/switchyard-db/switchyard/lib/notify"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -43,14 +44,9 @@ type Watcher struct {
 	snap    atomic.Pointer[Snapshot]
 	err     atomic.Pointer[error]
 	errors  atomic.Uint64
-	updates chan struct{}
+	updates notify.Signal
 
-	startOnce sync.Once
-	closeOnce sync.Once
-	cancel    context.CancelFunc
-	done      chan struct{}
-	mu        sync.Mutex // guards cancel/started between Start and Close
-	started   bool
+	loop lifecycle.Loop // the watch goroutine
 }
 
 // NewWatcher builds a Watcher without doing any I/O. An empty prefix means
@@ -66,8 +62,7 @@ func NewWatcher(lg *zap.Logger, cli *clientv3.Client, prefix string) *Watcher {
 		prefix:        prefix,
 		getTimeout:    defaultGetTimeout,
 		probeInterval: defaultProbeInterval,
-		updates:       make(chan struct{}, 1),
-		done:          make(chan struct{}),
+		updates:       notify.NewSignal(),
 	}
 }
 
@@ -85,25 +80,11 @@ func (w *Watcher) SetTimings(probe, get time.Duration) {
 
 // Start launches the watcher goroutine. Calls after the first, or after Close,
 // do nothing.
-func (w *Watcher) Start(ctx context.Context) {
-	w.startOnce.Do(func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if w.started { // Close already ran
-			return
-		}
-		w.started = true
-		ctx, w.cancel = context.WithCancel(ctx)
-		go func() {
-			defer close(w.done)
-			w.run(ctx)
-		}()
-	})
-}
+func (w *Watcher) Start(ctx context.Context) { w.loop.Start(ctx, w.run) }
 
 // Updates signals that Snapshot or Err may have changed. It holds at most one
 // pending signal; readers should call Snapshot after each receive.
-func (w *Watcher) Updates() <-chan struct{} { return w.updates }
+func (w *Watcher) Updates() <-chan struct{} { return w.updates.C() }
 
 // Snapshot returns the latest snapshot, or nil before the first successful list.
 func (w *Watcher) Snapshot() *Snapshot { return w.snap.Load() }
@@ -123,28 +104,9 @@ func (w *Watcher) ErrorCount() uint64 { return w.errors.Load() }
 
 // Close stops the goroutine and waits for it. It is safe to call many times
 // and without Start.
-func (w *Watcher) Close() {
-	w.closeOnce.Do(func() {
-		w.mu.Lock()
-		started := w.started
-		w.started = true // stop a later Start from launching anything
-		cancel := w.cancel
-		w.mu.Unlock()
-		if cancel != nil {
-			cancel()
-		}
-		if started && cancel != nil {
-			<-w.done
-		}
-	})
-}
+func (w *Watcher) Close() { w.loop.Close() }
 
-func (w *Watcher) notify() {
-	select {
-	case w.updates <- struct{}{}:
-	default:
-	}
-}
+func (w *Watcher) notify() { w.updates.Notify() }
 
 func (w *Watcher) setErr(err error) {
 	old := w.Err()

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard-db/switchyard/lib/api"
 	"go.uber.org/zap"
 )
 
@@ -68,23 +69,9 @@ type Options struct {
 // DefaultBuffer is the default queue length.
 const DefaultBuffer = 16384
 
-// Status is a capture's progress, or the last one's outcome.
-type Status struct {
-	State    string    `json:"state"` // running, done, cancelled, failed
-	Cluster  string    `json:"cluster"`
-	File     string    `json:"file"`
-	Start    time.Time `json:"start"`
-	End      time.Time `json:"end,omitempty"`
-	Until    time.Time `json:"until"`
-	MaxBytes int64     `json:"max_bytes"`
-	// Captured records were written; Dropped were lost because the writer
-	// was behind (the capture's overhead bound at work).
-	Captured uint64 `json:"captured"`
-	Dropped  uint64 `json:"dropped"`
-	Bytes    int64  `json:"bytes"`
-	// Reason says why it ended (duration, size limit, cancelled, error).
-	Reason string `json:"reason,omitempty"`
-}
+// Status is a capture's progress, or the last one's outcome. It is the
+// API's document, so that the API and proxyctl need no copy of it.
+type Status = api.TrafficCapture
 
 // Capture states.
 const (

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/switchyard-db/switchyard/pkg/server/api"
+	"github.com/switchyard-db/switchyard/lib/api"
 	"github.com/switchyard-db/switchyard/test/etcdtest"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )

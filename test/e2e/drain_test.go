@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -19,10 +20,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/switchyard-db/switchyard/lib/api"
 	"github.com/switchyard-db/switchyard/lib/config"
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
 	"github.com/switchyard-db/switchyard/pkg/server"
-	"github.com/switchyard-db/switchyard/pkg/server/api"
 	"github.com/switchyard-db/switchyard/test/mysqldouble"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
@@ -103,7 +104,7 @@ func startDrainFixture(t *testing.T, text string) *drainFixture {
 	cm.Init(cfg, []byte(text))
 	srv, err := server.New(lg, cm)
 	require.NoError(t, err)
-	require.NoError(t, srv.Start())
+	require.NoError(t, srv.Start(context.Background()))
 	t.Cleanup(srv.Close)
 	f := &drainFixture{srv: srv, api: srv.APIAddr().String()}
 	f.waitHealthy(t)

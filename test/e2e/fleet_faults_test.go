@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination/vote"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
@@ -184,7 +185,7 @@ func testFleetHungBackend(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
 			require.Equal(t, portOf(db), port, "a new session through %s landed on the hung backend", n.ID)
 		}
 	}
-	time.Sleep(coordination.DefaultProposeBackoff + time.Second)
+	time.Sleep(vote.DefaultProposeBackoff + time.Second)
 	var downPuts []verdictPut
 	for _, vp := range env.verdictPuts() {
 		if vp.Backend == b.Addr() && vp.State == coordination.VerdictDown {

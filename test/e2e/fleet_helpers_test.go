@@ -29,8 +29,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/switchyard-db/switchyard/lib/api"
 	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
-	"github.com/switchyard-db/switchyard/pkg/server/api"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
 

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination/vote"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
@@ -238,7 +239,7 @@ func testFleetMinorityPeerCut(t *testing.T, etcd *etcdProc, db *testenv.MariaDB)
 	down, ok := env.waitVerdict("main", b.Addr(), coordination.VerdictDown, killAt.Add(20*time.Second))
 	require.True(t, ok, "no down verdict on %s within 20 s, with %s cut off from the leader %s", id, cut.ID, pl.ID)
 	decision := down.At.Sub(killAt)
-	time.Sleep(coordination.DefaultProposeBackoff + time.Second)
+	time.Sleep(vote.DefaultProposeBackoff + time.Second)
 	var downPuts []verdictPut
 	for _, vp := range env.verdictPuts() {
 		if vp.Backend == b.Addr() && vp.State == coordination.VerdictDown {

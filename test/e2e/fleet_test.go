@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination/vote"
 	"github.com/switchyard-db/switchyard/test/etcdtest"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
@@ -480,7 +481,7 @@ func testFleetBackendKilled(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
 		}
 	}
 	// Longer than the coordinator's propose backoff: no second round.
-	time.Sleep(coordination.DefaultProposeBackoff + time.Second)
+	time.Sleep(vote.DefaultProposeBackoff + time.Second)
 	approvedDown := env.countLog(func(e logEvent) bool {
 		return e.Msg == "vote round approved a verdict" && e.Backend == b.Addr() && e.State == coordination.VerdictDown
 	})
@@ -551,7 +552,7 @@ func testFleetOnlyLeaderCannotReach(t *testing.T, etcd *etcdProc, db *testenv.Ma
 	require.True(t, ok, "the prober leader never proposed %s down", fwd.Addr())
 	// Two more proposal backoffs: the leader keeps proposing, the peers keep
 	// refusing.
-	time.Sleep(2*coordination.DefaultProposeBackoff + 500*time.Millisecond)
+	time.Sleep(2*vote.DefaultProposeBackoff + 500*time.Millisecond)
 	for _, o := range env.others(pl) {
 		bs, err := backendsOf(o)
 		require.NoError(t, err)
@@ -566,7 +567,7 @@ func testFleetOnlyLeaderCannotReach(t *testing.T, etcd *etcdProc, db *testenv.Ma
 	if len(terms) != 1 || terms[0].Term != pterm || !terms[0].Ended.IsZero() {
 		t.Fatalf("the prober leadership changed during the test (%v): the scenario needs one leader throughout", terms)
 	}
-	require.Equal(t, coordination.BlockedPeerUp, blocked.Result, "the round was blocked for another reason: %+v", blocked)
+	require.Equal(t, vote.BlockedPeerUp, blocked.Result, "the round was blocked for another reason: %+v", blocked)
 	for _, v := range blocked.Votes {
 		want := coordination.VoteUp
 		if v.Node == pl.ID {
@@ -752,7 +753,7 @@ func testFleetBlockedRoundRetried(t *testing.T, etcd *etcdProc, db *testenv.Mari
 		return e.Msg == "vote round blocked" && e.Backend == b.Addr()
 	})
 	require.True(t, ok, "the prober leader %s never proposed %s down", pl.ID, b.Addr())
-	require.Equal(t, coordination.BlockedNoQuorum, blocked.Result, "%+v", blocked)
+	require.Equal(t, vote.BlockedNoQuorum, blocked.Result, "%+v", blocked)
 	contAt := env.mark(peer.ID, "SIGCONT")
 	require.NoError(t, peer.Proxy.Signal(syscall.SIGCONT))
 	// The peer's own probes see the backend dead within a second.
@@ -760,7 +761,7 @@ func testFleetBlockedRoundRetried(t *testing.T, etcd *etcdProc, db *testenv.Mari
 		bs, err := backendsOf(peer)
 		return err == nil && !bs[b.Addr()].Healthy
 	}, 10*time.Second, 50*time.Millisecond, "%s never saw %s unhealthy", peer.ID, b.Addr())
-	wait := 5 * coordination.DefaultProposeBackoff
+	wait := 5 * vote.DefaultProposeBackoff
 	down, ok := env.waitVerdict("main", b.Addr(), coordination.VerdictDown, contAt.Add(wait))
 	t.Logf("event log:\n%s", env.timeline(nil))
 	rounds := env.countLog(func(e logEvent) bool { return strings.HasPrefix(e.Msg, "vote round") && e.Backend == b.Addr() })

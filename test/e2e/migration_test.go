@@ -90,7 +90,7 @@ instances = [%q, %q]
 	mp.cm = cm
 	mp.srv, err = server.New(lg, cm)
 	require.NoError(t, err)
-	require.NoError(t, mp.srv.Start())
+	require.NoError(t, mp.srv.Start(context.Background()))
 	t.Cleanup(mp.srv.Close)
 	require.Eventually(t, func() bool {
 		v := mp.srv.Topology().Cluster("main")

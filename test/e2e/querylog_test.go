@@ -21,8 +21,8 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchyard-db/switchyard/lib/api"
 	"github.com/switchyard-db/switchyard/pkg/querylog"
-	"github.com/switchyard-db/switchyard/pkg/server/api"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
 

@@ -29,7 +29,7 @@ func TestSessionStateTracking(t *testing.T) {
 	cm.Init(cfg, text)
 	srv, err := server.New(lg, cm)
 	require.NoError(t, err)
-	require.NoError(t, srv.Start())
+	require.NoError(t, srv.Start(context.Background()))
 	defer srv.Close()
 	addr := srv.SQLAddr().String()
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	libconfig "github.com/switchyard-db/switchyard/lib/config"
+	"github.com/switchyard-db/switchyard/lib/notify"
 	"go.uber.org/zap"
 )
 
@@ -83,8 +84,7 @@ type Manager struct {
 	cur        atomic.Pointer[running]
 	status     atomic.Pointer[Status]
 
-	subMu sync.Mutex
-	subs  map[chan struct{}]struct{}
+	subs notify.Fanout
 
 	pollInterval time.Duration
 }
@@ -101,7 +101,6 @@ func New(lg *zap.Logger, path string) *Manager {
 	m := &Manager{
 		lg:           lg.Named("config"),
 		path:         path,
-		subs:         map[chan struct{}]struct{}{},
 		pollInterval: 2 * time.Second,
 	}
 	m.status.Store(&Status{Path: path})
@@ -279,28 +278,9 @@ func (m *Manager) record(source string, err error, restart []string) {
 
 // Subscribe returns a channel woken (at most one pending wake-up) after each
 // applied config, and a function that ends the subscription.
-func (m *Manager) Subscribe() (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	m.subMu.Lock()
-	m.subs[ch] = struct{}{}
-	m.subMu.Unlock()
-	return ch, func() {
-		m.subMu.Lock()
-		delete(m.subs, ch)
-		m.subMu.Unlock()
-	}
-}
+func (m *Manager) Subscribe() (<-chan struct{}, func()) { return m.subs.Subscribe() }
 
-func (m *Manager) notify() {
-	m.subMu.Lock()
-	defer m.subMu.Unlock()
-	for ch := range m.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
+func (m *Manager) notify() { m.subs.Notify() }
 
 // Run watches the config file until ctx ends. Errors setting up the watch
 // are logged; polling still works without it.

@@ -8,12 +8,15 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchyard-db/switchyard/lib/lifecycle"
+	"github.com/switchyard-db/switchyard/lib/notify"
 )
 
-// Memory is the single-node backend: the node is the only member and always
+// Memory is the single-node Store: the node is the only member and always
 // leads every role it campaigns for. Terms of a role start at 1 and grow
 // each time the role is added again. It keeps the same per-term discipline
-// as Etcd: a removed role's work must stop before the role's next term
+// as etcdstore.Store: a removed role's work must stop before the role's next term
 // begins, and a fenced write from an ended term is refused.
 type Memory struct {
 	mu         sync.Mutex
@@ -26,7 +29,7 @@ type Memory struct {
 	termEnds   map[string]uint64
 	stuck      uint64
 	verdicts   atomic.Pointer[map[string]Verdict]
-	subs       map[chan struct{}]struct{}
+	subs       notify.Fanout
 	started    bool
 	closed     bool
 	stopBudget time.Duration
@@ -34,17 +37,23 @@ type Memory struct {
 	wg         sync.WaitGroup
 }
 
+// memTerm is one term of a role. Leader-only work registers in wg (Go,
+// Hold) while the term is not ended; the term waits for it before it ends.
 type memTerm struct {
-	*termState
+	term    Term
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	ended   bool          // under Memory.mu; no work registers once set
 	stopped chan struct{} // closed once the work stopped or overran the budget
 }
 
 var (
-	_ Backend    = (*Memory)(nil)
+	_ Store      = (*Memory)(nil)
 	_ TermWorker = (*Memory)(nil)
 )
 
-// NewMemory returns the single-node backend for self.
+// NewMemory returns the single-node Store for self.
 func NewMemory(self NodeInfo) *Memory {
 	m := &Memory{
 		self:       self,
@@ -54,7 +63,6 @@ func NewMemory(self NodeInfo) *Memory {
 		lastRev:    map[string]int64{},
 		roleStat:   map[string]*RoleStats{},
 		termEnds:   map[string]uint64{},
-		subs:       map[chan struct{}]struct{}{},
 		stopBudget: DefaultStopBudget,
 	}
 	m.onStuck = func() {
@@ -80,10 +88,10 @@ func (m *Memory) SetStopPolicy(budget time.Duration, onStuck func()) {
 	}
 }
 
-// Mode implements Backend.
+// Mode implements Store.
 func (m *Memory) Mode() string { return ModeSingleNode }
 
-// Start implements Backend: the node takes every role set so far.
+// Start implements Store: the node takes every role set so far.
 func (m *Memory) Start(context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -98,7 +106,7 @@ func (m *Memory) Start(context.Context) error {
 	return nil
 }
 
-// SetInfo implements Backend. The ID cannot change.
+// SetInfo implements Store. The ID cannot change.
 func (m *Memory) SetInfo(info NodeInfo) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -106,7 +114,7 @@ func (m *Memory) SetInfo(info NodeInfo) {
 	m.self = info
 }
 
-// SetRoles implements Backend.
+// SetRoles implements Store.
 func (m *Memory) SetRoles(roles []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -153,8 +161,8 @@ func (m *Memory) beginLocked(role string) {
 	m.lastRev[role]++
 	ctx, cancel := context.WithCancel(context.Background())
 	mt := &memTerm{
-		termState: &termState{term: Term{Role: role, Rev: m.lastRev[role]}, ctx: ctx, cancel: cancel},
-		stopped:   make(chan struct{}),
+		term: Term{Role: role, Rev: m.lastRev[role]}, ctx: ctx, cancel: cancel,
+		stopped: make(chan struct{}),
 	}
 	m.terms[role] = mt
 	rs := m.roleStat[role]
@@ -164,7 +172,7 @@ func (m *Memory) beginLocked(role string) {
 	}
 	rs.Leader, rs.Term = true, mt.term.Rev
 	rs.LeaderChanges++
-	m.notifyLocked()
+	m.subs.Notify()
 }
 
 // endLocked ends mt and waits for its work in the background.
@@ -178,13 +186,13 @@ func (m *Memory) endLocked(mt *memTerm, reason string) {
 		rs.LeaderChanges++
 	}
 	m.termEnds[reason]++
-	m.notifyLocked()
+	m.subs.Notify()
 	mt.cancel()
 	budget, onStuck := m.stopBudget, m.onStuck
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		if !waitTimeout(&mt.wg, budget) {
+		if !lifecycle.WaitTimeout(&mt.wg, budget) {
 			m.mu.Lock()
 			m.stuck++
 			m.mu.Unlock()
@@ -199,7 +207,7 @@ func (m *Memory) endLocked(mt *memTerm, reason string) {
 	}()
 }
 
-// Close implements Backend: every term ends and its work is waited for
+// Close implements Store: every term ends and its work is waited for
 // (within the stop budget). Idempotent.
 func (m *Memory) Close() {
 	m.mu.Lock()
@@ -211,7 +219,7 @@ func (m *Memory) Close() {
 	for _, mt := range m.terms {
 		m.endLocked(mt, EndShutdown)
 	}
-	m.notifyLocked()
+	m.subs.Notify()
 	m.mu.Unlock()
 	m.wg.Wait()
 }

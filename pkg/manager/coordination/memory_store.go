@@ -6,7 +6,14 @@ import (
 	"sync"
 )
 
-// Members implements Backend.
+// cancelledCtx is the context of a term that is not held.
+var cancelledCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// Members implements Store.
 func (m *Memory) Members(context.Context) ([]Member, error) {
 	m.mu.Lock()
 	self := m.self
@@ -20,7 +27,7 @@ func (m *Memory) Members(context.Context) ([]Member, error) {
 	return []Member{mb}, nil
 }
 
-// Leader implements Backend.
+// Leader implements Store.
 func (m *Memory) Leader(_ context.Context, role string) (LeaderInfo, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -46,7 +53,7 @@ func (m *Memory) currentLocked(t Term) *memTerm {
 	return mt
 }
 
-// Term implements Backend.
+// Term implements Store.
 func (m *Memory) Term(role string) (Term, context.Context, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -85,31 +92,12 @@ func (m *Memory) Hold(term Term) (context.Context, func(), error) {
 	return mt.ctx, sync.OnceFunc(mt.wg.Done), nil
 }
 
-// Subscribe implements Backend.
-func (m *Memory) Subscribe() (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	m.mu.Lock()
-	m.subs[ch] = struct{}{}
-	m.mu.Unlock()
-	return ch, sync.OnceFunc(func() {
-		m.mu.Lock()
-		delete(m.subs, ch)
-		m.mu.Unlock()
-	})
-}
+// Subscribe implements Store.
+func (m *Memory) Subscribe() (<-chan struct{}, func()) { return m.subs.Subscribe() }
 
-func (m *Memory) notifyLocked() {
-	for ch := range m.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// WriteVerdict implements Backend.
+// WriteVerdict implements Store.
 func (m *Memory) WriteVerdict(_ context.Context, term Term, v Verdict) error {
-	if err := checkVerdict(term, v); err != nil {
+	if err := CheckVerdict(term, v); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -125,14 +113,14 @@ func (m *Memory) WriteVerdict(_ context.Context, term Term, v Verdict) error {
 	}
 	next[BackendID(v.Cluster, v.Backend)] = v
 	m.verdicts.Store(&next)
-	m.notifyLocked()
+	m.subs.Notify()
 	return nil
 }
 
-// Verdicts implements Backend.
+// Verdicts implements Store.
 func (m *Memory) Verdicts() map[string]Verdict { return *m.verdicts.Load() }
 
-// Health implements Backend.
+// Health implements Store.
 func (m *Memory) Health() (string, string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -94,7 +94,7 @@ func TestMemoryTermsAndFencing(t *testing.T) {
 	require.Eventually(t, func() bool {
 		t2, _, ok = m.Term(role)
 		return ok
-	}, 5*time.Second, tick)
+	}, 5*time.Second, 20*time.Millisecond)
 	require.True(t, stopped.Load(), "the new term began only after the old work stopped")
 	require.Equal(t, int64(2), t2.Rev)
 	up := v
@@ -135,4 +135,9 @@ func TestMemoryStuckWork(t *testing.T) {
 	require.Equal(t, int32(1), stuck.Load())
 	close(release)
 	<-done
+}
+
+func testInfo(id string) NodeInfo {
+	return NodeInfo{ID: id, Host: "127.0.0.1", SQLPort: 6000, APIPort: 7000, Version: "test",
+		StartTime: time.Unix(1700000000, 0).UTC(), State: NodeUp, Clusters: []string{"east"}}
 }

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Modes of a Backend.
+// Modes of a Store.
 const (
 	ModeEtcd       = "etcd"
 	ModeSingleNode = "single-node"
@@ -145,8 +145,10 @@ type Verdict struct {
 	Votes     []Vote    `json:"votes"`
 }
 
-// Backend is the coordination store.
-type Backend interface {
+// Store is the coordination store: the fleet's shared state (registry,
+// elections, verdicts) as this node sees it. etcdstore.Store keeps it in the
+// fleet etcd; Memory is the single-node stand-in.
+type Store interface {
 	// Mode is ModeEtcd or ModeSingleNode.
 	Mode() string
 	// Start begins registering this node and campaigning for roles; it
@@ -192,9 +194,13 @@ const (
 	StateStopping     = "stopping"
 )
 
+// DefaultStopBudget is how long leader-only work may take to stop after its
+// term's context is cancelled, unless a store is told otherwise.
+const DefaultStopBudget = 5 * time.Second
+
 // TermWorker registers leader-only work with a term, so that the term waits
 // for the work to stop (up to a stop budget, then fail-stop) before it
-// resigns. Both backends implement it.
+// resigns. Both stores implement it.
 type TermWorker interface {
 	// Go runs fn under the term's context; fn must return soon after ctx
 	// ends. ErrNotLeader when term is not this node's current term.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchyard-db/switchyard/lib/config"
 	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination/vote"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/pkg/router"
 )
@@ -74,7 +75,7 @@ type env struct {
 	router *router.Balanced
 	rounds *rounds
 	sess   *sessions
-	voter  *coordination.Voter
+	voter  *vote.Voter
 }
 
 func newEnv(t *testing.T, clusters ...string) *env {
@@ -94,7 +95,7 @@ func newEnv(t *testing.T, clusters ...string) *env {
 	}
 	cfg.Balance.Policy = config.PolicyConnection
 	e.router = router.NewBalanced(e.topo, cfg)
-	e.voter = coordination.NewVoter(lg, self.ID, nil)
+	e.voter = vote.NewVoter(lg, self.ID, nil)
 	e.f = New(lg, self, Deps{Store: e.store, Terms: e.store, Rounds: e.rounds, Voter: e.voter,
 		Routing: e.router, Topology: e.topo, Sessions: e.sess})
 	e.f.every = 20 * time.Millisecond

@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchyard-db/switchyard/lib/config"
 	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination/vote"
 	"github.com/switchyard-db/switchyard/pkg/server/api"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
@@ -34,20 +35,20 @@ func TestPeerVoteOverMTLS(t *testing.T) {
 	require.NoError(t, err)
 	peer := api.New(zaptest.NewLogger(t), nil, nil, nil, api.NewAuth(peerAPI))
 	votes := 0
-	peer.HandleInternal(coordination.VotePath, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	peer.HandleInternal(vote.Path, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		votes++
-		_ = json.NewEncoder(w).Encode(coordination.VoteResponse{Node: "peer", Vote: coordination.VoteUp})
+		_ = json.NewEncoder(w).Encode(vote.Response{Node: "peer", Vote: coordination.VoteUp})
 	}))
-	require.NoError(t, peer.Start("127.0.0.1:0", srvTLS))
+	require.NoError(t, peer.Start(context.Background(), "127.0.0.1:0", srvTLS))
 	t.Cleanup(peer.Close)
 
 	ask := func(cert, key string) error {
 		tc, err := PeerTLS(apiCfg(cert, key))
 		require.NoError(t, err)
 		require.NotNil(t, tc)
-		c := &coordination.PeerClient{Scheme: "https",
+		c := &vote.PeerClient{Scheme: "https",
 			HTTP: &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: tc}}}
-		_, err = c.RequestVote(context.Background(), peer.Addr().String(), coordination.VoteRequest{Cluster: "c", Backend: "b:1", Term: 1})
+		_, err = c.RequestVote(context.Background(), peer.Addr().String(), vote.Request{Cluster: "c", Backend: "b:1", Term: 1})
 		return err
 	}
 	require.NoError(t, ask(nodeCert, nodeKey))

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	pmysql "github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/pkg/router"
+	"github.com/switchyard-db/switchyard/pkg/router/routertest"
 	"github.com/switchyard-db/switchyard/test/testenv"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -92,7 +93,7 @@ func startProxy(t testing.TB, cfg *Config, backends ...string) *testProxy {
 	require.NoError(t, err)
 	p := &testProxy{
 		cfg:      cfg,
-		router:   router.NewForAddrs("test", backends),
+		router:   routertest.NewForAddrs("test", backends),
 		lg:       zaptest.NewLogger(t),
 		ln:       ln,
 		sessions: map[*Session]struct{}{},

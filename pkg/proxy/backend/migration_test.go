@@ -10,6 +10,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
 	"github.com/switchyard-db/switchyard/pkg/router"
+	"github.com/switchyard-db/switchyard/pkg/router/routertest"
 )
 
 // recorder is a MigrationObserver that keeps what it was told.
@@ -77,7 +78,7 @@ func TestRedirectNeverLeavesTheCluster(t *testing.T) {
 			p := startProxy(t, cfg, b1.Addr())
 			if tc.foreign {
 				p.mu.Lock()
-				p.route = foreignClaimer{Balanced: p.router, other: router.NewForAddrs("other", []string{b2.Addr()})}
+				p.route = foreignClaimer{Balanced: p.router, other: routertest.NewForAddrs("other", []string{b2.Addr()})}
 				p.mu.Unlock()
 			}
 			connector, err := mysql.NewConnector(clientConfig(t, p.Addr(), "nate", "n4tive", ""))

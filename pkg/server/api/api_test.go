@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"flag"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	libapi "github.com/switchyard-db/switchyard/lib/api"
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
@@ -271,7 +273,7 @@ func TestPutConfig(t *testing.T) {
 
 	rec := f.do(t, putConfig(badConfigTOML))
 	require.Equal(t, http.StatusBadRequest, rec.Code)
-	var ce ConfigErrors
+	var ce libapi.ConfigErrors
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &ce))
 	require.Equal(t, "INVALID_CONFIG", ce.Code)
 	require.Len(t, ce.Errors, 1)
@@ -280,7 +282,7 @@ func TestPutConfig(t *testing.T) {
 	rec = f.do(t, request{path: "/api/v1/config"})
 	require.Equal(t, oldChecksum, rec.Header().Get("X-Config-Checksum"))
 
-	var st ConfigStatus
+	var st libapi.ConfigStatus
 	rec = f.do(t, request{path: "/api/v1/config/status"})
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &st))
 	require.Equal(t, "error", st.LastResult)
@@ -290,7 +292,7 @@ func TestPutConfig(t *testing.T) {
 
 	rec = f.do(t, putConfig(newConfigTOML))
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
-	st = ConfigStatus{} // omitted fields must read as empty
+	st = libapi.ConfigStatus{} // omitted fields must read as empty
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &st))
 	require.Equal(t, "ok", st.LastResult)
 	require.Empty(t, st.LastError)
@@ -341,7 +343,7 @@ func TestConfigRedactsToken(t *testing.T) {
 func TestClusterRebuildFailing(t *testing.T) {
 	f := newFixture(t)
 	f.proxy.setBuildError("east", "etcd client: bad endpoint")
-	var c Cluster
+	var c libapi.Cluster
 	rec := f.do(t, request{path: "/api/v1/clusters/east"})
 	require.Equal(t, http.StatusOK, rec.Code)
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &c))
@@ -377,7 +379,7 @@ func TestStartClose(t *testing.T) {
 	f := newFixture(t)
 	require.Nil(t, f.srv.Addr())
 	f.srv.Close() // before Start: nothing to do
-	require.NoError(t, f.srv.Start("127.0.0.1:0", nil))
+	require.NoError(t, f.srv.Start(context.Background(), "127.0.0.1:0", nil))
 	addr := f.srv.Addr()
 	require.NotNil(t, addr)
 
@@ -387,7 +389,7 @@ func TestStartClose(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+readToken)
 	resp, err := client.Do(req)
 	require.NoError(t, err)
-	var e Error
+	var e libapi.Error
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&e))
 	require.NoError(t, resp.Body.Close())
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
@@ -399,13 +401,55 @@ func TestStartClose(t *testing.T) {
 	require.Error(t, err, "closed")
 }
 
+// A request's context derives from Start's: when it ends, a handler still
+// running sees its request cancelled.
+func TestStartContextReachesRequests(t *testing.T) {
+	f := newFixture(t)
+	entered := make(chan struct{})
+	f.srv.HandleInternal("/internal/v1/wait", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		select {
+		case <-r.Context().Done():
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case <-time.After(30 * time.Second):
+			w.WriteHeader(http.StatusOK)
+		}
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	require.NoError(t, f.srv.Start(ctx, "127.0.0.1:0", nil))
+	defer f.srv.Close()
+
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 20 * time.Second}
+	req, err := http.NewRequest(http.MethodGet, "http://"+f.srv.Addr().String()+"/internal/v1/wait", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	got := make(chan int, 1)
+	go func() {
+		resp, err := client.Do(req)
+		if err != nil {
+			got <- 0
+			return
+		}
+		_ = resp.Body.Close()
+		got <- resp.StatusCode
+	}()
+	select {
+	case <-entered:
+	case code := <-got:
+		t.Fatalf("the request never reached the handler: %d", code)
+	}
+	cancel()
+	require.Equal(t, http.StatusServiceUnavailable, <-got, "the handler did not see Start's context end")
+}
+
 // With [api] tls the API is HTTPS only.
 func TestStartTLS(t *testing.T) {
 	certs := testenv.NewCerts(t, "")
 	cert, err := tls.LoadX509KeyPair(certs.ServerCert, certs.ServerKey)
 	require.NoError(t, err)
 	f := newFixture(t)
-	require.NoError(t, f.srv.Start("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+	require.NoError(t, f.srv.Start(context.Background(), "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
 	defer f.srv.Close()
 	addr := f.srv.Addr().String()
 
@@ -435,7 +479,7 @@ func TestBackendsShowLatestProbe(t *testing.T) {
 	f.proxy.setLastProbe("east/10.0.0.2:4000", t0.Add(-time.Hour))
 	rec := f.do(t, request{path: "/api/v1/backends"})
 	require.Equal(t, http.StatusOK, rec.Code)
-	var bs []Backend
+	var bs []libapi.Backend
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &bs))
 	got := map[string]time.Time{}
 	for _, b := range bs {

@@ -9,8 +9,10 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	libapi "github.com/switchyard-db/switchyard/lib/api"
 	libconfig "github.com/switchyard-db/switchyard/lib/config"
 	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination/vote"
 )
 
 // fakeCoord answers the HA endpoints: no leader, no members.
@@ -29,7 +31,7 @@ func withInternal(t *testing.T, f *fixture) *int {
 	t.Helper()
 	calls := new(int)
 	f.srv.SetCoordination(fakeCoord{}, "n1")
-	f.srv.HandleInternal(coordination.VotePath, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	f.srv.HandleInternal(vote.Path, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		*calls++
 		writeJSON(w, http.StatusOK, map[string]string{"vote": "up"})
 	}))
@@ -92,7 +94,7 @@ func endpoints() []endpoint {
 		{method: "PUT", path: "/api/v1/health/override", body: `{"reason":"r"}`, need: RoleAdmin, ok: 200},
 		{method: "DELETE", path: "/api/v1/health/override", need: RoleAdmin, ok: 200},
 		{method: "PUT", path: "/api/v1/config", body: newConfigTOML, need: RoleAdmin, ok: 200},
-		{method: "POST", path: coordination.VotePath, body: `{}`, need: RoleAdmin, ok: 200},
+		{method: "POST", path: vote.Path, body: `{}`, need: RoleAdmin, ok: 200},
 	}
 }
 
@@ -140,9 +142,9 @@ func TestAuthTable(t *testing.T) {
 
 func requireAPIError(t *testing.T, body []byte, code, msg string) {
 	t.Helper()
-	var e Error
+	var e libapi.Error
 	require.NoError(t, json.Unmarshal(body, &e), string(body))
-	require.Equal(t, Error{Code: code, Message: msg}, e)
+	require.Equal(t, libapi.Error{Code: code, Message: msg}, e)
 }
 
 // Every way to get an Authorization header wrong is a plain 401 that says

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	libapi "github.com/switchyard-db/switchyard/lib/api"
 	libconfig "github.com/switchyard-db/switchyard/lib/config"
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
 	"github.com/switchyard-db/switchyard/pkg/observer"
@@ -233,8 +234,8 @@ func (p *fakeProxy) Health() (bool, string) {
 	return true, ""
 }
 
-func (p *fakeProxy) Components() map[string]Component {
-	return map[string]Component{
+func (p *fakeProxy) Components() map[string]libapi.Component {
+	return map[string]libapi.Component{
 		"config":       {State: "healthy"},
 		"sql":          {State: "healthy"},
 		"cluster/east": {State: "healthy"},

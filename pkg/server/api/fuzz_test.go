@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	libapi "github.com/switchyard-db/switchyard/lib/api"
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
 	"go.uber.org/zap"
 )
@@ -90,7 +91,7 @@ func FuzzAPIBodies(f *testing.F) {
 			t.Fatalf("%s %s with %q: %d %s", r.method, target, body, rec.Code, rec.Body.String())
 		}
 		if rec.Code >= 400 {
-			var e Error
+			var e libapi.Error
 			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Code == "" || e.Message == "" {
 				t.Fatalf("%s %s: error without code and message: %s", r.method, target, rec.Body.String())
 			}
@@ -104,7 +105,7 @@ func FuzzAPIBodies(f *testing.F) {
 
 		if r.method == http.MethodPut && r.path == "/api/v1/health/override" && withToken {
 			healthy, reason := p.Health()
-			var o Override
+			var o libapi.Override
 			switch err := json.Unmarshal([]byte(body), &o); {
 			case strings.TrimSpace(body) == "":
 				if rec.Code != http.StatusOK || healthy || reason != "marked unhealthy by an operator" {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	libapi "github.com/switchyard-db/switchyard/lib/api"
 	libconfig "github.com/switchyard-db/switchyard/lib/config"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 )
@@ -60,9 +61,9 @@ func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
 
 // healthDoc is the Health document and the status GET /api/v1/health
 // answers with: 503 when unhealthy, for load balancers.
-func (s *Server) healthDoc() (Health, int) {
+func (s *Server) healthDoc() (libapi.Health, int) {
 	healthy, reason := s.proxy.Health()
-	h := Health{Status: StatusHealthy, ConfigChecksum: s.cfg.Checksum(), Clusters: map[string]string{},
+	h := libapi.Health{Status: libapi.StatusHealthy, ConfigChecksum: s.cfg.Checksum(), Clusters: map[string]string{},
 		Components: s.proxy.Components(), CoordinationMode: "single-node"}
 	if s.coord != nil {
 		h.CoordinationMode = s.coord.Mode()
@@ -84,7 +85,7 @@ func (s *Server) healthDoc() (Health, int) {
 	}
 	status := http.StatusOK
 	if !healthy {
-		h.Status, h.UnhealthyReason = StatusUnhealthy, reason
+		h.Status, h.UnhealthyReason = libapi.StatusUnhealthy, reason
 		status = http.StatusServiceUnavailable
 	}
 	return h, status
@@ -98,7 +99,7 @@ func (s *Server) overrideDone(w http.ResponseWriter) {
 }
 
 func (s *Server) setOverride(w http.ResponseWriter, r *http.Request) {
-	var o Override
+	var o libapi.Override
 	body, ok := readBody(w, r, maxOverrideBody)
 	if !ok {
 		return
@@ -127,7 +128,7 @@ const stateFailed = "failed"
 
 // clusterList merges the topology with the config: draining clusters are
 // only in the topology, failed ones only in the config.
-func (s *Server) clusterList() []Cluster {
+func (s *Server) clusterList() []libapi.Cluster {
 	topo := s.proxy.Topology()
 	cfg := s.cfg.Current()
 	sessions := map[string]int{}
@@ -137,11 +138,11 @@ func (s *Server) clusterList() []Cluster {
 		}
 	}
 	buildErrs := s.proxy.BuildErrors()
-	var out []Cluster
+	var out []libapi.Cluster
 	seen := map[string]bool{}
 	for name, v := range topo.Clusters {
 		seen[name] = true
-		c := Cluster{
+		c := libapi.Cluster{
 			Name:         name,
 			State:        string(v.State),
 			Source:       v.Source,
@@ -170,14 +171,14 @@ func (s *Server) clusterList() []Cluster {
 		if seen[cc.Name] {
 			continue
 		}
-		c := Cluster{Name: cc.Name, State: stateFailed, Source: observer.SourceStatic, LastError: buildErrs[cc.Name],
+		c := libapi.Cluster{Name: cc.Name, State: stateFailed, Source: observer.SourceStatic, LastError: buildErrs[cc.Name],
 			EtcdEndpoints: cc.EtcdEndpoints, TopologyPrefix: cc.TopologyPrefix, Labels: cc.Labels}
 		if cc.UsesEtcd() {
 			c.Source = observer.SourceEtcd
 		}
 		out = append(out, c)
 	}
-	slices.SortFunc(out, func(a, b Cluster) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b libapi.Cluster) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -201,7 +202,7 @@ func (s *Server) clusterBackends(w http.ResponseWriter, r *http.Request) {
 	v := s.proxy.Topology().Cluster(name)
 	if v == nil {
 		if s.cfg.Current().Cluster(name) != nil {
-			writeJSON(w, http.StatusOK, []Backend{}) // configured but not running
+			writeJSON(w, http.StatusOK, []libapi.Backend{}) // configured but not running
 			return
 		}
 		writeError(w, http.StatusNotFound, "CLUSTER_NOT_FOUND", fmt.Sprintf("no cluster named %q", name))
@@ -220,13 +221,13 @@ func (s *Server) backends(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.backendList(views))
 }
 
-func (s *Server) backendList(views []*observer.ClusterView) []Backend {
+func (s *Server) backendList(views []*observer.ClusterView) []libapi.Backend {
 	sessions := s.proxy.BackendSessions()
 	probes := s.proxy.LastProbes()
-	out := []Backend{}
+	out := []libapi.Backend{}
 	for _, v := range views {
 		for _, b := range v.Backends {
-			ab := Backend{
+			ab := libapi.Backend{
 				ID:         b.ID,
 				Cluster:    b.Cluster,
 				Addr:       b.Addr,
@@ -263,9 +264,9 @@ func (s *Server) backendList(views []*observer.ClusterView) []Backend {
 
 func (s *Server) sessions(w http.ResponseWriter, _ *http.Request) {
 	infos := s.proxy.Sessions()
-	out := make([]Session, 0, len(infos))
+	out := make([]libapi.Session, 0, len(infos))
 	for _, in := range infos {
-		ss := Session{
+		ss := libapi.Session{
 			ID:            in.ID,
 			ClientAddr:    in.ClientAddr,
 			User:          in.User,
@@ -282,7 +283,7 @@ func (s *Server) sessions(w http.ResponseWriter, _ *http.Request) {
 		}
 		out = append(out, ss)
 	}
-	slices.SortFunc(out, func(a, b Session) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b libapi.Session) int { return cmp.Compare(a.ID, b.ID) })
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -352,13 +353,6 @@ func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(text)
 }
 
-// ConfigErrors is the body of a 400 from PUT /api/v1/config.
-type ConfigErrors struct {
-	Error
-	// Errors holds one problem per element, with its TOML line.
-	Errors []string `json:"errors"`
-}
-
 func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) {
 	body, ok := readBody(w, r, maxConfigBody)
 	if !ok {
@@ -366,15 +360,15 @@ func (s *Server) putConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.cfg.Set(body); err != nil {
 		if errors.Is(err, libconfig.ErrInvalid) {
-			ce := ConfigErrors{Error: Error{Code: "INVALID_CONFIG", Message: "the config was rejected; the running config is unchanged"}}
+			ce := libapi.ConfigErrors{Error: libapi.Error{Code: "INVALID_CONFIG", Message: "the config was rejected; the running config is unchanged"}}
 			ce.Errors = splitErrors(err)
 			writeJSON(w, http.StatusBadRequest, ce)
 			return
 		}
 		// Applied, but not completely (a route port could not be opened),
 		// or the file could not be written: the status says which.
-		writeJSON(w, http.StatusInternalServerError, ConfigErrors{
-			Error:  Error{Code: "APPLY_FAILED", Message: err.Error()},
+		writeJSON(w, http.StatusInternalServerError, libapi.ConfigErrors{
+			Error:  libapi.Error{Code: "APPLY_FAILED", Message: err.Error()},
 			Errors: splitErrors(err),
 		})
 		return
@@ -394,9 +388,9 @@ func splitErrors(err error) []string {
 	return []string{err.Error()}
 }
 
-func (s *Server) status() ConfigStatus {
+func (s *Server) status() libapi.ConfigStatus {
 	st := s.cfg.Status()
-	return ConfigStatus{
+	return libapi.ConfigStatus{
 		Checksum:     st.Checksum,
 		Path:         st.Path,
 		LastReload:   st.LastReload,

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -14,7 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	libconfig "github.com/switchyard-db/switchyard/lib/config"
-	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
+	"github.com/switchyard-db/switchyard/pkg/manager/coordination/vote"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
@@ -38,11 +39,11 @@ func TestBodyLimits(t *testing.T) {
 	// from outside the package) still sees at most maxBody bytes.
 	var readErr error
 	var n int64
-	f.srv.HandleInternal(coordination.VotePath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.srv.HandleInternal(vote.Path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, readErr = io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusNoContent)
 	}))
-	f.do(t, request{method: http.MethodPost, path: coordination.VotePath, body: strings.Repeat("x", maxBody+10)}.withToken(token))
+	f.do(t, request{method: http.MethodPost, path: vote.Path, body: strings.Repeat("x", maxBody+10)}.withToken(token))
 	var mbe *http.MaxBytesError
 	require.ErrorAs(t, readErr, &mbe)
 	require.EqualValues(t, maxBody, n)
@@ -53,7 +54,7 @@ func TestBodyLimits(t *testing.T) {
 func TestServerTimeouts(t *testing.T) {
 	f := newFixture(t)
 	f.srv.timeouts.readHeader = 300 * time.Millisecond
-	require.NoError(t, f.srv.Start("127.0.0.1:0", nil))
+	require.NoError(t, f.srv.Start(context.Background(), "127.0.0.1:0", nil))
 	t.Cleanup(f.srv.Close)
 	srv := f.srv.srv
 	require.Equal(t, 300*time.Millisecond, srv.ReadHeaderTimeout)
@@ -91,7 +92,7 @@ func TestServerTimeouts(t *testing.T) {
 func TestProfileOutlivesReadTimeout(t *testing.T) {
 	f := newFixture(t)
 	f.srv.timeouts.read = 500 * time.Millisecond
-	require.NoError(t, f.srv.Start("127.0.0.1:0", nil))
+	require.NoError(t, f.srv.Start(context.Background(), "127.0.0.1:0", nil))
 	t.Cleanup(f.srv.Close)
 	req, err := http.NewRequest(http.MethodGet, "http://"+f.srv.Addr().String()+"/debug/pprof/profile?seconds=2", nil)
 	require.NoError(t, err)
@@ -123,7 +124,7 @@ func TestClientCertificateRoles(t *testing.T) {
 	f := newFixture(t)
 	f.srv = New(f.srv.lg, f.proxy, f.cfg, nil, NewAuth(apiCfg))
 	votes := withInternal(t, f)
-	require.NoError(t, f.srv.Start("127.0.0.1:0", tlsCfg))
+	require.NoError(t, f.srv.Start(context.Background(), "127.0.0.1:0", tlsCfg))
 	t.Cleanup(f.srv.Close)
 	base := "https://" + f.srv.Addr().String()
 
@@ -172,7 +173,7 @@ func TestClientCertificateRoles(t *testing.T) {
 			before := *votes
 			require.Equal(t, tc.read, call(tc.cert, http.MethodGet, "/api/v1/sessions", tc.auth))
 			require.Equal(t, tc.put, call(tc.cert, http.MethodPut, "/api/v1/health/override", tc.auth))
-			require.Equal(t, tc.votes, call(tc.cert, http.MethodPost, coordination.VotePath, tc.auth))
+			require.Equal(t, tc.votes, call(tc.cert, http.MethodPost, vote.Path, tc.auth))
 			if tc.votes == 200 {
 				require.Equal(t, before+1, *votes)
 			} else {

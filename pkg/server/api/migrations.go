@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	libapi "github.com/switchyard-db/switchyard/lib/api"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/pkg/router"
 	"go.uber.org/zap"
@@ -76,9 +77,9 @@ func (s *Server) undrain(w http.ResponseWriter, r *http.Request) {
 }
 
 // drainDoc describes backend id, drained by d (nil: not drained).
-func (s *Server) drainDoc(id string, d *router.Drain) BackendDrain {
+func (s *Server) drainDoc(id string, d *router.Drain) libapi.BackendDrain {
 	cluster, addr, _ := observer.SplitBackendID(id)
-	doc := BackendDrain{ID: id, Cluster: cluster, Addr: addr, Sessions: int(s.proxy.BackendSessions()[id])}
+	doc := libapi.BackendDrain{ID: id, Cluster: cluster, Addr: addr, Sessions: int(s.proxy.BackendSessions()[id])}
 	if d != nil {
 		since, deadline := d.Since.UTC(), d.Deadline.UTC()
 		doc.Drained, doc.Since, doc.Deadline = true, &since, &deadline
@@ -88,9 +89,9 @@ func (s *Server) drainDoc(id string, d *router.Drain) BackendDrain {
 
 func (s *Server) migrations(w http.ResponseWriter, _ *http.Request) {
 	recent, totals := s.migr.Recent()
-	doc := MigrationsDoc{Pending: s.migr.Pending(), Totals: totals, Recent: make([]Migration, 0, len(recent)), Drains: []BackendDrain{}}
+	doc := libapi.MigrationsDoc{Pending: s.migr.Pending(), Totals: totals, Recent: make([]libapi.Migration, 0, len(recent)), Drains: []libapi.BackendDrain{}}
 	for _, ev := range recent {
-		doc.Recent = append(doc.Recent, Migration{
+		doc.Recent = append(doc.Recent, libapi.Migration{
 			Time: ev.Time.UTC(), SessionID: ev.SessionID, Cluster: ev.Cluster,
 			From: ev.From, To: ev.To, Reason: ev.Reason, Result: ev.Result,
 			DurationMS: float64(ev.Duration.Microseconds()) / 1000, Error: ev.Error,
@@ -99,7 +100,7 @@ func (s *Server) migrations(w http.ResponseWriter, _ *http.Request) {
 	for id, d := range s.migr.Drains() {
 		doc.Drains = append(doc.Drains, s.drainDoc(id, &d))
 	}
-	slices.SortFunc(doc.Drains, func(a, b BackendDrain) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(doc.Drains, func(a, b libapi.BackendDrain) int { return cmp.Compare(a.ID, b.ID) })
 	writeJSON(w, http.StatusOK, doc)
 }
 

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	libapi "github.com/switchyard-db/switchyard/lib/api"
 	libconfig "github.com/switchyard-db/switchyard/lib/config"
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
 	"github.com/switchyard-db/switchyard/pkg/observer"
@@ -73,7 +74,7 @@ type Proxy interface {
 	SetOverride(reason string)
 	ClearOverride()
 	// Components reports each part's state, keyed by name.
-	Components() map[string]Component
+	Components() map[string]libapi.Component
 }
 
 // Config is the config manager as the API uses it.
@@ -140,8 +141,8 @@ func (s *Server) Handler() http.Handler {
 }
 
 // Start listens on addr (HTTPS when tlsCfg is set) and serves in the
-// background until Close.
-func (s *Server) Start(addr string, tlsCfg *tls.Config) error {
+// background until Close. Every request's context derives from ctx.
+func (s *Server) Start(ctx context.Context, addr string, tlsCfg *tls.Config) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("api: listening on %s: %w", addr, err)
@@ -157,6 +158,7 @@ func (s *Server) Start(addr string, tlsCfg *tls.Config) error {
 		IdleTimeout:       s.timeouts.idle,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          zap.NewStdLog(s.lg),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	s.mu.Lock()
 	s.srv, s.ln = srv, ln
@@ -275,5 +277,5 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, Error{Code: code, Message: msg})
+	writeJSON(w, status, libapi.Error{Code: code, Message: msg})
 }

@@ -8,22 +8,10 @@ import (
 	"net/http"
 	"time"
 
+	libapi "github.com/switchyard-db/switchyard/lib/api"
 	"github.com/switchyard-db/switchyard/pkg/traffic"
 	"go.uber.org/zap"
 )
-
-// TrafficCapture is a capture's status: GET, POST and DELETE
-// /api/v1/traffic/capture answer with it.
-type TrafficCapture = traffic.Status
-
-// TrafficCaptureRequest is the body of POST /api/v1/traffic/capture.
-type TrafficCaptureRequest struct {
-	Cluster string `json:"cluster"`
-	// Duration is a Go duration ("60s", "5m").
-	Duration string `json:"duration"`
-	// MaxBytes ends the capture when its file reaches this size (0: none).
-	MaxBytes int64 `json:"max_bytes"`
-}
 
 // Errors a Traffic implementation wraps.
 var (
@@ -62,7 +50,7 @@ func (s *Server) captureStatus(t Traffic, w http.ResponseWriter) {
 }
 
 func (s *Server) startCapture(t Traffic, w http.ResponseWriter, r *http.Request) {
-	var req TrafficCaptureRequest
+	var req libapi.TrafficCaptureRequest
 	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 	if err == nil {
 		err = json.Unmarshal(body, &req)
