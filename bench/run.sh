@@ -42,65 +42,18 @@ THREADS=${BENCH_THREADS:-1 8 64}
 PLACEMENTS=${BENCH_PLACEMENTS:-unpinned pinned}
 TARGETS=${BENCH_TARGETS:-direct haproxy switchyard}
 IDLE_N=${BENCH_IDLE_CONNS:-5000}
-PROXY_ARGS=${BENCH_PROXY_ARGS:---config {config}}
 TOPOLOGY=${BENCH_TOPOLOGY:-1}
 DIGESTS=${BENCH_DIGESTS:-1}
 DIGEST_THREADS=${BENCH_DIGEST_THREADS:-64}
 TOPOLOGY_ARGS=${BENCH_TOPOLOGY_ARGS:-}
 
-TABLES=4
-TABLE_SIZE=10000
-DB_USER=sb
-DB_PASS=sb-pw
-DB_NAME=sbtest
+LOG_TAG=bench
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-die() { log "ERROR: $*" >&2; exit 1; }
-
-# ---------------------------------------------------------------- cleanup
-PIDS=() # "pid:comm" of started processes, stopped in reverse order on exit
-# register PID BINARY: remember a process we started; cleanup only signals it while its
-# /proc/PID/comm still names BINARY, so a recycled pid is never touched.
-register() { PIDS+=("$1:$(basename "$2" | cut -c1-15)"); }
-unregister() {
-	local i
-	for i in "${!PIDS[@]}"; do [[ "${PIDS[i]%%:*}" == "$1" ]] && unset "PIDS[i]"; done
-	PIDS=("${PIDS[@]}")
-}
-ours() { # alive (not a zombie) and still running BINARY
-	[[ "$(cat "/proc/$1/comm" 2>/dev/null)" == "$2" ]] && ! grep -q "^State:[[:space:]]*Z" "/proc/$1/status" 2>/dev/null
-}
-TMP=""
-cleanup() {
-	local rc=$? i pid comm
-	trap - EXIT INT TERM
-	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-		pid=${PIDS[i]%%:*} comm=${PIDS[i]#*:}
-		ours "$pid" "$comm" || continue
-		kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 100); do ours "$pid" "$comm" || break; sleep 0.2; done
-		ours "$pid" "$comm" && kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-	[[ -n "$TMP" && -d "$TMP" ]] && rm -rf "$TMP"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# ---------------------------------------------------------------- tools
 need=()
-command -v sysbench >/dev/null || need+=(sysbench)
 command -v haproxy >/dev/null || need+=(haproxy)
-{ command -v mariadbd && command -v mariadb-install-db && command -v mariadb; } >/dev/null || need+=(mariadb-server mariadb-client)
-command -v taskset >/dev/null || need+=(util-linux)
-command -v ss >/dev/null || need+=(iproute2)
-if ((${#need[@]})); then
-	log "installing ${need[*]}"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" ||
-		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}"; }
-fi
+ensure_tools "${need[@]}"
 # The topology scale test runs etcd as a separate process when the binary exists, so that
 # etcd's CPU is not counted as the proxy's; without it, it falls back to an embedded etcd.
 if [[ "$TOPOLOGY" == 1 ]] && ! command -v etcd >/dev/null; then
@@ -108,84 +61,24 @@ if [[ "$TOPOLOGY" == 1 ]] && ! command -v etcd >/dev/null; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server >/dev/null 2>&1 ||
 		log "etcd-server not installable: the topology scale test will use an embedded etcd"
 fi
-command -v go >/dev/null || die "go is not installed"
-# mariadb-server may auto-start a system mysqld after a fresh install; this harness never
-# uses or stops it: it runs its own server on a free port with a throwaway datadir.
 
-mkdir -p "$OUT"
+bench_tmp switchyard-bench
 rm -rf "$OUT/runs" && mkdir -p "$OUT/runs"
-TMP=$(mktemp -d /tmp/switchyard-bench.XXXXXX)
-CLK_TCK=$(getconf CLK_TCK)
 START_TS=$(date +%s)
-
-# Free TCP port below the ephemeral range, so the thousands of client-side sockets of
-# the idle test can never take it between our check and the server's bind.
-USED_PORTS=" "
-# free_port VAR: sets VAR (not a subshell, so that USED_PORTS remembers the ports handed
-# out before their servers bind).
-free_port() {
-	local p
-	for _ in $(seq 200); do
-		p=$((20000 + RANDOM % 12000))
-		[[ "$USED_PORTS" == *" $p "* ]] && continue
-		if [[ -z "$(ss -Htan "( sport = :$p or dport = :$p )")" ]]; then
-			USED_PORTS+="$p "
-			printf -v "$1" %s "$p"
-			return
-		fi
-	done
-	die "no free port found"
-}
 
 # ---------------------------------------------------------------- helpers (Go)
 log "building helpers"
 (cd "$ROOT" && go build -o "$OUT/idleconns" ./bench/idleconns && go build -o "$OUT/report" ./bench/report)
 
 # ---------------------------------------------------------------- MariaDB
-free_port DB_PORT
-DATADIR="$TMP/mariadb"
-SOCK="$TMP/mariadb.sock"
-log "MariaDB: initialising $DATADIR"
-mariadb-install-db --no-defaults --user=root --datadir="$DATADIR" \
-	--auth-root-authentication-method=normal --skip-test-db >"$TMP/install-db.log" 2>&1 ||
-	{ cat "$TMP/install-db.log"; die "mariadb-install-db failed"; }
-mariadbd --no-defaults --user=root --datadir="$DATADIR" --socket="$SOCK" \
-	--port="$DB_PORT" --bind-address=127.0.0.1 --pid-file="$TMP/mariadb.pid" \
-	--log-error="$TMP/mariadb.err" --max-connections=6000 --open-files-limit=20000 \
-	--table-open-cache=400 --innodb-buffer-pool-size=256M --skip-log-bin \
-	--performance-schema=OFF --skip-name-resolve --innodb-flush-log-at-trx-commit=2 \
-	>/dev/null 2>&1 &
-DB_PID=$!
-register "$DB_PID" mariadbd
-sql() { mariadb --no-defaults -S "$SOCK" -uroot -N -B -e "$1"; }
-for i in $(seq 120); do
-	kill -0 "$DB_PID" 2>/dev/null || { cat "$TMP/mariadb.err"; die "mariadbd exited"; }
-	sql 'SELECT 1' >/dev/null 2>&1 && break
-	((i == 120)) && { cat "$TMP/mariadb.err"; die "mariadbd did not come up"; }
-	sleep 0.5
-done
-sql "CREATE DATABASE $DB_NAME;
-     CREATE USER '$DB_USER'@'%' IDENTIFIED VIA mysql_native_password USING PASSWORD('$DB_PASS');
-     GRANT ALL ON $DB_NAME.* TO '$DB_USER'@'%';"
-DB_MAXCONN=$(sql 'SELECT @@max_connections')
-((DB_MAXCONN >= IDLE_N + 100)) || log "WARNING: MariaDB max_connections is $DB_MAXCONN (wanted 6000)"
-log "MariaDB pid $DB_PID on 127.0.0.1:$DB_PORT (max_connections $DB_MAXCONN)"
-
-SB_CONN=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-user="$DB_USER"
-	--mysql-password="$DB_PASS" --mysql-db="$DB_NAME")
-SB_DATA=(--tables=$TABLES --table-size=$TABLE_SIZE)
-log "sysbench prepare: $TABLES tables x $TABLE_SIZE rows"
-sysbench oltp_read_only "${SB_CONN[@]}" --mysql-port="$DB_PORT" "${SB_DATA[@]}" --threads=$TABLES prepare >"$TMP/prepare.log" 2>&1 ||
-	{ cat "$TMP/prepare.log"; die "sysbench prepare failed"; }
-sysbench oltp_read_only "${SB_CONN[@]}" --mysql-port="$DB_PORT" "${SB_DATA[@]}" --threads=$TABLES prewarm >>"$TMP/prepare.log" 2>&1 || true
+start_mariadb mariadb 6000 256M
+DB_PORT=$MDB_PORT DB_PID=$MDB_PID
 
 # ---------------------------------------------------------------- HAProxy
 free_port HA_PORT
 # HAProxy needs 2 fds per proxied session and (strict-limits, the default since 2.3) refuses
 # to start when maxconn needs more fds than the hard limit allows: "maxconn 20000" dies
 # with "Cannot raise FD limit to 40014, limit is 20000". Use the most the limit allows.
-FD_HARD=$(ulimit -Hn)
-[[ "$FD_HARD" == unlimited ]] && FD_HARD=1048576
 HA_MAXCONN=$(((FD_HARD - 100) / 2))
 ((HA_MAXCONN > 20000)) && HA_MAXCONN=20000
 cat >"$TMP/haproxy.cfg" <<EOF
@@ -234,43 +127,20 @@ sed -e "s/127.0.0.1:$SW_PORT/127.0.0.1:$SWN_PORT/" "$TMP/switchyard.toml" >"$TMP
 # No API: the first proxy has the default API address.
 printf '\n[digests]\nenabled = false\n\n[api]\naddr = ""\n' >>"$TMP/switchyard-nodigest.toml"
 if [[ " $TARGETS " == *" switchyard "* ]]; then
-	SW_BIN=${BENCH_PROXY_BIN:-$OUT/proxy}
-	if [[ -z "${BENCH_PROXY_BIN:-}" ]]; then
-		log "building Switchyard (go build -o bench/.out/proxy ./cmd/proxy)"
-		rm -f "$OUT/proxy"
-		if ! (cd "$ROOT" && go build -o "$OUT/proxy" ./cmd/proxy) >"$OUT/proxy-build.log" 2>&1; then
-			log "Switchyard NOT BUILT (see bench/.out/proxy-build.log):"
-			head -n 5 "$OUT/proxy-build.log" | sed 's/^/    /'
-		fi
-	fi
-	if [[ -x "$SW_BIN" ]]; then
-		ulimit -n "$FD_HARD" 2>/dev/null || true
-		# shellcheck disable=SC2086 # PROXY_ARGS is a word list by design
-		"$SW_BIN" ${PROXY_ARGS//\{config\}/$TMP/switchyard.toml} >"$OUT/switchyard.log" 2>&1 &
-		SW_PID=$!
-		register "$SW_PID" "$SW_BIN"
+	if ! build_proxy; then
+		log "Switchyard NOT BUILT (see bench/.out/proxy-build.log):"
+		head -n 5 "$OUT/proxy-build.log" | sed 's/^/    /'
+	else
+		start_proxy SW_PID "$TMP/switchyard.toml" "$OUT/switchyard.log"
 		SW_STATUS="failed to start"
 		if [[ "$DIGESTS" == 1 ]]; then
-			# shellcheck disable=SC2086
-			"$SW_BIN" ${PROXY_ARGS//\{config\}/$TMP/switchyard-nodigest.toml} >"$OUT/switchyard-nodigest.log" 2>&1 &
-			SWN_PID=$!
-			register "$SWN_PID" "$SW_BIN"
+			start_proxy SWN_PID "$TMP/switchyard-nodigest.toml" "$OUT/switchyard-nodigest.log"
 		fi
 	fi
 else
 	SW_STATUS="skipped"
 fi
 
-# wait_sql PORT PID: a MySQL login through PORT works (the process PID still runs).
-wait_sql() {
-	for _ in $(seq 60); do
-		kill -0 "$2" 2>/dev/null || return 1
-		mariadb --no-defaults -h127.0.0.1 -P"$1" -u"$DB_USER" -p"$DB_PASS" "$DB_NAME" \
-			--connect-timeout=2 -N -B -e 'SELECT 1' >/dev/null 2>&1 && return 0
-		sleep 0.5
-	done
-	return 1
-}
 wait_sql "$HA_PORT" "$HA_PID" || { cat "$TMP/haproxy.log"; die "HAProxy did not come up"; }
 log "HAProxy pid $HA_PID on 127.0.0.1:$HA_PORT"
 if [[ -n "$SW_PID" ]]; then
@@ -292,18 +162,6 @@ if [[ -n "$SWN_PID" ]] && ! wait_sql "$SWN_PORT" "$SWN_PID"; then
 fi
 
 # ---------------------------------------------------------------- measurement helpers
-# cpu_ticks PID: utime+stime of the whole process (all threads), in clock ticks.
-cpu_ticks() {
-	local s
-	s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-	s=${s##*) } # comm may contain spaces; fields restart after ") " at field 3
-	awk '{ print $12 + $13 }' <<<"$s"
-}
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
-# cpu_sample: "busy steal total" jiffies summed over all CPUs (/proc/stat; busy = user +
-# nice + system + irq + softirq; guest time is already inside user).
-cpu_sample() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat; }
-
 proxy_pids() { echo "$HA_PID" ${SW_PID:+"$SW_PID"} ${SWN_PID:+"$SWN_PID"}; }
 place() {
 	local p

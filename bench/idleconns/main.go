@@ -4,7 +4,7 @@
 // It prints "OPENED <k> <seconds>" on stdout once it has opened as many sessions as it
 // could (k < n means some failed; the first error goes to stderr), then holds them until
 // stdin reaches EOF (unless -until-eof=false) or it receives SIGINT/SIGTERM, and
-// closes them all.
+// closes them all (with -ping, after pinging each one and printing "PINGED <ok> <failed>").
 package main
 
 import (
@@ -31,6 +31,7 @@ func main() {
 	n := flag.Int("n", 5000, "number of idle sessions to open")
 	parallel := flag.Int("parallel", 32, "concurrent connection attempts")
 	timeout := flag.Duration("timeout", 10*time.Second, "per-connection dial+auth timeout")
+	ping := flag.Bool("ping", false, "ping every session before closing it and print \"PINGED <ok> <failed>\"")
 	untilEOF := flag.Bool("until-eof", true, "also stop holding when stdin reaches EOF (false: only on SIGINT/SIGTERM)")
 	flag.Parse()
 
@@ -92,6 +93,32 @@ func main() {
 	select {
 	case <-done:
 	case <-sig:
+	}
+	// With -ping, each session answers a COM_PING before it is closed: a session the proxy
+	// moved while it was idle must still work.
+	if *ping {
+		ok, bad := 0, 0
+		for _, c := range conns {
+			if c == nil {
+				continue
+			}
+			p, isPinger := c.(driver.Pinger)
+			if !isPinger {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+			err := p.Ping(ctx)
+			cancel()
+			if err != nil {
+				if bad == 0 {
+					fmt.Fprintln(os.Stderr, "idleconns: ping:", err)
+				}
+				bad++
+			} else {
+				ok++
+			}
+		}
+		fmt.Printf("PINGED %d %d\n", ok, bad)
 	}
 	for _, c := range conns {
 		if c != nil {

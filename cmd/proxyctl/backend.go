@@ -33,7 +33,9 @@ sessions, and its sessions move to the other backends of the same cluster at
 their next transaction boundary. Sessions that cannot move (LOCK TABLES,
 GET_LOCK, temporary tables, a user without a recoverable credential) are
 closed after the timeout with an error that says why. A session never moves to
-another cluster. The drain lasts until undrain, in this proxy only.`,
+another cluster. The drain lasts until undrain or a restart, in this proxy
+only: the fleet's other proxies keep routing new sessions to the backend until
+each of them is drained too (run it against every proxy's --api).`,
 		Args: cobra.ExactArgs(1),
 		RunE: a.action(func(cmd *cobra.Command, args []string) error {
 			path, err := drainPath(args[0])

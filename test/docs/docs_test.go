@@ -79,7 +79,7 @@ func TestReadmeNamesWhatTestAndBenchInstall(t *testing.T) {
 	require.True(t, regexp.MustCompile("`make test` and `make bench` install[^.]*root").MatchString(readme),
 		"README.md does not say that make test and make bench install packages and need root")
 	// And what the scripts really install is what the README names.
-	for _, script := range []string{"scripts/install-deps.sh", "bench/run.sh"} {
+	for _, script := range []string{"scripts/install-deps.sh", "bench/run.sh", "bench/lib.sh"} {
 		for _, m := range regexp.MustCompile(`need\+=\(([^)]*)\)|lean\+=\(([^)]*)\)|install -y ([a-z-]+) >`).FindAllStringSubmatch(read(t, script), -1) {
 			for _, pkg := range strings.Fields(m[1] + " " + m[2] + " " + m[3]) {
 				if strings.HasPrefix(pkg, "\"$") {

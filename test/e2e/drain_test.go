@@ -28,11 +28,11 @@ import (
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
-// Drains and rebalancing against real MariaDB servers, through an
-// in-process proxy with its API: the operator's drain moves sessions to the
-// other backend of their cluster with their state, what cannot move is
-// closed at the deadline with an ERR saying why, load spreads to a new
-// backend without swinging back, and nothing ever crosses clusters.
+// Drains against real MariaDB servers, through an in-process proxy with its
+// API: the operator's drain moves sessions to the other backend of their
+// cluster with their state, what cannot move is closed at the deadline with
+// an ERR saying why, and nothing ever crosses clusters. Rebalancing onto a
+// new backend is in rebalance_test.go.
 
 const drainToken = "drain-token"
 
@@ -274,55 +274,6 @@ func TestDrainMovesSessionsAndClosesWhatCannotMove(t *testing.T) {
 	require.NotNil(t, undrain.WasDrained)
 	require.True(t, *undrain.WasDrained)
 	require.Equal(t, http.StatusNotFound, f.call(t, "POST", "/api/v1/backends/main/127.0.0.1:1/drain", nil))
-}
-
-func TestRebalanceSpreadsToANewBackend(t *testing.T) {
-	ms := startMigratable(t, 2)
-	balance := "migrations-per-second = 20.0\nrebalance-ratio = 1.2"
-	f := startDrainFixture(t, drainConfig(balance, clusterTOML("main", ms[0].Addr())))
-	ctx := ctxT(t, 2*time.Minute)
-	conns := openConns(t, f.srv.SQLAddr().String(), testenv.NativeUser, 20)
-	for i, c := range conns {
-		_, err := c.ExecContext(ctx, fmt.Sprintf("SET @x = %d", i))
-		require.NoError(t, err)
-	}
-	// Add the second server by a reload.
-	require.NoError(t, f.srv.Config().Set([]byte(drainConfig(balance, clusterTOML("main", ms[0].Addr(), ms[1].Addr())))))
-	f.waitHealthy(t)
-
-	moves := map[uint64]int{}
-	last := f.placement()
-	count := func() (a, b int) {
-		now := f.placement()
-		for id, p := range now {
-			if last[id] != "" && last[id] != p {
-				moves[id]++
-			}
-			if p == "main/"+ms[0].Addr() {
-				a++
-			} else {
-				b++
-			}
-		}
-		last = now
-		return a, b
-	}
-	require.Eventually(t, func() bool {
-		a, b := count()
-		return float64(a) <= float64(b+1)*1.2 && float64(b) <= float64(a+1)*1.2
-	}, 30*time.Second, 20*time.Millisecond, "sessions spread within the ratio")
-	// Watch a while longer: nothing swings back.
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		count()
-		time.Sleep(20 * time.Millisecond)
-	}
-	for id, n := range moves {
-		require.Equal(t, 1, n, "session %d moved %d times", id, n)
-	}
-	for i, c := range conns {
-		require.Equal(t, fmt.Sprint(i), queryString(t, c, "SELECT @x"))
-	}
 }
 
 func TestDrainNeverMovesToAnotherCluster(t *testing.T) {

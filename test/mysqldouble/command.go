@@ -106,6 +106,8 @@ func (c *session) query(q string) error {
 		return c.showSessionStates()
 	case tidb && hasPrefixFold(q, "SET SESSION_STATES "):
 		return c.setSessionStates(q[len("SET SESSION_STATES "):])
+	case hasPrefixFold(q, storedHashQuery):
+		return c.storedNativeHash(q)
 	case hasPrefixFold(q, "SELECT GET_LOCK("):
 		st.advisory[lockName(q)] = true
 		return c.writeSingleValue(q[len("SELECT "):], "1", false, false)

@@ -12,7 +12,9 @@
 // proxy cares about (SET variables, @user variables, prepared statements, transactions,
 // table and advisory locks, temporary tables). With Config.TiDB it speaks TiDB's session
 // migration protocol (tidb.go): SHOW SESSION_STATES, the tidb_session_token auth plugin and
-// SET SESSION_STATES, with TiDB's refusals (ERR 8146, expired or foreign tokens). Counters
+// SET SESSION_STATES, with TiDB's refusals (ERR 8146, expired or foreign tokens). It
+// answers a migration account's read of a NativeUsers account's stored hash from
+// mysql.user (mysqluser.go), so that MySQL-style migration and failover run against it. Counters
 // (Stats) let tests assert which authentication path was taken.
 //
 // It is written from the protocol documentation and is not a database: every query other

@@ -27,10 +27,12 @@ func (s *Session) failover(pk mysql.Packet) error {
 		if err != nil {
 			result, why = MigrationFailed, err.Error()
 		}
+		if err == nil {
+			s.publishInfo() // before the report, as after a migration (moveIfAsked)
+		}
 		s.report(old.Addr(), to, "failover", result, err, start)
 		if err == nil {
 			s.lg.Info("backend was lost; session re-established", zap.String("from", old.Addr()), zap.String("to", to))
-			s.publishInfo()
 			return nil
 		}
 	}

@@ -201,8 +201,8 @@ func (s *Session) moveIfAsked() {
 	s.redirect = ""
 	s.mu.Unlock()
 	if why != "" {
-		s.report(from, target, reason, MigrationRefused, errors.New(why), at)
 		s.publishInfo()
+		s.report(from, target, reason, MigrationRefused, errors.New(why), at)
 		return
 	}
 	err := s.move(target)
@@ -214,8 +214,12 @@ func (s *Session) moveIfAsked() {
 		}
 		s.lg.Info("session migration did not happen; it stays on its backend", zap.String("target", target), zap.Error(err))
 	}
-	s.report(from, target, reason, result, err, at)
+	// Publish the new placement before reporting: the rebalancer forgets
+	// the pending move on the report, and a round that then still read the
+	// old backend in Info would ask the session to move again (refused,
+	// "already on") and count it on the wrong backend.
 	s.publishInfo()
+	s.report(from, target, reason, result, err, at)
 }
 
 // moveIdle moves an idle session from a goroutine of its own.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,4 +155,46 @@ func TestMigratableSessionOutlivesHandshakeTimeout(t *testing.T) {
 	time.Sleep(2 * cfg.HandshakeTimeout)
 	var one int
 	require.NoError(t, conn.QueryRowContext(context.Background(), "SELECT 1").Scan(&one))
+}
+
+// placementAtReport records the backend the session's Info shows at the
+// moment each migration result is reported.
+type placementAtReport struct {
+	resultLog
+	s    atomic.Pointer[Session]
+	mu   sync.Mutex
+	seen []string
+}
+
+func (p *placementAtReport) MigrationDone(r MigrationResult) {
+	if s := p.s.Load(); s != nil {
+		p.mu.Lock()
+		p.seen = append(p.seen, s.Info().Backend)
+		p.mu.Unlock()
+	}
+	p.resultLog.MigrationDone(r)
+}
+
+// TestMigrationReportFollowsPlacement: when the rebalancer hears that a
+// session moved, the session's Info already shows the new backend. The
+// rebalancer forgets the pending move on the report; had Info still shown
+// the old backend, its next round would ask the session to move again
+// (refused: "already on" the target) and count it on the wrong backend,
+// which the migration benchmark saw as refusals. TiDB doubles stand in for
+// the backends (the report path is the same for every kind).
+func TestMigrationReportFollowsPlacement(t *testing.T) {
+	key := tidbKey()
+	obs := &placementAtReport{}
+	tp := newTiDBPairObserved(t, startTiDBDouble(t, key, nil), startTiDBDouble(t, key, nil), obs, &obs.resultLog)
+	obs.s.Store(tp.s)
+	tp.exec(t, "SET @x = 1")
+
+	require.True(t, tp.s.Redirect(tp.target))
+	require.Equal(t, MigrationOK, tp.log.wait(t, 1).Result)
+	// A refused move (already there) reports too; Info shows where it stays.
+	require.True(t, tp.s.Redirect(tp.target))
+	require.Equal(t, MigrationRefused, tp.log.wait(t, 2).Result)
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	require.Equal(t, []string{tp.target, tp.target}, obs.seen)
 }

@@ -93,8 +93,15 @@ type tidbPair struct {
 func newTiDBPair(t *testing.T, home, target *mysqldouble.Server) *tidbPair {
 	t.Helper()
 	log := &resultLog{}
+	return newTiDBPairObserved(t, home, target, log, log)
+}
+
+// newTiDBPairObserved is newTiDBPair with obs told of the migrations; log
+// must be the results obs keeps.
+func newTiDBPairObserved(t *testing.T, home, target *mysqldouble.Server, obs MigrationObserver, log *resultLog) *tidbPair {
+	t.Helper()
 	cfg := baseConfig()
-	cfg.Migrations = log
+	cfg.Migrations = obs
 	p := startProxy(t, cfg, home.Addr(), target.Addr())
 	connector, err := mysql.NewConnector(clientConfig(t, p.Addr(), "app", "pw", ""))
 	require.NoError(t, err)
