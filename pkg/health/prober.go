@@ -392,7 +392,7 @@ func (p *Prober) probe(ctx context.Context, t Target) (*observer.ServerInfo, err
 	check := mysql.ReadGreeting
 	if user := p.cfg.SQLUser; user != "" {
 		check = func(ctx context.Context, d *net.Dialer, addr string) (*mysql.InitialHandshake, error) {
-			return mysql.ReadGreetingLogin(ctx, d, addr, user)
+			return mysql.ReadGreetingLogin(ctx, d, addr, user, "")
 		}
 	}
 	hs, err := check(ctx, p.dialer, t.Addr)
