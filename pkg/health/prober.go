@@ -1,6 +1,7 @@
 package health
 
 import (
+	"bufio"
 	"container/heap"
 	"context"
 	"crypto/tls"
@@ -10,6 +11,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	neturl "net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -107,9 +110,11 @@ func (c HealthConfig) withDefaults() HealthConfig {
 // own Prober, so a cluster whose backends hang only slows its own verdicts.
 //
 // One loop goroutine schedules every target by the time its next probe is
-// due (a heap); due targets queue for at most MaxInFlight short-lived
-// workers, which exit when the queue is empty. So a prober costs one
-// goroutine while idle, however many backends it probes. A target's first
+// due (a heap); due targets queue for at most MaxInFlight workers. A worker
+// that finds the queue empty waits up to one Interval for more (a new
+// goroutine per probe would grow a fresh stack every time) and then exits.
+// So a prober costs one goroutine plus the few workers its probe rate keeps
+// busy, however many backends it probes. A target's first
 // probe runs at once; its second after a random part of Interval, and then
 // every Interval from there, so that the probes of many backends added
 // together (a start, a restored etcd) spread over the interval instead of
@@ -118,8 +123,9 @@ type Prober struct {
 	lg     *zap.Logger
 	cfg    HealthConfig
 	dialer *net.Dialer
-	client *http.Client
-	scheme string
+	// statusTLS, when set, is the status check's TLS client config.
+	statusTLS *tls.Config
+	scheme    string
 
 	// rounds is a test seam. When set, it replaces the schedule: each
 	// receive makes every target that is not being probed due at once, and
@@ -144,7 +150,10 @@ type Prober struct {
 	sched   schedule       // targets waiting for their next probe, earliest first
 	ready   []*targetState // due, waiting for a worker, in order
 	armed   time.Time      // when the loop's timer fires; zero: not armed
-	workers int
+	workers int            // started and not exited
+	idle    int            // of which waiting for work
+	// work wakes idle workers, one signal per queued target.
+	work    chan struct{}
 	started bool
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -203,38 +212,24 @@ func NewProber(lg *zap.Logger, cluster string, cfg HealthConfig) *Prober {
 	// No TCP keep-alive: a kept probe connection is pinged every interval,
 	// and the others live for one handshake.
 	dialer := &net.Dialer{KeepAlive: -1}
-	tr := &http.Transport{
-		// Never through an environment proxy: the status port is on the backend.
-		Proxy:       nil,
-		DialContext: dialer.DialContext,
-		// Every probe tests a fresh connection; a pooled one would hide a
-		// backend that stopped accepting and keep stale DNS answers (TiProxy #1177).
-		DisableKeepAlives:      true,
-		TLSClientConfig:        cfg.StatusTLS.Clone(),
-		TLSHandshakeTimeout:    cfg.Timeout,
-		MaxResponseHeaderBytes: maxStatusBody,
-	}
 	scheme := "http"
 	if cfg.StatusTLS != nil {
 		scheme = "https"
 	}
 	life, stop := context.WithCancel(context.Background())
 	p := &Prober{
-		lg:     lg.Named("health").With(zap.String("cluster", cluster)),
-		cfg:    cfg,
-		dialer: dialer,
-		client: &http.Client{
-			Transport: tr,
-			// A redirect is an answer other than 200, not somewhere to go.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		scheme:   scheme,
-		updates:  make(chan struct{}, 1),
-		wake:     make(chan struct{}, 1),
-		life:     life,
-		lifeStop: stop,
-		targets:  map[string]*targetState{},
-		done:     make(chan struct{}),
+		lg:        lg.Named("health").With(zap.String("cluster", cluster)),
+		cfg:       cfg,
+		dialer:    dialer,
+		statusTLS: cfg.StatusTLS.Clone(),
+		scheme:    scheme,
+		updates:   make(chan struct{}, 1),
+		wake:      make(chan struct{}, 1),
+		work:      make(chan struct{}, cfg.MaxInFlight),
+		life:      life,
+		lifeStop:  stop,
+		targets:   map[string]*targetState{},
+		done:      make(chan struct{}),
 	}
 	p.results.Store(&map[string]observer.Health{})
 	return p
@@ -269,7 +264,6 @@ func (p *Prober) Close() {
 			cancel()
 			<-p.done
 		}
-		p.client.CloseIdleConnections()
 	})
 }
 
@@ -419,10 +413,19 @@ func (p *Prober) run(ctx context.Context) {
 // need, up to MaxInFlight. It returns when the next target is due (zero:
 // none is scheduled).
 func (p *Prober) dispatchLocked(ctx context.Context, now time.Time) time.Time {
+	queued := 0
 	for len(p.sched) > 0 && !p.sched[0].due.After(now) {
 		p.ready = append(p.ready, heap.Pop(&p.sched).(*targetState))
+		queued++
 	}
-	for n := min(len(p.ready), p.cfg.MaxInFlight-p.workers); n > 0; n-- {
+	// Idle workers first, then new ones up to MaxInFlight.
+	for range min(queued, p.idle) {
+		select {
+		case p.work <- struct{}{}:
+		default:
+		}
+	}
+	for n := min(queued-p.idle, p.cfg.MaxInFlight-p.workers); n > 0; n-- {
 		p.workers++
 		p.probes.Add(1)
 		go p.worker(ctx)
@@ -433,16 +436,43 @@ func (p *Prober) dispatchLocked(ctx context.Context, now time.Time) time.Time {
 	return p.sched[0].due
 }
 
-// worker probes queued targets one after another and exits when none is
-// left, so that an idle prober has no worker. A target is queued at most
-// once and is back in the schedule only after its probe, so it is never
-// probed concurrently with itself: one slower than Interval is probed back
-// to back while the others keep their pace.
+// worker probes queued targets one after another, and exits when none has
+// come for an Interval. A target is queued at most once and is back in the
+// schedule only after its probe, so it is never probed concurrently with
+// itself: one slower than Interval is probed back to back while the others
+// keep their pace.
 func (p *Prober) worker(ctx context.Context) {
 	defer p.probes.Done()
+	var linger *time.Timer
 	p.mu.Lock()
 	for {
-		if ctx.Err() != nil || len(p.ready) == 0 {
+		if ctx.Err() == nil && len(p.ready) == 0 {
+			p.idle++
+			p.mu.Unlock()
+			if linger == nil {
+				linger = time.NewTimer(p.cfg.Interval)
+				defer linger.Stop()
+			} else {
+				linger.Reset(p.cfg.Interval)
+			}
+			expired := false
+			select {
+			case <-p.work:
+			case <-linger.C:
+				expired = true
+			case <-ctx.Done():
+			}
+			linger.Stop()
+			p.mu.Lock()
+			p.idle--
+			if expired && len(p.ready) == 0 {
+				p.workers--
+				p.mu.Unlock()
+				return
+			}
+			continue
+		}
+		if ctx.Err() != nil {
 			p.workers--
 			p.mu.Unlock()
 			return
@@ -602,9 +632,10 @@ func (p *Prober) probeKept(ctx context.Context, t Target, conn *mysql.ProbeConn)
 		if err := conn.Ping(ctx); err != nil {
 			_ = conn.Close()
 			conn = nil
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 				// A backend that does not answer in time: no time is left
-				// to connect again, and that is the verdict.
+				// to connect again, and that is the verdict. (The
+				// connection's deadline may pass just before ctx's timer.)
 				return nil, nil, fmt.Errorf("sql port: %w", err)
 			}
 			// The server may have closed an idle connection (wait_timeout,
@@ -669,21 +700,78 @@ func (p *Prober) checkStatus(ctx context.Context, t Target) error {
 	if err != nil {
 		return fmt.Errorf("status port: %w", err)
 	}
-	url := p.scheme + "://" + net.JoinHostPort(host, strconv.FormatUint(uint64(t.StatusPort), 10)) + "/status"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	hostPort := net.JoinHostPort(host, strconv.FormatUint(uint64(t.StatusPort), 10))
+	url := p.scheme + "://" + hostPort + "/status"
+	code, err := p.getStatus(ctx, host, hostPort, url)
 	if err != nil {
-		return fmt.Errorf("status port: %w", err)
+		// Rendered as net/http's client renders it: Get "<url>": <cause>.
+		return fmt.Errorf("status port: %w", &neturl.Error{Op: "Get", URL: url, Err: err})
 	}
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("status port: %w", err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxStatusBody))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status port answered %d", resp.StatusCode)
+	if code != http.StatusOK {
+		return fmt.Errorf("status port answered %d", code)
 	}
 	return nil
+}
+
+// getStatus makes one GET of url on a new connection to hostPort and
+// returns the status code; a redirect is an answer, not somewhere to go.
+// Every probe tests a fresh connection: a pooled one would hide a backend
+// that stopped accepting, and keep stale DNS answers (TiProxy #1177). It
+// speaks HTTP/1.1 on the connection itself, without net/http's Transport,
+// whose dial, read and write goroutines per request were about a quarter
+// of an idle proxy's CPU with 1,000 backends (docs/benchmarks.md, P6).
+func (p *Prober) getStatus(ctx context.Context, host, hostPort, url string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Close = true // Connection: close
+	conn, err := p.dialer.DialContext(ctx, "tcp", hostPort)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	var c net.Conn = conn
+	if p.statusTLS != nil {
+		cfg := p.statusTLS
+		if cfg.ServerName == "" {
+			cfg = cfg.Clone()
+			cfg.ServerName = host
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return 0, stableErr(ctx, err)
+		}
+		c = tc
+	}
+	if err := req.Write(c); err != nil {
+		return 0, stableErr(ctx, err)
+	}
+	// Headers and body together are bounded.
+	resp, err := http.ReadResponse(bufio.NewReaderSize(io.LimitReader(c, 2*maxStatusBody), 4<<10), req)
+	if err != nil {
+		return 0, stableErr(ctx, err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxStatusBody))
+	_ = resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// stableErr reports an exchange cut short by ctx as ctx's error rather than
+// the socket's, whose text carries the ephemeral local port.
+func stableErr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return context.DeadlineExceeded
+	}
+	return err
 }
 
 // reasonOf renders err without the local address that socket errors carry

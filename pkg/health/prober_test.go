@@ -356,6 +356,14 @@ func TestProbeVerdicts(t *testing.T) {
 			require.NoError(t, err)
 			return newFakeSQL(t, greetOK).withStatus(uint(p)), nil
 		}, false, "status port: Get"},
+		{"status port silent: bounded by the timeout", func(t *testing.T) (Target, *tls.Config) {
+			silent := newFakeSQL(t, greetSilent) // accepts, reads, never answers
+			_, port, err := net.SplitHostPort(silent.Addr())
+			require.NoError(t, err)
+			p, err := strconv.Atoi(port)
+			require.NoError(t, err)
+			return newFakeSQL(t, greetOK).withStatus(uint(p)), nil
+		}, false, `/status": context deadline exceeded`},
 		{"SQL failure wins over a good status port", func(t *testing.T) (Target, *tls.Config) {
 			return newFakeSQL(t, greetErr).withStatus(newStatusServer(t, 200, false).port()), nil
 		}, false, "Too many connections"},

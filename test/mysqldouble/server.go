@@ -63,6 +63,7 @@ const DefaultServerVersion = "8.0.36-double"
 // count successful logins only; Failures counts denied logins (ERR 1045/1251).
 type Stats struct {
 	Connections       int64 // accepted TCP connections
+	Pings             int64 // COM_PING answered
 	FastAuthOK        int64 // logins completed from the fast-auth cache (0x03)
 	FullAuthTLS       int64 // logins completed with a cleartext password over TLS
 	FullAuthRSA       int64 // logins completed with an RSA-encrypted password
@@ -81,7 +82,7 @@ type Stats struct {
 
 type counters struct {
 	connections, fastAuthOK, fullAuthTLS, fullAuthRSA, publicKeyRequests,
-	authSwitches, nativeAuth, failures, protocolErrors atomic.Int64
+	authSwitches, nativeAuth, failures, protocolErrors, pings atomic.Int64
 	tokenLogins, tokenFailures, statesShown, statesRestored, migrationRefusals atomic.Int64
 }
 
@@ -209,6 +210,7 @@ func (s *Server) Stats() Stats {
 	c := &s.stats
 	return Stats{
 		Connections:       c.connections.Load(),
+		Pings:             c.pings.Load(),
 		FastAuthOK:        c.fastAuthOK.Load(),
 		FullAuthTLS:       c.fullAuthTLS.Load(),
 		FullAuthRSA:       c.fullAuthRSA.Load(),
