@@ -138,9 +138,8 @@ func serveBackends(n int, status bool, padKB int) error {
 		}
 		var conns, pings int64
 		for _, d := range doubles {
-			st := d.Stats()
-			conns += st.Connections
-			pings += st.Pings
+			conns += d.Stats().Connections
+			pings += d.Pings()
 		}
 		fmt.Fprintf(out, "STATS %d %d %d\n", conns, requests.Load(), pings)
 		if err := out.Flush(); err != nil {
