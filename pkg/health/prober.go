@@ -110,15 +110,16 @@ func (c HealthConfig) withDefaults() HealthConfig {
 // own Prober, so a cluster whose backends hang only slows its own verdicts.
 //
 // One loop goroutine schedules every target by the time its next probe is
-// due (a heap); due targets queue for at most MaxInFlight workers. A worker
-// that finds the queue empty waits up to one Interval for more (a new
-// goroutine per probe would grow a fresh stack every time) and then exits.
-// So a prober costs one goroutine plus the few workers its probe rate keeps
-// busy, however many backends it probes. A target's first
-// probe runs at once; its second after a random part of Interval, and then
-// every Interval from there, so that the probes of many backends added
-// together (a start, a restored etcd) spread over the interval instead of
-// firing together.
+// due (a heap); due targets queue for at most MaxInFlight short-lived
+// workers, which exit when the queue is empty. So a prober costs one
+// goroutine while idle, however many backends it probes. (Workers that
+// waited an interval for more work measured worse: more goroutines, and
+// more CPU in timers and wake-ups than the stack growth of new ones.)
+//
+// A target's first probe runs at once; its second after a random part of
+// Interval, and then every Interval from there, so that the probes of many
+// backends added together (a start, a restored etcd) spread over the
+// interval instead of firing together.
 type Prober struct {
 	lg     *zap.Logger
 	cfg    HealthConfig
@@ -150,10 +151,7 @@ type Prober struct {
 	sched   schedule       // targets waiting for their next probe, earliest first
 	ready   []*targetState // due, waiting for a worker, in order
 	armed   time.Time      // when the loop's timer fires; zero: not armed
-	workers int            // started and not exited
-	idle    int            // of which waiting for work
-	// work wakes idle workers, one signal per queued target.
-	work    chan struct{}
+	workers int
 	started bool
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -225,7 +223,6 @@ func NewProber(lg *zap.Logger, cluster string, cfg HealthConfig) *Prober {
 		scheme:    scheme,
 		updates:   make(chan struct{}, 1),
 		wake:      make(chan struct{}, 1),
-		work:      make(chan struct{}, cfg.MaxInFlight),
 		life:      life,
 		lifeStop:  stop,
 		targets:   map[string]*targetState{},
@@ -413,19 +410,10 @@ func (p *Prober) run(ctx context.Context) {
 // need, up to MaxInFlight. It returns when the next target is due (zero:
 // none is scheduled).
 func (p *Prober) dispatchLocked(ctx context.Context, now time.Time) time.Time {
-	queued := 0
 	for len(p.sched) > 0 && !p.sched[0].due.After(now) {
 		p.ready = append(p.ready, heap.Pop(&p.sched).(*targetState))
-		queued++
 	}
-	// Idle workers first, then new ones up to MaxInFlight.
-	for range min(queued, p.idle) {
-		select {
-		case p.work <- struct{}{}:
-		default:
-		}
-	}
-	for n := min(queued-p.idle, p.cfg.MaxInFlight-p.workers); n > 0; n-- {
+	for n := min(len(p.ready), p.cfg.MaxInFlight-p.workers); n > 0; n-- {
 		p.workers++
 		p.probes.Add(1)
 		go p.worker(ctx)
@@ -436,43 +424,16 @@ func (p *Prober) dispatchLocked(ctx context.Context, now time.Time) time.Time {
 	return p.sched[0].due
 }
 
-// worker probes queued targets one after another, and exits when none has
-// come for an Interval. A target is queued at most once and is back in the
-// schedule only after its probe, so it is never probed concurrently with
-// itself: one slower than Interval is probed back to back while the others
-// keep their pace.
+// worker probes queued targets one after another and exits when none is
+// left, so that an idle prober has no worker. A target is queued at most
+// once and is back in the schedule only after its probe, so it is never
+// probed concurrently with itself: one slower than Interval is probed back
+// to back while the others keep their pace.
 func (p *Prober) worker(ctx context.Context) {
 	defer p.probes.Done()
-	var linger *time.Timer
 	p.mu.Lock()
 	for {
-		if ctx.Err() == nil && len(p.ready) == 0 {
-			p.idle++
-			p.mu.Unlock()
-			if linger == nil {
-				linger = time.NewTimer(p.cfg.Interval)
-				defer linger.Stop()
-			} else {
-				linger.Reset(p.cfg.Interval)
-			}
-			expired := false
-			select {
-			case <-p.work:
-			case <-linger.C:
-				expired = true
-			case <-ctx.Done():
-			}
-			linger.Stop()
-			p.mu.Lock()
-			p.idle--
-			if expired && len(p.ready) == 0 {
-				p.workers--
-				p.mu.Unlock()
-				return
-			}
-			continue
-		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || len(p.ready) == 0 {
 			p.workers--
 			p.mu.Unlock()
 			return
