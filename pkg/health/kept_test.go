@@ -93,15 +93,17 @@ func TestKeptConnectionHungBackend(t *testing.T) {
 	require.Eventually(t, func() bool { return srv.logins.Load() >= 2 }, waitFor, tick)
 }
 
-// TestSchedulingSpreadsProbes: after their first probe, targets added
-// together are spread over the interval instead of firing together.
+// TestSchedulingSpreadsProbes: after their first probe, a prober's
+// targets are due together in its phase, and probers pick their phases at
+// random, so that many clusters' probes spread over the interval instead of
+// firing together.
 func TestSchedulingSpreadsProbes(t *testing.T) {
 	const interval = time.Hour
 	p := newTestProber(t, "c1", HealthConfig{Interval: interval, Timeout: 5 * time.Second})
-	// 200 distinct addresses that all refuse fast: the verdict does not
-	// matter, the schedule does.
+	// Distinct addresses that all refuse fast: the verdict does not matter,
+	// the schedule does.
 	var ts []Target
-	for i := range 200 {
+	for i := range 50 {
 		ts = append(ts, Target{Addr: fmt.Sprintf("127.0.0.1:%d", refusedPort(t, i))})
 	}
 	start := time.Now()
@@ -122,24 +124,29 @@ func TestSchedulingSpreadsProbes(t *testing.T) {
 	}
 	p.mu.Unlock()
 	require.Len(t, dues, len(p.Results()))
-	require.Greater(t, len(dues), 190) // a port the kernel handed out twice is one target
-	// Uniform over an hour, asserted loosely: spread over most of the
-	// interval, and hardly two in the same millisecond.
-	slots := map[int64]bool{}
-	lo, hi := dues[0], dues[0]
 	for _, d := range dues {
-		slots[d.Sub(start).Milliseconds()] = true
-		if d.Before(lo) {
-			lo = d
-		}
-		if d.After(hi) {
-			hi = d
-		}
+		require.Equal(t, dues[0], d, "one cluster's probes are due together")
 	}
-	require.Greater(t, hi.Sub(lo), interval/2, "second probes spread over the interval")
-	require.Greater(t, len(slots), 190, "no burst of probes due together")
-	require.False(t, lo.Before(start))
-	require.False(t, hi.After(time.Now().Add(interval)))
+	require.True(t, dues[0].After(start))
+	require.False(t, dues[0].After(time.Now().Add(interval)))
+	require.Zero(t, dues[0].Sub(p.phase)%interval, "in the prober's phase")
+
+	// 200 probers: their phases cover the interval.
+	ref := time.Now()
+	slots := map[int64]bool{}
+	lo, hi := interval, time.Duration(0)
+	for range 200 {
+		q := NewProber(zap.NewNop(), "c", HealthConfig{Interval: interval})
+		off := q.phase.Sub(ref) % interval
+		if off < 0 {
+			off += interval
+		}
+		lo, hi = min(lo, off), max(hi, off)
+		slots[off.Milliseconds()] = true
+		q.Close()
+	}
+	require.Greater(t, hi-lo, interval/2, "phases spread over the interval")
+	require.Greater(t, len(slots), 190, "hardly two probers in the same millisecond")
 }
 
 // refusedPort is a loopback port nobody listens on (i only varies the

@@ -116,10 +116,13 @@ func (c HealthConfig) withDefaults() HealthConfig {
 // waited an interval for more work measured worse: more goroutines, and
 // more CPU in timers and wake-ups than the stack growth of new ones.)
 //
-// A target's first probe runs at once; its second after a random part of
-// Interval, and then every Interval from there, so that the probes of many
-// backends added together (a start, a restored etcd) spread over the
-// interval instead of firing together.
+// A target's first probe runs at once; then it is probed in its prober's
+// phase: every Interval at a random offset chosen per prober. So one
+// cluster's backends are probed together (at most MaxInFlight at a time),
+// which wakes the process once per cluster and interval instead of once per
+// backend, while the clusters' probes spread over the interval instead of
+// firing together. (A random phase per backend measured worse: a thousand
+// wake-ups a second cost more than the probes they run.)
 type Prober struct {
 	lg     *zap.Logger
 	cfg    HealthConfig
@@ -142,6 +145,10 @@ type Prober struct {
 	// life ends with Close; it also bounds ProbeNow.
 	life     context.Context
 	lifeStop context.CancelFunc
+
+	// phase is when this prober's probes are due, modulo Interval: random,
+	// so that clusters spread their probes over the interval.
+	phase time.Time
 
 	// dials counts the connections made to keep a probe connection.
 	dials atomic.Uint64
@@ -173,7 +180,7 @@ type targetState struct {
 	// the schedule, -1 while it is not there (queued, being probed, removed).
 	due     time.Time
 	idx     int
-	phased  bool               // the random offset of its schedule is chosen
+	phased  bool               // scheduled in the prober's phase (after its first probe)
 	removed bool               // gone from the targets; a queued entry is skipped
 	cancel  context.CancelFunc // of the probe in flight, or nil
 	// conn is the kept probe connection (SQLUser set) while no probe runs;
@@ -228,6 +235,7 @@ func NewProber(lg *zap.Logger, cluster string, cfg HealthConfig) *Prober {
 		targets:   map[string]*targetState{},
 		done:      make(chan struct{}),
 	}
+	p.phase = time.Now().Add(time.Duration(rand.Int64N(int64(cfg.Interval))))
 	p.results.Store(&map[string]observer.Health{})
 	return p
 }
@@ -478,14 +486,15 @@ func (p *Prober) finishLocked(ctx context.Context, st *targetState, server *obse
 	case p.rounds != nil:
 		st.due = farFuture
 	case !st.phased:
-		// A random phase: targets added together spread over the interval.
+		// From the first probe on, the prober's phase.
 		st.phased = true
-		st.due = now.Add(time.Duration(rand.Int64N(int64(p.cfg.Interval))) + 1)
+		st.due = p.nextSlot(now)
 	default:
-		// Keep the phase; a probe that overran its interval is followed at once.
+		// Keep the phase; a probe that overran its interval is followed
+		// by the next slot.
 		st.due = st.due.Add(p.cfg.Interval)
 		if st.due.Before(now) {
-			st.due = now
+			st.due = p.nextSlot(now)
 		}
 	}
 	heap.Push(&p.sched, st)
@@ -493,6 +502,17 @@ func (p *Prober) finishLocked(ctx context.Context, st *targetState, server *obse
 		notify(p.wake)
 	}
 	return true
+}
+
+// nextSlot is the first time after now in the prober's phase.
+func (p *Prober) nextSlot(now time.Time) time.Time {
+	// Counted from phase, so that every target's slot is the same instant.
+	d := now.Sub(p.phase)
+	k := d / p.cfg.Interval
+	if d < 0 && d%p.cfg.Interval != 0 {
+		k-- // floor
+	}
+	return p.phase.Add((k + 1) * p.cfg.Interval)
 }
 
 // closeConns closes the kept connections once no worker runs.
