@@ -341,3 +341,14 @@ func TestKeptConnectionMariaDB(t *testing.T) {
 	}
 	require.NotZero(t, logs.FilterMessage("backend unhealthy").Len(), "the wrong password is logged as a failure")
 }
+
+// A HealthConfig printed by mistake does not show the password.
+func TestHealthConfigHidesPassword(t *testing.T) {
+	c := HealthConfig{SQLUser: "probe", SQLPassword: "s3cret-pw"}
+	for _, f := range []string{"%v", "%+v", "%#v", "%s"} {
+		out := fmt.Sprintf(f, c)
+		require.NotContains(t, out, "s3cret-pw", f)
+		require.Contains(t, out, "probe", f)
+	}
+	require.NotContains(t, fmt.Sprintf("%v", &c), "s3cret-pw")
+}

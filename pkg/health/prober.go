@@ -90,6 +90,9 @@ func (c HealthConfig) String() string {
 		c.Interval, c.Timeout, c.FailuresToUnhealthy, c.SQLUser, pw, c.StatusTLS != nil, c.MaxInFlight)
 }
 
+// GoString is String, for %#v.
+func (c HealthConfig) GoString() string { return c.String() }
+
 func (c HealthConfig) withDefaults() HealthConfig {
 	if c.Interval <= 0 {
 		c.Interval = DefaultHealthInterval
