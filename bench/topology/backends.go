@@ -27,7 +27,7 @@ import (
 //
 //	child:  B <sql addr> <status port>   (once per backend)
 //	child:  READY
-//	parent: stats          child: STATS <sql connections> <http requests>
+//	parent: stats          child: STATS <sql connections> <http requests> <COM_PINGs>
 //	parent closes stdin:   child closes every server and exits
 
 // backend is one fake TiDB: a MySQL greeting on Addr and, when StatusPort is
@@ -75,6 +75,12 @@ func padding(kb int) string {
 	return b.String()
 }
 
+// The probe account every backend has (-probe-user).
+const (
+	benchProbeUser     = "switchyard_probe"
+	benchProbePassword = "bench-probe-pw"
+)
+
 // serveBackends is the child's main: n backends until stdin closes.
 func serveBackends(n int, status bool, padKB int) error {
 	// One RSA key for all: each would otherwise generate its own 2048-bit key.
@@ -99,7 +105,8 @@ func serveBackends(n int, status bool, padKB int) error {
 	}()
 	out := bufio.NewWriter(os.Stdout)
 	for range n {
-		d, err := mysqldouble.New(mysqldouble.Config{RSAKey: key})
+		d, err := mysqldouble.New(mysqldouble.Config{RSAKey: key,
+			NativeUsers: map[string]string{benchProbeUser: benchProbePassword}})
 		if err != nil {
 			return err
 		}
@@ -129,11 +136,12 @@ func serveBackends(n int, status bool, padKB int) error {
 		if in.Text() != "stats" {
 			continue
 		}
-		var conns int64
+		var conns, pings int64
 		for _, d := range doubles {
 			conns += d.Stats().Connections
+			pings += d.Pings()
 		}
-		fmt.Fprintf(out, "STATS %d %d\n", conns, requests.Load())
+		fmt.Fprintf(out, "STATS %d %d %d\n", conns, requests.Load(), pings)
 		if err := out.Flush(); err != nil {
 			return err
 		}
@@ -195,19 +203,19 @@ func startBackendProc(n int, status bool, padKB int) (*backendProc, error) {
 	return nil, errors.New("backend process exited before READY (see its stderr above)")
 }
 
-// Stats returns how many SQL connections and HTTP requests the backends have
-// accepted so far.
-func (p *backendProc) Stats() (conns, requests int64, err error) {
+// Stats returns how many SQL connections, HTTP requests and COM_PINGs the
+// backends have answered so far.
+func (p *backendProc) Stats() (conns, requests, pings int64, err error) {
 	if _, err := io.WriteString(p.in, "stats\n"); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	if !p.out.Scan() {
-		return 0, 0, errors.New("backend process: no answer to stats")
+		return 0, 0, 0, errors.New("backend process: no answer to stats")
 	}
-	if _, err := fmt.Sscanf(p.out.Text(), "STATS %d %d", &conns, &requests); err != nil {
-		return 0, 0, fmt.Errorf("backend process: %q: %w", p.out.Text(), err)
+	if _, err := fmt.Sscanf(p.out.Text(), "STATS %d %d %d", &conns, &requests, &pings); err != nil {
+		return 0, 0, 0, fmt.Errorf("backend process: %q: %w", p.out.Text(), err)
 	}
-	return conns, requests, nil
+	return conns, requests, pings, nil
 }
 
 // Stop closes the child's stdin, which makes it exit; after 10 s it gets

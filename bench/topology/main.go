@@ -42,6 +42,7 @@ func main() {
 		metrics  = flag.Duration("metrics-interval", config.DefaultMetricsInterval, "scale: metrics interval")
 		etcdBin  = flag.String("etcd", "auto", "scale: etcd to use: auto (the etcd binary if installed, else embedded), embedded, or a binary's path")
 		status   = flag.Bool("status", true, "scale: give each backend a TiDB-like HTTP status port (/status, /metrics)")
+		probeUsr = flag.Bool("probe-user", false, "scale: set [health-check] sql-user/sql-password (a kept connection per backend, COM_PING each interval) instead of a greeting per probe")
 		padKB    = flag.Int("metrics-pad-kb", 0, "scale: pad each /metrics page to about this many KiB (a real TiDB page is far larger than the 4 metrics read)")
 		cpuProf  = flag.String("cpuprofile", "", "scale: write a CPU profile of the measurement window to this file")
 		quietW   = flag.Duration("quiet-wait", 0, "before each measurement, wait up to this long for other processes to use less than -quiet-pct of the machine")
@@ -83,7 +84,7 @@ func main() {
 			Clusters: *clusters, Backends: *backends,
 			Idle: *idle, Settle: *settle,
 			HealthInterval: *health, MetricsInterval: *metrics,
-			Etcd: *etcdBin, Status: *status, PadKB: *padKB, CPUProfile: *cpuProf,
+			Etcd: *etcdBin, Status: *status, ProbeUser: *probeUsr, PadKB: *padKB, CPUProfile: *cpuProf,
 			QuietWait: *quietW, QuietPct: *quietPct,
 		})
 		if err != nil {

@@ -39,9 +39,13 @@ func (r *scaleResult) write(w io.Writer) {
 	o := r.Opts
 	n := o.Clusters * o.Backends
 	fmt.Fprintf(w, "## Scale: idle cost of %d clusters x %d backends\n\n", o.Clusters, o.Backends)
-	status := "SQL greeting only (status port 0: no /status probe, no /metrics scrape)"
+	sqlProbe := "SQL greeting"
+	if o.ProbeUser {
+		sqlProbe = "SQL COM_PING on a kept connection (sql-user)"
+	}
+	status := sqlProbe + " only (status port 0: no /status probe, no /metrics scrape)"
 	if o.Status {
-		status = "SQL greeting + TiDB-like status port (/status probed with each health check, /metrics scraped each metrics interval"
+		status = sqlProbe + " + TiDB-like status port (/status probed with each health check, /metrics scraped each metrics interval"
 		if o.PadKB > 0 {
 			status += fmt.Sprintf(", page padded to ~%d KiB", o.PadKB)
 		}
@@ -58,10 +62,11 @@ func (r *scaleResult) write(w io.Writer) {
 	fmt.Fprintf(w, "| Apply -> all %d backends probed healthy | %s | |\n", n, ms(r.Ready))
 	cpuPct := pct(r.CPU, r.Wall)
 	fmt.Fprintf(w, "| proxy CPU (getrusage self, user+sys) / wall | %.2f %% of one core | %.3f %% |\n", cpuPct, perCluster(cpuPct))
-	if r.Probes > 0 {
-		fmt.Fprintf(w, "| proxy CPU / SQL probe (all of its CPU, status checks and metrics included) | %.0f µs | |\n", float64(r.CPU.Microseconds())/float64(r.Probes))
+	if sql := r.Probes + r.Pings; sql > 0 {
+		fmt.Fprintf(w, "| proxy CPU / SQL probe (all of its CPU, status checks and metrics included) | %.0f µs | |\n", float64(r.CPU.Microseconds())/float64(sql))
 	}
-	fmt.Fprintf(w, "| SQL probes / s (accepted by the backends) | %.0f | %.1f |\n", float64(r.Probes)/r.Wall.Seconds(), perCluster(float64(r.Probes)/r.Wall.Seconds()))
+	fmt.Fprintf(w, "| SQL connections / s (accepted by the backends: greeting probes, or kept-connection dials) | %.0f | %.1f |\n", float64(r.Probes)/r.Wall.Seconds(), perCluster(float64(r.Probes)/r.Wall.Seconds()))
+	fmt.Fprintf(w, "| COM_PING / s on kept connections (answered by the backends) | %.0f | %.1f |\n", float64(r.Pings)/r.Wall.Seconds(), perCluster(float64(r.Pings)/r.Wall.Seconds()))
 	if o.Status {
 		fmt.Fprintf(w, "| HTTP requests / s (/status + /metrics) | %.0f | %.1f |\n", float64(r.HTTPRequests)/r.Wall.Seconds(), perCluster(float64(r.HTTPRequests)/r.Wall.Seconds()))
 	}

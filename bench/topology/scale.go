@@ -29,6 +29,7 @@ type scaleOptions struct {
 	MetricsInterval    time.Duration
 	Etcd               string // auto, embedded, or the path of an etcd binary
 	Status             bool   // backends have TiDB status ports
+	ProbeUser          bool   // probe with [health-check] sql-user: kept connections and COM_PING
 	PadKB              int    // extra KiB per /metrics page
 	CPUProfile         string // write a CPU profile of the idle window here
 	QuietWait          time.Duration
@@ -48,6 +49,7 @@ type scaleResult struct {
 	OtherPct      float64       // other processes' CPU, % of the whole machine; -1 unknown
 	StealPct      float64
 	Probes        int64 // SQL connections the backends accepted
+	Pings         int64 // COM_PINGs the backends answered
 	HTTPRequests  int64
 	Publishes     uint64 // Aggregator Topology versions
 	BaseGoroutine int
@@ -149,6 +151,9 @@ func runScale(ctx context.Context, lg *zap.Logger, o scaleOptions) (*scaleResult
 	cfg.HealthCheck.Interval = config.NewDuration(o.HealthInterval)
 	cfg.Balance.MetricsInterval = config.NewDuration(o.MetricsInterval)
 	cfg.Proxy.UserPrefixRouting = true
+	if o.ProbeUser {
+		cfg.HealthCheck.SQLUser, cfg.HealthCheck.SQLPassword = benchProbeUser, benchProbePassword
+	}
 	for i := range o.Clusters {
 		cfg.Clusters = append(cfg.Clusters, config.Cluster{
 			Name:           clusterName(i),
@@ -206,7 +211,7 @@ func runScale(ctx context.Context, lg *zap.Logger, o scaleOptions) (*scaleResult
 		fmt.Fprintf(os.Stderr, "topology: waiting up to %s for other processes to use < %.0f %% of the machine\n", o.QuietWait, o.QuietPct)
 		waitQuiet(ctx, o.QuietWait, o.QuietPct, etcd.Pid, bp.Pid)
 	}
-	conns0, reqs0, err := bp.Stats()
+	conns0, reqs0, pings0, err := bp.Stats()
 	if err != nil {
 		return nil, err
 	}
@@ -253,11 +258,11 @@ func runScale(ctx context.Context, lg *zap.Logger, o scaleOptions) (*scaleResult
 		res.StealPct = pct(steal1-steal0, total1-total0)
 	}
 	res.Publishes = agg.Topology().Version - ver0
-	conns1, reqs1, err := bp.Stats()
+	conns1, reqs1, pings1, err := bp.Stats()
 	if err != nil {
 		return nil, err
 	}
-	res.Probes, res.HTTPRequests = conns1-conns0, reqs1-reqs0
+	res.Probes, res.HTTPRequests, res.Pings = conns1-conns0, reqs1-reqs0, pings1-pings0
 	res.FDs = openFDs()
 	for _, v := range agg.Topology().Clusters {
 		for _, b := range v.Backends {

@@ -300,6 +300,13 @@ func (h HealthCheck) check(v *validator) {
 	if h.FailuresToUnhealthy < 1 {
 		v.addf("health-check.failures-to-unhealthy", "health-check.failures-to-unhealthy %d: must be at least 1", h.FailuresToUnhealthy)
 	}
+	// The password itself is never part of a message.
+	switch {
+	case h.SQLPassword != "" && h.SQLUser == "":
+		v.addf("health-check.sql-password", "health-check.sql-password is set without health-check.sql-user")
+	case h.SQLPassword == RedactedSecret:
+		v.addf("health-check.sql-password", "health-check.sql-password is %q, the placeholder GET /api/v1/config shows: write the real password", RedactedSecret)
+	}
 }
 
 func (b Balance) check(v *validator) {

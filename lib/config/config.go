@@ -262,9 +262,15 @@ type HealthCheck struct {
 	// FailuresToUnhealthy consecutive failed probes mark a backend unhealthy;
 	// one success marks it healthy again.
 	FailuresToUnhealthy int `toml:"failures-to-unhealthy"`
-	// SQLUser, when set, makes the probe log in as this passwordless user and
-	// quit, so MySQL and MariaDB do not count it as an aborted connection.
+	// SQLUser, when set, makes the prober log in to each backend as this
+	// user once and keep the connection, sending COM_PING on it at every
+	// probe (and connecting again only when that fails). Without it each
+	// probe is a new connection that reads the greeting and hangs up, which
+	// MySQL and MariaDB count as an aborted connection.
 	SQLUser string `toml:"sql-user"`
+	// SQLPassword is SQLUser's password, empty for none. It is never logged
+	// and GET /api/v1/config shows it redacted.
+	SQLPassword string `toml:"sql-password"`
 }
 
 // Balance configures how a backend is chosen inside a cluster.

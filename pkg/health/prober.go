@@ -1,13 +1,18 @@
 package health
 
 import (
+	"bufio"
+	"container/heap"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	neturl "net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +32,10 @@ const (
 	DefaultHealthInterval      = time.Second
 	DefaultHealthTimeout       = time.Second
 	DefaultFailuresToUnhealthy = 3
+	// DefaultMaxInFlight bounds the probes of one cluster that run at once:
+	// more backends than this hanging together delay the others' probes by
+	// up to a probe timeout.
+	DefaultMaxInFlight = 8
 )
 
 // maxStatusBody bounds how much of a /status answer is read; TiDB's is a
@@ -55,15 +64,36 @@ type Target struct {
 
 // HealthConfig tunes a Prober. Zero values mean the defaults.
 type HealthConfig struct {
-	Interval            time.Duration // between rounds, default 1s
+	Interval            time.Duration // between probes of a backend, default 1s
 	Timeout             time.Duration // per probe (SQL and status together), default 1s
 	FailuresToUnhealthy int           // consecutive failures, default 3
-	// SQLUser, when set, makes each probe log in as this user (no password)
-	// and quit, instead of hanging up after the greeting (CheckSQLLogin).
+	// SQLUser, when set, makes the prober log in to each backend as this
+	// user once and keep the connection, checking it with COM_PING at each
+	// probe; it connects again only when that fails. Without it, each probe
+	// is a new connection that reads the greeting and hangs up.
 	SQLUser string
+	// SQLPassword is SQLUser's password ("" for none). It is never logged
+	// nor part of a Reason or an error.
+	SQLPassword string
 	// StatusTLS, when non-nil, makes the status check use https.
 	StatusTLS *tls.Config
+	// MaxInFlight bounds the probes running at once, default
+	// DefaultMaxInFlight.
+	MaxInFlight int
 }
+
+// String leaves the password out, should a HealthConfig be logged.
+func (c HealthConfig) String() string {
+	pw := ""
+	if c.SQLPassword != "" {
+		pw = " sql-password=<redacted>"
+	}
+	return fmt.Sprintf("interval=%s timeout=%s failures-to-unhealthy=%d sql-user=%q%s tls=%t max-in-flight=%d",
+		c.Interval, c.Timeout, c.FailuresToUnhealthy, c.SQLUser, pw, c.StatusTLS != nil, c.MaxInFlight)
+}
+
+// GoString is String, for %#v.
+func (c HealthConfig) GoString() string { return c.String() }
 
 func (c HealthConfig) withDefaults() HealthConfig {
 	if c.Interval <= 0 {
@@ -75,133 +105,204 @@ func (c HealthConfig) withDefaults() HealthConfig {
 	if c.FailuresToUnhealthy <= 0 {
 		c.FailuresToUnhealthy = DefaultFailuresToUnhealthy
 	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
 	return c
 }
 
 // Prober probes the backends of one cluster. Each cluster runtime owns its
 // own Prober, so a cluster whose backends hang only slows its own verdicts.
+//
+// One loop goroutine schedules every target by the time its next probe is
+// due (a heap); due targets queue for at most MaxInFlight short-lived
+// workers, which exit when the queue is empty. So a prober costs one
+// goroutine while idle, however many backends it probes. (Workers that
+// waited an interval for more work measured worse: more goroutines, and
+// more CPU in timers and wake-ups than the stack growth of new ones.)
+//
+// A target's first probe runs at once; then it is probed in its prober's
+// phase: every Interval at a random offset chosen per prober. So one
+// cluster's backends are probed together (at most MaxInFlight at a time),
+// which wakes the process once per cluster and interval instead of once per
+// backend, while the clusters' probes spread over the interval instead of
+// firing together. (A random phase per backend measured worse: a thousand
+// wake-ups a second cost more than the probes they run.)
 type Prober struct {
 	lg     *zap.Logger
 	cfg    HealthConfig
 	dialer *net.Dialer
-	client *http.Client
-	scheme string
+	// statusTLS, when set, is the status check's TLS client config.
+	statusTLS *tls.Config
+	scheme    string
 
-	// newTicker is a test seam; it returns the round ticks and a stop func.
-	newTicker func(time.Duration) (<-chan time.Time, func())
+	// rounds is a test seam. When set, it replaces the schedule: each
+	// receive makes every target that is not being probed due at once, and
+	// apart from a new target's first probe nothing else is scheduled.
+	rounds <-chan time.Time
 
 	results atomic.Pointer[map[string]observer.Health]
 	updates notify.Signal
-	// kick asks the loop to probe targets that were never probed.
-	kick notify.Signal
+	// wake asks the loop to look at the schedule again: a target was added,
+	// or is now due before the loop's timer fires.
+	wake notify.Signal
 
 	// life ends with Close; it also bounds ProbeNow.
 	life     context.Context
 	lifeStop context.CancelFunc
 
+	// phase is when this prober's probes are due, modulo Interval: random,
+	// so that clusters spread their probes over the interval.
+	phase time.Time
+
+	// dials counts the connections made to keep a probe connection.
+	dials atomic.Uint64
+
 	mu      sync.Mutex
 	targets map[string]*targetState
+	sched   schedule       // targets waiting for their next probe, earliest first
+	ready   []*targetState // due, waiting for a worker, in order
+	armed   time.Time      // when the loop's timer fires; zero: not armed
+	workers int
 
-	loop   lifecycle.Loop // the probe loop
-	probes sync.WaitGroup // probe goroutines; Added only by the loop
+	loop   lifecycle.Loop // the schedule loop
+	probes sync.WaitGroup // workers; Added under mu
 }
+
+// farFuture is the due time of a target that only a test's round makes due.
+var farFuture = time.Now().Add(100 * 365 * 24 * time.Hour)
 
 // targetState is the state machine of one target. It is replaced, not
 // reused, when a target is removed and added again, so that a late result of
 // the old probe can be recognised and dropped.
 type targetState struct {
-	t        Target
-	h        observer.Health
-	launched bool               // a probe has been started since it was added
-	cancel   context.CancelFunc // of the probe in flight, or nil
+	t Target
+	h observer.Health
+	// due is when the next probe should start. idx is the target's place in
+	// the schedule, -1 while it is not there (queued, being probed, removed).
+	due     time.Time
+	idx     int
+	phased  bool               // scheduled in the prober's phase (after its first probe)
+	removed bool               // gone from the targets; a queued entry is skipped
+	cancel  context.CancelFunc // of the probe in flight, or nil
+	// conn is the kept probe connection (SQLUser set) while no probe runs;
+	// the worker probing the target holds it meanwhile.
+	conn *mysql.ProbeConn
+}
+
+// schedule is a min-heap of targets by due time.
+type schedule []*targetState
+
+func (s schedule) Len() int           { return len(s) }
+func (s schedule) Less(i, j int) bool { return s[i].due.Before(s[j].due) }
+func (s schedule) Swap(i, j int) {
+	s[i], s[j] = s[j], s[i]
+	s[i].idx, s[j].idx = i, j
+}
+func (s *schedule) Push(x any) {
+	st := x.(*targetState)
+	st.idx = len(*s)
+	*s = append(*s, st)
+}
+func (s *schedule) Pop() any {
+	old := *s
+	st := old[len(old)-1]
+	old[len(old)-1] = nil
+	*s = old[:len(old)-1]
+	st.idx = -1
+	return st
 }
 
 // NewProber builds a prober for one cluster without doing any I/O.
 func NewProber(lg *zap.Logger, cluster string, cfg HealthConfig) *Prober {
 	cfg = cfg.withDefaults()
-	// No TCP keep-alive: probe connections live for one handshake.
+	// No TCP keep-alive: a kept probe connection is pinged every interval,
+	// and the others live for one handshake.
 	dialer := &net.Dialer{KeepAlive: -1}
-	tr := &http.Transport{
-		// Never through an environment proxy: the status port is on the backend.
-		Proxy:       nil,
-		DialContext: dialer.DialContext,
-		// Every probe tests a fresh connection; a pooled one would hide a
-		// backend that stopped accepting and keep stale DNS answers (TiProxy #1177).
-		DisableKeepAlives:      true,
-		TLSClientConfig:        cfg.StatusTLS.Clone(),
-		TLSHandshakeTimeout:    cfg.Timeout,
-		MaxResponseHeaderBytes: maxStatusBody,
-	}
 	scheme := "http"
 	if cfg.StatusTLS != nil {
 		scheme = "https"
 	}
 	life, stop := context.WithCancel(context.Background())
 	p := &Prober{
-		lg:     lg.Named("health").With(zap.String("cluster", cluster)),
-		cfg:    cfg,
-		dialer: dialer,
-		client: &http.Client{
-			Transport: tr,
-			// A redirect is an answer other than 200, not somewhere to go.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		lg:        lg.Named("health").With(zap.String("cluster", cluster)),
+		cfg:       cfg,
+		dialer:    dialer,
+		statusTLS: cfg.StatusTLS.Clone(),
 		scheme:    scheme,
-		newTicker: realTicker,
 		updates:   notify.NewSignal(),
-		kick:      notify.NewSignal(),
+		wake:      notify.NewSignal(),
 		life:      life,
 		lifeStop:  stop,
 		targets:   map[string]*targetState{},
 	}
+	p.phase = time.Now().Add(time.Duration(rand.Int64N(int64(cfg.Interval))))
 	p.results.Store(&map[string]observer.Health{})
 	return p
 }
 
-func realTicker(d time.Duration) (<-chan time.Time, func()) {
-	t := time.NewTicker(d)
-	return t.C, t.Stop
-}
-
-// Start launches the probe loop: a first round at once, then one every
-// Interval. Calls after the first, or after Close, do nothing.
+// Start launches the probe loop: the targets known are probed at once, then
+// each every Interval. Calls after the first, or after Close, do nothing.
 func (p *Prober) Start(ctx context.Context) { p.loop.Start(ctx, p.run) }
 
-// Close stops probing, cancels the probes in flight and waits for every
-// goroutine. It is idempotent and safe without Start.
+// Close stops probing, cancels the probes in flight, closes the kept probe
+// connections and waits for every goroutine. It is idempotent and safe
+// without Start.
 func (p *Prober) Close() {
 	p.lifeStop()
 	p.loop.Close()
-	p.client.CloseIdleConnections()
 }
 
+// Dials is how many connections the prober has made to log in and keep
+// (SQLUser set): one per backend, plus one each time a kept connection
+// failed. Probes without a user, and ProbeNow, are not counted.
+func (p *Prober) Dials() uint64 { return p.dials.Load() }
+
 // SetTargets replaces the set of targets. New ones are probed at once and are
-// healthy until probed; removed ones are forgotten and their probes in flight
-// cancelled. A target already known keeps its state (a new StatusPort is used
-// from its next probe). Safe from any goroutine.
+// healthy until probed; removed ones are forgotten, their probes in flight
+// cancelled and their kept connections closed. A target already known keeps
+// its state (a new StatusPort is used from its next probe). Safe from any
+// goroutine.
 func (p *Prober) SetTargets(ts []Target) {
 	want := make(map[string]Target, len(ts))
 	for _, t := range ts {
 		want[t.Addr] = t
 	}
+	var closing []*mysql.ProbeConn
+	defer func() {
+		for _, c := range closing {
+			_ = c.Close()
+		}
+	}()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	changed, added := false, false
 	for addr, st := range p.targets {
 		if _, ok := want[addr]; !ok {
+			st.removed = true
 			if st.cancel != nil {
 				st.cancel()
+			}
+			if st.idx >= 0 {
+				heap.Remove(&p.sched, st.idx)
+			}
+			if st.conn != nil {
+				closing = append(closing, st.conn)
+				st.conn = nil
 			}
 			delete(p.targets, addr)
 			changed = true
 		}
 	}
+	now := time.Now()
 	for addr, t := range want {
 		if st, ok := p.targets[addr]; ok {
 			st.t = t
 			continue
 		}
-		p.targets[addr] = &targetState{t: t, h: observer.Health{Healthy: true, Reason: ErrNotProbed.Error()}}
+		st := &targetState{t: t, h: observer.Health{Healthy: true, Reason: ErrNotProbed.Error()}, due: now, idx: -1}
+		p.targets[addr] = st
+		heap.Push(&p.sched, st)
 		changed, added = true, true
 	}
 	if !changed {
@@ -210,7 +311,7 @@ func (p *Prober) SetTargets(ts []Target) {
 	p.publishLocked()
 	p.updates.Notify()
 	if added {
-		p.kick.Notify()
+		p.wake.Notify()
 	}
 }
 
@@ -256,51 +357,163 @@ func (p *Prober) ProbeNow(ctx context.Context, addr string) (observer.Health, er
 	return h, nil
 }
 
-// run launches rounds until ctx ends, then waits for the probes in flight,
-// which ctx has cancelled.
+// run hands due targets to workers until ctx ends, then waits for the
+// probes in flight, which ctx has cancelled, and closes the kept
+// connections.
 func (p *Prober) run(ctx context.Context) {
-	defer p.probes.Wait()
-	ticks, stop := p.newTicker(p.cfg.Interval)
-	defer stop()
-	p.launch(ctx, false)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer func() {
+		timer.Stop()
+		p.probes.Wait()
+		p.closeConns()
+	}()
 	for {
+		p.mu.Lock()
+		next := p.dispatchLocked(ctx, time.Now())
+		p.armed = next
+		p.mu.Unlock()
+		var fire <-chan time.Time
+		if !next.IsZero() {
+			timer.Reset(time.Until(next))
+			fire = timer.C
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-ticks:
-			p.launch(ctx, false)
-		case <-p.kick.C():
-			p.launch(ctx, true)
+		case <-fire:
+		case <-p.wake.C():
+		case <-p.rounds:
+			p.mu.Lock()
+			now := time.Now()
+			for _, st := range p.sched {
+				st.due = now
+			}
+			p.mu.Unlock()
+		}
+		timer.Stop()
+	}
+}
+
+// dispatchLocked queues the targets due by now and starts the workers they
+// need, up to MaxInFlight. It returns when the next target is due (zero:
+// none is scheduled).
+func (p *Prober) dispatchLocked(ctx context.Context, now time.Time) time.Time {
+	for len(p.sched) > 0 && !p.sched[0].due.After(now) {
+		p.ready = append(p.ready, heap.Pop(&p.sched).(*targetState))
+	}
+	for n := min(len(p.ready), p.cfg.MaxInFlight-p.workers); n > 0; n-- {
+		p.workers++
+		p.probes.Add(1)
+		go p.worker(ctx)
+	}
+	if len(p.sched) == 0 {
+		return time.Time{}
+	}
+	return p.sched[0].due
+}
+
+// worker probes queued targets one after another and exits when none is
+// left, so that an idle prober has no worker. A target is queued at most
+// once and is back in the schedule only after its probe, so it is never
+// probed concurrently with itself: one slower than Interval is probed back
+// to back while the others keep their pace.
+func (p *Prober) worker(ctx context.Context) {
+	defer p.probes.Done()
+	p.mu.Lock()
+	for {
+		if ctx.Err() != nil || len(p.ready) == 0 {
+			p.workers--
+			p.mu.Unlock()
+			return
+		}
+		st := p.ready[0]
+		p.ready[0] = nil
+		p.ready = p.ready[1:]
+		if st.removed {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
+		st.cancel = cancel
+		t, conn := st.t, st.conn
+		st.conn = nil
+		p.mu.Unlock()
+
+		server, conn, err := p.probeKept(pctx, t, conn)
+		cancel()
+
+		p.mu.Lock()
+		if !p.finishLocked(ctx, st, server, err, conn) && conn != nil {
+			p.mu.Unlock()
+			_ = conn.Close()
+			p.mu.Lock()
 		}
 	}
 }
 
-// launch starts one probe goroutine per target that has none in flight, so a
-// target slower than Interval is probed back to back, never concurrently
-// with itself, while the others keep their pace. onlyNew limits it to
-// targets never probed (after SetTargets).
-func (p *Prober) launch(ctx context.Context, onlyNew bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, st := range p.targets {
-		if st.cancel != nil || (onlyNew && st.launched) {
-			continue
+// finishLocked records a probe's result, keeps its connection and
+// schedules the target's next probe, unless the probe was cut short by
+// Close or the target was removed meanwhile: neither says anything about the
+// backend. It reports whether the target took conn.
+func (p *Prober) finishLocked(ctx context.Context, st *targetState, server *observer.ServerInfo, err error, conn *mysql.ProbeConn) bool {
+	if ctx.Err() != nil || p.targets[st.t.Addr] != st {
+		return false
+	}
+	st.cancel = nil
+	st.conn = conn
+	p.recordLocked(st, server, err)
+	now := time.Now()
+	switch {
+	case p.rounds != nil:
+		st.due = farFuture
+	case !st.phased:
+		// From the first probe on, the prober's phase.
+		st.phased = true
+		st.due = p.nextSlot(now)
+	default:
+		// Keep the phase; a probe that overran its interval is followed
+		// by the next slot.
+		st.due = st.due.Add(p.cfg.Interval)
+		if st.due.Before(now) {
+			st.due = p.nextSlot(now)
 		}
-		pctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
-		st.cancel, st.launched = cancel, true
-		p.probes.Add(1)
-		go func(st *targetState, t Target) {
-			defer p.probes.Done()
-			defer cancel()
-			server, err := p.probe(pctx, t)
-			p.record(ctx, st, server, err)
-		}(st, st.t)
+	}
+	heap.Push(&p.sched, st)
+	if p.armed.IsZero() || st.due.Before(p.armed) {
+		p.wake.Notify()
+	}
+	return true
+}
+
+// nextSlot is the first time after now in the prober's phase.
+func (p *Prober) nextSlot(now time.Time) time.Time {
+	// Counted from phase, so that every target's slot is the same instant.
+	d := now.Sub(p.phase)
+	k := d / p.cfg.Interval
+	if d < 0 && d%p.cfg.Interval != 0 {
+		k-- // floor
+	}
+	return p.phase.Add((k + 1) * p.cfg.Interval)
+}
+
+// closeConns closes the kept connections once no worker runs.
+func (p *Prober) closeConns() {
+	var closing []*mysql.ProbeConn
+	p.mu.Lock()
+	for _, st := range p.targets {
+		if st.conn != nil {
+			closing = append(closing, st.conn)
+			st.conn = nil
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range closing {
+		_ = c.Close()
 	}
 }
 
 // record feeds one probe result into the target's state machine, unless the
-// probe was cut short by Close or the target was removed meanwhile: neither
-// says anything about the backend.
+// probe was cut short by Close or the target was removed meanwhile.
 func (p *Prober) record(ctx context.Context, st *targetState, server *observer.ServerInfo, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -308,6 +521,10 @@ func (p *Prober) record(ctx context.Context, st *targetState, server *observer.S
 		return
 	}
 	st.cancel = nil
+	p.recordLocked(st, server, err)
+}
+
+func (p *Prober) recordLocked(st *targetState, server *observer.ServerInfo, err error) {
 	old := st.h
 	st.h = nextHealth(old, err, time.Now(), p.cfg.FailuresToUnhealthy)
 	if server != nil {
@@ -363,26 +580,71 @@ func (p *Prober) publishLocked() {
 	p.results.Store(&m)
 }
 
-// probe checks the SQL port, then the status port, within ctx. It returns
-// what the greeting announced whenever one was read, even if the probe then
-// failed.
+// probeKept is one scheduled probe. With SQLUser set it pings the kept
+// connection conn (nil: none yet), and connects and logs in again when
+// there is none or the ping failed while time was left; the connection to
+// keep is returned (nil after a failure). Without SQLUser it is probe.
+func (p *Prober) probeKept(ctx context.Context, t Target, conn *mysql.ProbeConn) (*observer.ServerInfo, *mysql.ProbeConn, error) {
+	if p.cfg.SQLUser == "" {
+		server, err := p.probe(ctx, t)
+		return server, nil, err
+	}
+	var server *observer.ServerInfo
+	if conn != nil {
+		if err := conn.Ping(ctx); err != nil {
+			_ = conn.Close()
+			conn = nil
+			if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				// A backend that does not answer in time: no time is left
+				// to connect again, and that is the verdict. (The
+				// connection's deadline may pass just before ctx's timer.)
+				return nil, nil, fmt.Errorf("sql port: %w", err)
+			}
+			// The server may have closed an idle connection (wait_timeout,
+			// KILL, a restart): a new one decides.
+			p.lg.Debug("kept probe connection failed, connecting again", zap.String("addr", t.Addr), zap.Error(err))
+		}
+	}
+	if conn == nil {
+		p.dials.Add(1)
+		c, err := mysql.DialProbe(ctx, p.dialer, t.Addr, p.cfg.SQLUser, p.cfg.SQLPassword)
+		if err != nil {
+			return nil, nil, fmt.Errorf("sql port: %w", err)
+		}
+		conn, server = c, serverInfo(c.Greeting)
+	}
+	if t.StatusPort != 0 {
+		if err := p.checkStatus(ctx, t); err != nil {
+			return server, conn, err
+		}
+	}
+	return server, conn, nil
+}
+
+// probe checks the SQL port on a new connection (logging in when SQLUser is
+// set), then the status port, within ctx. It returns what the greeting
+// announced whenever one was read, even if the probe then failed.
 func (p *Prober) probe(ctx context.Context, t Target) (*observer.ServerInfo, error) {
 	check := mysql.ReadGreeting
 	if user := p.cfg.SQLUser; user != "" {
 		check = func(ctx context.Context, d *net.Dialer, addr string) (*mysql.InitialHandshake, error) {
-			return mysql.ReadGreetingLogin(ctx, d, addr, user)
+			return mysql.ReadGreetingLogin(ctx, d, addr, user, p.cfg.SQLPassword)
 		}
 	}
 	hs, err := check(ctx, p.dialer, t.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("sql port: %w", err)
 	}
-	server := &observer.ServerInfo{Version: hs.ServerVersion, Capability: hs.Capability,
-		ExtCapability: hs.ExtCapability, Charset: hs.Charset}
+	server := serverInfo(hs)
 	if t.StatusPort == 0 {
 		return server, nil
 	}
 	return server, p.checkStatus(ctx, t)
+}
+
+func serverInfo(hs *mysql.InitialHandshake) *observer.ServerInfo {
+	return &observer.ServerInfo{Version: hs.ServerVersion, Capability: hs.Capability,
+		ExtCapability: hs.ExtCapability, Charset: hs.Charset}
 }
 
 // sameServer compares two greetings' records (nil for none).
@@ -400,21 +662,78 @@ func (p *Prober) checkStatus(ctx context.Context, t Target) error {
 	if err != nil {
 		return fmt.Errorf("status port: %w", err)
 	}
-	url := p.scheme + "://" + net.JoinHostPort(host, strconv.FormatUint(uint64(t.StatusPort), 10)) + "/status"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	hostPort := net.JoinHostPort(host, strconv.FormatUint(uint64(t.StatusPort), 10))
+	url := p.scheme + "://" + hostPort + "/status"
+	code, err := p.getStatus(ctx, host, hostPort, url)
 	if err != nil {
-		return fmt.Errorf("status port: %w", err)
+		// Rendered as net/http's client renders it: Get "<url>": <cause>.
+		return fmt.Errorf("status port: %w", &neturl.Error{Op: "Get", URL: url, Err: err})
 	}
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("status port: %w", err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxStatusBody))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status port answered %d", resp.StatusCode)
+	if code != http.StatusOK {
+		return fmt.Errorf("status port answered %d", code)
 	}
 	return nil
+}
+
+// getStatus makes one GET of url on a new connection to hostPort and
+// returns the status code; a redirect is an answer, not somewhere to go.
+// Every probe tests a fresh connection: a pooled one would hide a backend
+// that stopped accepting, and keep stale DNS answers (TiProxy #1177). It
+// speaks HTTP/1.1 on the connection itself, without net/http's Transport,
+// whose dial, read and write goroutines per request were about a quarter
+// of an idle proxy's CPU with 1,000 backends (docs/benchmarks.md, P6).
+func (p *Prober) getStatus(ctx context.Context, host, hostPort, url string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Close = true // Connection: close
+	conn, err := p.dialer.DialContext(ctx, "tcp", hostPort)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	var c net.Conn = conn
+	if p.statusTLS != nil {
+		cfg := p.statusTLS
+		if cfg.ServerName == "" {
+			cfg = cfg.Clone()
+			cfg.ServerName = host
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return 0, stableErr(ctx, err)
+		}
+		c = tc
+	}
+	if err := req.Write(c); err != nil {
+		return 0, stableErr(ctx, err)
+	}
+	// Headers and body together are bounded.
+	resp, err := http.ReadResponse(bufio.NewReaderSize(io.LimitReader(c, 2*maxStatusBody), 4<<10), req)
+	if err != nil {
+		return 0, stableErr(ctx, err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxStatusBody))
+	_ = resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// stableErr reports an exchange cut short by ctx as ctx's error rather than
+// the socket's, whose text carries the ephemeral local port.
+func stableErr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return context.DeadlineExceeded
+	}
+	return err
 }
 
 // reasonOf renders err without the local address that socket errors carry

@@ -46,6 +46,8 @@ type fakeSQL struct {
 	accepted atomic.Int32
 	// peerClosed counts silent connections the client closed.
 	peerClosed atomic.Int32
+	// logins, pings and quits count what greeted connections sent.
+	logins, pings, quits atomic.Int32
 
 	wg    sync.WaitGroup
 	mu    sync.Mutex
@@ -117,11 +119,50 @@ func (f *fakeSQL) serve(c net.Conn) {
 			AuthPlugin:    "mysql_native_password",
 		}))
 		_ = pio.Flush()
+		f.serveCommands(pio)
 	case greetErr:
 		_ = pio.WriteError(mysql.NewError(1040, "Too many connections"))
 	case greetSilent:
 		if _, err := io.Copy(io.Discard, c); err == nil {
 			f.peerClosed.Add(1) // EOF: the prober hung up
+		}
+	}
+}
+
+// serveCommands answers a login with OK (any user and password), then
+// COM_PING with OK until the mode becomes greetSilent, when it stops
+// answering (a hung server), and returns at COM_QUIT or when the client
+// hangs up.
+func (f *fakeSQL) serveCommands(pio *mysql.PacketIO) {
+	if _, err := pio.ReadPacket(0); err != nil {
+		return // the prober only read the greeting
+	}
+	f.logins.Add(1)
+	ok := func() bool {
+		return pio.WritePacket(mysql.AppendOK(nil, mysql.OKHeader, mysql.OKInfo{}, false)) == nil && pio.Flush() == nil
+	}
+	if !ok() {
+		return
+	}
+	for {
+		pkt, err := pio.ReadPacket(0)
+		if err != nil || len(pkt) == 0 {
+			return
+		}
+		switch pkt[0] {
+		case mysql.ComQuit:
+			f.quits.Add(1)
+			return
+		case mysql.ComPing:
+			if sqlMode(f.mode.Load()) == greetSilent {
+				continue // read on: the prober hangs up after its timeout
+			}
+			f.pings.Add(1)
+			if !ok() {
+				return
+			}
+		default:
+			return
 		}
 	}
 }
@@ -186,10 +227,10 @@ func newTestProber(t *testing.T, cluster string, cfg HealthConfig) *Prober {
 	return p
 }
 
-// manualTicks replaces the prober's ticker; every send is one round.
+// manualTicks replaces the prober's schedule; every send is one round.
 func manualTicks(p *Prober) chan<- time.Time {
 	ch := make(chan time.Time)
-	p.newTicker = func(time.Duration) (<-chan time.Time, func()) { return ch, func() {} }
+	p.rounds = ch
 	return ch
 }
 
@@ -315,6 +356,14 @@ func TestProbeVerdicts(t *testing.T) {
 			require.NoError(t, err)
 			return newFakeSQL(t, greetOK).withStatus(uint(p)), nil
 		}, false, "status port: Get"},
+		{"status port silent: bounded by the timeout", func(t *testing.T) (Target, *tls.Config) {
+			silent := newFakeSQL(t, greetSilent) // accepts, reads, never answers
+			_, port, err := net.SplitHostPort(silent.Addr())
+			require.NoError(t, err)
+			p, err := strconv.Atoi(port)
+			require.NoError(t, err)
+			return newFakeSQL(t, greetOK).withStatus(uint(p)), nil
+		}, false, `/status": context deadline exceeded`},
 		{"SQL failure wins over a good status port", func(t *testing.T) (Target, *tls.Config) {
 			return newFakeSQL(t, greetErr).withStatus(newStatusServer(t, 200, false).port()), nil
 		}, false, "Too many connections"},

@@ -34,96 +34,67 @@ func ReadGreeting(ctx context.Context, d *net.Dialer, addr string) (*InitialHand
 // needs no privileges (CREATE USER 'probe'@'%'). A refused login is a
 // failure: the server answered, but not as configured.
 func CheckSQLLogin(ctx context.Context, d *net.Dialer, addr, user string) error {
-	_, err := ReadGreetingLogin(ctx, d, addr, user)
+	_, err := ReadGreetingLogin(ctx, d, addr, user, "")
 	return err
 }
 
-// ReadGreetingLogin is CheckSQLLogin returning the server's greeting, for
-// callers that record what the server announces.
-func ReadGreetingLogin(ctx context.Context, d *net.Dialer, addr, user string) (*InitialHandshake, error) {
+// ReadGreetingLogin is CheckSQLLogin with a password ("" for none),
+// returning the server's greeting, for callers that record what the server
+// announces. The password is never part of an error.
+func ReadGreetingLogin(ctx context.Context, d *net.Dialer, addr, user, password string) (*InitialHandshake, error) {
 	return withGreeting(ctx, d, addr, func(pio *PacketIO, hs *InitialHandshake) error {
-		return loginAndQuit(pio, hs, user)
+		if err := login(pio, hs, user, password); err != nil {
+			return err
+		}
+		quit(pio)
+		return nil
 	})
 }
 
-// maxAuthRounds bounds the packets a login may take (greeting answer, one
-// auth switch, the result).
-const maxAuthRounds = 3
-
-func loginAndQuit(pio *PacketIO, hs *InitialHandshake, user string) error {
-	resp := &HandshakeResponse{
-		Capability: ClientProtocol41 | ClientSecureConnection | ClientPluginAuth |
-			ClientLongPassword | ClientTransactions,
-		MaxPacket:  1 << 24,
-		Charset:    hs.Charset,
-		User:       user,
-		AuthPlugin: hs.AuthPlugin,
+// quit sends COM_QUIT, best effort: the connection is closed next anyway.
+func quit(pio *PacketIO) {
+	pio.ResetSequence()
+	if err := pio.WritePacket([]byte{ComQuit}); err == nil {
+		_ = pio.Flush()
 	}
-	if err := pio.WritePacket(AppendHandshakeResponse(nil, resp)); err != nil {
-		return fmt.Errorf("send login: %w", err)
-	}
-	if err := pio.Flush(); err != nil {
-		return fmt.Errorf("send login: %w", err)
-	}
-	for range maxAuthRounds {
-		pkt, err := pio.ReadPacket(maxGreeting)
-		if err != nil {
-			return fmt.Errorf("login as %q: %w", user, err)
-		}
-		switch {
-		case len(pkt) == 0:
-			return fmt.Errorf("login as %q: empty answer", user)
-		case pkt[0] == OKHeader:
-			pio.ResetSequence()
-			if err := pio.WritePacket([]byte{ComQuit}); err == nil {
-				_ = pio.Flush()
-			}
-			return nil
-		case pkt[0] == ErrHeader:
-			return fmt.Errorf("login as %q refused: %w", user, ParseErr(pkt))
-		case pkt[0] == AuthSwitchHeader:
-			// Any plugin's answer for an empty password is empty.
-			if err := pio.WritePacket(nil); err != nil {
-				return err
-			}
-			if err := pio.Flush(); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("login as %q: the server asks for a password (set none for the probe user)", user)
-		}
-	}
-	return fmt.Errorf("login as %q: no result after %d packets", user, maxAuthRounds)
 }
 
 // withGreeting connects, reads the greeting and, when then is set, runs it
 // on the connection before closing it.
 func withGreeting(ctx context.Context, d *net.Dialer, addr string, then func(*PacketIO, *InitialHandshake) error) (*InitialHandshake, error) {
+	c, err := open(ctx, d, addr, then)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.conn.Close()
+	return c.Greeting, nil
+}
+
+// open connects, reads the greeting and runs then (when set), all within
+// ctx, and returns the connection with no deadline set.
+func open(ctx context.Context, d *net.Dialer, addr string, then func(*PacketIO, *InitialHandshake) error) (*ProbeConn, error) {
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	// The deadline alone does not see a cancellation (a prober closing, a
-	// target removed): unblock the read then too.
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
-	defer stop()
 	pio := NewPacketIO(conn)
-	defer pio.Release()
-	pkt, err := pio.ReadPacket(maxGreeting)
+	c := &ProbeConn{conn: conn, pio: pio}
+	hs, err := c.greet(ctx, then)
 	if err != nil {
-		// Report a silent server as the context's error rather than the
-		// socket's, whose text carries the ephemeral local port and so would
-		// differ on every probe.
-		if cerr := ctx.Err(); cerr != nil {
-			err = cerr
-		} else if errors.Is(err, os.ErrDeadlineExceeded) {
-			err = context.DeadlineExceeded
-		}
-		return nil, fmt.Errorf("read greeting: %w", err)
+		_ = conn.Close()
+		return nil, err
+	}
+	c.Greeting = hs
+	return c, nil
+}
+
+func (c *ProbeConn) greet(ctx context.Context, then func(*PacketIO, *InitialHandshake) error) (*InitialHandshake, error) {
+	stop := c.bound(ctx)
+	defer stop()
+	defer c.pio.Release()
+	pkt, err := c.pio.ReadPacket(maxGreeting)
+	if err != nil {
+		return nil, fmt.Errorf("read greeting: %w", stableErr(ctx, err))
 	}
 	if len(pkt) > 0 && pkt[0] == ErrHeader {
 		return nil, fmt.Errorf("server refused: %w", ParseErr(pkt))
@@ -133,7 +104,7 @@ func withGreeting(ctx context.Context, d *net.Dialer, addr string, then func(*Pa
 		return nil, fmt.Errorf("bad greeting: %w", err)
 	}
 	if then != nil {
-		if err := then(pio, hs); err != nil {
+		if err := then(c.pio, hs); err != nil {
 			// As above: a timeout's text would carry the local port.
 			if cerr := ctx.Err(); cerr != nil {
 				err = fmt.Errorf("login: %w", cerr)
@@ -143,5 +114,97 @@ func withGreeting(ctx context.Context, d *net.Dialer, addr string, then func(*Pa
 			return nil, err
 		}
 	}
+	if err := c.unbound(ctx, stop); err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
 	return hs, nil
+}
+
+// stableErr reports a silent server as the context's error rather than the
+// socket's, whose text carries the ephemeral local port and so would differ
+// on every probe.
+func stableErr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+// ProbeConn is a logged-in connection that a health prober keeps open and
+// checks with COM_PING, instead of a new TCP handshake and greeting per
+// probe. It is used by one goroutine at a time. After an error it is
+// unusable: Close it and dial again.
+type ProbeConn struct {
+	conn net.Conn
+	pio  *PacketIO
+	// Greeting is what the server announced when the connection was made.
+	Greeting *InitialHandshake
+}
+
+// DialProbe connects to addr, reads the greeting and logs in as user with
+// password ("" for none), all within ctx. The password is never part of an
+// error.
+func DialProbe(ctx context.Context, d *net.Dialer, addr, user, password string) (*ProbeConn, error) {
+	return open(ctx, d, addr, func(pio *PacketIO, hs *InitialHandshake) error {
+		return login(pio, hs, user, password)
+	})
+}
+
+// Ping sends COM_PING and reads the server's OK, within ctx.
+func (c *ProbeConn) Ping(ctx context.Context) error {
+	stop := c.bound(ctx)
+	defer stop()
+	defer c.pio.Release()
+	c.pio.ResetSequence()
+	if err := c.pio.WritePacket([]byte{ComPing}); err != nil {
+		return fmt.Errorf("ping: %w", stableErr(ctx, err))
+	}
+	if err := c.pio.Flush(); err != nil {
+		return fmt.Errorf("ping: %w", stableErr(ctx, err))
+	}
+	pkt, err := c.pio.ReadPacket(maxGreeting)
+	switch {
+	case err != nil:
+		return fmt.Errorf("ping: %w", stableErr(ctx, err))
+	case len(pkt) > 0 && pkt[0] == ErrHeader:
+		return fmt.Errorf("ping refused: %w", ParseErr(pkt))
+	case len(pkt) == 0 || pkt[0] != OKHeader:
+		return fmt.Errorf("ping: %w: not an OK packet", ErrMalformed)
+	}
+	if err := c.unbound(ctx, stop); err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	return nil
+}
+
+// Close sends COM_QUIT, so the server does not count an aborted
+// connection, and closes the connection. It does not wait for a server that
+// does not read.
+func (c *ProbeConn) Close() error {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
+	quit(c.pio)
+	return c.conn.Close()
+}
+
+// bound makes ctx's deadline the connection's and a cancellation of ctx
+// unblock it; unbound undoes that.
+func (c *ProbeConn) bound(ctx context.Context) (stop func() bool) {
+	dl, _ := ctx.Deadline() // zero: none
+	_ = c.conn.SetDeadline(dl)
+	// The deadline alone does not see a cancellation (a prober closing, a
+	// target removed): unblock the I/O then too.
+	return context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Now()) })
+}
+
+// unbound clears the deadline once an exchange succeeded. When ctx ended
+// meanwhile, its AfterFunc may be setting a past deadline at any moment, so
+// the connection cannot be trusted any more: that is an error.
+func (c *ProbeConn) unbound(ctx context.Context, stop func() bool) error {
+	if !stop() {
+		return ctx.Err()
+	}
+	return c.conn.SetDeadline(time.Time{})
 }

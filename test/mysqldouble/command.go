@@ -43,6 +43,7 @@ func (c *session) commandLoop() error {
 		case comQuit:
 			return nil
 		case comPing:
+			c.srv.stats.pings.Add(1)
 			err = c.writeOK(nil)
 		case comResetConnection:
 			c.st = newSessionState()

@@ -81,7 +81,7 @@ type Stats struct {
 
 type counters struct {
 	connections, fastAuthOK, fullAuthTLS, fullAuthRSA, publicKeyRequests,
-	authSwitches, nativeAuth, failures, protocolErrors atomic.Int64
+	authSwitches, nativeAuth, failures, protocolErrors, pings atomic.Int64
 	tokenLogins, tokenFailures, statesShown, statesRestored, migrationRefusals atomic.Int64
 }
 
@@ -203,6 +203,10 @@ func (s *Server) FlushAuthCache() {
 	clear(s.cache)
 	s.cacheMu.Unlock()
 }
+
+// Pings is how many COM_PINGs the double has answered (kept apart from
+// Stats, which tests compare whole).
+func (s *Server) Pings() int64 { return s.stats.pings.Load() }
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {

@@ -96,6 +96,7 @@ func specs(cfg *config.Config) map[string]spec {
 				Timeout:             cfg.HealthCheck.Timeout.Duration,
 				FailuresToUnhealthy: cfg.HealthCheck.FailuresToUnhealthy,
 				SQLUser:             cfg.HealthCheck.SQLUser,
+				SQLPassword:         cfg.HealthCheck.SQLPassword,
 			},
 			MetricsInterval: cfg.Balance.MetricsInterval.Duration,
 		}

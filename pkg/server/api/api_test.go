@@ -491,6 +491,22 @@ func TestBackendsShowLatestProbe(t *testing.T) {
 	require.True(t, got["east/10.0.0.2:4000"].Equal(t0.Add(-2*time.Second)), "%v", got)
 }
 
+// Nor does the health probe user's password.
+func TestConfigRedactsProbePassword(t *testing.T) {
+	f := newFixture(t)
+	const pw = "pr0be-pw"
+	rec := f.do(t, putConfig("[health-check]\nsql-user = \"prober\"\nsql-password = \""+pw+"\"\n"+newConfigTOML))
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	for _, accept := range []string{"", "application/json"} {
+		rec := f.do(t, request{path: "/api/v1/config", header: map[string]string{"Accept": accept}})
+		require.Equal(t, http.StatusOK, rec.Code)
+		require.NotContains(t, rec.Body.String(), pw)
+		require.Contains(t, rec.Body.String(), "prober")
+		require.Contains(t, rec.Body.String(), redacted)
+	}
+	require.Equal(t, pw, f.cfg.Current().HealthCheck.SQLPassword, "redacting must not touch the running config")
+}
+
 // A cluster's migration password never leaves the proxy either.
 func TestConfigRedactsMigrationPassword(t *testing.T) {
 	f := newFixture(t)

@@ -298,6 +298,9 @@ func (s *Server) effectiveConfig() ([]byte, error) {
 	if cfg.API.ReadToken != "" {
 		cfg.API.ReadToken = redacted
 	}
+	if cfg.HealthCheck.SQLPassword != "" {
+		cfg.HealthCheck.SQLPassword = redacted
+	}
 	cfg.Clusters = slices.Clone(cfg.Clusters)
 	for i := range cfg.Clusters {
 		if cfg.Clusters[i].MigrationPassword != "" {
