@@ -22,6 +22,7 @@ import (
 	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
 	"github.com/switchyard-db/switchyard/pkg/router"
 	"github.com/switchyard-db/switchyard/pkg/server/api"
+	"github.com/switchyard-db/switchyard/pkg/shadow"
 	"go.uber.org/zap"
 )
 
@@ -41,6 +42,7 @@ type Server struct {
 	apiTLS    *tls.Config
 	metrics   *metrics.Metrics
 	insight   *insight
+	shadows   *shadow.Manager
 	fleet     *fleet
 
 	ready        atomic.Bool
@@ -138,12 +140,14 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		return nil, err
 	}
 	s.metrics.Registry().MustRegister(newFleetCollector(s.fleet))
+	s.shadows = newShadows(lg, topo, s, sess, cfg)
 	if cfg.API.Addr != "" {
 		s.api = api.New(lg, s, cm, s.metrics.Handler(), api.NewAuth(cfg.API))
 		s.api.SetCoordination(s.fleet.be, s.fleet.self.ID)
 		s.api.SetMigrations(migrationAPI{r, s.rebalance})
 		s.api.SetDigests(s.insight)
 		s.api.SetTraffic(s.insight)
+		s.api.SetShadows(shadowAPI{s.shadows})
 		// The API lets only fleet members (admin) through to the voter.
 		s.api.HandleInternal(coordination.VotePath, s.fleet.voter.Handler(""))
 	}
@@ -206,6 +210,7 @@ func (s *Server) apply(prev, next *config.Config) error {
 	s.router.Update(next)
 	s.rebalance.Update(next)
 	s.insight.apply(next)
+	applyShadows(s.shadows, next)
 	res := s.clusters.Apply(next)
 	s.fleet.apply(next)
 	s.lg.Info("clusters reconfigured", zap.Stringer("result", res))
@@ -352,6 +357,7 @@ func (s *Server) stopBackground() {
 	s.rebalance.Close()
 	// Sessions are gone (or closed): nothing writes to the query log now.
 	s.insight.close()
+	s.shadows.Close()
 	// Resign and deregister before the API goes, so peers stop asking.
 	s.fleet.close()
 	if s.api != nil {

@@ -114,6 +114,7 @@ func (s *Session) noteAffected(n uint64) { s.observed.cmd.RowsAffected += n }
 func (s *Session) noteError(pk mysql.Packet) {
 	if len(pk.Data) >= 3 {
 		s.observed.cmd.ErrCode = binary.LittleEndian.Uint16(pk.Data[1:])
+		s.shadow.res.ErrCode = s.observed.cmd.ErrCode
 	}
 }
 

@@ -1,0 +1,41 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/switchyard-db/switchyard/pkg/shadow"
+)
+
+// Shadows is live shadowing ([[shadow]]), as the API needs it.
+type Shadows interface {
+	// ShadowStatus returns every mirror's counters and per-digest
+	// comparison; never credentials.
+	ShadowStatus() []shadow.Status
+}
+
+// ShadowList is GET /api/v1/shadow's body.
+type ShadowList struct {
+	Shadows []shadow.Status `json:"shadows"`
+}
+
+// SetShadows enables GET /api/v1/shadow (read role; ?name= selects one
+// mirror). Call it before Start.
+func (s *Server) SetShadows(sh Shadows) {
+	s.route("/api/v1/shadow", handlers{
+		"GET": s.require(RoleRead, func(w http.ResponseWriter, r *http.Request) {
+			all := sh.ShadowStatus()
+			name := r.URL.Query().Get("name")
+			out := ShadowList{Shadows: make([]shadow.Status, 0, len(all))}
+			for _, st := range all {
+				if name == "" || st.Name == name {
+					out.Shadows = append(out.Shadows, st)
+				}
+			}
+			if name != "" && len(out.Shadows) == 0 {
+				writeError(w, http.StatusNotFound, "SHADOW_NOT_FOUND", "no [[shadow]] named "+name)
+				return
+			}
+			writeJSON(w, http.StatusOK, out)
+		}),
+	})
+}
