@@ -108,7 +108,10 @@ func TestShadowing(t *testing.T) {
 	}
 
 	run(5) // 5 x (20 + 1 + 1 + 1 locking) SELECTs
-	require.Eventually(t, func() bool { st := oneShadow(t, base); return st.Compared+st.Skipped == st.Sampled && st.Sampled == 115 },
+	require.Eventually(t, func() bool {
+		st := oneShadow(t, base)
+		return st.Compared+st.Skipped == st.Sampled && st.Sampled == 115
+	},
 		time.Minute, 50*time.Millisecond, "%+v", oneShadow(t, base))
 	st := oneShadow(t, base)
 	require.EqualValues(t, 110, st.Compared)
