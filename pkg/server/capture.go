@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/binary"
 	"fmt"
+	"strconv"
 
 	"github.com/switchyard-db/switchyard/pkg/metrics"
 	"github.com/switchyard-db/switchyard/pkg/mysql"
@@ -78,6 +79,9 @@ func (o *commandObserver) captureRecord(cp *traffic.Capture, c *backend.Command)
 		OffsetUs: c.Start.Sub(cp.Began()).Microseconds(), ConnID: c.ConnID, Cmd: c.Cmd, Command: metrics.CommandName(c.Cmd),
 		User: c.User, Schema: c.DB, LatencyUs: c.Duration.Microseconds(), Rows: c.RowsSent, RowsAffected: c.RowsAffected,
 		ErrorCode: c.ErrCode,
+	}
+	if c.Checksummed {
+		r.Checksum = strconv.FormatUint(c.Checksum, 16)
 	}
 	switch c.Cmd {
 	case mysql.ComQuery, mysql.ComStmtPrepare:

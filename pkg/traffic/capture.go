@@ -51,6 +51,11 @@ type Record struct {
 	Rows         uint64 `json:"rows"`
 	RowsAffected uint64 `json:"rows_affected"`
 	ErrorCode    uint16 `json:"error_code"`
+	// Checksum is, for a COM_QUERY, the sum of a 64-bit xxhash of each
+	// result row as the client received it (text protocol), in hex; empty
+	// when not computed (a row too large to hash in passing). A replay
+	// compares it with the rows it gets back.
+	Checksum string `json:"checksum,omitempty"`
 }
 
 // Options start a capture.

@@ -61,7 +61,11 @@ type shadowed struct {
 	start   time.Time
 	res     ShadowResult
 	textBuf []byte
-	// hashRow is bound once per session so sampled rows do not allocate.
+	// hashing: the rows of the COM_QUERY in flight are checksummed into
+	// res, because it is sampled or because a traffic capture runs (the
+	// capture records the checksum, Command.Checksum).
+	hashing bool
+	// hashRow is bound once per session so hashed rows do not allocate.
 	hashRow func([]byte)
 }
 
@@ -72,6 +76,11 @@ type shadowed struct {
 func (s *Session) shadowBegin(pk mysql.Packet) {
 	sh := &s.shadow
 	sh.sink = nil
+	sh.hashing = s.observed.active && s.cfg.CapturePackets != nil && s.cfg.CapturePackets.Load()
+	if sh.hashing {
+		s.bindHashRow()
+		sh.res = ShadowResult{}
+	}
 	if s.cfg.Shadow == nil || !pk.Complete || s.state.inTxn || s.state.noAutocommit || s.lease == nil ||
 		!startsWithSelect(pk.Data[1:]) {
 		return
@@ -80,21 +89,25 @@ func (s *Session) shadowBegin(pk mysql.Packet) {
 	if sink == nil {
 		return
 	}
-	if sh.hashRow == nil {
-		sh.hashRow = func(row []byte) {
-			s.shadow.res.Rows++
-			s.shadow.res.Checksum += RowChecksum(row)
-		}
-	}
-	sh.sink, sh.start = sink, time.Now()
+	s.bindHashRow()
+	sh.sink, sh.hashing, sh.start = sink, true, time.Now()
 	sh.textBuf = append(sh.textBuf[:0], pk.Data[1:]...)
 	sh.res = ShadowResult{Text: sh.textBuf, DB: s.state.db, Charset: s.charset}
 }
 
+func (s *Session) bindHashRow() {
+	if s.shadow.hashRow == nil {
+		s.shadow.hashRow = func(row []byte) {
+			s.shadow.res.Rows++
+			s.shadow.res.Checksum += RowChecksum(row)
+		}
+	}
+}
+
 // shadowRows returns the function that checksums the rows forwarded now:
-// nil unless a sampled statement is in flight.
+// nil unless the rows of the command in flight are hashed.
 func (s *Session) shadowRows() func([]byte) {
-	if s.shadow.sink == nil {
+	if !s.shadow.hashing {
 		return nil
 	}
 	return s.shadow.hashRow
@@ -102,7 +115,7 @@ func (s *Session) shadowRows() func([]byte) {
 
 // shadowRow checksums one row forwarded on the slow path.
 func (s *Session) shadowRow(pk mysql.Packet) {
-	if s.shadow.sink == nil {
+	if !s.shadow.hashing {
 		return
 	}
 	if !pk.Complete {
@@ -112,10 +125,18 @@ func (s *Session) shadowRow(pk mysql.Packet) {
 	s.shadow.hashRow(pk.Data)
 }
 
-// shadowEnd submits the sampled statement once its response is forwarded
-// (err nil) and it left the session outside a transaction.
+// shadowEnd gives the observer the checksum of the rows (for a capture)
+// and submits a sampled statement once its response is forwarded (err nil)
+// and it left the session outside a transaction.
 func (s *Session) shadowEnd(status uint16, err error) {
 	sh := &s.shadow
+	if !sh.hashing {
+		return
+	}
+	sh.hashing = false
+	if s.observed.active && err == nil && !sh.res.Uncomparable {
+		s.observed.cmd.Checksum, s.observed.cmd.Checksummed = sh.res.Checksum, true
+	}
 	if sh.sink == nil {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/go-sql-driver/mysql"
@@ -169,4 +170,56 @@ func TestStartsWithSelect(t *testing.T) {
 	} {
 		require.Equal(t, want, startsWithSelect([]byte(q)), "%q", q)
 	}
+}
+
+// TestCaptureChecksum: while a capture runs, every COM_QUERY's rows are
+// checksummed for the observer (the capture file records it), the same
+// way as for shadowing; with no capture, nothing is hashed.
+func TestCaptureChecksum(t *testing.T) {
+	maria := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
+	direct, err := sql.Open("mysql", maria.NativeDSN())
+	require.NoError(t, err)
+	defer direct.Close()
+	_, err = direct.Exec("CREATE TABLE test.cc SELECT seq AS id, CONCAT('v', seq) AS v FROM seq_1_to_500")
+	require.NoError(t, err)
+
+	rec := &recordingObserver{}
+	capturing := &atomic.Bool{}
+	cfg := baseConfig()
+	cfg.CapturePackets = capturing
+	cfg.CommandMetrics = func(string) CommandObserver { return rec }
+	p := startProxy(t, cfg, maria.Addr())
+	mc := clientConfig(t, p.Addr(), testenv.NativeUser, testenv.NativePassword, "")
+	mc.DBName = "test"
+	connector, err := mysql.NewConnector(mc)
+	require.NoError(t, err)
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	q := "SELECT * FROM cc WHERE id > 10"
+	count := func() {
+		rows, err := db.Query(q)
+		require.NoError(t, err)
+		for rows.Next() {
+		}
+		require.NoError(t, rows.Close())
+	}
+	last := func() Command {
+		cmds, _, _ := rec.snapshot()
+		require.NotEmpty(t, cmds)
+		return cmds[len(cmds)-1]
+	}
+	count()
+	require.False(t, last().Checksummed, "no capture, no hashing")
+	capturing.Store(true)
+	count()
+	_, want := expectedChecksum(t, direct, "SELECT * FROM test.cc WHERE id > 10")
+	c := last()
+	require.True(t, c.Checksummed)
+	require.Equal(t, want, c.Checksum)
+	require.EqualValues(t, 490, c.RowsSent)
+	_, err = db.Exec("UPDATE cc SET v = 'x' WHERE id = 1")
+	require.NoError(t, err)
+	require.True(t, last().Checksummed, "a statement without rows has the empty checksum")
+	require.Zero(t, last().Checksum)
 }
