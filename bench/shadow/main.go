@@ -41,6 +41,8 @@ func main() {
 	size := flag.Int("table-size", 10000, "rows per table")
 	proxyBin := flag.String("proxy", "bin/proxy", "Switchyard binary")
 	profile := flag.String("profile", "", "write a CPU profile of the shadowed proxy's first run here")
+	capture := flag.Bool("capture", false, "measure a running traffic capture instead of shadowing: the second proxy captures during its runs")
+	workload := flag.String("workload", "oltp_point_select", "sysbench workload")
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "switchyard-bench-shadow-")
 	check(err)
@@ -75,9 +77,16 @@ func main() {
 
 	plain := startProxy(*proxyBin, dir, "plain", src, dst, "")
 	defer plain.stop()
-	shadowed := startProxy(*proxyBin, dir, "shadowed", src, dst, fmt.Sprintf(
+	extra := fmt.Sprintf(
 		"[[shadow]]\nname = \"bench\"\nsource = \"main\"\ntarget = \"canary\"\nsample = %v\nuser = %q\npassword = %q\n",
-		*sample, testenv.NativeUser, testenv.NativePassword))
+		*sample, testenv.NativeUser, testenv.NativePassword)
+	name := "shadowed"
+	if *capture {
+		capDir := filepath.Join(dir, "captures")
+		check(os.MkdirAll(capDir, 0o755))
+		extra, name = fmt.Sprintf("[traffic]\ncapture-dir = %q\n", capDir), "capture"
+	}
+	shadowed := startProxy(*proxyBin, dir, name, src, dst, extra)
 	defer shadowed.stop()
 
 	type result struct {
@@ -94,16 +103,22 @@ func main() {
 			order = []*proxyProc{shadowed, plain}
 		}
 		for _, p := range order {
+			if *capture && p == shadowed {
+				do("POST", p.api+"/api/v1/traffic/capture", `{"cluster": "main", "duration": "30m"}`)
+			}
 			cpu0 := p.cpu()
 			var prof chan []byte
 			if *profile != "" && r == 0 && p == shadowed {
 				prof = make(chan []byte, 1)
 				go func() { prof <- get(p.api + fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(duration.Seconds())-2)) }()
 			}
-			out := output("sysbench", append([]string{"oltp_point_select"}, append(sbConn(p.addr),
+			out := output("sysbench", append([]string{*workload}, append(sbConn(p.addr),
 				"--threads="+strconv.Itoa(*threads), "--time="+strconv.Itoa(int(duration.Seconds())),
 				"--db-ps-mode=disable", "--report-interval=0", "run")...)...)
 			cpu := p.cpu() - cpu0
+			if *capture && p == shadowed {
+				log.Printf("capture: %s", do("DELETE", p.api+"/api/v1/traffic/capture", ""))
+			}
 			if prof != nil {
 				check(os.WriteFile(*profile, <-prof, 0o644))
 			}
@@ -119,8 +134,11 @@ func main() {
 	for _, r := range results {
 		sum[r.name] += r.qps
 	}
-	fmt.Printf("\nmean QPS: plain %.0f, shadowed %.0f (%.1f%%)\n", sum["plain"]/float64(*rounds), sum["shadowed"]/float64(*rounds),
-		100*(sum["shadowed"]-sum["plain"])/sum["plain"])
+	fmt.Printf("\nmean QPS: plain %.0f, %s %.0f (%.1f%%)\n", sum["plain"]/float64(*rounds), name, sum[name]/float64(*rounds),
+		100*(sum[name]-sum["plain"])/sum["plain"])
+	if *capture {
+		return
+	}
 	st := shadowStatus(shadowed.api)
 	b, _ := json.MarshalIndent(st, "", "  ")
 	fmt.Printf("mirror: %s\n", b)
@@ -182,17 +200,19 @@ func (p *proxyProc) stop() {
 	}
 }
 
-func get(url string) []byte {
-	req, _ := http.NewRequest("GET", url, nil)
+func get(url string) []byte { return do("GET", url, "") }
+
+func do(method, url, body string) []byte {
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	check(err)
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		log.Fatalf("GET %s: %s: %s", url, resp.Status, body)
+	out, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		log.Fatalf("%s %s: %s: %s", method, url, resp.Status, out)
 	}
-	return body
+	return out
 }
 
 func shadowStatus(base string) api.ShadowList {
