@@ -133,16 +133,31 @@ func (m *mirror) close() {
 	clear(m.opt.Password)
 }
 
+// pollEvery is how often an idle worker looks at the queue. Workers poll
+// rather than wait on the channel so that a session's Submit never has to
+// wake a parked goroutine (a futex call on the client's path).
+const pollEvery = 5 * time.Millisecond
+
 func (m *mirror) work() {
 	defer m.wg.Done()
 	w := &worker{m: m}
 	defer w.drop()
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
 	for {
 		select {
 		case <-m.ctx.Done():
 			return
-		case j := <-m.queue:
-			w.run(j)
+		case <-tick.C:
+		}
+		for m.ctx.Err() == nil {
+			select {
+			case j := <-m.queue:
+				w.run(j)
+				continue
+			default:
+			}
+			break
 		}
 	}
 }

@@ -158,14 +158,32 @@ func TestTrafficReplaySysbench(t *testing.T) {
 		rep.Replayed, statements, 100*float64(rep.Replayed)/float64(statements), rep.Skipped, rep.Commands)
 
 	// One row's k changes on a fresh copy. Only SUM(k) reads k; the change
-	// lasts until sysbench deletes and re-inserts that row. Which digests
-	// it changes follows from the captured statements, in order.
-	const changed = 500
+	// lasts until sysbench deletes and re-inserts that row. The row is the
+	// first one a captured SUM(k) range on sbtest1 read before any
+	// re-insert of it, so the change is seen; which digests it changes
+	// follows from the captured statements, in order.
+	sum := regexp.MustCompile(`(?i)^SELECT SUM\(k\) FROM sbtest1 WHERE id BETWEEN (\d+) AND (\d+)$`)
+	reset := regexp.MustCompile(`(?i)^(DELETE FROM sbtest1 WHERE id=|INSERT INTO sbtest1 \(id, k, c, pad\) VALUES \()(\d+)\b`)
+	changed := 0
+	resetBefore := map[string]bool{}
+	for _, r := range recs {
+		if m := reset.FindStringSubmatch(r.Text); m != nil {
+			resetBefore[m[2]] = true
+		}
+		if m := sum.FindStringSubmatch(r.Text); m != nil && changed == 0 {
+			lo, _ := strconv.Atoi(m[1])
+			hi, _ := strconv.Atoi(m[2])
+			for id := lo; id <= hi && changed == 0; id++ {
+				if !resetBefore[strconv.Itoa(id)] {
+					changed = id
+				}
+			}
+		}
+	}
+	require.NotZero(t, changed, "the capture holds a SUM(k) range on sbtest1")
 	load()
 	runTool(t, nil, "mariadb", mariadbArgs(dst, "sbtest", "-e", fmt.Sprintf("UPDATE sbtest1 SET k = k + 1000000 WHERE id = %d", changed))...)
 	want := map[string]bool{}
-	sum := regexp.MustCompile(`(?i)^SELECT SUM\(k\) FROM sbtest1 WHERE id BETWEEN (\d+) AND (\d+)$`)
-	reset := regexp.MustCompile(`(?i)^(DELETE FROM sbtest1 WHERE id=|INSERT INTO sbtest1 \(id, k, c, pad\) VALUES \()(\d+)\b`)
 	for _, r := range recs {
 		if r.Command != "query" {
 			continue
@@ -181,6 +199,7 @@ func TestTrafficReplaySysbench(t *testing.T) {
 			}
 		}
 	}
+	require.NotEmpty(t, want)
 	rep = replay(false)
 	got := mismatched(rep)
 	t.Logf("after the change, mismatching digests: %v (expected %v)", got, want)
