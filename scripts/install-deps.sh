@@ -19,6 +19,9 @@ if [ "${1:-all}" != mariadb ]; then
   # namespaces of their own (ip, from iproute2).
   command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need+=(nftables)
   command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
+  # The capture and replay acceptance test runs sysbench oltp_read_write
+  # (test/e2e/replay_sysbench_test.go; mariadb-dump comes with mariadb-client).
+  command -v sysbench >/dev/null 2>&1 || lean+=(sysbench)
   command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || lean+=(prometheus)
   command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || lean+=(chromium)
 fi

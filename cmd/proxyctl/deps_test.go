@@ -14,7 +14,8 @@ const module = "github.com/switchyard-db/switchyard/"
 // proxyctl is a client of the HTTP API: it decodes the API's documents from
 // lib/api and must not link the proxy, its etcd client or gRPC (issue 15).
 // The one part of the proxy it runs itself is the traffic replay
-// (pkg/traffic, which normalises statements with pkg/sqlstats).
+// (pkg/traffic, which normalises statements with pkg/sqlstats and rebuilds
+// text-protocol rows with the pkg/mysql codec to checksum them).
 func TestProxyctlLinksNoEtcdOrGRPC(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	require.NoError(t, err, "this test lists proxyctl's dependencies with the go command")
@@ -27,6 +28,7 @@ func TestProxyctlLinksNoEtcdOrGRPC(t *testing.T) {
 		module + "cmd/proxyctl": true,
 		module + "pkg/traffic":  true,
 		module + "pkg/sqlstats": true,
+		module + "pkg/mysql":    true,
 	}
 	for _, d := range deps {
 		require.NotContains(t, d, "etcd", "proxyctl links %s", d)

@@ -92,7 +92,7 @@ the command line is wrong.`,
 	f.BoolVar(&a.insecure, "insecure", false, "do not verify an https API's certificate")
 	f.StringVar(&a.cert, "cert", "", "PEM client certificate for an API behind mTLS (api.client-certs maps it to a role)")
 	f.StringVar(&a.key, "key", "", "PEM private key of --cert")
-	root.AddCommand(a.healthCmd(), a.drainCmd(), a.clustersCmd(), a.backendsCmd(), a.sessionsCmd(), a.configCmd(), a.haCmd(),
+	root.AddCommand(a.healthCmd(), a.shadowCmd(), a.drainCmd(), a.clustersCmd(), a.backendsCmd(), a.sessionsCmd(), a.configCmd(), a.haCmd(),
 		a.backendCmd(), a.migrationsCmd(), a.topCmd(), a.trafficCmd())
 	return root
 }

@@ -57,6 +57,7 @@ func (c *Config) problems(lines *keyLines) []error {
 	}
 	checkClusters(v, c.Clusters)
 	c.checkRouting(v)
+	c.checkShadows(v)
 	return v.errs
 }
 

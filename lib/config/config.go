@@ -20,6 +20,7 @@ type Config struct {
 	Traffic      Traffic      `toml:"traffic"`
 	Clusters     []Cluster    `toml:"cluster"`
 	Routes       []Route      `toml:"route"`
+	Shadows      []Shadow     `toml:"shadow"`
 }
 
 // ProxyServer configures the MySQL-protocol listener that clients connect to.

@@ -332,6 +332,9 @@ func (c *Config) normalize() {
 		cl.Prometheus = strings.TrimSpace(cl.Prometheus)
 		cl.EtcdTLS.trim()
 	}
+	for i := range c.Shadows {
+		c.Shadows[i].normalize()
+	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		r.Cluster = strings.TrimSpace(r.Cluster)

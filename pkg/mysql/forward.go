@@ -13,6 +13,13 @@ package mysql
 // client and backend number the packets of a response alike. It returns the
 // number of packets copied.
 func (p *PacketIO) ForwardRun(dst *PacketIO) (int, error) {
+	return p.ForwardRunEach(dst, nil)
+}
+
+// ForwardRunEach is ForwardRun that also hands each copied packet's payload
+// to each (when not nil) before it is written; the payload is valid only
+// during the call. Shadowing uses it to checksum a sampled result's rows.
+func (p *PacketIO) ForwardRunEach(dst *PacketIO, each func(payload []byte)) (int, error) {
 	if p.pending {
 		return 0, nil
 	}
@@ -28,6 +35,9 @@ func (p *PacketIO) ForwardRun(dst *PacketIO) (int, error) {
 		first := buf[pos+4]
 		if first == EOFHeader || first == ErrHeader {
 			break
+		}
+		if each != nil {
+			each(buf[pos+4 : pos+4+n])
 		}
 		pos += 4 + n
 		seq++

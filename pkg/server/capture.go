@@ -3,11 +3,13 @@ package server
 import (
 	"encoding/binary"
 	"fmt"
+	"strconv"
 
 	"github.com/switchyard-db/switchyard/pkg/metrics"
 	"github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
 	"github.com/switchyard-db/switchyard/pkg/server/api"
+	"github.com/switchyard-db/switchyard/pkg/sqlstats"
 	"github.com/switchyard-db/switchyard/pkg/traffic"
 	"go.uber.org/zap"
 )
@@ -73,15 +75,19 @@ func (in *insight) stopCapture() {
 }
 
 // captureRecord queues c for the running capture.
-func (o *commandObserver) captureRecord(cp *traffic.Capture, c *backend.Command) {
+// st is the statement's digest when the observer computed it (nil: not).
+func (o *commandObserver) captureRecord(cp *traffic.Capture, c *backend.Command, st *sqlstats.Statement) {
 	r := &traffic.Record{
 		OffsetUs: c.Start.Sub(cp.Began()).Microseconds(), ConnID: c.ConnID, Cmd: c.Cmd, Command: metrics.CommandName(c.Cmd),
 		User: c.User, Schema: c.DB, LatencyUs: c.Duration.Microseconds(), Rows: c.RowsSent, RowsAffected: c.RowsAffected,
 		ErrorCode: c.ErrCode,
 	}
+	if c.Checksummed {
+		r.Checksum = strconv.FormatUint(c.Checksum, 16)
+	}
 	switch c.Cmd {
 	case mysql.ComQuery, mysql.ComStmtPrepare:
-		r.Text, r.Redacted = o.captureText(c.Text)
+		r.Text, r.Redacted = o.captureText(c.Text, st)
 		r.StmtID = c.StmtID
 	case mysql.ComStmtExecute, mysql.ComStmtSendLongData, mysql.ComStmtFetch, mysql.ComStmtClose, mysql.ComStmtReset:
 		if len(c.Packet) >= 4 {
@@ -92,7 +98,7 @@ func (o *commandObserver) captureRecord(cp *traffic.Capture, c *backend.Command)
 		}
 		// The statement's text, so that a replayer can prepare statements
 		// prepared before the capture began.
-		r.Text, r.Redacted = o.captureText(c.Text)
+		r.Text, r.Redacted = o.captureText(c.Text, st)
 	case mysql.ComInitDB:
 		r.Text = string(c.Packet)
 	}
@@ -101,11 +107,13 @@ func (o *commandObserver) captureRecord(cp *traffic.Capture, c *backend.Command)
 	cp.Add(r)
 }
 
-func (o *commandObserver) captureText(text []byte) (string, bool) {
+func (o *commandObserver) captureText(text []byte, st *sqlstats.Statement) (string, bool) {
 	if len(text) == 0 {
 		return "", false
 	}
-	st := o.in.digests.Statement(text)
+	if st == nil {
+		st = o.in.digests.Statement(text)
+	}
 	if st.Sensitive {
 		return st.Normalized, true
 	}

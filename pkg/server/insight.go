@@ -138,13 +138,16 @@ var _ backend.CommandObserver = (*commandObserver)(nil)
 // Observe implements backend.CommandObserver.
 func (o *commandObserver) Observe(c *backend.Command) {
 	o.metrics.Observe(c.Cmd, c.Duration)
-	if cp := o.in.capture.Load(); cp != nil && cp.Cluster() == o.cluster && o.in.capturePackets.Load() {
-		o.captureRecord(cp, c)
-	}
+	var st *sqlstats.Statement
+	defer func() {
+		// After the digest: a capture reuses its normalised statement.
+		if cp := o.in.capture.Load(); cp != nil && cp.Cluster() == o.cluster && o.in.capturePackets.Load() {
+			o.captureRecord(cp, c, st)
+		}
+	}()
 	if (c.Cmd != mysql.ComQuery && c.Cmd != mysql.ComStmtExecute) || len(c.Text) == 0 {
 		return
 	}
-	var st *sqlstats.Statement
 	if o.in.digestsOn.Load() {
 		e := &o.exec
 		*e = sqlstats.Exec{

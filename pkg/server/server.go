@@ -24,6 +24,7 @@ import (
 	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
 	"github.com/switchyard-db/switchyard/pkg/router"
 	"github.com/switchyard-db/switchyard/pkg/server/api"
+	"github.com/switchyard-db/switchyard/pkg/shadow"
 	"go.uber.org/zap"
 )
 
@@ -43,6 +44,7 @@ type Server struct {
 	apiTLS    *tls.Config
 	metrics   *metrics.Metrics
 	insight   *insight
+	shadows   *shadow.Manager
 	fleet     *fleetParts
 
 	ready        atomic.Bool
@@ -146,12 +148,14 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		return nil, err
 	}
 	s.metrics.Registry().MustRegister(newFleetCollector(s.fleet))
+	s.shadows = newShadows(lg, topo, s, sess, cfg)
 	if cfg.API.Addr != "" {
 		s.api = api.New(lg, s, cm, s.metrics.Handler(), api.NewAuth(cfg.API))
 		s.api.SetCoordination(s.fleet.store, s.fleet.Self().ID)
 		s.api.SetMigrations(migrationAPI{r, s.rebalance})
 		s.api.SetDigests(s.insight)
 		s.api.SetTraffic(s.insight)
+		s.api.SetShadows(shadowAPI{s.shadows})
 		// The API lets only fleet members (admin) through to the voter.
 		s.api.HandleInternal(vote.Path, s.fleet.voter.Handler(""))
 	}
@@ -215,6 +219,7 @@ func (s *Server) Reload(source string) error { return s.cm.Reload(source) }
 func (s *Server) apply(_, next *config.Config) error {
 	s.rebalance.Update(next)
 	s.insight.apply(next)
+	applyShadows(s.shadows, next)
 	// Router rules and removed clusters' drains included (backendcluster).
 	res := s.clusters.Apply(next)
 	s.fleet.Apply(fleet.ClusterNames(next))
@@ -359,6 +364,7 @@ func (s *Server) stopBackground() {
 	s.router.Close()
 	// Sessions are gone (or closed): nothing writes to the query log now.
 	s.insight.close()
+	s.shadows.Close()
 	// Resign and deregister before the API goes, so peers stop asking.
 	s.fleet.close()
 	if s.api != nil {

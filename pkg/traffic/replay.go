@@ -11,6 +11,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -43,7 +44,8 @@ type DigestReport struct {
 	Skipped    int    `json:"skipped"`
 	// ErrorMismatches counts executions whose error code (0: success)
 	// differs from the captured one; RowMismatches those where both
-	// succeeded with different row counts.
+	// succeeded with different row counts, or, in a full replay of text
+	// statements captured with a checksum, different rows.
 	ErrorMismatches int `json:"error_mismatches"`
 	RowMismatches   int `json:"row_mismatches"`
 	// CapturedMs and ReplayedMs are the average latencies.
@@ -94,6 +96,11 @@ type outcome struct {
 	rows     uint64
 	checksum uint64
 	latency  time.Duration
+	// wire is the checksum of the rows as the text protocol sends them
+	// (what a capture records); wireOK is false when a value's wire form
+	// cannot be rebuilt from what the driver returned (floats, times).
+	wire   uint64
+	wireOK bool
 }
 
 // Replay replays the capture at path against o.Addr: each captured session
@@ -208,6 +215,7 @@ func (s *session) replay(ctx context.Context, r *Record, readOnly bool) (*outcom
 			return out, nil
 		}
 		t0 := time.Now()
+		out.wireOK = true
 		rows, err := s.conn.(driver.QueryerContext).QueryContext(ctx, r.Text, nil)
 		return out, out.finish(rows, err, t0)
 	case "stmt_prepare":
@@ -306,6 +314,9 @@ func (out *outcome) read(rows driver.Rows) error {
 			}
 			out.rows++
 			out.checksum += rowHash(dest)
+			if out.wireOK {
+				out.wire, out.wireOK = addWireRow(out.wire, dest)
+			}
 		}
 		next, ok := rows.(driver.RowsNextResultSet)
 		if !ok || !next.HasNextResultSet() {
@@ -400,6 +411,13 @@ func summarise(all []outcome, rep *Report) []DigestReport {
 			d.RowMismatches++
 			if d.Example == "" {
 				d.Example = fmt.Sprintf("%d rows replayed, %d captured", o.rows, o.rec.Rows)
+			}
+		case !rep.ReadOnly && o.errCode == 0 && o.wireOK && o.rec.Checksum != "" && o.rec.Checksum != strconv.FormatUint(o.wire, 16):
+			// Only a full replay: a read-only one skips the writes the
+			// captured reads may have seen, so only counts compare.
+			d.RowMismatches++
+			if d.Example == "" {
+				d.Example = fmt.Sprintf("same row count (%d), different rows: %s", o.rows, o.rec.Text)
 			}
 		}
 	}

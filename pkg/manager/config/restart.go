@@ -22,6 +22,7 @@ var live = map[string]bool{
 	"traffic":                   true,
 	"cluster":                   true,
 	"route":                     true,
+	"shadow":                    true,
 }
 
 // NeedsRestart names the settings whose value in next differs from running

@@ -144,12 +144,14 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 			}
 		} else if cmd == mysql.ComQuery {
 			s.observeStatement(pk)
+			s.shadowBegin(pk)
 		}
 		if withTypes != nil {
 			if err := s.sendExecuteWithTypes(withTypes); err != nil {
 				return err
 			}
 		} else if err := s.forwardRequestAndFlush(); err != nil {
+			s.shadowEnd(0, err)
 			return err
 		}
 		if st != nil {
@@ -159,6 +161,7 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 		if err == nil {
 			s.state.executed(st, cursor, status)
 		}
+		s.shadowEnd(status, err)
 		return err
 	case mysql.ComStmtFetch:
 		st := s.state.lookupStmt(pk.Data)

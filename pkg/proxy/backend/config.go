@@ -51,6 +51,9 @@ type Config struct {
 	// CapturePackets, when set and true, makes sessions hand their observer
 	// the raw packet of each command (Command.Packet) for a traffic capture.
 	CapturePackets *atomic.Bool
+	// Shadow samples read-only statements for live shadowing (shadow.go);
+	// nil: none.
+	Shadow Shadower
 }
 
 // CommandObserver records one routed session's commands.

@@ -32,6 +32,11 @@ type Command struct {
 	// RowsSent counts result-set rows forwarded to the client; RowsAffected
 	// sums the affected rows of its OK packets.
 	RowsSent, RowsAffected uint64
+	// Checksum sums mysql.RowChecksum over the rows of a COM_QUERY's results, set
+	// (Checksummed) while a traffic capture runs (Config.CapturePackets),
+	// unless a row was too large to hash in passing.
+	Checksum    uint64
+	Checksummed bool
 	// ErrCode is the code of the ERR packet that answered it, 0 if none.
 	ErrCode uint16
 	// ConnID, User, DB and Backend describe the session when the command
@@ -114,6 +119,7 @@ func (s *Session) noteAffected(n uint64) { s.observed.cmd.RowsAffected += n }
 func (s *Session) noteError(pk mysql.Packet) {
 	if len(pk.Data) >= 3 {
 		s.observed.cmd.ErrCode = binary.LittleEndian.Uint16(pk.Data[1:])
+		s.shadow.res.ErrCode = s.observed.cmd.ErrCode
 	}
 }
 

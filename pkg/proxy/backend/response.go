@@ -110,7 +110,7 @@ func (s *Session) forwardResultSet(pk mysql.Packet) (uint16, error) {
 func (s *Session) forwardRows() (uint16, error) {
 	for {
 		// Fast path: copy every complete row already buffered in one go.
-		n, err := s.backend.ForwardRun(s.client)
+		n, err := s.backend.ForwardRunEach(s.client, s.shadowRows())
 		s.noteRows(n)
 		if err != nil {
 			return 0, fmt.Errorf("writing rows to the client: %w", err)
@@ -136,6 +136,7 @@ func (s *Session) forwardRows() (uint16, error) {
 			return 0, s.finish()
 		}
 		s.noteRows(1)
+		s.shadowRow(pk)
 		if err := s.forward(); err != nil {
 			return 0, err
 		}

@@ -50,6 +50,8 @@ type Session struct {
 	charset byte
 
 	state state
+	// shadow is the statement in flight sampled for shadowing (shadow.go).
+	shadow shadowed
 	// ci is how the session was routed; failover routes it again.
 	ci router.ClientInfo
 	// zstdLevel is the client's zstd level, reused for new backends.

@@ -10,6 +10,9 @@ type state struct {
 	user  string
 	db    string
 	inTxn bool
+	// noAutocommit is set while the server reports autocommit off (the
+	// zero value is the server default, on).
+	noAutocommit bool
 	// multiStatements follows COM_SET_OPTION.
 	multiStatements bool
 	prepared        map[uint32]*stmtState
@@ -61,6 +64,7 @@ func (st *state) closeStmt(id uint32) {
 // applyStatus records the transaction flag carried by an OK or EOF packet.
 func (st *state) applyStatus(status uint16) {
 	st.inTxn = status&mysql.ServerStatusInTrans != 0
+	st.noAutocommit = status&mysql.ServerStatusAutocommit == 0
 }
 
 // resetSession is what COM_CHANGE_USER and COM_RESET_CONNECTION do on the

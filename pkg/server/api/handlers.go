@@ -307,6 +307,12 @@ func (s *Server) effectiveConfig() ([]byte, error) {
 			cfg.Clusters[i].MigrationPassword = redacted
 		}
 	}
+	cfg.Shadows = slices.Clone(cfg.Shadows)
+	for i := range cfg.Shadows {
+		if cfg.Shadows[i].Password != "" {
+			cfg.Shadows[i].Password = redacted
+		}
+	}
 	var buf bytes.Buffer
 	if err := toml.NewEncoder(&buf).Encode(cfg); err != nil {
 		return nil, err
