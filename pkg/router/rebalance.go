@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchyard-db/switchyard/lib/config"
+	"github.com/switchyard-db/switchyard/lib/lifecycle"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"go.uber.org/zap"
 )
@@ -84,8 +85,7 @@ type Rebalancer struct {
 	recent   []MigrationEvent
 	totals   map[string]int64 // by result
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	loop lifecycle.Loop // the round ticker
 }
 
 // cpuDelta is the CPU the rebalancer moved onto (+) or off (-) a backend
@@ -123,12 +123,10 @@ func (rb *Rebalancer) Update(cfg *config.Config) {
 // DrainTimeout is the configured time a drained backend's sessions get.
 func (rb *Rebalancer) DrainTimeout() time.Duration { return rb.set.Load().defaultDrainTime }
 
-// Start runs a round every 100 ms until Close.
-func (rb *Rebalancer) Start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	rb.cancel, rb.done = cancel, make(chan struct{})
-	go func() {
-		defer close(rb.done)
+// Start runs a round every 100 ms until ctx ends or Close. A second Start,
+// or one after Close, does nothing.
+func (rb *Rebalancer) Start(ctx context.Context) {
+	rb.loop.Start(ctx, func(ctx context.Context) {
 		t := time.NewTicker(rebalanceTick)
 		defer t.Stop()
 		for {
@@ -139,17 +137,11 @@ func (rb *Rebalancer) Start() {
 				rb.Step()
 			}
 		}
-	}()
+	})
 }
 
 // Close stops the rounds and waits for the one in progress. Idempotent.
-func (rb *Rebalancer) Close() {
-	if rb.cancel == nil {
-		return
-	}
-	rb.cancel()
-	<-rb.done
-}
+func (rb *Rebalancer) Close() { rb.loop.Close() }
 
 // placed is one session in a round.
 type placed struct {

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"testing"
@@ -456,7 +457,7 @@ func TestRebalancerStartClose(t *testing.T) {
 	h.fs.add(h.rb, "c", "a:1", 4)
 	_, err := h.r.Drain("c/a:1", time.Minute)
 	require.NoError(t, err)
-	h.rb.Start()
+	h.rb.Start(context.Background())
 	require.Eventually(t, func() bool { return h.fs.countOn("c", "b:1") == 4 }, 10*time.Second, 10*time.Millisecond)
 	require.Eventually(t, func() bool { return h.obs.get("c/drain/ok") == 4 }, 10*time.Second, 10*time.Millisecond)
 	h.rb.Close()

@@ -198,7 +198,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.router.Start(s.bg)
-	s.rebalance.Start()
+	s.rebalance.Start(s.bg)
 	s.cm.SetApply(s.apply, s.metrics.ObserveReload)
 	// The start-up config counts as a successful load.
 	s.metrics.ObserveReload(true, time.Now())

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchyard-db/switchyard/lib/notify"
 	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"go.uber.org/zap"
@@ -39,7 +40,7 @@ type Fleet struct {
 // termWorker runs the vote rounds of one prober term.
 type termWorker struct {
 	term coordination.Term
-	wake chan struct{}
+	wake notify.Signal
 }
 
 // New returns the fleet of the node self, which serves self.Clusters.
@@ -178,17 +179,14 @@ func (f *Fleet) sync() {
 		}
 		f.d.Voter.ObserveTerm(cluster, term.Rev)
 		if w == nil || w.term != term {
-			w = &termWorker{term: term, wake: make(chan struct{}, 1)}
+			w = &termWorker{term: term, wake: notify.NewSignal()}
 			f.workers[cluster] = w
 			f.mu.Unlock()
 			f.startWorker(cluster, w)
 		} else {
 			f.mu.Unlock()
 		}
-		select {
-		case w.wake <- struct{}{}:
-		default:
-		}
+		w.wake.Notify()
 	}
 	// Workers of clusters no longer served: their roles were dropped, so
 	// their terms end (and their workers with them); forget them here.
@@ -215,7 +213,7 @@ func (f *Fleet) startWorker(cluster string, w *termWorker) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-w.wake:
+			case <-w.wake.C():
 			case <-tick.C:
 			}
 			local := f.localHealth(cluster)
