@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	neturl "net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -707,33 +706,21 @@ func (p *Prober) getStatus(ctx context.Context, host, hostPort, url string) (int
 		}
 		tc := tls.Client(conn, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return 0, stableErr(ctx, err)
+			return 0, mysql.StableErr(ctx, err)
 		}
 		c = tc
 	}
 	if err := req.Write(c); err != nil {
-		return 0, stableErr(ctx, err)
+		return 0, mysql.StableErr(ctx, err)
 	}
 	// Headers and body together are bounded.
 	resp, err := http.ReadResponse(bufio.NewReaderSize(io.LimitReader(c, 2*maxStatusBody), 4<<10), req)
 	if err != nil {
-		return 0, stableErr(ctx, err)
+		return 0, mysql.StableErr(ctx, err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxStatusBody))
 	_ = resp.Body.Close()
 	return resp.StatusCode, nil
-}
-
-// stableErr reports an exchange cut short by ctx as ctx's error rather than
-// the socket's, whose text carries the ephemeral local port.
-func stableErr(ctx context.Context, err error) error {
-	if cerr := ctx.Err(); cerr != nil {
-		return cerr
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return context.DeadlineExceeded
-	}
-	return err
 }
 
 // reasonOf renders err without the local address that socket errors carry

@@ -94,7 +94,7 @@ func (c *ProbeConn) greet(ctx context.Context, then func(*PacketIO, *InitialHand
 	defer c.pio.Release()
 	pkt, err := c.pio.ReadPacket(maxGreeting)
 	if err != nil {
-		return nil, fmt.Errorf("read greeting: %w", stableErr(ctx, err))
+		return nil, fmt.Errorf("read greeting: %w", StableErr(ctx, err))
 	}
 	if len(pkt) > 0 && pkt[0] == ErrHeader {
 		return nil, fmt.Errorf("server refused: %w", ParseErr(pkt))
@@ -120,10 +120,10 @@ func (c *ProbeConn) greet(ctx context.Context, then func(*PacketIO, *InitialHand
 	return hs, nil
 }
 
-// stableErr reports a silent server as the context's error rather than the
+// StableErr reports a silent server as the context's error rather than the
 // socket's, whose text carries the ephemeral local port and so would differ
 // on every probe.
-func stableErr(ctx context.Context, err error) error {
+func StableErr(ctx context.Context, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		return cerr
 	}
@@ -160,15 +160,15 @@ func (c *ProbeConn) Ping(ctx context.Context) error {
 	defer c.pio.Release()
 	c.pio.ResetSequence()
 	if err := c.pio.WritePacket([]byte{ComPing}); err != nil {
-		return fmt.Errorf("ping: %w", stableErr(ctx, err))
+		return fmt.Errorf("ping: %w", StableErr(ctx, err))
 	}
 	if err := c.pio.Flush(); err != nil {
-		return fmt.Errorf("ping: %w", stableErr(ctx, err))
+		return fmt.Errorf("ping: %w", StableErr(ctx, err))
 	}
 	pkt, err := c.pio.ReadPacket(maxGreeting)
 	switch {
 	case err != nil:
-		return fmt.Errorf("ping: %w", stableErr(ctx, err))
+		return fmt.Errorf("ping: %w", StableErr(ctx, err))
 	case len(pkt) > 0 && pkt[0] == ErrHeader:
 		return fmt.Errorf("ping refused: %w", ParseErr(pkt))
 	case len(pkt) == 0 || pkt[0] != OKHeader:

@@ -31,7 +31,7 @@ func login(pio *PacketIO, hs *InitialHandshake, user, password string) error {
 		// answers with an auth switch naming it.
 		plugin = AuthNativePassword
 	}
-	auth := scramble(plugin, password, salt)
+	auth := Scramble(plugin, []byte(password), salt)
 	resp := &HandshakeResponse{
 		Capability: ClientProtocol41 | ClientSecureConnection | ClientPluginAuth |
 			ClientLongPassword | ClientTransactions,
@@ -76,7 +76,7 @@ func login(pio *PacketIO, hs *InitialHandshake, user, password string) error {
 				return fmt.Errorf("login as %q: the account uses %s; the probe speaks mysql_native_password and caching_sha2_password", user, sw.Plugin)
 			}
 			plugin, salt = sw.Plugin, sw.Data
-			reply = scramble(plugin, password, salt)
+			reply = Scramble(plugin, []byte(password), salt)
 		case pkt[0] == AuthMoreDataHeader && plugin == AuthCachingSha2 && len(pkt) == 2 && pkt[1] == CachingSha2FastAuthOK:
 			continue // the OK follows
 		case pkt[0] == AuthMoreDataHeader && plugin == AuthCachingSha2 && len(pkt) == 2 && pkt[1] == CachingSha2PerformFullAuth:
@@ -105,10 +105,13 @@ func login(pio *PacketIO, hs *InitialHandshake, user, password string) error {
 	return fmt.Errorf("login as %q: no result after %d packets", user, maxAuthRounds)
 }
 
-// scramble is the answer of plugin to the server's challenge; empty for an
-// empty password, as every plugin expects.
-func scramble(plugin, password string, salt []byte) []byte {
-	if password == "" {
+// Scramble is the answer of plugin (mysql_native_password, or
+// caching_sha2_password's fast path) to the server's challenge salt (a
+// trailing NUL and anything past 20 bytes are ignored); empty for an empty
+// password, as every plugin expects. The caller owns password and may clear
+// it afterwards; the intermediate hashes are cleared here.
+func Scramble(plugin string, password, salt []byte) []byte {
+	if len(password) == 0 {
 		return []byte{}
 	}
 	if len(salt) > 20 {
@@ -116,7 +119,7 @@ func scramble(plugin, password string, salt []byte) []byte {
 	}
 	if plugin == AuthCachingSha2 {
 		// SHA256(pw) XOR SHA256(SHA256(SHA256(pw)) + salt)
-		stage1 := sha256.Sum256([]byte(password))
+		stage1 := sha256.Sum256(password)
 		stage2 := sha256.Sum256(stage1[:])
 		h := sha256.New()
 		h.Write(stage2[:])
@@ -130,7 +133,7 @@ func scramble(plugin, password string, salt []byte) []byte {
 		return out
 	}
 	// mysql_native_password: SHA1(pw) XOR SHA1(salt + SHA1(SHA1(pw)))
-	stage1 := sha1.Sum([]byte(password))
+	stage1 := sha1.Sum(password)
 	stage2 := sha1.Sum(stage1[:])
 	h := sha1.New()
 	h.Write(salt)

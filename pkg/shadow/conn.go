@@ -2,7 +2,6 @@ package shadow
 
 import (
 	"context"
-	"crypto/sha1"
 	"errors"
 	"fmt"
 	"net"
@@ -70,7 +69,7 @@ func (c *conn) login(user string, password []byte) error {
 		c.caps |= mysql.ClientConnectWithDB
 	}
 	c.caps &= hs.Capability | mysql.ClientLongPassword
-	auth := scramble(password, hs.Salt)
+	auth := mysql.Scramble(mysql.AuthNativePassword, password, hs.Salt)
 	resp := &mysql.HandshakeResponse{Capability: c.caps, MaxPacket: 1 << 24, Charset: c.charset,
 		User: user, AuthData: auth, DB: c.db, AuthPlugin: nativePlugin}
 	err = c.pio.WritePacket(mysql.AppendHandshakeResponse(nil, resp))
@@ -101,7 +100,7 @@ func (c *conn) login(user string, password []byte) error {
 			if sw.Plugin != nativePlugin {
 				return fmt.Errorf("%w (the server asked for %s)", errLoginPlugin, sw.Plugin)
 			}
-			auth := scramble(password, sw.Data)
+			auth := mysql.Scramble(mysql.AuthNativePassword, password, sw.Data)
 			err = c.pio.WritePacket(auth)
 			clear(auth)
 			if err == nil {
@@ -115,28 +114,6 @@ func (c *conn) login(user string, password []byte) error {
 		}
 	}
 	return errors.New("login: no result after 3 packets")
-}
-
-// scramble is mysql_native_password's answer: SHA1(pw) XOR
-// SHA1(salt + SHA1(SHA1(pw))); empty for an empty password.
-func scramble(password, salt []byte) []byte {
-	if len(password) == 0 {
-		return nil
-	}
-	for len(salt) > 0 && salt[len(salt)-1] == 0 {
-		salt = salt[:len(salt)-1]
-	}
-	stage1 := sha1.Sum(password)
-	stage2 := sha1.Sum(stage1[:])
-	h := sha1.New()
-	h.Write(salt)
-	h.Write(stage2[:])
-	out := h.Sum(nil)
-	for i := range out {
-		out[i] ^= stage1[i]
-	}
-	clear(stage1[:])
-	return out
 }
 
 // result is what the target returned for one statement.
