@@ -132,9 +132,17 @@ func Scramble(plugin string, password, salt []byte) []byte {
 		clear(stage2[:])
 		return out
 	}
-	// mysql_native_password: SHA1(pw) XOR SHA1(salt + SHA1(SHA1(pw)))
 	stage1 := sha1.Sum(password)
-	stage2 := sha1.Sum(stage1[:])
+	out := NativeScramble(stage1[:], salt)
+	clear(stage1[:])
+	return out
+}
+
+// NativeScramble is mysql_native_password's answer from SHA1(pw), the form a
+// server stores (as SHA1 of it) and a session migration recovers:
+// SHA1(pw) XOR SHA1(salt + SHA1(SHA1(pw))).
+func NativeScramble(stage1, salt []byte) []byte {
+	stage2 := sha1.Sum(stage1)
 	h := sha1.New()
 	h.Write(salt)
 	h.Write(stage2[:])
@@ -142,7 +150,6 @@ func Scramble(plugin string, password, salt []byte) []byte {
 	for i := range out {
 		out[i] ^= stage1[i]
 	}
-	clear(stage1[:])
 	clear(stage2[:])
 	return out
 }

@@ -92,20 +92,7 @@ func (c *nativeCredential) answer(salt []byte) []byte {
 	if c.empty {
 		return nil
 	}
-	return nativeScramble(c.stage1, bytes.TrimRight(salt, "\x00"))
-}
-
-// nativeScramble is SHA1(pw) XOR SHA1(salt + SHA1(SHA1(pw))), from SHA1(pw).
-func nativeScramble(stage1, salt []byte) []byte {
-	stage2 := sha1.Sum(stage1)
-	h := sha1.New()
-	h.Write(salt)
-	h.Write(stage2[:])
-	out := h.Sum(nil)
-	for i := range out {
-		out[i] ^= stage1[i]
-	}
-	return out
+	return mysql.NativeScramble(c.stage1, bytes.TrimRight(salt, "\x00"))
 }
 
 // ensureCredential recovers SHA1(pw) through the migration account on addr

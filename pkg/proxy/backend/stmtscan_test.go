@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"github.com/switchyard-db/switchyard/pkg/mysql"
 )
 
 func TestScanStatement(t *testing.T) {
@@ -89,14 +90,14 @@ func TestNativeCredentialRecovery(t *testing.T) {
 	stage1 := sha1Sum([]byte("secret"))
 	stored := "*" + hexUpper(sha1Sum(stage1))
 	var c nativeCredential
-	c.capture(append(salt, 0), nativeScramble(stage1, salt))
+	c.capture(append(salt, 0), mysql.NativeScramble(stage1, salt))
 	require.True(t, c.captured())
 	require.False(t, c.recoverFrom([][]byte{[]byte("*" + hexUpper(sha1Sum([]byte("other")))), nil, []byte("garbage")}))
 	require.True(t, c.recoverFrom([][]byte{[]byte("*" + hexUpper(sha1Sum(sha1Sum([]byte("other"))))), []byte(stored)}))
 	require.Equal(t, stage1, c.stage1)
 	require.Nil(t, c.scramble, "the exchange is dropped once the secret is known")
 	salt2 := []byte("abcdefghijabcdefghij")
-	require.Equal(t, nativeScramble(stage1, salt2), c.answer(salt2))
+	require.Equal(t, mysql.NativeScramble(stage1, salt2), c.answer(salt2))
 	kept := c.stage1
 	c.zero()
 	require.Equal(t, make([]byte, 20), kept, "zeroed in place")
