@@ -238,7 +238,9 @@ func (s *Session) moveIdle() {
 	s.mu.Lock()
 	idle := s.idle
 	s.mu.Unlock()
-	if idle && s.watch != nil && !s.closed.Load() {
+	// A dead backend is not watched again: the session moves at its next
+	// command.
+	if idle && s.watch != nil && !s.closed.Load() && !s.backendDead {
 		s.watch.arm()
 	}
 }
