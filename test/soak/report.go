@@ -151,8 +151,9 @@ func (r *Report) Text() string {
 
 	fmt.Fprintf(&b, "\nProxy resources (warm-up baseline -> after the load stopped):\n")
 	for _, c := range r.Resources {
-		fmt.Fprintf(&b, "  %s: goroutines %d -> %d, fds %d -> %d, RSS %d -> %d KiB", c.Proxy,
-			c.Baseline.Goroutines, c.Final.Goroutines, c.Baseline.FDs, c.Final.FDs, c.Baseline.RSSKiB, c.Final.RSSKiB)
+		fmt.Fprintf(&b, "  %s: goroutines %d -> %d, fds %d -> %d, RSS %d -> %d KiB (Go heap in use %d -> %d KiB)", c.Proxy,
+			c.Baseline.Goroutines, c.Final.Goroutines, c.Baseline.FDs, c.Final.FDs, c.Baseline.RSSKiB, c.Final.RSSKiB,
+			c.Baseline.HeapInuseKiB, c.Final.HeapInuseKiB)
 		if c.Note != "" {
 			fmt.Fprintf(&b, " (%s)", c.Note)
 		}

@@ -19,6 +19,7 @@ func testPolicy() Policy {
 var testFaults = []Fault{
 	{Kind: FaultBackendKill, Target: "127.0.0.1:1", Cluster: "disc", Start: at(30), End: at(40)},
 	{Kind: FaultProxyRestart, Target: "p2", Start: at(100), End: at(110)},
+	{Kind: FaultBackendKill, Target: "127.0.0.1:2", Cluster: "disc", Start: at(95), End: at(105)},
 }
 
 func TestJudge(t *testing.T) {
@@ -45,6 +46,10 @@ func TestJudge(t *testing.T) {
 			Errors: []ClientError{{At: at(101), Kind: ErrDisconnect}}}, true, "no fault touched", 0},
 		{"p2's own restart: disconnects counted apart", Stream{Cluster: "static", Proxy: "p2", Ops: 10, ErrorTotal: -1,
 			Errors: []ClientError{{At: at(101), Kind: ErrDisconnect}, {At: at(105), Kind: ErrClientCode, Code: 2013}}}, false, "", 2},
+		{"p2 disc stream: a disconnect while p2 restarts inside a backend-kill window", Stream{Cluster: "disc", Proxy: "p2", Ops: 10, ErrorTotal: -1,
+			Errors: []ClientError{{At: at(101), Kind: ErrDisconnect}}}, false, "", 1},
+		{"p2 disc stream: a disconnect in a backend-kill window alone", Stream{Cluster: "disc", Proxy: "p2", Ops: 10, ErrorTotal: -1,
+			Errors: []ClientError{{At: at(31), Kind: ErrDisconnect}}}, false, "not a clean MySQL error", 0},
 		{"p2 static stream in the backend-kill window", Stream{Cluster: "static", Proxy: "p2", Ops: 10, ErrorTotal: -1,
 			Errors: []ClientError{{At: at(31), Kind: ErrServer, Code: 1158}}}, false, "outside every fault window", 0},
 		{"sysbench counts more errors than it logged", Stream{Cluster: "disc", Proxy: "p1", Ops: 10, ErrorTotal: 3,
