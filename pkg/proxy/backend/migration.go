@@ -234,6 +234,9 @@ func (s *Session) moveIdle() {
 	}
 	if !s.backendDead {
 		s.moveIfAsked()
+		// The move wrote and read on the new backend with pooled buffers;
+		// an idle session gives them back, as the loop does before a wait.
+		s.backend.Release()
 	}
 	s.mu.Lock()
 	idle := s.idle
