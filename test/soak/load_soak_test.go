@@ -171,6 +171,8 @@ type idlePool struct {
 	n                         int
 	db                        *sql.DB
 	conns                     []*sql.Conn
+	// refused counts failed attempts to open a connection (retried).
+	refused atomic.Int64
 }
 
 func openIdle(cluster, proxyName, addr string, n int) (*idlePool, error) {
@@ -200,15 +202,30 @@ func (p *idlePool) open() error {
 			defer func() { <-sem }()
 			ctx, cancel := context.WithTimeout(context.Background(), stmtTimeout)
 			defer cancel()
-			c, err := p.db.Conn(ctx)
-			if err == nil {
-				err = c.PingContext(ctx)
+			// Like a pool, retry a refused login for a while: a proxy
+			// that just started answers ERR 1429 until the topology of an
+			// etcd-discovered cluster is loaded.
+			for {
+				c, err := p.db.Conn(ctx)
+				if err == nil {
+					if err = c.PingContext(ctx); err != nil {
+						_ = c.Close()
+					}
+				}
+				if err == nil {
+					conns[i] = c
+					return
+				}
+				p.refused.Add(1)
+				if ctx.Err() != nil {
+					errs <- err
+					return
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(200 * time.Millisecond):
+				}
 			}
-			if err != nil {
-				errs <- err
-				return
-			}
-			conns[i] = c
 		}()
 	}
 	wg.Wait()
@@ -233,7 +250,7 @@ func (p *idlePool) reopen() error {
 }
 
 func (p *idlePool) check() IdleResult {
-	r := IdleResult{Name: p.name, Opened: len(p.conns)}
+	r := IdleResult{Name: p.name, Opened: len(p.conns), RetriedOpens: p.refused.Load()}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)

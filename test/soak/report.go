@@ -53,6 +53,10 @@ type IdleResult struct {
 	Opened int    `json:"opened"`
 	Alive  int    `json:"alive"`
 	First  string `json:"first_error,omitempty"`
+	// RetriedOpens is how many logins were refused and retried while the
+	// connections were opened (after the proxy's restart: ERR 1429 until
+	// the discovered cluster's topology is loaded).
+	RetriedOpens int64 `json:"retried_opens"`
 }
 
 // Finish collects every violation into r.Violations and sets Pass.
@@ -142,7 +146,7 @@ func (r *Report) Text() string {
 
 	fmt.Fprintf(&b, "\nIdle connections (pinged once at the end):\n")
 	for _, i := range r.Idle {
-		fmt.Fprintf(&b, "  %-24s %4d of %4d alive", i.Name, i.Alive, i.Opened)
+		fmt.Fprintf(&b, "  %-24s %4d of %4d alive, %d refused logins retried while opening", i.Name, i.Alive, i.Opened, i.RetriedOpens)
 		if i.First != "" {
 			fmt.Fprintf(&b, " (first error: %s)", i.First)
 		}
