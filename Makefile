@@ -5,7 +5,7 @@ FUZZTIME  ?= 50000x
 # Packages whose tests need no external servers.
 UNIT_PKGS := $(shell $(GO) list ./... | grep -v /test/e2e)
 
-.PHONY: all build run playground test unit e2e fuzz fuzz-long lint bench bench-migration deps clean
+.PHONY: all build run playground test unit e2e fuzz fuzz-long lint bench bench-migration soak deps clean
 
 all: build
 
@@ -78,6 +78,18 @@ bench: build
 # 10 s, and the time to move 1,000 idle sessions (bench/migration.sh; BENCH_QUICK=1: 20 s).
 bench-migration: build
 	bash bench/migration.sh
+
+# Soak under chaos (test/soak, build tag "soak"; never part of `make test`): two clusters
+# behind two proxies of a fleet, sysbench and counting clients, 1,000 idle connections, a
+# reload every 10 s, a backend SIGKILLed every 60 s, etcd and a proxy restarted once.
+# Fails when an invariant breaks; the report is bin/soak/report.{txt,json}.
+# SOAK_DURATION=2m shortens the chaos phase (at least 2m); SOAK_IDLE, SOAK_RATE, SOAK_WARMUP
+# tune the load (docs/operations.md).
+SOAK_DURATION ?= 10m
+soak: build
+	rm -rf bin/soak
+	SOAK_DURATION=$(SOAK_DURATION) SWITCHYARD_PROXY_BIN=$(CURDIR)/bin/proxy SOAK_REPORT_DIR=$(CURDIR)/bin/soak \
+		$(GO) test -tags soak -count=1 -timeout 90m -v -run '^TestSoak$$' ./test/soak/
 
 clean:
 	rm -rf bin bench/.out .quickstart

@@ -161,3 +161,39 @@ func TestIdleKillIsNotFailover(t *testing.T) {
 	require.False(t, errors.Is(err, os.ErrDeadlineExceeded), "closed, not left open: %v", err)
 	require.Eventually(t, func() bool { return len(mp.srv.ClusterSessions("main")) == 0 }, 5*time.Second, 10*time.Millisecond)
 }
+
+// TestIdleFailoverAfterTheServerRestarted: a session idle when its backend
+// is SIGKILLed fails over at its next command even when, by then, the
+// server has restarted on the same port and a move request (the
+// rebalancer's, here Redirect) woke the session's idle watch again. The
+// soak (test/soak) found the proxy closing such sessions minutes after the
+// kill: the watch judged the dead connection a second time, found the
+// restarted server listening and took the old end for a KILL.
+func TestIdleFailoverAfterTheServerRestarted(t *testing.T) {
+	mp := startMigrationPair(t, true)
+	ctx := ctxT(t, 2*time.Minute)
+	db := nativeDB(t, mp.addr())
+	conn, err := db.Conn(ctx)
+	require.NoError(t, err)
+	defer conn.Close()
+	port := queryString(t, conn, "SELECT @@port")
+	s := mp.session(t)
+	ok, why := s.Migratable()
+	require.True(t, ok, why)
+	survivor := mp.other(s)
+	victim := mp.m[0]
+	if strconv.Itoa(mp.m[1].Port) == port {
+		victim = mp.m[1]
+	}
+
+	time.Sleep(100 * time.Millisecond)
+	victim.Kill()
+	time.Sleep(time.Second) // the idle watch finds the server dead
+	require.NoError(t, victim.Restart())
+	require.True(t, s.Redirect(survivor))
+	time.Sleep(time.Second) // the watch, re-armed after the request, has run
+
+	var got string
+	require.NoError(t, conn.QueryRowContext(ctx, "SELECT @@port").Scan(&got), "the idle session was closed instead of failing over")
+	require.Equal(t, mp.portOf(survivor), got)
+}

@@ -45,7 +45,15 @@ const aliveCheckTimeout = time.Second
 // the session on purpose; one that does not is dead, and the session moves
 // at its next command (failover), or, inside a transaction, answers its
 // next statement with one clean error and ends.
+//
+// A connection already judged dead stays dead: the watch can run again on
+// it (moveIdle re-arms it when a Redirect finds the backend dead), and by
+// then a restarted server may listen at the address, which says nothing
+// about this connection (the soak lost idle sessions that way).
 func (s *Session) onIdleBackendEnd() {
+	if s.backendDead {
+		return
+	}
 	be := s.backend
 	_ = be.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	data, err := be.ReadPacket(1 << 16)

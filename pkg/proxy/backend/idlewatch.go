@@ -32,6 +32,10 @@ type idleWatch struct {
 	running bool // the callback is parked on the socket
 	seen    bool // the socket became readable while armed
 	done    *sync.Cond
+
+	// beforePark, when set (tests only), runs on a watching goroutine just
+	// before it parks on the socket.
+	beforePark func()
 }
 
 func newIdleWatch(conn net.Conn, onEnd func()) *idleWatch {
@@ -81,15 +85,25 @@ func (w *idleWatch) disarm() (seen bool) {
 // stop ends watching for good (the session is over).
 func (w *idleWatch) stop() { w.disarm() }
 
-// watch runs on the timer's goroutine.
+// watch runs on the timer's goroutine. At most one runs at a time: the
+// callback of an earlier arm can start late, after disarm found its timer
+// already fired and a new arm reset it (AfterFunc does not wait for a
+// previous run), and two watchers would make disarm wait for only one of
+// them; the other could then read the backend while the session uses it
+// (the soak saw a session closed for an "unsolicited packet" that was the
+// answer to its own next statement).
 func (w *idleWatch) watch() {
 	w.mu.Lock()
-	if !w.armed {
+	if !w.armed || w.running {
 		w.mu.Unlock()
 		return
 	}
 	w.running = true
+	park := w.beforePark
 	w.mu.Unlock()
+	if park != nil {
+		park()
+	}
 
 	seen := false
 	if waitReadable(w.conn) {

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -140,4 +141,56 @@ func TestIdleWatchStackCost(t *testing.T) {
 		require.False(t, w.disarm(), "nothing was readable")
 	}
 	require.Eventually(t, func() bool { return watchGoroutines() == 0 }, 5*time.Second, 10*time.Millisecond)
+}
+
+// TestIdleWatchOneWatcher: a timer callback that starts late (from an
+// earlier arm whose timer had fired when disarm stopped it) while another
+// watcher is parked returns at once, so that disarm, which waits for the
+// watcher, leaves nobody reading the socket. Two watchers let one of them
+// read the answer to the session's next statement (found by the soak).
+func TestIdleWatchOneWatcher(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer peer.Close()
+	conn, err := ln.Accept()
+	require.NoError(t, err)
+	defer conn.Close()
+
+	var ends atomic.Int32
+	w := newIdleWatch(conn, func() { ends.Add(1) })
+	parked := make(chan struct{}, 4)
+	hold := make(chan struct{})
+	defer close(hold)
+	var mu sync.Mutex
+	calls := 0
+	w.beforePark = func() {
+		mu.Lock()
+		calls++
+		n := calls
+		mu.Unlock()
+		parked <- struct{}{}
+		if n > 1 {
+			<-hold // a second watcher stays here until the test ends
+		}
+	}
+	w.arm()
+	<-parked // the timer's watcher is about to park
+
+	late := make(chan struct{})
+	go func() {
+		w.watch() // the late callback of an earlier arm
+		close(late)
+	}()
+	select {
+	case <-late:
+	case <-parked:
+		t.Fatal("a second watcher started while one was parked")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the late callback neither returned nor parked")
+	}
+	require.False(t, w.disarm(), "nothing became readable")
+	require.Zero(t, ends.Load())
 }

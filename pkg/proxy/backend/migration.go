@@ -238,11 +238,16 @@ func (s *Session) moveIdle() {
 	}
 	if !s.backendDead {
 		s.moveIfAsked()
+		// The move wrote and read on the new backend with pooled buffers;
+		// an idle session gives them back, as the loop does before a wait.
+		s.backend.Release()
 	}
 	s.mu.Lock()
 	idle := s.idle
 	s.mu.Unlock()
-	if idle && s.watch != nil && !s.closed.Load() {
+	// A dead backend is not watched again: the session moves at its next
+	// command.
+	if idle && s.watch != nil && !s.closed.Load() && !s.backendDead {
 		s.watch.arm()
 	}
 }

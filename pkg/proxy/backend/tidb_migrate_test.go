@@ -269,3 +269,23 @@ func TestSQLLiteral(t *testing.T) {
 	require.True(t, isTiDB("8.0.11-TiDB-v7.5.0"))
 	require.False(t, isTiDB("10.11.6-MariaDB-0+deb12u1"))
 }
+
+// TestIdleMoveReleasesBuffers: a session moved while idle gives back the
+// pooled buffers the move used on its new backend, as the session loop does
+// before every wait. The soak (test/soak) found each idle session the
+// rebalancer had moved holding 32 KiB until its client spoke again.
+func TestIdleMoveReleasesBuffers(t *testing.T) {
+	key := tidbKey()
+	tp := newTiDBPair(t, startTiDBDouble(t, key, nil), startTiDBDouble(t, key, nil))
+	tp.exec(t, "SET @x = 1")
+	time.Sleep(10 * idleWatchDelay) // idle: the move runs off the session goroutine
+	require.True(t, tp.s.Redirect(tp.target))
+	res := tp.log.wait(t, 1)
+	require.Equal(t, MigrationOK, res.Result, "%v", res.Err)
+	// cmdMu is the idle move's until it is done.
+	tp.s.cmdMu.Lock()
+	held := tp.s.backend.HoldsPooledBuffers()
+	tp.s.cmdMu.Unlock()
+	require.False(t, held, "the moved idle session still holds a pooled buffer")
+	require.Equal(t, "1", tp.value(t, "SELECT @x"))
+}

@@ -1,0 +1,292 @@
+//go:build soak
+
+package soak
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/switchyard-db/switchyard/lib/config"
+	"github.com/switchyard-db/switchyard/test/etcdtest"
+	"github.com/switchyard-db/switchyard/test/testenv"
+)
+
+// ---------------------------------------------------------------------------
+// etcd: Debian's etcd binary as a process, so that the soak can SIGKILL and
+// restart it. It is both the fleet's etcd and the PD of cluster "disc".
+
+type etcdProc struct {
+	bin, dir, clientAddr, peerAddr string
+	Client                         *clientv3.Client
+
+	mu    sync.Mutex
+	child *testenv.Child
+}
+
+func startEtcd(t *testing.T) *etcdProc {
+	t.Helper()
+	bin := os.Getenv("SWITCHYARD_ETCD_BIN")
+	if bin == "" {
+		for _, c := range []string{"etcd", "/usr/bin/etcd", "/usr/local/bin/etcd"} {
+			if p, err := exec.LookPath(c); err == nil {
+				bin = p
+				break
+			}
+		}
+	}
+	if bin == "" {
+		t.Fatal("the soak needs the etcd server binary (Debian: apt-get install etcd-server; or set SWITCHYARD_ETCD_BIN)")
+	}
+	e := &etcdProc{bin: bin, dir: t.TempDir(), clientAddr: testenv.FreeAddr(t), peerAddr: testenv.FreeAddr(t)}
+	t.Cleanup(func() {
+		if c := e.current(); c != nil {
+			c.Kill()
+		}
+	})
+	testenv.OnFailureShowLog(t, "etcd", filepath.Join(e.dir, "etcd.log"), 0)
+	if err := e.launch(); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.clientAddr}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Client = cli
+	t.Cleanup(func() { _ = cli.Close() })
+	if err := e.waitReady(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *etcdProc) launch() error {
+	c, err := testenv.LaunchChild(filepath.Join(e.dir, "etcd.log"), e.bin,
+		"--name", "soak",
+		"--data-dir", filepath.Join(e.dir, "data"),
+		"--listen-client-urls", "http://"+e.clientAddr,
+		"--advertise-client-urls", "http://"+e.clientAddr,
+		"--listen-peer-urls", "http://"+e.peerAddr,
+		"--initial-advertise-peer-urls", "http://"+e.peerAddr,
+		"--initial-cluster", "soak=http://"+e.peerAddr,
+		"--logger", "zap", "--log-level", "warn")
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.child = c
+	e.mu.Unlock()
+	return nil
+}
+
+func (e *etcdProc) current() *testenv.Child {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.child
+}
+
+func (e *etcdProc) waitReady(d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := e.Client.Get(ctx, "/ready-check")
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("etcd not ready after %v: %v\n%s", d, err, e.current().LogContents())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// restart is SIGKILL, a pause, and a start on the same ports and data.
+func (e *etcdProc) restart(down time.Duration) error {
+	e.current().Kill()
+	time.Sleep(down)
+	if err := e.launch(); err != nil {
+		return err
+	}
+	return e.waitReady(60 * time.Second)
+}
+
+// ---------------------------------------------------------------------------
+// Registration of a MariaDB server in etcd the way TiDB registers itself:
+// <prefix>/<addr>/info, and <prefix>/<addr>/ttl under a lease the server
+// keeps alive. When the server dies its lease is no longer kept alive and
+// the ttl key expires; a restarted server registers again.
+
+const registrationTTL = 5 // seconds
+
+type registration struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func register(cli *clientv3.Client, addr string) *registration {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &registration{cancel: cancel, done: make(chan struct{})}
+	prefix := config.DefaultTopologyPrefix + "/" + addr
+	go func() {
+		defer close(r.done)
+		for ctx.Err() == nil {
+			if err := keepRegistered(ctx, cli, prefix); err != nil && ctx.Err() == nil {
+				// etcd is restarting: register afresh once it is back, as TiDB does.
+				select {
+				case <-ctx.Done():
+				case <-time.After(500 * time.Millisecond):
+				}
+			}
+		}
+	}()
+	return r
+}
+
+// keepRegistered writes the keys and keeps the lease alive until ctx ends
+// or the lease is lost.
+func keepRegistered(ctx context.Context, cli *clientv3.Client, prefix string) error {
+	opCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := cli.Put(opCtx, prefix+"/info", etcdtest.InfoJSON("10.11-MariaDB", 0, "")); err != nil {
+		return err
+	}
+	lease, err := cli.Grant(opCtx, registrationTTL)
+	if err != nil {
+		return err
+	}
+	if _, err := cli.Put(opCtx, prefix+"/ttl", strconv.FormatInt(time.Now().UnixNano(), 10), clientv3.WithLease(lease.ID)); err != nil {
+		return err
+	}
+	ch, err := cli.KeepAlive(ctx, lease.ID)
+	if err != nil {
+		return err
+	}
+	for range ch {
+	}
+	return fmt.Errorf("lease %x lost", lease.ID)
+}
+
+// stop stops keeping the lease alive: the ttl key expires within
+// registrationTTL, like a crashed TiDB's.
+func (r *registration) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// ---------------------------------------------------------------------------
+// Proxies of the fleet.
+
+const (
+	adminToken = "soak-admin-token"
+	readToken  = "soak-read-token"
+	clusterD   = "disc"   // etcd-discovered; its backends are killed
+	clusterS   = "static" // static instances; no fault aimed at it
+)
+
+type proxyNode struct {
+	name       string
+	sqlAddr    string // cluster disc (default-cluster)
+	staticAddr string // the [[route]] port of cluster static
+	apiAddr    string
+
+	mu   sync.Mutex
+	proc *testenv.Proxy
+}
+
+func (n *proxyNode) current() *testenv.Proxy {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.proc
+}
+
+// variant is what a reload changes: the balance policy, the rebalance
+// ratio, and a [[route]] by user that comes and goes.
+type variant int
+
+func (v variant) policy() string { return [...]string{"resource", "connection"}[v%2] }
+func (v variant) ratio() string  { return [...]string{"1.2", "1.5", "2.0"}[v%3] }
+func (v variant) userRoute() bool {
+	return v%4 >= 2
+}
+
+func proxyConfig(n *proxyNode, etcdAddr string, static []string, v variant) string {
+	_, port, _ := strings.Cut(n.staticAddr, ":")
+	userRoute := ""
+	if v.userRoute() {
+		userRoute = "\n[[route]]\ncluster = \"static\"\nusers = [\"soak_route_*\"]\n"
+	}
+	return fmt.Sprintf(`# Written by the soak (test/soak), reload variant %d.
+[proxy]
+addr = %q
+advertise-addr = "127.0.0.1"
+graceful-close-conn-timeout = "5s"
+default-cluster = %q
+
+[api]
+addr = %q
+token = %q
+read-token = %q
+
+[log]
+level = "info"
+format = "json"
+
+[health-check]
+interval = "500ms"
+timeout = "1s"
+failures-to-unhealthy = 2
+
+[balance]
+policy = %q
+rebalance-ratio = %s
+
+[coordination]
+etcd-endpoints = [%q]
+fleet = "soak"
+node-id = %q
+election-ttl = "3s"
+node-ttl = "6s"
+
+[[cluster]]
+name = %q
+etcd-endpoints = [%q]
+migration-user = %q
+migration-password = %q
+
+[[cluster]]
+name = %q
+instances = [%q, %q]
+migration-user = %q
+migration-password = %q
+
+[[route]]
+cluster = %q
+ports = [%s]
+%s`, int(v), n.sqlAddr, clusterD, n.apiAddr, adminToken, readToken, v.policy(), v.ratio(),
+		etcdAddr, n.name,
+		clusterD, etcdAddr, testenv.AdminUser, testenv.AdminPassword,
+		clusterS, static[0], static[1], testenv.AdminUser, testenv.AdminPassword,
+		clusterS, port, userRoute)
+}
+
+// reload writes the config and sends SIGHUP (the file watch may reload
+// it as well; both are reloads of the same file).
+func (n *proxyNode) reload(cfg string) error {
+	p := n.current()
+	if err := p.WriteConfig(cfg); err != nil {
+		return err
+	}
+	return p.Signal(syscall.SIGHUP)
+}
