@@ -49,7 +49,13 @@ type Server struct {
 
 	ready        atomic.Bool
 	shuttingDown atomic.Bool
-	override     atomic.Pointer[string]
+	// startedAt is when Start finished; until readyWait after it, the
+	// proxy is not ready while a cluster of the start-up config has not
+	// loaded its first topology (its logins would get ERR 1429).
+	startedAt time.Time
+	startup   []string // the start-up config's clusters
+	readyWait time.Duration
+	override  atomic.Pointer[string]
 
 	// bg is the lifetime of background work (config watcher, fleet loop,
 	// router watch); it ends at Close, Shutdown, or when Start's context ends.
@@ -121,13 +127,14 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		Session:              sess,
 	}, r)
 	s := &Server{
-		lg:       lg,
-		cm:       cm,
-		topo:     topo,
-		clusters: backendcluster.NewManager(lg, topo),
-		router:   r,
-		sql:      sql,
-		apiTLS:   apiTLS,
+		lg:        lg,
+		readyWait: defaultReadyWait,
+		cm:        cm,
+		topo:      topo,
+		clusters:  backendcluster.NewManager(lg, topo),
+		router:    r,
+		sql:       sql,
+		apiTLS:    apiTLS,
 	}
 	s.metrics = metrics.New(s, Version, GitHash)
 	// Each reload builds the new runtimes, then swaps the router's rules,
@@ -207,8 +214,23 @@ func (s *Server) Start(ctx context.Context) error {
 		defer s.bgWG.Done()
 		s.cm.Run(s.bg)
 	}()
+	s.startedAt = time.Now()
+	s.startup = clusterNames(cfg)
 	s.ready.Store(true)
 	return nil
+}
+
+// readyWait bounds how long readiness waits for the clusters' first
+// topology after a start: a cluster whose etcd stays unreachable must not
+// keep the proxy, and the other clusters it serves, out of a load balancer.
+const defaultReadyWait = 30 * time.Second
+
+func clusterNames(cfg *config.Config) []string {
+	names := make([]string, 0, len(cfg.Clusters))
+	for _, c := range cfg.Clusters {
+		names = append(names, c.Name)
+	}
+	return names
 }
 
 // Reload re-reads the config file (SIGHUP).
@@ -320,6 +342,14 @@ func (s *Server) Ready() (bool, string) {
 		return false, "shutting down"
 	case !s.ready.Load():
 		return false, "starting: listeners are not up yet"
+	}
+	if time.Since(s.startedAt) < s.readyWait {
+		top := s.topo.Topology()
+		for _, name := range s.startup {
+			if v := top.Clusters[name]; v != nil && v.State == observer.StateConnecting {
+				return false, fmt.Sprintf("starting: cluster %s has not loaded its topology from etcd yet (readiness waits for it at most %s after the start)", name, s.readyWait)
+			}
+		}
 	}
 	return true, ""
 }

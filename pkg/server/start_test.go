@@ -48,3 +48,38 @@ func TestCloseEndsBackgroundWork(t *testing.T) {
 	s.Close()
 	require.Error(t, s.bg.Err())
 }
+
+// Right after a start the proxy is not ready while a cluster of its config
+// has not loaded its first topology from etcd (its logins would be refused
+// with ERR 1429), and it is ready once the wait for it is over, so that an
+// unreachable etcd does not keep the other clusters out of a load balancer.
+func TestReadyWaitsForTheFirstTopology(t *testing.T) {
+	text := []byte("[proxy]\naddr = \"127.0.0.1:0\"\n[api]\naddr = \"\"\n" +
+		"[[cluster]]\nname = \"static\"\ninstances = [\"127.0.0.1:1\"]\n" +
+		"[[cluster]]\nname = \"disc\"\netcd-endpoints = [\"127.0.0.1:1\"]\n")
+	cfg, err := config.Parse(text)
+	require.NoError(t, err)
+	lg := zaptest.NewLogger(t)
+	cm := cfgmgr.New(lg, "")
+	cm.Init(cfg, text)
+	s, err := New(lg, cm)
+	require.NoError(t, err)
+	s.readyWait = time.Second
+	require.NoError(t, s.Start(context.Background()))
+	defer s.Close()
+
+	ok, reason := s.Ready()
+	require.False(t, ok)
+	require.Contains(t, reason, "cluster disc has not loaded its topology")
+	require.Eventually(t, func() bool { ok, _ := s.Ready(); return ok }, 10*time.Second, 10*time.Millisecond,
+		"an etcd that never answers must not keep the proxy unready past the wait")
+}
+
+// A proxy whose clusters are all static is ready as soon as it has started.
+func TestReadyAtOnceWithStaticClusters(t *testing.T) {
+	s := newTestServer(t)
+	require.NoError(t, s.Start(context.Background()))
+	defer s.Close()
+	ok, reason := s.Ready()
+	require.True(t, ok, reason)
+}
