@@ -12,15 +12,51 @@ import (
 
 // ErrorHookLua wraps sysbench's oltp_read_write so that every error it
 // ignores (--mysql-ignore-errors=all) is logged with its time and code:
-// sysbench itself only prints per-second error rates. The hook is the one
-// oltp_common.lua defines for a restarted event, called after ours.
+// sysbench itself only prints per-second error rates.
+//
+// It also replaces a connection that an error ended (SQLSTATE class 08, such
+// as the proxy's ERROR 1158 for a transaction whose backend died, after which
+// the proxy closes the session the way a dying server would) before sysbench
+// touches it again. sysbench 1.0.20 cannot reconnect by itself when linked
+// with libmariadb (Debian's build): on CR_SERVER_LOST it calls mysql_close and
+// then mysql_real_connect on the same freed handle and dies of SIGSEGV in
+// mysql_optionsv, directly against MariaDB as much as through the proxy
+// (reproduced with KILL on a direct connection; akopytov/sysbench#527).
+// The hook instead closes the statements and the connection, opens a new
+// connection through the driver (mysql_init on a fresh handle), retrying
+// while the login fails, and prepares the statements again.
 const ErrorHookLua = `-- Written by the soak (test/soak): oltp_read_write, logging each ignored error.
 require("oltp_read_write")
+local ffi = require("ffi")
+ffi.cdef("int usleep(unsigned int);")
+
+local function replace_connection()
+   close_statements()
+   pcall(function() con:disconnect() end)
+   for attempt = 1, 600 do
+      local ok, c = pcall(function() return drv:connect() end)
+      if ok then
+         con = c
+         prepare_statements()
+         return
+      end
+      ffi.C.usleep(100000)
+   end
+   error("soak hook: no new connection within 60 s")
+end
+
 local restart = sysbench.hooks.before_restart_event
 function sysbench.hooks.before_restart_event(errdesc)
+   local state = tostring(errdesc.sql_state)
    io.stdout:write(string.format("SOAK-ERROR %d %d %s\n", os.time(),
-      errdesc.sql_errno or 0, tostring(errdesc.sql_state)))
+      errdesc.sql_errno or 0, state))
    io.stdout:flush()
+   if state:sub(1, 2) == "08" and (errdesc.sql_errno or 0) < 2000 then
+      replace_connection()
+      io.stdout:write(string.format("SOAK-RECONNECT %d\n", os.time()))
+      io.stdout:flush()
+      return
+   end
    restart(errdesc)
 end
 `
