@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
+	"github.com/switchyard-db/switchyard/pkg/sqlstats"
 )
 
 // Manager holds the running mirrors and is the sessions' Shadower. Apply
@@ -71,7 +72,7 @@ func (m *Manager) Apply(opts []Options) {
 		}
 		st := m.states[key]
 		if st == nil {
-			st = &state{digests: digests{m: map[string]*digestRow{}}}
+			st = &state{digests: digests{m: map[string]*digestRow{}}, norm: sqlstats.NewNormalizer()}
 		}
 		st.digests.mu.Lock()
 		st.digests.max = max(o.MaxDigests, 1)

@@ -140,6 +140,17 @@ func (c *normCache) len() int {
 // Normalize returns the Statement of one text without caching it.
 func Normalize(text string) *Statement { return normalize(text) }
 
+// Normalizer is a bounded cache of texts' Statements for callers outside a
+// Store (the shadow mirror): each distinct text is normalised once while it
+// stays in the cache. Safe for concurrent use.
+type Normalizer struct{ c *normCache }
+
+// NewNormalizer returns a Normalizer with the Store's cache size.
+func NewNormalizer() *Normalizer { return &Normalizer{c: newNormCache(defaultCacheSize)} }
+
+// Statement returns the Statement of text, normalising it on a miss.
+func (n *Normalizer) Statement(text []byte) *Statement { return n.c.lookup(text) }
+
 func normalize(text string) *Statement {
 	norm, d := parser.NormalizeDigest(text)
 	st := &Statement{Normalized: truncate(norm, maxNormalizedLen)}

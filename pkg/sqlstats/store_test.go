@@ -296,3 +296,23 @@ func TestCollectorHasNoDigestLabel(t *testing.T) {
 	require.Equal(t, 1.0, got["switchyard_digests{west}"])
 	require.Equal(t, 1.0, got["switchyard_digest_normalizations_total{}"], "one distinct text")
 }
+
+// A Normalizer digests like Normalize and normalises a repeated text once.
+func TestNormalizerCachesByText(t *testing.T) {
+	n := NewNormalizer()
+	a := n.Statement([]byte("SELECT c FROM sbtest1 WHERE id = 7"))
+	b := n.Statement([]byte("SELECT c FROM sbtest1 WHERE id = 7"))
+	c := n.Statement([]byte("SELECT c FROM sbtest1 WHERE id = 8"))
+	if a != b {
+		t.Fatal("the same text was normalised twice")
+	}
+	if a == c || a.Digest != c.Digest {
+		t.Fatalf("texts differing in a literal: same object %v, digests %s and %s", a == c, a.DigestHex, c.DigestHex)
+	}
+	if want := Normalize("SELECT c FROM sbtest1 WHERE id = 7"); a.DigestHex != want.DigestHex || a.Normalized != want.Normalized {
+		t.Fatalf("Normalizer gave %q %s, Normalize %q %s", a.Normalized, a.DigestHex, want.Normalized, want.DigestHex)
+	}
+	if got := n.c.misses.Load(); got != 2 {
+		t.Fatalf("misses = %d, want 2", got)
+	}
+}
