@@ -12,7 +12,9 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	pmysql "github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
@@ -207,4 +209,32 @@ func TestCloseWithErrorTellsIdleClient(t *testing.T) {
 	require.ErrorAs(t, err, &me)
 	require.Equal(t, uint16(1053), me.Number)
 	require.Equal(t, "Switchyard: cluster c was removed", me.Message)
+}
+
+// A transaction that outlives graceful-close-conn-timeout is cut, and the
+// log says so every time: the forced session can end before the drain
+// reports its deadline, which once lost the warning (an e2e run saw it).
+func TestShutdownLogsForcedSessions(t *testing.T) {
+	d := backendDouble(t)
+	for i := range 10 {
+		core, logs := observer.New(zap.InfoLevel)
+		key, err := rsa.GenerateKey(rand.Reader, 1024)
+		require.NoError(t, err)
+		s := New(zap.New(core), Options{Addr: "127.0.0.1:0", GracefulCloseTimeout: 50 * time.Millisecond, Session: &backend.Config{
+			ServerVersion: "8.0.11-test", ConnectTimeout: 2 * time.Second, HandshakeTimeout: 5 * time.Second, RSAKey: key}},
+			routertest.NewForAddrs("c", []string{d.Addr()}))
+		require.NoError(t, s.Start())
+		ctx := context.Background()
+		conn, err := openDB(t, s.Addr().String(), "app").Conn(ctx)
+		require.NoError(t, err)
+		_, err = conn.ExecContext(ctx, "BEGIN")
+		require.NoError(t, err)
+		s.Shutdown(ctx)
+		require.Equal(t, 0, s.SessionCount())
+		warned := logs.FilterMessage("shutting down: closed sessions that did not finish in time").All()
+		require.Len(t, warned, 1, "round %d", i)
+		require.Equal(t, int64(1), warned[0].ContextMap()["sessions"], "round %d", i)
+		_ = conn.Close()
+		s.Close()
+	}
 }
