@@ -148,7 +148,7 @@ func TestSoak(t *testing.T) {
 	cur := variant(0)
 	for _, name := range []string{"p1", "p2"} {
 		n := &proxyNode{name: name, sqlAddr: testenv.FreeAddr(t), staticAddr: testenv.FreeAddr(t), apiAddr: testenv.FreeAddr(t)}
-		n.proc = testenv.StartProxy(t, bin, proxyConfig(n, etcd.clientAddr, staticAddrs, cur))
+		n.proc = testenv.StartProxy(t, bin, proxyConfig(n, etcd.ClientAddr, staticAddrs, cur))
 		nodes = append(nodes, n)
 	}
 	p1, p2 := nodes[0], nodes[1]
@@ -287,7 +287,7 @@ func TestSoak(t *testing.T) {
 				if n == p2 {
 					p2Down.Lock()
 				}
-				err := n.reload(proxyConfig(n, etcd.clientAddr, staticAddrs, v))
+				err := n.reload(proxyConfig(n, etcd.ClientAddr, staticAddrs, v))
 				if n == p2 {
 					p2Down.Unlock()
 				}
@@ -343,7 +343,7 @@ func TestSoak(t *testing.T) {
 		case FaultEtcdRestart:
 			f.Target = "etcd"
 			t.Logf("%s SIGKILL etcd", f.Start.Format(timeFmt))
-			if err := etcd.restart(3 * time.Second); err != nil {
+			if err := restartEtcd(etcd, 3*time.Second); err != nil {
 				f.Err = err.Error()
 			}
 		case FaultProxyRestart:
@@ -366,7 +366,7 @@ func TestSoak(t *testing.T) {
 			variantMu.Lock()
 			v := cur
 			variantMu.Unlock()
-			np := testenv.StartProxy(t, bin, proxyConfig(p2, etcd.clientAddr, staticAddrs, v))
+			np := testenv.StartProxy(t, bin, proxyConfig(p2, etcd.ClientAddr, staticAddrs, v))
 			p2.mu.Lock()
 			p2.proc = np
 			p2.mu.Unlock()
