@@ -197,24 +197,32 @@ func TestSoak(t *testing.T) {
 		}
 	})
 
-	// Warm-up: the same load without faults, then the baseline with the
-	// idle connections open and no load.
-	t.Logf("warm-up %v", set.warmup)
-	var warm []Stream
-	{
+	// startLoad starts the load of the warm-up and of the chaos: the
+	// counting clients, and a sysbench per cluster through p1 for d. Closing
+	// stop and waiting for wg ends the counting clients.
+	startLoad := func(d time.Duration) (chan struct{}, *sync.WaitGroup, []*sysbenchProc) {
 		stop := make(chan struct{})
-		var wg sync.WaitGroup
+		wg := &sync.WaitGroup{}
 		for _, c := range counters {
-			c.run(stop, &wg)
+			c.run(stop, wg)
 		}
 		var sbs []*sysbenchProc
 		for _, c := range []string{clusterD, clusterS} {
-			sb, err := startSysbench(work, script, c, "p1", addrOf(p1, c), set.warmup, set.rate)
+			sb, err := startSysbench(work, script, c, "p1", addrOf(p1, c), d, set.rate)
 			if err != nil {
 				t.Fatal(err)
 			}
 			sbs = append(sbs, sb)
 		}
+		return stop, wg, sbs
+	}
+
+	// Warm-up: the same load without faults, then the baseline with the
+	// idle connections open and no load.
+	t.Logf("warm-up %v", set.warmup)
+	var warm []Stream
+	{
+		stop, wg, sbs := startLoad(set.warmup)
 		time.Sleep(set.warmup)
 		close(stop)
 		wg.Wait()
@@ -250,19 +258,7 @@ func TestSoak(t *testing.T) {
 	// Chaos.
 	t0 := time.Now()
 	t.Logf("chaos for %v from %s", set.duration, t0.Format(timeFmt))
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, c := range counters {
-		c.run(stop, &wg)
-	}
-	var sbs []*sysbenchProc
-	for _, c := range []string{clusterD, clusterS} {
-		sb, err := startSysbench(work, script, c, "p1", addrOf(p1, c), set.duration, set.rate)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sbs = append(sbs, sb)
-	}
+	stop, wg, sbs := startLoad(set.duration)
 
 	var bgWG sync.WaitGroup
 	bgStop := make(chan struct{})
