@@ -132,6 +132,17 @@ func (mp *migrationPair) nativeConn(t *testing.T, ctx context.Context) (*sql.DB,
 	return db, conn
 }
 
+// moveSession redirects the pair's only session to the other backend and
+// waits until it is there, which it returns.
+func (mp *migrationPair) moveSession(t *testing.T) string {
+	t.Helper()
+	s := mp.session(t)
+	target := mp.other(s)
+	require.True(t, s.Redirect(target))
+	require.Eventually(t, func() bool { return s.Info().Backend == target }, 20*time.Second, 10*time.Millisecond)
+	return target
+}
+
 // requireCannotMove asserts that conn's session is not migratable, for a
 // reason that contains why, and that a Redirect leaves it where it is while
 // its client goes on unaware.
@@ -367,10 +378,7 @@ func TestMigrationResendsParamTypes(t *testing.T) {
 	}
 	require.Equal(t, "41", execute(true, 41))
 	require.Equal(t, "42", execute(false, 42))
-	s := mp.session(t)
-	target := mp.other(s)
-	require.True(t, s.Redirect(target))
-	require.Eventually(t, func() bool { return s.Info().Backend == target }, 20*time.Second, 10*time.Millisecond)
+	target := mp.moveSession(t)
 	require.Equal(t, "43", execute(false, 43), "types re-sent to the new server")
 	require.Equal(t, "44", execute(false, 44))
 	require.Equal(t, mp.portOf(target), c.query("SELECT @@port")[0][0])
@@ -384,10 +392,7 @@ func TestMigrationCompressed(t *testing.T) {
 		c, err := dialRawCompressed(t, mp.addr(), testenv.NativeUser, testenv.NativePassword, "test", algo)
 		require.NoError(t, err)
 		c.query("SET @x = 'compressed'")
-		s := mp.session(t)
-		target := mp.other(s)
-		require.True(t, s.Redirect(target))
-		require.Eventually(t, func() bool { return s.Info().Backend == target }, 20*time.Second, 10*time.Millisecond)
+		target := mp.moveSession(t)
 		row := c.query("SELECT @@port, @x, REPEAT('a', 100000)")[0]
 		require.Equal(t, mp.portOf(target), row[0])
 		require.Equal(t, "compressed", row[1])
@@ -481,10 +486,7 @@ func TestMigrationAfterChangeUser(t *testing.T) {
 	require.NoError(t, c.changeUser(testenv.NativeUser, testenv.NativePassword, "mysql"))
 	c.query("SET SESSION sql_mode = 'ANSI'")
 	c.query("SET @after = 'yes'")
-	s := mp.session(t)
-	target := mp.other(s)
-	require.True(t, s.Redirect(target))
-	require.Eventually(t, func() bool { return s.Info().Backend == target }, 20*time.Second, 10*time.Millisecond)
+	target := mp.moveSession(t)
 	row := c.query("SELECT @@port, DATABASE(), @@sql_mode, @after, @before, CURRENT_USER()")[0]
 	require.Equal(t, mp.portOf(target), row[0])
 	require.Equal(t, "mysql", row[1])
