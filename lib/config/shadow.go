@@ -64,35 +64,43 @@ func (s *Shadow) normalize() {
 	}
 }
 
+// checkShadowKey checks value, at field (shadow[i].name, say), of a shadow
+// field that must be set, valid and held by one shadow only. empty says
+// what an unset field must be; bad is why value is not valid ("": it is);
+// dup, a format with the first holder's index (%d), why a second shadow
+// may not hold it. seen maps each value to its first holder.
+func checkShadowKey(v *validator, field, value string, i int, seen map[string]int, empty, bad, dup string) {
+	switch {
+	case value == "":
+		v.addf(field, "%s %s", field, empty)
+	case bad != "":
+		v.addf(field, "%s %q: %s", field, value, bad)
+	default:
+		if first, taken := seen[value]; taken {
+			v.addf(field, "%s %q: "+dup, field, value, first)
+		} else {
+			seen[value] = i
+		}
+	}
+}
+
 func (c *Config) checkShadows(v *validator) {
 	names := map[string]int{}
 	sources := map[string]int{}
 	for i, s := range c.Shadows {
 		path := fmt.Sprintf("shadow[%d]", i)
-		switch {
-		case s.Name == "":
-			v.addf(path+".name", "%s.name must not be empty", path)
-		case !clusterNameRE.MatchString(s.Name):
-			v.addf(path+".name", "%s.name %q: must match [a-z0-9-]+", path, s.Name)
-		default:
-			if first, dup := names[s.Name]; dup {
-				v.addf(path+".name", "%s.name %q: duplicates shadow[%d].name", path, s.Name, first)
-			} else {
-				names[s.Name] = i
-			}
+		badName := ""
+		if !clusterNameRE.MatchString(s.Name) {
+			badName = "must match [a-z0-9-]+"
 		}
-		switch {
-		case s.Source == "":
-			v.addf(path+".source", "%s.source must name a [[cluster]]", path)
-		case c.Cluster(s.Source) == nil:
-			v.addf(path+".source", "%s.source %q: no [[cluster]] has that name", path, s.Source)
-		default:
-			if first, dup := sources[s.Source]; dup {
-				v.addf(path+".source", "%s.source %q: already the source of shadow[%d]; a cluster is mirrored once", path, s.Source, first)
-			} else {
-				sources[s.Source] = i
-			}
+		checkShadowKey(v, path+".name", s.Name, i, names,
+			"must not be empty", badName, "duplicates shadow[%d].name")
+		badSource := ""
+		if c.Cluster(s.Source) == nil {
+			badSource = "no [[cluster]] has that name"
 		}
+		checkShadowKey(v, path+".source", s.Source, i, sources,
+			"must name a [[cluster]]", badSource, "already the source of shadow[%d]; a cluster is mirrored once")
 		switch {
 		case s.Target == "":
 			v.addf(path+".target", "%s.target must name a [[cluster]]", path)

@@ -75,7 +75,7 @@ func etcdTruth(t *testing.T, cli *clientv3.Client, prefix string) []string {
 // delete is missed (a deregistered backend is never listed after the heal).
 func TestTopologyWatchCompaction(t *testing.T) {
 	etcd := startEtcdProc(t)
-	fwd := newTCPFwd(t, etcd.clientAddr)
+	fwd := newTCPFwd(t, etcd.ClientAddr)
 	const prefix = "/topology/compaction"
 	info := etcdtest.InfoJSON("10.11-MariaDB", 0, "")
 	var initial []string

@@ -19,32 +19,25 @@ import (
 
 // etcdCluster is a 3-member cluster of Debian's etcd binary on loopback.
 type etcdCluster struct {
-	members []*etcdProc
+	members []*testenv.Etcd
 	Client  *clientv3.Client // over every member
 }
 
 func startEtcdCluster(t *testing.T, n int) *etcdCluster {
 	t.Helper()
-	bin := etcdBinary(t)
 	c := &etcdCluster{}
 	var initial []string
 	for i := range n {
-		m := &etcdProc{bin: bin, dir: t.TempDir(), clientAddr: testenv.FreeAddr(t), peerAddr: testenv.FreeAddr(t),
-			name: fmt.Sprintf("m%d", i+1)}
-		initial = append(initial, m.name+"=http://"+m.peerAddr)
+		m := testenv.NewEtcd(t, testenv.EtcdOptions{Name: fmt.Sprintf("m%d", i+1)})
+		initial = append(initial, m.Name+"=http://"+m.PeerAddr)
 		c.members = append(c.members, m)
 	}
 	for _, m := range c.members {
-		m.initialCluster = strings.Join(initial, ",")
-		t.Cleanup(func() {
-			if ch := m.current(); ch != nil {
-				ch.Kill()
-			}
-		})
-		if err := m.launch(); err != nil {
+		m.InitialCluster = strings.Join(initial, ",")
+		if err := m.Launch(); err != nil {
 			t.Fatal(err)
 		}
-		testenv.OnFailureShowLog(t, "etcd "+m.name, m.dir+"/etcd.log", 0)
+		testenv.OnFailureShowLog(t, "etcd "+m.Name, m.LogPath, 0)
 	}
 	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
 	require.NoError(t, err)
@@ -61,16 +54,16 @@ func startEtcdCluster(t *testing.T, n int) *etcdCluster {
 func (c *etcdCluster) Endpoints() []string {
 	var out []string
 	for _, m := range c.members {
-		out = append(out, m.clientAddr)
+		out = append(out, m.ClientAddr)
 	}
 	return out
 }
 
 // leader is the member that leads the raft group now (nil: none known).
-func (c *etcdCluster) leader() *etcdProc {
+func (c *etcdCluster) leader() *testenv.Etcd {
 	for _, m := range c.members {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		st, err := c.Client.Status(ctx, m.clientAddr)
+		st, err := c.Client.Status(ctx, m.ClientAddr)
 		cancel()
 		if err == nil && st.Leader != 0 && st.Leader == st.Header.MemberId {
 			return m
@@ -84,7 +77,7 @@ func (c *etcdCluster) healthy() bool {
 	var lead uint64
 	for _, m := range c.members {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		st, err := c.Client.Status(ctx, m.clientAddr)
+		st, err := c.Client.Status(ctx, m.ClientAddr)
 		cancel()
 		if err != nil || st.Leader == 0 || (lead != 0 && st.Leader != lead) {
 			return false
@@ -111,7 +104,7 @@ func TestFleetEtcdLeaderLoss(t *testing.T) {
 	const ttl = 5 * time.Second
 	db := testenv.SharedMariaDB(t)
 	ec := startEtcdCluster(t, 3)
-	view := &etcdProc{clientAddr: ec.members[0].clientAddr, Client: ec.Client}
+	view := &testenv.Etcd{ClientAddr: ec.members[0].ClientAddr, Client: ec.Client}
 	env := startFleetWith(t, view, "etcdlead", 3, staticCluster("main", db.Addr()),
 		fleetOpts{ttl: ttl, etcdEndpoints: ec.Endpoints()})
 	env.agreedLeader(roleFleet, 30*time.Second)
@@ -133,10 +126,10 @@ func TestFleetEtcdLeaderLoss(t *testing.T) {
 		require.Eventually(t, ec.healthy, 60*time.Second, 100*time.Millisecond, "run %d: the etcd cluster is not healthy", run)
 		lead := ec.leader()
 		require.NotNil(t, lead, "run %d: no etcd leader", run)
-		killAt := env.mark("-", fmt.Sprintf("run %d: SIGKILL etcd leader %s", run, lead.name))
-		lead.current().Kill()
+		killAt := env.mark("-", fmt.Sprintf("run %d: SIGKILL etcd leader %s", run, lead.Name))
+		lead.Kill()
 		// A new raft leader among the two others.
-		var newLead *etcdProc
+		var newLead *testenv.Etcd
 		require.Eventually(t, func() bool {
 			newLead = ec.leader()
 			return newLead != nil && newLead != lead
@@ -151,8 +144,8 @@ func TestFleetEtcdLeaderLoss(t *testing.T) {
 				t.Logf("run %d: %s %s role=%s term=%d reason=%s", run, e.Node, e.Msg, e.Role, e.Term, e.Reason)
 			}
 		}
-		env.mark("-", fmt.Sprintf("run %d: restart %s", run, lead.name))
-		require.NoError(t, lead.launch(), "run %d: restart %s", run, lead.name)
+		env.mark("-", fmt.Sprintf("run %d: restart %s", run, lead.Name))
+		require.NoError(t, lead.Launch(), "run %d: restart %s", run, lead.Name)
 	}
 	ok, errs := sqlLoop.Stop()
 	t.Logf("measured: %d runs; proxy leadership changed in %d; etcd leader elections took %v; SQL: %d ok, %d errors",

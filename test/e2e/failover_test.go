@@ -111,16 +111,13 @@ func TestFailoverKill9(t *testing.T) {
 func TestFailoverInTransaction(t *testing.T) {
 	mp := startMigrationPair(t, true)
 	ctx := ctxT(t, time.Minute)
-	db := nativeDB(t, mp.addr())
-	conn, err := db.Conn(ctx)
-	require.NoError(t, err)
-	defer conn.Close()
+	db, conn := mp.nativeConn(t, ctx)
 	port := queryString(t, conn, "SELECT @@port")
 	victim := mp.m[0]
 	if strconv.Itoa(mp.m[1].Port) == port {
 		victim = mp.m[1]
 	}
-	_, err = conn.ExecContext(ctx, "BEGIN")
+	_, err := conn.ExecContext(ctx, "BEGIN")
 	require.NoError(t, err)
 	_, err = conn.ExecContext(ctx, "UPDATE t SET v = v + 1 WHERE id = 1")
 	require.NoError(t, err)
@@ -172,10 +169,7 @@ func TestIdleKillIsNotFailover(t *testing.T) {
 func TestIdleFailoverAfterTheServerRestarted(t *testing.T) {
 	mp := startMigrationPair(t, true)
 	ctx := ctxT(t, 2*time.Minute)
-	db := nativeDB(t, mp.addr())
-	conn, err := db.Conn(ctx)
-	require.NoError(t, err)
-	defer conn.Close()
+	_, conn := mp.nativeConn(t, ctx)
 	port := queryString(t, conn, "SELECT @@port")
 	s := mp.session(t)
 	ok, why := s.Migratable()

@@ -28,9 +28,7 @@ import (
 //	#11 hung backend (SIGSTOP on mariadbd)
 //	#14 leader discovery polled during a leader SIGKILL
 func TestFleetFaults(t *testing.T) {
-	etcd := startEtcdProc(t)
-	db := testenv.SharedMariaDB(t)
-	testenv.BuildProxy(t)
+	etcd, db := startFleetDeps(t)
 
 	t.Run("GracefulLeaderShutdown", func(t *testing.T) { testFleetGracefulShutdown(t, etcd, db) })
 	t.Run("HungBackend", func(t *testing.T) { testFleetHungBackend(t, etcd, db) })
@@ -42,7 +40,7 @@ func TestFleetFaults(t *testing.T) {
 // (asserted with the machine's slack), and its election key is deleted by
 // the leader itself (resign or lease revoke), not by the lease expiring:
 // the TTL here is 8 s, so an expiry could not come before 8 s.
-func testFleetGracefulShutdown(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
+func testFleetGracefulShutdown(t *testing.T, etcd *testenv.Etcd, db *testenv.MariaDB) {
 	const ttl = 8 * time.Second
 	env := startFleetWith(t, etcd, "sigterm", 3, staticCluster("main", db.Addr()), fleetOpts{ttl: ttl})
 	leader, term := env.agreedLeader(roleFleet, 30*time.Second)
@@ -148,7 +146,7 @@ func pinConn(t *testing.T, addr string, backend *testenv.MariaDB) pinnedConn {
 // down verdict, a majority voting down, new sessions elsewhere); statements
 // on sessions already on it end with an error at proxy.backend-read-timeout
 // instead of hanging.
-func testFleetHungBackend(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
+func testFleetHungBackend(t *testing.T, etcd *testenv.Etcd, db *testenv.MariaDB) {
 	const readTimeout = 3 * time.Second
 	b := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
 	env := startFleetWith(t, etcd, "hung", 3, staticCluster("main", db.Addr(), b.Addr()),
@@ -233,7 +231,7 @@ type leaderClientObs struct {
 // term that never goes back for that client, or a 503; one term never has
 // two leaders; a 200 always carries endpoints. Live nodes always answer;
 // the killed node's requests in flight at the kill, and later ones, fail.
-func testFleetLeaderQueryDuringFailover(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
+func testFleetLeaderQueryDuringFailover(t *testing.T, etcd *testenv.Etcd, db *testenv.MariaDB) {
 	const perNode, every = 4, 20 * time.Millisecond
 	env := startFleet(t, etcd, "query", 3, staticCluster("main", db.Addr()))
 	leader, term := env.agreedLeader(roleFleet, 30*time.Second)

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -11,14 +10,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,7 +24,6 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/switchyard-db/switchyard/lib/api"
 	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
@@ -52,148 +48,29 @@ var lossReasons = []string{coordination.EndGuard, coordination.EndLeaseLost, coo
 // ---------------------------------------------------------------------------
 // etcd as a separate process
 
-// etcdBinary finds the etcd server. The fleet tests need a real etcd
-// process (they stop, freeze and kill it), so a missing binary fails them.
-func etcdBinary(t *testing.T) string {
+// startEtcdProc starts the fleet tests' etcd: a single-member etcd run from
+// the etcd binary (they stop, freeze and kill it, so a missing binary fails
+// them).
+func startEtcdProc(t *testing.T) *testenv.Etcd {
 	t.Helper()
-	if p := os.Getenv("SWITCHYARD_ETCD_BIN"); p != "" {
-		if _, err := exec.LookPath(p); err != nil {
-			t.Fatalf("SWITCHYARD_ETCD_BIN=%q: %v", p, err)
-		}
-		return p
-	}
-	for _, c := range []string{"etcd", "/usr/bin/etcd", "/usr/local/bin/etcd"} {
-		if p, err := exec.LookPath(c); err == nil {
-			return p
-		}
-	}
-	t.Fatalf("the fleet tests need the etcd server binary: none of etcd, /usr/bin/etcd, /usr/local/bin/etcd " +
-		"found (Debian: apt-get install etcd-server, or run scripts/install-deps.sh; or set SWITCHYARD_ETCD_BIN)")
-	return ""
+	return testenv.StartEtcd(t, testenv.EtcdOptions{Name: "fleet"})
 }
 
-// etcdProc is a single-member etcd run from the etcd binary on loopback
-// ports with its own data directory. Its client is the test's own.
-type etcdProc struct {
-	bin, dir   string
-	clientAddr string // host:port
-	peerAddr   string
-	// advertise, when set, is the client address etcd advertises (its
-	// clients switch to it when they re-sync their endpoints).
-	advertise string
-	// name and initialCluster make it a member of a cluster ("": alone).
-	name, initialCluster string
-	Client               *clientv3.Client
-
-	mu    sync.Mutex
-	child *testenv.Child
-}
-
-func startEtcdProc(t *testing.T) *etcdProc {
+// startFleetDeps starts what the fleet tests' subtests share: one etcd
+// process, the package's MariaDB and the proxy binary.
+func startFleetDeps(t *testing.T) (*testenv.Etcd, *testenv.MariaDB) {
 	t.Helper()
-	return startEtcdProcAdvertising(t, "")
+	etcd := startEtcdProc(t)
+	db := testenv.SharedMariaDB(t)
+	testenv.BuildProxy(t)
+	return etcd, db
 }
 
-// startEtcdProcAdvertising is startEtcdProc with another advertised client
-// address ("": its own).
-func startEtcdProcAdvertising(t *testing.T, advertise string) *etcdProc {
-	t.Helper()
-	e := &etcdProc{bin: etcdBinary(t), dir: t.TempDir(), clientAddr: testenv.FreeAddr(t), peerAddr: testenv.FreeAddr(t), advertise: advertise}
-	t.Cleanup(func() {
-		e.mu.Lock()
-		c := e.child
-		e.mu.Unlock()
-		if c != nil {
-			c.Kill()
-		}
-	})
-	testenv.OnFailureShowLog(t, "etcd", filepath.Join(e.dir, "etcd.log"), 0)
-	// Another process of the shared machine may take a port between
-	// FreeAddr and etcd's bind: then try fresh ports (a flake seen in runs).
-	for attempt := 1; ; attempt++ {
-		if err := e.launch(); err != nil {
-			t.Fatal(err)
-		}
-		cli, err := clientv3.New(clientv3.Config{
-			Endpoints:   []string{e.clientAddr},
-			DialTimeout: 2 * time.Second,
-			Logger:      zap.NewNop(),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.Client = cli
-		err = e.waitReady(30 * time.Second)
-		if err == nil {
-			t.Cleanup(func() { _ = cli.Close() })
-			return e
-		}
-		_ = cli.Close()
-		e.current().Kill()
-		if attempt == 5 || !strings.Contains(err.Error(), "address already in use") {
-			t.Fatal(err)
-		}
-		t.Logf("etcd could not bind its ports (attempt %d), trying others", attempt)
-		e.clientAddr, e.peerAddr = testenv.FreeAddr(t), testenv.FreeAddr(t)
-	}
-}
-
-func (e *etcdProc) launch() error {
-	args := []string{
-		"--name", cmp.Or(e.name, "fleet"),
-		"--data-dir", filepath.Join(e.dir, "data"),
-		"--listen-client-urls", "http://" + e.clientAddr,
-		"--advertise-client-urls", "http://" + cmp.Or(e.advertise, e.clientAddr),
-		"--listen-peer-urls", "http://" + e.peerAddr,
-		"--initial-advertise-peer-urls", "http://" + e.peerAddr,
-		"--initial-cluster", cmp.Or(e.initialCluster, "fleet=http://"+e.peerAddr),
-		"--logger", "zap",
-		"--log-level", "info",
-	}
-	c, err := testenv.LaunchChild(filepath.Join(e.dir, "etcd.log"), e.bin, args...)
-	if err != nil {
-		return err
-	}
-	e.mu.Lock()
-	e.child = c
-	e.mu.Unlock()
-	return nil
-}
-
-func (e *etcdProc) current() *testenv.Child {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.child
-}
-
-// waitReady waits until a linearizable read succeeds.
-func (e *etcdProc) waitReady(d time.Duration) error {
-	deadline := time.Now().Add(d)
-	c := e.current()
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := e.Client.Get(ctx, "/ready-check")
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-c.Exited():
-			return fmt.Errorf("etcd exited during start-up:\n%s", c.LogContents())
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("etcd not ready after %v: %v\n%s", d, err, c.LogContents())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// servingSince is when etcd last said it serves clients, from its log: the
-// instant it is back after a restart.
-func (e *etcdProc) servingSince() time.Time {
+// etcdServingSince is when etcd last said it serves clients, from its log:
+// the instant it is back after a restart.
+func etcdServingSince(e *testenv.Etcd) time.Time {
 	var at time.Time
-	for _, line := range strings.Split(e.current().LogContents(), "\n") {
+	for _, line := range strings.Split(e.LogContents(), "\n") {
 		var m struct {
 			TS  string `json:"ts"`
 			Msg string `json:"msg"`
@@ -206,21 +83,6 @@ func (e *etcdProc) servingSince() time.Time {
 		}
 	}
 	return at
-}
-
-// Freeze and Thaw are SIGSTOP and SIGCONT: etcd accepts TCP but answers
-// nothing while frozen.
-func (e *etcdProc) Freeze() error { return e.current().Signal(syscall.SIGSTOP) }
-func (e *etcdProc) Thaw() error   { return e.current().Signal(syscall.SIGCONT) }
-
-// Kill is SIGKILL; Restart starts etcd again on the same ports and data.
-func (e *etcdProc) Kill() { e.current().Kill() }
-
-func (e *etcdProc) Restart(d time.Duration) error {
-	if err := e.launch(); err != nil {
-		return err
-	}
-	return e.waitReady(d)
 }
 
 // ---------------------------------------------------------------------------
@@ -707,7 +569,7 @@ type mark struct {
 
 type fleetEnv struct {
 	t     *testing.T
-	etcd  *etcdProc
+	etcd  *testenv.Etcd
 	name  string
 	nodes []*fleetNode
 	hist  *etcdHistory
@@ -786,7 +648,7 @@ func staticCluster(name string, addrs ...string) string {
 // to etcd's advertised URL, around the forwarder: a scenario that partitions
 // a node must do so well within 30 s of starting the fleet (they do, and
 // they check that the cut node really lost etcd).
-func startFleet(t *testing.T, etcd *etcdProc, name string, n int, clusters string) *fleetEnv {
+func startFleet(t *testing.T, etcd *testenv.Etcd, name string, n int, clusters string) *fleetEnv {
 	t.Helper()
 	return startFleetWith(t, etcd, name, n, clusters, fleetOpts{ttl: fleetTTL})
 }
@@ -809,13 +671,13 @@ type fleetOpts struct {
 // startFleetWith is startFleet with other options: a longer TTL, for
 // scenarios that must tell a handoff apart from a lease expiry, or more
 // [proxy] settings.
-func startFleetWith(t *testing.T, etcd *etcdProc, name string, n int, clusters string, o fleetOpts) *fleetEnv {
+func startFleetWith(t *testing.T, etcd *testenv.Etcd, name string, n int, clusters string, o fleetOpts) *fleetEnv {
 	t.Helper()
 	env := &fleetEnv{t: t, etcd: etcd, name: name, start: time.Now(), killed: map[string]time.Time{}, stopped: map[string][2]time.Time{}}
 	env.hist = recordHistory(t, etcd.Client, env.prefix())
 	bin := testenv.BuildProxy(t)
 	for i := range n {
-		target := etcd.clientAddr
+		target := etcd.ClientAddr
 		if o.etcdVia != nil {
 			target = o.etcdVia(i)
 		}

@@ -26,9 +26,7 @@ import (
 // the reason otherwise (and make test fails on a skip).
 func TestFleetLinkFaults(t *testing.T) {
 	requireNetns(t)
-	etcd := startEtcdProc(t)
-	db := testenv.SharedMariaDB(t)
-	testenv.BuildProxy(t)
+	etcd, db := startFleetDeps(t)
 
 	t.Run("FlakyLeaderEtcdLink", func(t *testing.T) { testFleetFlakyLeaderLink(t, db) })
 	t.Run("MinorityPeerCutOffFromLeader", func(t *testing.T) { testFleetMinorityPeerCut(t, etcd, db) })
@@ -50,12 +48,12 @@ func testFleetFlakyLeaderLink(t *testing.T, db *testenv.MariaDB) {
 	// advertises: this etcd advertises a router of the test that sends each
 	// node's connections through that node's link again.
 	adv := newPidRouter(t, "127.0.0.1:0", "")
-	etcd := startEtcdProcAdvertising(t, adv.Addr())
-	direct := func(net.Conn) string { return etcd.clientAddr }
+	etcd := testenv.StartEtcd(t, testenv.EtcdOptions{Name: "fleet", Advertise: adv.Addr()})
+	direct := func(net.Conn) string { return etcd.ClientAddr }
 	adv.route.Store(&direct)
 	links := make([]*nsLink, 3)
 	for i := range links {
-		links[i] = newNSLink(t, etcd.clientAddr)
+		links[i] = newNSLink(t, etcd.ClientAddr)
 	}
 	env := startFleetWith(t, etcd, "flaky", 3, staticCluster("main", db.Addr()),
 		fleetOpts{ttl: fleetTTL, etcdVia: func(i int) string { return links[i].Addr() }})
@@ -65,7 +63,7 @@ func testFleetFlakyLeaderLink(t *testing.T, db *testenv.MariaDB) {
 				return links[i].Addr()
 			}
 		}
-		return etcd.clientAddr
+		return etcd.ClientAddr
 	}
 	adv.route.Store(&route)
 	leader, term := env.agreedLeader(roleFleet, 30*time.Second)
@@ -200,7 +198,7 @@ func (r *pidRouter) close() {
 // to it are never answered) while a backend dies. The leader and the other
 // peer are a majority of 3: one down verdict is written within 5 s (with
 // the machine's slack), where unanimity would have blocked.
-func testFleetMinorityPeerCut(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
+func testFleetMinorityPeerCut(t *testing.T, etcd *testenv.Etcd, db *testenv.MariaDB) {
 	b := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
 	// Each node advertises a loopback alias of its own; its peers reach its
 	// API there, through a router of the test.

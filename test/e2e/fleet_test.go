@@ -27,9 +27,7 @@ import (
 // The subtests share one etcd and one MariaDB; each has its own fleet name
 // (its own keys) and its own proxies.
 func TestFleet(t *testing.T) {
-	etcd := startEtcdProc(t)
-	db := testenv.SharedMariaDB(t)
-	testenv.BuildProxy(t)
+	etcd, db := startFleetDeps(t)
 
 	t.Run("LeaderKilled", func(t *testing.T) { testFleetLeaderKilled(t, etcd, db) })
 	t.Run("LeaderFrozen", func(t *testing.T) { testFleetLeaderFrozen(t, etcd, db) })
@@ -48,7 +46,7 @@ func TestFleet(t *testing.T) {
 // TTL + 1 s (asserted with slack for the machine), terms strictly increase,
 // and acting intervals do not overlap (the old term ended first, or its
 // process was dead).
-func testFleetLeaderKilled(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
+func testFleetLeaderKilled(t *testing.T, etcd *testenv.Etcd, db *testenv.MariaDB) {
 	env := startFleet(t, etcd, "kill", 3, staticCluster("main", db.Addr()))
 	leader, term := env.agreedLeader(roleFleet, 30*time.Second)
 	env.agreedLeader(coordination.ProberRole("main"), 30*time.Second)
@@ -81,7 +79,7 @@ func testFleetLeaderKilled(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
 // old leader's term ends at once with a loss reason (guard, session, lease,
 // key), no verdict is ever written under a term that was no longer the
 // leader (checked on etcd's history), and every node names the successor.
-func testFleetLeaderFrozen(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
+func testFleetLeaderFrozen(t *testing.T, etcd *testenv.Etcd, db *testenv.MariaDB) {
 	env := startFleet(t, etcd, "freeze", 3, staticCluster("main", db.Addr()))
 	leader, term := env.agreedLeader(roleFleet, 30*time.Second)
 	env.agreedLeader(coordination.ProberRole("main"), 30*time.Second)
@@ -142,7 +140,7 @@ func testFleetLeaderFrozen(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
 // race on a loaded machine) before the successor's begins, and while it is cut off
 // its discovery endpoint answers 503 COORDINATION_UNAVAILABLE, never a
 // stale 200.
-func testFleetLeaderCutOff(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
+func testFleetLeaderCutOff(t *testing.T, etcd *testenv.Etcd, db *testenv.MariaDB) {
 	env := startFleet(t, etcd, "cutoff", 3, staticCluster("main", db.Addr()))
 	leader, term := env.agreedLeader(roleFleet, 30*time.Second)
 	env.agreedLeader(coordination.ProberRole("main"), 30*time.Second)
@@ -207,7 +205,7 @@ func testFleetLeaderCutOff(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
 // from etcd it cannot, and every connected node answers 503
 // LEADER_ENDPOINT_UNAVAILABLE until a successor leads; after the heal the
 // old leader registers again.
-func testFleetNodeInfoDeleted(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
+func testFleetNodeInfoDeleted(t *testing.T, etcd *testenv.Etcd, db *testenv.MariaDB) {
 	env := startFleet(t, etcd, "nodeinfo", 3, staticCluster("main", db.Addr()))
 	leader, term := env.agreedLeader(roleFleet, 30*time.Second)
 	nodeKey := env.prefix() + "nodes/" + leader.ID
@@ -317,7 +315,7 @@ func testFleetNodeInfoDeleted(t *testing.T, etcd *etcdProc, db *testenv.MariaDB)
 // while the candidate is still cut off and heals it afterwards. No node may
 // begin a term without holding the first-created key (checked on etcd's
 // history), and every node's discovery answer agrees with etcd.
-func testFleetExpiredCandidate(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
+func testFleetExpiredCandidate(t *testing.T, etcd *testenv.Etcd, db *testenv.MariaDB) {
 	env := startFleet(t, etcd, "pitfall", 3, staticCluster("main", db.Addr()))
 	p := env.pollLeaders(roleFleet, 100*time.Millisecond)
 
@@ -456,7 +454,7 @@ func containsAll(s string, subs ...string) bool {
 // backend voted down, and new sessions through every node land on the other
 // backend). When the backend comes back, one up verdict makes it routable
 // again.
-func testFleetBackendKilled(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
+func testFleetBackendKilled(t *testing.T, etcd *testenv.Etcd, db *testenv.MariaDB) {
 	b := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
 	env := startFleet(t, etcd, "backend", 3, staticCluster("main", db.Addr(), b.Addr()))
 	role := coordination.ProberRole("main")
@@ -532,7 +530,7 @@ func testFleetBackendKilled(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
 // of the test that refuses the connections of the leader's process (found
 // through /proc) and forwards everyone else's. The leader proposes the
 // backend down, its peers' fresh probes vote up, and no verdict is written.
-func testFleetOnlyLeaderCannotReach(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
+func testFleetOnlyLeaderCannotReach(t *testing.T, etcd *testenv.Etcd, db *testenv.MariaDB) {
 	fwd := newTCPFwd(t, db.Addr())
 	env := startFleet(t, etcd, "falsepos", 3, staticCluster("main", db.Addr(), fwd.Addr()))
 	role := coordination.ProberRole("main")
@@ -588,14 +586,14 @@ func testFleetOnlyLeaderCannotReach(t *testing.T, etcd *etcdProc, db *testenv.Ma
 // in the same etcd) is deregistered: routing to it stops at once on every
 // node (its forwarder sees no dial from new sessions), and it is routable
 // again within 1 s of its re-registration.
-func testFleetRegistrationDeleted(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
+func testFleetRegistrationDeleted(t *testing.T, etcd *testenv.Etcd, db *testenv.MariaDB) {
 	b := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
 	fwd := newTCPFwd(t, b.Addr()) // counts the dials to b
 	const prefix = "/topology/fleet-reg"
 	info := etcdtest.InfoJSON("10.11-MariaDB", 0, "")
 	etcdtest.Register(t, etcd.Client, prefix, db.Addr(), info, 60)
 	etcdtest.Register(t, etcd.Client, prefix, fwd.Addr(), info, 60)
-	cluster := fmt.Sprintf("[[cluster]]\nname = \"reg\"\netcd-endpoints = [%q]\ntopology-prefix = %q\n", etcd.clientAddr, prefix)
+	cluster := fmt.Sprintf("[[cluster]]\nname = \"reg\"\netcd-endpoints = [%q]\ntopology-prefix = %q\n", etcd.ClientAddr, prefix)
 	env := startFleet(t, etcd, "registry", 3, cluster)
 	listed := func(n *fleetNode) bool {
 		bs, err := backendsOf(n)
@@ -654,7 +652,7 @@ func testFleetRegistrationDeleted(t *testing.T, etcd *etcdProc, db *testenv.Mari
 // (within TTL of the outage) and no term begins during the outage, and no
 // node's discovery answers 200; a leader is back within TTL + a few seconds
 // after etcd returns.
-func testFleetEtcdOutage(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
+func testFleetEtcdOutage(t *testing.T, etcd *testenv.Etcd, db *testenv.MariaDB) {
 	env := startFleet(t, etcd, "outage", 3, staticCluster("main", db.Addr()))
 	env.agreedLeader(roleFleet, 30*time.Second)
 	env.agreedLeader(coordination.ProberRole("main"), 30*time.Second)
@@ -675,7 +673,7 @@ func testFleetEtcdOutage(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
 		time.Sleep(3 * fleetTTL)
 		o.up = env.mark("etcd", name+": back")
 		start()
-		if at := etcd.servingSince(); at.After(o.up) {
+		if at := etcdServingSince(etcd); at.After(o.up) {
 			// A restarted etcd is back when it serves clients again.
 			o.up = at
 			env.mark("etcd", name+": serving clients (from its log)")
@@ -688,7 +686,7 @@ func testFleetEtcdOutage(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
 		o.agreed = time.Since(o.up)
 		outages = append(outages, o)
 	}
-	run("SIGSTOP", func() { require.NoError(t, etcd.Freeze()) }, func() { require.NoError(t, etcd.Thaw()) })
+	run("SIGSTOP", func() { require.NoError(t, etcd.Signal(syscall.SIGSTOP)) }, func() { require.NoError(t, etcd.Signal(syscall.SIGCONT)) })
 	run("SIGKILL", etcd.Kill, func() { require.NoError(t, etcd.Restart(30*time.Second)) })
 	ok, errs := loop.Stop()
 	obs := p.Stop()
@@ -739,7 +737,7 @@ func testFleetEtcdOutage(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
 // dead too. The leader must then propose again (the coordinator holds a
 // blocked proposal for DefaultProposeBackoff) and the fleet must reach its
 // down verdict.
-func testFleetBlockedRoundRetried(t *testing.T, etcd *etcdProc, db *testenv.MariaDB) {
+func testFleetBlockedRoundRetried(t *testing.T, etcd *testenv.Etcd, db *testenv.MariaDB) {
 	b := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
 	env := startFleet(t, etcd, "retry", 2, staticCluster("main", db.Addr(), b.Addr()))
 	pl, _ := env.agreedLeader(coordination.ProberRole("main"), 30*time.Second)

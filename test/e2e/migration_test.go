@@ -121,6 +121,45 @@ func (mp *migrationPair) session(t *testing.T) *backend.Session {
 }
 
 // other is the address of the backend a session is not on.
+// nativeConn opens a pool of the native user through the pair's proxy and
+// one session of it; both are closed when the test ends.
+func (mp *migrationPair) nativeConn(t *testing.T, ctx context.Context) (*sql.DB, *sql.Conn) {
+	t.Helper()
+	db := nativeDB(t, mp.addr())
+	conn, err := db.Conn(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return db, conn
+}
+
+// moveSession redirects the pair's only session to the other backend and
+// waits until it is there, which it returns.
+func (mp *migrationPair) moveSession(t *testing.T) string {
+	t.Helper()
+	s := mp.session(t)
+	target := mp.other(s)
+	require.True(t, s.Redirect(target))
+	require.Eventually(t, func() bool { return s.Info().Backend == target }, 20*time.Second, 10*time.Millisecond)
+	return target
+}
+
+// requireCannotMove asserts that conn's session is not migratable, for a
+// reason that contains why, and that a Redirect leaves it where it is while
+// its client goes on unaware.
+func (mp *migrationPair) requireCannotMove(t *testing.T, conn *sql.Conn, why string) {
+	t.Helper()
+	require.Equal(t, "1", queryString(t, conn, "SELECT 1"))
+	s := mp.session(t)
+	ok, reason := s.Migratable()
+	require.False(t, ok)
+	require.Contains(t, reason, why)
+	from := s.Info().Backend
+	require.True(t, s.Redirect(mp.other(s)))
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, "1", queryString(t, conn, "SELECT 1"))
+	require.Equal(t, from, s.Info().Backend)
+}
+
 func (mp *migrationPair) other(s *backend.Session) string {
 	if s.Info().Backend == mp.m[0].Addr() {
 		return mp.m[1].Addr()
@@ -143,10 +182,7 @@ func (mp *migrationPair) portOf(addr string) string {
 func TestMigrationMovesState(t *testing.T) {
 	mp := startMigrationPair(t, true)
 	ctx := ctxT(t, 2*time.Minute)
-	db := nativeDB(t, mp.addr())
-	conn, err := db.Conn(ctx)
-	require.NoError(t, err)
-	defer conn.Close()
+	_, conn := mp.nativeConn(t, ctx)
 	for _, q := range []string{
 		"USE mysql", "USE test",
 		"SET SESSION sql_mode = 'ANSI_QUOTES,STRICT_ALL_TABLES'",
@@ -208,11 +244,8 @@ func TestMigrationMovesState(t *testing.T) {
 func TestMigrationWaitsForCommit(t *testing.T) {
 	mp := startMigrationPair(t, true)
 	ctx := ctxT(t, time.Minute)
-	db := nativeDB(t, mp.addr())
-	conn, err := db.Conn(ctx)
-	require.NoError(t, err)
-	defer conn.Close()
-	_, err = conn.ExecContext(ctx, "BEGIN")
+	_, conn := mp.nativeConn(t, ctx)
+	_, err := conn.ExecContext(ctx, "BEGIN")
 	require.NoError(t, err)
 	_, err = conn.ExecContext(ctx, "UPDATE t SET v = v + 1 WHERE id = 1")
 	require.NoError(t, err)
@@ -239,10 +272,7 @@ func TestMigrationWaitsForCommit(t *testing.T) {
 func TestMigrationRefusals(t *testing.T) {
 	mp := startMigrationPair(t, true)
 	ctx := ctxT(t, time.Minute)
-	db := nativeDB(t, mp.addr())
-	conn, err := db.Conn(ctx)
-	require.NoError(t, err)
-	defer conn.Close()
+	_, conn := mp.nativeConn(t, ctx)
 	s := mp.session(t)
 	from, target := s.Info().Backend, mp.other(s)
 	stays := func(wantReason string) {
@@ -263,7 +293,7 @@ func TestMigrationRefusals(t *testing.T) {
 	require.Contains(t, why, "GET_LOCK held")
 	require.Equal(t, "1", queryString(t, conn, "SELECT RELEASE_LOCK('held')"))
 
-	_, err = conn.ExecContext(ctx, "CREATE TEMPORARY TABLE tmp1 (a INT)")
+	_, err := conn.ExecContext(ctx, "CREATE TEMPORARY TABLE tmp1 (a INT)")
 	require.NoError(t, err)
 	stays("temporary tables (tmp1)")
 	_, err = conn.ExecContext(ctx, "DROP TEMPORARY TABLE tmp1")
@@ -295,33 +325,12 @@ func TestMigrationNeedsCredential(t *testing.T) {
 		conn, err := db.Conn(ctxT(t, time.Minute))
 		require.NoError(t, err)
 		defer conn.Close()
-		require.Equal(t, "1", queryString(t, conn, "SELECT 1"))
-		s := mp.session(t)
-		ok, why := s.Migratable()
-		require.False(t, ok)
-		require.Contains(t, why, "client_ed25519")
-		from := s.Info().Backend
-		require.True(t, s.Redirect(mp.other(s)))
-		time.Sleep(300 * time.Millisecond)
-		require.Equal(t, "1", queryString(t, conn, "SELECT 1"))
-		require.Equal(t, from, s.Info().Backend)
+		mp.requireCannotMove(t, conn, "client_ed25519")
 	})
 	t.Run("no migration account", func(t *testing.T) {
 		mp := startMigrationPair(t, false)
-		db := nativeDB(t, mp.addr())
-		conn, err := db.Conn(ctxT(t, time.Minute))
-		require.NoError(t, err)
-		defer conn.Close()
-		require.Equal(t, "1", queryString(t, conn, "SELECT 1"))
-		s := mp.session(t)
-		ok, why := s.Migratable()
-		require.False(t, ok)
-		require.Contains(t, why, "no migration-user")
-		from := s.Info().Backend
-		require.True(t, s.Redirect(mp.other(s)))
-		time.Sleep(300 * time.Millisecond)
-		require.Equal(t, "1", queryString(t, conn, "SELECT 1"))
-		require.Equal(t, from, s.Info().Backend)
+		_, conn := mp.nativeConn(t, ctxT(t, time.Minute))
+		mp.requireCannotMove(t, conn, "no migration-user")
 	})
 }
 
@@ -369,10 +378,7 @@ func TestMigrationResendsParamTypes(t *testing.T) {
 	}
 	require.Equal(t, "41", execute(true, 41))
 	require.Equal(t, "42", execute(false, 42))
-	s := mp.session(t)
-	target := mp.other(s)
-	require.True(t, s.Redirect(target))
-	require.Eventually(t, func() bool { return s.Info().Backend == target }, 20*time.Second, 10*time.Millisecond)
+	target := mp.moveSession(t)
 	require.Equal(t, "43", execute(false, 43), "types re-sent to the new server")
 	require.Equal(t, "44", execute(false, 44))
 	require.Equal(t, mp.portOf(target), c.query("SELECT @@port")[0][0])
@@ -386,10 +392,7 @@ func TestMigrationCompressed(t *testing.T) {
 		c, err := dialRawCompressed(t, mp.addr(), testenv.NativeUser, testenv.NativePassword, "test", algo)
 		require.NoError(t, err)
 		c.query("SET @x = 'compressed'")
-		s := mp.session(t)
-		target := mp.other(s)
-		require.True(t, s.Redirect(target))
-		require.Eventually(t, func() bool { return s.Info().Backend == target }, 20*time.Second, 10*time.Millisecond)
+		target := mp.moveSession(t)
 		row := c.query("SELECT @@port, @x, REPEAT('a', 100000)")[0]
 		require.Equal(t, mp.portOf(target), row[0])
 		require.Equal(t, "compressed", row[1])
@@ -403,10 +406,7 @@ func TestMigrationCompressed(t *testing.T) {
 // removed, sessions say so and stay; once back, they move again.
 func TestMigrationAccountReload(t *testing.T) {
 	mp := startMigrationPair(t, true)
-	db := nativeDB(t, mp.addr())
-	conn, err := db.Conn(ctxT(t, time.Minute))
-	require.NoError(t, err)
-	defer conn.Close()
+	_, conn := mp.nativeConn(t, ctxT(t, time.Minute))
 	require.Equal(t, "1", queryString(t, conn, "SELECT 1"))
 	s := mp.session(t)
 	from, target := s.Info().Backend, mp.other(s)
@@ -486,10 +486,7 @@ func TestMigrationAfterChangeUser(t *testing.T) {
 	require.NoError(t, c.changeUser(testenv.NativeUser, testenv.NativePassword, "mysql"))
 	c.query("SET SESSION sql_mode = 'ANSI'")
 	c.query("SET @after = 'yes'")
-	s := mp.session(t)
-	target := mp.other(s)
-	require.True(t, s.Redirect(target))
-	require.Eventually(t, func() bool { return s.Info().Backend == target }, 20*time.Second, 10*time.Millisecond)
+	target := mp.moveSession(t)
 	row := c.query("SELECT @@port, DATABASE(), @@sql_mode, @after, @before, CURRENT_USER()")[0]
 	require.Equal(t, mp.portOf(target), row[0])
 	require.Equal(t, "mysql", row[1])

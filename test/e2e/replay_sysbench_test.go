@@ -128,15 +128,7 @@ func TestTrafficReplaySysbench(t *testing.T) {
 	}
 
 	replay := func(readOnly bool) traffic.Report {
-		args := []string{"-o", "json", "traffic", "replay", "--file", st.File, "--target", dst.Addr(),
-			"--user", testenv.NativeUser, "--speed", "0"}
-		if readOnly {
-			args = append(args, "--read-only")
-		}
-		res := ctl(t, bin, []string{"SWITCHYARD_REPLAY_PASSWORD=" + testenv.NativePassword}, args...)
-		var rep traffic.Report
-		require.NoError(t, json.Unmarshal([]byte(res.stdout), &rep), res.stdout+res.stderr)
-		require.Zero(t, rep.Failed, "%v", rep.Errors)
+		rep, _ := replayCapture(t, bin, st.File, dst.Addr(), readOnly)
 		return rep
 	}
 	mismatched := func(rep traffic.Report) map[string]int {

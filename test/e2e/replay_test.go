@@ -101,16 +101,7 @@ func TestTrafficReplay(t *testing.T) {
 	require.Zero(t, st.Dropped)
 
 	replay := func(readOnly bool) (traffic.Report, int) {
-		args := []string{"-o", "json", "traffic", "replay", "--file", st.File, "--target", m.Addr(),
-			"--user", testenv.NativeUser, "--speed", "0"}
-		if readOnly {
-			args = append(args, "--read-only")
-		}
-		res := ctl(t, bin, []string{"SWITCHYARD_REPLAY_PASSWORD=" + testenv.NativePassword}, args...)
-		var rep traffic.Report
-		require.NoError(t, json.Unmarshal([]byte(res.stdout), &rep), res.stdout+res.stderr)
-		require.Zero(t, rep.Failed, "%v", rep.Errors)
-		return rep, res.code
+		return replayCapture(t, bin, st.File, m.Addr(), readOnly)
 	}
 	digest := func(rep traffic.Report, text string) traffic.DigestReport {
 		for _, d := range rep.Digests {
@@ -155,4 +146,22 @@ func TestTrafficReplay(t *testing.T) {
 			require.Zero(t, d.RowMismatches+d.ErrorMismatches, "%+v", d)
 		}
 	}
+}
+
+// replayCapture replays the capture file with proxyctl (bin) against target
+// as the native user at full speed, read-only or in full, and returns the
+// report and proxyctl's exit code. A statement that could not be replayed
+// fails the test.
+func replayCapture(t *testing.T, bin, file, target string, readOnly bool) (traffic.Report, int) {
+	t.Helper()
+	args := []string{"-o", "json", "traffic", "replay", "--file", file, "--target", target,
+		"--user", testenv.NativeUser, "--speed", "0"}
+	if readOnly {
+		args = append(args, "--read-only")
+	}
+	res := ctl(t, bin, []string{"SWITCHYARD_REPLAY_PASSWORD=" + testenv.NativePassword}, args...)
+	var rep traffic.Report
+	require.NoError(t, json.Unmarshal([]byte(res.stdout), &rep), res.stdout+res.stderr)
+	require.Zero(t, rep.Failed, "%v", rep.Errors)
+	return rep, res.code
 }

@@ -5,9 +5,6 @@ package soak
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,7 +13,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/switchyard-db/switchyard/lib/config"
 	"github.com/switchyard-db/switchyard/test/etcdtest"
@@ -27,99 +23,16 @@ import (
 // etcd: Debian's etcd binary as a process, so that the soak can SIGKILL and
 // restart it. It is both the fleet's etcd and the PD of cluster "disc".
 
-type etcdProc struct {
-	bin, dir, clientAddr, peerAddr string
-	Client                         *clientv3.Client
-
-	mu    sync.Mutex
-	child *testenv.Child
-}
-
-func startEtcd(t *testing.T) *etcdProc {
+func startEtcd(t *testing.T) *testenv.Etcd {
 	t.Helper()
-	bin := os.Getenv("SWITCHYARD_ETCD_BIN")
-	if bin == "" {
-		for _, c := range []string{"etcd", "/usr/bin/etcd", "/usr/local/bin/etcd"} {
-			if p, err := exec.LookPath(c); err == nil {
-				bin = p
-				break
-			}
-		}
-	}
-	if bin == "" {
-		t.Fatal("the soak needs the etcd server binary (Debian: apt-get install etcd-server; or set SWITCHYARD_ETCD_BIN)")
-	}
-	e := &etcdProc{bin: bin, dir: t.TempDir(), clientAddr: testenv.FreeAddr(t), peerAddr: testenv.FreeAddr(t)}
-	t.Cleanup(func() {
-		if c := e.current(); c != nil {
-			c.Kill()
-		}
-	})
-	testenv.OnFailureShowLog(t, "etcd", filepath.Join(e.dir, "etcd.log"), 0)
-	if err := e.launch(); err != nil {
-		t.Fatal(err)
-	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.clientAddr}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Client = cli
-	t.Cleanup(func() { _ = cli.Close() })
-	if err := e.waitReady(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return testenv.StartEtcd(t, testenv.EtcdOptions{Name: "soak", LogLevel: "warn"})
 }
 
-func (e *etcdProc) launch() error {
-	c, err := testenv.LaunchChild(filepath.Join(e.dir, "etcd.log"), e.bin,
-		"--name", "soak",
-		"--data-dir", filepath.Join(e.dir, "data"),
-		"--listen-client-urls", "http://"+e.clientAddr,
-		"--advertise-client-urls", "http://"+e.clientAddr,
-		"--listen-peer-urls", "http://"+e.peerAddr,
-		"--initial-advertise-peer-urls", "http://"+e.peerAddr,
-		"--initial-cluster", "soak=http://"+e.peerAddr,
-		"--logger", "zap", "--log-level", "warn")
-	if err != nil {
-		return err
-	}
-	e.mu.Lock()
-	e.child = c
-	e.mu.Unlock()
-	return nil
-}
-
-func (e *etcdProc) current() *testenv.Child {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.child
-}
-
-func (e *etcdProc) waitReady(d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := e.Client.Get(ctx, "/ready-check")
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("etcd not ready after %v: %v\n%s", d, err, e.current().LogContents())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// restart is SIGKILL, a pause, and a start on the same ports and data.
-func (e *etcdProc) restart(down time.Duration) error {
-	e.current().Kill()
+// restartEtcd is SIGKILL, a pause, and a start on the same ports and data.
+func restartEtcd(e *testenv.Etcd, down time.Duration) error {
+	e.Kill()
 	time.Sleep(down)
-	if err := e.launch(); err != nil {
-		return err
-	}
-	return e.waitReady(60 * time.Second)
+	return e.Restart(60 * time.Second)
 }
 
 // ---------------------------------------------------------------------------

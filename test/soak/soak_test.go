@@ -148,7 +148,7 @@ func TestSoak(t *testing.T) {
 	cur := variant(0)
 	for _, name := range []string{"p1", "p2"} {
 		n := &proxyNode{name: name, sqlAddr: testenv.FreeAddr(t), staticAddr: testenv.FreeAddr(t), apiAddr: testenv.FreeAddr(t)}
-		n.proc = testenv.StartProxy(t, bin, proxyConfig(n, etcd.clientAddr, staticAddrs, cur))
+		n.proc = testenv.StartProxy(t, bin, proxyConfig(n, etcd.ClientAddr, staticAddrs, cur))
 		nodes = append(nodes, n)
 	}
 	p1, p2 := nodes[0], nodes[1]
@@ -197,24 +197,32 @@ func TestSoak(t *testing.T) {
 		}
 	})
 
-	// Warm-up: the same load without faults, then the baseline with the
-	// idle connections open and no load.
-	t.Logf("warm-up %v", set.warmup)
-	var warm []Stream
-	{
+	// startLoad starts the load of the warm-up and of the chaos: the
+	// counting clients, and a sysbench per cluster through p1 for d. Closing
+	// stop and waiting for wg ends the counting clients.
+	startLoad := func(d time.Duration) (chan struct{}, *sync.WaitGroup, []*sysbenchProc) {
 		stop := make(chan struct{})
-		var wg sync.WaitGroup
+		wg := &sync.WaitGroup{}
 		for _, c := range counters {
-			c.run(stop, &wg)
+			c.run(stop, wg)
 		}
 		var sbs []*sysbenchProc
 		for _, c := range []string{clusterD, clusterS} {
-			sb, err := startSysbench(work, script, c, "p1", addrOf(p1, c), set.warmup, set.rate)
+			sb, err := startSysbench(work, script, c, "p1", addrOf(p1, c), d, set.rate)
 			if err != nil {
 				t.Fatal(err)
 			}
 			sbs = append(sbs, sb)
 		}
+		return stop, wg, sbs
+	}
+
+	// Warm-up: the same load without faults, then the baseline with the
+	// idle connections open and no load.
+	t.Logf("warm-up %v", set.warmup)
+	var warm []Stream
+	{
+		stop, wg, sbs := startLoad(set.warmup)
 		time.Sleep(set.warmup)
 		close(stop)
 		wg.Wait()
@@ -250,19 +258,7 @@ func TestSoak(t *testing.T) {
 	// Chaos.
 	t0 := time.Now()
 	t.Logf("chaos for %v from %s", set.duration, t0.Format(timeFmt))
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, c := range counters {
-		c.run(stop, &wg)
-	}
-	var sbs []*sysbenchProc
-	for _, c := range []string{clusterD, clusterS} {
-		sb, err := startSysbench(work, script, c, "p1", addrOf(p1, c), set.duration, set.rate)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sbs = append(sbs, sb)
-	}
+	stop, wg, sbs := startLoad(set.duration)
 
 	var bgWG sync.WaitGroup
 	bgStop := make(chan struct{})
@@ -287,7 +283,7 @@ func TestSoak(t *testing.T) {
 				if n == p2 {
 					p2Down.Lock()
 				}
-				err := n.reload(proxyConfig(n, etcd.clientAddr, staticAddrs, v))
+				err := n.reload(proxyConfig(n, etcd.ClientAddr, staticAddrs, v))
 				if n == p2 {
 					p2Down.Unlock()
 				}
@@ -343,7 +339,7 @@ func TestSoak(t *testing.T) {
 		case FaultEtcdRestart:
 			f.Target = "etcd"
 			t.Logf("%s SIGKILL etcd", f.Start.Format(timeFmt))
-			if err := etcd.restart(3 * time.Second); err != nil {
+			if err := restartEtcd(etcd, 3*time.Second); err != nil {
 				f.Err = err.Error()
 			}
 		case FaultProxyRestart:
@@ -366,7 +362,7 @@ func TestSoak(t *testing.T) {
 			variantMu.Lock()
 			v := cur
 			variantMu.Unlock()
-			np := testenv.StartProxy(t, bin, proxyConfig(p2, etcd.clientAddr, staticAddrs, v))
+			np := testenv.StartProxy(t, bin, proxyConfig(p2, etcd.ClientAddr, staticAddrs, v))
 			p2.mu.Lock()
 			p2.proc = np
 			p2.mu.Unlock()

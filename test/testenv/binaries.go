@@ -47,3 +47,21 @@ func lookBinary(envVar string, candidates ...string) (string, error) {
 	}
 	return "", fmt.Errorf("%w: none of %v found (set %s)", ErrMariaDBNotInstalled, candidates, envVar)
 }
+
+// EtcdBinary finds the etcd server: SWITCHYARD_ETCD_BIN, else etcd on PATH, else the usual
+// install locations.
+func EtcdBinary() (string, error) {
+	if p := os.Getenv("SWITCHYARD_ETCD_BIN"); p != "" {
+		if _, err := exec.LookPath(p); err != nil {
+			return "", fmt.Errorf("SWITCHYARD_ETCD_BIN=%q: %v", p, err)
+		}
+		return p, nil
+	}
+	for _, c := range []string{"etcd", "/usr/bin/etcd", "/usr/local/bin/etcd"} {
+		if p, err := exec.LookPath(c); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("the etcd server binary is needed: none of etcd, /usr/bin/etcd, /usr/local/bin/etcd " +
+		"found (Debian: apt-get install etcd-server, or run scripts/install-deps.sh; or set SWITCHYARD_ETCD_BIN)")
+}

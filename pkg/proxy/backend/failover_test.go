@@ -2,11 +2,9 @@ package backend
 
 import (
 	"context"
-	"database/sql"
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard-db/switchyard/test/mysqldouble"
@@ -29,14 +27,8 @@ func TestFailoverReportFollowsPlacement(t *testing.T) {
 	cfg.MigrationAccount = func(string) (string, string, bool) { return "migrator", "m1g", true }
 	cfg.Migrations = obs
 	p := startProxy(t, cfg, doubles[0].Addr(), doubles[1].Addr())
-	connector, err := mysql.NewConnector(clientConfig(t, p.Addr(), "nate", "n4tive", ""))
-	require.NoError(t, err)
-	db := sql.OpenDB(connector)
-	defer db.Close()
+	_, conn := openConn(t, clientConfig(t, p.Addr(), "nate", "n4tive", ""))
 	ctx := context.Background()
-	conn, err := db.Conn(ctx)
-	require.NoError(t, err)
-	defer conn.Close()
 	require.NoError(t, conn.PingContext(ctx))
 	s := p.onlySession(t)
 	obs.s.Store(s)

@@ -238,6 +238,21 @@ func login(t testing.TB, cfg *mysql.Config) (loginResult, error) {
 	return res, err
 }
 
+// openConn opens one client connection with cfg (through the proxy, say).
+// The connection and its pool are closed when the test ends, unless the
+// test closed them first.
+func openConn(t testing.TB, cfg *mysql.Config) (*sql.DB, *sql.Conn) {
+	t.Helper()
+	connector, err := mysql.NewConnector(cfg)
+	require.NoError(t, err)
+	db := sql.OpenDB(connector)
+	t.Cleanup(func() { _ = db.Close() })
+	conn, err := db.Conn(context.Background())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return db, conn
+}
+
 // requireMySQLError asserts err carries a server error with the given code.
 func requireMySQLError(t testing.TB, err error, code uint16) *mysql.MySQLError {
 	t.Helper()

@@ -2,14 +2,11 @@ package backend
 
 import (
 	"context"
-	"database/sql"
 	"io"
 	"net"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/go-sql-driver/mysql"
 
 	"github.com/stretchr/testify/require"
 	pmysql "github.com/switchyard-db/switchyard/pkg/mysql"
@@ -70,14 +67,8 @@ func TestDeadIdleBackendStaysDeadWhenItsServerReturns(t *testing.T) {
 	_, err := p.router.Drain("test/"+b2.Addr(), time.Minute)
 	require.NoError(t, err)
 
-	connector, err := mysql.NewConnector(clientConfig(t, p.Addr(), "nate", "n4tive", ""))
-	require.NoError(t, err)
-	db := sql.OpenDB(connector)
-	defer db.Close()
+	db, conn := openConn(t, clientConfig(t, p.Addr(), "nate", "n4tive", ""))
 	ctx := context.Background()
-	conn, err := db.Conn(ctx)
-	require.NoError(t, err)
-	defer conn.Close()
 	require.NoError(t, conn.PingContext(ctx))
 	s := p.onlySession(t)
 	require.Equal(t, fwd.addr, s.Info().Backend)

@@ -2,35 +2,15 @@ package backend
 
 import (
 	"context"
-	"database/sql"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
 	"github.com/switchyard-db/switchyard/pkg/router"
 	"github.com/switchyard-db/switchyard/pkg/router/routertest"
 )
-
-// recorder is a MigrationObserver that keeps what it was told.
-type recorder struct {
-	mu  sync.Mutex
-	got []MigrationResult
-}
-
-func (r *recorder) MigrationDone(m MigrationResult) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.got = append(r.got, m)
-}
-
-func (r *recorder) results() []MigrationResult {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]MigrationResult(nil), r.got...)
-}
 
 // foreignClaimer claims every target in another cluster: a router bug the
 // session must not follow.
@@ -72,7 +52,7 @@ func TestRedirectNeverLeavesTheCluster(t *testing.T) {
 		{name: "router hands out another cluster", foreign: true, wantErr: "is not in cluster test"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := &recorder{}
+			rec := &resultLog{}
 			cfg := baseConfig()
 			cfg.MigrationAccount = func(string) (string, string, bool) { return "migrator", "pw", true }
 			cfg.Migrations = rec
@@ -82,13 +62,7 @@ func TestRedirectNeverLeavesTheCluster(t *testing.T) {
 				p.route = foreignClaimer{Balanced: p.router, other: routertest.NewForAddrs("other", []string{b2.Addr()})}
 				p.mu.Unlock()
 			}
-			connector, err := mysql.NewConnector(clientConfig(t, p.Addr(), "nate", "n4tive", ""))
-			require.NoError(t, err)
-			db := sql.OpenDB(connector)
-			defer db.Close()
-			conn, err := db.Conn(context.Background())
-			require.NoError(t, err)
-			defer conn.Close()
+			db, conn := openConn(t, clientConfig(t, p.Addr(), "nate", "n4tive", ""))
 			require.NoError(t, conn.PingContext(context.Background()))
 			s := p.onlySession(t)
 			ok, why := s.Migratable()
@@ -116,13 +90,7 @@ func TestRedirectNeverLeavesTheCluster(t *testing.T) {
 func TestRedirectRequests(t *testing.T) {
 	b1 := startBackend(t)
 	p := startProxy(t, baseConfig(), b1.Addr())
-	connector, err := mysql.NewConnector(clientConfig(t, p.Addr(), "nate", "n4tive", ""))
-	require.NoError(t, err)
-	db := sql.OpenDB(connector)
-	defer db.Close()
-	conn, err := db.Conn(context.Background())
-	require.NoError(t, err)
-	defer conn.Close()
+	db, conn := openConn(t, clientConfig(t, p.Addr(), "nate", "n4tive", ""))
 	require.NoError(t, conn.PingContext(context.Background()))
 	s := p.onlySession(t)
 	ok, why := s.Migratable()
@@ -143,13 +111,7 @@ func TestMigratableSessionOutlivesHandshakeTimeout(t *testing.T) {
 	cfg.HandshakeTimeout = 300 * time.Millisecond
 	cfg.MigrationAccount = func(string) (string, string, bool) { return "migrator", "pw", true }
 	p := startProxy(t, cfg, b.Addr())
-	connector, err := mysql.NewConnector(clientConfig(t, p.Addr(), "nate", "n4tive", ""))
-	require.NoError(t, err)
-	db := sql.OpenDB(connector)
-	defer db.Close()
-	conn, err := db.Conn(context.Background())
-	require.NoError(t, err)
-	defer conn.Close()
+	_, conn := openConn(t, clientConfig(t, p.Addr(), "nate", "n4tive", ""))
 	s := p.onlySession(t)
 	require.Eventually(t, func() bool { ok, _ := s.Migratable(); return ok }, 5*time.Second, 10*time.Millisecond)
 	time.Sleep(2 * cfg.HandshakeTimeout)

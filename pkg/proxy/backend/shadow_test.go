@@ -102,14 +102,8 @@ func TestShadowSessionHook(t *testing.T) {
 	p := startProxy(t, cfg, maria.Addr())
 	mc := clientConfig(t, p.Addr(), testenv.NativeUser, testenv.NativePassword, "")
 	mc.DBName = "test"
-	connector, err := mysql.NewConnector(mc)
-	require.NoError(t, err)
-	db := sql.OpenDB(connector)
-	defer db.Close()
+	_, conn := openConn(t, mc)
 	ctx := context.Background()
-	conn, err := db.Conn(ctx)
-	require.NoError(t, err)
-	defer conn.Close()
 	query := func(q string) {
 		rows, err := conn.QueryContext(ctx, q)
 		if err != nil {

@@ -60,6 +60,13 @@ func (l *resultLog) MigrationDone(r MigrationResult) {
 	l.res = append(l.res, r)
 }
 
+// results is a copy of what the sessions reported so far.
+func (l *resultLog) results() []MigrationResult {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]MigrationResult(nil), l.res...)
+}
+
 func (l *resultLog) wait(t *testing.T, n int) MigrationResult {
 	t.Helper()
 	var last MigrationResult
