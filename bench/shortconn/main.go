@@ -33,8 +33,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
+	"github.com/switchyard-db/switchyard/bench/internal/benchconn"
 	"github.com/switchyard-db/switchyard/bench/internal/benchstat"
 )
 
@@ -42,10 +41,7 @@ import (
 const maxErrors = 5
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:3306", "MySQL server or proxy address")
-	user := flag.String("user", "sb", "user")
-	password := flag.String("password", "sb-pw", "password")
-	db := flag.String("db", "sbtest", "database")
+	target := benchconn.Flags(flag.CommandLine)
 	rate := flag.Float64("rate", 200, "new connections per second")
 	threads := flag.Int("threads", 8, "client threads sharing the schedule")
 	duration := flag.Duration("duration", 10*time.Second, "how long to open connections")
@@ -58,10 +54,7 @@ func main() {
 		os.Exit(2)
 	}
 
-	cfg := mysql.NewConfig()
-	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = *user, *password, "tcp", *addr, *db
-	cfg.Timeout = *timeout
-	connector, err := mysql.NewConnector(cfg)
+	connector, err := target.Connector(*timeout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "shortconn:", err)
 		os.Exit(2)

@@ -5,8 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
+	"github.com/switchyard-db/switchyard/bench/internal/benchconn"
 	"github.com/switchyard-db/switchyard/test/mysqldouble"
 )
 
@@ -34,12 +33,8 @@ func TestSummaryLine(t *testing.T) {
 // double, and a failing login.
 func TestOnce(t *testing.T) {
 	d := mysqldouble.Start(t, mysqldouble.Config{NativeUsers: map[string]string{"sb": "sb-pw"}})
-	config := func(password string) *mysql.Config {
-		cfg := mysql.NewConfig()
-		cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = "sb", password, "tcp", d.Addr()
-		return cfg
-	}
-	c, err := mysql.NewConnector(config("sb-pw"))
+	target := benchconn.Target{Addr: d.Addr(), User: "sb", Password: "sb-pw"}
+	c, err := target.Connector(5 * time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +45,8 @@ func TestOnce(t *testing.T) {
 	if s.login <= 0 || s.first < s.login {
 		t.Errorf("login %v, first result %v: want 0 < login <= first", s.login, s.first)
 	}
-	bad, err := mysql.NewConnector(config("wrong"))
+	target.Password = "wrong"
+	bad, err := target.Connector(5 * time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
