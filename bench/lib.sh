@@ -25,7 +25,9 @@ DB_NAME=sbtest
 SB_CONN=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-user="$DB_USER"
 	--mysql-password="$DB_PASS" --mysql-db="$DB_NAME")
 SB_DATA=(--tables=$TABLES --table-size=$TABLE_SIZE)
-PROXY_ARGS=${BENCH_PROXY_ARGS:---config {config}}
+# Quoted: unquoted, the "}" of "{config}" would end the expansion and append a "}" to any
+# BENCH_PROXY_ARGS given (e.g. a --cpuprofile path).
+PROXY_ARGS=${BENCH_PROXY_ARGS:-"--config {config}"}
 SW_BIN=${BENCH_PROXY_BIN:-$OUT/proxy}
 
 log() { printf '[%s %s] %s\n' "$LOG_TAG" "$(date +%H:%M:%S)" "$*"; }

@@ -25,6 +25,12 @@
 #                           cost of 100 clusters x 10 backends); 0 skips it
 #   BENCH_TOPOLOGY_ARGS=""  its flags (quick: "-rounds 10 -clusters 20 -idle 5s"); see
 #                           `go run ./bench/topology -h`
+#   BENCH_SHORTCONN=1       short connections: bench/shortconn (connect, SELECT 1, quit) against
+#                           each target, interleaved, BENCH_REPEATS rounds; 0 skips it
+#   BENCH_SHORTCONN_SECONDS=10 (quick: 3)  seconds per run
+#   BENCH_SHORTCONN_RATE=200  new connections per second; BENCH_SHORTCONN_THREADS=8 client threads
+#   BENCH_ONLY=""           only these sections (any of: throughput digests idle shortconn
+#                           topology); empty runs all of them
 set -euo pipefail
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -33,7 +39,7 @@ OUT="$BENCH_DIR/.out"
 
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
 	: "${BENCH_DURATION:=2}" "${BENCH_REPEATS:=1}" "${BENCH_WORKLOADS:=point_select}" "${BENCH_IDLE_CONNS:=1000}"
-	: "${BENCH_TOPOLOGY_ARGS=-rounds 10 -clusters 20 -idle 5s}"
+	: "${BENCH_TOPOLOGY_ARGS=-rounds 10 -clusters 20 -idle 5s}" "${BENCH_SHORTCONN_SECONDS:=3}"
 fi
 DURATION=${BENCH_DURATION:-7}
 REPEATS=${BENCH_REPEATS:-3}
@@ -46,10 +52,27 @@ TOPOLOGY=${BENCH_TOPOLOGY:-1}
 DIGESTS=${BENCH_DIGESTS:-1}
 DIGEST_THREADS=${BENCH_DIGEST_THREADS:-64}
 TOPOLOGY_ARGS=${BENCH_TOPOLOGY_ARGS:-}
+SHORTCONN=${BENCH_SHORTCONN:-1}
+SC_SECONDS=${BENCH_SHORTCONN_SECONDS:-10}
+SC_RATE=${BENCH_SHORTCONN_RATE:-200}
+SC_THREADS=${BENCH_SHORTCONN_THREADS:-8}
+ONLY=${BENCH_ONLY:-}
 
 LOG_TAG=bench
 # shellcheck source=bench/lib.sh
 source "$BENCH_DIR/lib.sh"
+
+for sec in $ONLY; do
+	case $sec in throughput | digests | idle | shortconn | topology) ;; *) die "BENCH_ONLY: unknown section $sec" ;; esac
+done
+# section NAME: BENCH_ONLY is empty or names NAME.
+section() { [[ -z "$ONLY" || " $ONLY " == *" $1 "* ]]; }
+section digests || DIGESTS=0
+section idle || IDLE_N=0
+section shortconn || SHORTCONN=0
+section topology || TOPOLOGY=0
+[[ "$SC_RATE" =~ ^[1-9][0-9]*$ && "$SC_THREADS" =~ ^[1-9][0-9]*$ && "$SC_SECONDS" =~ ^[1-9][0-9]*$ ]] ||
+	die "BENCH_SHORTCONN_RATE, _THREADS and _SECONDS must be positive integers"
 
 need=()
 command -v haproxy >/dev/null || need+=(haproxy)
@@ -68,7 +91,8 @@ START_TS=$(date +%s)
 
 # ---------------------------------------------------------------- helpers (Go)
 log "building helpers"
-(cd "$ROOT" && go build -o "$OUT/idleconns" ./bench/idleconns && go build -o "$OUT/report" ./bench/report)
+(cd "$ROOT" && go build -o "$OUT/idleconns" ./bench/idleconns && go build -o "$OUT/report" ./bench/report &&
+	go build -o "$OUT/shortconn" ./bench/shortconn)
 
 # ---------------------------------------------------------------- MariaDB
 start_mariadb mariadb 6000 256M
@@ -259,6 +283,32 @@ wait_quiet() {
 	done
 }
 
+# measure_begin PID / measure_end PID: the CPU used around one client run. The client runs
+# under bash `time` with TIMEFORMAT='%3U %3S' and its report in $TMP/time, so that the CPU of
+# everything else on the machine ("other") can be told apart from ours. measure_end sets
+# M_PCPU (µs of PID, the proxy; "-" without one), M_DCPU (µs of MariaDB), M_STEAL and M_OTHER
+# (% of the whole machine).
+measure_begin() {
+	M_C0=$([[ -n "$1" ]] && cpu_ticks "$1" || echo 0)
+	M_D0=$(cpu_ticks "$DB_PID")
+	M_O0=$(ours_ticks)
+	M_S0=$(cpu_sample)
+}
+measure_end() {
+	local s1 o1 d1 c1 client
+	s1=$(cpu_sample)
+	o1=$(ours_ticks)
+	d1=$(cpu_ticks "$DB_PID")
+	c1=$([[ -n "$1" ]] && cpu_ticks "$1" || echo 0)
+	client=$(awk -v hz="$CLK_TCK" 'NF == 2 { printf "%d", ($1 + $2) * hz }' "$TMP/time")
+	M_PCPU=-
+	[[ -n "$1" ]] && M_PCPU=$(((c1 - M_C0) * 1000000 / CLK_TCK))
+	M_DCPU=$(((d1 - M_D0) * 1000000 / CLK_TCK))
+	read -r M_STEAL M_OTHER < <(awk -v a="$M_S0" -v b="$s1" -v o=$((o1 - M_O0 + ${client:-0})) 'BEGIN {
+		split(a, x, " "); split(b, y, " "); d = y[3] - x[3]; f = y[1] - x[1] - o
+		printf "%.1f %.1f\n", (d > 0 ? 100 * (y[2] - x[2]) / d : 0), (d > 0 && f > 0 ? 100 * f / d : 0) }')
+}
+
 RUN_NO=0
 # run_one PLACEMENT WORKLOAD THREADS TARGET REP
 run_one() {
@@ -269,22 +319,14 @@ run_one() {
 	RUN_NO=$((RUN_NO + 1))
 	wait_quiet
 
-	local c0 d0 o0 s0 c1 d1 o1 s1 pcpu=- dcpu steal other sbt rc=0 TIMEFORMAT='%3U %3S'
-	c0=$([[ -n "$pid" ]] && cpu_ticks "$pid" || echo 0)
-	d0=$(cpu_ticks "$DB_PID")
-	o0=$(ours_ticks)
-	s0=$(cpu_sample)
-	# `time` (bash keyword) reports sysbench's own CPU, so that the CPU of everything else
-	# on the machine ("other") can be told apart from ours.
+	local rc=0 TIMEFORMAT='%3U %3S'
+	measure_begin "$pid"
 	# shellcheck disable=SC2046
 	{ time timeout -k 5 $((DURATION + 60)) taskset -c "$SB_CPUS" sysbench $(workload_args "$wl") \
 		"${SB_CONN[@]}" --mysql-port="$port" --threads="$th" --time="$DURATION" --events=0 \
 		--percentile=95 --histogram=on run >"$logf" 2>&1; } 2>"$TMP/time" || rc=$?
-	s1=$(cpu_sample)
-	o1=$(ours_ticks)
-	d1=$(cpu_ticks "$DB_PID")
-	c1=$([[ -n "$pid" ]] && cpu_ticks "$pid" || echo 0)
-	sbt=$(awk -v hz="$CLK_TCK" 'NF == 2 { printf "%d", ($1 + $2) * hz }' "$TMP/time")
+	measure_end "$pid"
+	local pcpu=$M_PCPU dcpu=$M_DCPU steal=$M_STEAL other=$M_OTHER
 
 	local parsed q secs p95 p99 qps
 	if ((rc == 0)) && parsed=$(parse_sysbench "$logf"); then
@@ -294,11 +336,6 @@ run_one() {
 		status=fail
 		q=0 secs=0 p95=0 p99=0 qps=0
 	fi
-	[[ -n "$pid" ]] && pcpu=$(((c1 - c0) * 1000000 / CLK_TCK))
-	dcpu=$(((d1 - d0) * 1000000 / CLK_TCK))
-	read -r steal other < <(awk -v a="$s0" -v b="$s1" -v o=$((o1 - o0 + ${sbt:-0})) 'BEGIN {
-		split(a, x, " "); split(b, y, " "); d = y[3] - x[3]; f = y[1] - x[1] - o
-		printf "%.1f %.1f\n", (d > 0 ? 100 * (y[2] - x[2]) / d : 0), (d > 0 && f > 0 ? 100 * f / d : 0) }')
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
 		"$pl" "$wl" "$th" "$tg" "$rep" "$status" "$qps" "$p95" "$p99" "$q" "$secs" "$pcpu" "$dcpu" "$steal" "$other" >>"$RAW"
 
@@ -324,7 +361,12 @@ for tg in $TARGETS; do
 done
 n_pl=$(wc -w <<<"$PLACEMENTS") n_wl=$(wc -w <<<"$WORKLOADS") n_th=$(wc -w <<<"$THREADS")
 TOTAL_RUNS=$((n_pl * n_wl * n_th * REPEATS * ${#ACTIVE_TARGETS[@]}))
-log "$TOTAL_RUNS runs of ${DURATION}s: placements [$PLACEMENTS] workloads [$WORKLOADS] threads [$THREADS] targets [${ACTIVE_TARGETS[*]}] x $REPEATS (switchyard: $SW_STATUS)"
+if section throughput; then
+	log "$TOTAL_RUNS runs of ${DURATION}s: placements [$PLACEMENTS] workloads [$WORKLOADS] threads [$THREADS] targets [${ACTIVE_TARGETS[*]}] x $REPEATS (switchyard: $SW_STATUS)"
+else
+	log "throughput runs skipped (BENCH_ONLY=$ONLY)"
+	PLACEMENTS="" TOTAL_RUNS=0
+fi
 
 for pl in $PLACEMENTS; do
 	place "$pl"
@@ -353,7 +395,7 @@ place unpinned
 # interleaved pair by pair, in their own raw file so the main table keeps its repeats.
 DIGEST_LINES=()
 if [[ "$DIGESTS" != 1 ]]; then
-	DIGEST_LINES+=("- skipped (BENCH_DIGESTS=0)")
+	DIGEST_LINES+=("- skipped (BENCH_DIGESTS=0 or BENCH_ONLY)")
 elif [[ "$SW_STATUS" != ok || -z "$SWN_PID" ]]; then
 	DIGEST_LINES+=("- not run: Switchyard $SW_STATUS, the proxy without digests ${SWN_PID:-did not start}")
 else
@@ -455,11 +497,80 @@ if ((IDLE_N > 0)); then
 	done
 fi
 
+# ---------------------------------------------------------------- short connections
+# bench/shortconn against each target in turn (direct, haproxy, switchyard, then again,
+# REPEATS rounds, unpinned): connections paced at SC_RATE/s over SC_THREADS client threads
+# for SC_SECONDS, each one login, SELECT 1, COM_QUIT. The proxy's CPU over the run divided by
+# the connections completed is its CPU per connection.
+SC_KEYS="conns failed secs rate late p50_ms p95_ms p99_ms login_p50_ms login_p95_ms login_p99_ms"
+# shortconn_one TARGET REP: one run, a line in $SC_RAW.
+shortconn_one() {
+	local tg=$1 rep=$2 port pid logf status=ok rc=0 vals TIMEFORMAT='%3U %3S'
+	port=$(target_port "$tg")
+	pid=$(target_pid "$tg")
+	logf="$OUT/runs/shortconn-$tg-r$rep.log"
+	RUN_NO=$((RUN_NO + 1))
+	wait_quiet
+	measure_begin "$pid"
+	{ time timeout -k 5 $((SC_SECONDS + 60)) "$OUT/shortconn" -addr "127.0.0.1:$port" -user "$DB_USER" \
+		-password "$DB_PASS" -db "$DB_NAME" -rate "$SC_RATE" -threads "$SC_THREADS" \
+		-duration "${SC_SECONDS}s" >"$TMP/shortconn.out" 2>"$logf" </dev/null; } 2>"$TMP/time" || rc=$?
+	measure_end "$pid"
+	cat "$TMP/shortconn.out" >>"$logf"
+	# Exit status 1 only says that some connections failed: the line counts them.
+	if ((rc > 1)) || ! vals=$(awk -v keys="$SC_KEYS" '
+		{ for (i = 1; i <= NF; i++) { eq = index($i, "="); if (eq) v[substr($i, 1, eq - 1)] = substr($i, eq + 1) } }
+		END { n = split(keys, k, " "); for (i = 1; i <= n; i++) { if (!(k[i] in v)) exit 1; printf "%s%s", v[k[i]], (i < n ? "\t" : "\n") } }' \
+		"$TMP/shortconn.out"); then
+		status=fail
+		vals=$(printf '0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0')
+	fi
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tg" "$rep" "$status" "$vals" "$M_PCPU" "$M_DCPU" "$M_STEAL" "$M_OTHER" >>"$SC_RAW"
+	local conns failed _secs rate late p50 p95 p99 l50 cpuc=""
+	read -r conns failed _secs rate late p50 p95 p99 l50 _ <<<"$vals"
+	if [[ "$status" != ok ]]; then
+		log "$(printf '[%3d/%d] shortconn %-10s r%s: FAILED (rc %s, see %s)' "$RUN_NO" "$TOTAL_RUNS" "$tg" "$rep" "$rc" "${logf#"$ROOT"/}")"
+		return
+	fi
+	[[ "$M_PCPU" != - && "$conns" -gt 0 ]] && cpuc=$(awk -v c="$M_PCPU" -v n="$conns" 'BEGIN { printf "  proxy %4.0f us/conn", c / n }')
+	log "$(printf '[%3d/%d] shortconn %-10s r%s: %5d conns (%d failed, %d late) %5.1f/s  p50 %6.3f  p95 %6.3f  p99 %6.3f ms  login p50 %6.3f ms%s  other %s%%' \
+		"$RUN_NO" "$TOTAL_RUNS" "$tg" "$rep" "$conns" "$failed" "$late" "$rate" "$p50" "$p95" "$p99" "$l50" "$cpuc" "$M_OTHER")"
+}
+SHORT_LINES=()
+if [[ "$SHORTCONN" != 1 ]]; then
+	SHORT_LINES+=("- skipped (BENCH_SHORTCONN=0 or BENCH_ONLY)")
+else
+	place unpinned
+	SC_RAW="$OUT/shortconn.tsv"
+	printf 'target\trep\tstatus\t%s\tproxy_cpu_us\tdb_cpu_us\tsteal_pct\tother_pct\n' "${SC_KEYS// /$'\t'}" >"$SC_RAW"
+	# A connection leaves a socket in TIME_WAIT for 60 s on the side that closes first (the
+	# client, and the proxy towards MariaDB): up to 2 x rate x 60 sockets. Loopback reuses
+	# them for new connections when tcp_tw_reuse is 1 or 2 (the default).
+	read -r port_lo port_hi </proc/sys/net/ipv4/ip_local_port_range
+	tw_reuse=$(cat /proc/sys/net/ipv4/tcp_tw_reuse 2>/dev/null || echo "?")
+	if ((2 * SC_RATE * 60 > port_hi - port_lo)) && [[ "$tw_reuse" == 0 ]]; then
+		log "WARNING: $SC_RATE conn/s may leave more sockets in TIME_WAIT than ports $port_lo-$port_hi with tcp_tw_reuse=0"
+	fi
+	TOTAL_RUNS=$((RUN_NO + REPEATS * ${#ACTIVE_TARGETS[@]}))
+	log "short connections: $SC_RATE conn/s, $SC_THREADS threads, ${SC_SECONDS}s x $REPEATS per target [${ACTIVE_TARGETS[*]}] (ports $port_lo-$port_hi, tcp_tw_reuse $tw_reuse)"
+	for ((rep = 1; rep <= REPEATS; rep++)); do
+		for tg in "${ACTIVE_TARGETS[@]}"; do
+			if [[ "$tg" == switchyard ]] && ! kill -0 "$SW_PID" 2>/dev/null; then
+				log "Switchyard (pid $SW_PID) has exited; see bench/.out/switchyard.log"
+				printf 'switchyard\t%s\tcrashed\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t-\t0\t-\t-\n' "$rep" >>"$SC_RAW"
+				continue
+			fi
+			shortconn_one "$tg" "$rep"
+		done
+	done
+	mapfile -t SHORT_LINES < <("$OUT/report" -shortconn "$SC_RAW" || echo "- report failed (raw runs in bench/.out/shortconn.tsv)")
+fi
+
 # ---------------------------------------------------------------- topology
 # bench/topology runs in-process against its own etcd and fake backends (all on loopback);
 # the MariaDB, HAProxy and Switchyard started above sit idle meanwhile. It gets its own
 # build so that a tree that does not build only loses this section.
-TOPO_STATUS="skipped (BENCH_TOPOLOGY=0)"
+TOPO_STATUS="skipped (BENCH_TOPOLOGY=0 or BENCH_ONLY)"
 if [[ "$TOPOLOGY" == 1 ]]; then
 	TOPO_STATUS="not built (see bench/.out/topology-build.log)"
 	rm -f "$OUT/topology" "$OUT/topology.md"
@@ -505,7 +616,12 @@ RES="$OUT/results.md"
 	echo "- HAProxy 2.6 TCP mode, nbthread 1. MariaDB: max_connections 6000, buffer pool 256M, no binlog, no performance_schema."
 	echo
 	echo "## Throughput and latency"
-	"$OUT/report" -raw "$RAW" -sw-note "$([[ "$SW_STATUS" == ok ]] || echo "$SW_STATUS")"
+	if section throughput; then
+		"$OUT/report" -raw "$RAW" -sw-note "$([[ "$SW_STATUS" == ok ]] || echo "$SW_STATUS")"
+	else
+		echo
+		echo "- skipped (BENCH_ONLY=$ONLY)"
+	fi
 	echo
 	echo "## Digest cost (point_select, $DIGEST_THREADS threads, unpinned)"
 	echo
@@ -514,6 +630,14 @@ RES="$OUT/results.md"
 	echo "## Idle sessions ($IDLE_N per target, unpinned)"
 	echo
 	if ((${#IDLE_LINES[@]})); then printf '%s\n' "${IDLE_LINES[@]}"; else echo "- skipped"; fi
+	echo
+	echo "## Short connections ($SC_RATE conn/s, $SC_THREADS client threads, ${SC_SECONDS}s x $REPEATS per target, unpinned)"
+	echo
+	if [[ "$SHORTCONN" == 1 ]]; then
+		echo "Each connection: TCP dial, login (mysql_native_password), SELECT 1 with its result read, COM_QUIT, close (bench/shortconn). Latency from the dial to the result, medians of the runs' percentiles; CPU per connection = the proxy's utime+stime over the run / connections completed. Raw runs: bench/.out/shortconn.tsv."
+		echo
+	fi
+	printf '%s\n' "${SHORT_LINES[@]}"
 	echo
 	echo "## Topology"
 	echo

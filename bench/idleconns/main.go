@@ -20,14 +20,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
+	"github.com/switchyard-db/switchyard/bench/internal/benchconn"
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:3306", "MySQL server or proxy address")
-	user := flag.String("user", "sb", "user")
-	password := flag.String("password", "sb-pw", "password")
-	db := flag.String("db", "sbtest", "database")
+	target := benchconn.Flags(flag.CommandLine)
 	n := flag.Int("n", 5000, "number of idle sessions to open")
 	parallel := flag.Int("parallel", 32, "concurrent connection attempts")
 	timeout := flag.Duration("timeout", 10*time.Second, "per-connection dial+auth timeout")
@@ -35,10 +32,7 @@ func main() {
 	untilEOF := flag.Bool("until-eof", true, "also stop holding when stdin reaches EOF (false: only on SIGINT/SIGTERM)")
 	flag.Parse()
 
-	cfg := mysql.NewConfig()
-	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = *user, *password, "tcp", *addr, *db
-	cfg.Timeout = *timeout
-	connector, err := mysql.NewConnector(cfg)
+	connector, err := target.Connector(*timeout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "idleconns:", err)
 		os.Exit(2)

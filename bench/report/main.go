@@ -1,5 +1,6 @@
 // Command report turns the raw per-run TSV written by bench/run.sh into one Markdown
-// table per placement, with the median of the repeats for every cell.
+// table per placement, with the median of the repeats for every cell. With -shortconn it
+// renders the short-connection runs instead (shortconn.go).
 //
 // Raw columns (tab separated, header line first):
 //
@@ -45,7 +46,24 @@ type runs struct {
 func main() {
 	raw := flag.String("raw", "", "raw TSV written by run.sh")
 	swNote := flag.String("sw-note", "", "text for Switchyard cells with no runs (e.g. \"not built\")")
+	shortconn := flag.String("shortconn", "", "render this short-connection TSV (bench/.out/shortconn.tsv) instead of -raw")
 	flag.Parse()
+
+	if *shortconn != "" {
+		f, err := os.Open(*shortconn)
+		if err == nil {
+			var data map[string]*scRuns
+			var order []string
+			data, order, err = readShortconn(f)
+			f.Close()
+			if err == nil {
+				writeShortconn(os.Stdout, data, order)
+				return
+			}
+		}
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
 
 	f, err := os.Open(*raw)
 	if err != nil {

@@ -3,13 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"math"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/switchyard-db/switchyard/bench/internal/benchstat"
 )
 
 // summary is the order statistics of one series of durations.
@@ -19,8 +20,7 @@ type summary struct {
 	Mean               time.Duration
 }
 
-// summarize uses the nearest-rank percentile: the smallest sample with at
-// least p% of the samples at or below it.
+// summarize uses the nearest-rank percentile (benchstat.Percentile).
 func summarize(ds []time.Duration) summary {
 	s := summary{N: len(ds)}
 	if len(ds) == 0 {
@@ -34,13 +34,8 @@ func summarize(ds []time.Duration) summary {
 	}
 	s.Mean = sum / time.Duration(len(ds))
 	s.Min, s.Max = sorted[0], sorted[len(ds)-1]
-	s.Med, s.P90 = rank(sorted, 50), rank(sorted, 90)
+	s.Med, s.P90 = benchstat.Percentile(sorted, 50), benchstat.Percentile(sorted, 90)
 	return s
-}
-
-func rank(sorted []time.Duration, p float64) time.Duration {
-	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
-	return sorted[max(i, 0)]
 }
 
 // ms renders a duration in milliseconds with three significant-ish digits.

@@ -1,0 +1,37 @@
+package benchstat
+
+import (
+	"testing"
+	"time"
+)
+
+func TestPercentile(t *testing.T) {
+	hundred := make([]time.Duration, 100) // 1..100 ms
+	for i := range hundred {
+		hundred[i] = time.Duration(i+1) * time.Millisecond
+	}
+	ms := time.Millisecond
+	for _, c := range []struct {
+		name   string
+		sorted []time.Duration
+		p      float64
+		want   time.Duration
+	}{
+		{"empty", nil, 50, 0},
+		{"one sample", []time.Duration{3 * ms}, 99, 3 * ms},
+		{"p0 is the minimum", hundred, 0, 1 * ms},
+		{"p50 of 100", hundred, 50, 50 * ms},
+		{"p7 of 100 (7/100*100 > 7 in floating point)", hundred, 7, 7 * ms},
+		{"p95 of 100", hundred, 95, 95 * ms},
+		{"p99 of 100", hundred, 99, 99 * ms},
+		{"p100 is the maximum", hundred, 100, 100 * ms},
+		{"p50 of 4 is the second", []time.Duration{1, 2, 3, 4}, 50, 2},
+		{"p51 of 4 is the third", []time.Duration{1, 2, 3, 4}, 51, 3},
+		{"p95 of 10 is the last", []time.Duration{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, 95, 10},
+		{"above 100 is clamped", []time.Duration{1, 2}, 150, 2},
+	} {
+		if got := Percentile(c.sorted, c.p); got != c.want {
+			t.Errorf("%s: Percentile(p=%v) = %v, want %v", c.name, c.p, got, c.want)
+		}
+	}
+}
