@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -758,4 +759,72 @@ func TestClientWithoutPluginAuth(t *testing.T) {
 	require.Contains(t, e.Message, "CLIENT_PLUGIN_AUTH")
 	rc.requireClosed()
 	require.Zero(t, dbl.Stats().Connections, "the backend was never contacted")
+}
+
+// startFullBackend stands in front of backend: the first `full`
+// connections get ERR 1040 (Too many connections) instead of a greeting,
+// as a server at max_connections answers; later ones are relayed to
+// backend. It returns its address and the count of refused connections.
+func startFullBackend(t *testing.T, backend string, full int64) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	refused := &atomic.Int64{}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if refused.Add(1) <= full {
+				p := pmysql.NewPacketIO(c)
+				_ = p.WriteError(&pmysql.MySQLError{Code: pmysql.ErCONCount, State: "08004", Message: "Too many connections"})
+				_ = c.Close()
+				continue
+			}
+			refused.Add(-1)
+			wg.Go(func() {
+				defer c.Close()
+				b, err := net.Dial("tcp", backend)
+				if err != nil {
+					return
+				}
+				defer b.Close()
+				go func() { _, _ = io.Copy(b, c); _ = b.Close() }()
+				_, _ = io.Copy(c, b)
+			})
+		}
+	})
+	t.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+	})
+	return ln.Addr().String(), refused
+}
+
+// A server at max_connections refuses before any login; the proxy asks it
+// again a few times (its own probes and closing connections take slots a
+// direct client would have), and only a server that stays full reaches the
+// client, as the server's own ERR 1040.
+func TestFullBackendIsAskedAgain(t *testing.T) {
+	backend := startBackend(t)
+	t.Run("transient", func(t *testing.T) {
+		addr, refused := startFullBackend(t, backend.Addr(), 3)
+		p := startProxy(t, baseConfig(), addr)
+		res, err := login(t, clientConfig(t, p.Addr(), "nate", nativeUsers["nate"], ""))
+		require.NoError(t, err)
+		require.Equal(t, 1, res.one)
+		require.Equal(t, int64(3), refused.Load())
+	})
+	t.Run("stays full", func(t *testing.T) {
+		addr, refused := startFullBackend(t, backend.Addr(), 1000)
+		p := startProxy(t, baseConfig(), addr)
+		start := time.Now()
+		_, err := login(t, clientConfig(t, p.Addr(), "nate", nativeUsers["nate"], ""))
+		me := requireMySQLError(t, err, pmysql.ErCONCount)
+		require.Contains(t, me.Message, "Too many connections")
+		require.Equal(t, int64(1+len(fullServerBackoff)), refused.Load(), "asked once and once per retry")
+		require.Less(t, time.Since(start), 5*time.Second)
+	})
 }
