@@ -88,7 +88,7 @@ func (s *Session) handshake(ctx context.Context) error {
 	s.charset = resp.Charset
 	s.zstdLevel = int(resp.ZstdLevel)
 	s.state.user, s.state.db = resp.User, resp.DB
-	s.lg = s.lg.With(zap.String("user", resp.User))
+	s.lg = s.lg.WithLazy(zap.String("user", resp.User))
 
 	s.hsResp = &mysql.HandshakeResponse{Capability: resp.Capability, MaxPacket: resp.MaxPacket,
 		Charset: resp.Charset, Attrs: resp.Attrs, ZstdLevel: resp.ZstdLevel}
@@ -251,7 +251,7 @@ func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *mys
 	s.mu.Unlock()
 	s.watch = newIdleWatch(be.RawConn(), s.onIdleBackendEnd)
 	s.lgNoBackend = s.lg
-	s.lg = s.lg.With(zap.String("backend", lease.ID()))
+	s.lg = s.lg.WithLazy(zap.String("backend", lease.ID()))
 	return nil
 }
 

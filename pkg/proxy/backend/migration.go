@@ -325,7 +325,7 @@ func (s *Session) swapBackend(be *mysql.PacketIO, caps uint32, lease router.Leas
 		st.typesSent = false // the new server has not seen them
 	}
 	s.watch = newIdleWatch(be.RawConn(), s.onIdleBackendEnd)
-	s.lg = s.lgNoBackend.With(zap.String("backend", lease.ID()))
+	s.lg = s.lgNoBackend.WithLazy(zap.String("backend", lease.ID()))
 	// A clean quit, so the old server does not log an aborted connection.
 	oldBE.ResetSequence()
 	_ = oldBE.SetDeadline(time.Now().Add(time.Second))

@@ -132,7 +132,7 @@ func NewSession(id uint64, conn net.Conn, clientAddr netip.AddrPort, cfg *Config
 		id:         id,
 		cfg:        cfg,
 		router:     r,
-		lg:         lg.With(zap.Uint64("conn", id), zap.Stringer("client", clientAddr)),
+		lg:         lg.WithLazy(zap.Uint64("conn", id), zap.Stringer("client", clientAddr)),
 		client:     mysql.NewPacketIO(conn),
 		clientAddr: clientAddr,
 		since:      time.Now(),
