@@ -8,4 +8,4 @@ import (
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(testenv.Wrap(m)) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(testenv.Wrap(m), testenv.IgnoreIdlePoller) }

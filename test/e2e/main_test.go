@@ -25,5 +25,5 @@ func TestMain(m *testing.M) {
 			err, allowSkipEnv)
 		os.Exit(1)
 	}
-	goleak.VerifyTestMain(testenv.Wrap(m))
+	goleak.VerifyTestMain(testenv.Wrap(m), testenv.IgnoreIdlePoller)
 }

@@ -3,9 +3,10 @@ package fleet
 import (
 	"testing"
 
+	"github.com/switchyard-db/switchyard/test/testenv"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, testenv.IgnoreIdlePoller)
 }

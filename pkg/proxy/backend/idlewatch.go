@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"time"
@@ -14,29 +15,37 @@ const idleWatchDelay = 20 * time.Millisecond
 
 // idleWatch notices, while a session waits for its client, that the backend
 // connection became readable: the server closed it (wait_timeout, KILL,
-// shutdown, crash) or sent something unasked. It owns the only goroutine a
-// session has besides its own, and only while the session idles longer than
-// idleWatchDelay: a timer callback that parks in the netpoller on the
-// socket's readability without reading (MSG_PEEK), so the session's buffers
-// and the stream are untouched. A future idle-parking design replaces this
-// type, not the session loop.
+// shutdown, crash) or sent something unasked. A session that idles longer
+// than idleWatchDelay registers its backend socket with the process's one
+// epoll instance (idlePoller, Linux) and holds no goroutine of its own while
+// it waits; readability runs onEnd on a short-lived goroutine. Nothing is
+// read to notice it, so the session's buffers and the stream are untouched.
+// Elsewhere than Linux a session does not watch (idleWatchSupported). The
+// idle parking of sessions themselves would replace this type, not the
+// session loop.
 type idleWatch struct {
 	conn net.Conn // the backend's TCP connection (below TLS and compression)
-	// onEnd runs on the watch's goroutine when the socket became readable
+	// onEnd runs on a goroutine of its own when the socket became readable
 	// while armed; disarm waits for it.
 	onEnd func()
 	timer *time.Timer
 
-	mu      sync.Mutex
-	armed   bool
-	running bool // the callback is parked on the socket
-	seen    bool // the socket became readable while armed
-	done    *sync.Cond
+	mu         sync.Mutex
+	armed      bool
+	registered bool   // claimed by the timer callback, then registered with the poller
+	gen        uint32 // the registration's generation; events of older ones are dropped
+	fd         int32  // the socket's descriptor when it was registered (the poller's key)
+	running    bool   // onEnd runs
+	seen       bool   // the socket became readable while armed
+	done       *sync.Cond
 
-	// beforePark, when set (tests only), runs on a watching goroutine just
-	// before it parks on the socket.
+	// beforePark, when set (tests only), runs on the timer callback just
+	// before it registers the socket.
 	beforePark func()
 }
+
+// errNoPoller: the connection cannot be watched (no socket, or no epoll).
+var errNoPoller = errors.New("idle watch: connection cannot be watched")
 
 func newIdleWatch(conn net.Conn, onEnd func()) *idleWatch {
 	w := &idleWatch{conn: conn, onEnd: onEnd}
@@ -47,7 +56,7 @@ func newIdleWatch(conn net.Conn, onEnd func()) *idleWatch {
 // arm starts watching after idleWatchDelay. Called by the session goroutine
 // before it waits for the client.
 func (w *idleWatch) arm() {
-	if !peekSupported {
+	if !idleWatchSupported {
 		return
 	}
 	w.mu.Lock()
@@ -70,14 +79,12 @@ func (w *idleWatch) disarm() (seen bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.armed = false
-	if w.running {
-		// Interrupt the parked peek; the deadline is cleared once it has
-		// returned, before the session reads the backend again.
-		_ = w.conn.SetReadDeadline(time.Unix(1, 0))
-		for w.running {
-			w.done.Wait()
-		}
-		_ = w.conn.SetReadDeadline(time.Time{})
+	if w.registered {
+		pollerRemove(w.conn, w, w.gen)
+		w.registered = false
+	}
+	for w.running {
+		w.done.Wait()
 	}
 	return w.seen
 }
@@ -85,42 +92,56 @@ func (w *idleWatch) disarm() (seen bool) {
 // stop ends watching for good (the session is over).
 func (w *idleWatch) stop() { w.disarm() }
 
-// watch runs on the timer's goroutine. At most one runs at a time: the
-// callback of an earlier arm can start late, after disarm found its timer
-// already fired and a new arm reset it (AfterFunc does not wait for a
-// previous run), and two watchers would make disarm wait for only one of
-// them; the other could then read the backend while the session uses it
-// (the soak saw a session closed for an "unsolicited packet" that was the
-// answer to its own next statement).
+// watch runs on the timer's goroutine and registers the socket. At most one
+// registration exists at a time: the callback of an earlier arm can start
+// late, after disarm found its timer already fired and a new arm reset it
+// (AfterFunc does not wait for a previous run); it finds the watch claimed
+// and returns. Two watchers once let one of them read the answer to the
+// session's next statement (found by the soak).
 func (w *idleWatch) watch() {
 	w.mu.Lock()
-	if !w.armed || w.running {
+	if !w.armed || w.registered || w.running {
 		w.mu.Unlock()
 		return
 	}
-	w.running = true
+	w.registered = true
+	w.gen++
+	gen := w.gen
 	park := w.beforePark
 	w.mu.Unlock()
 	if park != nil {
 		park()
 	}
 
-	seen := false
-	if waitReadable(w.conn) {
-		w.mu.Lock()
-		armed := w.armed
-		w.mu.Unlock()
-		if armed {
-			// Still running: disarm waits until this returns, so the
-			// session's backend is this goroutine's meanwhile.
-			w.onEnd()
-			seen = true
-		}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.armed || !w.registered || w.gen != gen {
+		return // disarmed meanwhile
 	}
+	if err := pollerAdd(w.conn, w, gen); err != nil {
+		w.registered = false
+	}
+}
+
+// fired runs on a goroutine of its own when registration gen saw the
+// socket readable.
+func (w *idleWatch) fired(gen uint32) {
+	w.mu.Lock()
+	if !w.armed || !w.registered || w.gen != gen {
+		w.mu.Unlock()
+		return // disarmed (and perhaps armed again) since
+	}
+	w.registered = false
+	w.running = true
+	w.mu.Unlock()
+
+	// Still armed: disarm waits until this returns, so the session's
+	// backend is this goroutine's meanwhile.
+	w.onEnd()
 
 	w.mu.Lock()
 	w.running = false
-	w.seen = seen
+	w.seen = true
 	w.done.Broadcast()
 	w.mu.Unlock()
 }

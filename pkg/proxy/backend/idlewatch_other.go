@@ -1,11 +1,15 @@
-//go:build !unix
+//go:build !linux
 
 package backend
 
 import "net"
 
-// Without MSG_PEEK an idle session does not watch its backend; it learns of a
-// closed backend at its next command, as before.
-const peekSupported = false
+// Without epoll an idle session does not watch its backend; it learns of a
+// closed backend at its next command.
+const idleWatchSupported = false
 
-func waitReadable(net.Conn) bool { return false }
+func pollerAdd(net.Conn, *idleWatch, uint32) error { return errNoPoller }
+
+func pollerRemove(net.Conn, *idleWatch, uint32) {}
+
+func pollerLen() int { return 0 }

@@ -60,9 +60,9 @@ func TestIdleWatchInterleaving(t *testing.T) {
 	p.requireIdle(t)
 }
 
-// TestIdleWatchCost measures what watching costs per idle session: one
-// parked goroutine (the timer callback) once the session idles longer than
-// idleWatchDelay, and nothing for a session between quick commands.
+// TestIdleWatchCost: every session idle longer than idleWatchDelay has its
+// backend socket registered with the poller, and no goroutine of its own
+// beyond the session's; a quick command withdraws the registration.
 func TestIdleWatchCost(t *testing.T) {
 	b := startBackend(t)
 	p := startProxy(t, baseConfig(), b.Addr())
@@ -72,45 +72,33 @@ func TestIdleWatchCost(t *testing.T) {
 	db := sql.OpenDB(connector)
 	defer db.Close()
 	db.SetMaxIdleConns(n)
+	before := pollerLen()
 	conns := make([]*sql.Conn, n)
 	for i := range conns {
 		conns[i], err = db.Conn(context.Background())
 		require.NoError(t, err)
 		defer conns[i].Close()
 	}
-	ping := func() {
-		for _, c := range conns {
-			require.NoError(t, c.PingContext(context.Background()))
-		}
+	for _, c := range conns {
+		require.NoError(t, c.PingContext(context.Background()))
 	}
-	ping()
-	require.Eventually(t, func() bool { return watchGoroutines() == n }, 5*time.Second, 10*time.Millisecond,
-		"every idle session has one parked watch")
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	withWatch := ms.StackInuse
-	// Closing the sessions' backends... is not needed: stopping the watch
-	// is what a busy session does. Measure by parking them all busy-free:
-	// the difference to a process without the watches is their stacks.
-	t.Logf("%d idle sessions, %d watch goroutines; stack in use %d KiB for all goroutines of the test process",
-		n, watchGoroutines(), withWatch>>10)
-	// A quick command disarms the watch; the timer only re-parks after the
-	// delay.
+	require.Eventually(t, func() bool { return pollerLen() >= before+n }, 5*time.Second, 10*time.Millisecond,
+		"every idle session is registered")
+	require.Zero(t, strings.Count(allStacks(), "backend.(*idleWatch)"), "no goroutine waits in a watch")
+	// A command withdraws the registration until the session idles again.
 	require.NoError(t, conns[0].PingContext(context.Background()))
-	require.LessOrEqual(t, watchGoroutines(), n)
+	require.Eventually(t, func() bool { return pollerLen() >= before+n }, 5*time.Second, 10*time.Millisecond)
 }
 
-// watchGoroutines counts the goroutines parked in an idle watch.
-func watchGoroutines() int {
+func allStacks() string {
 	buf := make([]byte, 1<<22)
-	buf = buf[:runtime.Stack(buf, true)]
-	return strings.Count(string(buf), "backend.(*idleWatch).watch(")
+	return string(buf[:runtime.Stack(buf, true)])
 }
 
-// TestIdleWatchStackCost measures the memory of a parked watch: the stack
-// of its goroutine (MemStats.StackInuse before and after parking 500).
-func TestIdleWatchStackCost(t *testing.T) {
+// TestIdleWatchCostsNoGoroutine arms 500 watches on open sockets: they
+// register with the poller without a goroutine each, and disarming
+// withdraws every registration.
+func TestIdleWatchCostsNoGoroutine(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
@@ -125,22 +113,46 @@ func TestIdleWatchStackCost(t *testing.T) {
 		defer peer.Close()
 		watches = append(watches, newIdleWatch(c, func() {}))
 	}
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
+	regs, goroutines := pollerLen(), runtime.NumGoroutine()
 	for _, w := range watches {
 		w.arm()
 	}
-	require.Eventually(t, func() bool { return watchGoroutines() == n }, 5*time.Second, 10*time.Millisecond)
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	per := float64(after.StackInuse-before.StackInuse) / n
-	t.Logf("a parked idle watch costs %.0f bytes of stack (%d watches)", per, n)
-	require.Less(t, per, 16.0*1024, "a parked watch stays a small goroutine")
+	require.Eventually(t, func() bool { return pollerLen() == regs+n }, 5*time.Second, 10*time.Millisecond)
+	// Timer callbacks have returned; the poller's own goroutine may have
+	// started with the first registration.
+	require.Eventually(t, func() bool { return runtime.NumGoroutine() <= goroutines+1 }, 5*time.Second, 10*time.Millisecond,
+		"an armed watch holds no goroutine")
 	for _, w := range watches {
 		require.False(t, w.disarm(), "nothing was readable")
 	}
-	require.Eventually(t, func() bool { return watchGoroutines() == 0 }, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, regs, pollerLen())
+}
+
+// TestIdleWatchSeesTheEnd: a backend that closes its end while the watch is
+// registered runs onEnd once, and disarm reports it.
+func TestIdleWatchSeesTheEnd(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	peer, err := ln.Accept()
+	require.NoError(t, err)
+	var ends atomic.Int32
+	w := newIdleWatch(c, func() { ends.Add(1) })
+	regs := pollerLen()
+	w.arm()
+	require.Eventually(t, func() bool { return pollerLen() == regs+1 }, 5*time.Second, 5*time.Millisecond)
+	require.NoError(t, peer.Close())
+	require.Eventually(t, func() bool { return ends.Load() == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.True(t, w.disarm())
+	require.Equal(t, regs, pollerLen())
+	// Armed again on the same socket (the one-shot registration stays in the
+	// epoll set, disabled): it fires again.
+	w.arm()
+	require.Eventually(t, func() bool { return ends.Load() == 2 }, 5*time.Second, 5*time.Millisecond)
+	require.True(t, w.disarm())
 }
 
 // TestIdleWatchOneWatcher: a timer callback that starts late (from an
