@@ -95,6 +95,25 @@ func allStacks() string {
 	return string(buf[:runtime.Stack(buf, true)])
 }
 
+// tcpPair returns the two ends of a loopback TCP connection, closed when the
+// test ends.
+func tcpPair(t *testing.T, ln net.Listener) (dialed, accepted net.Conn) {
+	t.Helper()
+	if ln == nil {
+		var err error
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer ln.Close()
+	}
+	dialed, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = dialed.Close() })
+	accepted, err = ln.Accept()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = accepted.Close() })
+	return dialed, accepted
+}
+
 // TestIdleWatchCostsNoGoroutine arms 500 watches on open sockets: they
 // register with the poller without a goroutine each, and disarming
 // withdraws every registration.
@@ -105,12 +124,7 @@ func TestIdleWatchCostsNoGoroutine(t *testing.T) {
 	const n = 500
 	var watches []*idleWatch
 	for range n {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		require.NoError(t, err)
-		peer, err := ln.Accept()
-		require.NoError(t, err)
-		defer c.Close()
-		defer peer.Close()
+		c, _ := tcpPair(t, ln)
 		watches = append(watches, newIdleWatch(c, func() {}))
 	}
 	regs, goroutines := pollerLen(), runtime.NumGoroutine()
@@ -131,14 +145,7 @@ func TestIdleWatchCostsNoGoroutine(t *testing.T) {
 // TestIdleWatchSeesTheEnd: a backend that closes its end while the watch is
 // registered runs onEnd once, and disarm reports it.
 func TestIdleWatchSeesTheEnd(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	defer c.Close()
-	peer, err := ln.Accept()
-	require.NoError(t, err)
+	c, peer := tcpPair(t, nil)
 	var ends atomic.Int32
 	w := newIdleWatch(c, func() { ends.Add(1) })
 	regs := pollerLen()
@@ -161,15 +168,7 @@ func TestIdleWatchSeesTheEnd(t *testing.T) {
 // watcher, leaves nobody reading the socket. Two watchers let one of them
 // read the answer to the session's next statement (found by the soak).
 func TestIdleWatchOneWatcher(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	defer peer.Close()
-	conn, err := ln.Accept()
-	require.NoError(t, err)
-	defer conn.Close()
+	_, conn := tcpPair(t, nil)
 
 	var ends atomic.Int32
 	w := newIdleWatch(conn, func() { ends.Add(1) })
