@@ -185,8 +185,10 @@ func InfoJSON(version string, statusPort uint, labels string) string {
 }
 
 // Register writes <prefix>/<addr>/info without a lease and
-// <prefix>/<addr>/ttl under a fresh lease of ttl seconds, like TiDB. It
-// returns the lease.
+// <prefix>/<addr>/ttl under a fresh lease of ttl seconds, and keeps the
+// lease alive until the test ends or the lease is revoked, like TiDB. It
+// returns the lease. (Without the keep-alive, a test that outlived ttl on a
+// loaded machine lost its backends: TestStatusPage took 158 s once.)
 func Register(t testing.TB, cli *clientv3.Client, prefix, addr, info string, ttl int64) clientv3.LeaseID {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -197,6 +199,14 @@ func Register(t testing.TB, cli *clientv3.Client, prefix, addr, info string, ttl
 	require.NoError(t, err)
 	_, err = cli.Put(ctx, prefix+"/"+addr+"/ttl", fmt.Sprint(time.Now().UnixNano()), clientv3.WithLease(lease.ID))
 	require.NoError(t, err)
+	kctx, kcancel := context.WithCancel(context.Background())
+	t.Cleanup(kcancel)
+	acks, err := cli.KeepAlive(kctx, lease.ID)
+	require.NoError(t, err)
+	go func() {
+		for range acks { // closed when kctx ends or the lease is gone
+		}
+	}()
 	return lease.ID
 }
 
