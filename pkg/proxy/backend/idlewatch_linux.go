@@ -158,3 +158,15 @@ func control(conn net.Conn, f func(fd int32) error) error {
 	}
 	return ferr
 }
+
+// pollerHas reports whether w has a registration (tests).
+func pollerHas(w *idleWatch) bool {
+	p, _ := getPoller()
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r, ok := p.regs[w.fd]
+	return ok && r.w == w
+}

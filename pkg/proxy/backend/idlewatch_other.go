@@ -13,3 +13,5 @@ func pollerAdd(net.Conn, *idleWatch, uint32) error { return errNoPoller }
 func pollerRemove(net.Conn, *idleWatch, uint32) {}
 
 func pollerLen() int { return 0 }
+
+func pollerHas(*idleWatch) bool { return false }

@@ -205,3 +205,36 @@ func TestIdleWatchOneWatcher(t *testing.T) {
 	require.False(t, w.disarm(), "nothing became readable")
 	require.Zero(t, ends.Load())
 }
+
+// TestIdleWatchConnClosedWhileRegistered: a session closed from another
+// goroutine (Session.Close) closes its backend socket while the watch is
+// registered; the kernel drops the socket from the epoll set, disarm finds
+// the connection closed and still withdraws the registration, and a new
+// connection that reuses the descriptor number is watched on its own.
+func TestIdleWatchConnClosedWhileRegistered(t *testing.T) {
+	regs := pollerLen()
+	c, _ := tcpPair(t, nil)
+	var ends atomic.Int32
+	w := newIdleWatch(c, func() { ends.Add(1) })
+	w.arm()
+	require.Eventually(t, func() bool { return pollerLen() == regs+1 }, 5*time.Second, 5*time.Millisecond)
+	require.NoError(t, c.Close())
+	c2, peer2 := tcpPair(t, nil) // likely the same descriptor number
+	var ends2 atomic.Int32
+	w2 := newIdleWatch(c2, func() { ends2.Add(1) })
+	w2.arm()
+	require.Eventually(t, func() bool { return w2.registeredNow() }, 5*time.Second, 5*time.Millisecond)
+	require.False(t, w.disarm(), "a closed socket sends no event")
+	require.Zero(t, ends.Load())
+	require.True(t, w2.registeredNow(), "the old watch's disarm left the new registration alone")
+	require.NoError(t, peer2.Close())
+	require.Eventually(t, func() bool { return ends2.Load() == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.True(t, w2.disarm())
+	require.Equal(t, regs, pollerLen())
+}
+
+func (w *idleWatch) registeredNow() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.registered && pollerHas(w)
+}
