@@ -163,3 +163,14 @@ func TestMariaDBBindFailureIsDetected(t *testing.T) {
 	require.ErrorIs(t, err, errBindFailed)
 	t.Logf("Restart on a taken port: %v", err)
 }
+
+// FreePort never hands out the same port twice in one process, even when
+// the kernel offers it again.
+func TestFreePortNeverRepeats(t *testing.T) {
+	seen := map[int]bool{}
+	for range 2000 {
+		p := FreePort(t)
+		require.False(t, seen[p], "port %d handed out twice", p)
+		seen[p] = true
+	}
+}
