@@ -95,7 +95,7 @@ migration-password = %q
 		select {
 		case err := <-done:
 			out, _ := os.ReadFile(logPath)
-			t.Logf("%d kills; sysbench output tail:\n%s", kills, tail(string(out), 40))
+			t.Logf("%d kills; sysbench output tail:\n%s", kills, testenv.TailLines(string(out), 40))
 			if err != nil {
 				t.Fatalf("sysbench ended with %v (cores in %s)", err, work)
 			}
@@ -127,17 +127,4 @@ migration-password = %q
 			}
 		}
 	}
-}
-
-func tail(s string, n int) string {
-	lines := 0
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == '\n' {
-			lines++
-			if lines > n {
-				return s[i+1:]
-			}
-		}
-	}
-	return s
 }

@@ -39,7 +39,7 @@ func showLogIfFailed(t testing.TB, label, path string, offset int64) {
 	kept := keepLog(t.Name(), label, path)
 	text := readFrom(path, offset)
 	t.Logf("--- last %d lines of the %s log %s (during this test; whole file kept at %s) ---\n%s",
-		FailureTailLines, label, path, kept, tailLines(text, FailureTailLines))
+		FailureTailLines, label, path, kept, TailLines(text, FailureTailLines))
 }
 
 // keepLog copies path into the failed test's directory under the keep

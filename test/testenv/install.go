@@ -44,7 +44,7 @@ func installDataDir(installDB, dir, dataDir string, deadline time.Time) error {
 	logPath := filepath.Join(dir, "install.log")
 	_ = os.WriteFile(logPath, out, 0o644)
 	if err != nil {
-		return fmt.Errorf("%s: %w\n--- last lines of %s ---\n%s", installDB, err, logPath, tailLines(string(out), 40))
+		return fmt.Errorf("%s: %w\n--- last lines of %s ---\n%s", installDB, err, logPath, TailLines(string(out), 40))
 	}
 	return nil
 }

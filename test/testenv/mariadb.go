@@ -260,7 +260,7 @@ func (m *MariaDB) Restart() error {
 }
 
 // LogTail returns the last n lines of the server log.
-func (m *MariaDB) LogTail(n int) string { return tailLines(readFrom(m.LogPath, 0), n) }
+func (m *MariaDB) LogTail(n int) string { return TailLines(readFrom(m.LogPath, 0), n) }
 
 // close kills the server and removes files outside Dir; Dir itself belongs to the caller.
 func (m *MariaDB) close() {
@@ -307,7 +307,8 @@ func readFrom(path string, offset int64) string {
 	return string(b)
 }
 
-func tailLines(s string, n int) string {
+// TailLines returns the last n lines of s.
+func TailLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
