@@ -104,31 +104,22 @@ func pollerAdd(conn net.Conn, w *idleWatch, gen uint32) error {
 }
 
 // pollerRemove withdraws w's registration gen, if it is still the one on
-// conn's socket. The caller holds w.mu.
+// its descriptor. The caller holds w.mu.
 func pollerRemove(conn net.Conn, w *idleWatch, gen uint32) {
 	p, _ := getPoller()
 	if p == nil {
 		return
 	}
-	err := control(conn, func(fd int32) error {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if r, ok := p.regs[fd]; ok && r.w == w && r.gen == gen {
-			delete(p.regs, fd)
-			_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
-		}
-		return nil
-	})
-	if err != nil {
-		// Closed meanwhile: the socket left the epoll set with its last
-		// descriptor. Drop the entry unless the number already serves
-		// another watch.
-		p.mu.Lock()
-		if r, ok := p.regs[w.fd]; ok && r.w == w && r.gen == gen {
-			delete(p.regs, w.fd)
-		}
-		p.mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r, ok := p.regs[w.fd]; !ok || r.w != w || r.gen != gen {
+		return // fired, or the number now serves another watch
 	}
+	delete(p.regs, w.fd)
+	// Through conn's own descriptor only: a socket closed meanwhile left
+	// the epoll set with its last descriptor, and its number may name
+	// another connection by now.
+	_ = control(conn, func(fd int32) error { return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
 }
 
 // pollerLen counts the registered watches (tests).
