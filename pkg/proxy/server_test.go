@@ -26,12 +26,18 @@ import (
 
 func startServer(t *testing.T, opts Options, r router.Router) *Server {
 	t.Helper()
+	return startServerLogging(t, zaptest.NewLogger(t), opts, r)
+}
+
+// startServerLogging is startServer with the given logger.
+func startServerLogging(t *testing.T, lg *zap.Logger, opts Options, r router.Router) *Server {
+	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 1024)
 	require.NoError(t, err)
 	opts.Addr = "127.0.0.1:0"
 	opts.Session = &backend.Config{ServerVersion: "8.0.11-test", ConnectTimeout: 2 * time.Second,
 		HandshakeTimeout: 5 * time.Second, RSAKey: key}
-	s := New(zaptest.NewLogger(t), opts, r)
+	s := New(lg, opts, r)
 	require.NoError(t, s.Start())
 	t.Cleanup(s.Close)
 	return s
@@ -218,12 +224,8 @@ func TestShutdownLogsForcedSessions(t *testing.T) {
 	d := backendDouble(t)
 	for i := range 10 {
 		core, logs := observer.New(zap.InfoLevel)
-		key, err := rsa.GenerateKey(rand.Reader, 1024)
-		require.NoError(t, err)
-		s := New(zap.New(core), Options{Addr: "127.0.0.1:0", GracefulCloseTimeout: 50 * time.Millisecond, Session: &backend.Config{
-			ServerVersion: "8.0.11-test", ConnectTimeout: 2 * time.Second, HandshakeTimeout: 5 * time.Second, RSAKey: key}},
+		s := startServerLogging(t, zap.New(core), Options{GracefulCloseTimeout: 50 * time.Millisecond},
 			routertest.NewForAddrs("c", []string{d.Addr()}))
-		require.NoError(t, s.Start())
 		ctx := context.Background()
 		conn, err := openDB(t, s.Addr().String(), "app").Conn(ctx)
 		require.NoError(t, err)
@@ -235,6 +237,5 @@ func TestShutdownLogsForcedSessions(t *testing.T) {
 		require.Len(t, warned, 1, "round %d", i)
 		require.Equal(t, int64(1), warned[0].ContextMap()["sessions"], "round %d", i)
 		_ = conn.Close()
-		s.Close()
 	}
 }
