@@ -62,7 +62,7 @@ func TestIdleWatchInterleaving(t *testing.T) {
 
 // TestIdleWatchCost: every session idle longer than idleWatchDelay has its
 // backend socket registered with the poller, and no goroutine of its own
-// beyond the session's; a quick command withdraws the registration.
+// beyond the session's; after a command it registers again.
 func TestIdleWatchCost(t *testing.T) {
 	b := startBackend(t)
 	p := startProxy(t, baseConfig(), b.Addr())
@@ -85,7 +85,8 @@ func TestIdleWatchCost(t *testing.T) {
 	require.Eventually(t, func() bool { return pollerLen() >= before+n }, 5*time.Second, 10*time.Millisecond,
 		"every idle session is registered")
 	require.Zero(t, strings.Count(allStacks(), "backend.(*idleWatch)"), "no goroutine waits in a watch")
-	// A command withdraws the registration until the session idles again.
+	// A command withdraws the session's registration; idle again, it
+	// registers again.
 	require.NoError(t, conns[0].PingContext(context.Background()))
 	require.Eventually(t, func() bool { return pollerLen() >= before+n }, 5*time.Second, 10*time.Millisecond)
 }
