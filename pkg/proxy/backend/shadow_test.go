@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
@@ -43,6 +44,18 @@ func (r *recordingShadower) take() []ShadowResult {
 	out := r.results
 	r.results = nil
 	return out
+}
+
+// await takes the results once there are n: a session submits after it has
+// forwarded the response, so the client can read it first.
+func (r *recordingShadower) await(t *testing.T, n int) []ShadowResult {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.results) >= n
+	}, 5*time.Second, time.Millisecond, "%d shadow results", n)
+	return r.take()
 }
 
 // expectedChecksum reads q's rows directly from the server and hashes their
@@ -116,7 +129,7 @@ func TestShadowSessionHook(t *testing.T) {
 
 	all := "SELECT * FROM sh ORDER BY id"
 	query(all)
-	got := rec.take()
+	got := rec.await(t, 1)
 	require.Len(t, got, 1)
 	wantRows, wantSum := expectedChecksum(t, direct, "SELECT * FROM test.sh ORDER BY id")
 	require.EqualValues(t, 3000, wantRows)
@@ -127,7 +140,7 @@ func TestShadowSessionHook(t *testing.T) {
 
 	// Other rows, other checksum; comments before SELECT are fine.
 	query("/* app */ select id from sh where id < 10")
-	got = rec.take()
+	got = rec.await(t, 1)
 	require.Len(t, got, 1)
 	require.EqualValues(t, 9, got[0].Rows)
 	require.NotEqual(t, wantSum, got[0].Checksum)
@@ -141,13 +154,13 @@ func TestShadowSessionHook(t *testing.T) {
 
 	// A row larger than the read buffer is streamed, not checksummed.
 	query("SELECT REPEAT('y', 70000)")
-	got = rec.take()
+	got = rec.await(t, 1)
 	require.Len(t, got, 1)
 	require.True(t, got[0].Uncomparable)
 
 	query("SELECT * FROM sh WHERE id = 2")
 	query("SELECT * FROM no_such_table")
-	got = rec.take()
+	got = rec.await(t, 2)
 	require.Len(t, got, 2)
 	require.EqualValues(t, 1, got[0].Rows, "autocommit back on")
 	require.Zero(t, got[0].ErrCode)
@@ -198,22 +211,30 @@ func TestCaptureChecksum(t *testing.T) {
 		}
 		require.NoError(t, rows.Close())
 	}
-	last := func() Command {
-		cmds, _, _ := rec.snapshot()
-		require.NotEmpty(t, cmds)
+	// observed runs act and returns the Command it produced: the session
+	// reports it after forwarding the response, so the client can be done
+	// first.
+	observed := func(act func()) Command {
+		before, _, _ := rec.snapshot()
+		act()
+		var cmds []Command
+		require.Eventually(t, func() bool {
+			cmds, _, _ = rec.snapshot()
+			return len(cmds) > len(before)
+		}, 5*time.Second, time.Millisecond, "the command was never observed")
 		return cmds[len(cmds)-1]
 	}
-	count()
-	require.False(t, last().Checksummed, "no capture, no hashing")
+	require.False(t, observed(count).Checksummed, "no capture, no hashing")
 	capturing.Store(true)
-	count()
+	c := observed(count)
 	_, want := expectedChecksum(t, direct, "SELECT * FROM test.cc WHERE id > 10")
-	c := last()
 	require.True(t, c.Checksummed)
 	require.Equal(t, want, c.Checksum)
 	require.EqualValues(t, 490, c.RowsSent)
-	_, err = db.Exec("UPDATE cc SET v = 'x' WHERE id = 1")
-	require.NoError(t, err)
-	require.True(t, last().Checksummed, "a statement without rows has the empty checksum")
-	require.Zero(t, last().Checksum)
+	c = observed(func() {
+		_, err := db.Exec("UPDATE cc SET v = 'x' WHERE id = 1")
+		require.NoError(t, err)
+	})
+	require.True(t, c.Checksummed, "a statement without rows has the empty checksum")
+	require.Zero(t, c.Checksum)
 }
