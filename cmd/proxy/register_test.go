@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/switchyard-db/switchyard/pkg/register"
+	"github.com/switchyard-db/switchyard/test/testenv"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -107,19 +108,10 @@ func TestRegisterExitCodes(t *testing.T) {
 	require.Equal(t, 1, run(slices.Concat(base, []string{"--status-addr", taken.Addr().String()})), "the status port is taken")
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-	return addr
-}
-
 // The real entry point: registers, and on SIGTERM removes its keys and exits 0.
 func TestRegisterUntilSIGTERM(t *testing.T) {
-	client := url.URL{Scheme: "http", Host: freeAddr(t)}
-	peer := url.URL{Scheme: "http", Host: freeAddr(t)}
+	client := url.URL{Scheme: "http", Host: testenv.FreeAddr(t)}
+	peer := url.URL{Scheme: "http", Host: testenv.FreeAddr(t)}
 	cfg := embed.NewConfig()
 	cfg.Dir = t.TempDir()
 	cfg.LogLevel = "error"

@@ -4,7 +4,6 @@ import (
 	"encoding/pem"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard-db/switchyard/lib/api"
+	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
 // API errors print "CODE: message" on stderr and exit 1.
@@ -127,10 +127,7 @@ func TestConfigSetRejected(t *testing.T) {
 
 // A proxy that cannot be reached is exit 2 with one line naming the URL.
 func TestUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	addr := testenv.FreeAddr(t)
 	for _, args := range [][]string{{"health"}, {"clusters"}, {"drain", "on"}, {"-o", "json", "config", "get"}} {
 		res := runWith(nil, "", append([]string{"--api", "http://" + addr}, args...)...)
 		require.Equal(t, exitTrouble, res.code, args)

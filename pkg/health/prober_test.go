@@ -22,6 +22,7 @@ import (
 
 	"github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/pkg/observer"
+	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
 const (
@@ -168,14 +169,7 @@ func (f *fakeSQL) serveCommands(pio *mysql.PacketIO) {
 }
 
 // closedAddr is a loopback address nobody listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
-}
+func closedAddr(t *testing.T) string { return testenv.FreeAddr(t) }
 
 // statusServer answers /status with the code set last.
 type statusServer struct {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/switchyard-db/switchyard/test/etcdtest"
+	"github.com/switchyard-db/switchyard/test/testenv"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -116,10 +117,7 @@ func TestConfiguredVersionAndPrefix(t *testing.T) {
 func TestVersionLearnedLater(t *testing.T) {
 	te := etcdtest.Start(t)
 	// A free loopback port, where the backend comes up later.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	addr := testenv.FreeAddr(t)
 	startRegistrar(t, Config{EtcdEndpoints: []string{te.Endpoint}, Addr: addr})
 	info, _ := registered(t, te, DefaultPrefix, addr)
 	require.Contains(t, info, `"version":"unknown"`)

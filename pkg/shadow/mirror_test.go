@@ -190,10 +190,7 @@ func TestMirrorFullQueueDrops(t *testing.T) {
 // TestMirrorUnreachableTarget: a target that refuses connections counts
 // errors and reports why, without a retry storm.
 func TestMirrorUnreachableTarget(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	addr := testenv.FreeAddr(t)
 	m := NewManager(zaptest.NewLogger(t), fixedTarget(addr))
 	defer m.Close()
 	m.Apply([]Options{options("down")})

@@ -17,6 +17,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
 // Etcd is one embedded etcd server with a client for the test's own writes.
@@ -168,11 +170,7 @@ func probeFree(addr string) error {
 
 func freeURL(t testing.TB) url.URL {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-	return url.URL{Scheme: "http", Host: addr}
+	return url.URL{Scheme: "http", Host: testenv.FreeAddr(t)}
 }
 
 // InfoJSON is a TiDB topology info value.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/switchyard-db/switchyard/pkg/manager/coordination"
+	"github.com/switchyard-db/switchyard/test/testenv"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -212,10 +213,7 @@ func newVotePeer(t *testing.T, id, token string, results map[string]voteProbeRes
 
 // newDeadVotePeer is a registered peer whose API address refuses connections.
 func newDeadVotePeer(t *testing.T, id string) *votePeer {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	addr := testenv.FreeAddr(t)
 	return &votePeer{id: id, addr: addr}
 }
 
