@@ -32,6 +32,9 @@ func FreePort(t testing.TB) int {
 	return port
 }
 
+// PickFreePort is FreePort for programs without a testing.TB (the benchmarks).
+func PickFreePort() (int, error) { return freePort() }
+
 // FreeAddr returns "127.0.0.1:<port>" for a port from FreePort.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
@@ -49,10 +52,7 @@ var reserved struct {
 }
 
 func freePort() (int, error) {
-	hi := ephemeralStart()
-	if hi-lowestPort < 1000 {
-		return 0, errors.New("the kernel's ephemeral port range leaves fewer than 1000 ports below it")
-	}
+	lo, hi := pickRange(ephemeralRange())
 	// One directory per user: a directory another user made would refuse this user's files.
 	dir := filepath.Join(os.TempDir(), "switchyard-test-ports-"+strconv.Itoa(os.Getuid()))
 	if err := os.MkdirAll(dir, 0o777); err != nil {
@@ -64,7 +64,7 @@ func freePort() (int, error) {
 		reserved.ports = map[int]*os.File{}
 	}
 	for range 1000 {
-		port := lowestPort + rand.IntN(hi-lowestPort)
+		port := lo + rand.IntN(hi-lo)
 		if reserved.ports[port] != nil {
 			continue
 		}
@@ -87,20 +87,38 @@ func freePort() (int, error) {
 	return 0, errors.New("1000 ports in a row were locked by other tests or bound")
 }
 
-// ephemeralStart is the first port the kernel assigns by itself; 32768 (Linux's default)
-// where the range cannot be read.
-func ephemeralStart() int {
+// pickRange is the range [lo, hi) FreePort picks from: the ports below the kernel's ephemeral
+// range, or above it when that leaves more; where the ephemeral range covers nearly all ports
+// (at most 1000 left on either side), all of [lowestPort, 65536), the locks then keeping tests
+// apart and the bind check catching the kernel's own picks.
+func pickRange(start, end int) (lo, hi int) {
+	below, above := start-lowestPort, 65535-end
+	switch {
+	case below >= 1000 && below >= above:
+		return lowestPort, start
+	case above >= 1000:
+		return end + 1, 65536
+	default:
+		return lowestPort, 65536
+	}
+}
+
+// ephemeralRange is the range of ports the kernel assigns by itself (inclusive), Linux's
+// default 32768-60999 where it cannot be read.
+func ephemeralRange() (start, end int) {
+	start, end = 32768, 60999
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
-		return 32768
+		return start, end
 	}
 	fields := strings.Fields(string(b))
-	if len(fields) == 0 {
-		return 32768
+	if len(fields) != 2 {
+		return start, end
 	}
-	n, err := strconv.Atoi(fields[0])
-	if err != nil {
-		return 32768
+	s, err1 := strconv.Atoi(fields[0])
+	e, err2 := strconv.Atoi(fields[1])
+	if err1 != nil || err2 != nil || s > e {
+		return start, end
 	}
-	return n
+	return s, e
 }

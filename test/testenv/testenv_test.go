@@ -171,9 +171,22 @@ func TestFreePortNeverRepeats(t *testing.T) {
 	for range 500 {
 		p := FreePort(t)
 		require.False(t, seen[p], "port %d handed out twice", p)
-		require.GreaterOrEqual(t, p, lowestPort)
-		require.Less(t, p, ephemeralStart())
+		lo, hi := pickRange(ephemeralRange())
+		require.True(t, p >= lo && p < hi, "port %d is outside [%d, %d)", p, lo, hi)
 		seen[p] = true
+	}
+}
+
+// FreePort stays out of the kernel's ephemeral range wherever the range leaves room.
+func TestPickRange(t *testing.T) {
+	for _, c := range []struct{ start, end, lo, hi int }{
+		{32768, 60999, lowestPort, 32768}, // Linux's default: below it
+		{10000, 30000, 30001, 65536},      // more room above
+		{49152, 65535, lowestPort, 49152}, // the IANA range
+		{1024, 65000, lowestPort, 65536},  // no room: everything, the locks keep tests apart
+	} {
+		lo, hi := pickRange(c.start, c.end)
+		require.Equal(t, [2]int{c.lo, c.hi}, [2]int{lo, hi}, "ephemeral range %d-%d", c.start, c.end)
 	}
 }
 
