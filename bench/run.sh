@@ -288,8 +288,11 @@ wait_quiet() {
 # everything else on the machine ("other") can be told apart from ours. measure_end sets
 # M_PCPU (µs of PID, the proxy; "-" without one), M_DCPU (µs of MariaDB), M_STEAL and M_OTHER
 # (% of the whole machine).
+# io_calls PID: "read-syscalls write-syscalls" so far (syscr, syscw of /proc/PID/io).
+io_calls() { awk '$1 == "syscr:" { r = $2 } $1 == "syscw:" { w = $2 } END { print r + 0, w + 0 }' "/proc/$1/io" 2>/dev/null || echo "0 0"; }
 measure_begin() {
 	M_C0=$([[ -n "$1" ]] && cpu_ticks "$1" || echo 0)
+	M_IO0=$([[ -n "$1" ]] && io_calls "$1" || echo "0 0")
 	M_D0=$(cpu_ticks "$DB_PID")
 	M_O0=$(ours_ticks)
 	M_S0=$(cpu_sample)
@@ -300,6 +303,7 @@ measure_end() {
 	o1=$(ours_ticks)
 	d1=$(cpu_ticks "$DB_PID")
 	c1=$([[ -n "$1" ]] && cpu_ticks "$1" || echo 0)
+	M_IO=$([[ -n "$1" ]] && awk -v a="$M_IO0" -v b="$(io_calls "$1")" 'BEGIN { split(a, x, " "); split(b, y, " "); print y[1] - x[1], y[2] - x[2] }' || echo "0 0")
 	client=$(awk -v hz="$CLK_TCK" 'NF == 2 { printf "%d", ($1 + $2) * hz }' "$TMP/time")
 	M_PCPU=-
 	[[ -n "$1" ]] && M_PCPU=$(((c1 - M_C0) * 1000000 / CLK_TCK))
@@ -340,8 +344,10 @@ run_one() {
 		"$pl" "$wl" "$th" "$tg" "$rep" "$status" "$qps" "$p95" "$p99" "$q" "$secs" "$pcpu" "$dcpu" "$steal" "$other" >>"$RAW"
 
 	local cpuq=""
+	# Read and write system calls per query (/proc/PID/io): the proxy's syscall count is most
+	# of its CPU, so it is the first thing to compare with HAProxy's.
 	[[ "$status" == ok && "$pcpu" != - && "$q" -gt 0 ]] &&
-		cpuq=$(awk -v c="$pcpu" -v q="$q" 'BEGIN { printf "  proxy %5.1f us/q", c / q }')
+		cpuq=$(awk -v c="$pcpu" -v q="$q" -v io="$M_IO" 'BEGIN { split(io, n, " "); printf "  proxy %5.1f us/q %4.2f r/q %4.2f w/q", c / q, n[1] / q, n[2] / q }')
 	if [[ "$status" == ok ]]; then
 		log "$(printf '[%3d/%d] %-8s %-12s t=%-2s %-10s r%s: %7.0f qps  p95 %7.3f  p99 %7.3f ms%s  steal %s%%  other %s%%' \
 			"$RUN_NO" "$TOTAL_RUNS" "$pl" "$wl" "$th" "$tg" "$rep" "$qps" "$p95" "$p99" "$cpuq" "$steal" "$other")"
@@ -405,8 +411,12 @@ else
 	place unpinned
 	TOTAL_RUNS=$((RUN_NO + 2 * REPEATS))
 	log "digest cost: point_select t=$DIGEST_THREADS, digests on/off x $REPEATS"
+	# ABBA order (on, off, off, on, ...): a drift in the machine's load over the section
+	# falls on both sides alike instead of always on the one that runs second.
 	for ((rep = 1; rep <= REPEATS; rep++)); do
-		for tg in switchyard switchyard-nodigest; do
+		pair="switchyard switchyard-nodigest"
+		((rep % 2 == 0)) && pair="switchyard-nodigest switchyard"
+		for tg in $pair; do
 			run_one unpinned point_select "$DIGEST_THREADS" "$tg" "$rep"
 		done
 	done

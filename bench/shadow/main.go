@@ -43,6 +43,7 @@ func main() {
 	profile := flag.String("profile", "", "write a CPU profile of the shadowed proxy's first run here")
 	capture := flag.Bool("capture", false, "measure a running traffic capture instead of shadowing: the second proxy captures during its runs")
 	workload := flag.String("workload", "oltp_point_select", "sysbench workload")
+	rate := flag.Int("rate", 0, "sysbench --rate: a fixed offered load in transactions per second (0: as fast as it goes)")
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "switchyard-bench-shadow-")
 	check(err)
@@ -93,6 +94,7 @@ func main() {
 		name     string
 		qps      float64
 		cpuPerQ  float64
+		dstPerQ  float64
 		p95      string
 		errCount string
 	}
@@ -106,7 +108,7 @@ func main() {
 			if *capture && p == shadowed {
 				do("POST", p.api+"/api/v1/traffic/capture", `{"cluster": "main", "duration": "30m"}`)
 			}
-			cpu0 := p.cpu()
+			cpu0, dst0 := procCPU(p.cmd.Process.Pid), procCPU(dst.Pid())
 			var prof chan []byte
 			if *profile != "" && r == 0 && p == shadowed {
 				prof = make(chan []byte, 1)
@@ -114,8 +116,8 @@ func main() {
 			}
 			out := output("sysbench", append([]string{*workload}, append(sbConn(p.addr),
 				"--threads="+strconv.Itoa(*threads), "--time="+strconv.Itoa(int(duration.Seconds())),
-				"--db-ps-mode=disable", "--report-interval=0", "run")...)...)
-			cpu := p.cpu() - cpu0
+				"--db-ps-mode=disable", "--report-interval=0", "--rate="+strconv.Itoa(*rate), "run")...)...)
+			cpu, dstCPU := procCPU(p.cmd.Process.Pid)-cpu0, procCPU(dst.Pid())-dst0
 			if *capture && p == shadowed {
 				log.Printf("capture: %s", do("DELETE", p.api+"/api/v1/traffic/capture", ""))
 			}
@@ -125,9 +127,11 @@ func main() {
 			qps, queries := parse(out, `queries:\s+(\d+)\s+\(([\d.]+) per sec`)
 			p95, _ := parse(out, `95th percentile:\s+([\d.]+)`)
 			errs, _ := parse(out, `ignored errors:\s+(\d+)`)
-			res := result{name: p.name, qps: qps, cpuPerQ: cpu.Seconds() * 1e6 / queries, p95: fmt.Sprint(p95), errCount: fmt.Sprint(errs)}
+			res := result{name: p.name, qps: qps, cpuPerQ: cpu.Seconds() * 1e6 / queries, dstPerQ: dstCPU.Seconds() * 1e6 / queries,
+				p95: fmt.Sprint(p95), errCount: fmt.Sprint(errs)}
 			results = append(results, res)
-			log.Printf("round %d %-8s %.0f q/s, %.1f µs proxy CPU per query, p95 %s ms, errors %s", r+1, p.name, res.qps, res.cpuPerQ, res.p95, res.errCount)
+			log.Printf("round %d %-8s %.0f q/s, %.1f µs proxy CPU and %.1f µs target MariaDB CPU per query, p95 %s ms, errors %s",
+				r+1, p.name, res.qps, res.cpuPerQ, res.dstPerQ, res.p95, res.errCount)
 		}
 	}
 	var sum = map[string]float64{}
@@ -179,9 +183,9 @@ func startProxy(bin, dir, name string, src, dst *testenv.MariaDB, extra string) 
 	return &proxyProc{name: name, addr: addr, api: "http://" + apiAddr, cmd: cmd}
 }
 
-// cpu is the proxy's user+system CPU time so far.
-func (p *proxyProc) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+// procCPU is a process's user+system CPU time so far.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	check(err)
 	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
 	ut, _ := strconv.Atoi(f[11])
@@ -228,10 +232,9 @@ func shadowStatus(base string) api.ShadowList {
 }
 
 func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testenv.PickFreePort()
 	check(err)
-	defer ln.Close()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 func parse(out []byte, re string) (float64, float64) {
