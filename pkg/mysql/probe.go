@@ -24,12 +24,6 @@ func CheckSQL(ctx context.Context, d *net.Dialer, addr string) error {
 // ReadGreeting connects to a MySQL server and returns its initial handshake
 // (CheckSQL's check, for callers that want the server version too).
 func ReadGreeting(ctx context.Context, d *net.Dialer, addr string) (*InitialHandshake, error) {
-	if pkt, ok, err := readGreetingDirect(ctx, d, addr); ok {
-		if err != nil {
-			return nil, err
-		}
-		return parseGreeting(pkt)
-	}
 	return withGreeting(ctx, d, addr, nil)
 }
 
@@ -102,9 +96,12 @@ func (c *ProbeConn) greet(ctx context.Context, then func(*PacketIO, *InitialHand
 	if err != nil {
 		return nil, fmt.Errorf("read greeting: %w", StableErr(ctx, err))
 	}
-	hs, err := parseGreeting(pkt)
+	if len(pkt) > 0 && pkt[0] == ErrHeader {
+		return nil, fmt.Errorf("server refused: %w", ParseErr(pkt))
+	}
+	hs, err := ParseInitialHandshake(pkt)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("bad greeting: %w", err)
 	}
 	if then != nil {
 		if err := then(c.pio, hs); err != nil {
@@ -119,19 +116,6 @@ func (c *ProbeConn) greet(ctx context.Context, then func(*PacketIO, *InitialHand
 	}
 	if err := c.unbound(ctx, stop); err != nil {
 		return nil, fmt.Errorf("login: %w", err)
-	}
-	return hs, nil
-}
-
-// parseGreeting reads a server's first packet: an initial handshake, or an ERR packet (too
-// many connections, host blocked, shutting down) that is the server refusing.
-func parseGreeting(pkt []byte) (*InitialHandshake, error) {
-	if len(pkt) > 0 && pkt[0] == ErrHeader {
-		return nil, fmt.Errorf("server refused: %w", ParseErr(pkt))
-	}
-	hs, err := ParseInitialHandshake(pkt)
-	if err != nil {
-		return nil, fmt.Errorf("bad greeting: %w", err)
 	}
 	return hs, nil
 }
