@@ -3,6 +3,7 @@ package mysql
 import (
 	"context"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -139,4 +140,35 @@ func TestProbePingBoundedByContext(t *testing.T) {
 	cancelled, cancelNow := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancelNow)
 	require.ErrorIs(t, dial().Ping(cancelled), context.Canceled)
+}
+
+// A greeting probe leaves with a reset, so the proxy keeps no TIME_WAIT socket per probe; a
+// login probe quits and closes normally, so the server reads its COM_QUIT.
+func TestGreetingProbeClosesWithReset(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	after := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			after <- err
+			return
+		}
+		defer c.Close()
+		pio := NewPacketIO(c)
+		_ = pio.WritePacket(AppendInitialHandshake(nil, &InitialHandshake{
+			ServerVersion: "10.11.99-test", Salt: NewSalt(20), Charset: 46, AuthPlugin: AuthNativePassword,
+			Capability: ClientProtocol41 | ClientSecureConnection | ClientPluginAuth,
+		}))
+		_ = pio.Flush()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		after <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = ReadGreeting(ctx, &net.Dialer{}, ln.Addr().String())
+	require.NoError(t, err)
+	require.ErrorIs(t, <-after, syscall.ECONNRESET, "the greeting probe's close is a reset")
 }
