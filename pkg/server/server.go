@@ -293,7 +293,35 @@ func (s *Server) APIAddr() net.Addr {
 }
 
 // Sessions returns a snapshot of the live client sessions.
-func (s *Server) Sessions() []backend.Info { return s.sql.Sessions() }
+func (s *Server) Sessions() []libapi.Session {
+	infos := s.sql.Sessions()
+	out := make([]libapi.Session, 0, len(infos))
+	for _, in := range infos {
+		out = append(out, sessionDoc(in))
+	}
+	return out
+}
+
+// sessionDoc is how the API shows a session: UTC milliseconds, and the
+// backend as its ID (cluster/address), none while the session logs in.
+func sessionDoc(in backend.Info) libapi.Session {
+	ss := libapi.Session{
+		ID:            in.ID,
+		ClientAddr:    in.ClientAddr,
+		User:          in.User,
+		DB:            in.DB,
+		Cluster:       in.Cluster,
+		InTransaction: in.InTransaction,
+		Since:         in.Since.UTC().Truncate(time.Millisecond),
+
+		Migratable:          in.Migratable,
+		NotMigratableReason: in.NotMigratableReason,
+	}
+	if in.Backend != "" {
+		ss.Backend = observer.BackendID(in.Cluster, in.Backend)
+	}
+	return ss
+}
 
 // BackendSessions counts routed sessions per backend ID.
 func (s *Server) BackendSessions() map[string]int64 { return s.router.Sessions() }

@@ -6,11 +6,10 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
 	"github.com/switchyard-db/switchyard/pkg/sqlstats"
 )
 
-// Manager holds the running mirrors and is the sessions' Shadower. Apply
+// Manager holds the running mirrors and is the sessions' Sampler. Apply
 // (the config applier) and Close are serialised; Sample reads an immutable
 // map behind an atomic pointer.
 type Manager struct {
@@ -26,7 +25,7 @@ type Manager struct {
 	states map[string]*state
 }
 
-var _ backend.Shadower = (*Manager)(nil)
+var _ Sampler = (*Manager)(nil)
 
 // NewManager builds a Manager without mirrors; Apply starts them.
 func NewManager(lg *zap.Logger, r Resolver) *Manager {
@@ -35,8 +34,8 @@ func NewManager(lg *zap.Logger, r Resolver) *Manager {
 	return m
 }
 
-// Sample implements backend.Shadower.
-func (m *Manager) Sample(cluster string) backend.ShadowSink {
+// Sample implements Sampler.
+func (m *Manager) Sample(cluster string) Sink {
 	mm := *m.mirrors.Load()
 	if len(mm) == 0 {
 		return nil

@@ -10,7 +10,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
 	"github.com/switchyard-db/switchyard/pkg/sqlstats"
 )
 
@@ -63,7 +62,7 @@ type mirror struct {
 	conns map[*conn]struct{}
 }
 
-var _ backend.ShadowSink = (*mirror)(nil)
+var _ Sink = (*mirror)(nil)
 
 // retryAfter is how long a worker that could not reach the target counts
 // its statements as errors before it dials again.
@@ -95,8 +94,8 @@ func (m *mirror) sampled() bool {
 	return m.threshold == math.MaxUint64 || (m.threshold > 0 && rand.Uint64() < m.threshold)
 }
 
-// Submit implements backend.ShadowSink: it queues a copy of r or drops it.
-func (m *mirror) Submit(r *backend.ShadowResult) {
+// Submit implements Sink: it queues a copy of r or drops it.
+func (m *mirror) Submit(r *Result) {
 	m.st.counters.Sampled.Add(1)
 	if m.closed.Load() {
 		m.st.counters.Dropped.Add(1)

@@ -13,7 +13,6 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/switchyard-db/switchyard/pkg/mysql"
-	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
@@ -46,7 +45,7 @@ func prepareTable(t *testing.T, m *testenv.MariaDB, table string) {
 
 // clientSaw runs q on its own connection the way the mirror does, standing
 // in for what a session forwarded to its client.
-func clientSaw(t *testing.T, addr, db, q string) *backend.ShadowResult {
+func clientSaw(t *testing.T, addr, db, q string) *Result {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := dial(ctx, addr, testenv.NativeUser, []byte(testenv.NativePassword), db, utf8mb4)
@@ -54,7 +53,7 @@ func clientSaw(t *testing.T, addr, db, q string) *backend.ShadowResult {
 	defer c.close()
 	r, err := c.query(ctx, []byte(q))
 	require.NoError(t, err)
-	return &backend.ShadowResult{Text: []byte(q), DB: db, Charset: utf8mb4, Rows: r.rows, Checksum: r.checksum, ErrCode: r.errCode, Latency: time.Millisecond}
+	return &Result{Text: []byte(q), DB: db, Charset: utf8mb4, Rows: r.rows, Checksum: r.checksum, ErrCode: r.errCode, Latency: time.Millisecond}
 }
 
 func onlyStatus(t *testing.T, m *Manager) Status {
@@ -119,8 +118,8 @@ func TestMirrorSkipsAndSchema(t *testing.T) {
 	defer m.Close()
 	m.Apply([]Options{options("skip")})
 	sink := m.Sample("main")
-	sink.Submit(&backend.ShadowResult{Text: []byte("SELECT * FROM shadow_schema FOR UPDATE"), DB: "test", Charset: utf8mb4})
-	sink.Submit(&backend.ShadowResult{Text: []byte("SELECT NOW()"), Charset: utf8mb4})
+	sink.Submit(&Result{Text: []byte("SELECT * FROM shadow_schema FOR UPDATE"), DB: "test", Charset: utf8mb4})
+	sink.Submit(&Result{Text: []byte("SELECT NOW()"), Charset: utf8mb4})
 	// The same statement from a session without a schema fails there too.
 	noDB := clientSaw(t, db.Addr(), "", "SELECT id FROM shadow_schema")
 	require.NotZero(t, noDB.ErrCode)
@@ -169,7 +168,7 @@ func TestMirrorFullQueueDrops(t *testing.T) {
 	o.Queue, o.Connections, o.Timeout = 4, 1, time.Minute
 	m.Apply([]Options{o})
 	sink := m.Sample("main")
-	r := &backend.ShadowResult{Text: []byte("SELECT 1"), Charset: utf8mb4}
+	r := &Result{Text: []byte("SELECT 1"), Charset: utf8mb4}
 	start := time.Now()
 	for range 1000 {
 		sink.Submit(r)
@@ -196,7 +195,7 @@ func TestMirrorUnreachableTarget(t *testing.T) {
 	m.Apply([]Options{options("down")})
 	sink := m.Sample("main")
 	for range 20 {
-		sink.Submit(&backend.ShadowResult{Text: []byte("SELECT 1"), Charset: utf8mb4})
+		sink.Submit(&Result{Text: []byte("SELECT 1"), Charset: utf8mb4})
 	}
 	require.Eventually(t, func() bool { return onlyStatus(t, m).Errors == 20 }, 20*time.Second, 20*time.Millisecond)
 	st := onlyStatus(t, m)
@@ -213,7 +212,7 @@ func TestMirrorWrongPassword(t *testing.T) {
 	o := options("badpw")
 	o.Password = []byte("not-the-password-xyz")
 	m.Apply([]Options{o})
-	m.Sample("main").Submit(&backend.ShadowResult{Text: []byte("SELECT 1"), Charset: utf8mb4})
+	m.Sample("main").Submit(&Result{Text: []byte("SELECT 1"), Charset: utf8mb4})
 	require.Eventually(t, func() bool { return onlyStatus(t, m).Errors == 1 }, 20*time.Second, 20*time.Millisecond)
 	st := onlyStatus(t, m)
 	require.Contains(t, st.LastError, "Access denied")
@@ -230,7 +229,7 @@ func TestApplyReloads(t *testing.T) {
 	o := options("reload")
 	m.Apply([]Options{o})
 	first := m.byName["reload"]
-	m.Sample("main").Submit(&backend.ShadowResult{Text: []byte("SELECT 1"), Charset: utf8mb4, Rows: 1, Checksum: mysql.RowChecksum([]byte{1, '1'})})
+	m.Sample("main").Submit(&Result{Text: []byte("SELECT 1"), Charset: utf8mb4, Rows: 1, Checksum: mysql.RowChecksum([]byte{1, '1'})})
 	require.Eventually(t, func() bool { return onlyStatus(t, m).Compared == 1 }, 20*time.Second, 20*time.Millisecond)
 	require.Zero(t, onlyStatus(t, m).Mismatches, "SELECT 1's row is the text-protocol payload 0x01 '1'")
 
@@ -252,7 +251,7 @@ func TestApplyReloads(t *testing.T) {
 	require.True(t, second.closed.Load())
 	// A session that sampled before the reload still holds the old mirror:
 	// its Submit is dropped, never a panic.
-	second.Submit(&backend.ShadowResult{Text: []byte("SELECT 1")})
+	second.Submit(&Result{Text: []byte("SELECT 1")})
 }
 
 // TestSampleFraction: sample 0.1 takes about a tenth.

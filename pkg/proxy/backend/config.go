@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchyard-db/switchyard/pkg/shadow"
 )
 
 // Config holds the settings a session needs. It is shared read-only by all
@@ -53,7 +55,7 @@ type Config struct {
 	CapturePackets *atomic.Bool
 	// Shadow samples read-only statements for live shadowing (shadow.go);
 	// nil: none.
-	Shadow Shadower
+	Shadow shadow.Sampler
 }
 
 // CommandObserver records one routed session's commands.

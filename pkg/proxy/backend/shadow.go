@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/switchyard-db/switchyard/pkg/mysql"
+	"github.com/switchyard-db/switchyard/pkg/shadow"
 )
 
 // Live shadowing (pkg/shadow): a sampled fraction of a cluster's read-only
@@ -12,48 +13,12 @@ import (
 // session's part is this file: choose, checksum while forwarding, submit.
 // It never changes what the client sees and never waits.
 
-// Shadower decides which statements are mirrored (pkg/shadow).
-type Shadower interface {
-	// Sample is asked once per candidate statement of a session routed to
-	// cluster; it returns where to submit it, or nil when it is not
-	// sampled. It runs on the query path and must be cheap and never block.
-	Sample(cluster string) ShadowSink
-}
-
-// ShadowSink receives one sampled statement.
-type ShadowSink interface {
-	// Submit hands over a sampled statement and what its client received.
-	// It must not block or keep r (r.Text aliases session memory).
-	Submit(r *ShadowResult)
-}
-
-// ShadowResult is what the client received for a sampled statement.
-type ShadowResult struct {
-	// Text is the COM_QUERY statement.
-	Text []byte
-	// DB is the session's schema when the statement ran; Charset its
-	// handshake collation (the mirror logs in with the same one).
-	DB      string
-	Charset byte
-	// Rows counts result rows; Checksum sums mysql.RowChecksum over them, so the
-	// order of rows does not matter.
-	Rows     uint64
-	Checksum uint64
-	// ErrCode is the code of the ERR that answered it (0: none).
-	ErrCode uint16
-	Latency time.Duration
-	// Uncomparable: a row did not fit the session's read buffer (about
-	// 32 KiB) and was streamed without being checksummed; the mirror
-	// counts the statement as skipped.
-	Uncomparable bool
-}
-
 // shadowed is the sampled statement in flight; only the session goroutine
 // touches it.
 type shadowed struct {
-	sink    ShadowSink
+	sink    shadow.Sink
 	start   time.Time
-	res     ShadowResult
+	res     shadow.Result
 	textBuf []byte
 	// hashing: the rows of the COM_QUERY in flight are checksummed into
 	// res, because it is sampled or because a traffic capture runs (the
@@ -73,7 +38,7 @@ func (s *Session) shadowBegin(pk mysql.Packet) {
 	sh.hashing = s.observed.active && s.cfg.CapturePackets != nil && s.cfg.CapturePackets.Load()
 	if sh.hashing {
 		s.bindHashRow()
-		sh.res = ShadowResult{}
+		sh.res = shadow.Result{}
 	}
 	if s.cfg.Shadow == nil || !pk.Complete || s.state.inTxn || s.state.noAutocommit || s.lease == nil ||
 		!startsWithSelect(pk.Data[1:]) {
@@ -86,7 +51,7 @@ func (s *Session) shadowBegin(pk mysql.Packet) {
 	s.bindHashRow()
 	sh.sink, sh.hashing, sh.start = sink, true, time.Now()
 	sh.textBuf = append(sh.textBuf[:0], pk.Data[1:]...)
-	sh.res = ShadowResult{Text: sh.textBuf, DB: s.state.db, Charset: s.charset}
+	sh.res = shadow.Result{Text: sh.textBuf, DB: s.state.db, Charset: s.charset}
 }
 
 func (s *Session) bindHashRow() {

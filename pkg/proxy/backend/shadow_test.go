@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	pmysql "github.com/switchyard-db/switchyard/pkg/mysql"
+	"github.com/switchyard-db/switchyard/pkg/shadow"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
@@ -20,17 +21,17 @@ import (
 type recordingShadower struct {
 	mu       sync.Mutex
 	clusters []string
-	results  []ShadowResult
+	results  []shadow.Result
 }
 
-func (r *recordingShadower) Sample(cluster string) ShadowSink {
+func (r *recordingShadower) Sample(cluster string) shadow.Sink {
 	r.mu.Lock()
 	r.clusters = append(r.clusters, cluster)
 	r.mu.Unlock()
 	return r
 }
 
-func (r *recordingShadower) Submit(res *ShadowResult) {
+func (r *recordingShadower) Submit(res *shadow.Result) {
 	c := *res
 	c.Text = append([]byte(nil), res.Text...)
 	r.mu.Lock()
@@ -38,7 +39,7 @@ func (r *recordingShadower) Submit(res *ShadowResult) {
 	r.mu.Unlock()
 }
 
-func (r *recordingShadower) take() []ShadowResult {
+func (r *recordingShadower) take() []shadow.Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := r.results
@@ -48,7 +49,7 @@ func (r *recordingShadower) take() []ShadowResult {
 
 // await takes the results once there are n: a session submits after it has
 // forwarded the response, so the client can read it first.
-func (r *recordingShadower) await(t *testing.T, n int) []ShadowResult {
+func (r *recordingShadower) await(t *testing.T, n int) []shadow.Result {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		r.mu.Lock()
@@ -133,7 +134,7 @@ func TestShadowSessionHook(t *testing.T) {
 	require.Len(t, got, 1)
 	wantRows, wantSum := expectedChecksum(t, direct, "SELECT * FROM test.sh ORDER BY id")
 	require.EqualValues(t, 3000, wantRows)
-	require.Equal(t, ShadowResult{Text: []byte(all), DB: "test", Charset: got[0].Charset, Rows: wantRows, Checksum: wantSum, Latency: got[0].Latency}, got[0],
+	require.Equal(t, shadow.Result{Text: []byte(all), DB: "test", Charset: got[0].Charset, Rows: wantRows, Checksum: wantSum, Latency: got[0].Latency}, got[0],
 		"rows spanning many reads are all checksummed")
 	require.Positive(t, got[0].Latency)
 	require.Equal(t, []string{"test"}, rec.clusters)

@@ -17,7 +17,6 @@ import (
 	libconfig "github.com/switchyard-db/switchyard/lib/config"
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
 	"github.com/switchyard-db/switchyard/pkg/observer"
-	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -133,18 +132,17 @@ func fixedTopology() *observer.Topology {
 }
 
 // fixedSessions are out of order on purpose: the API sorts them by ID.
-func fixedSessions() []backend.Info {
-	return []backend.Info{
-		{ID: 7, ClientAddr: "10.1.0.6:40000", User: "batch", Cluster: "east", Backend: "10.0.0.2:4000",
-			InTransaction: true, PreparedStatements: 2, Since: t0.Add(-5 * time.Minute),
+func fixedSessions() []libapi.Session {
+	return []libapi.Session{
+		{ID: 7, ClientAddr: "10.1.0.6:40000", User: "batch", Cluster: "east", Backend: "east/10.0.0.2:4000",
+			InTransaction: true, Since: t0.Add(-5 * time.Minute).UTC(),
 			NotMigratableReason: "in a transaction"},
-		// Not UTC and finer than a millisecond: the API shows UTC milliseconds.
-		{ID: 1, ClientAddr: "10.1.0.5:51234", User: "app", DB: "shop", Cluster: "east", Backend: "10.0.0.1:4000", Migratable: true,
-			Since: time.Date(2024, 5, 17, 11, 29, 18, 123456789, time.FixedZone("CEST", 2*60*60))},
-		{ID: 3, ClientAddr: "[::1]:60000", User: "root", Cluster: "south", Backend: "10.0.2.1:4000",
-			Since: t0.Add(-26 * time.Hour)},
+		{ID: 1, ClientAddr: "10.1.0.5:51234", User: "app", DB: "shop", Cluster: "east", Backend: "east/10.0.0.1:4000", Migratable: true,
+			Since: time.Date(2024, 5, 17, 9, 29, 18, 123000000, time.UTC)},
+		{ID: 3, ClientAddr: "[::1]:60000", User: "root", Cluster: "south", Backend: "south/10.0.2.1:4000",
+			Since: t0.Add(-26 * time.Hour).UTC()},
 		// Still in its handshake: no cluster or backend yet.
-		{ID: 12, ClientAddr: "10.1.0.7:33000", Since: t0},
+		{ID: 12, ClientAddr: "10.1.0.7:33000", Since: t0.UTC()},
 	}
 }
 
@@ -152,7 +150,7 @@ func fixedSessions() []backend.Info {
 type fakeProxy struct {
 	mu          sync.Mutex
 	topo        *observer.Topology
-	sessions    []backend.Info
+	sessions    []libapi.Session
 	backendSess map[string]int64
 	buildErrs   map[string]string
 	lastProbes  map[string]time.Time
@@ -180,10 +178,10 @@ func (p *fakeProxy) Topology() *observer.Topology {
 	return p.topo
 }
 
-func (p *fakeProxy) Sessions() []backend.Info {
+func (p *fakeProxy) Sessions() []libapi.Session {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]backend.Info(nil), p.sessions...)
+	return append([]libapi.Session(nil), p.sessions...)
 }
 
 func (p *fakeProxy) LastProbes() map[string]time.Time {

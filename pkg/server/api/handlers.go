@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/BurntSushi/toml"
 	libapi "github.com/switchyard-db/switchyard/lib/api"
@@ -263,26 +262,7 @@ func (s *Server) backendList(views []*observer.ClusterView) []libapi.Backend {
 }
 
 func (s *Server) sessions(w http.ResponseWriter, _ *http.Request) {
-	infos := s.proxy.Sessions()
-	out := make([]libapi.Session, 0, len(infos))
-	for _, in := range infos {
-		ss := libapi.Session{
-			ID:            in.ID,
-			ClientAddr:    in.ClientAddr,
-			User:          in.User,
-			DB:            in.DB,
-			Cluster:       in.Cluster,
-			InTransaction: in.InTransaction,
-			Since:         in.Since.UTC().Truncate(time.Millisecond),
-
-			Migratable:          in.Migratable,
-			NotMigratableReason: in.NotMigratableReason,
-		}
-		if in.Backend != "" {
-			ss.Backend = observer.BackendID(in.Cluster, in.Backend)
-		}
-		out = append(out, ss)
-	}
+	out := slices.Clone(s.proxy.Sessions())
 	slices.SortFunc(out, func(a, b libapi.Session) int { return cmp.Compare(a.ID, b.ID) })
 	writeJSON(w, http.StatusOK, out)
 }

@@ -18,7 +18,6 @@ import (
 	libconfig "github.com/switchyard-db/switchyard/lib/config"
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
 	"github.com/switchyard-db/switchyard/pkg/observer"
-	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
 	"go.uber.org/zap"
 )
 
@@ -57,7 +56,8 @@ var defaultTimeouts = timeouts{readHeader: readHeaderTimeout, read: readTimeout,
 // Proxy is what the API reads from, and asks of, the running proxy.
 type Proxy interface {
 	Topology() *observer.Topology
-	Sessions() []backend.Info
+	// Sessions describes the client sessions, with backends as IDs.
+	Sessions() []libapi.Session
 	// BackendSessions counts routed sessions per backend ID.
 	BackendSessions() map[string]int64
 	// LastProbes is when each backend was last probed, by backend ID, read
