@@ -293,7 +293,10 @@ func (s *Server) APIAddr() net.Addr {
 }
 
 // Sessions returns a snapshot of the live client sessions.
-func (s *Server) Sessions() []libapi.Session {
+func (s *Server) Sessions() []backend.Info { return s.sql.Sessions() }
+
+// SessionDocs is Sessions as the API shows them.
+func (s *Server) SessionDocs() []libapi.Session {
 	infos := s.sql.Sessions()
 	out := make([]libapi.Session, 0, len(infos))
 	for _, in := range infos {

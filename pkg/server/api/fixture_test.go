@@ -178,7 +178,7 @@ func (p *fakeProxy) Topology() *observer.Topology {
 	return p.topo
 }
 
-func (p *fakeProxy) Sessions() []libapi.Session {
+func (p *fakeProxy) SessionDocs() []libapi.Session {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]libapi.Session(nil), p.sessions...)

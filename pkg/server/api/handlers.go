@@ -131,7 +131,7 @@ func (s *Server) clusterList() []libapi.Cluster {
 	topo := s.proxy.Topology()
 	cfg := s.cfg.Current()
 	sessions := map[string]int{}
-	for _, in := range s.proxy.Sessions() {
+	for _, in := range s.proxy.SessionDocs() {
 		if in.Cluster != "" {
 			sessions[in.Cluster]++
 		}
@@ -262,7 +262,7 @@ func (s *Server) backendList(views []*observer.ClusterView) []libapi.Backend {
 }
 
 func (s *Server) sessions(w http.ResponseWriter, _ *http.Request) {
-	out := slices.Clone(s.proxy.Sessions())
+	out := slices.Clone(s.proxy.SessionDocs())
 	slices.SortFunc(out, func(a, b libapi.Session) int { return cmp.Compare(a.ID, b.ID) })
 	writeJSON(w, http.StatusOK, out)
 }

@@ -57,7 +57,7 @@ var defaultTimeouts = timeouts{readHeader: readHeaderTimeout, read: readTimeout,
 type Proxy interface {
 	Topology() *observer.Topology
 	// Sessions describes the client sessions, with backends as IDs.
-	Sessions() []libapi.Session
+	SessionDocs() []libapi.Session
 	// BackendSessions counts routed sessions per backend ID.
 	BackendSessions() map[string]int64
 	// LastProbes is when each backend was last probed, by backend ID, read
