@@ -41,7 +41,7 @@ func FreeAddr(t testing.TB) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 }
 
-// Ports are picked from [lowestPort, the ephemeral range's start).
+// lowestPort is the lowest port FreePort picks (pickRange).
 const lowestPort = 20000
 
 // reserved holds the ports this process handed out, with their lock files open: the locks

@@ -262,7 +262,7 @@ func (s *Server) backendList(views []*observer.ClusterView) []libapi.Backend {
 }
 
 func (s *Server) sessions(w http.ResponseWriter, _ *http.Request) {
-	out := slices.Clone(s.proxy.SessionDocs())
+	out := s.proxy.SessionDocs()
 	slices.SortFunc(out, func(a, b libapi.Session) int { return cmp.Compare(a.ID, b.ID) })
 	writeJSON(w, http.StatusOK, out)
 }

@@ -56,7 +56,8 @@ var defaultTimeouts = timeouts{readHeader: readHeaderTimeout, read: readTimeout,
 // Proxy is what the API reads from, and asks of, the running proxy.
 type Proxy interface {
 	Topology() *observer.Topology
-	// Sessions describes the client sessions, with backends as IDs.
+	// SessionDocs describes the client sessions, with backends as IDs, in
+	// a new slice the caller may reorder.
 	SessionDocs() []libapi.Session
 	// BackendSessions counts routed sessions per backend ID.
 	BackendSessions() map[string]int64
