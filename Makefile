@@ -1,7 +1,7 @@
 # Switchyard build and test entry points. `make test` is what CI runs.
 SHELL    := /bin/bash
 GO        ?= go
-FUZZTIME  ?= 50000x
+FUZZTIME  ?= 20000x
 # Packages whose tests need no external servers.
 UNIT_PKGS := $(shell $(GO) list ./... | grep -v /test/e2e)
 
@@ -47,7 +47,7 @@ unit:
 # On failure, each failed test's own output (assertions, log tails) is printed
 # from bin/e2e.log by scripts/e2e-failures.sh.
 e2e: build
-	@set -o pipefail; SWITCHYARD_PROXY_RACE=1 SWITCHYARD_SUITE_REPORT_DIR=$(CURDIR)/bin $(GO) test -count=1 -timeout 45m -v ./test/e2e/ 2>&1 | tee bin/e2e.log | grep -E '^ *(=== RUN|--- |PASS|FAIL|ok|panic)' ; status=$$?; \
+	@set -o pipefail; SWITCHYARD_PROXY_RACE=1 SWITCHYARD_SUITE_REPORT_DIR=$(CURDIR)/bin $(GO) test -count=1 -parallel 4 -timeout 45m -v ./test/e2e/ 2>&1 | tee bin/e2e.log | grep -E '^ *(=== RUN|--- |PASS|FAIL|ok|panic)' ; status=$$?; \
 	if [ $$status -ne 0 ]; then bash scripts/e2e-failures.sh bin/e2e.log || true; fi; \
 	if grep -q -- '--- SKIP' bin/e2e.log; then echo "FAIL: end-to-end tests were skipped:"; grep -- '--- SKIP' bin/e2e.log; exit 1; fi; \
 	exit $$status

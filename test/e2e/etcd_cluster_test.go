@@ -95,6 +95,7 @@ func (c *etcdCluster) healthy() bool {
 // of the runs, and SQL through a proxy sees no error.
 // SWITCHYARD_ETCD_LEADER_RUNS sets another number of runs.
 func TestFleetEtcdLeaderLoss(t *testing.T) {
+	t.Parallel() // with the tests that runBesideLeaderLoss marks
 	runs := 20
 	if v := os.Getenv("SWITCHYARD_ETCD_LEADER_RUNS"); v != "" {
 		n, err := strconv.Atoi(v)

@@ -25,6 +25,7 @@ import (
 // touching the host's own firewall). Needs root, ip and nft; skips with
 // the reason otherwise (and make test fails on a skip).
 func TestFleetLinkFaults(t *testing.T) {
+	runBesideLeaderLoss(t)
 	requireNetns(t)
 	etcd, db := startFleetDeps(t)
 

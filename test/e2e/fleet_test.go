@@ -27,6 +27,7 @@ import (
 // The subtests share one etcd and one MariaDB; each has its own fleet name
 // (its own keys) and its own proxies.
 func TestFleet(t *testing.T) {
+	runBesideLeaderLoss(t)
 	etcd, db := startFleetDeps(t)
 
 	t.Run("LeaderKilled", func(t *testing.T) { testFleetLeaderKilled(t, etcd, db) })

@@ -166,6 +166,7 @@ func withinRatio(a, b int, ratio float64) bool {
 }
 
 func TestRebalanceSpreadsToANewBackend(t *testing.T) {
+	runBesideLeaderLoss(t)
 	const (
 		sessions = 100
 		// Not the default (10), so that the test sees the configured rate.
