@@ -164,15 +164,23 @@ func (s *Server) Sessions() []backend.Info {
 
 // RoutedSessions returns the live sessions that reached a backend.
 func (s *Server) RoutedSessions() []*backend.Session {
+	var out []*backend.Session
+	s.RangeRouted(func(ss *backend.Session) { out = append(out, ss) })
+	return out
+}
+
+// RangeRouted calls f for each live session that reached a backend, under
+// the lock that admits new sessions: f must be quick (the rebalancer
+// collects its sessions this way ten times a second, without a slice of
+// its own per round).
+func (s *Server) RangeRouted(f func(*backend.Session)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*backend.Session, 0, len(s.sessions))
 	for _, ss := range s.sessions {
-		if ss.Info().Backend != "" {
-			out = append(out, ss)
+		if _, b := ss.Placement(); b != "" {
+			f(ss)
 		}
 	}
-	return out
 }
 
 // ClusterSessions returns the live sessions routed to cluster.

@@ -32,12 +32,22 @@ type Migrant interface {
 
 // MigrantSource lists the live sessions.
 type MigrantSource interface {
-	Migrants() []Migrant
+	// Migrants appends the routed sessions to dst and returns it (the
+	// rebalancer reuses one slice from round to round).
+	Migrants(dst []Migrant) []Migrant
+	// SessionCount is the number of live sessions, routed or not: cheap,
+	// without a lock (a change wakes the rebalancer out of its quiet state).
+	SessionCount() int
 }
 
 const (
 	// rebalanceTick is how often the rebalancer looks at the sessions.
 	rebalanceTick = 100 * time.Millisecond
+	// quietRoundEvery is how often a quiet rebalancer still runs a round
+	// (see tick): what a round depends on but tick does not compare (the
+	// clock: a backend this proxy failed to reach becomes a target again;
+	// a session that was not migratable becomes so) is seen this late at most.
+	quietRoundEvery = time.Second
 	// retryAfterFailure keeps a session whose move failed from being asked
 	// again at once (TiProxy: redirectFailMinInterval).
 	retryAfterFailure = 3 * time.Second
@@ -85,7 +95,39 @@ type Rebalancer struct {
 	recent   []MigrationEvent
 	totals   map[string]int64 // by result
 
+	// round holds what Step rebuilds every round, kept between rounds so
+	// that a round over many idle sessions allocates nothing. roundMu
+	// serialises rounds (taken before mu and before the session source's
+	// own lock).
+	roundMu sync.Mutex
+	round   roundBuffers
+	quiet   quietState // tick's, under roundMu
+
 	loop lifecycle.Loop // the round ticker
+}
+
+// quietState is what tick remembers of the last round: whether it found
+// nothing to do, when it ran, and the inputs it ran on.
+type quietState struct {
+	quiet  bool
+	at     time.Time
+	inputs roundInputs
+}
+
+// roundInputs are what a round depends on, apart from the sessions'
+// states and the clock: settings, topology (health, metrics, membership)
+// and the number of sessions.
+type roundInputs struct {
+	set      *rebalanceSettings
+	topo     *observer.Topology
+	sessions int
+}
+
+// roundBuffers are Step's working sets, reused from round to round.
+type roundBuffers struct {
+	migrants  []Migrant
+	byCluster map[string][]placed
+	live      map[uint64]bool
 }
 
 // cpuDelta is the CPU the rebalancer moved onto (+) or off (-) a backend
@@ -134,7 +176,7 @@ func (rb *Rebalancer) Start(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				rb.Step()
+				rb.tick()
 			}
 		}
 	})
@@ -150,29 +192,76 @@ type placed struct {
 	addr string
 }
 
-// Step runs one round. Start calls it every 100 ms; tests call it directly.
+// tick is one beat of the ticker: a round, unless the last round was quiet
+// (nothing to move, evict or close, nothing pending, no drain and no fleet
+// vote), and its inputs are unchanged, and it ran less than quietRoundEvery
+// ago. A round looks at every routed session, so idle sessions cost it
+// their number at every beat; a quiet proxy now pays that once a second.
+func (rb *Rebalancer) tick() {
+	rb.roundMu.Lock()
+	defer rb.roundMu.Unlock()
+	now := rb.now()
+	in := roundInputs{set: rb.set.Load(), topo: rb.r.topo.Topology(), sessions: rb.src.SessionCount()}
+	if q := rb.quiet; q.quiet && q.inputs == in && now.Sub(q.at) < quietRoundEvery {
+		return
+	}
+	rb.quiet = quietState{quiet: rb.runRound(in.set, in.topo), at: now, inputs: in}
+}
+
+// Step runs one round. The ticker runs them through tick; tests call it
+// directly.
 func (rb *Rebalancer) Step() {
-	set := rb.set.Load()
-	topo := rb.r.topo.Topology()
-	migrants := rb.src.Migrants()
+	rb.roundMu.Lock()
+	defer rb.roundMu.Unlock()
+	rb.quiet = quietState{}
+	rb.runRound(rb.set.Load(), rb.r.topo.Topology())
+}
+
+// runRound runs one round and reports whether it was quiet. The caller holds
+// roundMu.
+//
+// A round looks at every routed session, so its cost per session counts:
+// with 9,700 idle sessions, rounds that built their lists afresh were 95 %
+// of the idle proxy's CPU (the scan and the garbage collection of what it
+// allocated). The lists are now reused, and the set of live sessions is only
+// built when there are per-session records to clear.
+func (rb *Rebalancer) runRound(set *rebalanceSettings, topo *observer.Topology) (quiet bool) {
+	buf := &rb.round
+	clear(buf.migrants) // drop the last round's sessions, which may have ended
+	buf.migrants = rb.src.Migrants(buf.migrants[:0])
 	now := rb.now()
 
 	rb.mu.Lock()
 	defer rb.mu.Unlock()
-	byCluster := map[string][]placed{}
-	live := make(map[uint64]bool, len(migrants))
-	for _, m := range migrants {
+	if buf.byCluster == nil {
+		buf.byCluster = map[string][]placed{}
+	}
+	for cluster, ms := range buf.byCluster {
+		clear(ms)
+		buf.byCluster[cluster] = ms[:0]
+	}
+	var live map[uint64]bool
+	if len(rb.pending)+len(rb.failedAt)+len(rb.evicted)+len(rb.lastErr) > 0 {
+		if buf.live == nil {
+			buf.live = map[uint64]bool{}
+		}
+		live = buf.live
+		clear(live)
+	}
+	for _, m := range buf.migrants {
 		cluster, addr := m.Placement()
 		if cluster == "" {
 			continue
 		}
 		id := m.ID()
-		live[id] = true
+		if live != nil {
+			live[id] = true
+		}
 		if p := rb.pending[id]; p != nil && (p.from != addr || now.Sub(p.at) > pendingTTL) {
 			// Moved without a report, or never reached a safe point.
 			delete(rb.pending, id)
 		}
-		byCluster[cluster] = append(byCluster[cluster], placed{m: m, id: id, addr: addr})
+		buf.byCluster[cluster] = append(buf.byCluster[cluster], placed{m: m, id: id, addr: addr})
 	}
 	for id := range rb.pending {
 		if !live[id] {
@@ -194,15 +283,24 @@ func (rb *Rebalancer) Step() {
 			delete(rb.lastErr, id)
 		}
 	}
-	for cluster, ms := range byCluster {
+	busy := false
+	for cluster, ms := range buf.byCluster {
+		if len(ms) == 0 {
+			delete(buf.byCluster, cluster) // a cluster gone, or with no sessions left
+			continue
+		}
 		// Only the session's own cluster is ever looked at: a session never
 		// moves to another cluster, whatever the state of its own.
 		view := topo.Cluster(cluster)
 		if view == nil || view.State == observer.StateDraining {
 			continue
 		}
-		rb.balanceCluster(now, set, view, ms)
+		if rb.balanceCluster(now, set, view, ms) {
+			busy = true
+		}
 	}
+	return !busy && len(rb.r.Drains()) == 0 && len(rb.r.fleetVoted()) == 0 &&
+		len(rb.pending)+len(rb.failedAt)+len(rb.evicted)+len(rb.lastErr) == 0
 }
 
 // clusterRound is one cluster's view during a round.
@@ -215,9 +313,13 @@ type clusterRound struct {
 	targets []*observer.Backend // backends that may take sessions
 	counts  map[string]int64    // sessions per addr, counting moves asked for
 	ms      []placed
+	// busy: the round found sessions that should move (or leave), whether
+	// or not it could ask them to now.
+	busy bool
 }
 
-func (rb *Rebalancer) balanceCluster(now time.Time, set *rebalanceSettings, view *observer.ClusterView, ms []placed) {
+// balanceCluster runs one cluster's round and reports whether it was busy.
+func (rb *Rebalancer) balanceCluster(now time.Time, set *rebalanceSettings, view *observer.ClusterView, ms []placed) (busy bool) {
 	c := &clusterRound{rb: rb, now: now, set: set, view: view, ms: ms,
 		byAddr: map[string]*observer.Backend{}, counts: map[string]int64{}}
 	for _, b := range view.Backends {
@@ -238,10 +340,11 @@ func (rb *Rebalancer) balanceCluster(now time.Time, set *rebalanceSettings, view
 
 	c.closeTimedOut(drains)
 	if !set.enabled {
-		return
+		return false
 	}
 	c.evict(drains, voted)
 	c.balanceLoad()
+	return c.busy
 }
 
 // takers lists the backends of view that may take sessions.
@@ -260,9 +363,22 @@ func (r *Balanced) takers(view *observer.ClusterView, voted map[string]bool) []*
 // closeTimedOut closes the sessions still on a drained backend after its
 // deadline, telling each client why it could not move.
 func (c *clusterRound) closeTimedOut(drains map[string]Drain) {
+	if len(drains) == 0 {
+		return
+	}
+	// By backend, not by session: a cluster's sessions share a few.
+	expired := map[string]Drain{}
+	for addr := range c.counts {
+		if d, ok := drains[observer.BackendID(c.view.Name, addr)]; ok && c.now.After(d.Deadline) {
+			expired[addr] = d
+		}
+	}
+	if len(expired) == 0 {
+		return
+	}
 	for _, pm := range c.ms {
-		d, ok := drains[observer.BackendID(c.view.Name, pm.addr)]
-		if !ok || !c.now.After(d.Deadline) || c.rb.evicted[pm.id] {
+		d, ok := expired[pm.addr]
+		if !ok || c.rb.evicted[pm.id] {
 			continue
 		}
 		why := "it was still moving"
@@ -315,8 +431,19 @@ func (c *clusterRound) evict(drains map[string]Drain, voted map[string]bool) {
 	if len(c.targets) == 0 {
 		return
 	}
+	// By backend, not by session: a cluster's sessions share a few.
+	reasons := map[string]string{}
+	for addr := range c.counts {
+		if r := c.evictReason(addr, drains, voted); r != "" {
+			reasons[addr] = r
+		}
+	}
+	if len(reasons) == 0 {
+		return
+	}
+	c.busy = true
 	for _, pm := range c.ms {
-		reason := c.evictReason(pm.addr, drains, voted)
+		reason := reasons[pm.addr]
 		if reason == "" || !c.movable(pm) {
 			continue
 		}

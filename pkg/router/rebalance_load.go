@@ -81,6 +81,7 @@ func (c *clusterRound) loadFactor(reason, factor string, pair func() (from, to *
 		if from == nil {
 			return
 		}
+		c.busy = true
 		pm, ok := c.pickSession(from.Addr)
 		if !ok {
 			return

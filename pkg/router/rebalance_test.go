@@ -80,18 +80,25 @@ func (f *fakeSession) Evict(msg string) {
 }
 
 type fakeSessions struct {
-	mu   sync.Mutex
-	list []*fakeSession
+	mu     sync.Mutex
+	list   []*fakeSession
+	rounds int // calls of Migrants: the rounds that looked at the sessions
 }
 
-func (fs *fakeSessions) Migrants() []Migrant {
+func (fs *fakeSessions) SessionCount() int {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	out := make([]Migrant, 0, len(fs.list))
+	return len(fs.list)
+}
+
+func (fs *fakeSessions) Migrants(dst []Migrant) []Migrant {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.rounds++
 	for _, s := range fs.list {
-		out = append(out, s)
+		dst = append(dst, s)
 	}
-	return out
+	return dst
 }
 
 func (fs *fakeSessions) add(rb *Rebalancer, cluster, addr string, n int) []*fakeSession {
@@ -108,7 +115,7 @@ func (fs *fakeSessions) add(rb *Rebalancer, cluster, addr string, n int) []*fake
 
 func (fs *fakeSessions) countOn(cluster, addr string) int {
 	n := 0
-	for _, s := range fs.Migrants() {
+	for _, s := range fs.Migrants(nil) {
 		c, a := s.Placement()
 		if c == cluster && a == addr {
 			n++
@@ -165,11 +172,13 @@ func newHarness(t *testing.T, mutate func(*config.Config), views ...*observer.Cl
 	return h
 }
 
-// step advances the clock by one tick and runs a round; it waits for the
-// moves' reports so that rounds see each other's results.
+// step advances the clock by one tick and runs the ticker's beat (a round,
+// unless the last one was quiet and nothing changed); it waits for the
+// moves' reports so that rounds see each other's results. Every test below
+// thus also checks that no beat skips a round that had work to do.
 func (h *harness) step() {
 	h.now = h.now.Add(rebalanceTick)
-	h.rb.Step()
+	h.rb.tick()
 	require.Eventually(h.t, func() bool { return h.pendingSettled() }, 5*time.Second, time.Millisecond)
 }
 
@@ -373,6 +382,53 @@ func TestRebalanceSpreadsWithinRatioAtRateWithoutOscillation(t *testing.T) {
 	}
 	h.steps(600)
 	require.Equal(t, total, moved(), "balanced: no more moves")
+}
+
+// A quiet rebalancer (nothing to move, nothing pending) does not look at
+// every session at every beat: only when the sessions' number, the
+// topology or the settings change, and once every quietRoundEvery.
+func TestRebalanceQuietBeatsSkipRounds(t *testing.T) {
+	h := newHarness(t, nil, clusterView("c", observer.StateReady, bk{"a:1", true}, bk{"b:1", true}))
+	h.fs.add(h.rb, "c", "a:1", 10)
+	h.fs.add(h.rb, "c", "b:1", 10)
+	rounds := func() int {
+		h.fs.mu.Lock()
+		defer h.fs.mu.Unlock()
+		return h.fs.rounds
+	}
+	h.step()
+	require.Equal(t, 1, rounds(), "the first beat runs a round")
+	h.steps(5)
+	require.Equal(t, 1, rounds(), "balanced and unchanged: no round for half a second")
+
+	h.fs.add(h.rb, "c", "a:1", 1)
+	h.step()
+	require.Equal(t, 2, rounds(), "a new session: a round")
+	h.steps(int(quietRoundEvery/rebalanceTick) - 1)
+	require.Equal(t, 2, rounds())
+	h.step()
+	require.Equal(t, 3, rounds(), "a quiet rebalancer still runs a round every %s", quietRoundEvery)
+
+	h.tv.set(clusterView("c", observer.StateReady, bk{"a:1", true}, bk{"b:1", true}))
+	h.step()
+	require.Equal(t, 4, rounds(), "a new topology: a round")
+	h.rb.Update(config.NewDefault())
+	h.step()
+	require.Equal(t, 5, rounds(), "new settings: a round")
+
+	// Busy: sessions to spread at the default rate take a round at every
+	// beat until they are spread, then the beats go quiet again.
+	h.fs.add(h.rb, "c", "a:1", 40)
+	for i := range 5 {
+		h.step()
+		require.Equal(t, 6+i, rounds(), "busy: a round at every beat")
+	}
+	h.steps(200)
+	a, b := h.fs.countOn("c", "a:1"), h.fs.countOn("c", "b:1")
+	require.LessOrEqual(t, float64(a), float64(b+1)*config.NewDefault().Balance.RebalanceRatio, "spread: a=%d b=%d", a, b)
+	settled := rounds()
+	h.steps(20)
+	require.LessOrEqual(t, rounds()-settled, 2, "spread: quiet again, a round a second in 2 s")
 }
 
 func TestRebalanceRespectsMigratableAndFailures(t *testing.T) {

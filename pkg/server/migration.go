@@ -16,10 +16,7 @@ var _ router.Migrant = sessionMigrant{}
 
 func (m sessionMigrant) ID() uint64 { return m.s.ID() }
 
-func (m sessionMigrant) Placement() (string, string) {
-	in := m.s.Info()
-	return in.Cluster, in.Backend
-}
+func (m sessionMigrant) Placement() (string, string) { return m.s.Placement() }
 
 func (m sessionMigrant) Migratable() (bool, string) { return m.s.Migratable() }
 
@@ -35,13 +32,11 @@ func (m sessionMigrant) Evict(msg string) {
 // migrants lists the routed sessions for the rebalancer.
 type migrants struct{ s *Server }
 
-func (ms migrants) Migrants() []router.Migrant {
-	live := ms.s.sql.RoutedSessions()
-	out := make([]router.Migrant, len(live))
-	for i, ss := range live {
-		out[i] = sessionMigrant{ss}
-	}
-	return out
+func (ms migrants) SessionCount() int { return ms.s.sql.SessionCount() }
+
+func (ms migrants) Migrants(dst []router.Migrant) []router.Migrant {
+	ms.s.sql.RangeRouted(func(ss *backend.Session) { dst = append(dst, sessionMigrant{ss}) })
+	return dst
 }
 
 // migrationAPI is the API's view of drains (the router's) and migrations
@@ -55,7 +50,7 @@ type migrationAPI struct {
 // cluster and reason, for switchyard_sessions_not_migratable.
 func (s *Server) notMigratable() map[metrics.NotMigratableKey]int {
 	out := map[metrics.NotMigratableKey]int{}
-	for _, m := range (migrants{s}).Migrants() {
+	for _, m := range (migrants{s}).Migrants(nil) {
 		if ok, why := m.Migratable(); !ok {
 			cluster, _ := m.Placement()
 			out[metrics.NotMigratableKey{Cluster: cluster, Reason: reasonCategory(why)}]++

@@ -153,6 +153,13 @@ func (s *Session) ID() uint64 { return s.id }
 // Info returns the latest published snapshot of the session.
 func (s *Session) Info() Info { return *s.info.Load() }
 
+// Placement is the session's cluster and backend address from its latest
+// snapshot ("" before it is routed), without copying the whole Info.
+func (s *Session) Placement() (cluster, backend string) {
+	in := s.info.Load()
+	return in.Cluster, in.Backend
+}
+
 func (s *Session) publishInfo() {
 	cur := s.info.Load()
 	cursors := s.state.openCursors
