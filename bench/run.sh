@@ -29,8 +29,12 @@
 #                           each target, interleaved, BENCH_REPEATS rounds; 0 skips it
 #   BENCH_SHORTCONN_SECONDS=10 (quick: 3)  seconds per run
 #   BENCH_SHORTCONN_RATE=200  new connections per second; BENCH_SHORTCONN_THREADS=8 client threads
+#   BENCH_MANYIDLE=1        many idle sessions in one Switchyard process (bench/idlemany, with
+#                           mysqldouble backends): memory, goroutines and idle CPU; 0 skips it
+#   BENCH_MANYIDLE_N=""     how many (default: as many as the file descriptor limit allows,
+#                           two per session in the proxy and in the bench, at most 100000)
 #   BENCH_ONLY=""           only these sections (any of: throughput digests idle shortconn
-#                           topology); empty runs all of them
+#                           manyidle topology); empty runs all of them
 set -euo pipefail
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -40,6 +44,7 @@ OUT="$BENCH_DIR/.out"
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
 	: "${BENCH_DURATION:=2}" "${BENCH_REPEATS:=1}" "${BENCH_WORKLOADS:=point_select}" "${BENCH_IDLE_CONNS:=1000}"
 	: "${BENCH_TOPOLOGY_ARGS=-rounds 10 -clusters 20 -idle 5s}" "${BENCH_SHORTCONN_SECONDS:=3}"
+	: "${BENCH_MANYIDLE_N:=2000}"
 fi
 DURATION=${BENCH_DURATION:-7}
 REPEATS=${BENCH_REPEATS:-3}
@@ -56,6 +61,8 @@ SHORTCONN=${BENCH_SHORTCONN:-1}
 SC_SECONDS=${BENCH_SHORTCONN_SECONDS:-10}
 SC_RATE=${BENCH_SHORTCONN_RATE:-200}
 SC_THREADS=${BENCH_SHORTCONN_THREADS:-8}
+MANYIDLE=${BENCH_MANYIDLE:-1}
+MANYIDLE_N=${BENCH_MANYIDLE_N:-}
 ONLY=${BENCH_ONLY:-}
 
 LOG_TAG=bench
@@ -63,7 +70,7 @@ LOG_TAG=bench
 source "$BENCH_DIR/lib.sh"
 
 for sec in $ONLY; do
-	case $sec in throughput | digests | idle | shortconn | topology) ;; *) die "BENCH_ONLY: unknown section $sec" ;; esac
+	case $sec in throughput | digests | idle | shortconn | manyidle | topology) ;; *) die "BENCH_ONLY: unknown section $sec" ;; esac
 done
 # section NAME: BENCH_ONLY is empty or names NAME.
 section() { [[ -z "$ONLY" || " $ONLY " == *" $1 "* ]]; }
@@ -71,6 +78,7 @@ section digests || DIGESTS=0
 section idle || IDLE_N=0
 section shortconn || SHORTCONN=0
 section topology || TOPOLOGY=0
+section manyidle || MANYIDLE=0
 [[ "$SC_RATE" =~ ^[1-9][0-9]*$ && "$SC_THREADS" =~ ^[1-9][0-9]*$ && "$SC_SECONDS" =~ ^[1-9][0-9]*$ ]] ||
 	die "BENCH_SHORTCONN_RATE, _THREADS and _SECONDS must be positive integers"
 
@@ -576,6 +584,32 @@ else
 	mapfile -t SHORT_LINES < <("$OUT/report" -shortconn "$SC_RAW" || echo "- report failed (raw runs in bench/.out/shortconn.tsv)")
 fi
 
+# ---------------------------------------------------------------- many idle sessions
+# bench/idlemany holds as many idle sessions in one Switchyard process as the file
+# descriptor limit allows (issue 11's P4 asks 100,000; it takes CAP_SYS_RESOURCE to raise
+# the hard limit past what the machine gives), with mysqldouble backends in its own process.
+MANYIDLE_STATUS="skipped (BENCH_MANYIDLE=0 or BENCH_ONLY)"
+if [[ "$MANYIDLE" == 1 ]]; then
+	if [[ -z "$MANYIDLE_N" ]]; then
+		hard=$(ulimit -Hn)
+		[[ "$hard" == unlimited ]] && hard=1048576
+		MANYIDLE_N=$(((hard - 600) / 2))
+		((MANYIDLE_N > 100000)) && MANYIDLE_N=100000
+	fi
+	MANYIDLE_STATUS="not built (see bench/.out/idlemany-build.log)"
+	if (cd "$ROOT" && go build -o "$OUT/idlemany" ./bench/idlemany) >"$OUT/idlemany-build.log" 2>&1 &&
+		[[ -x "$SW_BIN" ]]; then
+		log "many idle sessions: $MANYIDLE_N in one Switchyard process (bench/.out/idlemany.md)"
+		if "$OUT/idlemany" -proxy "$SW_BIN" -n "$MANYIDLE_N" -checkpoints 1000,5000 -hold 20s \
+			>"$OUT/idlemany.md" 2>"$OUT/idlemany.log" </dev/null; then
+			MANYIDLE_STATUS=ok
+		else
+			MANYIDLE_STATUS="failed (rc $?; see bench/.out/idlemany.log)"
+		fi
+	fi
+	log "many idle sessions: $MANYIDLE_STATUS"
+fi
+
 # ---------------------------------------------------------------- topology
 # bench/topology runs in-process against its own etcd and fake backends (all on loopback);
 # the MariaDB, HAProxy and Switchyard started above sit idle meanwhile. It gets its own
@@ -648,6 +682,16 @@ RES="$OUT/results.md"
 		echo
 	fi
 	printf '%s\n' "${SHORT_LINES[@]}"
+	echo
+	echo "## Many idle sessions in one process (mysqldouble backends)"
+	echo
+	if [[ "$MANYIDLE_STATUS" == ok ]]; then
+		echo "bench/idlemany -n $MANYIDLE_N: the proxy's VmRSS growth per session, Go's own figures from its /metrics, and its CPU while the sessions idle."
+		echo
+		cat "$OUT/idlemany.md"
+	else
+		echo "- $MANYIDLE_STATUS"
+	fi
 	echo
 	echo "## Topology"
 	echo
