@@ -41,6 +41,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/switchyard-db/switchyard/bench/internal/benchstat"
 	"github.com/switchyard-db/switchyard/test/mysqldouble"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
@@ -219,7 +220,7 @@ instances = [%s]
 	}
 
 	if hold > 0 {
-		cpu0, err := cpuTime(pid)
+		cpu0, err := benchstat.ProcCPU(pid)
 		if err != nil {
 			return err
 		}
@@ -232,7 +233,7 @@ instances = [%s]
 		} else {
 			time.Sleep(hold)
 		}
-		cpu1, err := cpuTime(pid)
+		cpu1, err := benchstat.ProcCPU(pid)
 		if err != nil {
 			return err
 		}
@@ -346,27 +347,6 @@ type snapshot struct {
 func (s snapshot) String() string {
 	return fmt.Sprintf("VmRSS %.1f MiB, %d goroutines, stacks %.1f MiB, heap in use %.1f MiB, %d fds",
 		mib(s.rss), s.goroutines, mib(s.stack), mib(s.heap), s.fds)
-}
-
-// cpuTime is the process's user+system time so far (/proc/<pid>/stat, in clock ticks
-// of 1/100 s).
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The fields after the command name, which is in parentheses and may hold spaces.
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-	}
-	return time.Duration(ut+st) * 10 * time.Millisecond, nil
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }

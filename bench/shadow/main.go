@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/switchyard-db/switchyard/bench/internal/benchstat"
 	"github.com/switchyard-db/switchyard/lib/api"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
@@ -185,12 +186,9 @@ func startProxy(bin, dir, name string, src, dst *testenv.MariaDB, extra string) 
 
 // procCPU is a process's user+system CPU time so far.
 func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := benchstat.ProcCPU(pid)
 	check(err)
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	ut, _ := strconv.Atoi(f[11])
-	st, _ := strconv.Atoi(f[12])
-	return time.Duration(ut+st) * time.Second / 100
+	return d
 }
 
 func (p *proxyProc) stop() {

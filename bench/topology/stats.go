@@ -60,34 +60,11 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// clockTick is USER_HZ, 100 on every Linux architecture Go supports; Go
-// cannot call sysconf(_SC_CLK_TCK) without cgo.
-const clockTick = 10 * time.Millisecond
-
-// procCPU is utime+stime of another process (all its threads) from
-// /proc/<pid>/stat; ok is false when it cannot be read.
+// procCPU is utime+stime of another process (all its threads); ok is false
+// when it cannot be read.
 func procCPU(pid int) (time.Duration, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
-	}
-	// comm (field 2) may contain spaces; fields after the last ')' are fixed.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	if len(f) < 13 {
-		return 0, false
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	return time.Duration(ut+st) * clockTick, true
+	d, err := benchstat.ProcCPU(pid)
+	return d, err == nil
 }
 
 // machineCPU reads /proc/stat's "cpu" line, summed over all CPUs: busy =
@@ -110,9 +87,9 @@ func machineCPU() (busy, steal, total time.Duration, ok bool) {
 		}
 	}
 	// user nice system idle iowait irq softirq steal
-	busy = time.Duration(v[0]+v[1]+v[2]+v[5]+v[6]) * clockTick
-	steal = time.Duration(v[7]) * clockTick
-	total = time.Duration(v[0]+v[1]+v[2]+v[3]+v[4]+v[5]+v[6]+v[7]) * clockTick
+	busy = time.Duration(v[0]+v[1]+v[2]+v[5]+v[6]) * benchstat.ClockTick
+	steal = time.Duration(v[7]) * benchstat.ClockTick
+	total = time.Duration(v[0]+v[1]+v[2]+v[3]+v[4]+v[5]+v[6]+v[7]) * benchstat.ClockTick
 	return busy, steal, total, true
 }
 

@@ -1,4 +1,5 @@
-// Package benchstat holds the order statistics that the bench programs share.
+// Package benchstat holds what the bench programs share to measure: order
+// statistics, and a process's CPU time from /proc.
 package benchstat
 
 import (

@@ -1,6 +1,7 @@
 package benchstat
 
 import (
+	"os"
 	"testing"
 	"time"
 )
@@ -33,5 +34,29 @@ func TestPercentile(t *testing.T) {
 		if got := Percentile(c.sorted, c.p); got != c.want {
 			t.Errorf("%s: Percentile(p=%v) = %v, want %v", c.name, c.p, got, c.want)
 		}
+	}
+}
+
+func TestProcCPU(t *testing.T) {
+	before, err := ProcCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Spin until the process has used 50 ms more (a few clock ticks).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		now, err := ProcCPU(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now-before >= 50*time.Millisecond {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CPU time moved from %s to %s in 10 s of spinning", before, now)
+		}
+	}
+	if _, err := ProcCPU(1 << 30); err == nil {
+		t.Fatal("no error for a process that does not exist")
 	}
 }
