@@ -95,8 +95,8 @@ type Rebalancer struct {
 	recent   []MigrationEvent
 	totals   map[string]int64 // by result
 
-	// round holds what Step rebuilds every round, kept between rounds so
-	// that a round over many idle sessions allocates nothing. roundMu
+	// round holds what runRound rebuilds every round, kept between rounds
+	// so that a round over many idle sessions allocates nothing. roundMu
 	// serialises rounds (taken before mu and before the session source's
 	// own lock).
 	roundMu sync.Mutex
@@ -123,7 +123,7 @@ type roundInputs struct {
 	sessions int
 }
 
-// roundBuffers are Step's working sets, reused from round to round.
+// roundBuffers are runRound's working sets, reused from round to round.
 type roundBuffers struct {
 	migrants  []Migrant
 	byCluster map[string][]placed
