@@ -3,6 +3,7 @@ package backend
 import (
 	"errors"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/switchyard-db/switchyard/pkg/mysql"
@@ -104,13 +105,64 @@ func (s *Session) endIdleClient() {
 // being killed can still complete a TCP handshake from its backlog for a
 // moment, then close without a word: that counts as dead. A server that
 // accepts and stays silent (or waits for a PROXY header) counts as alive.
+//
+// When a backend dies, every idle session on it asks at once; one dial
+// answers all the sessions that ask while it runs (aliveChecks).
 func (s *Session) backendListening() bool {
-	c, err := net.DialTimeout("tcp", s.lease.Addr(), aliveCheckTimeout)
+	return aliveChecks.listening(s.lease.Addr(), s.cfg.BackendProxyProtocol)
+}
+
+// aliveChecks coalesces the alive checks of each backend address: in the
+// soak, 125 idle sessions of one proxy noticed a backend's SIGKILL within
+// the same second, and each dialed the dead address on its own.
+var aliveChecks = aliveFlights{m: map[aliveKey]*aliveFlight{}}
+
+type aliveKey struct {
+	addr       string
+	proxyProto bool
+}
+
+type aliveFlights struct {
+	mu sync.Mutex
+	m  map[aliveKey]*aliveFlight
+}
+
+// aliveFlight is one check in progress; alive is set before done closes.
+type aliveFlight struct {
+	done  chan struct{}
+	alive bool
+}
+
+// listening runs dialAlive for addr, or waits for the one already running.
+func (a *aliveFlights) listening(addr string, proxyProto bool) bool {
+	k := aliveKey{addr, proxyProto}
+	a.mu.Lock()
+	if f := a.m[k]; f != nil {
+		a.mu.Unlock()
+		<-f.done
+		return f.alive
+	}
+	f := &aliveFlight{done: make(chan struct{})}
+	a.m[k] = f
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.m, k)
+		a.mu.Unlock()
+		close(f.done)
+	}()
+	f.alive = dialAlive(addr, proxyProto)
+	return f.alive
+}
+
+// dialAlive is one alive check of addr (see backendListening).
+func dialAlive(addr string, proxyProto bool) bool {
+	c, err := net.DialTimeout("tcp", addr, aliveCheckTimeout)
 	if err != nil {
 		return false
 	}
 	defer c.Close()
-	if s.cfg.BackendProxyProtocol {
+	if proxyProto {
 		return true
 	}
 	_ = c.SetReadDeadline(time.Now().Add(aliveCheckTimeout))
