@@ -103,7 +103,9 @@ type Proxy struct {
 }
 
 // StartProxy writes configTOML to a file, runs `bin --config FILE` and waits until [proxy] addr
-// accepts TCP connections. Start-up failures are fatal and quote the proxy's output. The proxy
+// accepts TCP connections, and [api] addr too when the config names one with a fixed port (the
+// proxy opens its SQL listener first: a test that called the API at once once met a refused
+// connection). Start-up failures are fatal and quote the proxy's output. The proxy
 // is killed when the test ends if it is still running, and its output is logged if the test
 // failed.
 func StartProxy(t testing.TB, bin, configTOML string) *Proxy {
@@ -112,6 +114,9 @@ func StartProxy(t testing.TB, bin, configTOML string) *Proxy {
 		Proxy struct {
 			Addr string `toml:"addr"`
 		} `toml:"proxy"`
+		API struct {
+			Addr string `toml:"addr"`
+		} `toml:"api"`
 	}
 	if _, err := toml.Decode(configTOML, &cfg); err != nil {
 		t.Fatalf("testenv: proxy config is not valid TOML: %v", err)
@@ -143,9 +148,16 @@ func StartProxy(t testing.TB, bin, configTOML string) *Proxy {
 		}
 		showLogIfFailed(t, "proxy "+p.Addr, p.LogPath, 0)
 	})
-	if err := waitAcceptingTCP(p.Addr, proc, time.Now().Add(proxyStartTimeout)); err != nil {
-		proc.kill()
-		t.Fatalf("testenv: start proxy: %v\n--- proxy output ---\n%s", err, p.LogContents())
+	deadline := time.Now().Add(proxyStartTimeout)
+	wait := []string{p.Addr}
+	if _, port, err := net.SplitHostPort(cfg.API.Addr); err == nil && port != "0" {
+		wait = append(wait, cfg.API.Addr)
+	}
+	for _, addr := range wait {
+		if err := waitAcceptingTCP(addr, proc, deadline); err != nil {
+			proc.kill()
+			t.Fatalf("testenv: start proxy: %v\n--- proxy output ---\n%s", err, p.LogContents())
+		}
 	}
 	return p
 }
