@@ -31,7 +31,11 @@ func TestDrainEndsMatchingSessionsAndTellsTheLateOnesWhy(t *testing.T) {
 	require.NoError(t, idle.PingContext(ctx))
 	_, err = inTxn.ExecContext(ctx, "BEGIN")
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return len(s.RoutedSessions()) == 2 }, 5*time.Second, 10*time.Millisecond)
+	routed := func() (n int) {
+		s.RangeRouted(func(*backend.Session) { n++ })
+		return n
+	}
+	require.Eventually(t, func() bool { return routed() == 2 }, 5*time.Second, 10*time.Millisecond)
 
 	e := &pmysql.MySQLError{Code: pmysql.ErServerShutdown, State: "08S01", Message: "Switchyard: drained for the test"}
 	dr := s.Drain(func(ss *backend.Session) bool { return ss.Info().Cluster == "c" }, 2*time.Second, e)

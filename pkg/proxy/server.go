@@ -162,13 +162,6 @@ func (s *Server) Sessions() []backend.Info {
 	return out
 }
 
-// RoutedSessions returns the live sessions that reached a backend.
-func (s *Server) RoutedSessions() []*backend.Session {
-	var out []*backend.Session
-	s.RangeRouted(func(ss *backend.Session) { out = append(out, ss) })
-	return out
-}
-
 // RangeRouted calls f for each live session that reached a backend, under
 // the lock that admits new sessions: f must be quick (the rebalancer
 // collects its sessions this way ten times a second, without a slice of

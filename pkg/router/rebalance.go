@@ -241,7 +241,7 @@ func (rb *Rebalancer) runRound(set *rebalanceSettings, topo *observer.Topology) 
 		buf.byCluster[cluster] = ms[:0]
 	}
 	var live map[uint64]bool
-	if len(rb.pending)+len(rb.failedAt)+len(rb.evicted)+len(rb.lastErr) > 0 {
+	if rb.tracksSessions() {
 		if buf.live == nil {
 			buf.live = map[uint64]bool{}
 		}
@@ -299,8 +299,14 @@ func (rb *Rebalancer) runRound(set *rebalanceSettings, topo *observer.Topology) 
 			busy = true
 		}
 	}
-	return !busy && len(rb.r.Drains()) == 0 && len(rb.r.fleetVoted()) == 0 &&
-		len(rb.pending)+len(rb.failedAt)+len(rb.evicted)+len(rb.lastErr) == 0
+	return !busy && len(rb.r.Drains()) == 0 && len(rb.r.fleetVoted()) == 0 && !rb.tracksSessions()
+}
+
+// tracksSessions reports whether the rebalancer holds records of particular
+// sessions (moves pending, failures, evictions), which a round must clear
+// of the sessions that ended. The caller holds mu.
+func (rb *Rebalancer) tracksSessions() bool {
+	return len(rb.pending)+len(rb.failedAt)+len(rb.evicted)+len(rb.lastErr) > 0
 }
 
 // clusterRound is one cluster's view during a round.
