@@ -355,19 +355,11 @@ func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 // /metrics page.
 func sample(pid int, metricsURL string) (snapshot, error) {
 	var s snapshot
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	rss, err := benchstat.ProcRSS(pid)
 	if err != nil {
 		return s, err
 	}
-	for line := range strings.Lines(string(status)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				return s, fmt.Errorf("VmRSS: %w", err)
-			}
-			s.rss = kb << 10
-		}
-	}
+	s.rss = uint64(rss)
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
 		return s, err

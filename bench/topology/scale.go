@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/switchyard-db/switchyard/bench/internal/benchstat"
 	"github.com/switchyard-db/switchyard/lib/config"
 	"github.com/switchyard-db/switchyard/pkg/health"
 	"github.com/switchyard-db/switchyard/pkg/manager/backendcluster"
@@ -145,7 +146,7 @@ func runScale(ctx context.Context, lg *zap.Logger, o scaleOptions) (*scaleResult
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	res.BaseLiveHeap = ms.HeapAlloc
-	res.BaseRSS, _ = procRSS("self")
+	res.BaseRSS, _ = benchstat.ProcRSS(os.Getpid())
 
 	cfg := config.NewDefault()
 	cfg.HealthCheck.Interval = config.NewDuration(o.HealthInterval)
@@ -238,7 +239,7 @@ func runScale(ctx context.Context, lg *zap.Logger, o scaleOptions) (*scaleResult
 		res.Goroutines.add(float64(runtime.NumGoroutine()))
 		runtime.ReadMemStats(&ms)
 		res.HeapInuse.add(float64(ms.HeapInuse))
-		if rss, ok := procRSS("self"); ok {
+		if rss, err := benchstat.ProcRSS(os.Getpid()); err == nil {
 			res.RSS.add(float64(rss))
 		}
 	}

@@ -93,24 +93,6 @@ func machineCPU() (busy, steal, total time.Duration, ok bool) {
 	return busy, steal, total, true
 }
 
-// procRSS returns VmRSS in bytes of pid ("self" for this process).
-func procRSS(pid string) (int64, bool) {
-	b, err := os.ReadFile("/proc/" + pid + "/status")
-	if err != nil {
-		return 0, false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) >= 1 {
-				kb, err := strconv.ParseInt(f[0], 10, 64)
-				return kb << 10, err == nil
-			}
-		}
-	}
-	return 0, false
-}
-
 // openFDs counts this process's open file descriptors.
 func openFDs() int {
 	ents, err := os.ReadDir("/proc/self/fd")

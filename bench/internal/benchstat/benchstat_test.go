@@ -60,3 +60,29 @@ func TestProcCPU(t *testing.T) {
 		t.Fatal("no error for a process that does not exist")
 	}
 }
+
+func TestProcRSS(t *testing.T) {
+	before, err := ProcRSS(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before <= 0 {
+		t.Fatalf("VmRSS %d", before)
+	}
+	// 64 MiB, touched: the resident set grows by about as much.
+	b := make([]byte, 64<<20)
+	for i := range b {
+		b[i] = 1
+	}
+	after, err := ProcRSS(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after-before < 32<<20 {
+		t.Fatalf("VmRSS grew from %d to %d bytes after touching 64 MiB", before, after)
+	}
+	_ = b[len(b)-1]
+	if _, err := ProcRSS(1 << 30); err == nil {
+		t.Fatal("no error for a process that does not exist")
+	}
+}
