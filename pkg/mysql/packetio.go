@@ -80,6 +80,21 @@ func (p *PacketIO) Buffered() bool {
 	return p.rd.buffered() > 0 || (p.comp != nil && p.comp.Buffered() > 0)
 }
 
+// Plain reports whether the connection has neither TLS nor compression: its
+// socket being readable then means that Next has bytes to read.
+func (p *PacketIO) Plain() bool { return p.conn == p.raw && p.comp == nil }
+
+// Await waits until at least one byte of the next packet is buffered,
+// without consuming anything: a read deadline that interrupts it loses
+// nothing, and Next then reads on. The transport must be Plain (the
+// buffers of TLS and compression would be read past).
+func (p *PacketIO) Await() error {
+	if p.rd.buffered() > 0 {
+		return nil
+	}
+	return p.rd.fill(1)
+}
+
 // SetReadDeadline sets the read deadline on the underlying connection.
 func (p *PacketIO) SetReadDeadline(t time.Time) error { return p.raw.SetReadDeadline(t) }
 

@@ -211,25 +211,48 @@ func (s *Server) acceptLoop(ln net.Listener) {
 	}
 }
 
-// handle runs one connection: limits, PROXY header, then the session.
+// handle runs one connection: limits, PROXY header, then the session. The
+// session can outlive this goroutine (an idle session parks without one):
+// its end is accounted in the callback Run calls.
 func (s *Server) handle(conn net.Conn) {
-	defer s.wg.Done()
+	sess := s.admit(conn)
+	if sess == nil {
+		s.wg.Done()
+		return
+	}
+	id := sess.ID()
+	sess.Run(s.ctx, func() {
+		s.mu.Lock()
+		delete(s.sessions, id)
+		for d := range s.drains {
+			if d.ended(id) {
+				delete(s.drains, d)
+			}
+		}
+		s.mu.Unlock()
+		s.count.Add(-1)
+		s.wg.Done()
+	})
+}
+
+// admit applies the connection limit and the PROXY header, and registers a
+// session for conn; nil when the connection was refused.
+func (s *Server) admit(conn net.Conn) *backend.Session {
 	if n := s.count.Add(1); s.opts.MaxConnections > 0 && n > int64(s.opts.MaxConnections) {
 		s.count.Add(-1)
 		s.refuse(conn, &mysql.MySQLError{Code: mysql.ErCONCount, State: "08004", Message: "Too many connections"})
-		return
+		return nil
 	}
-	defer s.count.Add(-1)
-
 	remote := addrPort(conn.RemoteAddr())
 	clientAddr := remote
 	if s.trusted(remote.Addr()) {
 		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 		hdr, err := mysql.ReadProxyHeaderV2(conn)
 		if err != nil {
+			s.count.Add(-1)
 			s.lg.Warn("bad PROXY protocol header from a trusted source", zap.Stringer("remote", remote), zap.Error(err))
 			s.refuse(conn, mysql.NewError(mysql.ErHandshakeError, "Bad handshake: invalid PROXY protocol header: %v", err))
-			return
+			return nil
 		}
 		_ = conn.SetReadDeadline(time.Time{})
 		if hdr.Src.IsValid() {
@@ -242,29 +265,13 @@ func (s *Server) handle(conn net.Conn) {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
+		s.count.Add(-1)
 		s.refuse(conn, &mysql.MySQLError{Code: mysql.ErServerShutdown, State: "08S01", Message: "Server shutdown in progress"})
-		return
+		return nil
 	}
 	s.sessions[id] = sess
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.sessions, id)
-		for d := range s.drains {
-			if d.ended(id) {
-				delete(s.drains, d)
-			}
-		}
-		s.mu.Unlock()
-	}()
-	defer func() {
-		// One session's bug must not take the proxy down.
-		if r := recover(); r != nil {
-			s.lg.Error("session panicked", zap.Uint64("conn", id), zap.Any("panic", r), zap.Stack("stack"))
-			sess.Close()
-		}
-	}()
-	sess.Run(s.ctx)
+	return sess
 }
 
 func (s *Server) trusted(a netip.Addr) bool {

@@ -94,11 +94,8 @@ func (s *Session) onIdleBackendEnd() {
 }
 
 // endIdleClient closes the client of an idle session; its goroutine, blocked
-// on the client, then ends.
-func (s *Session) endIdleClient() {
-	s.closed.Store(true)
-	_ = s.client.Close()
-}
+// on the client (or resumed, when parked), then ends.
+func (s *Session) endIdleClient() { s.closeClient() }
 
 // backendListening reports whether the session's backend still serves:
 // it accepts a connection and greets (or refuses with an ERR). A server

@@ -14,12 +14,12 @@ import (
 // serve is the command loop: read a command from the client, forward it,
 // forward the response, repeat. Between commands (the safe point) a pending
 // migration runs; while idle, the backend is watched (idlewatch.go).
-func (s *Session) serve() error {
+func (s *Session) serve(resumed bool) error {
 	s.cmdMu.Lock()
 	defer s.cmdMu.Unlock()
 	s.serving = true
 	for {
-		if !s.client.Buffered() {
+		if !s.client.Buffered() && !resumed {
 			// About to wait on the client: send what is pending and give
 			// the buffers back while idle.
 			if err := s.backend.Flush(); err != nil {
@@ -33,7 +33,11 @@ func (s *Session) serve() error {
 				return nil
 			}
 		}
-		pk, err := s.waitClient()
+		pk, err := s.waitClient(resumed)
+		resumed = false
+		if err == errParked {
+			return err // a wake resumes it (park.go)
+		}
 		if draining := s.leaveIdle(); err != nil {
 			var ne net.Error
 			if draining && errors.As(err, &ne) && ne.Timeout() {
@@ -63,14 +67,18 @@ func (s *Session) serve() error {
 
 // waitClient reads the client's next command. While it waits, the session
 // gives up cmdMu (so an idle migration can run) and watches its backend.
-func (s *Session) waitClient() (mysql.Packet, error) {
-	if s.client.Buffered() {
+// When it has idled for parkAfter it parks (errParked, with the watch still
+// armed); resumed, it goes on waiting from here.
+func (s *Session) waitClient(resumed bool) (mysql.Packet, error) {
+	switch {
+	case resumed:
+		// The watch is still armed from before the session parked.
+	case s.client.Buffered():
 		return s.client.Next()
-	}
-	if s.backend.Buffered() {
+	case s.backend.Buffered():
 		// The backend sent something nobody asked for.
 		s.backendDead = true
-	} else if s.watch != nil {
+	case s.watch != nil:
 		if s.cfg.BackendReadTimeout > 0 {
 			// The last command's read deadline would end the watch early.
 			_ = s.backend.SetReadDeadline(time.Time{})
@@ -78,8 +86,11 @@ func (s *Session) waitClient() (mysql.Packet, error) {
 		s.watch.arm()
 	}
 	s.cmdMu.Unlock()
-	pk, err := s.client.Next()
+	pk, err := s.readClient()
 	s.cmdMu.Lock()
+	if err == errParked {
+		return pk, err
+	}
 	if s.watch != nil {
 		// When the backend ended meanwhile, onIdleBackendEnd has run: it
 		// closed the client (the read above then failed) or marked the

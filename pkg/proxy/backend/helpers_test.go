@@ -144,14 +144,15 @@ func (p *testProxy) serve(conn net.Conn) {
 	}
 	p.sessions[s] = struct{}{}
 	p.active.Add(1)
+	p.wg.Add(1) // the session's own: it can outlive this goroutine (parking)
 	p.mu.Unlock()
-	defer func() {
+	s.Run(p.ctx, func() {
 		p.mu.Lock()
 		delete(p.sessions, s)
 		p.mu.Unlock()
 		p.active.Add(-1)
-	}()
-	s.Run(p.ctx)
+		p.wg.Done()
+	})
 }
 
 // Close stops accepting, ends every session and waits for all goroutines. It is

@@ -20,15 +20,24 @@ const idleWatchDelay = 20 * time.Millisecond
 // epoll instance (idlePoller, Linux) and holds no goroutine of its own while
 // it waits; readability runs onEnd on a short-lived goroutine. Nothing is
 // read to notice it, so the session's buffers and the stream are untouched.
-// Elsewhere than Linux a session does not watch (idleWatchSupported). The
-// idle parking of sessions themselves would replace this type, not the
-// session loop.
+// Elsewhere than Linux a session does not watch (idleWatchSupported).
+//
+// The watch's timer beats a second time when the session has idled for
+// parkAfter: onIdle then asks the session to park (park.go). One timer
+// serves both, so a busy session pays for one timer reset per command.
 type idleWatch struct {
 	conn net.Conn // the backend's TCP connection (below TLS and compression)
 	// onEnd runs on a goroutine of its own when the socket became readable
 	// while armed; disarm waits for it.
 	onEnd func()
-	timer *time.Timer
+	// onIdle, when set, runs on the timer's goroutine once the session has
+	// idled for parkAfter; it must not block, and may run late, after
+	// disarm.
+	onIdle func()
+	timer  *time.Timer
+	// parkAt is when onIdle is due in this arm (a late callback of an
+	// earlier arm finds it ahead, and does nothing).
+	parkAt time.Time
 
 	mu         sync.Mutex
 	armed      bool
@@ -47,8 +56,8 @@ type idleWatch struct {
 // errNoPoller: the connection cannot be watched (no socket, or no epoll).
 var errNoPoller = errors.New("idle watch: connection cannot be watched")
 
-func newIdleWatch(conn net.Conn, onEnd func()) *idleWatch {
-	w := &idleWatch{conn: conn, onEnd: onEnd}
+func newIdleWatch(conn net.Conn, onEnd, onIdle func()) *idleWatch {
+	w := &idleWatch{conn: conn, onEnd: onEnd, onIdle: onIdle}
 	w.done = sync.NewCond(&w.mu)
 	return w
 }
@@ -61,12 +70,14 @@ func (w *idleWatch) arm() {
 	}
 	w.mu.Lock()
 	w.armed, w.seen = true, false
-	w.mu.Unlock()
+	w.parkAt = time.Now().Add(parkAfter)
+	// Under mu: the callback reads the timer to set its second beat.
 	if w.timer == nil {
 		w.timer = time.AfterFunc(idleWatchDelay, w.watch)
 	} else {
 		w.timer.Reset(idleWatchDelay)
 	}
+	w.mu.Unlock()
 }
 
 // disarm stops watching and waits until the socket is the session's alone
@@ -80,7 +91,7 @@ func (w *idleWatch) disarm() (seen bool) {
 	defer w.mu.Unlock()
 	w.armed = false
 	if w.registered {
-		pollerRemove(w.conn, w, w.gen)
+		pollerRemove(w.conn, w.fd, w, w.gen)
 		w.registered = false
 	}
 	for w.running {
@@ -92,16 +103,25 @@ func (w *idleWatch) disarm() (seen bool) {
 // stop ends watching for good (the session is over).
 func (w *idleWatch) stop() { w.disarm() }
 
-// watch runs on the timer's goroutine and registers the socket. At most one
-// registration exists at a time: the callback of an earlier arm can start
-// late, after disarm found its timer already fired and a new arm reset it
-// (AfterFunc does not wait for a previous run); it finds the watch claimed
-// and returns. Two watchers once let one of them read the answer to the
-// session's next statement (found by the soak).
+// watch runs on the timer's goroutine. Its first beat registers the socket
+// and sets the second; the second (once registered, or after onEnd ran)
+// runs onIdle. At most one registration exists at a time: the callback of
+// an earlier arm can start late, after disarm found its timer already fired
+// and a new arm reset it (AfterFunc does not wait for a previous run); it
+// finds the watch claimed and returns. Two watchers once let one of them
+// read the answer to the session's next statement (found by the soak).
 func (w *idleWatch) watch() {
 	w.mu.Lock()
-	if !w.armed || w.registered || w.running {
+	if !w.armed || w.running {
 		w.mu.Unlock()
+		return
+	}
+	if w.registered || w.seen {
+		idle := w.onIdle != nil && !time.Now().Before(w.parkAt)
+		w.mu.Unlock()
+		if idle {
+			w.onIdle()
+		}
 		return
 	}
 	w.registered = true
@@ -118,14 +138,20 @@ func (w *idleWatch) watch() {
 	if !w.armed || !w.registered || w.gen != gen {
 		return // disarmed meanwhile
 	}
-	if err := pollerAdd(w.conn, w, gen); err != nil {
+	fd, err := pollerAdd(w.conn, w, gen)
+	if err != nil {
 		w.registered = false
+		return
+	}
+	w.fd = fd
+	if w.onIdle != nil {
+		w.timer.Reset(time.Until(w.parkAt))
 	}
 }
 
-// fired runs on a goroutine of its own when registration gen saw the
+// readable runs on a goroutine of its own when registration gen saw the
 // socket readable.
-func (w *idleWatch) fired(gen uint32) {
+func (w *idleWatch) readable(gen uint32) {
 	w.mu.Lock()
 	if !w.armed || !w.registered || w.gen != gen {
 		w.mu.Unlock()
@@ -143,5 +169,9 @@ func (w *idleWatch) fired(gen uint32) {
 	w.running = false
 	w.seen = true
 	w.done.Broadcast()
+	if w.armed && w.onIdle != nil {
+		// The second beat may have come while onEnd ran: set it again.
+		w.timer.Reset(max(time.Until(w.parkAt), 0))
+	}
 	w.mu.Unlock()
 }

@@ -11,24 +11,32 @@ import (
 
 const idleWatchSupported = true
 
-// idlePoller is the one epoll instance that watches the backend sockets of
-// idle sessions for readability (data, EOF, reset), for the whole process:
-// an idle session costs a registration here, not a goroutine parked in
-// Go's netpoller (that was a stack of its own per idle session, the larger
-// part of an idle session's memory). One goroutine waits in epoll_wait and
-// starts a short-lived goroutine per event, which runs the watch's onEnd.
+// idlePoller is the one epoll instance that watches the sockets of idle
+// sessions for readability (data, EOF, reset), for the whole process: the
+// backend socket of every idle session (idleWatch) and the client socket of
+// every parked one (park.go). An idle session costs a registration here,
+// not a goroutine parked in Go's netpoller (a stack of its own per idle
+// session, the larger part of an idle session's memory). One goroutine
+// waits in epoll_wait and starts a goroutine per event, which runs the
+// registration's target.
 //
-// Registrations are one-shot and carry the watch's generation, so that an
-// event of an earlier arm (or of a file descriptor number since reused by
-// another connection) is recognised and dropped.
+// Registrations are one-shot and carry their owner's generation, so that an
+// event of an earlier registration (or of a file descriptor number since
+// reused by another connection) is recognised and dropped.
 type idlePoller struct {
 	epfd int
 	mu   sync.Mutex
 	regs map[int32]pollReg
 }
 
+// pollTarget is told, on a goroutine of its own, that registration gen saw
+// its socket readable.
+type pollTarget interface {
+	readable(gen uint32)
+}
+
 type pollReg struct {
-	w   *idleWatch
+	t   pollTarget
 	gen uint32
 }
 
@@ -72,20 +80,22 @@ func (p *idlePoller) loop() {
 			}
 			p.mu.Unlock()
 			if ok {
-				go r.w.fired(r.gen)
+				go r.t.readable(r.gen)
 			}
 		}
 	}
 }
 
 // pollerAdd registers conn's socket for one readability event delivered to
-// w.fired(gen). The caller holds w.mu.
-func pollerAdd(conn net.Conn, w *idleWatch, gen uint32) error {
+// t.readable(gen), and returns the descriptor it registered (the key
+// pollerRemove needs). The caller serialises the registrations of t.
+func pollerAdd(conn net.Conn, t pollTarget, gen uint32) (int32, error) {
 	p, err := getPoller()
 	if err != nil {
-		return err
+		return -1, err
 	}
-	return control(conn, func(fd int32) error {
+	registered := int32(-1)
+	err = control(conn, func(fd int32) error {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: fd, Pad: int32(gen)}
@@ -97,25 +107,26 @@ func pollerAdd(conn net.Conn, w *idleWatch, gen uint32) error {
 		if err != nil {
 			return err
 		}
-		p.regs[fd] = pollReg{w: w, gen: gen}
-		w.fd = fd
+		p.regs[fd] = pollReg{t: t, gen: gen}
+		registered = fd
 		return nil
 	})
+	return registered, err
 }
 
-// pollerRemove withdraws w's registration gen, if it is still the one on
-// its descriptor. The caller holds w.mu.
-func pollerRemove(conn net.Conn, w *idleWatch, gen uint32) {
+// pollerRemove withdraws t's registration gen of descriptor fd, if it is
+// still the one there.
+func pollerRemove(conn net.Conn, fd int32, t pollTarget, gen uint32) {
 	p, _ := getPoller()
 	if p == nil {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if r, ok := p.regs[w.fd]; !ok || r.w != w || r.gen != gen {
-		return // fired, or the number now serves another watch
+	if r, ok := p.regs[fd]; !ok || r.t != t || r.gen != gen {
+		return // fired, or the number now serves another registration
 	}
-	delete(p.regs, w.fd)
+	delete(p.regs, fd)
 	// Through conn's own descriptor only: a socket closed meanwhile left
 	// the epoll set with its last descriptor, and its number may name
 	// another connection by now.
@@ -150,14 +161,14 @@ func control(conn net.Conn, f func(fd int32) error) error {
 	return ferr
 }
 
-// pollerHas reports whether w has a registration (tests).
-func pollerHas(w *idleWatch) bool {
+// pollerHas reports whether t has a registration on fd (tests).
+func pollerHas(fd int32, t pollTarget) bool {
 	p, _ := getPoller()
 	if p == nil {
 		return false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	r, ok := p.regs[w.fd]
-	return ok && r.w == w
+	r, ok := p.regs[fd]
+	return ok && r.t == t
 }

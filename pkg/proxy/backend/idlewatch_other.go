@@ -8,10 +8,14 @@ import "net"
 // closed backend at its next command.
 const idleWatchSupported = false
 
-func pollerAdd(net.Conn, *idleWatch, uint32) error { return errNoPoller }
+type pollTarget interface {
+	readable(gen uint32)
+}
 
-func pollerRemove(net.Conn, *idleWatch, uint32) {}
+func pollerAdd(net.Conn, pollTarget, uint32) (int32, error) { return -1, errNoPoller }
+
+func pollerRemove(net.Conn, int32, pollTarget, uint32) {}
 
 func pollerLen() int { return 0 }
 
-func pollerHas(*idleWatch) bool { return false }
+func pollerHas(int32, pollTarget) bool { return false }

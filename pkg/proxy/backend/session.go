@@ -87,7 +87,7 @@ type Session struct {
 	kill killState
 
 	// mu guards the idle/draining handshake between the session goroutine
-	// and RequestClose.
+	// and RequestClose, and the parking (park).
 	mu       sync.Mutex
 	idle     bool
 	draining bool
@@ -102,6 +102,11 @@ type Session struct {
 	// transaction, telling the client why (CloseWithError).
 	closeErr *mysql.MySQLError
 	closed   atomic.Bool
+	// park is the session's idle parking (park.go), guarded by mu.
+	park parking
+	// ended is Run's callback; over is set when the session has ended.
+	ended func()
+	over  atomic.Bool
 	// info is a copy of what the API shows, refreshed at command
 	// boundaries so that readers never race with the session goroutine.
 	info atomic.Pointer[Info]
@@ -191,10 +196,15 @@ func (s *Session) publishInfo() {
 // lingerTime bounds how long a refused client is drained before the close.
 const lingerTime = 500 * time.Millisecond
 
-// Run serves the session until the client quits, an error ends it, or it is
-// closed. It always closes both connections before returning.
-func (s *Session) Run(ctx context.Context) {
-	defer s.cleanup()
+// Run serves the session: the login, then commands until the client quits,
+// an error ends it, or it is closed. ended runs once the session is over,
+// after both connections are closed and its lease released. Run returns
+// then, or sooner: a session that idles parks without a goroutine (park.go)
+// and goes on later on a goroutine of its own. A panic in the session ends
+// it alone (contain).
+func (s *Session) Run(ctx context.Context, ended func()) {
+	s.ended = ended
+	defer s.contain()
 	// The login (TLS, auth, the backend dial) runs on a goroutine of its
 	// own: its deep calls grow a goroutine's stack, which then stays grown
 	// for as long as the goroutine lives. The session goroutine, which
@@ -203,11 +213,45 @@ func (s *Session) Run(ctx context.Context) {
 	if err := s.handshakeAside(ctx); err != nil {
 		s.logEnd("handshake failed", err)
 		s.client.Linger(lingerTime)
+		s.end()
 		return
 	}
+	s.park.able = idleWatchSupported && s.client.Plain()
 	s.publishInfo()
-	err := s.serve()
+	s.serveUntilParked(false)
+}
+
+// serveUntilParked serves commands on the calling goroutine until the
+// session ends or parks; resumed: it parked, and goes on in waitClient.
+func (s *Session) serveUntilParked(resumed bool) {
+	err := s.serve(resumed)
+	if err == errParked {
+		return
+	}
 	s.logEnd("session ended", err)
+	s.end()
+}
+
+// end cleans up and reports the end, once.
+func (s *Session) end() {
+	if s.over.Swap(true) {
+		return
+	}
+	s.cleanup()
+	if s.ended != nil {
+		s.ended()
+	}
+}
+
+// contain, deferred on every goroutine that runs the session, keeps a
+// session's panic (a bug) from taking the proxy down: the session alone
+// ends.
+func (s *Session) contain() {
+	if r := recover(); r != nil {
+		s.lg.Error("session panicked", zap.Any("panic", r), zap.Stack("stack"))
+		s.Close()
+		s.end()
+	}
 }
 
 // handshakeAside runs the handshake on a goroutine of its own and waits for
@@ -278,8 +322,8 @@ func (s *Session) RequestClose() {
 	defer s.mu.Unlock()
 	s.draining = true
 	if s.idle && !s.info.Load().InTransaction {
-		// Wake the read; a command that already arrived is still served.
-		_ = s.client.SetReadDeadline(time.Now())
+		// Wake the wait; a command that already arrived is still served.
+		s.wakeLocked()
 	}
 }
 
@@ -293,7 +337,7 @@ func (s *Session) CloseWithError(e *mysql.MySQLError) {
 	s.draining = true
 	s.closeErr = e
 	if s.idle {
-		_ = s.client.SetReadDeadline(time.Now())
+		s.wakeLocked()
 	}
 }
 
@@ -317,8 +361,7 @@ func (s *Session) Ended() bool { return s.closed.Load() }
 
 // Close ends the session now.
 func (s *Session) Close() {
-	s.closed.Store(true)
-	_ = s.client.Close()
+	s.closeClient()
 	if b := s.backendConn(); b != nil {
 		_ = b.Close()
 	}
@@ -339,7 +382,7 @@ func (s *Session) backendConn() net.Conn {
 func (s *Session) enterIdle() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.draining && (!s.state.inTxn || s.closeErr != nil) {
+	if s.endsWhenIdleLocked(s.state.inTxn) {
 		return false
 	}
 	s.idle = true
@@ -350,6 +393,13 @@ func (s *Session) enterIdle() bool {
 		go s.moveIdle()
 	}
 	return true
+}
+
+// endsWhenIdleLocked reports whether a session that goes idle (inTxn: inside
+// a transaction) should end instead: it is draining, and either outside a
+// transaction or closed with an error. The caller holds s.mu.
+func (s *Session) endsWhenIdleLocked(inTxn bool) bool {
+	return s.draining && (!inTxn || s.closeErr != nil)
 }
 
 // leaveIdle marks the session busy; it returns whether a drain was
