@@ -5,7 +5,8 @@
 // state (transaction, current database, prepared statements, cursors) that
 // draining and migration decisions depend on.
 //
-// One goroutine per session does all of this in request/response order:
-// no goroutine hand-offs on the query path, and no pooled buffers held while
-// the session is idle.
+// One goroutine per busy session does all of this in request/response
+// order: no goroutine hand-offs on the query path, and no pooled buffers
+// held while the session is idle. A session idle for a second parks and
+// holds no goroutine at all (park.go).
 package backend
