@@ -6,9 +6,9 @@ import (
 )
 
 const (
-	// smallBufSize is the read buffer every connection keeps even while idle.
-	// It is large enough for a typical query packet, so an idle session costs
-	// little memory and a short query is still read with one system call.
+	// smallBufSize is the read buffer a connection takes for a short
+	// exchange. It is large enough for a typical query packet, so a short
+	// query is still read with one system call.
 	smallBufSize = 512
 	// largeBufSize is the size of the pooled buffers used while data flows.
 	// 32 KiB keeps large result sets at a few system calls per 32 KiB.
@@ -23,23 +23,26 @@ var bufPool = sync.Pool{New: func() any {
 func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
 func putBuf(b *[]byte) { bufPool.Put(b) }
 
-// reader is a buffered reader that holds a pooled buffer only while data is
-// flowing. While idle it falls back to a small inline buffer, so thousands of
-// idle sessions do not pin 32 KiB each.
+var smallPool = sync.Pool{New: func() any { return new([smallBufSize]byte) }}
+
+// reader is a buffered reader that holds a buffer only while data is
+// flowing: a small one (smallBufSize) for a short exchange, a large one
+// when a packet or a burst does not fit. Both come from pools and go back
+// on release, so thousands of idle sessions hold no read buffer at all.
 type reader struct {
-	src    io.Reader
+	src io.Reader
+	// buf is small's or pooled's buffer, or nil when released.
 	buf    []byte
+	small  *[smallBufSize]byte
 	pooled *[]byte
 	r, w   int
 	// full is set when the last read filled the whole small buffer: more
 	// data is probably waiting, so the next fill switches to a large buffer.
-	full  bool
-	small [smallBufSize]byte
+	full bool
 }
 
 func (rd *reader) init(src io.Reader) {
 	rd.src = src
-	rd.buf = rd.small[:]
 }
 
 func (rd *reader) buffered() int { return rd.w - rd.r }
@@ -51,17 +54,28 @@ func (rd *reader) grow() {
 	}
 	p := getBuf()
 	n := copy(*p, rd.buf[rd.r:rd.w])
+	if rd.small != nil {
+		smallPool.Put(rd.small)
+		rd.small = nil
+	}
 	rd.pooled, rd.buf, rd.r, rd.w = p, *p, 0, n
 }
 
-// release returns the pooled buffer when nothing is buffered. It is called
-// when a session goes idle.
+// release returns the buffer when nothing is buffered. It is called when a
+// session goes idle.
 func (rd *reader) release() {
-	if rd.pooled == nil || rd.r != rd.w {
+	if rd.r != rd.w {
 		return
 	}
-	putBuf(rd.pooled)
-	rd.pooled, rd.buf, rd.r, rd.w = nil, rd.small[:], 0, 0
+	if rd.pooled != nil {
+		putBuf(rd.pooled)
+		rd.pooled = nil
+	}
+	if rd.small != nil {
+		smallPool.Put(rd.small)
+		rd.small = nil
+	}
+	rd.buf, rd.r, rd.w = nil, 0, 0
 }
 
 // fill reads until at least n bytes are buffered. n must not exceed
@@ -69,6 +83,10 @@ func (rd *reader) release() {
 func (rd *reader) fill(n int) error {
 	if rd.w-rd.r >= n {
 		return nil
+	}
+	if rd.buf == nil && n <= smallBufSize && !rd.full {
+		rd.small = smallPool.Get().(*[smallBufSize]byte)
+		rd.buf = rd.small[:]
 	}
 	if n > len(rd.buf) || (rd.full && rd.pooled == nil) {
 		rd.grow()

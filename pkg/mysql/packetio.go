@@ -299,9 +299,12 @@ func (p *PacketIO) Release() {
 	p.wr.release()
 }
 
-// HoldsPooledBuffers reports whether the connection holds a pooled buffer,
-// as it does while data flows and must not once Release ran while idle.
-func (p *PacketIO) HoldsPooledBuffers() bool { return p.rd.pooled != nil || p.wr.pooled != nil }
+// HoldsPooledBuffers reports whether the connection holds a buffer from a
+// pool, as it does while data flows and must not once Release ran while
+// idle.
+func (p *PacketIO) HoldsPooledBuffers() bool {
+	return p.rd.buf != nil || p.wr.pooled != nil
+}
 
 // ServerTLSHandshake upgrades the connection to TLS as the server side.
 func (p *PacketIO) ServerTLSHandshake(cfg *tls.Config) error {

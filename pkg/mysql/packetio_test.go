@@ -358,11 +358,12 @@ func TestPacketIORelease(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "select 1", string(got))
 
-	// Drained: the buffer goes back and the reader is small again.
+	// Drained: the buffer goes back, and the reader holds none.
 	require.False(t, p.Buffered())
 	p.Release()
 	require.Nil(t, p.rd.pooled)
-	require.Len(t, p.rd.buf, smallBufSize)
+	require.Nil(t, p.rd.buf)
+	require.False(t, p.HoldsPooledBuffers())
 
 	// The reader works again, for small and large packets, after taking a
 	// buffer another connection may have used.

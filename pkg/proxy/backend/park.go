@@ -90,6 +90,8 @@ func (s *Session) parkNow(err error) bool {
 		// command's own reads must not find it.
 		return false
 	}
+	// Await took a read buffer and got nothing: a parked session holds none.
+	s.client.Release()
 	s.park.gen++
 	fd, perr := pollerAdd(s.client.RawConn(), s, s.park.gen)
 	if perr != nil {
