@@ -28,16 +28,7 @@ func (p *testProxy) SessionByID(id uint64) *Session {
 // get "Unknown thread id". (Same-backend KILL runs on the backend: e2e
 // TestKillQueryThroughProxy, against MariaDB.)
 func TestKillAcrossBackends(t *testing.T) {
-	one := mysqldouble.Start(t, mysqldouble.Config{NativeUsers: nativeUsers})
-	two := mysqldouble.Start(t, mysqldouble.Config{NativeUsers: nativeUsers})
-	cfg := baseConfig()
-	p := startProxy(t, cfg, one.Addr(), two.Addr())
-	cfg.Sessions = p
-
-	a := dialRaw(t, p.Addr())
-	rawNativeLogin(t, a, "nate", "n4tive")
-	b := dialRaw(t, p.Addr())
-	rawNativeLogin(t, b, "nate", "n4tive")
+	one, two, _, a, b := twoSessionsOnTwoBackends(t)
 	require.Equal(t, int64(1), one.Stats().Connections, "the router spreads the two sessions")
 	require.Equal(t, int64(1), two.Stats().Connections)
 
@@ -75,4 +66,21 @@ func TestKillAcrossBackends(t *testing.T) {
 	b.pio.ResetSequence()
 	b.write([]byte{pmysql.ComPing})
 	require.Equal(t, pmysql.OKHeader, b.read()[0])
+}
+
+// twoSessionsOnTwoBackends starts two doubles behind a proxy whose sessions
+// can find each other (KILL), and logs the same user in twice: the router
+// spreads a and b over the two backends.
+func twoSessionsOnTwoBackends(t *testing.T) (one, two *mysqldouble.Server, p *testProxy, a, b *rawClient) {
+	t.Helper()
+	one = mysqldouble.Start(t, mysqldouble.Config{NativeUsers: nativeUsers})
+	two = mysqldouble.Start(t, mysqldouble.Config{NativeUsers: nativeUsers})
+	cfg := baseConfig()
+	p = startProxy(t, cfg, one.Addr(), two.Addr())
+	cfg.Sessions = p
+	a = dialRaw(t, p.Addr())
+	rawNativeLogin(t, a, "nate", "n4tive")
+	b = dialRaw(t, p.Addr())
+	rawNativeLogin(t, b, "nate", "n4tive")
+	return one, two, p, a, b
 }

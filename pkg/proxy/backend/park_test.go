@@ -177,15 +177,7 @@ func TestParkedSessionMoves(t *testing.T) {
 // TestParkedSessionKilled: KILL CONNECTION from another session (of the
 // same user, on another backend: the proxy closes it) ends a parked one.
 func TestParkedSessionKilled(t *testing.T) {
-	one := mysqldouble.Start(t, mysqldouble.Config{NativeUsers: nativeUsers})
-	two := mysqldouble.Start(t, mysqldouble.Config{NativeUsers: nativeUsers})
-	cfg := baseConfig()
-	p := startProxy(t, cfg, one.Addr(), two.Addr())
-	cfg.Sessions = p
-	victim := dialRaw(t, p.Addr())
-	rawNativeLogin(t, victim, "nate", "n4tive")
-	killer := dialRaw(t, p.Addr())
-	rawNativeLogin(t, killer, "nate", "n4tive")
+	_, _, p, victim, killer := twoSessionsOnTwoBackends(t)
 	p.requireAllParked(t, 2)
 	killer.pio.ResetSequence()
 	killer.write(append([]byte{pmysql.ComQuery}, fmt.Sprintf("KILL %d", victim.greeting.ConnID)...))
