@@ -90,8 +90,10 @@ func (s *Session) parkNow(err error) bool {
 		// command's own reads must not find it.
 		return false
 	}
-	// Await took a read buffer and got nothing: a parked session holds none.
+	// Await took a read buffer and got nothing: a parked session holds
+	// none, nor the statement buffers its commands reuse (up to 4 KiB each).
 	s.client.Release()
+	s.observed.textBuf, s.observed.packetBuf, s.shadow.textBuf = nil, nil, nil
 	s.park.gen++
 	fd, perr := pollerAdd(s.client.RawConn(), s, s.park.gen)
 	if perr != nil {
