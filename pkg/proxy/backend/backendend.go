@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"errors"
 	"net"
 	"sync"
 	"time"
@@ -59,7 +58,6 @@ func (s *Session) onIdleBackendEnd() {
 	_ = be.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	data, err := be.ReadPacket(1 << 16)
 	_ = be.SetReadDeadline(time.Time{})
-	var ne net.Error
 	switch {
 	case err == nil && len(data) > 0 && data[0] == mysql.ErrHeader:
 		e := mysql.ParseErr(data)
@@ -70,7 +68,7 @@ func (s *Session) onIdleBackendEnd() {
 		s.lg.Warn("backend sent an unsolicited packet to an idle session; closing the client")
 		s.endIdleClient()
 		return
-	case errors.As(err, &ne) && ne.Timeout():
+	case isTimeout(err):
 		// Interrupted (the client sent a command meanwhile) or a partial
 		// packet: the connection is no longer trustworthy.
 		s.backendDead = true
@@ -165,6 +163,5 @@ func dialAlive(addr string, proxyProto bool) bool {
 	_ = c.SetReadDeadline(time.Now().Add(aliveCheckTimeout))
 	var b [1]byte
 	n, err := c.Read(b[:])
-	var ne net.Error
-	return n > 0 || (errors.As(err, &ne) && ne.Timeout())
+	return n > 0 || isTimeout(err)
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/switchyard-db/switchyard/pkg/mysql"
@@ -39,8 +38,7 @@ func (s *Session) serve(resumed bool) error {
 			return err // a wake resumes it (park.go)
 		}
 		if draining := s.leaveIdle(); err != nil {
-			var ne net.Error
-			if draining && errors.As(err, &ne) && ne.Timeout() {
+			if draining && isTimeout(err) {
 				s.sendCloseError()
 				return nil // woken up by RequestClose or CloseWithError
 			}

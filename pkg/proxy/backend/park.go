@@ -2,7 +2,6 @@ package backend
 
 import (
 	"errors"
-	"net"
 	"time"
 
 	"github.com/switchyard-db/switchyard/pkg/mysql"
@@ -51,9 +50,9 @@ type parking struct {
 }
 
 // readClient waits for the client's next command and reads it. A session
-// that was asked to park meanwhile registers its client socket and returns
-// errParked instead; so does one resumed by a wake that found no command
-// (a drain wakes it with a read deadline, which then ends it).
+// that was asked to park meanwhile, and got nothing, registers its client
+// socket and returns errParked instead. (A session resumed by a drain finds
+// the drain's read deadline and returns its timeout, which ends it.)
 func (s *Session) readClient() (mysql.Packet, error) {
 	if s.park.able {
 		s.mu.Lock()
@@ -82,8 +81,7 @@ func (s *Session) parkNow(err error) bool {
 	}
 	s.park.asked = false
 	_ = s.client.SetReadDeadline(time.Time{})
-	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() || s.closed.Load() || s.endsWhenIdleLocked(s.info.Load().InTransaction) {
+	if !isTimeout(err) || s.closed.Load() || s.endsWhenIdleLocked(s.info.Load().InTransaction) {
 		// A command (or the end) arrived with the request; a drain that
 		// woke the wait meanwhile is answered by the caller, as without
 		// parking. The deadline is cleared either way: Next and the

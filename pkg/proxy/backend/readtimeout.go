@@ -27,13 +27,18 @@ func (s *Session) armBackendRead() {
 }
 
 // errBackendReadTimeout marks a backend that did not answer in time.
+// isTimeout reports whether err is a read or write deadline passing.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 var errBackendReadTimeout = errors.New("no answer within proxy.backend-read-timeout")
 
 // explainBackendRead names the configured timeout when err is the read
 // deadline set by armBackendRead passing.
 func (s *Session) explainBackendRead(err error) error {
-	var ne net.Error
-	if s.cfg.BackendReadTimeout > 0 && errors.As(err, &ne) && ne.Timeout() {
+	if s.cfg.BackendReadTimeout > 0 && isTimeout(err) {
 		return fmt.Errorf("%w (%v): %w", errBackendReadTimeout, s.cfg.BackendReadTimeout, err)
 	}
 	return err
