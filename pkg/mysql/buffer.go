@@ -150,16 +150,11 @@ type writer struct {
 	dst    io.Writer
 	buf    []byte
 	pooled *[]byte
-	// spilled is set when bytes went out before the flush (a payload
-	// larger than the buffer, or a full buffer): FlushRequest then knows
-	// the request did not leave in one write.
-	spilled bool
 }
 
 func (wr *writer) write(p []byte) error {
 	if wr.pooled == nil {
 		if len(p) >= largeBufSize {
-			wr.spilled = true
 			_, err := wr.dst.Write(p)
 			return err
 		}
@@ -167,7 +162,6 @@ func (wr *writer) write(p []byte) error {
 		wr.buf = (*wr.pooled)[:0]
 	}
 	if len(wr.buf)+len(p) > cap(wr.buf) {
-		wr.spilled = true
 		if err := wr.flushBuf(); err != nil {
 			return err
 		}

@@ -31,8 +31,6 @@ type PacketIO struct {
 	// cur is the physical packet announced by Next and not yet consumed.
 	curLen  int
 	pending bool
-	// reply is FlushRequest's state (replywait.go); nil until used.
-	reply *replyWait
 }
 
 // NewPacketIO wraps a connection.
@@ -285,7 +283,6 @@ func (p *PacketIO) WriteRaw(b []byte) error { return p.wr.write(b) }
 
 // Flush sends everything written so far.
 func (p *PacketIO) Flush() error {
-	p.wr.spilled = false
 	if err := p.wr.flushBuf(); err != nil {
 		return err
 	}

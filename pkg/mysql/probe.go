@@ -172,7 +172,7 @@ func (c *ProbeConn) Ping(ctx context.Context) error {
 	if err := c.pio.WritePacket([]byte{ComPing}); err != nil {
 		return fmt.Errorf("ping: %w", StableErr(ctx, err))
 	}
-	if err := c.pio.FlushRequest(); err != nil {
+	if err := c.pio.Flush(); err != nil {
 		return fmt.Errorf("ping: %w", StableErr(ctx, err))
 	}
 	pkt, err := c.pio.ReadPacket(maxGreeting)

@@ -133,7 +133,7 @@ func (s *Session) askClient(data []byte) ([]byte, error) {
 func (s *Session) sendBackend(payload []byte) error {
 	err := s.backend.WritePacket(payload)
 	if err == nil {
-		err = s.backend.FlushRequest() // every caller reads an answer
+		err = s.backend.Flush()
 	}
 	if err != nil {
 		s.reportBackendLost(err)

@@ -280,14 +280,11 @@ func (s *Session) forwardRequest() error {
 	return nil
 }
 
-// forwardRequestAndFlush forwards a command that the backend answers, and
-// sends it: FlushRequest also waits for the answer without a read that
-// could only fail, one system call less per command.
 func (s *Session) forwardRequestAndFlush() error {
 	if err := s.forwardRequest(); err != nil {
 		return err
 	}
-	if err := s.backend.FlushRequest(); err != nil {
+	if err := s.backend.Flush(); err != nil {
 		s.reportBackendLost(err)
 		return fmt.Errorf("%w: writing: %w", errBackendLost, err)
 	}
