@@ -87,6 +87,7 @@ func (p ProxyServer) check(v *validator) {
 		{"proxy.graceful-wait-before-shutdown", p.GracefulWaitBeforeShutdown},
 		{"proxy.graceful-close-conn-timeout", p.GracefulCloseConnTimeout},
 		{"proxy.backend-read-timeout", p.BackendReadTimeout},
+		{"proxy.idle-park-after", p.IdleParkAfter},
 	} {
 		if d.val.Duration < 0 {
 			v.addf(d.key, "%s %q: must not be negative", d.key, d.val)

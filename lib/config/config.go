@@ -57,6 +57,10 @@ type ProxyServer struct {
 	// limit. When it passes, the client gets an ERR packet and the session
 	// ends (the backend connection is in an unknown state).
 	BackendReadTimeout Duration `toml:"backend-read-timeout"`
+	// IdleParkAfter is how long a session idles before it parks: it gives
+	// up its goroutine and read buffers until its client speaks again.
+	// 0 turns parking off (each idle session keeps its goroutine).
+	IdleParkAfter Duration `toml:"idle-park-after"`
 	// DefaultCluster takes the clients no [[route]] matches. Empty: such clients
 	// get an ERR packet, unless exactly one cluster is configured.
 	DefaultCluster string `toml:"default-cluster"`

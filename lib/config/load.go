@@ -20,6 +20,7 @@ const (
 	DefaultGracefulCloseConnTimeout = 15 * time.Second
 	DefaultConnectTimeout           = 5 * time.Second
 	DefaultHandshakeTimeout         = 30 * time.Second
+	DefaultIdleParkAfter            = time.Second
 	DefaultLogLevel                 = "info"
 	DefaultLogFormat                = "console"
 	DefaultTopologyPrefix           = "/topology/tidb"
@@ -73,6 +74,7 @@ func NewDefault() *Config {
 			GracefulCloseConnTimeout: NewDuration(DefaultGracefulCloseConnTimeout),
 			ConnectTimeout:           NewDuration(DefaultConnectTimeout),
 			HandshakeTimeout:         NewDuration(DefaultHandshakeTimeout),
+			IdleParkAfter:            NewDuration(DefaultIdleParkAfter),
 		},
 		Log: Log{
 			Level:  DefaultLogLevel,

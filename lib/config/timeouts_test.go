@@ -30,4 +30,13 @@ func TestProxyTimeoutKeys(t *testing.T) {
 	require.ErrorContains(t, err, `proxy.handshake-timeout "-1s": must be positive`)
 	_, err = parse("backend-read-timeout = \"-5s\"")
 	require.ErrorContains(t, err, `proxy.backend-read-timeout "-5s": must not be negative`)
+
+	require.Equal(t, time.Second, c.Proxy.IdleParkAfter.Duration, "idle-park-after default")
+	for in, want := range map[string]time.Duration{"0s": 0, "250ms": 250 * time.Millisecond, "1m": time.Minute} {
+		c, err = parse("idle-park-after = \"" + in + "\"")
+		require.NoError(t, err, in)
+		require.Equal(t, want, c.Proxy.IdleParkAfter.Duration, in)
+	}
+	_, err = parse("idle-park-after = \"-1s\"")
+	require.ErrorContains(t, err, `proxy.idle-park-after "-1s": must not be negative`)
 }

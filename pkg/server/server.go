@@ -106,6 +106,7 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		ConnectTimeout:       cfg.Proxy.ConnectTimeout.Duration,
 		HandshakeTimeout:     cfg.Proxy.HandshakeTimeout.Duration,
 		BackendReadTimeout:   cfg.Proxy.BackendReadTimeout.Duration,
+		IdleParkAfter:        idleParkAfter(cfg.Proxy.IdleParkAfter.Duration),
 		RSAKey:               key,
 		// Looked up at each use so that a reload applies to running
 		// sessions too.
@@ -224,6 +225,15 @@ func (s *Server) Start(ctx context.Context) error {
 // topology after a start: a cluster whose etcd stays unreachable must not
 // keep the proxy, and the other clusters it serves, out of a load balancer.
 const defaultReadyWait = 30 * time.Second
+
+// idleParkAfter maps proxy.idle-park-after to the sessions' setting, where
+// 0 means the default: in the file 0 turns parking off.
+func idleParkAfter(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
 
 func clusterNames(cfg *config.Config) []string {
 	names := make([]string, 0, len(cfg.Clusters))

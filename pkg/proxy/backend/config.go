@@ -36,6 +36,9 @@ type Config struct {
 	// BackendReadTimeout bounds the wait for each packet of a backend's
 	// response during a command (0: no limit); see readtimeout.go.
 	BackendReadTimeout time.Duration
+	// IdleParkAfter is how long a session idles before it parks (park.go):
+	// 0 is the default (a second), negative turns parking off.
+	IdleParkAfter time.Duration
 	// RSAKey answers caching_sha2_password public-key requests when the
 	// client side is plain TCP but the backend side is TLS.
 	RSAKey *rsa.PrivateKey

@@ -249,7 +249,7 @@ func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *mys
 	s.mu.Lock()
 	s.backend = be
 	s.mu.Unlock()
-	s.watch = newIdleWatch(be.RawConn(), s.onIdleBackendEnd, s.askPark)
+	s.watch = s.watchBackend(be.RawConn())
 	s.lgNoBackend = s.lg
 	s.lg = s.lg.WithLazy(zap.String("backend", lease.ID()))
 	return nil

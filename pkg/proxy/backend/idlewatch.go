@@ -23,7 +23,7 @@ const idleWatchDelay = 20 * time.Millisecond
 // Elsewhere than Linux a session does not watch (idleWatchSupported).
 //
 // The watch's timer beats a second time when the session has idled for
-// parkAfter: onIdle then asks the session to park (park.go). One timer
+// parkAfter: onIdle then asks the session to park (park.go, Session.watchBackend). One timer
 // serves both, so a busy session pays for one timer reset per command.
 type idleWatch struct {
 	conn net.Conn // the backend's TCP connection (below TLS and compression)
@@ -32,9 +32,11 @@ type idleWatch struct {
 	onEnd func()
 	// onIdle, when set, runs on the timer's goroutine once the session has
 	// idled for parkAfter; it must not block, and may run late, after
-	// disarm.
+	// disarm. Nil: no second beat.
 	onIdle func()
-	timer  *time.Timer
+	// parkAfter is how long the session idles before onIdle runs.
+	parkAfter time.Duration
+	timer     *time.Timer
 	// parkAt is when onIdle is due in this arm (a late callback of an
 	// earlier arm finds it ahead, and does nothing).
 	parkAt time.Time
@@ -56,8 +58,8 @@ type idleWatch struct {
 // errNoPoller: the connection cannot be watched (no socket, or no epoll).
 var errNoPoller = errors.New("idle watch: connection cannot be watched")
 
-func newIdleWatch(conn net.Conn, onEnd, onIdle func()) *idleWatch {
-	w := &idleWatch{conn: conn, onEnd: onEnd, onIdle: onIdle}
+func newIdleWatch(conn net.Conn, onEnd, onIdle func(), parkAfter time.Duration) *idleWatch {
+	w := &idleWatch{conn: conn, onEnd: onEnd, onIdle: onIdle, parkAfter: parkAfter}
 	w.done = sync.NewCond(&w.mu)
 	return w
 }
@@ -70,7 +72,7 @@ func (w *idleWatch) arm() {
 	}
 	w.mu.Lock()
 	w.armed, w.seen = true, false
-	w.parkAt = time.Now().Add(parkAfter)
+	w.parkAt = time.Now().Add(w.parkAfter)
 	// Under mu: the callback reads the timer to set its second beat.
 	if w.timer == nil {
 		w.timer = time.AfterFunc(idleWatchDelay, w.watch)

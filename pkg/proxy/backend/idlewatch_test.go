@@ -129,7 +129,7 @@ func TestIdleWatchCostsNoGoroutine(t *testing.T) {
 	var watches []*idleWatch
 	for range n {
 		c, _ := tcpPair(t, ln)
-		watches = append(watches, newIdleWatch(c, func() {}, nil))
+		watches = append(watches, newIdleWatch(c, func() {}, nil, 0))
 	}
 	regs, goroutines := pollerLen(), runtime.NumGoroutine()
 	for _, w := range watches {
@@ -151,7 +151,7 @@ func TestIdleWatchCostsNoGoroutine(t *testing.T) {
 func TestIdleWatchSeesTheEnd(t *testing.T) {
 	c, peer := tcpPair(t, nil)
 	var ends atomic.Int32
-	w := newIdleWatch(c, func() { ends.Add(1) }, nil)
+	w := newIdleWatch(c, func() { ends.Add(1) }, nil, 0)
 	regs := pollerLen()
 	w.arm()
 	require.Eventually(t, func() bool { return pollerLen() == regs+1 }, 5*time.Second, 5*time.Millisecond)
@@ -175,7 +175,7 @@ func TestIdleWatchOneWatcher(t *testing.T) {
 	_, conn := tcpPair(t, nil)
 
 	var ends atomic.Int32
-	w := newIdleWatch(conn, func() { ends.Add(1) }, nil)
+	w := newIdleWatch(conn, func() { ends.Add(1) }, nil, 0)
 	parked := make(chan struct{}, 4)
 	hold := make(chan struct{})
 	defer close(hold)
@@ -219,13 +219,13 @@ func TestIdleWatchConnClosedWhileRegistered(t *testing.T) {
 	regs := pollerLen()
 	c, _ := tcpPair(t, nil)
 	var ends atomic.Int32
-	w := newIdleWatch(c, func() { ends.Add(1) }, nil)
+	w := newIdleWatch(c, func() { ends.Add(1) }, nil, 0)
 	w.arm()
 	require.Eventually(t, func() bool { return pollerLen() == regs+1 }, 5*time.Second, 5*time.Millisecond)
 	require.NoError(t, c.Close())
 	c2, peer2 := tcpPair(t, nil) // likely the same descriptor number
 	var ends2 atomic.Int32
-	w2 := newIdleWatch(c2, func() { ends2.Add(1) }, nil)
+	w2 := newIdleWatch(c2, func() { ends2.Add(1) }, nil, 0)
 	w2.arm()
 	require.Eventually(t, func() bool { return w2.registeredNow() }, 5*time.Second, 5*time.Millisecond)
 	require.False(t, w.disarm(), "a closed socket sends no event")

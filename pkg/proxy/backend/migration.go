@@ -324,7 +324,7 @@ func (s *Session) swapBackend(be *mysql.PacketIO, caps uint32, lease router.Leas
 	for _, st := range s.state.prepared {
 		st.typesSent = false // the new server has not seen them
 	}
-	s.watch = newIdleWatch(be.RawConn(), s.onIdleBackendEnd, s.askPark)
+	s.watch = s.watchBackend(be.RawConn())
 	s.lg = s.lgNoBackend.WithLazy(zap.String("backend", lease.ID()))
 	// A clean quit, so the old server does not log an aborted connection.
 	oldBE.ResetSequence()

@@ -2,16 +2,31 @@ package backend
 
 import (
 	"errors"
+	"net"
 	"time"
 
 	"github.com/switchyard-db/switchyard/pkg/mysql"
 )
 
-// parkAfter is how long a session idles before it parks. A session that is
-// busy with commands never parks (parking and waking cost two epoll_ctl
-// calls and a goroutine start); one that idles longer gives its goroutine
-// up. A variable so that tests park sooner.
+// parkAfter is how long a session idles before it parks, unless
+// Config.IdleParkAfter says otherwise. A session that is busy with commands
+// never parks (parking and waking cost two epoll_ctl calls and a goroutine
+// start); one that idles longer gives its goroutine up. A variable so that
+// tests park sooner.
 var parkAfter = time.Second
+
+// watchBackend returns the idle watch of a backend connection; its second
+// beat asks the session to park, unless parking is off.
+func (s *Session) watchBackend(conn net.Conn) *idleWatch {
+	switch after := s.cfg.IdleParkAfter; {
+	case after < 0:
+		return newIdleWatch(conn, s.onIdleBackendEnd, nil, 0)
+	case after == 0:
+		return newIdleWatch(conn, s.onIdleBackendEnd, s.askPark, parkAfter)
+	default:
+		return newIdleWatch(conn, s.onIdleBackendEnd, s.askPark, after)
+	}
+}
 
 // errParked ends serve without ending the session: it is parked and
 // continues on a goroutine of its own when woken (resume).

@@ -187,3 +187,62 @@ func TestParkedSessionKilled(t *testing.T) {
 	killer.write([]byte{pmysql.ComPing})
 	require.Equal(t, pmysql.OKHeader, killer.read()[0], "the killer goes on")
 }
+
+// TestIdleParkAfter: Config.IdleParkAfter sets when an idle session parks,
+// and a negative value keeps every idle session on its goroutine, served as
+// before.
+func TestIdleParkAfter(t *testing.T) {
+	b := startBackend(t)
+	open := func(t *testing.T, cfg *Config, n int) (*testProxy, []*sql.Conn) {
+		p := startProxy(t, cfg, b.Addr())
+		connector, err := mysql.NewConnector(clientConfig(t, p.Addr(), "nate", "n4tive", ""))
+		require.NoError(t, err)
+		db := sql.OpenDB(connector)
+		t.Cleanup(func() { db.Close() })
+		db.SetMaxIdleConns(n)
+		conns := make([]*sql.Conn, n)
+		for i := range conns {
+			conns[i], err = db.Conn(context.Background())
+			require.NoError(t, err)
+			t.Cleanup(func() { conns[i].Close() })
+			require.NoError(t, conns[i].PingContext(context.Background()))
+		}
+		return p, conns
+	}
+	parkedCount := func(p *testProxy) (parked, all int) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for s := range p.sessions {
+			all++
+			if s.parked() {
+				parked++
+			}
+		}
+		return parked, all
+	}
+
+	t.Run("off", func(t *testing.T) {
+		cfg := baseConfig()
+		cfg.IdleParkAfter = -1
+		p, conns := open(t, cfg, 5)
+		time.Sleep(10 * parkAfter) // long past the default of these tests
+		parked, all := parkedCount(p)
+		require.Equal(t, 5, all)
+		require.Zero(t, parked, "no session parks")
+		require.GreaterOrEqual(t, sessionGoroutines(), 5, "each idle session keeps its goroutine")
+		for _, c := range conns {
+			require.NoError(t, c.PingContext(context.Background()))
+		}
+	})
+	t.Run("later", func(t *testing.T) {
+		cfg := baseConfig()
+		cfg.IdleParkAfter = 20 * parkAfter
+		p, conns := open(t, cfg, 5)
+		start := time.Now()
+		p.requireAllParked(t, 5)
+		require.GreaterOrEqual(t, time.Since(start), 10*parkAfter, "not parked at the default")
+		for _, c := range conns {
+			require.NoError(t, c.PingContext(context.Background()))
+		}
+	})
+}

@@ -216,7 +216,7 @@ func (s *Session) Run(ctx context.Context, ended func()) {
 		s.end()
 		return
 	}
-	s.park.able = idleWatchSupported && s.client.Plain()
+	s.park.able = idleWatchSupported && s.client.Plain() && s.cfg.IdleParkAfter >= 0
 	s.publishInfo()
 	s.serveUntilParked(false)
 }
