@@ -26,8 +26,9 @@ type PacketIO struct {
 	rd   reader
 	wr   writer
 	seq  uint8
-	// prefix holds the first bytes of a packet too large to inspect in place.
-	prefix [64]byte
+	// prefix holds the first bytes of a packet too large to inspect in
+	// place; allocated by the first such packet.
+	prefix *[64]byte
 	// cur is the physical packet announced by Next and not yet consumed.
 	curLen  int
 	pending bool
@@ -148,6 +149,9 @@ func (p *PacketIO) Next() (Packet, error) {
 		pk.Data = p.rd.buf[p.rd.r : p.rd.r+n]
 		pk.Complete = n < MaxPayloadLen
 		return pk, nil
+	}
+	if p.prefix == nil {
+		p.prefix = new([64]byte)
 	}
 	m := min(n, len(p.prefix))
 	if err := p.rd.fillMore(m); err != nil {
