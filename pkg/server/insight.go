@@ -123,14 +123,13 @@ func (in *insight) observer(cluster string) backend.CommandObserver {
 	return &commandObserver{in: in, cluster: cluster, metrics: cm, digests: in.digests.Cluster(cluster)}
 }
 
-// commandObserver records one session's commands. Only its session's
-// goroutine calls it, so exec is reused without a lock.
+// commandObserver records one session's commands, on its session's
+// goroutine.
 type commandObserver struct {
 	in      *insight
 	cluster string
 	metrics *metrics.ClusterMetrics
 	digests *sqlstats.Cluster
-	exec    sqlstats.Exec
 }
 
 var _ backend.CommandObserver = (*commandObserver)(nil)
@@ -149,13 +148,13 @@ func (o *commandObserver) Observe(c *backend.Command) {
 		return
 	}
 	if o.in.digestsOn.Load() {
-		e := &o.exec
-		*e = sqlstats.Exec{
+		// On the stack (Record keeps none of it), not in the observer: an
+		// idle session's observer stays small.
+		e := sqlstats.Exec{
 			User: c.User, Schema: c.DB, Text: c.Text, Latency: c.Duration, At: c.Start.Add(c.Duration),
 			RowsSent: c.RowsSent, RowsAffected: c.RowsAffected, ErrCode: c.ErrCode,
 		}
-		st = o.digests.Record(e)
-		e.Text = nil
+		st = o.digests.Record(&e)
 	}
 	if ql := o.in.qlog.Load(); ql != nil {
 		if f := ql.Filter(); f.Wants(c.Duration, c.ErrCode) {
