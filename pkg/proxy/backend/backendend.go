@@ -61,11 +61,11 @@ func (s *Session) onIdleBackendEnd() {
 	switch {
 	case err == nil && len(data) > 0 && data[0] == mysql.ErrHeader:
 		e := mysql.ParseErr(data)
-		s.lg.Info("backend ended the idle session; closing the client", zap.Uint16("code", e.Code), zap.String("message", e.Message))
+		s.log(zap.InfoLevel, "backend ended the idle session; closing the client", zap.Uint16("code", e.Code), zap.String("message", e.Message))
 		s.endIdleClient()
 		return
 	case err == nil:
-		s.lg.Warn("backend sent an unsolicited packet to an idle session; closing the client")
+		s.log(zap.WarnLevel, "backend sent an unsolicited packet to an idle session; closing the client")
 		s.endIdleClient()
 		return
 	case isTimeout(err):
@@ -77,17 +77,17 @@ func (s *Session) onIdleBackendEnd() {
 	why := s.canFailover()
 	if (why == "" || s.state.inTxn) && !s.backendListening() {
 		if why == "" {
-			s.lg.Warn("backend died under an idle session; it moves at its next command", zap.Error(err))
+			s.log(zap.WarnLevel, "backend died under an idle session; it moves at its next command", zap.Error(err))
 			s.backendDead = true
 			return
 		}
 		// Its transaction is lost: the next statement gets one clean error
 		// saying so, then the connection closes.
-		s.lg.Warn("backend died under an idle session inside a transaction", zap.Error(err))
+		s.log(zap.WarnLevel, "backend died under an idle session inside a transaction", zap.Error(err))
 		s.CloseWithError(backendLostError(s.lease.Addr(), true))
 		return
 	}
-	s.lg.Info("backend closed the idle session; closing the client", zap.Error(err))
+	s.log(zap.InfoLevel, "backend closed the idle session; closing the client", zap.Error(err))
 	s.endIdleClient()
 }
 

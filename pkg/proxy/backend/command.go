@@ -17,6 +17,9 @@ func (s *Session) serve(resumed bool) error {
 	s.cmdMu.Lock()
 	defer s.cmdMu.Unlock()
 	s.serving = true
+	if s.inflight == nil {
+		s.inflight = new(inflight) // parking dropped it (park.go)
+	}
 	for {
 		if !s.client.Buffered() && !resumed {
 			// About to wait on the client: send what is pending and give
@@ -259,7 +262,7 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 		if err := s.client.DiscardCurrent(); err != nil {
 			return err
 		}
-		s.lg.Debug("unsupported command", zap.Uint8("command", cmd))
+		s.log(zap.DebugLevel, "unsupported command", zap.Uint8("command", cmd))
 		return s.replyError(mysql.NewError(mysql.ErUnknownCom,
 			"Switchyard: command 0x%02x is not supported through the proxy", cmd))
 	}

@@ -32,7 +32,7 @@ func (s *Session) failover(pk mysql.Packet) error {
 		}
 		s.report(old.Addr(), to, "failover", result, err, start)
 		if err == nil {
-			s.lg.Info("backend was lost; session re-established", zap.String("from", old.Addr()), zap.String("to", to))
+			s.log(zap.InfoLevel, "backend was lost; session re-established", zap.String("from", old.Addr()), zap.String("to", to))
 			return nil
 		}
 	}
@@ -105,6 +105,6 @@ func (s *Session) reportBackendLost(err error) {
 	} else if !s.state.inTxn && s.canFailover() == "" {
 		e.Message += "; the session goes on on another backend"
 	}
-	s.lg.Debug("backend connection lost", zap.Error(err))
+	s.log(zap.DebugLevel, "backend connection lost", zap.Error(err))
 	_ = s.client.WriteError(e)
 }

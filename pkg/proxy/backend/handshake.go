@@ -88,7 +88,7 @@ func (s *Session) handshake(ctx context.Context) error {
 	s.charset = resp.Charset
 	s.zstdLevel = int(resp.ZstdLevel)
 	s.state.user, s.state.db = resp.User, resp.DB
-	s.lg = s.lg.WithLazy(zap.String("user", resp.User))
+	s.logUser = resp.User
 
 	s.hsResp = &mysql.HandshakeResponse{Capability: resp.Capability, MaxPacket: resp.MaxPacket,
 		Charset: resp.Charset, Attrs: resp.Attrs, ZstdLevel: resp.ZstdLevel}
@@ -165,7 +165,7 @@ func (s *Session) connectBackend(ctx context.Context, resp *mysql.HandshakeRespo
 		var mismatch *errCapabilityMismatch
 		if errors.As(err, &mismatch) {
 			// Not a failure of the backend: it serves other clients.
-			s.lg.Info("backend cannot serve this client's protocol, trying another", zap.String("backend", lease.ID()), zap.Error(err))
+			s.log(zap.InfoLevel, "backend cannot serve this client's protocol, trying another", zap.String("backend", lease.ID()), zap.Error(err))
 			lease.Release()
 			exclude = append(exclude, lease.ID())
 			lastErr = err
@@ -187,7 +187,7 @@ func (s *Session) connectBackend(ctx context.Context, resp *mysql.HandshakeRespo
 			lease.Release()
 			return err
 		}
-		s.lg.Warn("backend unreachable, trying another", zap.String("backend", lease.ID()), zap.Error(err))
+		s.log(zap.WarnLevel, "backend unreachable, trying another", zap.String("backend", lease.ID()), zap.Error(err))
 		lease.Failed(err)
 		exclude = append(exclude, lease.ID())
 		lastErr = err
@@ -250,8 +250,7 @@ func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *mys
 	s.backend = be
 	s.mu.Unlock()
 	s.watch = s.watchBackend(be.RawConn())
-	s.lgNoBackend = s.lg
-	s.lg = s.lg.WithLazy(zap.String("backend", lease.ID()))
+	s.logBackend = lease.ID()
 	return nil
 }
 

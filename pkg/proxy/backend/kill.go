@@ -196,7 +196,7 @@ func (s *Session) runKill(k killTarget) error {
 		return err
 	}
 	if !k.stmt.Query && own != nil && own.cluster == tid.cluster && own.user == tid.user {
-		s.lg.Info("KILL CONNECTION of a session of the same user on another backend: closing it",
+		s.log(zap.InfoLevel, "KILL CONNECTION of a session of the same user on another backend: closing it",
 			zap.Uint64("target", k.stmt.ID), zap.String("target_backend", tid.backendID))
 		target.Close()
 		var buf [16]byte

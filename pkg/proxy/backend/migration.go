@@ -212,7 +212,7 @@ func (s *Session) moveIfAsked() {
 		if errors.Is(err, errRefused) {
 			result = MigrationRefused
 		}
-		s.lg.Info("session migration did not happen; it stays on its backend", zap.String("target", target), zap.Error(err))
+		s.log(zap.InfoLevel, "session migration did not happen; it stays on its backend", zap.String("target", target), zap.Error(err))
 	}
 	// Publish the new placement before reporting: the rebalancer forgets
 	// the pending move on the report, and a round that then still read the
@@ -325,7 +325,7 @@ func (s *Session) swapBackend(be *mysql.PacketIO, caps uint32, lease router.Leas
 		st.typesSent = false // the new server has not seen them
 	}
 	s.watch = s.watchBackend(be.RawConn())
-	s.lg = s.lgNoBackend.WithLazy(zap.String("backend", lease.ID()))
+	s.logBackend = lease.ID()
 	// A clean quit, so the old server does not log an aborted connection.
 	oldBE.ResetSequence()
 	_ = oldBE.SetDeadline(time.Now().Add(time.Second))
@@ -367,7 +367,7 @@ func (s *Session) startMigrationTracking() error {
 			// cannot move.
 			s.mig.on = false
 			s.mig.cred.zero()
-			s.lg.Info("backend refused session_track_system_variables; the session cannot migrate", zap.Error(err))
+			s.log(zap.InfoLevel, "backend refused session_track_system_variables; the session cannot migrate", zap.Error(err))
 			return nil
 		}
 		s.reportBackendLost(err)

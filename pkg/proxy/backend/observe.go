@@ -51,6 +51,16 @@ const maxObservedText = 64 << 10
 
 // observed is what the session gathers about the command in flight. Only
 // the session goroutine touches it.
+// inflight is the state of the command in flight that a session needs only
+// while it serves: its observation (here) and its shadowing (shadow.go).
+// serve allocates it and a parked session drops it, with the statement
+// buffers its commands reuse, so that an idle session is smaller.
+type inflight struct {
+	observed observed
+	// shadow is the statement in flight sampled for shadowing.
+	shadow shadowed
+}
+
 type observed struct {
 	cmd       Command
 	active    bool
@@ -61,7 +71,7 @@ type observed struct {
 // beginCommand starts observing the command in pk. It must run before
 // dispatch, since forwarding reuses the packet's buffer.
 func (s *Session) beginCommand(pk mysql.Packet) {
-	o := &s.observed
+	o := &s.inflight.observed
 	o.active = s.obs != nil && pk.Len > 0
 	if !o.active {
 		return
@@ -89,7 +99,7 @@ func (s *Session) beginCommand(pk mysql.Packet) {
 
 // endCommand reports the command to the observer.
 func (s *Session) endCommand() {
-	o := &s.observed
+	o := &s.inflight.observed
 	if !o.active {
 		return
 	}
@@ -110,16 +120,16 @@ func (s *Session) endCommand() {
 }
 
 // noteRows counts result-set rows forwarded for the command in flight.
-func (s *Session) noteRows(n int) { s.observed.cmd.RowsSent += uint64(n) }
+func (s *Session) noteRows(n int) { s.inflight.observed.cmd.RowsSent += uint64(n) }
 
 // noteAffected adds an OK packet's affected rows.
-func (s *Session) noteAffected(n uint64) { s.observed.cmd.RowsAffected += n }
+func (s *Session) noteAffected(n uint64) { s.inflight.observed.cmd.RowsAffected += n }
 
 // noteError records the code of an ERR packet answering the command.
 func (s *Session) noteError(pk mysql.Packet) {
 	if len(pk.Data) >= 3 {
-		s.observed.cmd.ErrCode = binary.LittleEndian.Uint16(pk.Data[1:])
-		s.shadow.res.ErrCode = s.observed.cmd.ErrCode
+		s.inflight.observed.cmd.ErrCode = binary.LittleEndian.Uint16(pk.Data[1:])
+		s.inflight.shadow.res.ErrCode = s.inflight.observed.cmd.ErrCode
 	}
 }
 
@@ -127,9 +137,9 @@ func (s *Session) noteError(pk mysql.Packet) {
 // flight created and returns its text, kept with the statement so that its
 // executions are counted under it.
 func (s *Session) notePrepared(id uint32) []byte {
-	if !s.observed.active || len(s.observed.cmd.Text) == 0 {
+	if !s.inflight.observed.active || len(s.inflight.observed.cmd.Text) == 0 {
 		return nil
 	}
-	s.observed.cmd.StmtID = id
-	return append([]byte(nil), s.observed.cmd.Text...)
+	s.inflight.observed.cmd.StmtID = id
+	return append([]byte(nil), s.inflight.observed.cmd.Text...)
 }

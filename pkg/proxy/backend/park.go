@@ -106,13 +106,13 @@ func (s *Session) parkNow(err error) bool {
 	// Await took a read buffer and got nothing: a parked session holds
 	// none, nor the statement buffers its commands reuse (up to 4 KiB each).
 	s.client.Release()
-	s.observed.textBuf, s.observed.packetBuf, s.shadow.textBuf = nil, nil, nil
 	s.park.gen++
 	fd, perr := pollerAdd(s.client.RawConn(), s, s.park.gen)
 	if perr != nil {
 		return false // Next waits on this goroutine, as without parking
 	}
 	s.park.parked, s.park.fd = true, fd
+	s.inflight = nil // serve makes a new one when the session resumes
 	return true
 }
 

@@ -33,9 +33,9 @@ type shadowed struct {
 // on. pkg/shadow refuses what this cheap test lets through and should not
 // run twice (locking reads, INTO, functions whose result differs per run).
 func (s *Session) shadowBegin(pk mysql.Packet) {
-	sh := &s.shadow
+	sh := &s.inflight.shadow
 	sh.sink = nil
-	sh.hashing = s.observed.active && s.cfg.CapturePackets != nil && s.cfg.CapturePackets.Load()
+	sh.hashing = s.inflight.observed.active && s.cfg.CapturePackets != nil && s.cfg.CapturePackets.Load()
 	if sh.hashing {
 		s.bindHashRow()
 		sh.res = shadow.Result{}
@@ -55,10 +55,10 @@ func (s *Session) shadowBegin(pk mysql.Packet) {
 }
 
 func (s *Session) bindHashRow() {
-	if s.shadow.hashRow == nil {
-		s.shadow.hashRow = func(row []byte) {
-			s.shadow.res.Rows++
-			s.shadow.res.Checksum += mysql.RowChecksum(row)
+	if sh := &s.inflight.shadow; sh.hashRow == nil {
+		sh.hashRow = func(row []byte) {
+			sh.res.Rows++
+			sh.res.Checksum += mysql.RowChecksum(row)
 		}
 	}
 }
@@ -66,35 +66,35 @@ func (s *Session) bindHashRow() {
 // shadowRows returns the function that checksums the rows forwarded now:
 // nil unless the rows of the command in flight are hashed.
 func (s *Session) shadowRows() func([]byte) {
-	if !s.shadow.hashing {
+	if !s.inflight.shadow.hashing {
 		return nil
 	}
-	return s.shadow.hashRow
+	return s.inflight.shadow.hashRow
 }
 
 // shadowRow checksums one row forwarded on the slow path.
 func (s *Session) shadowRow(pk mysql.Packet) {
-	if !s.shadow.hashing {
+	if !s.inflight.shadow.hashing {
 		return
 	}
 	if !pk.Complete {
-		s.shadow.res.Uncomparable = true
+		s.inflight.shadow.res.Uncomparable = true
 		return
 	}
-	s.shadow.hashRow(pk.Data)
+	s.inflight.shadow.hashRow(pk.Data)
 }
 
 // shadowEnd gives the observer the checksum of the rows (for a capture)
 // and submits a sampled statement once its response is forwarded (err nil)
 // and it left the session outside a transaction.
 func (s *Session) shadowEnd(status uint16, err error) {
-	sh := &s.shadow
+	sh := &s.inflight.shadow
 	if !sh.hashing {
 		return
 	}
 	sh.hashing = false
-	if s.observed.active && err == nil && !sh.res.Uncomparable {
-		s.observed.cmd.Checksum, s.observed.cmd.Checksummed = sh.res.Checksum, true
+	if s.inflight.observed.active && err == nil && !sh.res.Uncomparable {
+		s.inflight.observed.cmd.Checksum, s.inflight.observed.cmd.Checksummed = sh.res.Checksum, true
 	}
 	if sh.sink == nil {
 		return

@@ -13,7 +13,10 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
+	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/test/mysqldouble"
+	"go.uber.org/zap"
+	zapobs "go.uber.org/zap/zaptest/observer"
 )
 
 // TiDB cannot run in this repository's tests (it is not installable here):
@@ -295,4 +298,33 @@ func TestIdleMoveReleasesBuffers(t *testing.T) {
 	tp.s.cmdMu.Unlock()
 	require.False(t, held, "the moved idle session still holds a pooled buffer")
 	require.Equal(t, "1", tp.value(t, "SELECT @x"))
+}
+
+// TestSessionLogFields: what a session logs carries its connection id,
+// client, user and backend, added when the message is written; after a move
+// the backend is the new one, once.
+func TestSessionLogFields(t *testing.T) {
+	key := tidbKey()
+	tp := newTiDBPair(t, startTiDBDouble(t, key, nil), startTiDBDouble(t, key, nil))
+	core, logs := zapobs.New(zap.DebugLevel)
+	tp.s.cmdMu.Lock() // the session is idle; its next command takes cmdMu
+	tp.s.lg = zap.New(core)
+	tp.s.cmdMu.Unlock()
+	tp.exec(t, "SET @x = 1")
+	require.True(t, tp.s.Redirect(tp.target))
+	res := tp.log.wait(t, 1)
+	require.Equal(t, MigrationOK, res.Result, "%v", res.Err)
+	tp.s.Close()
+	require.Eventually(t, func() bool { return logs.FilterMessage("session ended").Len() == 1 }, 5*time.Second, 5*time.Millisecond)
+	e := logs.FilterMessage("session ended").All()[0]
+	var keys []string
+	for _, f := range e.Context {
+		keys = append(keys, f.Key)
+	}
+	require.Equal(t, []string{"conn", "client", "user", "backend", "error"}, keys)
+	fields := e.ContextMap()
+	require.EqualValues(t, tp.s.id, fields["conn"])
+	require.Equal(t, "app", fields["user"])
+	require.Equal(t, observer.BackendID("test", tp.target), fields["backend"], "the backend it moved to")
+	require.Contains(t, fields["client"], "127.0.0.1:")
 }
