@@ -26,7 +26,7 @@ const idleWatchSupported = true
 type idlePoller struct {
 	epfd int
 	mu   sync.Mutex
-	regs map[int32]pollReg
+	regs regTable
 }
 
 // pollTarget is told, on a goroutine of its own, that registration gen saw
@@ -38,6 +38,41 @@ type pollTarget interface {
 type pollReg struct {
 	t   pollTarget
 	gen uint32
+}
+
+// regTable holds the registrations by descriptor. Descriptors are small,
+// dense numbers, so it is a slice indexed by them: 24 bytes a descriptor,
+// where a map took about 130 bytes an entry (the heap profile of 9,700
+// parked sessions: two registrations each).
+type regTable struct {
+	slots []pollReg // t nil: no registration
+	n     int
+}
+
+func (r *regTable) get(fd int32) (pollReg, bool) {
+	if fd < 0 || int(fd) >= len(r.slots) || r.slots[fd].t == nil {
+		return pollReg{}, false
+	}
+	return r.slots[fd], true
+}
+
+func (r *regTable) set(fd int32, reg pollReg) {
+	if int(fd) >= len(r.slots) {
+		grown := make([]pollReg, max(int(fd)+1, 2*len(r.slots), 64))
+		copy(grown, r.slots)
+		r.slots = grown
+	}
+	if r.slots[fd].t == nil {
+		r.n++
+	}
+	r.slots[fd] = reg
+}
+
+func (r *regTable) del(fd int32) {
+	if _, ok := r.get(fd); ok {
+		r.slots[fd] = pollReg{}
+		r.n--
+	}
 }
 
 var (
@@ -53,7 +88,7 @@ func getPoller() (*idlePoller, error) {
 			pollerErr = err
 			return
 		}
-		thePoller = &idlePoller{epfd: fd, regs: map[int32]pollReg{}}
+		thePoller = &idlePoller{epfd: fd}
 		go thePoller.loop()
 	})
 	return thePoller, pollerErr
@@ -72,9 +107,9 @@ func (p *idlePoller) loop() {
 		}
 		for _, ev := range events[:n] {
 			p.mu.Lock()
-			r, ok := p.regs[ev.Fd]
+			r, ok := p.regs.get(ev.Fd)
 			if ok && r.gen == uint32(ev.Pad) {
-				delete(p.regs, ev.Fd)
+				p.regs.del(ev.Fd)
 			} else {
 				ok = false
 			}
@@ -107,7 +142,7 @@ func pollerAdd(conn net.Conn, t pollTarget, gen uint32) (int32, error) {
 		if err != nil {
 			return err
 		}
-		p.regs[fd] = pollReg{t: t, gen: gen}
+		p.regs.set(fd, pollReg{t: t, gen: gen})
 		registered = fd
 		return nil
 	})
@@ -123,10 +158,10 @@ func pollerRemove(conn net.Conn, fd int32, t pollTarget, gen uint32) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if r, ok := p.regs[fd]; !ok || r.t != t || r.gen != gen {
+	if r, ok := p.regs.get(fd); !ok || r.t != t || r.gen != gen {
 		return // fired, or the number now serves another registration
 	}
-	delete(p.regs, fd)
+	p.regs.del(fd)
 	// Through conn's own descriptor only: a socket closed meanwhile left
 	// the epoll set with its last descriptor, and its number may name
 	// another connection by now.
@@ -141,7 +176,7 @@ func pollerLen() int {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.regs)
+	return p.regs.n
 }
 
 // control runs f with conn's file descriptor, which stays open meanwhile.
@@ -169,6 +204,6 @@ func pollerHas(fd int32, t pollTarget) bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	r, ok := p.regs[fd]
+	r, ok := p.regs.get(fd)
 	return ok && r.t == t
 }
