@@ -23,8 +23,9 @@ const idleWatchDelay = 20 * time.Millisecond
 // Elsewhere than Linux a session does not watch (idleWatchSupported).
 //
 // The watch's timer beats a second time when the session has idled for
-// parkAfter: onIdle then asks the session to park (park.go, Session.watchBackend). One timer
-// serves both, so a busy session pays for one timer reset per command.
+// parkAfter: onIdle then asks the session to park (park.go,
+// Session.watchBackend). One timer serves both, so a busy session pays for
+// one timer reset per command.
 type idleWatch struct {
 	conn net.Conn // the backend's TCP connection (below TLS and compression)
 	// onEnd runs on a goroutine of its own when the socket became readable

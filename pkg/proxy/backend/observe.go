@@ -49,8 +49,6 @@ type Command struct {
 // observer; digests of longer statements are computed on this prefix.
 const maxObservedText = 64 << 10
 
-// observed is what the session gathers about the command in flight. Only
-// the session goroutine touches it.
 // inflight is the state of the command in flight that a session needs only
 // while it serves: its observation (here) and its shadowing (shadow.go).
 // serve allocates it and a parked session drops it, with the statement
@@ -61,6 +59,8 @@ type inflight struct {
 	shadow shadowed
 }
 
+// observed is what the session gathers about the command in flight. Only
+// the session goroutine touches it.
 type observed struct {
 	cmd       Command
 	active    bool

@@ -15,17 +15,27 @@ import (
 // tests park sooner.
 var parkAfter = time.Second
 
+// parkDelay is how long the session idles before it parks; ok is false
+// when parking is off (Config.IdleParkAfter negative).
+func (s *Session) parkDelay() (d time.Duration, ok bool) {
+	switch d := s.cfg.IdleParkAfter; {
+	case d < 0:
+		return 0, false
+	case d == 0:
+		return parkAfter, true
+	default:
+		return d, true
+	}
+}
+
 // watchBackend returns the idle watch of a backend connection; its second
 // beat asks the session to park, unless parking is off.
 func (s *Session) watchBackend(conn net.Conn) *idleWatch {
-	switch after := s.cfg.IdleParkAfter; {
-	case after < 0:
+	d, ok := s.parkDelay()
+	if !ok {
 		return newIdleWatch(conn, s.onIdleBackendEnd, nil, 0)
-	case after == 0:
-		return newIdleWatch(conn, s.onIdleBackendEnd, s.askPark, parkAfter)
-	default:
-		return newIdleWatch(conn, s.onIdleBackendEnd, s.askPark, after)
 	}
+	return newIdleWatch(conn, s.onIdleBackendEnd, s.askPark, d)
 }
 
 // errParked ends serve without ending the session: it is parked and

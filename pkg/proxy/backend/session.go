@@ -220,7 +220,8 @@ func (s *Session) Run(ctx context.Context, ended func()) {
 		s.end()
 		return
 	}
-	s.park.able = idleWatchSupported && s.client.Plain() && s.cfg.IdleParkAfter >= 0
+	_, parking := s.parkDelay()
+	s.park.able = idleWatchSupported && s.client.Plain() && parking
 	s.publishInfo()
 	s.serveUntilParked(false)
 }
