@@ -123,6 +123,7 @@ func TestFleetEtcdLeaderLoss(t *testing.T) {
 	}
 	changed := 0
 	var elections []time.Duration
+	closest := time.Duration(-1) // the least a leader's renew guard had left
 	for run := 1; run <= runs; run++ {
 		require.Eventually(t, ec.healthy, 60*time.Second, 100*time.Millisecond, "run %d: the etcd cluster is not healthy", run)
 		lead := ec.leader()
@@ -138,6 +139,11 @@ func TestFleetEtcdLeaderLoss(t *testing.T) {
 		elections = append(elections, time.Since(killAt))
 		// Longer than the TTL: a lease that was not kept alive would be gone.
 		time.Sleep(ttl + 2*time.Second)
+		for _, e := range env.logEvents() {
+			if e.Msg == "leadership renewal came late" && !e.At.Before(killAt) && (closest < 0 || e.GuardLeft < closest) {
+				closest = e.GuardLeft
+			}
+		}
 		evs := termEvents(killAt, time.Now())
 		if len(evs) > 0 {
 			changed++
@@ -149,8 +155,9 @@ func TestFleetEtcdLeaderLoss(t *testing.T) {
 		require.NoError(t, lead.Launch(), "run %d: restart %s", run, lead.Name)
 	}
 	ok, errs := sqlLoop.Stop()
-	t.Logf("measured: %d runs; proxy leadership changed in %d; etcd leader elections took %v; SQL: %d ok, %d errors",
-		runs, changed, elections, ok, len(errs))
+	t.Logf("measured: %d runs; proxy leadership changed in %d; etcd leader elections took %v; "+
+		"least renew-guard time left at a late renewal: %v (-1: no late renewal); SQL: %d ok, %d errors",
+		runs, changed, elections, closest, ok, len(errs))
 	if t.Failed() || changed > 0 {
 		t.Logf("event log:\n%s", env.timeline(nil))
 	}

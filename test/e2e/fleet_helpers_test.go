@@ -977,6 +977,9 @@ type logEvent struct {
 	Result  string
 	Votes   []coordination.Vote
 	Error   string
+	// GuardLeft is, on "leadership renewal came late", how long the renew
+	// guard had left.
+	GuardLeft time.Duration
 }
 
 const zapTime = "2006-01-02T15:04:05.000Z0700"
@@ -986,6 +989,7 @@ var fleetMessages = []string{
 	"leadership term began", "leadership term ended", "vote round approved a verdict", "vote round blocked",
 	"vote round failed", "backend voted down by the fleet", "node registered", "node registration lost",
 	"node registration failed", "campaign failed", "leader-only work did not stop",
+	"leadership renewal came late",
 }
 
 func parseNodeLog(n *fleetNode) []logEvent {
@@ -1007,6 +1011,8 @@ func parseNodeLog(n *fleetNode) []logEvent {
 			Result  string              `json:"result"`
 			Votes   []coordination.Vote `json:"votes"`
 			Error   string              `json:"error"`
+			// zap's production encoder writes durations in seconds.
+			GuardLeft float64 `json:"guard_left"`
 		}
 		if json.Unmarshal([]byte(line), &m) != nil {
 			continue
@@ -1023,7 +1029,8 @@ func parseNodeLog(n *fleetNode) []logEvent {
 			continue
 		}
 		out = append(out, logEvent{At: at, Node: n.ID, Msg: m.Msg, Role: m.Role, Term: m.Term, Key: m.Key, Reason: m.Reason,
-			Cluster: m.Cluster, Backend: m.Backend, State: m.State, Result: m.Result, Votes: m.Votes, Error: m.Error})
+			Cluster: m.Cluster, Backend: m.Backend, State: m.State, Result: m.Result, Votes: m.Votes, Error: m.Error,
+			GuardLeft: time.Duration(m.GuardLeft * float64(time.Second))})
 	}
 	return out
 }

@@ -70,6 +70,17 @@ func ttlSeconds(d time.Duration) int64 {
 	return s
 }
 
+// renewPeriod is how often a leader renews its term's lease: TTL/10. The
+// guard ends a term at most TTL - margin after the send of the last renewal
+// that answered, so the more recent that renewal, the longer an etcd leader
+// election the term outlives (ha.md's TTL/4 left 2.75 s at TTL 5 s, which a
+// loaded 3-member etcd overran in CI; TTL/10 leaves 3.5 s).
+func renewPeriod(ttl time.Duration) time.Duration { return ttl / 10 }
+
+// renewTimeout bounds one renewal: TTL/4 (= 2.5 periods), long enough for
+// an etcd that answers slowly; later attempts do not wait for it.
+func renewTimeout(period time.Duration) time.Duration { return period * 5 / 2 }
+
 // guardMargin is how long before the server could expire a term's lease
 // the term ends: max(500ms, TTL/5).
 func guardMargin(ttl time.Duration) time.Duration {

@@ -192,3 +192,44 @@ func TestEtcdOutageAndRecovery(t *testing.T) {
 		}, waitFor, tick)
 	}
 }
+
+// The renew guard ends a term at most TTL − margin − renewPeriod after
+// etcd stops answering (3.5 s at TTL 5 s), whenever in the renewal cycle
+// the outage begins. So the leader keeps its term through a 3-second
+// outage, the length of a slow etcd leader election, and renews as soon as
+// etcd answers again. (The node lease has its default TTL, 10 s: a lease
+// that expires during the outage makes etcd hold the client's shared
+// keepalive stream until it is revoked, and that would end the session.)
+func TestEtcdTermOutlivesShortOutage(t *testing.T) {
+	const ttl = 5 * time.Second
+	outage := ttl - guardMargin(ttl) - renewPeriod(ttl) - 500*time.Millisecond
+	require.Equal(t, 3*time.Second, outage)
+	etcd := etcdtest.Start(t)
+	a := newNode(t, etcd, "a", nodeOpts{viaProxy: true, roles: []string{coordination.RoleFleet},
+		opts: Options{ElectionTTL: ttl, NodeTTL: DefaultNodeTTL}})
+	require.Eventually(t, func() bool { return a.leads(coordination.RoleFleet) }, waitFor, tick)
+	ta := a.term(t, coordination.RoleFleet)
+	// GuardRemaining changes at each renewal.
+	guardLeft := func() time.Duration { return a.Stats().Roles[0].GuardRemaining }
+	renewal := func() {
+		last := guardLeft()
+		require.Eventually(t, func() bool { return guardLeft() != last }, 2*time.Second, time.Millisecond)
+	}
+	renewal()
+	for round := range 4 {
+		// Each round cuts at another time after a renewal, up to 1.2 s (the
+		// period was TTL/4, 1.25 s, and a cut just before the next renewal
+		// ended the term at 2.75 s).
+		renewal()
+		time.Sleep(time.Duration(round) * 400 * time.Millisecond)
+		a.partition()
+		time.Sleep(outage)
+		before := guardLeft()
+		a.heal()
+		require.Eventually(t, func() bool { return guardLeft() != before }, 2*time.Second, time.Millisecond,
+			"round %d: no renewal after the outage", round)
+		require.True(t, a.leads(coordination.RoleFleet), "round %d: the term ended during a %v outage", round, outage)
+		require.Equal(t, ta, a.term(t, coordination.RoleFleet))
+	}
+	require.Zero(t, a.Stats().TermEnds[coordination.EndGuard])
+}

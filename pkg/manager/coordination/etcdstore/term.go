@@ -39,7 +39,7 @@ func (r *roleRunner) hold(ctx context.Context, s *concurrency.Session, el *concu
 	e := r.e
 	ttl := time.Duration(e.ttl) * time.Second
 	margin := guardMargin(ttl)
-	period := ttl / 4
+	period := renewPeriod(ttl)
 
 	gctx, gcancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -66,6 +66,10 @@ func (r *roleRunner) hold(ctx context.Context, s *concurrency.Session, el *concu
 	for reason == "" {
 		select {
 		case v := <-renewed:
+			if left := time.Until(validUntil.Add(-margin)); left < (ttl-margin)/2 {
+				r.lg.Warn("leadership renewal came late", zap.Int64("term", rev),
+					zap.Duration("guard_left", left))
+			}
 			if v.After(validUntil) {
 				validUntil = v
 				expire.Reset(time.Until(validUntil.Add(-margin)))
@@ -97,33 +101,56 @@ func (r *roleRunner) hold(ctx context.Context, s *concurrency.Session, el *concu
 	return time.Since(begun)
 }
 
-// renewLoop is the renew guard: a KeepAliveOnce every period (timeout =
-// period), publishing each new validUntil; lost closes when the server
+// renewLoop is the renew guard's source: it starts a KeepAliveOnce every
+// period (timeout renewTimeout) whether or not the ones before have
+// answered, and publishes each new validUntil; lost closes when the server
 // says the lease is gone.
+//
+// Attempts overlap so that neither a slow answer nor an attempt parked on
+// an etcd member that is still electing delays the next one: after an etcd
+// leader election the first attempt sent to a member that knows the new
+// leader renews at once (TestRenewLoopOverlaps). At most
+// renewTimeout/period+1 are in flight.
 func (r *roleRunner) renewLoop(ctx context.Context, lease clientv3.LeaseID, period time.Duration,
 	renewed chan time.Time, lost chan struct{}) {
+	type result struct {
+		v   time.Time
+		err error
+	}
+	results := make(chan result)
+	var attempts sync.WaitGroup
+	defer attempts.Wait()
 	t := time.NewTicker(period)
 	defer t.Stop()
+	var latest time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		v, err := r.renew(ctx, lease, period)
-		if err != nil {
-			if isLeaseNotFound(err) {
+			attempts.Go(func() {
+				v, err := r.renew(ctx, lease, renewTimeout(period))
+				select {
+				case results <- result{v, err}:
+				case <-ctx.Done():
+				}
+			})
+		case res := <-results:
+			if isLeaseNotFound(res.err) {
 				close(lost)
 				return
 			}
-			continue
+			if res.err != nil || !res.v.After(latest) {
+				continue
+			}
+			latest = res.v
+			// Latest value wins; this goroutine is the only sender.
+			select {
+			case <-renewed:
+			default:
+			}
+			renewed <- res.v
 		}
-		// Latest value wins; this goroutine is the only sender.
-		select {
-		case <-renewed:
-		default:
-		}
-		renewed <- v
 	}
 }
 
