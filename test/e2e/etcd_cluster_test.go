@@ -112,9 +112,9 @@ func TestFleetEtcdLeaderLoss(t *testing.T) {
 	env.agreedLeader(coordination.ProberRole("main"), 30*time.Second)
 	sqlLoop := startSQLLoop(t, env.nodes[0].SQLAddr)
 
-	termEvents := func(from, to time.Time) []logEvent {
+	termEvents := func(events []logEvent, from, to time.Time) []logEvent {
 		var out []logEvent
-		for _, e := range env.logEvents() {
+		for _, e := range events {
 			if (e.Msg == "leadership term began" || e.Msg == "leadership term ended") && !e.At.Before(from) && e.At.Before(to) {
 				out = append(out, e)
 			}
@@ -139,12 +139,13 @@ func TestFleetEtcdLeaderLoss(t *testing.T) {
 		elections = append(elections, time.Since(killAt))
 		// Longer than the TTL: a lease that was not kept alive would be gone.
 		time.Sleep(ttl + 2*time.Second)
-		for _, e := range env.logEvents() {
+		events := env.logEvents()
+		for _, e := range events {
 			if e.Msg == "leadership renewal came late" && !e.At.Before(killAt) && (closest < 0 || e.GuardLeft < closest) {
 				closest = e.GuardLeft
 			}
 		}
-		evs := termEvents(killAt, time.Now())
+		evs := termEvents(events, killAt, time.Now())
 		if len(evs) > 0 {
 			changed++
 			for _, e := range evs {

@@ -7,8 +7,9 @@
 // validUntil − margin (validUntil = send time of the last successful
 // keepalive + granted TTL), the session's end, the deletion of its election
 // key, or shutdown. Renewals start every TTL/10 and overlap, so a term
-// outlives an etcd outage of up to TTL − margin − TTL/10. Ending cancels the term's context, waits for the work
-// registered with coordination.TermWorker (Go, Hold) up to a stop budget
+// outlives an etcd outage of up to TTL − margin − TTL/10. Ending cancels
+// the term's context, waits for the work registered with
+// coordination.TermWorker (Go, Hold) up to a stop budget
 // (else fail-stop through OnStuck), and only then resigns, so that the next
 // leader never begins while this one's work still runs.
 //

@@ -77,9 +77,9 @@ func ttlSeconds(d time.Duration) int64 {
 // loaded 3-member etcd overran in CI; TTL/10 leaves 3.5 s).
 func renewPeriod(ttl time.Duration) time.Duration { return ttl / 10 }
 
-// renewTimeout bounds one renewal: TTL/4 (= 2.5 periods), long enough for
-// an etcd that answers slowly; later attempts do not wait for it.
-func renewTimeout(period time.Duration) time.Duration { return period * 5 / 2 }
+// renewTimeout bounds one renewal: TTL/4 (2.5 periods), long enough for an
+// etcd that answers slowly; later attempts do not wait for it.
+func renewTimeout(ttl time.Duration) time.Duration { return ttl / 4 }
 
 // guardMargin is how long before the server could expire a term's lease
 // the term ends: max(500ms, TTL/5).

@@ -49,7 +49,7 @@ func (r *roleRunner) hold(ctx context.Context, s *concurrency.Session, el *concu
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		r.renewLoop(gctx, s.Lease(), period, renewed, lost)
+		r.renewLoop(gctx, s.Lease(), period, renewTimeout(ttl), renewed, lost)
 	}()
 	go func() {
 		defer wg.Done()
@@ -102,16 +102,16 @@ func (r *roleRunner) hold(ctx context.Context, s *concurrency.Session, el *concu
 }
 
 // renewLoop is the renew guard's source: it starts a KeepAliveOnce every
-// period (timeout renewTimeout) whether or not the ones before have
+// period (each bounded by timeout) whether or not the ones before have
 // answered, and publishes each new validUntil; lost closes when the server
 // says the lease is gone.
 //
 // Attempts overlap so that neither a slow answer nor an attempt parked on
 // an etcd member that is still electing delays the next one: after an etcd
 // leader election the first attempt sent to a member that knows the new
-// leader renews at once (TestRenewLoopOverlaps). At most
-// renewTimeout/period+1 are in flight.
-func (r *roleRunner) renewLoop(ctx context.Context, lease clientv3.LeaseID, period time.Duration,
+// leader renews at once (TestEtcdTermOutlivesShortOutage). At most
+// timeout/period+1 are in flight.
+func (r *roleRunner) renewLoop(ctx context.Context, lease clientv3.LeaseID, period, timeout time.Duration,
 	renewed chan time.Time, lost chan struct{}) {
 	type result struct {
 		v   time.Time
@@ -129,7 +129,7 @@ func (r *roleRunner) renewLoop(ctx context.Context, lease clientv3.LeaseID, peri
 			return
 		case <-t.C:
 			attempts.Go(func() {
-				v, err := r.renew(ctx, lease, renewTimeout(period))
+				v, err := r.renew(ctx, lease, timeout)
 				select {
 				case results <- result{v, err}:
 				case <-ctx.Done():
