@@ -12,7 +12,10 @@
 #   BENCH_WORKLOADS="point_select read_only range1000"   (also: short_range select1)
 #   BENCH_THREADS="1 8 64"
 #   BENCH_PLACEMENTS="unpinned pinned"
-#   BENCH_TARGETS="direct haproxy switchyard"
+#   BENCH_TARGETS="direct haproxy switchyard"   also: relay-epoll relay-go, bench/relay's two
+#                           protocol-blind Go relays (an epoll event loop, HAProxy's design;
+#                           a goroutine per direction over Go's netpoller), for what a Go
+#                           process reaches before any MySQL work
 #   BENCH_IDLE_CONNS=5000   idle sessions for the RSS test (0 skips it)
 #   BENCH_PROXY_BIN=path    use this Switchyard binary instead of building ./cmd/proxy
 #   BENCH_PROXY_ARGS='--config {config}'   Switchyard arguments; {config} is replaced
@@ -100,7 +103,7 @@ START_TS=$(date +%s)
 # ---------------------------------------------------------------- helpers (Go)
 log "building helpers"
 (cd "$ROOT" && go build -o "$OUT/idleconns" ./bench/idleconns && go build -o "$OUT/report" ./bench/report &&
-	go build -o "$OUT/shortconn" ./bench/shortconn)
+	go build -o "$OUT/shortconn" ./bench/shortconn && go build -o "$OUT/relay" ./bench/relay)
 
 # ---------------------------------------------------------------- MariaDB
 start_mariadb mariadb 6000 256M
@@ -135,6 +138,22 @@ EOF
 haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
 HA_PID=$!
 register "$HA_PID" haproxy
+
+# ---------------------------------------------------------------- Go relays (optional)
+# start_relay VAR_PID VAR_PORT MODE: bench/relay in front of MariaDB, when a target names it.
+RE_PID="" RE_PORT="" RG_PID="" RG_PORT=""
+start_relay() {
+	local port pid
+	free_port port
+	"$OUT/relay" -mode "$3" -listen "127.0.0.1:$port" -backend "127.0.0.1:$DB_PORT" \
+		>"$OUT/relay-$3.log" 2>&1 </dev/null &
+	pid=$!
+	register "$pid" relay
+	printf -v "$1" %s "$pid"
+	printf -v "$2" %s "$port"
+}
+[[ " $TARGETS " == *" relay-epoll "* ]] && start_relay RE_PID RE_PORT epoll
+[[ " $TARGETS " == *" relay-go "* ]] && start_relay RG_PID RG_PORT netpoll
 
 # ---------------------------------------------------------------- Switchyard
 free_port SW_PORT
@@ -193,8 +212,15 @@ if [[ -n "$SWN_PID" ]] && ! wait_sql "$SWN_PORT" "$SWN_PID"; then
 	SWN_PID=""
 fi
 
+for rp in "$RE_PID:$RE_PORT:relay-epoll" "$RG_PID:$RG_PORT:relay-go"; do
+	IFS=: read -r pid port name <<<"$rp"
+	[[ -z "$pid" ]] && continue
+	wait_sql "$port" "$pid" || { cat "$OUT/$name.log" 2>/dev/null; die "$name did not come up"; }
+	log "$name pid $pid on 127.0.0.1:$port"
+done
+
 # ---------------------------------------------------------------- measurement helpers
-proxy_pids() { echo "$HA_PID" ${SW_PID:+"$SW_PID"} ${SWN_PID:+"$SWN_PID"}; }
+proxy_pids() { echo "$HA_PID" ${SW_PID:+"$SW_PID"} ${SWN_PID:+"$SWN_PID"} ${RE_PID:+"$RE_PID"} ${RG_PID:+"$RG_PID"}; }
 place() {
 	local p
 	case $1 in
@@ -262,13 +288,13 @@ parse_sysbench() {
 RAW="$OUT/raw.tsv"
 printf 'placement\tworkload\tthreads\ttarget\trep\tstatus\tqps\tp95_ms\tp99_ms\tqueries\tsecs\tproxy_cpu_us\tdb_cpu_us\tsteal_pct\tother_pct\n' >"$RAW"
 
-target_port() { case $1 in direct) echo "$DB_PORT" ;; haproxy) echo "$HA_PORT" ;; switchyard) echo "$SW_PORT" ;; switchyard-nodigest) echo "$SWN_PORT" ;; esac; }
-target_pid() { case $1 in direct) echo "" ;; haproxy) echo "$HA_PID" ;; switchyard) echo "$SW_PID" ;; switchyard-nodigest) echo "$SWN_PID" ;; esac; }
+target_port() { case $1 in direct) echo "$DB_PORT" ;; haproxy) echo "$HA_PORT" ;; switchyard) echo "$SW_PORT" ;; switchyard-nodigest) echo "$SWN_PORT" ;; relay-epoll) echo "$RE_PORT" ;; relay-go) echo "$RG_PORT" ;; esac; }
+target_pid() { case $1 in direct) echo "" ;; haproxy) echo "$HA_PID" ;; switchyard) echo "$SW_PID" ;; switchyard-nodigest) echo "$SWN_PID" ;; relay-epoll) echo "$RE_PID" ;; relay-go) echo "$RG_PID" ;; esac; }
 
 # ours_ticks: CPU ticks used so far by the long-running processes of this harness.
 ours_ticks() {
 	local p t=0
-	for p in "$DB_PID" "$HA_PID" ${SW_PID:+"$SW_PID"} ${SWN_PID:+"$SWN_PID"}; do t=$((t + $(cpu_ticks "$p"))); done
+	for p in "$DB_PID" "$HA_PID" ${SW_PID:+"$SW_PID"} ${SWN_PID:+"$SWN_PID"} ${RE_PID:+"$RE_PID"} ${RG_PID:+"$RG_PID"}; do t=$((t + $(cpu_ticks "$p"))); done
 	echo "$t"
 }
 
@@ -368,7 +394,7 @@ run_one() {
 ACTIVE_TARGETS=()
 for tg in $TARGETS; do
 	case $tg in
-	direct | haproxy) ACTIVE_TARGETS+=("$tg") ;;
+	direct | haproxy | relay-epoll | relay-go) ACTIVE_TARGETS+=("$tg") ;;
 	switchyard) [[ "$SW_STATUS" == ok ]] && ACTIVE_TARGETS+=("$tg") ;;
 	*) die "unknown target $tg" ;;
 	esac

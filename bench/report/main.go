@@ -12,7 +12,8 @@
 // status is "ok" or a short failure word; failed runs are left out of the medians.
 // Each statistic's median is taken on its own (the median p99 may come from a
 // different repeat than the median QPS); with an even number of repeats the median is
-// the mean of the middle two.
+// the mean of the middle two. Targets other than direct, haproxy and switchyard (bench/relay's)
+// get a table of ratios to HAProxy of their own (ratios.go).
 package main
 
 import (
@@ -20,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -73,7 +75,7 @@ func main() {
 	defer f.Close()
 
 	data := map[key]*runs{}
-	var placements, workloads []string
+	var placements, workloads, extra []string
 	threadsSeen := map[string][]int{}
 	var stealSum, otherSum, otherMax float64
 	var stealN, otherN int
@@ -91,6 +93,9 @@ func main() {
 		}
 		th, _ := strconv.Atoi(c[2])
 		k := key{c[0], c[1], c[3], th}
+		if !slices.Contains(targets, c[3]) {
+			extra = appendNew(extra, c[3])
+		}
 		placements = appendNew(placements, c[0])
 		workloads = appendNew(workloads, c[1])
 		if !containsInt(threadsSeen[c[1]], th) {
@@ -194,6 +199,7 @@ func main() {
 			}
 		}
 	}
+	writeAgainstHAProxy(os.Stdout, data, placements, workloads, threadsSeen, extra)
 	if stealN > 0 {
 		fmt.Printf("\nMean CPU steal during runs: %.1f%% (from /proc/stat; high steal means noisy numbers).\n", stealSum/float64(stealN))
 	}
