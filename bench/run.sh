@@ -12,10 +12,12 @@
 #   BENCH_WORKLOADS="point_select read_only range1000"   (also: short_range select1)
 #   BENCH_THREADS="1 8 64"
 #   BENCH_PLACEMENTS="unpinned pinned"
-#   BENCH_TARGETS="direct haproxy switchyard"   also: relay-epoll relay-go, bench/relay's two
-#                           protocol-blind Go relays (an epoll event loop, HAProxy's design;
-#                           a goroutine per direction over Go's netpoller), for what a Go
-#                           process reaches before any MySQL work
+#   BENCH_TARGETS="direct haproxy switchyard"   also: relay-epoll relay-coro relay-go,
+#                           bench/relay's protocol-blind Go relays (an epoll event loop,
+#                           HAProxy's design; blocking-style coroutines driven by that loop; a
+#                           goroutine per direction over Go's netpoller), for what a Go process
+#                           reaches before any MySQL work; relay-epoll-block and
+#                           relay-coro-block block the loop's thread in epoll_wait
 #   BENCH_IDLE_CONNS=5000   idle sessions for the RSS test (0 skips it)
 #   BENCH_PROXY_BIN=path    use this Switchyard binary instead of building ./cmd/proxy
 #   BENCH_PROXY_ARGS='--config {config}'   Switchyard arguments; {config} is replaced
@@ -140,20 +142,22 @@ HA_PID=$!
 register "$HA_PID" haproxy
 
 # ---------------------------------------------------------------- Go relays (optional)
-# start_relay VAR_PID VAR_PORT MODE: bench/relay in front of MariaDB, when a target names it.
-RE_PID="" RE_PORT="" RG_PID="" RG_PORT=""
-start_relay() {
-	local port pid
-	free_port port
-	"$OUT/relay" -mode "$3" -listen "127.0.0.1:$port" -backend "127.0.0.1:$DB_PORT" \
-		>"$OUT/relay-$3.log" 2>&1 </dev/null &
-	pid=$!
-	register "$pid" relay
-	printf -v "$1" %s "$pid"
-	printf -v "$2" %s "$port"
-}
-[[ " $TARGETS " == *" relay-epoll "* ]] && start_relay RE_PID RE_PORT epoll
-[[ " $TARGETS " == *" relay-go "* ]] && start_relay RG_PID RG_PORT netpoll
+# bench/relay in front of MariaDB, one per target named relay-epoll, relay-coro or relay-go
+# (its netpoll mode); a "-block" suffix adds -block-wait (the loop blocks its thread in
+# epoll_wait instead of parking in Go's netpoller).
+declare -A RELAY_PID=() RELAY_PORT=()
+for tg in $TARGETS; do
+	[[ "$tg" == relay-* ]] || continue
+	mode=${tg#relay-} rargs=()
+	[[ "$mode" == *-block ]] && mode=${mode%-block} rargs=(-block-wait)
+	[[ "$mode" == go ]] && mode=netpoll
+	free_port rport
+	"$OUT/relay" -mode "$mode" "${rargs[@]}" -listen "127.0.0.1:$rport" -backend "127.0.0.1:$DB_PORT" \
+		>"$OUT/$tg.log" 2>&1 </dev/null &
+	RELAY_PID[$tg]=$!
+	RELAY_PORT[$tg]=$rport
+	register "$!" relay
+done
 
 # ---------------------------------------------------------------- Switchyard
 free_port SW_PORT
@@ -212,15 +216,13 @@ if [[ -n "$SWN_PID" ]] && ! wait_sql "$SWN_PORT" "$SWN_PID"; then
 	SWN_PID=""
 fi
 
-for rp in "$RE_PID:$RE_PORT:relay-epoll" "$RG_PID:$RG_PORT:relay-go"; do
-	IFS=: read -r pid port name <<<"$rp"
-	[[ -z "$pid" ]] && continue
-	wait_sql "$port" "$pid" || { cat "$OUT/$name.log" 2>/dev/null; die "$name did not come up"; }
-	log "$name pid $pid on 127.0.0.1:$port"
+for tg in "${!RELAY_PID[@]}"; do
+	wait_sql "${RELAY_PORT[$tg]}" "${RELAY_PID[$tg]}" || { cat "$OUT/$tg.log"; die "$tg did not come up"; }
+	log "$tg pid ${RELAY_PID[$tg]} on 127.0.0.1:${RELAY_PORT[$tg]}"
 done
 
 # ---------------------------------------------------------------- measurement helpers
-proxy_pids() { echo "$HA_PID" ${SW_PID:+"$SW_PID"} ${SWN_PID:+"$SWN_PID"} ${RE_PID:+"$RE_PID"} ${RG_PID:+"$RG_PID"}; }
+proxy_pids() { echo "$HA_PID" ${SW_PID:+"$SW_PID"} ${SWN_PID:+"$SWN_PID"} "${RELAY_PID[@]}"; }
 place() {
 	local p
 	case $1 in
@@ -288,13 +290,13 @@ parse_sysbench() {
 RAW="$OUT/raw.tsv"
 printf 'placement\tworkload\tthreads\ttarget\trep\tstatus\tqps\tp95_ms\tp99_ms\tqueries\tsecs\tproxy_cpu_us\tdb_cpu_us\tsteal_pct\tother_pct\n' >"$RAW"
 
-target_port() { case $1 in direct) echo "$DB_PORT" ;; haproxy) echo "$HA_PORT" ;; switchyard) echo "$SW_PORT" ;; switchyard-nodigest) echo "$SWN_PORT" ;; relay-epoll) echo "$RE_PORT" ;; relay-go) echo "$RG_PORT" ;; esac; }
-target_pid() { case $1 in direct) echo "" ;; haproxy) echo "$HA_PID" ;; switchyard) echo "$SW_PID" ;; switchyard-nodigest) echo "$SWN_PID" ;; relay-epoll) echo "$RE_PID" ;; relay-go) echo "$RG_PID" ;; esac; }
+target_port() { case $1 in direct) echo "$DB_PORT" ;; haproxy) echo "$HA_PORT" ;; switchyard) echo "$SW_PORT" ;; switchyard-nodigest) echo "$SWN_PORT" ;; relay-*) echo "${RELAY_PORT[$1]}" ;; esac; }
+target_pid() { case $1 in direct) echo "" ;; haproxy) echo "$HA_PID" ;; switchyard) echo "$SW_PID" ;; switchyard-nodigest) echo "$SWN_PID" ;; relay-*) echo "${RELAY_PID[$1]}" ;; esac; }
 
 # ours_ticks: CPU ticks used so far by the long-running processes of this harness.
 ours_ticks() {
 	local p t=0
-	for p in "$DB_PID" "$HA_PID" ${SW_PID:+"$SW_PID"} ${SWN_PID:+"$SWN_PID"} ${RE_PID:+"$RE_PID"} ${RG_PID:+"$RG_PID"}; do t=$((t + $(cpu_ticks "$p"))); done
+	for p in "$DB_PID" "$HA_PID" ${SW_PID:+"$SW_PID"} ${SWN_PID:+"$SWN_PID"} "${RELAY_PID[@]}"; do t=$((t + $(cpu_ticks "$p"))); done
 	echo "$t"
 }
 
@@ -323,10 +325,13 @@ wait_quiet() {
 # M_PCPU (µs of PID, the proxy; "-" without one), M_DCPU (µs of MariaDB), M_STEAL and M_OTHER
 # (% of the whole machine).
 # io_calls PID: "read-syscalls write-syscalls" so far (syscr, syscw of /proc/PID/io).
+# ctx_switches PID: voluntary + involuntary context switches of all its threads so far.
+ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches:/ { n += $2 } END { print n + 0 }'; }
 io_calls() { awk '$1 == "syscr:" { r = $2 } $1 == "syscw:" { w = $2 } END { print r + 0, w + 0 }' "/proc/$1/io" 2>/dev/null || echo "0 0"; }
 measure_begin() {
 	M_C0=$([[ -n "$1" ]] && cpu_ticks "$1" || echo 0)
 	M_IO0=$([[ -n "$1" ]] && io_calls "$1" || echo "0 0")
+	M_CS0=$([[ -n "$1" ]] && ctx_switches "$1" || echo 0)
 	M_D0=$(cpu_ticks "$DB_PID")
 	M_O0=$(ours_ticks)
 	M_S0=$(cpu_sample)
@@ -337,6 +342,7 @@ measure_end() {
 	o1=$(ours_ticks)
 	d1=$(cpu_ticks "$DB_PID")
 	c1=$([[ -n "$1" ]] && cpu_ticks "$1" || echo 0)
+	M_CS=$([[ -n "$1" ]] && echo $(($(ctx_switches "$1") - M_CS0)) || echo 0)
 	M_IO=$([[ -n "$1" ]] && awk -v a="$M_IO0" -v b="$(io_calls "$1")" 'BEGIN { split(a, x, " "); split(b, y, " "); print y[1] - x[1], y[2] - x[2] }' || echo "0 0")
 	client=$(awk -v hz="$CLK_TCK" 'NF == 2 { printf "%d", ($1 + $2) * hz }' "$TMP/time")
 	M_PCPU=-
@@ -378,10 +384,11 @@ run_one() {
 		"$pl" "$wl" "$th" "$tg" "$rep" "$status" "$qps" "$p95" "$p99" "$q" "$secs" "$pcpu" "$dcpu" "$steal" "$other" >>"$RAW"
 
 	local cpuq=""
-	# Read and write system calls per query (/proc/PID/io): the proxy's syscall count is most
-	# of its CPU, so it is the first thing to compare with HAProxy's.
+	# Read and write system calls per query (/proc/PID/io; HAProxy's recv/send are not counted
+	# there) and context switches per query (all threads): the proxy's system calls and
+	# wake-ups are most of its CPU, so they are the first thing to compare with HAProxy's.
 	[[ "$status" == ok && "$pcpu" != - && "$q" -gt 0 ]] &&
-		cpuq=$(awk -v c="$pcpu" -v q="$q" -v io="$M_IO" 'BEGIN { split(io, n, " "); printf "  proxy %5.1f us/q %4.2f r/q %4.2f w/q", c / q, n[1] / q, n[2] / q }')
+		cpuq=$(awk -v c="$pcpu" -v q="$q" -v io="$M_IO" -v cs="$M_CS" 'BEGIN { split(io, n, " "); printf "  proxy %5.1f us/q %4.2f r/q %4.2f w/q %4.2f cs/q", c / q, n[1] / q, n[2] / q, cs / q }')
 	if [[ "$status" == ok ]]; then
 		log "$(printf '[%3d/%d] %-8s %-12s t=%-2s %-10s r%s: %7.0f qps  p95 %7.3f  p99 %7.3f ms%s  steal %s%%  other %s%%' \
 			"$RUN_NO" "$TOTAL_RUNS" "$pl" "$wl" "$th" "$tg" "$rep" "$qps" "$p95" "$p99" "$cpuq" "$steal" "$other")"
@@ -394,7 +401,8 @@ run_one() {
 ACTIVE_TARGETS=()
 for tg in $TARGETS; do
 	case $tg in
-	direct | haproxy | relay-epoll | relay-go) ACTIVE_TARGETS+=("$tg") ;;
+	direct | haproxy) ACTIVE_TARGETS+=("$tg") ;;
+	relay-epoll | relay-coro | relay-go | relay-epoll-block | relay-coro-block) ACTIVE_TARGETS+=("$tg") ;;
 	switchyard) [[ "$SW_STATUS" == ok ]] && ACTIVE_TARGETS+=("$tg") ;;
 	*) die "unknown target $tg" ;;
 	esac

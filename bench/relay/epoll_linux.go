@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,6 +31,12 @@ type end struct {
 	peer       *end   // the other socket of the pair
 	pending    []byte // read from peer, not yet written to this socket
 	connecting bool   // server side, non-blocking connect not finished
+
+	// Coroutine mode only (coro_linux.go).
+	pair               *coroPair
+	readable, writable bool       // may read or write without EAGAIN
+	hup                bool       // the peer closed or the socket failed: read until EOF
+	rwait, wwait       *coroutine // waiting until readable, writable
 }
 
 type loop struct {
@@ -40,9 +48,15 @@ type loop struct {
 	gen     int32
 	buf     []byte
 	evbuf   []unix.EpollEvent
+	epf     *os.File                // the epoll descriptor in Go's netpoller (not -block-wait)
+	epr     syscall.RawConn         // epf's, to wait until epoll has events
+	raw     bool                    // system calls without the runtime's bookkeeping (sys_linux.go)
+	coro    bool                    // coroutine mode
+	coros   map[*coroutine]struct{} // coroutine mode: the suspended ones
+	ready   []*coroutine            // coroutine mode: to resume after this event
 }
 
-func startEpoll(listen, backend string, loops int) (relay, error) {
+func startEpoll(listen, backend string, o epollOptions) (relay, error) {
 	la, err := inet4(listen)
 	if err != nil {
 		return nil, fmt.Errorf("-listen: %w", err)
@@ -75,8 +89,8 @@ func startEpoll(listen, backend string, loops int) (relay, error) {
 	}
 	a := sa.(*unix.SockaddrInet4)
 	r.addr = (&net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}).String()
-	for range loops {
-		l, err := r.newLoop()
+	for range o.loops {
+		l, err := r.newLoop(o)
 		if err != nil {
 			return fail(err)
 		}
@@ -103,7 +117,7 @@ func inet4(hostport string) (*unix.SockaddrInet4, error) {
 	return sa, nil
 }
 
-func (r *epollRelay) newLoop() (*loop, error) {
+func (r *epollRelay) newLoop(o epollOptions) (*loop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -113,7 +127,25 @@ func (r *epollRelay) newLoop() (*loop, error) {
 		unix.Close(epfd)
 		return nil, err
 	}
-	l := &loop{r: r, backend: r.backend, epfd: epfd, wake: wake, buf: make([]byte, 16<<10), evbuf: make([]unix.EpollEvent, 128)}
+	l := &loop{r: r, backend: r.backend, epfd: epfd, wake: wake, buf: make([]byte, 16<<10), evbuf: make([]unix.EpollEvent, 128),
+		coro: o.coro, coros: map[*coroutine]struct{}{}, raw: !o.blockingWait}
+	if !o.blockingWait {
+		// The epoll descriptor is itself pollable: handed to Go's netpoller, the loop
+		// goroutine parks there between batches instead of blocking its thread in
+		// epoll_wait, where the runtime's monitor thread would keep waking every 20 µs
+		// to take its P back (6 % of the relay's CPU samples, measured).
+		if err := unix.SetNonblock(epfd, true); err != nil {
+			l.closeAll()
+			return nil, err
+		}
+		l.epf = os.NewFile(uintptr(epfd), "epoll")
+		rc, err := l.epf.SyscallConn()
+		if err != nil {
+			l.closeAll()
+			return nil, err
+		}
+		l.epr = rc
+	}
 	if err := l.ctl(unix.EPOLL_CTL_ADD, wake, unix.EPOLLIN, 0); err != nil {
 		l.closeAll()
 		return nil, err
@@ -150,7 +182,7 @@ func (l *loop) run() {
 	runtime.LockOSThread()
 	defer l.closeAll()
 	for {
-		n, err := unix.EpollWait(l.epfd, l.evbuf, -1)
+		n, err := l.wait()
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -174,6 +206,11 @@ func (l *loop) run() {
 				l.connected(e)
 				continue
 			}
+			if l.coro {
+				l.wakeCoro(e, ev.Events)
+				l.runReady()
+				continue
+			}
 			if ev.Events&unix.EPOLLOUT != 0 && !l.flush(e) {
 				continue
 			}
@@ -182,6 +219,26 @@ func (l *loop) run() {
 			}
 		}
 	}
+}
+
+// wait returns the next batch of events: from a blocking epoll_wait with -block-wait, else
+// from a non-blocking one, parking in Go's netpoller until the epoll descriptor is readable
+// when there is nothing yet.
+func (l *loop) wait() (n int, err error) {
+	if l.epr == nil {
+		return unix.EpollWait(l.epfd, l.evbuf, -1)
+	}
+	if n, err = l.pollEvents(); n != 0 || err != nil {
+		return n, err
+	}
+	rerr := l.epr.Read(func(uintptr) bool {
+		n, err = l.pollEvents()
+		return n != 0 || (err != nil && !errors.Is(err, unix.EINTR))
+	})
+	if rerr != nil {
+		return 0, rerr
+	}
+	return n, err
 }
 
 func (l *loop) lookup(fd int, gen int32) *end {
@@ -239,6 +296,11 @@ func (l *loop) connected(s *end) {
 		return
 	}
 	s.connecting = false
+	if l.coro {
+		l.startPipes(s.peer, s)
+		l.runReady()
+		return
+	}
 	if l.ctl(unix.EPOLL_CTL_MOD, s.fd, unix.EPOLLIN, s.gen) != nil ||
 		l.ctl(unix.EPOLL_CTL_MOD, s.peer.fd, unix.EPOLLIN, s.peer.gen) != nil {
 		l.closePair(s)
@@ -248,7 +310,7 @@ func (l *loop) connected(s *end) {
 // read takes what e has and writes it to its peer at once. What the peer cannot take now
 // waits in the peer's pending buffer, and e is not read again until it has been written.
 func (l *loop) read(e *end) {
-	n, err := unix.Read(e.fd, l.buf)
+	n, err := l.readFD(e.fd, l.buf)
 	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 		return
 	}
@@ -257,7 +319,7 @@ func (l *loop) read(e *end) {
 		return
 	}
 	dst := e.peer
-	w, err := unix.Write(dst.fd, l.buf[:n])
+	w, err := l.writeFD(dst.fd, l.buf[:n])
 	if err != nil && !errors.Is(err, unix.EAGAIN) {
 		l.closePair(e)
 		return
@@ -281,7 +343,7 @@ func (l *loop) flush(e *end) bool {
 	if len(e.pending) == 0 {
 		return true
 	}
-	w, err := unix.Write(e.fd, e.pending)
+	w, err := l.writeFD(e.fd, e.pending)
 	if err != nil && !errors.Is(err, unix.EAGAIN) {
 		l.closePair(e)
 		return false
@@ -315,11 +377,16 @@ func (l *loop) closePair(e *end) {
 }
 
 func (l *loop) closeAll() {
+	l.stopCoros()
 	for _, e := range l.ends {
 		if e != nil {
 			l.closePair(e)
 		}
 	}
 	unix.Close(l.wake)
-	unix.Close(l.epfd)
+	if l.epf != nil {
+		l.epf.Close()
+	} else {
+		unix.Close(l.epfd)
+	}
 }

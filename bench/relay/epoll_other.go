@@ -4,6 +4,6 @@ package main
 
 import "errors"
 
-func startEpoll(listen, backend string, loops int) (relay, error) {
-	return nil, errors.New("-mode epoll needs Linux")
+func startEpoll(listen, backend string, o epollOptions) (relay, error) {
+	return nil, errors.New("-mode epoll and -mode coro need Linux")
 }

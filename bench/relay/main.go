@@ -9,8 +9,11 @@
 //   - epoll: one locked OS thread per loop running epoll_wait over non-blocking sockets it
 //     owns, reading only what epoll reported readable and writing it at once, HAProxy's
 //     design (Linux only). No goroutine is parked or woken per packet.
+//   - coro: the same loop, but each direction is blocking-style code (read, write what was
+//     read) in a coroutine (iter.Pull) that the loop resumes when its socket is ready
+//     (Linux only): the shape of the netpoll mode, driven the way the epoll mode is.
 //
-// Usage: relay -listen 127.0.0.1:PORT -backend 127.0.0.1:PORT [-mode epoll|netpoll] [-loops N]
+// Usage: relay -listen 127.0.0.1:PORT -backend 127.0.0.1:PORT [-mode epoll|coro|netpoll] [-loops N]
 package main
 
 import (
@@ -28,13 +31,14 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to accept clients on")
 	backend := flag.String("backend", "", "address to relay each client to")
-	mode := flag.String("mode", "epoll", "epoll or netpoll")
-	loops := flag.Int("loops", 1, "epoll mode: event loops (HAProxy's nbthread)")
+	mode := flag.String("mode", "epoll", "epoll, coro or netpoll")
+	loops := flag.Int("loops", 1, "epoll and coro modes: event loops (HAProxy's nbthread)")
+	blockWait := flag.Bool("block-wait", false, "epoll and coro modes: block the loop's thread in epoll_wait, and make every system call an ordinary one, instead of parking in Go's netpoller between batches and reading and writing with raw system calls")
 	flag.Parse()
 	if *backend == "" {
 		log.Fatal("relay: -backend is required")
 	}
-	r, err := start(*mode, *listen, *backend, *loops)
+	r, err := start(*mode, *listen, *backend, epollOptions{loops: *loops, blockingWait: *blockWait})
 	if err != nil {
 		log.Fatalf("relay: %v", err)
 	}
@@ -51,17 +55,26 @@ type relay interface {
 	Close()
 }
 
-func start(mode, listen, backend string, loops int) (relay, error) {
+// start starts a relay; o.coro is set from the mode.
+func start(mode, listen, backend string, o epollOptions) (relay, error) {
 	switch mode {
 	case "netpoll":
 		return startNetpoll(listen, backend)
-	case "epoll":
-		if loops < 1 {
-			return nil, fmt.Errorf("-loops must be at least 1, got %d", loops)
+	case "epoll", "coro":
+		if o.loops < 1 {
+			return nil, fmt.Errorf("-loops must be at least 1, got %d", o.loops)
 		}
-		return startEpoll(listen, backend, loops)
+		o.coro = mode == "coro"
+		return startEpoll(listen, backend, o)
 	}
-	return nil, fmt.Errorf("unknown -mode %q (want epoll or netpoll)", mode)
+	return nil, fmt.Errorf("unknown -mode %q (want epoll, coro or netpoll)", mode)
+}
+
+// epollOptions are the epoll and coro modes' settings.
+type epollOptions struct {
+	loops        int  // event loops
+	coro         bool // run each direction as a coroutine
+	blockingWait bool // block in epoll_wait, ordinary system calls (else: netpoller, raw calls)
 }
 
 // netpollRelay is the goroutine-per-direction relay.

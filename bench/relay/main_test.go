@@ -12,12 +12,21 @@ import (
 	"time"
 )
 
-// modes are the relay modes this platform has.
-func modes() []string {
+// variant is one way to run the relay.
+type variant struct {
+	name, mode string
+	block      bool // -block-wait
+}
+
+// variants are the relay's modes this platform has, the loops both parking in Go's
+// netpoller and blocking in epoll_wait.
+func variants() []variant {
+	v := []variant{{name: "netpoll", mode: "netpoll"}}
 	if runtime.GOOS == "linux" {
-		return []string{"epoll", "netpoll"}
+		v = append(v, variant{name: "epoll", mode: "epoll"}, variant{name: "epoll-block-wait", mode: "epoll", block: true},
+			variant{name: "coro", mode: "coro"}, variant{name: "coro-block-wait", mode: "coro", block: true})
 	}
-	return []string{"netpoll"}
+	return v
 }
 
 // server starts a loopback listener whose every connection is handled by serve.
@@ -45,9 +54,9 @@ func server(t *testing.T, serve func(net.Conn)) string {
 
 func echo(c net.Conn) { io.Copy(c, c) }
 
-func startRelay(t *testing.T, mode, backend string, loops int) relay {
+func startRelay(t *testing.T, v variant, backend string, loops int) relay {
 	t.Helper()
-	r, err := start(mode, "127.0.0.1:0", backend, loops)
+	r, err := start(v.mode, "127.0.0.1:0", backend, epollOptions{loops: loops, blockingWait: v.block})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,9 +78,9 @@ func dial(t *testing.T, addr string) net.Conn {
 // TestRelayRoundTrips sends requests of every size class through the relay to an echo
 // server, from many connections at once, and checks every byte that comes back.
 func TestRelayRoundTrips(t *testing.T) {
-	for _, mode := range modes() {
-		t.Run(mode, func(t *testing.T) {
-			r := startRelay(t, mode, server(t, echo), 2)
+	for _, v := range variants() {
+		t.Run(v.name, func(t *testing.T) {
+			r := startRelay(t, v, server(t, echo), 2)
 			var wg sync.WaitGroup
 			errs := make(chan error, 20)
 			for i := range 20 {
@@ -111,9 +120,9 @@ func TestRelayRoundTrips(t *testing.T) {
 // writes to the client fill its socket buffers and must wait (the epoll loop's pending
 // buffer and paused reads); every byte must still arrive in order.
 func TestRelayBackpressure(t *testing.T) {
-	for _, mode := range modes() {
-		t.Run(mode, func(t *testing.T) {
-			r := startRelay(t, mode, server(t, echo), 1)
+	for _, v := range variants() {
+		t.Run(v.name, func(t *testing.T) {
+			r := startRelay(t, v, server(t, echo), 1)
 			c := dial(t, r.Addr())
 			req := make([]byte, 8<<20)
 			rand.Read(req)
@@ -140,9 +149,9 @@ func TestRelayBackpressure(t *testing.T) {
 // TestRelayServerSpeaksFirstThenCloses: what the backend writes before it closes reaches
 // the client (as a MySQL greeting does), and then the client sees the connection end.
 func TestRelayServerSpeaksFirstThenCloses(t *testing.T) {
-	for _, mode := range modes() {
-		t.Run(mode, func(t *testing.T) {
-			r := startRelay(t, mode, server(t, func(c net.Conn) { c.Write([]byte("hello")) }), 1)
+	for _, v := range variants() {
+		t.Run(v.name, func(t *testing.T) {
+			r := startRelay(t, v, server(t, func(c net.Conn) { c.Write([]byte("hello")) }), 1)
 			c := dial(t, r.Addr())
 			got, err := io.ReadAll(c)
 			if string(got) != "hello" {
@@ -160,9 +169,9 @@ func TestRelayBackendDown(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	ln.Close()
-	for _, mode := range modes() {
-		t.Run(mode, func(t *testing.T) {
-			r := startRelay(t, mode, dead, 1)
+	for _, v := range variants() {
+		t.Run(v.name, func(t *testing.T) {
+			r := startRelay(t, v, dead, 1)
 			c := dial(t, r.Addr())
 			got, err := io.ReadAll(c)
 			if len(got) != 0 || (err != nil && !errors.Is(err, io.EOF) && !isReset(err)) {
@@ -177,7 +186,7 @@ func TestEpollRelayCloseEndsPairs(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("epoll mode is Linux only")
 	}
-	r, err := start("epoll", "127.0.0.1:0", server(t, echo), 1)
+	r, err := start("epoll", "127.0.0.1:0", server(t, echo), epollOptions{loops: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,10 +207,10 @@ func TestEpollRelayCloseEndsPairs(t *testing.T) {
 }
 
 func TestStartRejectsBadFlags(t *testing.T) {
-	if _, err := start("splice", "127.0.0.1:0", "127.0.0.1:1", 1); err == nil {
+	if _, err := start("splice", "127.0.0.1:0", "127.0.0.1:1", epollOptions{loops: 1}); err == nil {
 		t.Error("unknown mode accepted")
 	}
-	if _, err := start("epoll", "127.0.0.1:0", "127.0.0.1:1", 0); err == nil {
+	if _, err := start("epoll", "127.0.0.1:0", "127.0.0.1:1", epollOptions{}); err == nil {
 		t.Error("-loops 0 accepted")
 	}
 }
