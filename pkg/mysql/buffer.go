@@ -144,10 +144,14 @@ func (rd *reader) readFull(p []byte) error {
 	return nil
 }
 
+// writeTarget is where a writer's bytes go: the connection, or on Linux a
+// sysWriter over it (syswrite_linux.go), or the TLS or compression layer.
+type writeTarget = io.Writer
+
 // writer is a buffered writer whose buffer comes from the pool on the first
 // write and goes back after a flush.
 type writer struct {
-	dst    io.Writer
+	dst    writeTarget
 	buf    []byte
 	pooled *[]byte
 }

@@ -38,7 +38,7 @@ type PacketIO struct {
 func NewPacketIO(conn net.Conn) *PacketIO {
 	p := &PacketIO{raw: conn, conn: conn}
 	p.rd.init(conn)
-	p.wr.dst = conn
+	p.wr.dst = newSysWriter(conn)
 	return p
 }
 
