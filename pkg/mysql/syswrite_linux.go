@@ -23,7 +23,7 @@ import (
 // returns. perf put that monitor thread at 6-7 % of bench/relay's CPU samples
 // and 0.7 % with raw writes; in the proxy at 64 client threads, raw writes
 // took the work from six busy threads to three and the context switches per
-// query from 0.90-0.96 to 0.79-0.84 (docs/benchmarks.md, "What a Go process
+// query from 0.90-0.97 to 0.73-0.84 (docs/benchmarks.md, "What a Go process
 // can reach"). A raw system call cannot be preempted, so writes larger than
 // rawWriteMax, whose copy takes longer, still go through net.Conn.Write.
 type sysWriter struct {
