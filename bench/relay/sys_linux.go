@@ -17,18 +17,19 @@ func (l *loop) readFD(fd int, p []byte) (int, error) {
 	if !l.raw {
 		return unix.Read(fd, p)
 	}
-	n, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), nil
+	return rawIO(unix.SYS_READ, fd, p)
 }
 
 func (l *loop) writeFD(fd int, p []byte) (int, error) {
 	if !l.raw {
 		return unix.Write(fd, p)
 	}
-	n, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	return rawIO(unix.SYS_WRITE, fd, p)
+}
+
+// rawIO is read(2) or write(2) (trap) as a raw system call.
+func rawIO(trap uintptr, fd int, p []byte) (int, error) {
+	n, _, errno := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
 	if errno != 0 {
 		return 0, errno
 	}
