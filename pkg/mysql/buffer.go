@@ -144,14 +144,10 @@ func (rd *reader) readFull(p []byte) error {
 	return nil
 }
 
-// writeTarget is where a writer's bytes go: the connection, or on Linux a
-// sysWriter over it (syswrite_linux.go), or the TLS or compression layer.
-type writeTarget = io.Writer
-
 // writer is a buffered writer whose buffer comes from the pool on the first
 // write and goes back after a flush.
 type writer struct {
-	dst    writeTarget
+	dst    io.Writer // the connection (on Linux a sysWriter over it), or the TLS or compression layer
 	buf    []byte
 	pooled *[]byte
 }

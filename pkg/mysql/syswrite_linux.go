@@ -1,6 +1,7 @@
 package mysql
 
 import (
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -35,7 +36,7 @@ const rawWriteMax = 64 << 10
 
 // newSysWriter returns the writer for conn: a sysWriter for a TCP connection,
 // else conn itself.
-func newSysWriter(conn net.Conn) writeTarget {
+func newSysWriter(conn net.Conn) io.Writer {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		return sysWriter{conn: tc}
 	}

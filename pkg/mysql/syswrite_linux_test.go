@@ -12,28 +12,9 @@ import (
 	"time"
 )
 
-// tcpPair returns both ends of a loopback TCP connection.
+// tcpPair is pioTestTCPPair's connections as the TCP connections they are.
 func tcpPair(t *testing.T) (client, server *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := <-accepted
-	if s == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
+	c, s := pioTestTCPPair(t)
 	return c.(*net.TCPConn), s.(*net.TCPConn)
 }
 

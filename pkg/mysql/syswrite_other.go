@@ -2,7 +2,10 @@
 
 package mysql
 
-import "net"
+import (
+	"io"
+	"net"
+)
 
 // newSysWriter returns conn: raw writes (syswrite_linux.go) are Linux only.
-func newSysWriter(conn net.Conn) writeTarget { return conn }
+func newSysWriter(conn net.Conn) io.Writer { return conn }
