@@ -12,9 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// epollRelay is HAProxy's shape in Go: each loop is a goroutine locked to its OS thread,
-// blocked in epoll_wait over the sockets it owns (level-triggered), and it reads a socket
-// only when epoll reported it readable. All loops share one listening socket
+// epollRelay is HAProxy's shape in Go: each loop is a goroutine locked to its OS thread
+// that waits for the events of the sockets it owns (level-triggered; parked in Go's
+// netpoller between batches, or blocked in epoll_wait with -block-wait), and it reads a
+// socket only when epoll reported it readable. All loops share one listening socket
 // (EPOLLEXCLUSIVE wakes one of them per new connection).
 type epollRelay struct {
 	lfd     int
