@@ -1,0 +1,525 @@
+package evloop
+
+import (
+	"errors"
+	"fmt"
+	"iter"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Supported reports whether this platform has event loops.
+const Supported = true
+
+// Group is a set of loops; sessions are spread over them.
+type Group struct {
+	loops []*Loop
+	rr    atomic.Uint32
+}
+
+// NewGroup starts n loops (at least one).
+func NewGroup(n int) (*Group, error) {
+	g := &Group{}
+	for range max(n, 1) {
+		l, err := newLoop()
+		if err != nil {
+			g.Close()
+			return nil, err
+		}
+		g.loops = append(g.loops, l)
+		go l.run()
+	}
+	return g, nil
+}
+
+// Pick returns the next loop, round robin.
+func (g *Group) Pick() *Loop {
+	return g.loops[int(g.rr.Add(1))%len(g.loops)]
+}
+
+// Len is the number of loops.
+func (g *Group) Len() int { return len(g.loops) }
+
+// Close stops the loops: every Task still on a loop sees its waits fail
+// (ErrStopped) and runs to its end. It waits for the loops to finish.
+func (g *Group) Close() {
+	for _, l := range g.loops {
+		l.post(msg{kind: msgStop})
+	}
+	for _, l := range g.loops {
+		<-l.done
+	}
+}
+
+// ErrStopped is what a Task's socket wait returns once its loop stopped.
+var ErrStopped = errors.New("event loop stopped")
+
+// Loop is one event loop: a goroutine that waits for the events of the
+// sockets its Tasks attached and resumes the Task that waits for each.
+//
+// Loop state (the table, the flags of attached Conns, the Tasks) is touched
+// only by the loop goroutine and by the Task it is running at the moment:
+// a coroutine runs while the loop waits for it to yield, so the two never
+// run at once.
+type Loop struct {
+	epfd  int
+	efd   int             // eventfd: post wakes the loop through it
+	epf   *os.File        // the epoll descriptor in Go's netpoller
+	epr   syscall.RawConn // epf's: the loop parks there when nothing is ready
+	evbuf []unix.EpollEvent
+	nev   int
+	waitf func(uintptr) bool
+	table []*Conn // registered Conns by descriptor
+	tasks map[*Task]struct{}
+	gen   uint32
+	stop  bool
+
+	mu     sync.Mutex
+	closed bool
+	inbox  []msg
+	spare  []msg
+	done   chan struct{}
+}
+
+type msgKind uint8
+
+const (
+	msgStart msgKind = iota // start fn as a new Task
+	msgAdopt                // a detached Task comes back
+	msgEnded                // a detached Task ended
+	msgWake                 // a deadline or Close of c: resume its waiter
+	msgStop
+)
+
+type msg struct {
+	kind msgKind
+	t    *Task
+	c    *Conn
+	fn   func(*Task)
+}
+
+const eventsMask = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+
+func newLoop() (*Loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	l := &Loop{epfd: epfd, efd: efd, evbuf: make([]unix.EpollEvent, 128), tasks: map[*Task]struct{}{}, done: make(chan struct{})}
+	l.waitf = l.pollOnce
+	fail := func(err error) (*Loop, error) {
+		unix.Close(efd)
+		if l.epf != nil {
+			l.epf.Close()
+		} else {
+			unix.Close(epfd)
+		}
+		return nil, err
+	}
+	// The eventfd's events carry generation 0, which no Conn has.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
+		return fail(fmt.Errorf("epoll_ctl: %w", err))
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		return fail(err)
+	}
+	l.epf = os.NewFile(uintptr(epfd), "evloop")
+	if l.epr, err = l.epf.SyscallConn(); err != nil {
+		return fail(err)
+	}
+	return l, nil
+}
+
+// pollOnce is epoll_wait without waiting, as a raw system call (it cannot
+// block); false makes the RawConn wait until the epoll descriptor is
+// readable, that is until some event is ready.
+func (l *Loop) pollOnce(uintptr) bool {
+	n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.epfd), uintptr(unsafe.Pointer(unsafe.SliceData(l.evbuf))), uintptr(len(l.evbuf)), 0, 0, 0)
+	if errno != 0 {
+		l.nev = 0
+		return errno != unix.EINTR && errno != unix.EAGAIN
+	}
+	l.nev = int(n)
+	return n > 0
+}
+
+func (l *Loop) run() {
+	defer func() {
+		// Later posts fail; what was posted runs, then every Task on the
+		// loop sees its waits fail and runs to its end.
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		l.drain()
+		for t := range l.tasks {
+			if !t.detached {
+				t.stop()
+				l.finish(t)
+			}
+		}
+		unix.Close(l.efd)
+		l.epf.Close()
+		close(l.done)
+	}()
+	for !l.stop {
+		if err := l.epr.Read(l.waitf); err != nil {
+			return // the descriptor was closed: cannot happen while running
+		}
+		for i := range l.nev {
+			l.event(l.evbuf[i])
+		}
+	}
+}
+
+// event handles one epoll event.
+func (l *Loop) event(ev unix.EpollEvent) {
+	fd, gen := ev.Fd, uint32(ev.Pad)
+	if gen == 0 {
+		var b [8]byte
+		_, _, _ = unix.RawSyscall(unix.SYS_READ, uintptr(l.efd), uintptr(unsafe.Pointer(&b[0])), 8)
+		l.drain()
+		return
+	}
+	c := l.lookup(fd, gen)
+	if c == nil {
+		return
+	}
+	if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		c.hup = true
+	}
+	if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		c.readable = true
+		if c.rwait && c.t != nil {
+			l.resume(c.t)
+		}
+	}
+	if l.lookup(fd, gen) != c {
+		return // the resumed Task let go of c
+	}
+	if ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		c.writable = true
+		if c.wwait && c.t != nil {
+			l.resume(c.t)
+		}
+	}
+}
+
+func (l *Loop) lookup(fd int32, gen uint32) *Conn {
+	if fd < 0 || int(fd) >= len(l.table) {
+		return nil
+	}
+	if c := l.table[fd]; c != nil && c.gen == gen {
+		return c
+	}
+	return nil
+}
+
+// post hands m to the loop from any goroutine; false when the loop has
+// stopped.
+func (l *Loop) post(m msg) bool {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return false
+	}
+	first := len(l.inbox) == 0
+	l.inbox = append(l.inbox, m)
+	l.mu.Unlock()
+	if first {
+		one := [8]byte{1}
+		_, _, _ = unix.RawSyscall(unix.SYS_WRITE, uintptr(l.efd), uintptr(unsafe.Pointer(&one[0])), 8)
+	}
+	return true
+}
+
+// drain handles what was posted.
+func (l *Loop) drain() {
+	l.mu.Lock()
+	in := l.inbox
+	l.inbox, l.spare = l.spare[:0], nil
+	l.mu.Unlock()
+	for i, m := range in {
+		switch m.kind {
+		case msgStart:
+			l.start(m.fn)
+		case msgAdopt:
+			m.t.detached = false
+			l.resume(m.t)
+		case msgEnded:
+			l.finish(m.t)
+		case msgWake:
+			// Whether c's Task waits for it now or later, its next read or
+			// write tries the socket, and the runtime reports the deadline
+			// or the close.
+			c := m.c
+			if c.loop.Load() != l {
+				break
+			}
+			c.readable, c.writable = true, true
+			if t := c.t; t != nil && t.loop == l && (c.rwait || c.wwait) {
+				l.resume(t)
+			}
+		case msgStop:
+			l.stop = true
+		}
+		in[i] = msg{}
+	}
+	l.mu.Lock()
+	if l.spare == nil {
+		l.spare = in[:0]
+	}
+	l.mu.Unlock()
+}
+
+// Go starts fn as a Task on l; false when the loop has stopped. It may be
+// called from any goroutine. fn should contain its own panics; one that
+// escapes ends the Task alone.
+func (l *Loop) Go(fn func(*Task)) bool { return l.post(msg{kind: msgStart, fn: fn}) }
+
+// Task is a coroutine on a loop: a session's code, which waits for its
+// attached Conns by yielding to the loop.
+type Task struct {
+	loop     *Loop
+	next     func() (struct{}, bool)
+	stop     func()
+	yield    func(struct{}) bool
+	req      taskReq
+	done     bool // the body returned
+	stopped  bool // the loop stopped under it: its waits fail
+	detached bool // on a goroutine of its own (Detach)
+	attached []*Conn
+	regs     []*Conn // registered by this Task with the loop
+	panicked any
+	stack    []byte
+}
+
+type taskReq uint8
+
+const (
+	reqWait taskReq = iota
+	reqDetach
+	reqAttach
+)
+
+func (l *Loop) start(fn func(*Task)) {
+	t := &Task{loop: l}
+	t.next, t.stop = iter.Pull(func(yield func(struct{}) bool) {
+		t.yield = yield
+		defer func() {
+			if r := recover(); r != nil {
+				t.panicked, t.stack = r, debug.Stack()
+			}
+			t.done = true
+		}()
+		fn(t)
+	})
+	l.tasks[t] = struct{}{}
+	l.resume(t)
+}
+
+// resume runs t until it waits, detaches or ends. Only the loop calls it.
+func (l *Loop) resume(t *Task) {
+	if t.done || t.detached {
+		return
+	}
+	t.req = reqWait
+	t.next()
+	switch {
+	case t.done:
+		l.finish(t)
+	case t.req == reqDetach:
+		t.detached = true
+		go t.drive()
+	}
+}
+
+// drive runs a detached Task on its own goroutine until it asks to come
+// back or ends.
+func (t *Task) drive() {
+	for {
+		t.next()
+		switch {
+		case t.done:
+			t.loop.post(msg{kind: msgEnded, t: t})
+			return
+		case t.req == reqAttach:
+			if !t.loop.post(msg{kind: msgAdopt, t: t}) {
+				t.stop() // the loop stopped: the body runs to its end here
+			}
+			return
+		}
+	}
+}
+
+// finish lets go of an ended Task's registrations.
+func (l *Loop) finish(t *Task) {
+	delete(l.tasks, t)
+	for _, c := range t.regs {
+		if c.owner == t {
+			l.unregister(c)
+		}
+	}
+	t.regs, t.attached = nil, nil
+	if t.panicked != nil {
+		// The body is expected to contain its panics; this one escaped it.
+		fmt.Fprintf(os.Stderr, "evloop: task panicked: %v\n%s", t.panicked, t.stack)
+	}
+}
+
+// register adds c to the loop's epoll set, for t.
+func (l *Loop) register(t *Task, c *Conn) {
+	if c.owner != nil && c.owner.loop == l {
+		c.owner = t // a Task of the same session before this one
+		t.regs = append(t.regs, c)
+		return
+	}
+	l.gen++
+	if l.gen == 0 {
+		l.gen = 1
+	}
+	gen := l.gen
+	var fd int32 = -1
+	err := c.rc.Control(func(f uintptr) {
+		fd = int32(f)
+		ev := unix.EpollEvent{Events: eventsMask, Fd: fd, Pad: int32(gen)}
+		if e := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(f), &ev); e != nil {
+			fd = -1
+		}
+	})
+	// Unregistered (closed, or epoll refused), c still works: its I/O
+	// tries the socket and fails as the runtime says.
+	c.readable, c.writable, c.hup = true, true, false
+	if err != nil || fd < 0 {
+		return
+	}
+	for int(fd) >= len(l.table) {
+		l.table = append(l.table, make([]*Conn, max(64, len(l.table)))...)
+	}
+	c.gen, c.fd, c.owner = gen, fd, t
+	l.table[fd] = c
+	t.regs = append(t.regs, c)
+	if c.loop.Swap(l) == nil {
+		// A deadline set before c was on a loop wakes its waits from now
+		// (one that has passed already is found by the next read or
+		// write: c is readable and writable until EAGAIN).
+		c.mu.Lock()
+		c.armLocked()
+		c.mu.Unlock()
+	}
+}
+
+func (l *Loop) unregister(c *Conn) {
+	if int(c.fd) < len(l.table) && l.table[c.fd] == c {
+		l.table[c.fd] = nil
+	}
+	// Through Control: the descriptor cannot be closed (and its number
+	// reused by another socket) meanwhile; when it is already closed,
+	// epoll has forgotten it.
+	_ = c.rc.Control(func(f uintptr) { _ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(f), nil) })
+	c.owner, c.gen, c.fd = nil, 0, -1
+	c.rwait, c.wwait = false, false
+	if c.t != nil {
+		// A released Conn (t nil) may be in another goroutine's hands.
+		c.t = nil
+	}
+}
+
+// Attach makes c's I/O yield to the loop from now on (after Reattach, if
+// t is detached). Only t's body calls it, and nothing else may use c until
+// Release.
+func (t *Task) Attach(c *Conn) {
+	for _, a := range t.attached {
+		if a == c {
+			return
+		}
+	}
+	t.attached = append(t.attached, c)
+	if !t.detached {
+		t.bind(c)
+	}
+}
+
+func (t *Task) bind(c *Conn) {
+	if c.owner != t {
+		t.loop.register(t, c)
+	}
+	c.t = t
+}
+
+// Release gives c back to ordinary blocking I/O: another goroutine may use
+// it from now on.
+func (t *Task) Release(c *Conn) {
+	for i, a := range t.attached {
+		if a == c {
+			t.attached = append(t.attached[:i], t.attached[i+1:]...)
+			break
+		}
+	}
+	if c.t != nil { // only while t is on the loop: the loop reads c.t
+		c.t = nil
+	}
+}
+
+// Detach continues t's body on a goroutine of its own, where it may block
+// on anything; its attached Conns do ordinary I/O until Reattach. Detaching
+// a detached Task does nothing.
+func (t *Task) Detach() {
+	if t.detached {
+		return
+	}
+	for _, c := range t.attached {
+		c.t = nil
+	}
+	t.req = reqDetach
+	t.yield(struct{}{})
+}
+
+// Reattach brings a detached Task back to its loop.
+func (t *Task) Reattach() {
+	if !t.detached || t.stopped {
+		return
+	}
+	t.req = reqAttach
+	if !t.yield(struct{}{}) {
+		t.stopped = true
+		return
+	}
+	for _, c := range t.attached {
+		t.bind(c)
+	}
+}
+
+// Detached reports whether t runs on a goroutine of its own.
+func (t *Task) Detached() bool { return t.detached }
+
+// wait yields until the loop resumes t for c (readiness or a wake); false
+// means the loop stopped.
+func (t *Task) wait(c *Conn, write bool) bool {
+	if t.stopped {
+		return false
+	}
+	if write {
+		c.wwait = true
+	} else {
+		c.rwait = true
+	}
+	t.req = reqWait
+	ok := t.yield(struct{}{})
+	c.rwait, c.wwait = false, false
+	if !ok {
+		t.stopped = true
+	}
+	return ok
+}
