@@ -40,6 +40,8 @@ test: deps lint unit e2e fuzz
 
 unit:
 	$(GO) test -race -count=1 $(UNIT_PKGS)
+	# The session package again with every session on event loops (proxy.event-loops).
+	SWITCHYARD_TEST_EVENT_LOOPS=1 $(GO) test -race -count=1 ./pkg/proxy/backend
 
 # The end-to-end suite starts real MariaDB servers and the real binary (built
 # with -race: a data race or panic in it fails the test that caused it). A

@@ -12,7 +12,7 @@
 #   BENCH_WORKLOADS="point_select read_only range1000"   (also: short_range select1)
 #   BENCH_THREADS="1 8 64"
 #   BENCH_PLACEMENTS="unpinned pinned"
-#   BENCH_TARGETS="direct haproxy switchyard"   also: relay-epoll relay-coro relay-go,
+#   BENCH_TARGETS="direct haproxy switchyard"   also: switchyard-loops, relay-epoll relay-coro relay-go,
 #                           bench/relay's protocol-blind Go relays (an epoll event loop,
 #                           HAProxy's design; blocking-style coroutines driven by that loop; a
 #                           goroutine per direction over Go's netpoller), for what a Go process
@@ -20,6 +20,9 @@
 #                           relay-coro-block block the loop's thread in epoll_wait
 #   BENCH_IDLE_CONNS=5000   idle sessions for the RSS test (0 skips it)
 #   BENCH_PROXY_BIN=path    use this Switchyard binary instead of building ./cmd/proxy
+#   BENCH_EVENT_LOOPS=0     proxy.event-loops of target switchyard (0: a goroutine per session)
+#   BENCH_LOOPS=$(nproc)    proxy.event-loops of target switchyard-loops (the same binary with its
+#                           sessions on event loops; name it in BENCH_TARGETS)
 #   BENCH_PROXY_ARGS='--config {config}'   Switchyard arguments; {config} is replaced
 #   BENCH_QUIET_WAIT=0      before each run wait up to this many seconds for other processes
 #                           on the machine to use < BENCH_QUIET_PCT (10)% of it
@@ -167,6 +170,7 @@ cat >"$TMP/switchyard.toml" <<EOF
 [proxy]
 addr = "127.0.0.1:$SW_PORT"
 max-connections = 19000
+event-loops = ${BENCH_EVENT_LOOPS:-0}
 
 [log]
 level = "warn"
@@ -195,6 +199,20 @@ if [[ " $TARGETS " == *" switchyard "* ]]; then
 else
 	SW_STATUS="skipped"
 fi
+# Target switchyard-loops: the same proxy with its sessions on event loops
+# (proxy.event-loops = BENCH_LOOPS, default one per CPU), beside the goroutine one.
+SWL_PID="" SWL_PORT=""
+if [[ " $TARGETS " == *" switchyard-loops "* ]]; then
+	free_port SWL_PORT
+	sed -e "s/127.0.0.1:$SW_PORT/127.0.0.1:$SWL_PORT/" -e "s/^event-loops = .*/event-loops = ${BENCH_LOOPS:-$(nproc)}/" \
+		"$TMP/switchyard.toml" >"$TMP/switchyard-loops.toml"
+	printf '\n[api]\naddr = ""\n' >>"$TMP/switchyard-loops.toml"
+	if build_proxy; then
+		start_proxy SWL_PID "$TMP/switchyard-loops.toml" "$OUT/switchyard-loops.log"
+	else
+		log "Switchyard NOT BUILT (see bench/.out/proxy-build.log): no switchyard-loops"
+	fi
+fi
 
 wait_sql "$HA_PORT" "$HA_PID" || { cat "$TMP/haproxy.log"; die "HAProxy did not come up"; }
 log "HAProxy pid $HA_PID on 127.0.0.1:$HA_PORT"
@@ -216,6 +234,10 @@ if [[ -n "$SWN_PID" ]] && ! wait_sql "$SWN_PORT" "$SWN_PID"; then
 	SWN_PID=""
 fi
 
+if [[ -n "$SWL_PID" ]]; then
+	wait_sql "$SWL_PORT" "$SWL_PID" || { tail -n 5 "$OUT/switchyard-loops.log"; die "switchyard-loops did not come up"; }
+	log "switchyard-loops pid $SWL_PID on 127.0.0.1:$SWL_PORT"
+fi
 for tg in "${!RELAY_PID[@]}"; do
 	wait_sql "${RELAY_PORT[$tg]}" "${RELAY_PID[$tg]}" || { cat "$OUT/$tg.log"; die "$tg did not come up"; }
 	log "$tg pid ${RELAY_PID[$tg]} on 127.0.0.1:${RELAY_PORT[$tg]}"
@@ -290,8 +312,8 @@ parse_sysbench() {
 RAW="$OUT/raw.tsv"
 printf 'placement\tworkload\tthreads\ttarget\trep\tstatus\tqps\tp95_ms\tp99_ms\tqueries\tsecs\tproxy_cpu_us\tdb_cpu_us\tsteal_pct\tother_pct\n' >"$RAW"
 
-target_port() { case $1 in direct) echo "$DB_PORT" ;; haproxy) echo "$HA_PORT" ;; switchyard) echo "$SW_PORT" ;; switchyard-nodigest) echo "$SWN_PORT" ;; relay-*) echo "${RELAY_PORT[$1]}" ;; esac; }
-target_pid() { case $1 in direct) echo "" ;; haproxy) echo "$HA_PID" ;; switchyard) echo "$SW_PID" ;; switchyard-nodigest) echo "$SWN_PID" ;; relay-*) echo "${RELAY_PID[$1]}" ;; esac; }
+target_port() { case $1 in direct) echo "$DB_PORT" ;; haproxy) echo "$HA_PORT" ;; switchyard) echo "$SW_PORT" ;; switchyard-nodigest) echo "$SWN_PORT" ;; switchyard-loops) echo "$SWL_PORT" ;; relay-*) echo "${RELAY_PORT[$1]}" ;; esac; }
+target_pid() { case $1 in direct) echo "" ;; haproxy) echo "$HA_PID" ;; switchyard) echo "$SW_PID" ;; switchyard-nodigest) echo "$SWN_PID" ;; switchyard-loops) echo "$SWL_PID" ;; relay-*) echo "${RELAY_PID[$1]}" ;; esac; }
 
 # ours_ticks: CPU ticks used so far by the long-running processes of this harness.
 ours_ticks() {
@@ -403,6 +425,7 @@ for tg in $TARGETS; do
 	case $tg in
 	direct | haproxy) ACTIVE_TARGETS+=("$tg") ;;
 	relay-*) ACTIVE_TARGETS+=("$tg") ;; # started above, or the harness died
+	switchyard-loops) [[ -n "$SWL_PID" ]] && ACTIVE_TARGETS+=("$tg") ;;
 	switchyard) [[ "$SW_STATUS" == ok ]] && ACTIVE_TARGETS+=("$tg") ;;
 	*) die "unknown target $tg" ;;
 	esac

@@ -39,4 +39,13 @@ func TestProxyTimeoutKeys(t *testing.T) {
 	}
 	_, err = parse("idle-park-after = \"-1s\"")
 	require.ErrorContains(t, err, `proxy.idle-park-after "-1s": must not be negative`)
+
+	require.Zero(t, c.Proxy.EventLoops, "event-loops default: off")
+	c, err = parse("event-loops = 2")
+	require.NoError(t, err)
+	require.Equal(t, 2, c.Proxy.EventLoops)
+	for _, bad := range []string{"-1", "257"} {
+		_, err = parse("event-loops = " + bad)
+		require.ErrorContains(t, err, "proxy.event-loops "+bad+": must be 0 (a goroutine per session) to 256")
+	}
 }

@@ -42,6 +42,11 @@ func NewPacketIO(conn net.Conn) *PacketIO {
 	return p
 }
 
+// SocketWriter is how PacketIO writes to conn: raw write(2) calls for a TCP
+// connection, else conn itself. Wrappers of a TCP connection use it for
+// their own writes.
+func SocketWriter(conn net.Conn) io.Writer { return newSysWriter(conn) }
+
 // Conn returns the current transport (TLS once upgraded).
 func (p *PacketIO) Conn() net.Conn { return p.conn }
 
@@ -379,13 +384,13 @@ func (p *PacketIO) SetCompression(algo CompressAlgorithm, zstdLevel int) error {
 // packet just written before the peer reads it. Over TLS it does nothing
 // (a half-close would break the TLS stream).
 func (p *PacketIO) Linger(d time.Duration) {
-	tc, ok := p.raw.(*net.TCPConn)
+	tc, ok := p.raw.(interface{ CloseWrite() error })
 	if !ok || p.IsTLS() {
 		return
 	}
 	_ = tc.CloseWrite()
-	_ = tc.SetReadDeadline(time.Now().Add(d))
-	_, _ = io.CopyN(io.Discard, tc, 4<<20)
+	_ = p.raw.SetReadDeadline(time.Now().Add(d))
+	_, _ = io.CopyN(io.Discard, p.raw, 4<<20)
 }
 
 // Close closes the connection (and the TLS layer over it).

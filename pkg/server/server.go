@@ -22,6 +22,7 @@ import (
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/pkg/proxy"
 	"github.com/switchyard-db/switchyard/pkg/proxy/backend"
+	"github.com/switchyard-db/switchyard/pkg/proxy/evloop"
 	"github.com/switchyard-db/switchyard/pkg/router"
 	"github.com/switchyard-db/switchyard/pkg/server/api"
 	"github.com/switchyard-db/switchyard/pkg/shadow"
@@ -32,6 +33,7 @@ import (
 // them in order.
 type Server struct {
 	lg       *zap.Logger
+	loops    *evloop.Group // nil: a goroutine per session
 	cm       *cfgmgr.Manager
 	topo     *observer.Aggregator
 	clusters *backendcluster.Manager
@@ -94,6 +96,10 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generating RSA key: %w", err)
 	}
+	loops, err := startLoops(cfg.Proxy.EventLoops, lg)
+	if err != nil {
+		return nil, err
+	}
 	topo := observer.NewAggregator()
 	r := router.NewBalanced(topo, cfg)
 	sess := &backend.Config{
@@ -107,6 +113,7 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		HandshakeTimeout:     cfg.Proxy.HandshakeTimeout.Duration,
 		BackendReadTimeout:   cfg.Proxy.BackendReadTimeout.Duration,
 		IdleParkAfter:        idleParkAfter(cfg.Proxy.IdleParkAfter.Duration),
+		Loops:                loops,
 		RSAKey:               key,
 		// Looked up at each use so that a reload applies to running
 		// sessions too.
@@ -128,6 +135,7 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 		Session:              sess,
 	}, r)
 	s := &Server{
+		loops:     loops,
 		lg:        lg,
 		readyWait: defaultReadyWait,
 		cm:        cm,
@@ -153,6 +161,7 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 	s.bg, s.bgCancel = context.WithCancel(context.Background())
 	if s.fleet, err = newFleet(lg, cfg, topo, r, s.clusters, sql); err != nil {
 		s.insight.close()
+		s.closeLoops()
 		return nil, err
 	}
 	s.metrics.Registry().MustRegister(newFleetCollector(s.fleet))
@@ -184,11 +193,13 @@ func (s *Server) Start(ctx context.Context) error {
 	s.lg.Info("clusters started", zap.Stringer("result", res))
 	if err := s.sql.Start(); err != nil {
 		s.clusters.Close()
+		s.closeLoops()
 		return err
 	}
 	if err := s.sql.SetExtraListeners(routeAddrs(cfg)); err != nil {
 		s.sql.Close()
 		s.clusters.Close()
+		s.closeLoops()
 		return err
 	}
 	if s.api != nil {
@@ -442,6 +453,31 @@ func (s *Server) stopBackground() {
 		s.api.Close()
 	}
 	s.clusters.Close()
+	s.closeLoops() // after the sessions, which the SQL server closed
+}
+
+// closeLoops stops the event loops, if any (again: nothing).
+func (s *Server) closeLoops() {
+	if s.loops != nil {
+		s.loops.Close()
+	}
+}
+
+// startLoops starts proxy.event-loops event loops (nil for 0). Where there
+// are none (not Linux) sessions keep their goroutines, with a warning.
+func startLoops(n int, lg *zap.Logger) (*evloop.Group, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	if !evloop.Supported {
+		lg.Warn("proxy.event-loops is set, but event loops need Linux: a goroutine serves each session")
+		return nil, nil
+	}
+	g, err := evloop.NewGroup(n)
+	if err != nil {
+		return nil, fmt.Errorf("proxy.event-loops: %w", err)
+	}
+	return g, nil
 }
 
 // Components reports the state of each part of the proxy and of its

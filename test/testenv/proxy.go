@@ -102,6 +102,24 @@ type Proxy struct {
 	proc *process
 }
 
+// withEventLoops sets proxy.event-loops to $SWITCHYARD_E2E_EVENT_LOOPS in a
+// config that does not set it, so that the whole suite can run with
+// sessions on event loops (make test-e2e-loops).
+func withEventLoops(configTOML string) string {
+	n := os.Getenv("SWITCHYARD_E2E_EVENT_LOOPS")
+	if n == "" || strings.Contains(configTOML, "event-loops") {
+		return configTOML
+	}
+	lines := strings.SplitAfter(configTOML, "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) == "[proxy]" {
+			lines[i] = l + "event-loops = " + n + "\n"
+			return strings.Join(lines, "")
+		}
+	}
+	return configTOML
+}
+
 // StartProxy writes configTOML to a file, runs `bin --config FILE` and waits until [proxy] addr
 // accepts TCP connections, and [api] addr too when the config names one with a fixed port (the
 // proxy opens its SQL listener first: a test that called the API at once once met a refused
@@ -124,6 +142,7 @@ func StartProxy(t testing.TB, bin, configTOML string) *Proxy {
 	if _, port, err := net.SplitHostPort(cfg.Proxy.Addr); err != nil || port == "0" {
 		t.Fatalf("testenv: proxy config needs [proxy] addr with a fixed port (see FreeAddr), got %q", cfg.Proxy.Addr)
 	}
+	configTOML = withEventLoops(configTOML)
 	dir := t.TempDir()
 	p := &Proxy{
 		Addr:       cfg.Proxy.Addr,

@@ -14,7 +14,7 @@ import (
 // forward the response, repeat. Between commands (the safe point) a pending
 // migration runs; while idle, the backend is watched (idlewatch.go).
 func (s *Session) serve(resumed bool) error {
-	s.cmdMu.Lock()
+	s.lockCmd()
 	defer s.cmdMu.Unlock()
 	s.serving = true
 	if s.inflight == nil {
@@ -29,6 +29,9 @@ func (s *Session) serve(resumed bool) error {
 			}
 			s.client.Release()
 			s.backend.Release()
+			if s.redirectPending() {
+				s.offLoop() // the move dials
+			}
 			s.moveIfAsked()
 			if !s.enterIdle() {
 				s.sendCloseError()
@@ -48,6 +51,7 @@ func (s *Session) serve(resumed bool) error {
 			return err
 		}
 		if s.backendDead && pk.First() != mysql.ComQuit {
+			s.offLoop() // it dials
 			if err := s.failover(pk); err != nil {
 				return err
 			}
@@ -71,11 +75,14 @@ func (s *Session) serve(resumed bool) error {
 // When it has idled for parkAfter it parks (errParked, with the watch still
 // armed); resumed, it goes on waiting from here.
 func (s *Session) waitClient(resumed bool) (mysql.Packet, error) {
+	if !resumed && s.client.Buffered() {
+		return s.client.Next()
+	}
+	// Before the watch is armed: the watch reads the backend while idle.
+	s.releaseBackend()
 	switch {
 	case resumed:
 		// The watch is still armed from before the session parked.
-	case s.client.Buffered():
-		return s.client.Next()
 	case s.backend.Buffered():
 		// The backend sent something nobody asked for.
 		s.backendDead = true
@@ -88,16 +95,18 @@ func (s *Session) waitClient(resumed bool) (mysql.Packet, error) {
 	}
 	s.cmdMu.Unlock()
 	pk, err := s.readClient()
-	s.cmdMu.Lock()
 	if err == errParked {
+		s.lockCmd()
 		return pk, err
 	}
+	s.lockCmd()
 	if s.watch != nil {
 		// When the backend ended meanwhile, onIdleBackendEnd has run: it
 		// closed the client (the read above then failed) or marked the
 		// backend dead.
 		s.watch.disarm()
 	}
+	s.attachBackend()
 	return pk, err
 }
 
@@ -134,10 +143,12 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 		s.mig.ids.requestToBackend(s.client, pk)
 		return s.forwardRequest()
 	case mysql.ComChangeUser:
+		s.offLoop() // it may dial
 		return s.changeUser(pk)
 	case mysql.ComStmtBulkExecute:
 		return s.bulkExecute(pk)
 	case mysql.ComProcessKill:
+		s.offLoop() // it acts on other sessions and connections
 		return s.processKill(pk)
 	case mysql.ComQuery, mysql.ComStmtExecute, mysql.ComProcessInfo:
 		if cmd == mysql.ComQuery {

@@ -6,12 +6,16 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard-db/switchyard/pkg/proxy/evloop"
 	"github.com/switchyard-db/switchyard/pkg/shadow"
 )
 
 // Config holds the settings a session needs. It is shared read-only by all
 // sessions started under it.
 type Config struct {
+	// Loops, when set, serves sessions as Tasks of event loops after their
+	// login (onloop.go); nil keeps a goroutine per session.
+	Loops *evloop.Group
 	// ServerVersion, when set, overrides the version announced in the
 	// proxy's handshake (otherwise the backends', see Greeting).
 	ServerVersion string

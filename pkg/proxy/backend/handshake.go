@@ -282,7 +282,7 @@ func (s *Session) dialBackend(ctx context.Context, addr string, login backendLog
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	be := mysql.NewPacketIO(conn)
+	be := mysql.NewPacketIO(s.wrapConn(conn))
 	fail := func(err error) (*mysql.PacketIO, *mysql.InitialHandshake, uint32, error) {
 		_ = be.Close()
 		return nil, nil, 0, err

@@ -191,6 +191,7 @@ func baseConfig() *Config {
 		ConnectTimeout:   5 * time.Second,
 		HandshakeTimeout: 10 * time.Second,
 		RSAKey:           proxyKey(),
+		Loops:            testLoops,
 	}
 }
 

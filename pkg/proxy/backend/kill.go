@@ -105,6 +105,7 @@ func (s *Session) interceptQuery(pk mysql.Packet) (bool, error) {
 			"Switchyard: this KILL cannot be translated; use KILL [HARD|SOFT] [CONNECTION|QUERY] <id> with the id from mysql_thread_id() (the proxy's greeting), without comments"))
 	}
 	prefix := append([]byte(nil), pk.Data[:len(pk.Data)-len(text)]...)
+	s.offLoop() // it acts on other sessions and connections
 	return true, s.runKill(killTarget{stmt: stmt, prefix: prefix})
 }
 

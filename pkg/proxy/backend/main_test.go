@@ -1,17 +1,42 @@
 package backend
 
 import (
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
+	"github.com/switchyard-db/switchyard/pkg/proxy/evloop"
 	"github.com/switchyard-db/switchyard/test/testenv"
 	"go.uber.org/goleak"
 )
+
+// testLoops, when SWITCHYARD_TEST_EVENT_LOOPS=1, serves every test's
+// sessions on event loops (onloop.go): the whole package runs both ways.
+var testLoops *evloop.Group
 
 func TestMain(m *testing.M) {
 	// Every test that idles a session past a few round trips parks it, so
 	// that each wake path is exercised on parked sessions too.
 	parkAfter = 30 * time.Millisecond
+	if os.Getenv("SWITCHYARD_TEST_EVENT_LOOPS") == "1" {
+		g, err := evloop.NewGroup(2)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		testLoops = g
+	}
+	code := m.Run()
+	if testLoops != nil {
+		testLoops.Close()
+	}
 	// The idle poller's goroutine lives as long as the process.
-	goleak.VerifyTestMain(m, testenv.IgnoreIdlePoller)
+	if code == 0 {
+		if err := goleak.Find(testenv.IgnoreIdlePoller); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }

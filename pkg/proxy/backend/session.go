@@ -91,6 +91,9 @@ type Session struct {
 	dialed dialedIdent
 	// kill is what other sessions' KILL needs (kill.go).
 	kill killState
+	// lp is the session's event loop; nil when it runs on goroutines
+	// (onloop.go).
+	lp *onLoop
 
 	// mu guards the idle/draining handshake between the session goroutine
 	// and RequestClose, and the parking (park).
@@ -144,10 +147,11 @@ func NewSession(id uint64, conn net.Conn, clientAddr netip.AddrPort, cfg *Config
 		cfg:        cfg,
 		router:     r,
 		lg:         lg,
-		client:     mysql.NewPacketIO(conn),
+		client:     nil,
 		clientAddr: clientAddr,
 		since:      time.Now(),
 	}
+	s.client = mysql.NewPacketIO(s.wrapConn(conn))
 	if la, ok := conn.LocalAddr().(*net.TCPAddr); ok {
 		s.localAddr = la.AddrPort()
 	}
@@ -222,17 +226,30 @@ func (s *Session) Run(ctx context.Context, ended func()) {
 	}
 	_, parking := s.parkDelay()
 	s.park.able = idleWatchSupported && s.client.Plain() && parking
+	s.chooseLoop()
 	s.publishInfo()
 	s.serveUntilParked(false)
 }
 
-// serveUntilParked serves commands on the calling goroutine until the
-// session ends or parks; resumed: it parked, and goes on in waitClient.
+// serveUntilParked serves commands until the session ends or parks, on its
+// event loop when it has one, else on the calling goroutine; resumed: it
+// parked, and goes on in waitClient.
 func (s *Session) serveUntilParked(resumed bool) {
+	if s.lp != nil {
+		if s.serveOnLoop(resumed) {
+			return
+		}
+		s.lp = nil // the loop stopped: goroutines from now on
+	}
 	err := s.serve(resumed)
 	if err == errParked {
 		return
 	}
+	s.finishServing(err)
+}
+
+// finishServing ends a session whose command loop returned err.
+func (s *Session) finishServing(err error) {
 	s.logEnd("session ended", err)
 	s.end()
 }

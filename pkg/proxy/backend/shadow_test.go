@@ -31,6 +31,13 @@ func (r *recordingShadower) Sample(cluster string) shadow.Sink {
 	return r
 }
 
+// sampled returns the clusters Sample was asked for so far.
+func (r *recordingShadower) sampled() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.clusters...)
+}
+
 func (r *recordingShadower) Submit(res *shadow.Result) {
 	c := *res
 	c.Text = append([]byte(nil), res.Text...)
@@ -137,7 +144,7 @@ func TestShadowSessionHook(t *testing.T) {
 	require.Equal(t, shadow.Result{Text: []byte(all), DB: "test", Charset: got[0].Charset, Rows: wantRows, Checksum: wantSum, Latency: got[0].Latency}, got[0],
 		"rows spanning many reads are all checksummed")
 	require.Positive(t, got[0].Latency)
-	require.Equal(t, []string{"test"}, rec.clusters)
+	require.Equal(t, []string{"test"}, rec.sampled())
 
 	// Other rows, other checksum; comments before SELECT are fine.
 	query("/* app */ select id from sh where id < 10")
