@@ -318,7 +318,7 @@ target_pid() { case $1 in direct) echo "" ;; haproxy) echo "$HA_PID" ;; switchya
 # ours_ticks: CPU ticks used so far by the long-running processes of this harness.
 ours_ticks() {
 	local p t=0
-	for p in "$DB_PID" "$HA_PID" ${SW_PID:+"$SW_PID"} ${SWN_PID:+"$SWN_PID"} "${RELAY_PID[@]}"; do t=$((t + $(cpu_ticks "$p"))); done
+	for p in "$DB_PID" "$HA_PID" ${SW_PID:+"$SW_PID"} ${SWN_PID:+"$SWN_PID"} ${SWL_PID:+"$SWL_PID"} "${RELAY_PID[@]}"; do t=$((t + $(cpu_ticks "$p"))); done
 	echo "$t"
 }
 
