@@ -348,12 +348,15 @@ wait_quiet() {
 # (% of the whole machine).
 # io_calls PID: "read-syscalls write-syscalls" so far (syscr, syscw of /proc/PID/io).
 # ctx_switches PID: voluntary + involuntary context switches of all its threads so far.
+# tcp_segments: TCP segments sent on the whole machine so far (OutSegs of /proc/net/snmp).
+tcp_segments() { awk '$1 == "Tcp:" && $12 ~ /^[0-9]+$/ { print $12; exit }' /proc/net/snmp 2>/dev/null || echo 0; }
 ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches:/ { n += $2 } END { print n + 0 }'; }
 io_calls() { awk '$1 == "syscr:" { r = $2 } $1 == "syscw:" { w = $2 } END { print r + 0, w + 0 }' "/proc/$1/io" 2>/dev/null || echo "0 0"; }
 measure_begin() {
 	M_C0=$([[ -n "$1" ]] && cpu_ticks "$1" || echo 0)
 	M_IO0=$([[ -n "$1" ]] && io_calls "$1" || echo "0 0")
 	M_CS0=$([[ -n "$1" ]] && ctx_switches "$1" || echo 0)
+	M_SEG0=$(tcp_segments)
 	M_D0=$(cpu_ticks "$DB_PID")
 	M_O0=$(ours_ticks)
 	M_S0=$(cpu_sample)
@@ -365,6 +368,7 @@ measure_end() {
 	d1=$(cpu_ticks "$DB_PID")
 	c1=$([[ -n "$1" ]] && cpu_ticks "$1" || echo 0)
 	M_CS=$([[ -n "$1" ]] && echo $(($(ctx_switches "$1") - M_CS0)) || echo 0)
+	M_SEG=$(($(tcp_segments) - M_SEG0))
 	M_IO=$([[ -n "$1" ]] && awk -v a="$M_IO0" -v b="$(io_calls "$1")" 'BEGIN { split(a, x, " "); split(b, y, " "); print y[1] - x[1], y[2] - x[2] }' || echo "0 0")
 	client=$(awk -v hz="$CLK_TCK" 'NF == 2 { printf "%d", ($1 + $2) * hz }' "$TMP/time")
 	M_PCPU=-
@@ -409,8 +413,10 @@ run_one() {
 	# Read and write system calls per query (/proc/PID/io; HAProxy's recv/send are not counted
 	# there) and context switches per query (all threads): the proxy's system calls and
 	# wake-ups are most of its CPU, so they are the first thing to compare with HAProxy's.
+	# seg/q: TCP segments the whole machine sent per query (both hops, pure ACKs included):
+	# each costs the sender the receiver's TCP input on loopback.
 	[[ "$status" == ok && "$pcpu" != - && "$q" -gt 0 ]] &&
-		cpuq=$(awk -v c="$pcpu" -v q="$q" -v io="$M_IO" -v cs="$M_CS" 'BEGIN { split(io, n, " "); printf "  proxy %5.1f us/q %4.2f r/q %4.2f w/q %4.2f cs/q", c / q, n[1] / q, n[2] / q, cs / q }')
+		cpuq=$(awk -v c="$pcpu" -v q="$q" -v io="$M_IO" -v cs="$M_CS" -v seg="$M_SEG" 'BEGIN { split(io, n, " "); printf "  proxy %5.1f us/q %4.2f r/q %4.2f w/q %4.2f cs/q %4.2f seg/q", c / q, n[1] / q, n[2] / q, cs / q, seg / q }')
 	if [[ "$status" == ok ]]; then
 		log "$(printf '[%3d/%d] %-8s %-12s t=%-2s %-10s r%s: %7.0f qps  p95 %7.3f  p99 %7.3f ms%s  steal %s%%  other %s%%' \
 			"$RUN_NO" "$TOTAL_RUNS" "$pl" "$wl" "$th" "$tg" "$rep" "$qps" "$p95" "$p99" "$cpuq" "$steal" "$other")"

@@ -103,8 +103,12 @@ func (s *Session) waitClient(resumed bool) (mysql.Packet, error) {
 	if s.watch != nil {
 		// When the backend ended meanwhile, onIdleBackendEnd has run: it
 		// closed the client (the read above then failed) or marked the
-		// backend dead.
-		s.watch.disarm()
+		// backend dead. (On a loop, a running onIdleBackendEnd, which
+		// may dial, is waited for off the loop.)
+		if s.lp == nil || !s.watch.disarmUnlessRunning() {
+			s.offLoop()
+			s.watch.disarm()
+		}
 	}
 	s.attachBackend()
 	return pk, err

@@ -89,18 +89,38 @@ func (w *idleWatch) disarm() (seen bool) {
 	if w.timer == nil {
 		return false
 	}
-	w.timer.Stop()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.haltLocked()
+	for w.running {
+		w.done.Wait()
+	}
+	return w.seen
+}
+
+// disarmUnlessRunning is disarm for a caller that must not wait (a session
+// on an event loop): when onEnd is running it returns false, the watch
+// stopped from going further; the caller then leaves its loop and calls
+// disarm, which waits.
+func (w *idleWatch) disarmUnlessRunning() bool {
+	if w.timer == nil {
+		return true
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.haltLocked()
+	return !w.running
+}
+
+// haltLocked stops the timer and withdraws the registration: no callback
+// starts from now on. The caller holds w.mu.
+func (w *idleWatch) haltLocked() {
+	w.timer.Stop()
 	w.armed = false
 	if w.registered {
 		pollerRemove(w.conn, w.fd, w, w.gen)
 		w.registered = false
 	}
-	for w.running {
-		w.done.Wait()
-	}
-	return w.seen
 }
 
 // stop ends watching for good (the session is over).

@@ -166,6 +166,29 @@ func TestIdleWatchSeesTheEnd(t *testing.T) {
 	require.True(t, w.disarm())
 }
 
+// TestIdleWatchDisarmUnlessRunning: a session on an event loop does not
+// wait for a running onEnd (it may dial): disarmUnlessRunning says so and
+// stops the watch; disarm then waits for it. With nothing running it
+// disarms at once, as disarm does.
+func TestIdleWatchDisarmUnlessRunning(t *testing.T) {
+	c, peer := tcpPair(t, nil)
+	release := make(chan struct{})
+	var ends atomic.Int32
+	w := newIdleWatch(c, func() { ends.Add(1); <-release }, nil, 0)
+	regs := pollerLen()
+	w.arm()
+	require.Eventually(t, func() bool { return pollerLen() == regs+1 }, 5*time.Second, 5*time.Millisecond)
+	require.NoError(t, peer.Close())
+	require.Eventually(t, func() bool { return ends.Load() == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.False(t, w.disarmUnlessRunning(), "onEnd is running")
+	require.Equal(t, regs, pollerLen(), "the watch stopped anyway")
+	close(release)
+	require.True(t, w.disarm())
+	w.arm()
+	require.True(t, w.disarmUnlessRunning(), "nothing running")
+	require.EqualValues(t, 1, ends.Load())
+}
+
 // TestIdleWatchOneWatcher: a timer callback that starts late (from an
 // earlier arm whose timer had fired when disarm stopped it) while another
 // watcher is parked returns at once, so that disarm, which waits for the

@@ -2,12 +2,10 @@ package backend
 
 import (
 	"context"
-	"database/sql"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
 	"github.com/switchyard-db/switchyard/pkg/proxy/evloop"
 )
@@ -32,20 +30,8 @@ func TestSessionsRunOnLoops(t *testing.T) {
 	p := startProxy(t, cfg, b.Addr())
 
 	const n = 8
-	connector, err := mysql.NewConnector(clientConfig(t, p.Addr(), "nate", "n4tive", ""))
-	require.NoError(t, err)
-	db := sql.OpenDB(connector)
-	defer db.Close()
-	db.SetMaxIdleConns(n)
+	db, conns, ids := openSessions(t, p, n)
 	ctx := context.Background()
-	conns := make([]*sql.Conn, n)
-	ids := make([]int64, n)
-	for i := range conns {
-		conns[i], err = db.Conn(ctx)
-		require.NoError(t, err)
-		defer conns[i].Close()
-		require.NoError(t, conns[i].QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&ids[i]))
-	}
 	onLoop := func() (tasks, waiting int) {
 		st := allStacks()
 		return strings.Count(st, "backend.(*Session).serveOnLoop.func1("), strings.Count(st, "evloop.(*Task).wait(")

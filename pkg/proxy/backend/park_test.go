@@ -42,6 +42,27 @@ func (p *testProxy) requireAllParked(t *testing.T, n int) []*Session {
 	return ss
 }
 
+// openSessions opens n sessions through p, each on a connection of its own
+// that asked for its CONNECTION_ID (ids), closed when the test ends.
+func openSessions(t *testing.T, p *testProxy, n int) (*sql.DB, []*sql.Conn, []int64) {
+	t.Helper()
+	connector, err := mysql.NewConnector(clientConfig(t, p.Addr(), "nate", "n4tive", ""))
+	require.NoError(t, err)
+	db := sql.OpenDB(connector)
+	t.Cleanup(func() { db.Close() })
+	db.SetMaxIdleConns(n)
+	ctx := context.Background()
+	conns := make([]*sql.Conn, n)
+	ids := make([]int64, n)
+	for i := range conns {
+		conns[i], err = db.Conn(ctx)
+		require.NoError(t, err)
+		t.Cleanup(func() { conns[i].Close() })
+		require.NoError(t, conns[i].QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&ids[i]))
+	}
+	return db, conns, ids
+}
+
 // sessionGoroutines counts the goroutines that run a session's command loop.
 func sessionGoroutines() int {
 	return strings.Count(allStacks(), "backend.(*Session).serve(")
@@ -54,20 +75,8 @@ func TestParkedSessionsHoldNoGoroutine(t *testing.T) {
 	b := startBackend(t)
 	p := startProxy(t, baseConfig(), b.Addr())
 	const n = 100
-	connector, err := mysql.NewConnector(clientConfig(t, p.Addr(), "nate", "n4tive", ""))
-	require.NoError(t, err)
-	db := sql.OpenDB(connector)
-	defer db.Close()
-	db.SetMaxIdleConns(n)
+	db, conns, ids := openSessions(t, p, n)
 	ctx := context.Background()
-	conns := make([]*sql.Conn, n)
-	ids := make([]int64, n)
-	for i := range conns {
-		conns[i], err = db.Conn(ctx)
-		require.NoError(t, err)
-		defer conns[i].Close()
-		require.NoError(t, conns[i].QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&ids[i]))
-	}
 	p.requireAllParked(t, n)
 	require.Zero(t, sessionGoroutines(), "a parked session has no goroutine")
 

@@ -112,28 +112,15 @@ func TestWakes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, srv := tcpPair(t)
 			c := wrap(t, srv)
-			waiting := make(chan struct{})
-			ended := make(chan error, 1)
-			g.Pick().Go(func(tk *Task) {
-				tk.Attach(c)
-				close(waiting)
-				_, err := c.Read(make([]byte, 10))
-				ended <- err
-			})
-			<-waiting
-			time.Sleep(20 * time.Millisecond) // in the loop's wait by now
+			ended := readInTask(g.Pick(), c)
 			tc.act(c)
-			select {
-			case err := <-ended:
-				if !tc.check(err) {
-					t.Fatalf("read ended with %v", err)
-				}
-				var ne net.Error
-				if tc.name != "close" && (!errors.As(err, &ne) || !ne.Timeout()) {
-					t.Fatalf("%v is not a net.Error timeout", err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("the wait did not end")
+			err := awaitErr(t, ended)
+			if !tc.check(err) {
+				t.Fatalf("read ended with %v", err)
+			}
+			var ne net.Error
+			if tc.name != "close" && (!errors.As(err, &ne) || !ne.Timeout()) {
+				t.Fatalf("%v is not a net.Error timeout", err)
 			}
 		})
 	}
@@ -160,13 +147,37 @@ func TestDeadlinePassedMeanwhile(t *testing.T) {
 	})
 	time.Sleep(100 * time.Millisecond)
 	pa.Write([]byte("x"))
+	if err := awaitErr(t, ended); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("got %v, want the deadline", err)
+	}
+}
+
+// readInTask starts a Task on l that attaches c and reads from it; it
+// returns once the Task waits in the loop, with the channel that gets the
+// read's error.
+func readInTask(l *Loop, c *Conn) <-chan error {
+	waiting := make(chan struct{})
+	ended := make(chan error, 1)
+	l.Go(func(tk *Task) {
+		tk.Attach(c)
+		close(waiting)
+		_, err := c.Read(make([]byte, 10))
+		ended <- err
+	})
+	<-waiting
+	time.Sleep(20 * time.Millisecond) // in the loop's wait by now
+	return ended
+}
+
+// awaitErr waits for a Task's error, failing the test after 5 s.
+func awaitErr(t *testing.T, ended <-chan error) error {
+	t.Helper()
 	select {
 	case err := <-ended:
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Fatalf("got %v, want the deadline", err)
-		}
+		return err
 	case <-time.After(5 * time.Second):
-		t.Fatal("the read of the expired socket waited")
+		t.Fatal("the wait did not end")
+		return nil
 	}
 }
 
@@ -230,18 +241,9 @@ func TestGroupClose(t *testing.T) {
 	}
 	_, srv := tcpPair(t)
 	c := wrap(t, srv)
-	ended := make(chan error, 1)
-	waiting := make(chan struct{})
-	g.Pick().Go(func(tk *Task) {
-		tk.Attach(c)
-		close(waiting)
-		_, err := c.Read(make([]byte, 1))
-		ended <- err
-	})
-	<-waiting
-	time.Sleep(20 * time.Millisecond)
+	ended := readInTask(g.Pick(), c)
 	g.Close()
-	if err := <-ended; !errors.Is(err, ErrStopped) {
+	if err := awaitErr(t, ended); !errors.Is(err, ErrStopped) {
 		t.Fatalf("got %v", err)
 	}
 	if g.Pick().Go(func(*Task) {}) {
