@@ -1,12 +1,13 @@
 package mysql
 
 import (
+	"github.com/switchyard-db/switchyard/lib/rawsys"
+
 	"io"
 	"net"
 	"os"
 	"sync"
 	"syscall"
-	"unsafe"
 )
 
 // sysWriter writes to a TCP socket with raw write(2) calls, made from inside
@@ -82,10 +83,10 @@ func (w sysWriter) Write(b []byte) (int, error) {
 // has room.
 func (st *writeState) write(fd uintptr) bool {
 	for len(st.rest) > 0 {
-		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(st.rest))), uintptr(len(st.rest)))
+		n, errno := rawsys.Write(fd, st.rest)
 		switch errno {
 		case 0:
-			st.n += int(n)
+			st.n += n
 			st.rest = st.rest[n:]
 		case syscall.EINTR:
 		case syscall.EAGAIN:

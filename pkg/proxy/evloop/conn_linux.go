@@ -1,6 +1,8 @@
 package evloop
 
 import (
+	"github.com/switchyard-db/switchyard/lib/rawsys"
+
 	"io"
 	"net"
 	"os"
@@ -8,7 +10,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -64,14 +65,12 @@ func Wrap(tc *net.TCPConn, w io.Writer) (*Conn, error) {
 const maxRawWrite = 64 << 10
 
 func (c *Conn) rawRead(fd uintptr) bool {
-	n, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(c.rb))), uintptr(len(c.rb)))
-	c.rn, c.rerr = int(n), errno
+	c.rn, c.rerr = rawsys.Read(fd, c.rb)
 	return true
 }
 
 func (c *Conn) rawWrite(fd uintptr) bool {
-	n, _, errno := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(c.wb))), uintptr(len(c.wb)))
-	c.wn, c.werr = int(n), errno
+	c.wn, c.werr = rawsys.Write(fd, c.wb)
 	return true
 }
 

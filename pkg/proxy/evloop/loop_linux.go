@@ -1,6 +1,8 @@
 package evloop
 
 import (
+	"github.com/switchyard-db/switchyard/lib/rawsys"
+
 	"errors"
 	"fmt"
 	"iter"
@@ -9,7 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -146,12 +147,12 @@ func newLoop() (*Loop, error) {
 // block); false makes the RawConn wait until the epoll descriptor is
 // readable, that is until some event is ready.
 func (l *Loop) pollOnce(uintptr) bool {
-	n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.epfd), uintptr(unsafe.Pointer(unsafe.SliceData(l.evbuf))), uintptr(len(l.evbuf)), 0, 0, 0)
+	n, errno := rawsys.EpollPoll(l.epfd, l.evbuf)
 	if errno != 0 {
 		l.nev = 0
 		return errno != unix.EINTR && errno != unix.EAGAIN
 	}
-	l.nev = int(n)
+	l.nev = n
 	return n > 0
 }
 
@@ -188,7 +189,7 @@ func (l *Loop) event(ev unix.EpollEvent) {
 	fd, gen := ev.Fd, uint32(ev.Pad)
 	if gen == 0 {
 		var b [8]byte
-		_, _, _ = unix.RawSyscall(unix.SYS_READ, uintptr(l.efd), uintptr(unsafe.Pointer(&b[0])), 8)
+		_, _ = rawsys.Read(uintptr(l.efd), b[:])
 		l.drain()
 		return
 	}
@@ -239,7 +240,7 @@ func (l *Loop) post(m msg) bool {
 	l.mu.Unlock()
 	if first {
 		one := [8]byte{1}
-		_, _, _ = unix.RawSyscall(unix.SYS_WRITE, uintptr(l.efd), uintptr(unsafe.Pointer(&one[0])), 8)
+		_, _ = rawsys.Write(uintptr(l.efd), one[:])
 	}
 	return true
 }
