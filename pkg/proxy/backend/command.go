@@ -29,7 +29,7 @@ func (s *Session) serve(resumed bool) error {
 			}
 			s.client.Release()
 			s.backend.Release()
-			if s.redirectPending() {
+			if s.lp != nil && s.redirectPending() {
 				s.offLoop() // the move dials
 			}
 			s.moveIfAsked()

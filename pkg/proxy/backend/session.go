@@ -147,7 +147,6 @@ func NewSession(id uint64, conn net.Conn, clientAddr netip.AddrPort, cfg *Config
 		cfg:        cfg,
 		router:     r,
 		lg:         lg,
-		client:     nil,
 		clientAddr: clientAddr,
 		since:      time.Now(),
 	}
