@@ -15,7 +15,7 @@
 #   build_proxy                        builds ./cmd/proxy into $OUT/proxy unless BENCH_PROXY_BIN
 #   start_proxy VAR CONFIG LOGFILE     starts $SW_BIN with PROXY_ARGS, its pid into VAR
 #   wait_sql PORT PID                  waits until a MySQL login through PORT works
-#   cpu_ticks PID / cpu_sample / rss_kb PID   /proc readings
+#   cpu_ticks PID / sys_ticks PID / cpu_sample / rss_kb PID   /proc readings
 
 TABLES=4
 TABLE_SIZE=10000
@@ -193,6 +193,13 @@ cpu_ticks() {
 	s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
 	s=${s##*) } # comm may contain spaces; fields restart after ") " at field 3
 	awk '{ print $12 + $13 }' <<<"$s"
+}
+# sys_ticks PID: stime alone (time in the kernel, system calls and what they run).
+sys_ticks() {
+	local s
+	s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+	s=${s##*) }
+	awk '{ print $13 }' <<<"$s"
 }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 # cpu_sample: "busy steal total" jiffies summed over all CPUs (/proc/stat; busy = user +

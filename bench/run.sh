@@ -354,6 +354,7 @@ ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(non)?volunta
 io_calls() { awk '$1 == "syscr:" { r = $2 } $1 == "syscw:" { w = $2 } END { print r + 0, w + 0 }' "/proc/$1/io" 2>/dev/null || echo "0 0"; }
 measure_begin() {
 	M_C0=$([[ -n "$1" ]] && cpu_ticks "$1" || echo 0)
+	M_K0=$([[ -n "$1" ]] && sys_ticks "$1" || echo 0)
 	M_IO0=$([[ -n "$1" ]] && io_calls "$1" || echo "0 0")
 	M_CS0=$([[ -n "$1" ]] && ctx_switches "$1" || echo 0)
 	M_SEG0=$(tcp_segments)
@@ -371,8 +372,9 @@ measure_end() {
 	M_SEG=$(($(tcp_segments) - M_SEG0))
 	M_IO=$([[ -n "$1" ]] && awk -v a="$M_IO0" -v b="$(io_calls "$1")" 'BEGIN { split(a, x, " "); split(b, y, " "); print y[1] - x[1], y[2] - x[2] }' || echo "0 0")
 	client=$(awk -v hz="$CLK_TCK" 'NF == 2 { printf "%d", ($1 + $2) * hz }' "$TMP/time")
-	M_PCPU=-
-	[[ -n "$1" ]] && M_PCPU=$(((c1 - M_C0) * 1000000 / CLK_TCK))
+	M_PCPU=- M_KERN=0
+	[[ -n "$1" ]] && M_PCPU=$(((c1 - M_C0) * 1000000 / CLK_TCK)) &&
+		M_KERN=$((c1 > M_C0 ? ($(sys_ticks "$1") - M_K0) * 100 / (c1 - M_C0) : 0))
 	M_DCPU=$(((d1 - M_D0) * 1000000 / CLK_TCK))
 	read -r M_STEAL M_OTHER < <(awk -v a="$M_S0" -v b="$s1" -v o=$((o1 - M_O0 + ${client:-0})) 'BEGIN {
 		split(a, x, " "); split(b, y, " "); d = y[3] - x[3]; f = y[1] - x[1] - o
@@ -414,9 +416,10 @@ run_one() {
 	# there) and context switches per query (all threads): the proxy's system calls and
 	# wake-ups are most of its CPU, so they are the first thing to compare with HAProxy's.
 	# seg/q: TCP segments the whole machine sent per query (both hops, pure ACKs included):
-	# each costs the sender the receiver's TCP input on loopback.
+	# each costs the sender the receiver's TCP input on loopback. kern: the share of the
+	# proxy's CPU spent in the kernel (stime), the rest being its own code.
 	[[ "$status" == ok && "$pcpu" != - && "$q" -gt 0 ]] &&
-		cpuq=$(awk -v c="$pcpu" -v q="$q" -v io="$M_IO" -v cs="$M_CS" -v seg="$M_SEG" 'BEGIN { split(io, n, " "); printf "  proxy %5.1f us/q %4.2f r/q %4.2f w/q %4.2f cs/q %4.2f seg/q", c / q, n[1] / q, n[2] / q, cs / q, seg / q }')
+		cpuq=$(awk -v c="$pcpu" -v q="$q" -v io="$M_IO" -v cs="$M_CS" -v seg="$M_SEG" -v k="$M_KERN" 'BEGIN { split(io, n, " "); printf "  proxy %5.1f us/q (kern %2d%%) %4.2f r/q %4.2f w/q %4.2f cs/q %4.2f seg/q", c / q, k, n[1] / q, n[2] / q, cs / q, seg / q }')
 	if [[ "$status" == ok ]]; then
 		log "$(printf '[%3d/%d] %-8s %-12s t=%-2s %-10s r%s: %7.0f qps  p95 %7.3f  p99 %7.3f ms%s  steal %s%%  other %s%%' \
 			"$RUN_NO" "$TOTAL_RUNS" "$pl" "$wl" "$th" "$tg" "$rep" "$qps" "$p95" "$p99" "$cpuq" "$steal" "$other")"
