@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/switchyard-db/switchyard/lib/config"
+	"github.com/switchyard-db/switchyard/lib/memtrim"
 	cfgmgr "github.com/switchyard-db/switchyard/pkg/manager/config"
 	"github.com/switchyard-db/switchyard/pkg/server"
 	"go.uber.org/zap"
@@ -139,6 +140,12 @@ func runWith(args []string, stdout, stderr io.Writer) int {
 		lg.Error("cannot start the proxy", zap.Error(err))
 		return 1
 	}
+	// Memory a quiet proxy no longer uses goes back to the OS (lib/memtrim);
+	// one goroutine for the process, ended before the shutdown.
+	trimCtx, stopTrim := context.WithCancel(context.Background())
+	go memtrim.Run(trimCtx, memtrim.DefaultInterval, func(before, after uint64) {
+		lg.Debug("returned memory to the OS", zap.Uint64("held-bytes-before", before), zap.Uint64("held-bytes-after", after))
+	})
 	var sig os.Signal
 	for sig == nil {
 		select {
@@ -149,6 +156,7 @@ func runWith(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	signal.Stop(hup)
+	stopTrim()
 	lg.Info("signal received, shutting down gracefully (send it again to stop at once)", zap.Stringer("signal", sig))
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
