@@ -48,7 +48,7 @@ func (p *ctlProxy) config(clusters ...string) string {
 	for _, name := range clusters {
 		fmt.Fprintf(&b, "\n[[cluster]]\nname = %q\netcd-endpoints = [%q]\n", name, endpoints[name])
 	}
-	return b.String()
+	return testenv.WithEventLoops(b.String())
 }
 
 func startCtlProxy(t *testing.T) *ctlProxy {

@@ -102,10 +102,12 @@ type Proxy struct {
 	proc *process
 }
 
-// withEventLoops sets proxy.event-loops to $SWITCHYARD_E2E_EVENT_LOOPS in a
+// WithEventLoops sets proxy.event-loops to $SWITCHYARD_E2E_EVENT_LOOPS in a
 // config that does not set it, so that the whole suite can run with
-// sessions on event loops (make test-e2e-loops).
-func withEventLoops(configTOML string) string {
+// sessions on event loops (`SWITCHYARD_E2E_EVENT_LOOPS=2 make e2e`).
+// StartProxy applies it; a test that writes or compares config text of its
+// own applies it too, so that what it writes keeps the running setting.
+func WithEventLoops(configTOML string) string {
 	n := os.Getenv("SWITCHYARD_E2E_EVENT_LOOPS")
 	if n == "" || strings.Contains(configTOML, "event-loops") {
 		return configTOML
@@ -142,7 +144,7 @@ func StartProxy(t testing.TB, bin, configTOML string) *Proxy {
 	if _, port, err := net.SplitHostPort(cfg.Proxy.Addr); err != nil || port == "0" {
 		t.Fatalf("testenv: proxy config needs [proxy] addr with a fixed port (see FreeAddr), got %q", cfg.Proxy.Addr)
 	}
-	configTOML = withEventLoops(configTOML)
+	configTOML = WithEventLoops(configTOML)
 	dir := t.TempDir()
 	p := &Proxy{
 		Addr:       cfg.Proxy.Addr,
