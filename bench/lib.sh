@@ -187,20 +187,18 @@ wait_sql() {
 
 # ---------------------------------------------------------------- /proc readings
 CLK_TCK=$(getconf CLK_TCK)
-# cpu_ticks PID: utime+stime of the whole process (all threads), in clock ticks.
-cpu_ticks() {
-	local s
-	s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-	s=${s##*) } # comm may contain spaces; fields restart after ") " at field 3
-	awk '{ print $12 + $13 }' <<<"$s"
-}
-# sys_ticks PID: stime alone (time in the kernel, system calls and what they run).
-sys_ticks() {
+# stat_ticks PID AWK-EXPR: fields of /proc/PID/stat, numbered from the state after the command
+# name (which may contain spaces): utime is $12, stime $13, in clock ticks.
+stat_ticks() {
 	local s
 	s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
 	s=${s##*) }
-	awk '{ print $13 }' <<<"$s"
+	awk "{ print $2 }" <<<"$s"
 }
+# cpu_ticks PID: utime+stime of the whole process (all threads).
+cpu_ticks() { stat_ticks "$1" '$12 + $13'; }
+# sys_ticks PID: stime alone (time in the kernel: system calls and what they run).
+sys_ticks() { stat_ticks "$1" '$13'; }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 # cpu_sample: "busy steal total" jiffies summed over all CPUs (/proc/stat; busy = user +
 # nice + system + irq + softirq; guest time is already inside user).
