@@ -157,8 +157,8 @@ func testFleetHungBackend(t *testing.T, etcd *testenv.Etcd, db *testenv.MariaDB)
 	pinned := pinConn(t, env.nodes[0].SQLAddr, b)
 
 	stopAt := env.mark("-", "SIGSTOP backend "+b.Addr())
-	require.NoError(t, syscall.Kill(b.Pid(), syscall.SIGSTOP))
 	t.Cleanup(func() { _ = syscall.Kill(b.Pid(), syscall.SIGCONT) })
+	require.NoError(t, testenv.Freeze(b.Pid()))
 
 	// A statement on the existing session: an error at the timeout.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

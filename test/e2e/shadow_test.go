@@ -160,7 +160,7 @@ func TestShadowing(t *testing.T) {
 	require.NoError(t, p.Signal(syscall.SIGHUP))
 	require.Eventually(t, func() bool { return oneShadow(t, base).QueueSize == 1 }, 30*time.Second, 50*time.Millisecond)
 	require.EqualValues(t, 3, oneShadow(t, base).Mismatches, "counters survive the reload")
-	require.NoError(t, syscall.Kill(dst.Pid(), syscall.SIGSTOP))
+	require.NoError(t, testenv.Freeze(dst.Pid()))
 	resumed := false
 	resume := func() {
 		if !resumed {
