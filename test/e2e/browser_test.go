@@ -241,8 +241,12 @@ func (b *browser) waitDOM(ready func(d *dom) bool) *dom {
 	defer cancel()
 	var d *dom
 	for {
-		d = parseDOM(b.eval("document.documentElement ? document.documentElement.outerHTML : ''"))
-		if ready(d) {
+		// Only a parsed document: a snapshot taken while the parser is still
+		// at work can hold an element whose text has not arrived yet (CI
+		// once saw the sign-in page's <h1></h1> empty).
+		html := b.eval("document.readyState === 'complete' && document.documentElement ? document.documentElement.outerHTML : ''")
+		d = parseDOM(html)
+		if html != "" && ready(d) {
 			return d
 		}
 		select {
