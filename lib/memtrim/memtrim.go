@@ -35,6 +35,7 @@ type Sample struct {
 	Allocs  uint64 // bytes allocated since the process started
 	Objects uint64 // bytes of heap objects now, live or not yet collected
 	GCs     uint64 // collections completed since the process started
+	Held    uint64 // bytes the runtime holds from the OS and has not released
 }
 
 // Policy decides, one sample per interval, whether to trim.
@@ -85,14 +86,15 @@ func Run(ctx context.Context, interval time.Duration, onTrim func(before, after 
 			return
 		case <-t.C:
 		}
-		if !p.Step(read()) {
+		s := read()
+		if !p.Step(s) {
 			continue
 		}
-		before := held()
 		debug.FreeOSMemory()
-		p.Trimmed(read())
+		after := read()
+		p.Trimmed(after)
 		if onTrim != nil {
-			onTrim(before, held())
+			onTrim(s.Held, after.Held)
 		}
 	}
 }
@@ -101,6 +103,8 @@ var sampleNames = []string{
 	"/gc/heap/allocs:bytes",
 	"/memory/classes/heap/objects:bytes",
 	"/gc/cycles/total:gc-cycles",
+	"/memory/classes/total:bytes",
+	"/memory/classes/heap/released:bytes",
 }
 
 func read() Sample {
@@ -109,12 +113,10 @@ func read() Sample {
 		m[i].Name = n
 	}
 	metrics.Read(m)
-	return Sample{Allocs: m[0].Value.Uint64(), Objects: m[1].Value.Uint64(), GCs: m[2].Value.Uint64()}
-}
-
-// held is the memory the Go runtime holds from the OS and has not released.
-func held() uint64 {
-	m := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
-	metrics.Read(m)
-	return m[0].Value.Uint64() - m[1].Value.Uint64()
+	return Sample{
+		Allocs:  m[0].Value.Uint64(),
+		Objects: m[1].Value.Uint64(),
+		GCs:     m[2].Value.Uint64(),
+		Held:    m[3].Value.Uint64() - m[4].Value.Uint64(),
+	}
 }
