@@ -15,7 +15,7 @@
 #   build_proxy                        builds ./cmd/proxy into $OUT/proxy unless BENCH_PROXY_BIN
 #   start_proxy VAR CONFIG LOGFILE     starts $SW_BIN with PROXY_ARGS, its pid into VAR
 #   wait_sql PORT PID                  waits until a MySQL login through PORT works
-#   cpu_ticks PID / sys_ticks PID / cpu_sample / rss_kb PID   /proc readings
+#   cpu_ticks PID / cpu_sys_ticks PID / cpu_sample / rss_kb PID   /proc readings
 
 TABLES=4
 TABLE_SIZE=10000
@@ -197,8 +197,9 @@ stat_ticks() {
 }
 # cpu_ticks PID: utime+stime of the whole process (all threads).
 cpu_ticks() { stat_ticks "$1" '$12 + $13'; }
-# sys_ticks PID: stime alone (time in the kernel: system calls and what they run).
-sys_ticks() { stat_ticks "$1" '$13'; }
+# cpu_sys_ticks PID: "utime+stime stime" from one reading (stime: time in the kernel, system
+# calls and what they run).
+cpu_sys_ticks() { stat_ticks "$1" '$12 + $13, $13'; }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 # cpu_sample: "busy steal total" jiffies summed over all CPUs (/proc/stat; busy = user +
 # nice + system + irq + softirq; guest time is already inside user).

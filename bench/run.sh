@@ -353,8 +353,7 @@ tcp_segments() { awk '$1 == "Tcp:" && $12 ~ /^[0-9]+$/ { print $12; exit }' /pro
 ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches:/ { n += $2 } END { print n + 0 }'; }
 io_calls() { awk '$1 == "syscr:" { r = $2 } $1 == "syscw:" { w = $2 } END { print r + 0, w + 0 }' "/proc/$1/io" 2>/dev/null || echo "0 0"; }
 measure_begin() {
-	M_C0=$([[ -n "$1" ]] && cpu_ticks "$1" || echo 0)
-	M_K0=$([[ -n "$1" ]] && sys_ticks "$1" || echo 0)
+	read -r M_C0 M_K0 <<<"$([[ -n "$1" ]] && cpu_sys_ticks "$1" || echo 0 0)"
 	M_IO0=$([[ -n "$1" ]] && io_calls "$1" || echo "0 0")
 	M_CS0=$([[ -n "$1" ]] && ctx_switches "$1" || echo 0)
 	M_SEG0=$(tcp_segments)
@@ -363,18 +362,18 @@ measure_begin() {
 	M_S0=$(cpu_sample)
 }
 measure_end() {
-	local s1 o1 d1 c1 client
+	local s1 o1 d1 c1 k1 client
 	s1=$(cpu_sample)
 	o1=$(ours_ticks)
 	d1=$(cpu_ticks "$DB_PID")
-	c1=$([[ -n "$1" ]] && cpu_ticks "$1" || echo 0)
+	read -r c1 k1 <<<"$([[ -n "$1" ]] && cpu_sys_ticks "$1" || echo 0 0)"
 	M_CS=$([[ -n "$1" ]] && echo $(($(ctx_switches "$1") - M_CS0)) || echo 0)
 	M_SEG=$(($(tcp_segments) - M_SEG0))
 	M_IO=$([[ -n "$1" ]] && awk -v a="$M_IO0" -v b="$(io_calls "$1")" 'BEGIN { split(a, x, " "); split(b, y, " "); print y[1] - x[1], y[2] - x[2] }' || echo "0 0")
 	client=$(awk -v hz="$CLK_TCK" 'NF == 2 { printf "%d", ($1 + $2) * hz }' "$TMP/time")
 	M_PCPU=- M_KERN=0
 	[[ -n "$1" ]] && M_PCPU=$(((c1 - M_C0) * 1000000 / CLK_TCK)) &&
-		M_KERN=$((c1 > M_C0 ? ($(sys_ticks "$1") - M_K0) * 100 / (c1 - M_C0) : 0))
+		M_KERN=$((c1 > M_C0 ? (${k1:-0} - ${M_K0:-0}) * 100 / (c1 - M_C0) : 0))
 	M_DCPU=$(((d1 - M_D0) * 1000000 / CLK_TCK))
 	read -r M_STEAL M_OTHER < <(awk -v a="$M_S0" -v b="$s1" -v o=$((o1 - M_O0 + ${client:-0})) 'BEGIN {
 		split(a, x, " "); split(b, y, " "); d = y[3] - x[3]; f = y[1] - x[1] - o
