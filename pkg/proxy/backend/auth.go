@@ -21,6 +21,8 @@ import (
 // one side is TLS: then the password crosses the proxy, which encrypts it
 // for the backend (RSA) or decrypts it from the client with its own key.
 func (s *Session) relayAuth(initial bool) (ok bool, err error) {
+	// The scramble serves this exchange only: an idle session does not keep it.
+	defer func() { s.backendSalt = nil }()
 	plugin := ""
 	for {
 		data, err := s.backend.ReadPacket(maxAuthPacket)
@@ -65,13 +67,16 @@ func (s *Session) relayAuth(initial bool) (ok bool, err error) {
 			if err != nil {
 				return false, err
 			}
-			s.mig.plugin = plugin
-			if plugin == mysql.AuthNativePassword {
-				// Kept for migration (credential.go); zeroed at once when
-				// the cluster has no migration account.
-				s.mig.cred.capture(req.Data, reply)
-			} else {
-				s.mig.cred.zero()
+			if initial || s.mig.on {
+				// Kept for migration (credential.go); dropped at once when
+				// the session cannot move (startMigrationTracking).
+				rec := s.mig.record()
+				rec.plugin = plugin
+				if plugin == mysql.AuthNativePassword {
+					rec.cred.capture(req.Data, reply)
+				} else {
+					rec.cred.zero()
+				}
 			}
 			if err := s.sendBackend(reply); err != nil {
 				return false, err

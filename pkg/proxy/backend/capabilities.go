@@ -82,7 +82,7 @@ type greetingOffer struct {
 func (s *Session) offer() greetingOffer {
 	var info *observer.ServerInfo
 	if s.cfg.Greeting != nil {
-		info = s.cfg.Greeting.ServerInfo(s.localAddr, s.clientAddr)
+		info = s.cfg.Greeting.ServerInfo(s.ci.LocalAddr, s.ci.ClientAddr)
 	}
 	o := offerFor(info)
 	if s.cfg.ServerVersion != "" {

@@ -100,13 +100,13 @@ func (c *nativeCredential) answer(salt []byte) []byte {
 // session. A failure is sticky and becomes the reason the session cannot
 // move.
 func (s *Session) ensureCredential(ctx context.Context, addr string) error {
-	c := &s.mig.cred
+	c := &s.mig.rec.cred
 	if c.empty || c.stage1 != nil {
 		return nil
 	}
 	if !c.captured() {
-		s.mig.credErr = fmt.Sprintf("the login of user %s could not be recorded for re-use", s.state.user)
-		return errors.New(s.mig.credErr)
+		s.mig.rec.credErr = fmt.Sprintf("the login of user %s could not be recorded for re-use", s.state.user)
+		return errors.New(s.mig.rec.credErr)
 	}
 	user, pw, ok := s.cfg.MigrationAccount(s.lease.Cluster())
 	if !ok {
@@ -142,8 +142,8 @@ func (s *Session) ensureCredential(ctx context.Context, addr string) error {
 		clear(h) // the stored hashes are secrets too
 	}
 	if !recovered {
-		s.mig.credErr = fmt.Sprintf("no stored mysql_native_password hash of user %s matches its login (password changed since?)", s.state.user)
-		return errors.New(s.mig.credErr)
+		s.mig.rec.credErr = fmt.Sprintf("no stored mysql_native_password hash of user %s matches its login (password changed since?)", s.state.user)
+		return errors.New(s.mig.rec.credErr)
 	}
 	return nil
 }
@@ -175,7 +175,7 @@ func (s *Session) loginNative(ctx context.Context, addr, user, db string, cred *
 		case mysql.OKHeader:
 			_ = be.SetDeadline(time.Time{})
 			// Compression starts right after the login's OK.
-			if err := be.SetCompression(compressionOf(caps), s.zstdLevel); err != nil {
+			if err := be.SetCompression(compressionOf(caps), int(s.zstdLevel)); err != nil {
 				return fail(err)
 			}
 			return be, caps, nil

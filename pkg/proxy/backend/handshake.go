@@ -18,10 +18,7 @@ var errSessionEnded = errors.New("session ended")
 // handshake greets the client, reads its response, routes the session,
 // connects to the backend and relays authentication until OK or ERR.
 func (s *Session) handshake(ctx context.Context) error {
-	if s.cfg.HandshakeTimeout > 0 {
-		s.handshakeDeadline = time.Now().Add(s.cfg.HandshakeTimeout)
-		_ = s.client.SetDeadline(s.handshakeDeadline)
-	}
+	_ = s.client.SetDeadline(s.handshakeDeadline())
 	salt := mysql.NewSalt(20)
 	o := s.offer()
 	offer := o.capability
@@ -86,12 +83,11 @@ func (s *Session) handshake(ctx context.Context) error {
 	}
 	s.clientCap = resp.Capability
 	s.charset = resp.Charset
-	s.zstdLevel = int(resp.ZstdLevel)
+	s.zstdLevel = resp.ZstdLevel
 	s.state.user, s.state.db = resp.User, resp.DB
 	s.logUser = resp.User
 
-	s.hsResp = &mysql.HandshakeResponse{Capability: resp.Capability, MaxPacket: resp.MaxPacket,
-		Charset: resp.Charset, Attrs: resp.Attrs, ZstdLevel: resp.ZstdLevel}
+	s.clientMaxPacket, s.clientAttrs = resp.MaxPacket, resp.Attrs
 	if err := s.connectBackend(ctx, resp); err != nil {
 		return err
 	}
@@ -126,11 +122,11 @@ func compressionOf(capability uint32) mysql.CompressAlgorithm {
 // response to the backend, trying other backends when one cannot be
 // reached.
 func (s *Session) connectBackend(ctx context.Context, resp *mysql.HandshakeResponse) error {
-	ci := router.ClientInfo{User: resp.User, DB: resp.DB, ClientAddr: s.clientAddr, LocalAddr: s.localAddr}
+	s.ci.User, s.ci.DB = resp.User, resp.DB
 	if st := s.client.TLSState(); st != nil {
-		ci.ServerName = st.ServerName
+		s.ci.ServerName = st.ServerName
 	}
-	s.ci = ci
+	ci := s.ci
 	var exclude []string
 	var lastErr error
 	fullRetries := 0
@@ -214,7 +210,7 @@ func (s *Session) waitForSlot(ctx context.Context, retries *int) bool {
 	}
 	wait := fullServerBackoff[*retries]
 	*retries++
-	if !s.handshakeDeadline.IsZero() && time.Until(s.handshakeDeadline) < wait {
+	if d := s.handshakeDeadline(); !d.IsZero() && time.Until(d) < wait {
 		return false
 	}
 	t := time.NewTimer(wait)
@@ -240,7 +236,7 @@ func (s *Session) openBackend(ctx context.Context, lease router.Lease, resp *mys
 	}
 	// From here on the backend waits for the client's answers: the whole
 	// login is bounded by the handshake deadline, not the connect timeout.
-	_ = be.SetDeadline(s.handshakeDeadline)
+	_ = be.SetDeadline(s.handshakeDeadline())
 	s.backendCap = caps
 	s.backendExt, s.backendConnID = s.dialed.ext, s.dialed.connID
 	s.dialed = dialedIdent{}
@@ -322,17 +318,16 @@ func (s *Session) dialBackend(ctx context.Context, addr string, login backendLog
 		return fail(mysql.NewError(mysql.ErSecureTransportRequired,
 			"Switchyard: backend %s does not offer TLS and require-backend-tls is set", addr))
 	}
-	resp := s.hsResp
 	out := &mysql.HandshakeResponse{
 		Capability:    bc,
-		MaxPacket:     resp.MaxPacket,
-		Charset:       resp.Charset,
+		MaxPacket:     s.clientMaxPacket,
+		Charset:       s.charset,
 		User:          login.user,
 		AuthData:      login.auth(hs.Salt),
 		DB:            login.db,
 		AuthPlugin:    login.plugin,
-		Attrs:         resp.Attrs,
-		ZstdLevel:     resp.ZstdLevel,
+		Attrs:         s.clientAttrs,
+		ZstdLevel:     s.zstdLevel,
 		ExtCapability: bext,
 	}
 	if bc&mysql.ClientZstdCompression != 0 && out.ZstdLevel == 0 {
@@ -368,7 +363,7 @@ func (s *Session) writeProxyHeader(be *mysql.PacketIO, conn net.Conn) error {
 		return errors.New("backend address is not TCP")
 	}
 	// Flushed at once: some servers read the header before they greet.
-	if err := be.WriteRaw(mysql.AppendProxyHeaderV2(nil, s.clientAddr, dst.AddrPort())); err != nil {
+	if err := be.WriteRaw(mysql.AppendProxyHeaderV2(nil, s.ci.ClientAddr, dst.AddrPort())); err != nil {
 		return err
 	}
 	return be.Flush()

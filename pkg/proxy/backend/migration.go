@@ -53,8 +53,18 @@ type claimer interface {
 type migration struct {
 	// on is set at login when the cluster had a migration account: the
 	// session then tracks what a move must replay (sysvars, user variable
-	// names, statement texts, locks and temporary tables).
+	// names, statement texts, locks and temporary tables). rec is then set.
 	on bool
+	// rec is what a move needs from the login and tracking. A login makes
+	// it; it is dropped, its secrets zeroed, as soon as the session cannot
+	// move, so that a session of a cluster without a migration account
+	// (the default) keeps none.
+	rec *migRecord
+	ids stmtIDs
+}
+
+// migRecord is a movable session's login credential and tracked state.
+type migRecord struct {
 	// plugin is the authentication plugin the backend switched the client
 	// to at login; credentials are recoverable only for native passwords.
 	plugin string
@@ -62,11 +72,29 @@ type migration struct {
 	// credErr is why the credential could not be recovered (sticky).
 	credErr string
 	track   tracked
-	ids     stmtIDs
+}
+
+// record returns the record, made on first use.
+func (m *migration) record() *migRecord {
+	if m.rec == nil {
+		m.rec = &migRecord{}
+	}
+	return m.rec
+}
+
+// drop turns tracking off and forgets the record, its secrets zeroed.
+func (m *migration) drop() {
+	m.on = false
+	m.forget()
+	m.rec = nil
 }
 
 // forget zeroes the secrets; called once the session ends.
-func (m *migration) forget() { m.cred.zero() }
+func (m *migration) forget() {
+	if m.rec != nil {
+		m.rec.cred.zero()
+	}
+}
 
 // Redirect asks the session to move to targetAddr, a backend of its own
 // cluster, at its next safe point. It does not block. It returns false when
@@ -76,16 +104,23 @@ func (s *Session) Redirect(targetAddr string) bool {
 	return s.redirectTo(targetAddr, "")
 }
 
+// redirectReq is a pending Redirect: where to, why ("" when asked through
+// Redirect) and since when.
+type redirectReq struct {
+	target, reason string
+	at             time.Time
+}
+
 func (s *Session) redirectTo(target, reason string) bool {
 	if s.closed.Load() {
 		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.lease == nil || (s.redirect != "" && s.redirect != target) {
+	if s.lease == nil || (s.redirect != nil && s.redirect.target != target) {
 		return false
 	}
-	s.redirect, s.redirectReason, s.redirectAt = target, reason, time.Now()
+	s.redirect = &redirectReq{target: target, reason: reason, at: time.Now()}
 	if s.idle && !s.info.Load().InTransaction {
 		// Nobody will reach a safe point on the session goroutine until
 		// the client speaks: move it from here, under cmdMu. (Inside a
@@ -135,8 +170,8 @@ func (s *Session) notMigratable() string {
 		return s.tidbNotMigratable()
 	case !s.mig.on:
 		return reasonNoAccountAtLogin
-	case s.mig.credErr != "":
-		return s.mig.credErr
+	case s.mig.rec.credErr != "":
+		return s.mig.rec.credErr
 	case s.state.inTxn:
 		return "in a transaction"
 	case s.state.openCursors > 0:
@@ -144,7 +179,7 @@ func (s *Session) notMigratable() string {
 	case s.hasLongData():
 		return "has pending COM_STMT_SEND_LONG_DATA"
 	}
-	return s.mig.track.sticky()
+	return s.mig.rec.track.sticky()
 }
 
 func (s *Session) hasLongData() bool {
@@ -169,7 +204,7 @@ func (s *Session) canFailover() string {
 	if why := s.accountMissing(s.lease.Cluster()); why != "" {
 		return why
 	}
-	if len(s.mig.track.userVars) > 0 {
+	if len(s.mig.rec.track.userVars) > 0 {
 		return "user variables are set and cannot be read back from a dead backend"
 	}
 	return ""
@@ -179,11 +214,12 @@ func (s *Session) canFailover() string {
 // commands, cmdMu held).
 func (s *Session) moveIfAsked() {
 	s.mu.Lock()
-	target, reason, at := s.redirect, s.redirectReason, s.redirectAt
+	req := s.redirect
 	s.mu.Unlock()
-	if target == "" {
+	if req == nil {
 		return
 	}
+	target, reason, at := req.target, req.reason, req.at
 	from := s.lease.Addr()
 	if s.mig.on {
 		s.refreshLocks()
@@ -198,7 +234,7 @@ func (s *Session) moveIfAsked() {
 		return // not a safe point yet: try again after the next command
 	}
 	s.mu.Lock()
-	s.redirect = ""
+	s.redirect = nil
 	s.mu.Unlock()
 	if why != "" {
 		s.publishInfo()
@@ -351,22 +387,22 @@ func (s *Session) report(from, to, reason, result string, err error, at time.Tim
 // recorded login exchange is dropped at once.
 func (s *Session) startMigrationTracking() error {
 	if s.accountMissing(s.lease.Cluster()) != "" || s.backendCap&mysql.ClientSessionTrack == 0 {
-		s.mig.cred.zero()
+		s.mig.drop()
 		return nil
 	}
+	rec := s.mig.record()
 	s.mig.on = true
-	if s.mig.plugin != mysql.AuthNativePassword {
-		s.mig.credErr = fmt.Sprintf("user %s authenticates with %q; only mysql_native_password credentials can be re-used", s.state.user, s.mig.plugin)
+	if rec.plugin != mysql.AuthNativePassword {
+		rec.credErr = fmt.Sprintf("user %s authenticates with %q; only mysql_native_password credentials can be re-used", s.state.user, rec.plugin)
 	}
-	_ = s.backend.SetDeadline(s.handshakeDeadline)
+	_ = s.backend.SetDeadline(s.handshakeDeadline())
 	defer func() { _ = s.backend.SetDeadline(time.Time{}) }()
 	if err := execSQL(s.backend, s.backendCap, "SET SESSION session_track_system_variables = '*'"); err != nil {
 		var myErr *mysql.MySQLError
 		if errors.As(err, &myErr) {
 			// A server without it (or refusing it): the session just
 			// cannot move.
-			s.mig.on = false
-			s.mig.cred.zero()
+			s.mig.drop()
 			s.log(zap.InfoLevel, "backend refused session_track_system_variables; the session cannot migrate", zap.Error(err))
 			return nil
 		}
@@ -379,19 +415,19 @@ func (s *Session) startMigrationTracking() error {
 // afterReset is called after COM_CHANGE_USER or COM_RESET_CONNECTION
 // succeeded: the server forgot the session's state, tracking included.
 func (s *Session) afterReset() error {
-	s.mig.track.reset()
 	s.mig.ids = stmtIDs{}
 	if !s.mig.on {
 		return nil
 	}
+	rec := s.mig.rec
+	rec.track.reset()
 	// COM_CHANGE_USER may have brought another user and plugin.
-	s.mig.credErr = ""
-	if s.mig.plugin != mysql.AuthNativePassword {
-		s.mig.credErr = fmt.Sprintf("user %s authenticates with %q; only mysql_native_password credentials can be re-used", s.state.user, s.mig.plugin)
+	rec.credErr = ""
+	if rec.plugin != mysql.AuthNativePassword {
+		rec.credErr = fmt.Sprintf("user %s authenticates with %q; only mysql_native_password credentials can be re-used", s.state.user, rec.plugin)
 	}
 	if err := execSQL(s.backend, s.backendCap, "SET SESSION session_track_system_variables = '*'"); err != nil {
-		s.mig.on = false
-		s.mig.cred.zero()
+		s.mig.drop()
 		var myErr *mysql.MySQLError
 		if errors.As(err, &myErr) {
 			return nil
@@ -409,8 +445,8 @@ func (s *Session) observeStatement(pk mysql.Packet) {
 		return
 	}
 	if !pk.Complete {
-		s.mig.track.unseen = "ran a statement too large to inspect for migration"
+		s.mig.rec.track.unseen = "ran a statement too large to inspect for migration"
 		return
 	}
-	s.mig.track.observe(pk.Data[1:])
+	s.mig.rec.track.observe(pk.Data[1:])
 }

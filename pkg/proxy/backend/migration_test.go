@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -117,6 +118,47 @@ func TestMigratableSessionOutlivesHandshakeTimeout(t *testing.T) {
 	time.Sleep(2 * cfg.HandshakeTimeout)
 	var one int
 	require.NoError(t, conn.QueryRowContext(context.Background(), "SELECT 1").Scan(&one))
+}
+
+// TestLoginKeepsWhatOnlyAMoveNeedsOnlyWhenItCanMove: the login's recorded
+// exchange (the backend's scramble and the client's answer, from which a
+// move recovers the credential) is kept only by a session that can move.
+// Without a migration account the session drops it at login, with the
+// scramble of the backend exchange: secrets are not kept once they are not
+// needed, and an idle session holds no memory for them.
+func TestLoginKeepsWhatOnlyAMoveNeedsOnlyWhenItCanMove(t *testing.T) {
+	// kept reads the session's migration record under cmdMu, which an idle
+	// session gives up while it waits for its client.
+	kept := func(s *Session) (rec *migRecord, salt []byte) {
+		s.cmdMu.Lock()
+		defer s.cmdMu.Unlock()
+		return s.mig.rec, s.backendSalt
+	}
+	for _, movable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("movable=%v", movable), func(t *testing.T) {
+			b := startBackend(t)
+			cfg := baseConfig()
+			if movable {
+				cfg.MigrationAccount = func(string) (string, string, bool) { return "migrator", "pw", true }
+			}
+			p := startProxy(t, cfg, b.Addr())
+			_, conn := openConn(t, clientConfig(t, p.Addr(), "nate", "n4tive", ""))
+			var one int
+			require.NoError(t, conn.QueryRowContext(context.Background(), "SELECT 1").Scan(&one))
+			s := p.onlySession(t)
+			rec, salt := kept(s)
+			require.Nil(t, salt, "the backend's scramble outlived the login")
+			if !movable {
+				require.Nil(t, rec, "a session that cannot move kept its login exchange")
+				ok, _ := s.Migratable()
+				require.False(t, ok)
+				return
+			}
+			require.NotNil(t, rec)
+			require.True(t, rec.cred.captured(), "a movable session lost its login exchange")
+			require.Eventually(t, func() bool { ok, _ := s.Migratable(); return ok }, 5*time.Second, 10*time.Millisecond)
+		})
+	}
 }
 
 // placementAtReport records the backend the session's Info shows at the

@@ -97,7 +97,7 @@ func (s *Session) offLoop() {
 func (s *Session) redirectPending() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.redirect != ""
+	return s.redirect != nil
 }
 
 // releaseBackend gives the backend Conn back to blocking I/O before the

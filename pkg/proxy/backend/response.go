@@ -199,7 +199,7 @@ func (s *Session) trackOK(ok mysql.OKInfo) {
 			s.state.db = db
 		}
 		if s.mig.on {
-			mysql.SessionSysvars(ok.SessionState, s.mig.track.setSysvar)
+			mysql.SessionSysvars(ok.SessionState, s.mig.rec.track.setSysvar)
 		}
 	}
 }
@@ -247,7 +247,7 @@ func (s *Session) forwardPrepare(text []byte) error {
 	st := s.state.addStmt(id, binary.LittleEndian.Uint16(pk.Data[7:]), binary.LittleEndian.Uint16(pk.Data[5:]))
 	st.text = text
 	if s.mig.on && text == nil {
-		s.mig.track.unseen = "prepared a statement too large to prepare again elsewhere"
+		s.mig.rec.track.unseen = "prepared a statement too large to prepare again elsewhere"
 	}
 	// The digests count executes under the text they were prepared from.
 	if noted := s.notePrepared(id); st.text == nil {

@@ -34,9 +34,7 @@ type Session struct {
 	backend *mysql.PacketIO
 	lease   router.Lease
 
-	clientAddr netip.AddrPort
-	localAddr  netip.AddrPort
-	since      time.Time
+	since time.Time
 
 	// Negotiated capabilities on each side, and MariaDB's extended ones
 	// (capabilities.go).
@@ -48,31 +46,34 @@ type Session struct {
 	// charset is the client's handshake collation, reused when a
 	// COM_CHANGE_USER omits it.
 	charset byte
+	// zstdLevel is the client's zstd level, reused for new backends.
+	zstdLevel byte
+	// clientMaxPacket is the client's handshake max packet size.
+	clientMaxPacket uint32
 	// backendDead is set when the backend connection is known broken while
 	// the session was idle or after a failed statement; the next command
 	// first re-establishes the session elsewhere (failover) or fails.
 	backendDead bool
 	// serving is set once the login is done and commands flow.
 	serving bool
-	// (The fields are ordered so that a Session fits a smaller allocation
-	// class: 896 bytes, not 1,024.)
+	// (Every idle session holds a Session: it fits the 640-byte allocation
+	// class, and what only some sessions need hangs off pointers.)
 	// backendSalt is the scramble of the current authentication exchange
 	// with the backend (greeting, then each auth switch).
 	backendSalt []byte
-	// handshakeDeadline bounds the login on both connections (zero: none).
-	handshakeDeadline time.Time
 
 	state state
 	// inflight is what the session keeps about the command in flight; nil
 	// while parked (observe.go).
 	inflight *inflight
-	// ci is how the session was routed; failover routes it again.
+	// ci is how the session was routed; failover routes it again. Its
+	// ClientAddr (the real client, after a PROXY header) and LocalAddr (the
+	// proxy's address the client reached) are set from the start.
 	ci router.ClientInfo
-	// zstdLevel is the client's zstd level, reused for new backends.
-	zstdLevel int
-	// hsResp is the client's handshake response without its auth data:
-	// what a new backend connection repeats.
-	hsResp *mysql.HandshakeResponse
+	// clientAttrs are the client's connection attributes, which a new
+	// backend connection repeats with clientMaxPacket, charset and
+	// zstdLevel.
+	clientAttrs []byte
 
 	// cmdMu is held by the session goroutine except while it waits for the
 	// client's next command: whoever else touches the backend of an idle
@@ -100,9 +101,8 @@ type Session struct {
 	mu       sync.Mutex
 	idle     bool
 	draining bool
-	// redirect is the pending Redirect target ("" when none) and its reason.
-	redirect, redirectReason string
-	redirectAt               time.Time
+	// redirect is the pending Redirect (nil when none).
+	redirect *redirectReq
 	// obs records commands; nil without metrics.
 	obs CommandObserver
 	// closeErr, when set, ends the session at its next chance even inside a
@@ -143,20 +143,28 @@ type Info struct {
 // the real client address (from a PROXY header when one was accepted).
 func NewSession(id uint64, conn net.Conn, clientAddr netip.AddrPort, cfg *Config, r router.Router, lg *zap.Logger) *Session {
 	s := &Session{
-		id:         id,
-		cfg:        cfg,
-		router:     r,
-		lg:         lg,
-		clientAddr: clientAddr,
-		since:      time.Now(),
+		id:     id,
+		cfg:    cfg,
+		router: r,
+		lg:     lg,
+		ci:     router.ClientInfo{ClientAddr: clientAddr},
+		since:  time.Now(),
 	}
 	s.client = mysql.NewPacketIO(s.wrapConn(conn))
 	if la, ok := conn.LocalAddr().(*net.TCPAddr); ok {
-		s.localAddr = la.AddrPort()
+		s.ci.LocalAddr = la.AddrPort()
 	}
-	s.state.prepared = map[uint32]*stmtState{}
 	s.publishInfo()
 	return s
+}
+
+// handshakeDeadline bounds the login on both connections (zero: none):
+// handshake-timeout from the session's start, which Run begins with.
+func (s *Session) handshakeDeadline() time.Time {
+	if s.cfg.HandshakeTimeout <= 0 {
+		return time.Time{}
+	}
+	return s.since.Add(s.cfg.HandshakeTimeout)
 }
 
 // ID returns the session id (also the connection id sent to the client).
@@ -184,7 +192,7 @@ func (s *Session) publishInfo() {
 	}
 	in := &Info{
 		ID:                  s.id,
-		ClientAddr:          s.clientAddr.String(),
+		ClientAddr:          s.ci.ClientAddr.String(),
 		User:                s.state.user,
 		DB:                  s.state.db,
 		InTransaction:       s.state.inTxn,
@@ -310,7 +318,7 @@ func (s *Session) log(lvl zapcore.Level, msg string, fields ...zap.Field) {
 		return
 	}
 	all := make([]zap.Field, 0, 4+len(fields))
-	all = append(all, zap.Uint64("conn", s.id), zap.Stringer("client", s.clientAddr))
+	all = append(all, zap.Uint64("conn", s.id), zap.Stringer("client", s.ci.ClientAddr))
 	if s.logUser != "" {
 		all = append(all, zap.String("user", s.logUser))
 	}
@@ -427,7 +435,7 @@ func (s *Session) enterIdle() bool {
 		return false
 	}
 	s.idle = true
-	if s.redirect != "" && !s.state.inTxn {
+	if s.redirect != nil && !s.state.inTxn {
 		// Asked to move after this session's safe-point check: the move
 		// runs as for any idle session, once waitClient releases cmdMu.
 		s.moves.Add(1)

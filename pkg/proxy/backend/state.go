@@ -15,7 +15,8 @@ type state struct {
 	noAutocommit bool
 	// multiStatements follows COM_SET_OPTION.
 	multiStatements bool
-	prepared        map[uint32]*stmtState
+	// prepared is nil until the session's first prepared statement.
+	prepared map[uint32]*stmtState
 	// openCursors counts the prepared statements with cursorOpen set.
 	openCursors int
 }

@@ -74,6 +74,11 @@ func (st *state) stmtReset(p *stmtState) {
 func (st *state) addStmt(id uint32, params, columns uint16) *stmtState {
 	st.closeStmt(id)
 	p := &stmtState{params: params, columns: columns}
+	if st.prepared == nil {
+		// Made at the first statement: most sessions never prepare one,
+		// and an idle session's map would be memory it holds for nothing.
+		st.prepared = map[uint32]*stmtState{}
+	}
 	st.prepared[id] = p
 	return p
 }

@@ -41,7 +41,7 @@ func FuzzStmtCommands(f *testing.F) {
 	f.Add(cat(step(1, cursor, exec(0, 1)[:6]), step(1, cursor, exec(0, 1)[:5]), step(1, cursor, nil)))
 
 	f.Fuzz(func(t *testing.T, script []byte) {
-		st := &state{prepared: map[uint32]*stmtState{}}
+		st := &state{}
 		for n := 0; len(script) >= 4 && n < 64; n++ {
 			op, status, size := script[0]%7, binary.LittleEndian.Uint16(script[1:]), int(script[3])
 			script = script[4:]

@@ -130,7 +130,7 @@ func (tidbTransfer) open(s *Session, lease router.Lease) (*mysql.PacketIO, uint3
 		return fail(fmt.Errorf("unexpected packet 0x%02x during token login", data[0]))
 	}
 	_ = be.SetDeadline(time.Time{})
-	if err := be.SetCompression(compressionOf(caps), s.zstdLevel); err != nil {
+	if err := be.SetCompression(compressionOf(caps), int(s.zstdLevel)); err != nil {
 		return fail(err)
 	}
 	return be, caps, nil

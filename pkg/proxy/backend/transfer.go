@@ -62,7 +62,7 @@ func (replayTransfer) export(s *Session) (*exportedState, error) {
 	be := s.backend
 	_ = be.SetDeadline(time.Now().Add(s.cfg.ConnectTimeout))
 	defer func() { _ = be.SetDeadline(time.Time{}) }()
-	t := &s.mig.track
+	t := &s.mig.rec.track
 	st := &exportedState{}
 	if len(t.userVars) == 0 {
 		return st, nil
@@ -95,7 +95,7 @@ func (replayTransfer) open(s *Session, lease router.Lease) (*mysql.PacketIO, uin
 	if err := s.ensureCredential(ctx, lease.Addr()); err != nil {
 		return nil, 0, fmt.Errorf("%w: %v", errRefused, err)
 	}
-	be, caps, err := s.loginNative(ctx, lease.Addr(), s.state.user, s.state.db, &s.mig.cred, true)
+	be, caps, err := s.loginNative(ctx, lease.Addr(), s.state.user, s.state.db, &s.mig.rec.cred, true)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -107,11 +107,11 @@ func (replayTransfer) restore(s *Session, be *mysql.PacketIO, caps uint32, st *e
 	defer func() { _ = be.SetDeadline(time.Time{}) }()
 	ids := stmtIDs{toBackend: map[uint32]uint32{}, toClient: map[uint32]uint32{}, next: 1}
 	sets := []string{"session_track_system_variables = '*'"}
-	for _, name := range sortedVars(s.mig.track.sysvars) {
+	for _, name := range sortedVars(s.mig.rec.track.sysvars) {
 		if skipOnReplay[name] {
 			continue
 		}
-		sets = append(sets, "SESSION "+quoteIdent(name)+" = "+sysvarLiteral(name, s.mig.track.sysvars[name]))
+		sets = append(sets, "SESSION "+quoteIdent(name)+" = "+sysvarLiteral(name, s.mig.rec.track.sysvars[name]))
 	}
 	if err := execSQL(be, caps, "SET "+strings.Join(sets, ", ")); err != nil {
 		return ids, fmt.Errorf("restoring session variables: %w", err)
@@ -296,7 +296,7 @@ func charsetName(id uint16) string {
 // advisory locks it took by name; when it holds none, they are forgotten
 // and no longer keep the session where it is.
 func (s *Session) refreshLocks() {
-	t := &s.mig.track
+	t := &s.mig.rec.track
 	if len(t.locks) == 0 || s.backendDead {
 		return
 	}
