@@ -19,6 +19,8 @@
 #                           reaches before any MySQL work; relay-epoll-block and
 #                           relay-coro-block block the loop's thread in epoll_wait
 #   BENCH_IDLE_CONNS=5000   idle sessions for the RSS test (0 skips it)
+#   BENCH_IDLE_SETTLE=25    the RSS test samples 3 s after the last session opened, and again
+#                           after the sessions idled this many seconds (0: once only)
 #   BENCH_PROXY_BIN=path    use this Switchyard binary instead of building ./cmd/proxy
 #   BENCH_EVENT_LOOPS=0     proxy.event-loops of target switchyard (0: a goroutine per session)
 #   BENCH_LOOPS=$(nproc)    proxy.event-loops of target switchyard-loops (the same binary with its
@@ -61,6 +63,7 @@ THREADS=${BENCH_THREADS:-1 8 64}
 PLACEMENTS=${BENCH_PLACEMENTS:-unpinned pinned}
 TARGETS=${BENCH_TARGETS:-direct haproxy switchyard}
 IDLE_N=${BENCH_IDLE_CONNS:-5000}
+IDLE_SETTLE=${BENCH_IDLE_SETTLE:-25}
 TOPOLOGY=${BENCH_TOPOLOGY:-1}
 DIGESTS=${BENCH_DIGESTS:-1}
 DIGEST_THREADS=${BENCH_DIGEST_THREADS:-64}
@@ -519,7 +522,7 @@ fi
 # PID (the proxy; empty for direct) and of MariaDB.
 IDLE_LINES=()
 idle_test() {
-	local name=$1 port=$2 pid=$3 r0 r1 m0 m1 ipid opened="" fds=""
+	local name=$1 port=$2 pid=$3 r0 r1 r2="" m0 m1 ipid opened="" fds=""
 	r0=$([[ -n "$pid" ]] && rss_kb "$pid" || echo 0)
 	m0=$(rss_kb "$DB_PID")
 	"$OUT/idleconns" -addr "127.0.0.1:$port" -user "$DB_USER" -password "$DB_PASS" -db "$DB_NAME" \
@@ -543,6 +546,12 @@ idle_test() {
 	r1=$([[ -n "$pid" ]] && rss_kb "$pid" || echo 0)
 	m1=$(rss_kb "$DB_PID")
 	[[ -n "$pid" ]] && fds=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+	if [[ -n "$pid" ]] && ((IDLE_SETTLE > 0)); then
+		# Idle sessions, not just-opened ones: the logins' garbage is collected and
+		# given back, and parked sessions have released their buffers.
+		sleep "$IDLE_SETTLE"
+		r2=$(rss_kb "$pid")
+	fi
 	kill -TERM "$ipid" 2>/dev/null || true
 	wait "$ipid" 2>/dev/null || true
 	unregister "$ipid"
@@ -550,8 +559,9 @@ idle_test() {
 	((opened < IDLE_N)) && err=" (only $opened of $IDLE_N opened: $(head -c 200 "$TMP/idle-$name.err" | tr '\n' ' '))"
 	if ((opened > 0)); then
 		if [[ -n "$pid" ]]; then
-			line=$(awk -v n="$opened" -v a="$r0" -v b="$r1" -v ma="$m0" -v mb="$m1" -v f="$fds" -v nm="$name" 'BEGIN {
-				printf "- %s: **%.1f KiB per idle session** (VmRSS %.1f -> %.1f MiB, %s fds open)", nm, (b - a) / n, a / 1024, b / 1024, f }')
+			line=$(awk -v n="$opened" -v a="$r0" -v b="$r1" -v c="$r2" -v st="$IDLE_SETTLE" -v f="$fds" -v nm="$name" 'BEGIN {
+				printf "- %s: **%.1f KiB per idle session** (VmRSS %.1f -> %.1f MiB, %s fds open)", nm, (b - a) / n, a / 1024, b / 1024, f
+				if (c != "") printf "; **%.1f KiB** after %d s idle (VmRSS %.1f MiB)", (c - a) / n, st, c / 1024 }')
 		else
 			line=$(awk -v n="$opened" -v ma="$m0" -v mb="$m1" 'BEGIN {
 				printf "- direct (no proxy): MariaDB %.1f KiB per idle session (VmRSS %.1f -> %.1f MiB)", (mb - ma) / n, ma / 1024, mb / 1024 }')
