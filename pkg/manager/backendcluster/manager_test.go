@@ -286,7 +286,9 @@ func TestFailedRebuildKeepsOldAndRetries(t *testing.T) {
 		c := e.mgr.Cluster("east")
 		return c != old && c.Config().Labels["v"] == "2"
 	}, 10*time.Second, 10*time.Millisecond, "the retry builds the new runtime")
-	require.True(t, old.Closed(), "the old runtime is closed once replaced")
+	// The retry publishes the new runtime first and closes the old one after
+	// it, outside the manager's lock: wait for the close, do not race it.
+	require.Eventually(t, old.Closed, 10*time.Second, 10*time.Millisecond, "the old runtime is closed once replaced")
 	require.Empty(t, e.mgr.Pending())
 	require.Empty(t, e.mgr.BuildErrors())
 	require.Equal(t, []string{"east", "other", "east", "east"}, attempts)
