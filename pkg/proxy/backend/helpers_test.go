@@ -89,6 +89,16 @@ type testProxy struct {
 // startProxy serves cfg in front of the given backend addresses until the test ends.
 func startProxy(t testing.TB, cfg *Config, backends ...string) *testProxy {
 	t.Helper()
+	p := newTestProxy(t, cfg, backends...)
+	p.start(t)
+	return p
+}
+
+// newTestProxy listens for cfg in front of the given backend addresses but
+// serves nobody until start: cfg may still be changed in between (sessions
+// read it from their own goroutines once they run).
+func newTestProxy(t testing.TB, cfg *Config, backends ...string) *testProxy {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	p := &testProxy{
@@ -99,10 +109,15 @@ func startProxy(t testing.TB, cfg *Config, backends ...string) *testProxy {
 		sessions: map[*Session]struct{}{},
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	t.Cleanup(func() { _ = ln.Close() }) // also when start is never reached
+	return p
+}
+
+// start serves until the test ends.
+func (p *testProxy) start(t testing.TB) {
 	p.wg.Add(1)
 	go p.acceptLoop()
 	t.Cleanup(p.Close)
-	return p
 }
 
 func (p *testProxy) Addr() string { return p.ln.Addr().String() }

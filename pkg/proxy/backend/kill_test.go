@@ -76,8 +76,9 @@ func twoSessionsOnTwoBackends(t *testing.T) (one, two *mysqldouble.Server, p *te
 	one = mysqldouble.Start(t, mysqldouble.Config{NativeUsers: nativeUsers})
 	two = mysqldouble.Start(t, mysqldouble.Config{NativeUsers: nativeUsers})
 	cfg := baseConfig()
-	p = startProxy(t, cfg, one.Addr(), two.Addr())
-	cfg.Sessions = p
+	p = newTestProxy(t, cfg, one.Addr(), two.Addr())
+	cfg.Sessions = p // before any session can read it
+	p.start(t)
 	a = dialRaw(t, p.Addr())
 	rawNativeLogin(t, a, "nate", "n4tive")
 	b = dialRaw(t, p.Addr())
