@@ -74,6 +74,15 @@ type migRecord struct {
 	track   tracked
 }
 
+// checkPlugin sets credErr for the login's plugin: only a native
+// password's exchange lets a move recover the credential.
+func (r *migRecord) checkPlugin(user string) {
+	r.credErr = ""
+	if r.plugin != mysql.AuthNativePassword {
+		r.credErr = fmt.Sprintf("user %s authenticates with %q; only mysql_native_password credentials can be re-used", user, r.plugin)
+	}
+}
+
 // record returns the record, made on first use.
 func (m *migration) record() *migRecord {
 	if m.rec == nil {
@@ -390,11 +399,8 @@ func (s *Session) startMigrationTracking() error {
 		s.mig.drop()
 		return nil
 	}
-	rec := s.mig.record()
+	s.mig.record().checkPlugin(s.state.user)
 	s.mig.on = true
-	if rec.plugin != mysql.AuthNativePassword {
-		rec.credErr = fmt.Sprintf("user %s authenticates with %q; only mysql_native_password credentials can be re-used", s.state.user, rec.plugin)
-	}
 	_ = s.backend.SetDeadline(s.handshakeDeadline())
 	defer func() { _ = s.backend.SetDeadline(time.Time{}) }()
 	if err := execSQL(s.backend, s.backendCap, "SET SESSION session_track_system_variables = '*'"); err != nil {
@@ -422,10 +428,7 @@ func (s *Session) afterReset() error {
 	rec := s.mig.rec
 	rec.track.reset()
 	// COM_CHANGE_USER may have brought another user and plugin.
-	rec.credErr = ""
-	if rec.plugin != mysql.AuthNativePassword {
-		rec.credErr = fmt.Sprintf("user %s authenticates with %q; only mysql_native_password credentials can be re-used", s.state.user, rec.plugin)
-	}
+	rec.checkPlugin(s.state.user)
 	if err := execSQL(s.backend, s.backendCap, "SET SESSION session_track_system_variables = '*'"); err != nil {
 		s.mig.drop()
 		var myErr *mysql.MySQLError
