@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"time"
 )
 
@@ -40,6 +41,16 @@ func NewPacketIO(conn net.Conn) *PacketIO {
 	p.rd.init(conn)
 	p.wr.dst = newSysWriter(conn)
 	return p
+}
+
+// Socket is a wrapper of a TCP connection with nothing between its Write
+// and the socket, which PacketIO writes to as to a *net.TCPConn: with raw
+// write(2) calls on SyscallConn's descriptor (syswrite_linux.go).
+type Socket interface {
+	net.Conn
+	SyscallConn() (syscall.RawConn, error)
+	// TCPSocket marks the type as such a wrapper.
+	TCPSocket()
 }
 
 // SocketWriter is how PacketIO writes to conn: raw write(2) calls for a TCP

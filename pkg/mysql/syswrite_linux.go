@@ -29,7 +29,13 @@ import (
 // can reach"). A raw system call cannot be preempted, so writes larger than
 // rawWriteMax, whose copy takes longer, still go through net.Conn.Write.
 type sysWriter struct {
-	conn *net.TCPConn
+	conn rawSocket
+}
+
+// rawSocket is a *net.TCPConn, or a Socket.
+type rawSocket interface {
+	net.Conn
+	SyscallConn() (syscall.RawConn, error)
 }
 
 // rawWriteMax is the largest write made as a raw system call.
@@ -38,8 +44,11 @@ const rawWriteMax = 64 << 10
 // newSysWriter returns the writer for conn: a sysWriter for a TCP connection,
 // else conn itself.
 func newSysWriter(conn net.Conn) io.Writer {
-	if tc, ok := conn.(*net.TCPConn); ok {
-		return sysWriter{conn: tc}
+	switch c := conn.(type) {
+	case *net.TCPConn:
+		return sysWriter{conn: c}
+	case Socket:
+		return sysWriter{conn: c}
 	}
 	return conn
 }

@@ -141,6 +141,9 @@ func (w *idleWatch) watch() {
 	}
 	if w.registered || w.seen {
 		idle := w.onIdle != nil && !time.Now().Before(w.parkAt)
+		if idle && w.registered {
+			w.freezeLocked()
+		}
 		w.mu.Unlock()
 		if idle {
 			w.onIdle()
@@ -170,6 +173,30 @@ func (w *idleWatch) watch() {
 	if w.onIdle != nil {
 		w.timer.Reset(time.Until(w.parkAt))
 	}
+}
+
+// freezeLocked lets the socket of a session that idled parkAfter leave the
+// runtime's poller (sockConn): the registration is withdrawn, the socket
+// frozen, and registered again as the bare descriptor. Armed and
+// registered, the watch owns the connection: whoever reads it disarms the
+// watch first. Readability meanwhile is not lost: the new registration
+// reports a socket that is readable already. The caller holds w.mu.
+func (w *idleWatch) freezeLocked() {
+	if !canFreeze(w.conn) {
+		return
+	}
+	pollerRemove(w.conn, w.fd, w, w.gen)
+	// Also a registration that fired meanwhile (its event is dropped: the
+	// generation moves on), which would outlive the number's close.
+	pollerForgetConn(w.conn)
+	w.registered = false
+	freezeConn(w.conn)
+	w.gen++
+	fd, err := pollerAdd(w.conn, w, w.gen)
+	if err != nil {
+		return
+	}
+	w.registered, w.fd = true, fd
 }
 
 // readable runs on a goroutine of its own when registration gen saw the

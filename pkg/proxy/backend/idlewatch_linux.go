@@ -207,3 +207,22 @@ func pollerHas(fd int32, t pollTarget) bool {
 	r, ok := p.regs.get(fd)
 	return ok && r.t == t
 }
+
+// pollerForget takes descriptor fd out of the epoll set, whatever its
+// registration's state (a one-shot one that fired stays in the set,
+// disabled), before fd is closed while its socket stays open through
+// another descriptor: only the socket's last close would take it out then
+// (sockConn.thawLocked). Owners withdraw live registrations first
+// (pollerRemove); this also drops fired ones.
+func pollerForget(fd int32) {
+	p, _ := getPoller()
+	if p == nil {
+		return
+	}
+	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
+}
+
+// pollerForgetConn is pollerForget of conn's descriptor.
+func pollerForgetConn(conn net.Conn) {
+	_ = control(conn, func(fd int32) error { pollerForget(fd); return nil })
+}

@@ -36,10 +36,18 @@ type onLoop struct {
 	be *evloop.Conn
 }
 
-// wrapConn returns conn as an evloop Conn when loops are on and it is TCP.
+// wrapConn returns conn, when it is TCP, as an evloop Conn when loops are
+// on, else as a connection that a parked session freezes (sockconn_linux.go)
+// when sessions park.
 func (s *Session) wrapConn(conn net.Conn) net.Conn {
 	tc, ok := conn.(*net.TCPConn)
-	if !ok || s.cfg.Loops == nil {
+	if !ok {
+		return conn
+	}
+	if s.cfg.Loops == nil {
+		if _, parking := s.parkDelay(); parking {
+			return freezable(tc)
+		}
 		return conn
 	}
 	c, err := evloop.Wrap(tc, mysql.SocketWriter(tc))

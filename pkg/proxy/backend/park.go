@@ -116,6 +116,9 @@ func (s *Session) parkNow(err error) bool {
 	// Await took a read buffer and got nothing: a parked session holds
 	// none, nor the statement buffers its commands reuse (up to 4 KiB each).
 	s.client.Release()
+	// Its socket leaves the runtime's poller too (sockConn), and its
+	// net.TCPConn goes; the next read makes a new one.
+	freezeConn(s.client.RawConn())
 	s.park.gen++
 	fd, perr := pollerAdd(s.client.RawConn(), s, s.park.gen)
 	if perr != nil {

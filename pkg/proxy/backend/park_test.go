@@ -23,7 +23,21 @@ func (s *Session) parked() bool {
 	return s.park.parked
 }
 
-// requireAllParked waits until the proxy has n sessions, all parked.
+// frozen reports whether both of the session's sockets are bare
+// descriptors, out of the runtime's poller (sockconn_linux.go), as a parked
+// session's are; always true for a session on an event loop, whose
+// connections are the loop's and are not frozen.
+func (s *Session) frozen() bool {
+	if s.cfg.Loops != nil {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return isFrozen(s.client.RawConn()) && s.backend != nil && isFrozen(s.backend.RawConn())
+}
+
+// requireAllParked waits until the proxy has n sessions, all parked, with
+// both their sockets frozen.
 func (p *testProxy) requireAllParked(t *testing.T, n int) []*Session {
 	t.Helper()
 	var ss []*Session
@@ -32,7 +46,7 @@ func (p *testProxy) requireAllParked(t *testing.T, n int) []*Session {
 		defer p.mu.Unlock()
 		ss = ss[:0]
 		for s := range p.sessions {
-			if !s.parked() {
+			if !s.parked() || !s.frozen() {
 				return false
 			}
 			ss = append(ss, s)
@@ -175,11 +189,13 @@ func TestParkedSessionMoves(t *testing.T) {
 	tp := newTiDBPair(t, startTiDBDouble(t, key, nil), startTiDBDouble(t, key, nil))
 	tp.exec(t, "SET @x = 42")
 	require.Eventually(t, tp.s.parked, 5*time.Second, 5*time.Millisecond)
+	require.True(t, tp.s.frozen(), "the move starts from frozen sockets")
 	require.True(t, tp.s.Redirect(tp.target))
 	res := tp.log.wait(t, 1)
 	require.Equal(t, MigrationOK, res.Result, "%v", res.Err)
 	require.Equal(t, tp.target, tp.s.Info().Backend)
 	require.Eventually(t, tp.s.parked, 5*time.Second, 5*time.Millisecond, "still parked after the move")
+	require.Eventually(t, tp.s.frozen, 5*time.Second, 5*time.Millisecond, "the new backend's socket freezes too")
 	require.Equal(t, "42", tp.value(t, "SELECT @x"))
 }
 
