@@ -271,3 +271,63 @@ func TestIdleParkAfter(t *testing.T) {
 		}
 	})
 }
+
+// TestFrozenSocketsUnderTLS: a socket under TLS freezes and thaws below
+// it. A TLS client is not parked, so only its backend socket freezes; a
+// plain client over a TLS backend parks with both frozen. Either way the
+// statements after the freeze run on the same backend connection.
+func TestFrozenSocketsUnderTLS(t *testing.T) {
+	certs := testCerts(t)
+	clientTLSName := certs.RegisterMySQLTLS(t)
+	for _, tc := range []struct {
+		name                  string
+		clientTLS, backendTLS bool
+	}{
+		{"TLS client, plain backend", true, false},
+		{"plain client, TLS backend", false, true},
+		{"TLS client, TLS backend", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dbl := startBackend(t)
+			cfg := baseConfig()
+			cfg.ServerTLS = certs.ServerTLSConfig()
+			if tc.backendTLS {
+				cfg.BackendTLS = certs.ClientTLSConfig()
+			}
+			p := startProxy(t, cfg, dbl.Addr())
+			tlsName := ""
+			if tc.clientTLS {
+				tlsName = clientTLSName
+			}
+			db, conn := openConn(t, clientConfig(t, p.Addr(), "nate", "n4tive", tlsName))
+			defer db.Close()
+			ctx := context.Background()
+			var id, again int64
+			require.NoError(t, conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&id))
+			var s *Session
+			require.Eventually(t, func() bool {
+				p.mu.Lock()
+				defer p.mu.Unlock()
+				for s = range p.sessions {
+				}
+				if s == nil {
+					return false
+				}
+				if cfg.Loops != nil {
+					return true // sessions on event loops keep their connections
+				}
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return isFrozen(s.backend.RawConn()) && isFrozen(s.client.RawConn()) == !tc.clientTLS
+			}, 5*time.Second, 5*time.Millisecond, "the backend's socket freezes, and the client's when it parks")
+			if cfg.Loops == nil {
+				require.Equal(t, !tc.clientTLS, s.parked())
+			}
+			for range 3 {
+				require.NoError(t, conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&again))
+				require.Equal(t, id, again, "the same backend connection")
+				time.Sleep(3 * parkAfter)
+			}
+		})
+	}
+}

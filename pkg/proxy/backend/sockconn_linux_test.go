@@ -16,7 +16,7 @@ import (
 
 // sockPair returns a frozen-able server side and the plain client side of a
 // loopback connection.
-func sockPair(t *testing.T) (*sockConn, net.Conn) {
+func sockPair(t testing.TB) (*sockConn, net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -165,5 +165,32 @@ func TestSockConnFrozenInThePoller(t *testing.T) {
 	case gen := <-target:
 		t.Fatalf("a withdrawn registration reported readability (gen %d)", gen)
 	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+// BenchmarkSockConnParkWake: what a park and a wake add per socket, a freeze
+// and the thaw of the next read, beside the same read and write without
+// them.
+func BenchmarkSockConnParkWake(b *testing.B) {
+	for _, freeze := range []bool{false, true} {
+		name := "live"
+		if freeze {
+			name = "frozen"
+		}
+		b.Run(name, func(b *testing.B) {
+			sc, peer := sockPair(b)
+			buf := make([]byte, 1)
+			for b.Loop() {
+				if freeze && !sc.freeze() {
+					b.Fatal("not frozen")
+				}
+				if _, err := peer.Write(buf); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(sc, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
