@@ -185,10 +185,12 @@ func (w *idleWatch) freezeLocked() {
 	if !canFreeze(w.conn) {
 		return
 	}
-	pollerRemove(w.conn, w.fd, w, w.gen)
-	// Also a registration that fired meanwhile (its event is dropped: the
-	// generation moves on), which would outlive the number's close.
-	pollerForgetConn(w.conn)
+	if !pollerRemove(w.conn, w.fd, w, w.gen) {
+		// It fired meanwhile (its event is dropped: the generation moves
+		// on), and stays in the epoll set, which would outlive the
+		// number's close.
+		pollerForgetConn(w.conn)
+	}
 	w.registered = false
 	freezeConn(w.conn)
 	w.gen++

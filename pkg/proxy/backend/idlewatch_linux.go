@@ -150,22 +150,23 @@ func pollerAdd(conn net.Conn, t pollTarget, gen uint32) (int32, error) {
 }
 
 // pollerRemove withdraws t's registration gen of descriptor fd, if it is
-// still the one there.
-func pollerRemove(conn net.Conn, fd int32, t pollTarget, gen uint32) {
+// still the one there, and reports whether it was.
+func pollerRemove(conn net.Conn, fd int32, t pollTarget, gen uint32) bool {
 	p, _ := getPoller()
 	if p == nil {
-		return
+		return false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if r, ok := p.regs.get(fd); !ok || r.t != t || r.gen != gen {
-		return // fired, or the number now serves another registration
+		return false // fired, or the number now serves another registration
 	}
 	p.regs.del(fd)
 	// Through conn's own descriptor only: a socket closed meanwhile left
 	// the epoll set with its last descriptor, and its number may name
 	// another connection by now.
 	_ = control(conn, func(fd int32) error { return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
+	return true
 }
 
 // pollerLen counts the registered watches (tests).

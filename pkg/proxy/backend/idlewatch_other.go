@@ -14,7 +14,7 @@ type pollTarget interface {
 
 func pollerAdd(net.Conn, pollTarget, uint32) (int32, error) { return -1, errNoPoller }
 
-func pollerRemove(net.Conn, int32, pollTarget, uint32) {}
+func pollerRemove(net.Conn, int32, pollTarget, uint32) bool { return false }
 
 func pollerLen() int { return 0 }
 
