@@ -20,6 +20,7 @@ import (
 	pmysql "github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/pkg/router"
 	"github.com/switchyard-db/switchyard/pkg/router/routertest"
+	"github.com/switchyard-db/switchyard/test/mysqldouble"
 	"github.com/switchyard-db/switchyard/test/testenv"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -372,4 +373,17 @@ func nativeToken(password string, scramble []byte) []byte {
 		out[i] ^= stage1[i]
 	}
 	return out
+}
+
+// startTLSProxy starts a backend double and a proxy that offers TLS to its
+// clients and, when backendTLS, speaks TLS to the backend.
+func startTLSProxy(t *testing.T, certs *testenv.Certs, backendTLS bool) (*mysqldouble.Server, *testProxy) {
+	t.Helper()
+	dbl := startBackend(t)
+	cfg := baseConfig()
+	cfg.ServerTLS = certs.ServerTLSConfig()
+	if backendTLS {
+		cfg.BackendTLS = certs.ClientTLSConfig()
+	}
+	return dbl, startProxy(t, cfg, dbl.Addr())
 }

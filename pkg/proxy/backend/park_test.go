@@ -288,13 +288,7 @@ func TestFrozenSocketsUnderTLS(t *testing.T) {
 		{"TLS client, TLS backend", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dbl := startBackend(t)
-			cfg := baseConfig()
-			cfg.ServerTLS = certs.ServerTLSConfig()
-			if tc.backendTLS {
-				cfg.BackendTLS = certs.ClientTLSConfig()
-			}
-			p := startProxy(t, cfg, dbl.Addr())
+			_, p := startTLSProxy(t, certs, tc.backendTLS)
 			tlsName := ""
 			if tc.clientTLS {
 				tlsName = clientTLSName
@@ -313,14 +307,14 @@ func TestFrozenSocketsUnderTLS(t *testing.T) {
 				if s == nil {
 					return false
 				}
-				if cfg.Loops != nil {
+				if p.cfg.Loops != nil {
 					return true // sessions on event loops keep their connections
 				}
 				s.mu.Lock()
 				defer s.mu.Unlock()
 				return isFrozen(s.backend.RawConn()) && isFrozen(s.client.RawConn()) == !tc.clientTLS
 			}, 5*time.Second, 5*time.Millisecond, "the backend's socket freezes, and the client's when it parks")
-			if cfg.Loops == nil {
+			if p.cfg.Loops == nil {
 				require.Equal(t, !tc.clientTLS, s.parked())
 			}
 			for range 3 {

@@ -381,13 +381,7 @@ func TestClientHangsUpMidHandshake(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dbl := startBackend(t)
-			cfg := baseConfig()
-			cfg.ServerTLS = certs.ServerTLSConfig()
-			if tc.backendTLS {
-				cfg.BackendTLS = certs.ClientTLSConfig()
-			}
-			p := startProxy(t, cfg, dbl.Addr())
+			_, p := startTLSProxy(t, certs, tc.backendTLS)
 			running := goleak.IgnoreCurrent()
 
 			rc := dialRaw(t, p.Addr())

@@ -272,11 +272,7 @@ func (r frozenRaw) Control(f func(fd uintptr)) error {
 }
 
 func (r frozenRaw) Read(f func(fd uintptr) bool) error {
-	tc, err := r.c.conn()
-	if err != nil {
-		return r.c.opError("read", err)
-	}
-	rc, err := tc.SyscallConn()
+	rc, err := r.thawed("read")
 	if err != nil {
 		return err
 	}
@@ -284,15 +280,20 @@ func (r frozenRaw) Read(f func(fd uintptr) bool) error {
 }
 
 func (r frozenRaw) Write(f func(fd uintptr) bool) error {
-	tc, err := r.c.conn()
-	if err != nil {
-		return r.c.opError("write", err)
-	}
-	rc, err := tc.SyscallConn()
+	rc, err := r.thawed("write")
 	if err != nil {
 		return err
 	}
 	return rc.Write(f)
+}
+
+// thawed thaws the connection for op and returns its RawConn.
+func (r frozenRaw) thawed(op string) (syscall.RawConn, error) {
+	tc, err := r.c.conn()
+	if err != nil {
+		return nil, r.c.opError(op, err)
+	}
+	return tc.SyscallConn()
 }
 
 // freezable wraps a session's TCP connection so that it can be frozen.
