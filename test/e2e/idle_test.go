@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"io"
+	"strconv"
 	"testing"
 	"time"
 
@@ -73,4 +74,64 @@ func TestIdleSessionKilled(t *testing.T) {
 	require.Zero(t, n, "no backend session was opened again")
 	_ = sql.ErrNoRows
 	_ = context.Background
+}
+
+// TestParkedSessionsKeepTheirState: sessions that idle past
+// idle-park-after (1 s by default) park, and their sockets freeze (the
+// unit tests of pkg/proxy/backend assert both); through the proxy to
+// MariaDB each keeps its backend connection, its user variable, its
+// temporary table, its prepared statement and its open transaction, as a
+// direct connection does.
+func TestParkedSessionsKeepTheirState(t *testing.T) {
+	m := testenv.SharedMariaDB(t)
+	p := proxyFor(t, m)
+	for _, tc := range []struct{ name, addr string }{{"direct", m.Addr()}, {"proxy", p.Addr}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 20
+			db := testenv.OpenDB(t, testenv.MySQLConfig(tc.addr, testenv.NativeUser, testenv.NativePassword))
+			db.SetMaxIdleConns(n)
+			ctx := ctxT(t, 2*time.Minute)
+			conns := make([]*sql.Conn, n)
+			stmts := make([]*sql.Stmt, n)
+			ids := make([]int64, n)
+			for i := range conns {
+				c, err := db.Conn(ctx)
+				require.NoError(t, err)
+				conns[i] = c
+				t.Cleanup(func() { c.Close() })
+				for _, q := range []string{
+					"SET @v = " + strconv.Itoa(i),
+					"CREATE TEMPORARY TABLE t_park (n INT)",
+					"INSERT INTO t_park VALUES (" + strconv.Itoa(i) + ")",
+					"BEGIN",
+					"INSERT INTO t_park VALUES (" + strconv.Itoa(i+100) + ")",
+				} {
+					_, err := c.ExecContext(ctx, q)
+					require.NoError(t, err, q)
+				}
+				require.NoError(t, c.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&ids[i]))
+				stmts[i], err = c.PrepareContext(ctx, "SELECT ? + @v")
+				require.NoError(t, err)
+			}
+			check := func(round string) {
+				for i, c := range conns {
+					var id, v, sum, plus int64
+					require.NoError(t, c.QueryRowContext(ctx, "SELECT CONNECTION_ID(), @v, (SELECT SUM(n) FROM t_park)").Scan(&id, &v, &sum), round)
+					require.Equal(t, ids[i], id, "%s: the same backend connection", round)
+					require.Equal(t, int64(i), v, round)
+					require.Equal(t, int64(2*i+100), sum, "%s: the transaction's row is seen", round)
+					require.NoError(t, stmts[i].QueryRowContext(ctx, 1).Scan(&plus), round)
+					require.Equal(t, int64(i+1), plus, round)
+				}
+			}
+			time.Sleep(2500 * time.Millisecond)
+			check("after the first idle period, inside the transaction")
+			for _, c := range conns {
+				_, err := c.ExecContext(ctx, "COMMIT")
+				require.NoError(t, err)
+			}
+			time.Sleep(2500 * time.Millisecond)
+			check("after the second idle period, committed")
+		})
+	}
 }
