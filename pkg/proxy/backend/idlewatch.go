@@ -18,27 +18,24 @@ const idleWatchDelay = 20 * time.Millisecond
 // shutdown, crash) or sent something unasked. A session that idles longer
 // than idleWatchDelay registers its backend socket with the process's one
 // epoll instance (idlePoller, Linux) and holds no goroutine of its own while
-// it waits; readability runs onEnd on a short-lived goroutine. Nothing is
+// it waits; readability runs owner.onIdleBackendEnd on a short-lived goroutine. Nothing is
 // read to notice it, so the session's buffers and the stream are untouched.
 // Elsewhere than Linux a session does not watch (idleWatchSupported).
 //
 // The watch's timer beats a second time when the session has idled for
-// parkAfter: onIdle then asks the session to park (park.go,
-// Session.watchBackend). One timer serves both, so a busy session pays for
-// one timer reset per command.
+// parkAfter: the watch then freezes the socket (sockConn) and asks the
+// session to park (park.go, Session.watchBackend). One timer serves both,
+// so a busy session pays for one timer reset per command.
 type idleWatch struct {
 	conn net.Conn // the backend's TCP connection (below TLS and compression)
-	// onEnd runs on a goroutine of its own when the socket became readable
-	// while armed; disarm waits for it.
-	onEnd func()
-	// onIdle, when set, runs on the timer's goroutine once the session has
-	// idled for parkAfter; it must not block, and may run late, after
-	// disarm. Nil: no second beat.
-	onIdle func()
-	// parkAfter is how long the session idles before onIdle runs.
+	// owner is told what the watch sees (the session; an interface, not
+	// two callbacks, so that a watch allocates no closures).
+	owner watchOwner
+	// parkAfter is how long the session idles before owner.askPark runs;
+	// 0: no second beat.
 	parkAfter time.Duration
 	timer     *time.Timer
-	// parkAt is when onIdle is due in this arm (a late callback of an
+	// parkAt is when owner.askPark is due in this arm (a late callback of an
 	// earlier arm finds it ahead, and does nothing).
 	parkAt time.Time
 
@@ -47,22 +44,32 @@ type idleWatch struct {
 	registered bool   // claimed by the timer callback, then registered with the poller
 	gen        uint32 // the registration's generation; events of older ones are dropped
 	fd         int32  // the socket's descriptor when it was registered (the poller's key)
-	running    bool   // onEnd runs
+	running    bool   // owner.onIdleBackendEnd runs
 	seen       bool   // the socket became readable while armed
-	done       *sync.Cond
+	// runMu is held by readable while owner.onIdleBackendEnd runs; disarm
+	// waits on it.
+	runMu sync.Mutex
 
 	// beforePark, when set (tests only), runs on the timer callback just
 	// before it registers the socket.
 	beforePark func()
 }
 
+// watchOwner is what an idle watch tells its session.
+type watchOwner interface {
+	// onIdleBackendEnd runs on a goroutine of its own when the socket
+	// became readable while armed; disarm waits for it.
+	onIdleBackendEnd()
+	// askPark runs on the timer's goroutine once the session has idled
+	// for parkAfter; it must not block, and may run late, after disarm.
+	askPark()
+}
+
 // errNoPoller: the connection cannot be watched (no socket, or no epoll).
 var errNoPoller = errors.New("idle watch: connection cannot be watched")
 
-func newIdleWatch(conn net.Conn, onEnd, onIdle func(), parkAfter time.Duration) *idleWatch {
-	w := &idleWatch{conn: conn, onEnd: onEnd, onIdle: onIdle, parkAfter: parkAfter}
-	w.done = sync.NewCond(&w.mu)
-	return w
+func newIdleWatch(conn net.Conn, owner watchOwner, parkAfter time.Duration) *idleWatch {
+	return &idleWatch{conn: conn, owner: owner, parkAfter: parkAfter}
 }
 
 // arm starts watching after idleWatchDelay. Called by the session goroutine
@@ -90,16 +97,22 @@ func (w *idleWatch) disarm() (seen bool) {
 		return false
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.haltLocked()
-	for w.running {
-		w.done.Wait()
+	running := w.running
+	w.mu.Unlock()
+	if running {
+		// Halted, the watch starts no other run: this one's end is the
+		// last.
+		w.runMu.Lock()
+		w.runMu.Unlock()
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	return w.seen
 }
 
 // disarmUnlessRunning is disarm for a caller that must not wait (a session
-// on an event loop): when onEnd is running it returns false, the watch
+// on an event loop): when owner.onIdleBackendEnd is running it returns false, the watch
 // stopped from going further; the caller then leaves its loop and calls
 // disarm, which waits.
 func (w *idleWatch) disarmUnlessRunning() bool {
@@ -127,8 +140,8 @@ func (w *idleWatch) haltLocked() {
 func (w *idleWatch) stop() { w.disarm() }
 
 // watch runs on the timer's goroutine. Its first beat registers the socket
-// and sets the second; the second (once registered, or after onEnd ran)
-// runs onIdle. At most one registration exists at a time: the callback of
+// and sets the second; the second (once registered, or after
+// owner.onIdleBackendEnd ran) runs owner.askPark. At most one registration exists at a time: the callback of
 // an earlier arm can start late, after disarm found its timer already fired
 // and a new arm reset it (AfterFunc does not wait for a previous run); it
 // finds the watch claimed and returns. Two watchers once let one of them
@@ -140,13 +153,13 @@ func (w *idleWatch) watch() {
 		return
 	}
 	if w.registered || w.seen {
-		idle := w.onIdle != nil && !time.Now().Before(w.parkAt)
+		idle := w.parkAfter > 0 && !time.Now().Before(w.parkAt)
 		if idle && w.registered {
 			w.freezeLocked()
 		}
 		w.mu.Unlock()
 		if idle {
-			w.onIdle()
+			w.owner.askPark()
 		}
 		return
 	}
@@ -170,7 +183,7 @@ func (w *idleWatch) watch() {
 		return
 	}
 	w.fd = fd
-	if w.onIdle != nil {
+	if w.parkAfter > 0 {
 		w.timer.Reset(time.Until(w.parkAt))
 	}
 }
@@ -211,18 +224,19 @@ func (w *idleWatch) readable(gen uint32) {
 	}
 	w.registered = false
 	w.running = true
+	w.runMu.Lock()
 	w.mu.Unlock()
 
 	// Still armed: disarm waits until this returns, so the session's
 	// backend is this goroutine's meanwhile.
-	w.onEnd()
+	w.owner.onIdleBackendEnd()
 
 	w.mu.Lock()
 	w.running = false
 	w.seen = true
-	w.done.Broadcast()
-	if w.armed && w.onIdle != nil {
-		// The second beat may have come while onEnd ran: set it again.
+	w.runMu.Unlock()
+	if w.armed && w.parkAfter > 0 {
+		// The second beat may have come meanwhile: set it again.
 		w.timer.Reset(max(time.Until(w.parkAt), 0))
 	}
 	w.mu.Unlock()

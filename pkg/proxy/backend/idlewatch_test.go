@@ -129,7 +129,7 @@ func TestIdleWatchCostsNoGoroutine(t *testing.T) {
 	var watches []*idleWatch
 	for range n {
 		c, _ := tcpPair(t, ln)
-		watches = append(watches, newIdleWatch(c, func() {}, nil, 0))
+		watches = append(watches, newIdleWatch(c, endFunc(func() {}), 0))
 	}
 	regs, goroutines := pollerLen(), runtime.NumGoroutine()
 	for _, w := range watches {
@@ -151,7 +151,7 @@ func TestIdleWatchCostsNoGoroutine(t *testing.T) {
 func TestIdleWatchSeesTheEnd(t *testing.T) {
 	c, peer := tcpPair(t, nil)
 	var ends atomic.Int32
-	w := newIdleWatch(c, func() { ends.Add(1) }, nil, 0)
+	w := newIdleWatch(c, endFunc(func() { ends.Add(1) }), 0)
 	regs := pollerLen()
 	w.arm()
 	require.Eventually(t, func() bool { return pollerLen() == regs+1 }, 5*time.Second, 5*time.Millisecond)
@@ -174,7 +174,7 @@ func TestIdleWatchDisarmUnlessRunning(t *testing.T) {
 	c, peer := tcpPair(t, nil)
 	release := make(chan struct{})
 	var ends atomic.Int32
-	w := newIdleWatch(c, func() { ends.Add(1); <-release }, nil, 0)
+	w := newIdleWatch(c, endFunc(func() { ends.Add(1); <-release }), 0)
 	regs := pollerLen()
 	w.arm()
 	require.Eventually(t, func() bool { return pollerLen() == regs+1 }, 5*time.Second, 5*time.Millisecond)
@@ -198,7 +198,7 @@ func TestIdleWatchOneWatcher(t *testing.T) {
 	_, conn := tcpPair(t, nil)
 
 	var ends atomic.Int32
-	w := newIdleWatch(conn, func() { ends.Add(1) }, nil, 0)
+	w := newIdleWatch(conn, endFunc(func() { ends.Add(1) }), 0)
 	parked := make(chan struct{}, 4)
 	hold := make(chan struct{})
 	defer close(hold)
@@ -242,13 +242,13 @@ func TestIdleWatchConnClosedWhileRegistered(t *testing.T) {
 	regs := pollerLen()
 	c, _ := tcpPair(t, nil)
 	var ends atomic.Int32
-	w := newIdleWatch(c, func() { ends.Add(1) }, nil, 0)
+	w := newIdleWatch(c, endFunc(func() { ends.Add(1) }), 0)
 	w.arm()
 	require.Eventually(t, func() bool { return pollerLen() == regs+1 }, 5*time.Second, 5*time.Millisecond)
 	require.NoError(t, c.Close())
 	c2, peer2 := tcpPair(t, nil) // likely the same descriptor number
 	var ends2 atomic.Int32
-	w2 := newIdleWatch(c2, func() { ends2.Add(1) }, nil, 0)
+	w2 := newIdleWatch(c2, endFunc(func() { ends2.Add(1) }), 0)
 	w2.arm()
 	require.Eventually(t, func() bool { return w2.registeredNow() }, 5*time.Second, 5*time.Millisecond)
 	require.False(t, w.disarm(), "a closed socket sends no event")
@@ -265,3 +265,11 @@ func (w *idleWatch) registeredNow() bool {
 	defer w.mu.Unlock()
 	return w.registered && pollerHas(w.fd, w)
 }
+
+// endFunc is a watch owner for tests: it runs on the backend's end, and
+// does not park.
+type endFunc func()
+
+func (f endFunc) onIdleBackendEnd() { f() }
+
+func (f endFunc) askPark() {}

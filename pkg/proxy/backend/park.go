@@ -33,9 +33,9 @@ func (s *Session) parkDelay() (d time.Duration, ok bool) {
 func (s *Session) watchBackend(conn net.Conn) *idleWatch {
 	d, ok := s.parkDelay()
 	if !ok {
-		return newIdleWatch(conn, s.onIdleBackendEnd, nil, 0)
+		return newIdleWatch(conn, s, 0)
 	}
-	return newIdleWatch(conn, s.onIdleBackendEnd, s.askPark, d)
+	return newIdleWatch(conn, s, d)
 }
 
 // errParked ends serve without ending the session: it is parked and
