@@ -18,8 +18,9 @@ const idleWatchDelay = 20 * time.Millisecond
 // shutdown, crash) or sent something unasked. A session that idles longer
 // than idleWatchDelay registers its backend socket with the process's one
 // epoll instance (idlePoller, Linux) and holds no goroutine of its own while
-// it waits; readability runs owner.onIdleBackendEnd on a short-lived goroutine. Nothing is
-// read to notice it, so the session's buffers and the stream are untouched.
+// it waits; readability runs owner.onIdleBackendEnd on a short-lived
+// goroutine. Nothing is read to notice it, so the session's buffers and the
+// stream are untouched.
 // Elsewhere than Linux a session does not watch (idleWatchSupported).
 //
 // The watch's timer beats a second time when the session has idled for
@@ -112,9 +113,9 @@ func (w *idleWatch) disarm() (seen bool) {
 }
 
 // disarmUnlessRunning is disarm for a caller that must not wait (a session
-// on an event loop): when owner.onIdleBackendEnd is running it returns false, the watch
-// stopped from going further; the caller then leaves its loop and calls
-// disarm, which waits.
+// on an event loop): when owner.onIdleBackendEnd is running it returns
+// false, the watch stopped from going further; the caller then leaves its
+// loop and calls disarm, which waits.
 func (w *idleWatch) disarmUnlessRunning() bool {
 	if w.timer == nil {
 		return true
@@ -141,10 +142,10 @@ func (w *idleWatch) stop() { w.disarm() }
 
 // watch runs on the timer's goroutine. Its first beat registers the socket
 // and sets the second; the second (once registered, or after
-// owner.onIdleBackendEnd ran) runs owner.askPark. At most one registration exists at a time: the callback of
-// an earlier arm can start late, after disarm found its timer already fired
-// and a new arm reset it (AfterFunc does not wait for a previous run); it
-// finds the watch claimed and returns. Two watchers once let one of them
+// owner.onIdleBackendEnd ran) runs owner.askPark. At most one registration
+// exists at a time: the callback of an earlier arm can start late, after
+// disarm found its timer already fired and a new arm reset it (AfterFunc
+// does not wait for a previous run); it finds the watch claimed and returns. Two watchers once let one of them
 // read the answer to the session's next statement (found by the soak).
 func (w *idleWatch) watch() {
 	w.mu.Lock()

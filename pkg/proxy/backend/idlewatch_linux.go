@@ -165,7 +165,7 @@ func pollerRemove(conn net.Conn, fd int32, t pollTarget, gen uint32) bool {
 	// Through conn's own descriptor only: a socket closed meanwhile left
 	// the epoll set with its last descriptor, and its number may name
 	// another connection by now.
-	_ = control(conn, func(fd int32) error { return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
+	pollerForgetConn(conn)
 	return true
 }
 

@@ -16,6 +16,8 @@ func pollerAdd(net.Conn, pollTarget, uint32) (int32, error) { return -1, errNoPo
 
 func pollerRemove(net.Conn, int32, pollTarget, uint32) bool { return false }
 
+func pollerForgetConn(net.Conn) {}
+
 func pollerLen() int { return 0 }
 
 func pollerHas(int32, pollTarget) bool { return false }

@@ -14,5 +14,3 @@ func freezeConn(net.Conn) bool { return false }
 func isFrozen(net.Conn) bool { return false }
 
 func canFreeze(net.Conn) bool { return false }
-
-func pollerForgetConn(net.Conn) {}
