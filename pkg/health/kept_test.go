@@ -1,6 +1,7 @@
 package health
 
 import (
+	"container/heap"
 	"context"
 	"database/sql"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	zapobs "go.uber.org/zap/zaptest/observer"
 
+	"github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
@@ -351,4 +353,83 @@ func TestHealthConfigHidesPassword(t *testing.T) {
 		require.Contains(t, out, "probe", f)
 	}
 	require.NotContains(t, fmt.Sprintf("%v", &c), "s3cret-pw")
+}
+
+// Due pings on kept connections run together (pingAllLocked), and a backend
+// that does not answer costs the others nothing: the ones read after it, once
+// its wait used up the time, still count the answers that came, and keep
+// their connections with no deadline left on them. A second hung backend,
+// read after the time is up, fails at once instead of holding the batch.
+func TestPingsTogetherOneHung(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	p := newTestProber(t, "c1", HealthConfig{
+		Interval: time.Hour, Timeout: timeout, FailuresToUnhealthy: 1, SQLUser: "probe",
+	})
+	srvs := make([]*fakeSQL, 5)
+	var ts []Target
+	for i := range srvs {
+		srvs[i] = newFakeSQL(t, greetOK)
+		ts = append(ts, srvs[i].target())
+	}
+	p.SetTargets(ts)
+	// Log in as the targets' first probes would, without the prober's loop,
+	// so that the test orders the batch: the second and the fourth hang.
+	ctx := context.Background()
+	var batch []*targetState
+	for _, s := range srvs {
+		c, err := mysql.DialProbe(ctx, p.dialer, s.Addr(), "probe", "")
+		require.NoError(t, err)
+		p.mu.Lock()
+		st := p.targets[s.Addr()]
+		heap.Remove(&p.sched, st.idx)
+		st.conn = c
+		p.mu.Unlock()
+		batch = append(batch, st)
+	}
+	hung := map[*fakeSQL]bool{srvs[1]: true, srvs[3]: true}
+	for s := range hung {
+		s.setMode(greetSilent)
+	}
+
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.mu.Lock()
+		p.pings = batch
+		p.pingAllLocked(ctx)
+		p.mu.Unlock()
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout + 5*time.Second):
+		require.FailNow(t, "the pings are not bounded by the timeout")
+	}
+	elapsed := time.Since(start)
+	require.GreaterOrEqual(t, elapsed, timeout, "the hung backend was waited for")
+	require.Less(t, elapsed, timeout+5*time.Second, "bounded by the timeout (generous for a loaded machine)")
+
+	res := p.Results()
+	for _, s := range srvs {
+		h := res[s.Addr()]
+		require.True(t, h.LastProbe.After(start), s.Addr())
+		p.mu.Lock()
+		conn := p.targets[s.Addr()].conn
+		p.mu.Unlock()
+		if hung[s] {
+			require.False(t, h.Healthy)
+			require.Equal(t, "sql port: ping: context deadline exceeded", h.Reason)
+			require.Nil(t, conn, "a connection that timed out is not kept")
+			continue
+		}
+		require.True(t, h.Healthy, "%s: %s", s.Addr(), h.Reason)
+		require.Zero(t, h.Failures)
+		require.EqualValues(t, 1, s.pings.Load())
+		require.NotNil(t, conn, "kept")
+		// No deadline is left: well after the grace, an exchange without
+		// one of its own works.
+		time.Sleep(20 * pingGrace)
+		require.NoError(t, conn.SendPing())
+		require.NoError(t, conn.ReadPong())
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	neturl "net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,8 +77,9 @@ type HealthConfig struct {
 	SQLPassword string
 	// StatusTLS, when non-nil, makes the status check use https.
 	StatusTLS *tls.Config
-	// MaxInFlight bounds the probes running at once, default
-	// DefaultMaxInFlight.
+	// MaxInFlight bounds the workers running at once, default
+	// DefaultMaxInFlight. A worker runs one probe at a time, or the due
+	// pings on kept connections together.
 	MaxInFlight int
 }
 
@@ -115,7 +117,8 @@ func (c HealthConfig) withDefaults() HealthConfig {
 //
 // One loop goroutine schedules every target by the time its next probe is
 // due (a heap); due targets queue for at most MaxInFlight short-lived
-// workers, which exit when the queue is empty. So a prober costs one
+// workers, which exit when the queue is empty. The due pings on kept
+// connections are one job, which one worker runs together (pingAllLocked). So a prober costs one
 // goroutine while idle, however many backends it probes. (Workers that
 // waited an interval for more work measured worse: more goroutines, and
 // more CPU in timers and wake-ups than the stack growth of new ones.)
@@ -161,7 +164,12 @@ type Prober struct {
 	targets map[string]*targetState
 	sched   schedule       // targets waiting for their next probe, earliest first
 	ready   []*targetState // due, waiting for a worker, in order
-	armed   time.Time      // when the loop's timer fires; zero: not armed
+	// pings are due targets whose probe is a COM_PING on their kept
+	// connection (SQLUser set, no status port): one worker pings them all
+	// together (pingAllLocked), as one job.
+	pings   []*targetState
+	changed bool      // a verdict changed that Updates has not signalled yet
+	armed   time.Time // when the loop's timer fires; zero: not armed
 	workers int
 
 	loop   lifecycle.Loop // the schedule loop
@@ -307,8 +315,8 @@ func (p *Prober) SetTargets(ts []Target) {
 	if !changed {
 		return
 	}
+	p.changed = true
 	p.publishLocked()
-	p.updates.Notify()
 	if added {
 		p.wake.Notify()
 	}
@@ -399,17 +407,32 @@ func (p *Prober) run(ctx context.Context) {
 // none is scheduled).
 func (p *Prober) dispatchLocked(ctx context.Context, now time.Time) time.Time {
 	for len(p.sched) > 0 && !p.sched[0].due.After(now) {
-		p.ready = append(p.ready, heap.Pop(&p.sched).(*targetState))
+		st := heap.Pop(&p.sched).(*targetState)
+		if st.conn != nil && st.t.StatusPort == 0 {
+			p.pings = append(p.pings, st)
+		} else {
+			p.ready = append(p.ready, st)
+		}
 	}
-	for n := min(len(p.ready), p.cfg.MaxInFlight-p.workers); n > 0; n-- {
-		p.workers++
-		p.probes.Add(1)
-		go p.worker(ctx)
-	}
+	p.startWorkersLocked(ctx)
 	if len(p.sched) == 0 {
 		return time.Time{}
 	}
 	return p.sched[0].due
+}
+
+// startWorkersLocked starts a worker for each queued job, up to
+// MaxInFlight: a target to probe alone, or the pings.
+func (p *Prober) startWorkersLocked(ctx context.Context) {
+	jobs := len(p.ready)
+	if len(p.pings) > 0 {
+		jobs++
+	}
+	for n := min(jobs, p.cfg.MaxInFlight-p.workers); n > 0; n-- {
+		p.workers++
+		p.probes.Add(1)
+		go p.worker(ctx)
+	}
 }
 
 // worker probes queued targets one after another and exits when none is
@@ -421,10 +444,14 @@ func (p *Prober) worker(ctx context.Context) {
 	defer p.probes.Done()
 	p.mu.Lock()
 	for {
-		if ctx.Err() != nil || len(p.ready) == 0 {
+		if ctx.Err() != nil || len(p.ready)+len(p.pings) == 0 {
 			p.workers--
 			p.mu.Unlock()
 			return
+		}
+		if len(p.pings) > 0 {
+			p.pingAllLocked(ctx)
+			continue
 		}
 		st := p.ready[0]
 		p.ready[0] = nil
@@ -442,12 +469,116 @@ func (p *Prober) worker(ctx context.Context) {
 		cancel()
 
 		p.mu.Lock()
-		if !p.finishLocked(ctx, st, server, err, conn) && conn != nil {
+		took := p.finishLocked(ctx, st, server, err, conn)
+		p.publishLocked()
+		if !took && conn != nil {
 			p.mu.Unlock()
 			_ = conn.Close()
 			p.mu.Lock()
 		}
 	}
+}
+
+// pingGrace is how long an answer is waited for once the pings' time is up:
+// long enough to read one that is already there.
+const pingGrace = time.Millisecond
+
+// pingAllLocked probes the queued pings together: it writes every COM_PING,
+// then reads the answers in turn. So the worker parks about once for them
+// all instead of once each, and no ping needs a context, a deadline or a
+// goroutine of its own. One timer bounds them all by Timeout: when it fires,
+// the connection being read gets a deadline in the past, and each one after
+// it pingGrace to show an answer already there. A target whose connection
+// failed otherwise than by time is queued again, to connect anew in a probe
+// of its own, as probeKept does. It is called with p.mu held, and releases
+// it while it waits on the network.
+func (p *Prober) pingAllLocked(ctx context.Context) {
+	batch := p.pings
+	p.pings = nil
+	conns := make([]*mysql.ProbeConn, len(batch))
+	errs := make([]error, len(batch))
+	for i, st := range batch {
+		conns[i], st.conn = st.conn, nil
+	}
+	p.mu.Unlock()
+
+	var (
+		mu      sync.Mutex
+		cur     = -1 // the connection being written or read
+		expired bool // Timeout passed, or ctx ended
+		done    bool // the pings are over: expire must not touch conns
+	)
+	expire := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
+			expired = true
+			if cur >= 0 {
+				_ = conns[cur].SetDeadline(time.Now())
+			}
+		}
+	}
+	timer := time.AfterFunc(p.cfg.Timeout, expire)
+	stop := context.AfterFunc(ctx, expire)
+	step := func(i int, f func(*mysql.ProbeConn) error) {
+		if errs[i] != nil {
+			return
+		}
+		mu.Lock()
+		cur = i
+		if expired {
+			_ = conns[i].SetDeadline(time.Now().Add(pingGrace))
+		}
+		mu.Unlock()
+		errs[i] = f(conns[i])
+		mu.Lock()
+		cur = -1
+		mu.Unlock()
+	}
+	for i := range conns {
+		step(i, (*mysql.ProbeConn).SendPing)
+	}
+	for i := range conns {
+		step(i, (*mysql.ProbeConn).ReadPong)
+	}
+	timer.Stop()
+	stop()
+	mu.Lock()
+	done = true
+	deadlines := expired
+	mu.Unlock()
+
+	var closing []*mysql.ProbeConn
+	p.mu.Lock()
+	for i, st := range batch {
+		conn, err := conns[i], errs[i]
+		switch {
+		case err == nil:
+			if deadlines {
+				_ = conn.SetDeadline(time.Time{})
+			}
+		case ctx.Err() == nil && !errors.Is(err, os.ErrDeadlineExceeded) && !st.removed:
+			// As in probeKept: the server may have closed an idle
+			// connection; a new one decides.
+			p.lg.Debug("kept probe connection failed, connecting again", zap.String("addr", st.t.Addr), zap.Error(err))
+			closing = append(closing, conn)
+			p.ready = append(p.ready, st)
+			continue
+		default:
+			err = fmt.Errorf("sql port: ping: %w", mysql.StableErr(ctx, err))
+			closing, conn = append(closing, conn), nil
+		}
+		if !p.finishLocked(ctx, st, nil, err, conn) && conn != nil {
+			closing = append(closing, conn)
+		}
+	}
+	p.publishLocked()
+	p.startWorkersLocked(ctx)
+	p.mu.Unlock()
+	for _, c := range closing {
+		_ = c.Close()
+	}
+	p.mu.Lock()
 }
 
 // finishLocked records a probe's result, keeps its connection and
@@ -521,21 +652,24 @@ func (p *Prober) record(ctx context.Context, st *targetState, server *observer.S
 	}
 	st.cancel = nil
 	p.recordLocked(st, server, err)
+	p.publishLocked()
 }
 
+// recordLocked feeds one probe result into the target's state machine. The
+// caller then publishes it (publishLocked), once for all the results it
+// records together.
 func (p *Prober) recordLocked(st *targetState, server *observer.ServerInfo, err error) {
 	old := st.h
 	st.h = nextHealth(old, err, time.Now(), p.cfg.FailuresToUnhealthy)
 	if server != nil {
 		st.h.Server = server
 	}
-	p.publishLocked()
 	serverChanged := !sameServer(old.Server, st.h.Server)
 	if serverChanged {
 		// The greeting the proxy offers clients follows the backends'.
 		p.lg.Info("backend greeting", zap.String("addr", st.t.Addr), zap.String("version", server.Version),
 			zap.Uint32("capabilities", server.Capability), zap.Uint32("mariadb_capabilities", server.ExtCapability))
-		p.updates.Notify()
+		p.changed = true
 	}
 	if st.h.Healthy == old.Healthy && st.h.Reason == old.Reason {
 		if err != nil {
@@ -554,7 +688,7 @@ func (p *Prober) recordLocked(st *targetState, server *observer.ServerInfo, err 
 		p.lg.Info("backend still unhealthy, new reason", zap.String("addr", st.t.Addr),
 			zap.String("reason", st.h.Reason))
 	}
-	p.updates.Notify()
+	p.changed = true
 }
 
 // nextHealth is the state machine: unhealthy after n consecutive failures,
@@ -571,12 +705,18 @@ func nextHealth(old observer.Health, err error, now time.Time, n int) observer.H
 	return h
 }
 
+// publishLocked makes the targets' verdicts the Results, then signals
+// Updates if one changed in a way it reports.
 func (p *Prober) publishLocked() {
 	m := make(map[string]observer.Health, len(p.targets))
 	for addr, st := range p.targets {
 		m[addr] = st.h
 	}
 	p.results.Store(&m)
+	if p.changed {
+		p.changed = false
+		p.updates.Notify()
+	}
 }
 
 // probeKept is one scheduled probe. With SQLUser set it pings the kept

@@ -167,28 +167,52 @@ func DialProbe(ctx context.Context, d *net.Dialer, addr, user, password string) 
 func (c *ProbeConn) Ping(ctx context.Context) error {
 	stop := c.bound(ctx)
 	defer stop()
-	defer c.pio.Release()
-	c.pio.ResetSequence()
-	if err := c.pio.WritePacket([]byte{ComPing}); err != nil {
-		return fmt.Errorf("ping: %w", StableErr(ctx, err))
+	err := c.SendPing()
+	if err == nil {
+		err = c.ReadPong()
 	}
-	if err := c.pio.Flush(); err != nil {
+	if err != nil {
 		return fmt.Errorf("ping: %w", StableErr(ctx, err))
-	}
-	pkt, err := c.pio.ReadPacket(maxGreeting)
-	switch {
-	case err != nil:
-		return fmt.Errorf("ping: %w", StableErr(ctx, err))
-	case len(pkt) > 0 && pkt[0] == ErrHeader:
-		return fmt.Errorf("ping refused: %w", ParseErr(pkt))
-	case len(pkt) == 0 || pkt[0] != OKHeader:
-		return fmt.Errorf("ping: %w: not an OK packet", ErrMalformed)
 	}
 	if err := c.unbound(ctx, stop); err != nil {
 		return fmt.Errorf("ping: %w", err)
 	}
 	return nil
 }
+
+// SendPing writes a COM_PING and returns without waiting for the answer,
+// which ReadPong reads: a caller can ping many connections, then read
+// their answers, and park once for all of them. Neither sets a deadline;
+// SetDeadline bounds them.
+func (c *ProbeConn) SendPing() error {
+	defer c.pio.Release()
+	c.pio.ResetSequence()
+	if err := c.pio.WritePacket([]byte{ComPing}); err != nil {
+		return err
+	}
+	return c.pio.Flush()
+}
+
+// ReadPong reads the answer to SendPing's COM_PING: an OK packet, or an
+// error that says what came instead.
+func (c *ProbeConn) ReadPong() error {
+	defer c.pio.Release()
+	pkt, err := c.pio.ReadPacket(maxGreeting)
+	switch {
+	case err != nil:
+		return err
+	case len(pkt) > 0 && pkt[0] == ErrHeader:
+		return fmt.Errorf("refused: %w", ParseErr(pkt))
+	case len(pkt) == 0 || pkt[0] != OKHeader:
+		return fmt.Errorf("%w: not an OK packet", ErrMalformed)
+	}
+	return nil
+}
+
+// SetDeadline bounds SendPing and ReadPong (zero: no bound). A deadline
+// already past makes the next of them fail at once, even when the answer is
+// there to read.
+func (c *ProbeConn) SetDeadline(t time.Time) error { return c.conn.SetDeadline(t) }
 
 // Close sends COM_QUIT, so the server does not count an aborted
 // connection, and closes the connection. It does not wait for a server that
