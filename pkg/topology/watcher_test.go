@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/switchyard-db/switchyard/test/etcdtest"
+	"github.com/switchyard-db/switchyard/test/testenv"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -239,4 +241,29 @@ func TestCloseWithoutStart(t *testing.T) {
 	w.Close()
 	w.Start(context.Background()) // after Close: no goroutine
 	w.Close()
+}
+
+// A frozen etcd (SIGSTOP: its connections stay open and nothing answers) is
+// noticed by the watch's liveness probe: the topology is marked stale and
+// keeps its last snapshot, and it is fresh again once etcd answers.
+func TestWatchNoticesFrozenEtcd(t *testing.T) {
+	e := testenv.StartEtcd(t, testenv.EtcdOptions{Name: "topo", LogLevel: "warn"})
+	etcdtest.Register(t, e.Client, DefaultPrefix, "10.0.0.1:4000", etcdtest.InfoJSON("8.5.0", 10080, `{}`), 45)
+	w := newTestWatcher(t, e.Client, nil, nil)
+	requireAddrs(t, w, "10.0.0.1:4000")
+	// Healthy, the watch's probes are answered, round after round: one that
+	// is not would end the watch after getTimeout.
+	time.Sleep(2*w.getTimeout + 2*w.probeInterval)
+	require.NoError(t, w.Err())
+	require.Zero(t, w.ErrorCount())
+
+	require.NoError(t, e.Signal(syscall.SIGSTOP))
+	t.Cleanup(func() { _ = e.Signal(syscall.SIGCONT) })
+	require.Eventually(t, func() bool { return w.Err() != nil }, waitFor, tick)
+	require.Contains(t, w.Err().Error(), "probe "+DefaultPrefix)
+	require.Equal(t, []string{"10.0.0.1:4000"}, liveAddrs(w), "the last snapshot is kept")
+
+	require.NoError(t, e.Signal(syscall.SIGCONT))
+	require.Eventually(t, func() bool { return w.Err() == nil }, 3*waitFor, tick)
+	requireAddrs(t, w, "10.0.0.1:4000")
 }
