@@ -182,8 +182,14 @@ func (w *Watcher) list(ctx context.Context) (*state, int64, error) {
 func (w *Watcher) watch(ctx context.Context, st *state, rev int64) (healthy bool, err error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
+	// Watch returns once the client has a stream to etcd, and it re-dials an
+	// etcd that went away since the list for ever: bound that wait as a read.
+	opened := time.AfterFunc(w.getTimeout, cancel)
 	ch := w.cli.Watch(wctx, w.prefix+"/", clientv3.WithPrefix(),
 		clientv3.WithRev(rev+1), clientv3.WithPrevKV())
+	if !opened.Stop() && ctx.Err() == nil {
+		return healthy, fmt.Errorf("watch %s: no stream to etcd within %s: %w", w.prefix, w.getTimeout, context.DeadlineExceeded)
+	}
 	// The client re-dials a dead endpoint forever without closing the watch
 	// channel, so a periodic bounded Get is what notices that etcd is gone.
 	probe := time.NewTicker(w.probeInterval)

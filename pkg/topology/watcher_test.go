@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -265,5 +266,27 @@ func TestWatchNoticesFrozenEtcd(t *testing.T) {
 
 	require.NoError(t, e.Signal(syscall.SIGCONT))
 	require.Eventually(t, func() bool { return w.Err() == nil }, 3*waitFor, tick)
+	requireAddrs(t, w, "10.0.0.1:4000")
+}
+
+// An etcd that goes away between the list and the watch: the client's Watch
+// waits for a stream to etcd, which it re-dials for ever. The watcher bounds
+// that wait, marks the topology stale, keeps its snapshot, and is fresh again
+// once etcd is back.
+func TestEtcdGoneBeforeTheWatch(t *testing.T) {
+	te := etcdtest.Start(t)
+	etcdtest.Register(t, te.Client, DefaultPrefix, "10.0.0.1:4000", etcdtest.InfoJSON("8.5.0", 10080, `{}`), 45)
+	var lists atomic.Int32
+	w := newTestWatcher(t, te.Client, nil, func() {
+		if lists.Add(1) == 1 {
+			te.Stop()
+		}
+	})
+	requireAddrs(t, w, "10.0.0.1:4000")
+	require.Eventually(t, func() bool { return w.Err() != nil }, waitFor, tick, "the stale topology is reported")
+	require.Equal(t, []string{"10.0.0.1:4000"}, liveAddrs(w))
+
+	te.Launch(t)
+	require.Eventually(t, func() bool { return w.Err() == nil && lists.Load() > 1 }, 3*waitFor, tick)
 	requireAddrs(t, w, "10.0.0.1:4000")
 }
