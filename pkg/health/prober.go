@@ -118,10 +118,11 @@ func (c HealthConfig) withDefaults() HealthConfig {
 // One loop goroutine schedules every target by the time its next probe is
 // due (a heap); due targets queue for at most MaxInFlight short-lived
 // workers, which exit when the queue is empty. The due pings on kept
-// connections are one job, which one worker runs together (pingAllLocked). So a prober costs one
-// goroutine while idle, however many backends it probes. (Workers that
-// waited an interval for more work measured worse: more goroutines, and
-// more CPU in timers and wake-ups than the stack growth of new ones.)
+// connections are one job, which one worker runs together
+// (pingAllLocked). So a prober costs one goroutine while idle, however
+// many backends it probes. (Workers that waited an interval for more work
+// measured worse: more goroutines, and more CPU in timers and wake-ups
+// than the stack growth of new ones.)
 //
 // A target's first probe runs at once; then it is probed in its prober's
 // phase: every Interval at a random offset chosen per prober. So one
