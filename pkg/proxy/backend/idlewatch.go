@@ -26,7 +26,9 @@ const idleWatchDelay = 20 * time.Millisecond
 // The watch's timer beats a second time when the session has idled for
 // parkAfter: the watch then freezes the socket (sockConn) and asks the
 // session to park (park.go, Session.watchBackend). One timer serves both,
-// so a busy session pays for one timer reset per command.
+// so a busy session pays for one timer reset per command. The second beat
+// drops the timer once it froze the socket: a parked session holds none,
+// and the next arm makes a new one.
 type idleWatch struct {
 	conn net.Conn // the backend's TCP connection (below TLS and compression)
 	// owner is told what the watch sees (the session; an interface, not
@@ -94,9 +96,6 @@ func (w *idleWatch) arm() {
 // disarm stops watching and waits until the socket is the session's alone
 // again. It reports whether the backend became readable while idle.
 func (w *idleWatch) disarm() (seen bool) {
-	if w.timer == nil {
-		return false
-	}
 	w.mu.Lock()
 	w.haltLocked()
 	running := w.running
@@ -117,9 +116,6 @@ func (w *idleWatch) disarm() (seen bool) {
 // false, the watch stopped from going further; the caller then leaves its
 // loop and calls disarm, which waits.
 func (w *idleWatch) disarmUnlessRunning() bool {
-	if w.timer == nil {
-		return true
-	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.haltLocked()
@@ -129,7 +125,9 @@ func (w *idleWatch) disarmUnlessRunning() bool {
 // haltLocked stops the timer and withdraws the registration: no callback
 // starts from now on. The caller holds w.mu.
 func (w *idleWatch) haltLocked() {
-	w.timer.Stop()
+	if w.timer != nil {
+		w.timer.Stop()
+	}
 	w.armed = false
 	if w.registered {
 		pollerRemove(w.conn, w.fd, w, w.gen)
@@ -157,6 +155,9 @@ func (w *idleWatch) watch() {
 		idle := w.parkAfter > 0 && !time.Now().Before(w.parkAt)
 		if idle && w.registered {
 			w.freezeLocked()
+			// No beat is due before the next arm, which makes a new
+			// timer: a parked session keeps none (about 160 bytes).
+			w.timer = nil
 		}
 		w.mu.Unlock()
 		if idle {
@@ -184,7 +185,7 @@ func (w *idleWatch) watch() {
 		return
 	}
 	w.fd = fd
-	if w.parkAfter > 0 {
+	if w.parkAfter > 0 && w.timer != nil {
 		w.timer.Reset(time.Until(w.parkAt))
 	}
 }
@@ -236,8 +237,9 @@ func (w *idleWatch) readable(gen uint32) {
 	w.running = false
 	w.seen = true
 	w.runMu.Unlock()
-	if w.armed && w.parkAfter > 0 {
-		// The second beat may have come meanwhile: set it again.
+	if w.armed && w.parkAfter > 0 && w.timer != nil {
+		// The second beat may have come meanwhile: set it again. (With
+		// no timer it came and ran: the socket was frozen.)
 		w.timer.Reset(max(time.Until(w.parkAt), 0))
 	}
 	w.mu.Unlock()

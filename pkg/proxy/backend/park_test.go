@@ -24,20 +24,29 @@ func (s *Session) parked() bool {
 }
 
 // frozen reports whether both of the session's sockets are bare
-// descriptors, out of the runtime's poller (sockconn_linux.go), as a parked
-// session's are; always true for a session on an event loop, whose
-// connections are the loop's and are not frozen.
+// descriptors, out of the runtime's poller (sockconn_linux.go), and its idle
+// watch holds no timer, as a parked session's are and does; always true for
+// a session on an event loop, whose connections are the loop's and are not
+// frozen.
 func (s *Session) frozen() bool {
 	if s.cfg.Loops != nil {
 		return true
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return isFrozen(s.client.RawConn()) && s.backend != nil && isFrozen(s.backend.RawConn())
+	return isFrozen(s.client.RawConn()) && s.backend != nil && isFrozen(s.backend.RawConn()) &&
+		s.watch != nil && s.watch.timerless()
+}
+
+// timerless reports whether the watch holds no timer.
+func (w *idleWatch) timerless() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.timer == nil
 }
 
 // requireAllParked waits until the proxy has n sessions, all parked, with
-// both their sockets frozen.
+// both their sockets frozen and no idle-watch timer.
 func (p *testProxy) requireAllParked(t *testing.T, n int) []*Session {
 	t.Helper()
 	var ss []*Session
