@@ -156,7 +156,7 @@ func (w *idleWatch) watch() {
 		if idle && w.registered {
 			w.freezeLocked()
 			// No beat is due before the next arm, which makes a new
-			// timer: a parked session keeps none (about 160 bytes).
+			// timer: a parked session keeps none (about 100 bytes).
 			w.timer = nil
 		}
 		w.mu.Unlock()
