@@ -470,9 +470,9 @@ func (p *Prober) worker(ctx context.Context) {
 		cancel()
 
 		p.mu.Lock()
-		took := p.finishLocked(ctx, st, server, err, conn)
-		p.publishLocked()
-		if !took && conn != nil {
+		if p.finishLocked(ctx, st, server, err, conn) {
+			p.publishLocked()
+		} else if conn != nil {
 			p.mu.Unlock()
 			_ = conn.Close()
 			p.mu.Lock()

@@ -143,8 +143,9 @@ func (w *idleWatch) stop() { w.disarm() }
 // owner.onIdleBackendEnd ran) runs owner.askPark. At most one registration
 // exists at a time: the callback of an earlier arm can start late, after
 // disarm found its timer already fired and a new arm reset it (AfterFunc
-// does not wait for a previous run); it finds the watch claimed and returns. Two watchers once let one of them
-// read the answer to the session's next statement (found by the soak).
+// does not wait for a previous run); it finds the watch claimed and
+// returns. Two watchers once let one of them read the answer to the
+// session's next statement (found by the soak).
 func (w *idleWatch) watch() {
 	w.mu.Lock()
 	if !w.armed || w.running {

@@ -29,12 +29,10 @@ func (s *Session) parkDelay() (d time.Duration, ok bool) {
 }
 
 // watchBackend returns the idle watch of a backend connection; its second
-// beat asks the session to park, unless parking is off.
+// beat asks the session to park, unless parking is off (parkDelay's 0: no
+// second beat).
 func (s *Session) watchBackend(conn net.Conn) *idleWatch {
-	d, ok := s.parkDelay()
-	if !ok {
-		return newIdleWatch(conn, s, 0)
-	}
+	d, _ := s.parkDelay()
 	return newIdleWatch(conn, s, d)
 }
 
