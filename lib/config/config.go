@@ -206,8 +206,8 @@ type Cluster struct {
 	// EtcdTLS secures the etcd connection.
 	EtcdTLS TLSConfig `toml:"etcd-tls"`
 	// Prometheus is the base URL of a Prometheus holding the backends' metrics.
-	// Empty: read /topology/prometheus from etcd, else scrape each backend's
-	// status port.
+	// Empty: the one TiUP records at /topology/prometheus in etcd (followed by
+	// the topology watch), else scrape each backend's status port.
 	Prometheus string `toml:"prometheus"`
 	// CPUQuery and MemoryQuery are the PromQL for each backend's CPU and memory
 	// use as a fraction of its quota. Empty: TiDB's.

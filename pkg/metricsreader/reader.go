@@ -63,8 +63,9 @@ type Config struct {
 	// round, and scrape when that finds nothing either.
 	PrometheusURL string
 	// Discover, when set, returns a Prometheus base URL. It is called every
-	// round (with Timeout) so that a Prometheus that appears or moves is
-	// picked up without a restart.
+	// round (with Timeout), so that a Prometheus that appears or moves is
+	// picked up without a restart; it should be cheap (a cluster runtime's
+	// answers from its topology watch).
 	Discover func(ctx context.Context) (string, error)
 	// CPUQuery and MemoryQuery are PromQL instant queries whose samples carry
 	// an instance label "host:status_port". Empty means the defaults.

@@ -70,9 +70,14 @@ type entry struct {
 // watcher goroutine touches it.
 type state struct {
 	entries map[string]*entry
+	// followed holds the keys under the watcher's Follow prefix, and their
+	// values.
+	followed map[string][]byte
 }
 
-func newState() *state { return &state{entries: make(map[string]*entry)} }
+func newState() *state {
+	return &state{entries: make(map[string]*entry), followed: make(map[string][]byte)}
+}
 
 func (s *state) get(addr string) *entry {
 	e := s.entries[addr]

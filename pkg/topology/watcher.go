@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -40,11 +42,13 @@ type Watcher struct {
 	getTimeout    time.Duration
 	probeInterval time.Duration
 	afterList     func() // test hook: runs between a list and its watch
+	follow        string // Follow's prefix; empty: none
 
-	snap    atomic.Pointer[Snapshot]
-	err     atomic.Pointer[error]
-	errors  atomic.Uint64
-	updates notify.Signal
+	snap     atomic.Pointer[Snapshot]
+	followed atomic.Pointer[[]byte] // Followed's value; nil until the first list
+	err      atomic.Pointer[error]
+	errors   atomic.Uint64
+	updates  notify.Signal
 
 	loop lifecycle.Loop // the watch goroutine
 }
@@ -76,6 +80,25 @@ func (w *Watcher) SetTimings(probe, get time.Duration) {
 	if get > 0 {
 		w.getTimeout = get
 	}
+}
+
+// Follow makes the watcher also follow the keys under prefix, which may lie
+// outside the topology prefix (PD's /topology/prometheus, say); Followed
+// returns the value of the first. They ride on the topology's list and
+// watch, so they cost no read of their own, and a change to them neither
+// publishes a snapshot nor signals Updates. Call it before Start.
+func (w *Watcher) Follow(prefix string) { w.follow = prefix }
+
+// Followed returns the value of the first key (in key order) under Follow's
+// prefix as of the latest list or watch event, nil when there is none.
+// listed is false until the first list, while the value is not known. While
+// etcd is unreachable it is the last value etcd gave.
+func (w *Watcher) Followed() (value []byte, listed bool) {
+	p := w.followed.Load()
+	if p == nil {
+		return nil, false
+	}
+	return *p, true
 }
 
 // Start launches the watcher goroutine. Calls after the first, or after Close,
@@ -159,21 +182,33 @@ func (w *Watcher) run(ctx context.Context) {
 	}
 }
 
-// list reads the whole prefix and publishes the result, replacing whatever the
-// previous snapshot said (this is the diff after a broken watch).
+// list reads the whole prefix, and Follow's, at one revision and publishes
+// the result, replacing whatever the previous snapshot said (this is the diff
+// after a broken watch).
 func (w *Watcher) list(ctx context.Context) (*state, int64, error) {
 	gctx, cancel := context.WithTimeout(ctx, w.getTimeout)
 	defer cancel()
-	resp, err := w.cli.Get(gctx, w.prefix+"/", clientv3.WithPrefix())
+	ops := []clientv3.Op{clientv3.OpGet(w.prefix+"/", clientv3.WithPrefix())}
+	if w.follow != "" {
+		ops = append(ops, clientv3.OpGet(w.follow, clientv3.WithPrefix()))
+	}
+	resp, err := w.cli.Txn(gctx).Then(ops...).Commit()
 	if err != nil {
 		return nil, 0, fmt.Errorf("list %s: %w", w.prefix, err)
 	}
 	st := newState()
-	for _, kv := range resp.Kvs {
-		w.applyPut(st, kv)
+	for i, r := range resp.Responses {
+		for _, kv := range r.GetResponseRange().GetKvs() {
+			if i == 0 {
+				w.applyPut(st, kv)
+			} else {
+				st.followed[string(kv.Key)] = kv.Value
+			}
+		}
 	}
 	w.setErr(nil)
 	w.publish(st, resp.Header.Revision)
+	w.publishFollowed(st)
 	return st, resp.Header.Revision, nil
 }
 
@@ -187,6 +222,11 @@ func (w *Watcher) watch(ctx context.Context, st *state, rev int64) (healthy bool
 	opened := time.AfterFunc(w.getTimeout, cancel)
 	ch := w.cli.Watch(wctx, w.prefix+"/", clientv3.WithPrefix(),
 		clientv3.WithRev(rev+1), clientv3.WithPrevKV())
+	var followCh clientv3.WatchChan // nil, and so never ready, without Follow
+	if w.follow != "" {
+		// On the same stream as the topology's: the client shares one per context.
+		followCh = w.cli.Watch(wctx, w.follow, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	}
 	if !opened.Stop() && ctx.Err() == nil {
 		return healthy, fmt.Errorf("watch %s: no stream to etcd within %s: %w", w.prefix, w.getTimeout, context.DeadlineExceeded)
 	}
@@ -203,15 +243,8 @@ func (w *Watcher) watch(ctx context.Context, st *state, rev int64) (healthy bool
 				return healthy, err
 			}
 		case resp, ok := <-ch:
-			if !ok {
-				return healthy, ErrWatchClosed
-			}
-			if resp.CompactRevision != 0 {
-				w.lg.Info("watch compacted, re-listing", zap.Int64("compact-revision", resp.CompactRevision))
-				return healthy, fmt.Errorf("watch %s: %w", w.prefix, rpctypes.ErrCompacted)
-			}
-			if err := resp.Err(); err != nil {
-				return healthy, fmt.Errorf("watch %s: %w", w.prefix, err)
+			if err := w.checkWatch(w.prefix, resp, ok); err != nil {
+				return healthy, err
 			}
 			if resp.IsProgressNotify() {
 				continue
@@ -227,7 +260,39 @@ func (w *Watcher) watch(ctx context.Context, st *state, rev int64) (healthy bool
 			healthy = true
 			w.setErr(nil)
 			w.publish(st, resp.Header.Revision)
+		case resp, ok := <-followCh:
+			if err := w.checkWatch(w.follow, resp, ok); err != nil {
+				return healthy, err
+			}
+			for _, ev := range resp.Events {
+				switch ev.Type {
+				case mvccpb.PUT:
+					st.followed[string(ev.Kv.Key)] = ev.Kv.Value
+				case mvccpb.DELETE:
+					delete(st.followed, string(ev.Kv.Key))
+				}
+			}
+			healthy = true
+			w.setErr(nil)
+			w.publishFollowed(st)
 		}
+	}
+}
+
+// checkWatch says why a watch response ends the watch, if it does: the
+// channel closed, the revision compacted, or an error.
+func (w *Watcher) checkWatch(prefix string, resp clientv3.WatchResponse, ok bool) error {
+	switch {
+	case !ok:
+		return ErrWatchClosed
+	case resp.CompactRevision != 0:
+		w.lg.Info("watch compacted, re-listing", zap.Int64("compact-revision", resp.CompactRevision))
+		return fmt.Errorf("watch %s: %w", prefix, rpctypes.ErrCompacted)
+	default:
+		if err := resp.Err(); err != nil {
+			return fmt.Errorf("watch %s: %w", prefix, err)
+		}
+		return nil
 	}
 }
 
@@ -264,6 +329,16 @@ func (w *Watcher) applyDelete(st *state, kv *mvccpb.KeyValue) {
 	} else {
 		st.deleteInfo(addr)
 	}
+}
+
+// publishFollowed stores the value of the first followed key.
+func (w *Watcher) publishFollowed(st *state) {
+	var first []byte
+	if len(st.followed) > 0 {
+		keys := slices.Sorted(maps.Keys(st.followed))
+		first = st.followed[keys[0]]
+	}
+	w.followed.Store(&first)
 }
 
 // publish swaps in a new snapshot and wakes subscribers only when the live set

@@ -290,3 +290,80 @@ func TestEtcdGoneBeforeTheWatch(t *testing.T) {
 	require.Eventually(t, func() bool { return w.Err() == nil && lists.Load() > 1 }, 3*waitFor, tick)
 	requireAddrs(t, w, "10.0.0.1:4000")
 }
+
+// Follow's keys come with the list and the watch: the first key's value is
+// Followed's, a change to them publishes no snapshot, and the last value
+// stays while etcd is gone and is read again after it comes back.
+func TestFollow(t *testing.T) {
+	const key = "/topology/prometheus"
+	te := etcdtest.Start(t)
+	put := func(k, v string) {
+		t.Helper()
+		_, err := te.Client.Put(ctx5s(t), k, v)
+		require.NoError(t, err)
+	}
+	del := func(k string) {
+		t.Helper()
+		_, err := te.Client.Delete(ctx5s(t), k)
+		require.NoError(t, err)
+	}
+	requireFollowed := func(w *Watcher, want string) {
+		t.Helper()
+		require.Eventually(t, func() bool {
+			v, listed := w.Followed()
+			return listed && string(v) == want
+		}, waitFor, tick, "want followed value %q", want)
+	}
+	put(key, "a")
+	etcdtest.Register(t, te.Client, DefaultPrefix, "10.0.0.1:4000", etcdtest.InfoJSON("8.5.0", 10080, `{}`), 45)
+
+	w := NewWatcher(zap.NewNop(), te.Client, "")
+	w.getTimeout = time.Second
+	w.probeInterval = 200 * time.Millisecond
+	w.Follow(key)
+	v, listed := w.Followed()
+	require.False(t, listed, "known before the first list: %q", v)
+	w.Start(context.Background())
+	t.Cleanup(w.Close)
+	requireFollowed(w, "a")
+	requireAddrs(t, w, "10.0.0.1:4000")
+
+	// A followed change is not a topology change.
+	snap := w.Snapshot()
+	select {
+	case <-w.Updates():
+	default:
+	}
+	put(key, "b")
+	requireFollowed(w, "b")
+	select {
+	case <-w.Updates():
+		t.Fatal("a followed key's change signalled a topology update")
+	default:
+	}
+	require.Same(t, snap, w.Snapshot())
+
+	// The first key in order is the one that counts.
+	put(key+"/z", "c")
+	put(key+"/a", "d")
+	requireFollowed(w, "b")
+	del(key)
+	requireFollowed(w, "d")
+	del(key + "/a")
+	del(key + "/z")
+	requireFollowed(w, "")
+	v, _ = w.Followed()
+	require.Nil(t, v)
+
+	// etcd gone: the last value stays; back: listed and watched again.
+	put(key, "e")
+	requireFollowed(w, "e")
+	te.Stop()
+	require.Eventually(t, func() bool { return w.Err() != nil }, waitFor, tick)
+	requireFollowed(w, "e")
+	te.Restart(t)
+	require.Eventually(t, func() bool { return w.Err() == nil }, waitFor, tick)
+	put(key, "f")
+	requireFollowed(w, "f")
+	requireAddrs(t, w, "10.0.0.1:4000")
+}

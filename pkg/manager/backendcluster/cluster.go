@@ -105,6 +105,7 @@ func newCluster(lg *zap.Logger, s spec, gen uint64, sink Sink) (*Cluster, error)
 		Interval:      s.MetricsInterval,
 	}
 	if c.cli != nil && s.Cluster.Prometheus == "" {
+		c.watcher.Follow(prometheusKey)
 		mcfg.Discover = c.discoverPrometheus
 	}
 	c.reader = metricsreader.NewReader(base, s.Cluster.Name, mcfg)
@@ -324,19 +325,26 @@ func (c *Cluster) buildView() *observer.ClusterView {
 	return v
 }
 
-// discoverPrometheus reads the Prometheus address TiUP records in etcd.
+// discoverPrometheus returns the Prometheus address TiUP records in etcd, as
+// the topology watcher follows it: no read of its own at each metrics
+// interval, and while etcd is unreachable, the last address it gave. Only
+// before the watcher's first list does it ask etcd.
 func (c *Cluster) discoverPrometheus(ctx context.Context) (string, error) {
-	var url string
-	err := c.WithEtcd(ctx, func(ctx context.Context, cli *clientv3.Client) error {
-		resp, err := cli.Get(ctx, prometheusKey, clientv3.WithPrefix(), clientv3.WithLimit(1))
-		if err != nil {
+	value, listed := c.watcher.Followed()
+	if !listed {
+		err := c.WithEtcd(ctx, func(ctx context.Context, cli *clientv3.Client) error {
+			resp, err := cli.Get(ctx, prometheusKey, clientv3.WithPrefix(), clientv3.WithLimit(1))
+			if err == nil && len(resp.Kvs) > 0 {
+				value = resp.Kvs[0].Value
+			}
 			return err
+		})
+		if err != nil {
+			return "", err
 		}
-		if len(resp.Kvs) == 0 {
-			return errors.New("no Prometheus registered in etcd")
-		}
-		url, err = metricsreader.PrometheusURLFromTopology(resp.Kvs[0].Value)
-		return err
-	})
-	return url, err
+	}
+	if value == nil {
+		return "", errors.New("no Prometheus registered in etcd")
+	}
+	return metricsreader.PrometheusURLFromTopology(value)
 }
