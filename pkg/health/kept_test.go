@@ -396,8 +396,7 @@ func TestPingsTogetherOneHung(t *testing.T) {
 	go func() {
 		defer close(done)
 		p.mu.Lock()
-		p.pings = batch
-		p.pingAllLocked(ctx)
+		p.pingAllLocked(ctx, batch)
 		p.mu.Unlock()
 	}()
 	select {
@@ -432,4 +431,30 @@ func TestPingsTogetherOneHung(t *testing.T) {
 		require.NoError(t, conn.SendPing())
 		require.NoError(t, conn.ReadPong())
 	}
+}
+
+// The loop runs the pings itself, so a target added while they wait on a
+// hung backend is dispatched once they are over: within the probe timeout,
+// not blocked by the hang.
+func TestTargetAddedDuringHungPings(t *testing.T) {
+	ok, hung, added := newFakeSQL(t, greetOK), newFakeSQL(t, greetOK), newFakeSQL(t, greetOK)
+	const timeout = 2 * time.Second
+	p := newTestProber(t, "c1", HealthConfig{
+		Interval: 20 * time.Millisecond, Timeout: timeout, FailuresToUnhealthy: 1, SQLUser: "probe",
+	})
+	p.SetTargets([]Target{ok.target(), hung.target()})
+	p.Start(context.Background())
+	require.Eventually(t, func() bool { return hung.pings.Load() >= 2 && ok.pings.Load() >= 2 }, waitFor, tick)
+
+	hung.setMode(greetSilent)
+	require.Eventually(t, func() bool { return hung.unanswered.Load() > 0 }, waitFor, time.Millisecond,
+		"a ping the hung backend does not answer")
+	start := time.Now()
+	p.SetTargets([]Target{ok.target(), hung.target(), added.target()})
+	h := waitHealth(t, p, added.Addr(), func(h observer.Health) bool { return !h.LastProbe.IsZero() })
+	require.True(t, h.Healthy, h.Reason)
+	require.Less(t, time.Since(start), timeout+5*time.Second, "generous for a loaded machine")
+	h = waitHealth(t, p, hung.Addr(), func(h observer.Health) bool { return !h.Healthy })
+	require.Equal(t, "sql port: ping: context deadline exceeded", h.Reason)
+	require.True(t, p.Results()[ok.Addr()].Healthy)
 }

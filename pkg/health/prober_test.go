@@ -47,8 +47,9 @@ type fakeSQL struct {
 	accepted atomic.Int32
 	// peerClosed counts silent connections the client closed.
 	peerClosed atomic.Int32
-	// logins, pings and quits count what greeted connections sent.
-	logins, pings, quits atomic.Int32
+	// logins, pings and quits count what greeted connections sent;
+	// unanswered, the pings greetSilent left unanswered.
+	logins, pings, quits, unanswered atomic.Int32
 
 	wg    sync.WaitGroup
 	mu    sync.Mutex
@@ -156,6 +157,7 @@ func (f *fakeSQL) serveCommands(pio *mysql.PacketIO) {
 			return
 		case mysql.ComPing:
 			if sqlMode(f.mode.Load()) == greetSilent {
+				f.unanswered.Add(1)
 				continue // read on: the prober hangs up after its timeout
 			}
 			f.pings.Add(1)
