@@ -1,6 +1,7 @@
 package health
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -13,11 +14,13 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/switchyard-db/switchyard/pkg/mysql"
@@ -764,4 +767,46 @@ func TestProbeRecordsGreeting(t *testing.T) {
 	h = waitHealth(t, p, srv.Addr(), func(h observer.Health) bool { return h.Failures > 0 })
 	require.NotNil(t, h.Server, "a failed probe keeps the last greeting")
 	require.Equal(t, "8.0.11-TiDB-v7.5.0", h.Server.Version)
+}
+
+// The status check closes with a reset once it has read the answer, so
+// neither side keeps a TIME_WAIT socket: the server, which sent its FIN
+// first as net/http's does after Connection: close, reads a reset, not an
+// orderly close.
+func TestStatusCheckClosesWithReset(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	after := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			after <- err
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			after <- err
+			return
+		}
+		if !req.Close {
+			after <- errors.New("the check did not ask for Connection: close")
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")
+		_ = c.(*net.TCPConn).CloseWrite()
+		_, err = c.Read(make([]byte, 1))
+		after <- err
+	}()
+	p := NewProber(zap.NewNop(), "c1", HealthConfig{})
+	t.Cleanup(p.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	addr := ln.Addr().String()
+	code, err := p.getStatus(ctx, "127.0.0.1", addr, "http://"+addr+"/status")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code)
+	require.ErrorIs(t, <-after, syscall.ECONNRESET, "the status check's close is a reset")
 }
