@@ -774,37 +774,24 @@ func TestProbeRecordsGreeting(t *testing.T) {
 // first as net/http's does after Connection: close, reads a reset, not an
 // orderly close.
 func TestStatusCheckClosesWithReset(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	after := make(chan error, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			after <- err
-			return
-		}
-		defer c.Close()
+	addr, after := testenv.ServeOne(t, func(c net.Conn) error {
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		req, err := http.ReadRequest(bufio.NewReader(c))
 		if err != nil {
-			after <- err
-			return
+			return err
 		}
 		if !req.Close {
-			after <- errors.New("the check did not ask for Connection: close")
-			return
+			return errors.New("the check did not ask for Connection: close")
 		}
 		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")
 		_ = c.(*net.TCPConn).CloseWrite()
 		_, err = c.Read(make([]byte, 1))
-		after <- err
-	}()
+		return err
+	})
 	p := NewProber(zap.NewNop(), "c1", HealthConfig{})
 	t.Cleanup(p.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	addr := ln.Addr().String()
 	code, err := p.getStatus(ctx, "127.0.0.1", addr, "http://"+addr+"/status")
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, code)

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard-db/switchyard/test/mysqldouble"
+	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
 // The login probe completes the handshake (native and caching_sha2 users
@@ -145,17 +146,7 @@ func TestProbePingBoundedByContext(t *testing.T) {
 // A greeting probe leaves with a reset, so the proxy keeps no TIME_WAIT socket per probe; a
 // login probe quits and closes normally, so the server reads its COM_QUIT.
 func TestGreetingProbeClosesWithReset(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	after := make(chan error, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			after <- err
-			return
-		}
-		defer c.Close()
+	addr, after := testenv.ServeOne(t, func(c net.Conn) error {
 		pio := NewPacketIO(c)
 		_ = pio.WritePacket(AppendInitialHandshake(nil, &InitialHandshake{
 			ServerVersion: "10.11.99-test", Salt: NewSalt(20), Charset: 46, AuthPlugin: AuthNativePassword,
@@ -163,12 +154,12 @@ func TestGreetingProbeClosesWithReset(t *testing.T) {
 		}))
 		_ = pio.Flush()
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err = c.Read(make([]byte, 1))
-		after <- err
-	}()
+		_, err := c.Read(make([]byte, 1))
+		return err
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err = ReadGreeting(ctx, &net.Dialer{}, ln.Addr().String())
+	_, err := ReadGreeting(ctx, &net.Dialer{}, addr)
 	require.NoError(t, err)
 	require.ErrorIs(t, <-after, syscall.ECONNRESET, "the greeting probe's close is a reset")
 }

@@ -23,3 +23,27 @@ func RequireClosed(t testing.TB, conn net.Conn) {
 		t.Fatalf("testenv: the peer kept the connection open")
 	}
 }
+
+// ServeOne listens on a loopback port and, in a goroutine, accepts one
+// connection, runs serve on it and closes it. It returns the address and a
+// channel that receives serve's error, or Accept's. The listener closes
+// when the test ends.
+func ServeOne(t testing.TB, serve func(net.Conn) error) (addr string, done <-chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: listen: %v", err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	errc := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer c.Close()
+		errc <- serve(c)
+	}()
+	return ln.Addr().String(), errc
+}
