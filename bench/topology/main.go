@@ -45,6 +45,7 @@ func main() {
 		probeUsr = flag.Bool("probe-user", false, "scale: set [health-check] sql-user/sql-password (a kept connection per backend, COM_PING each interval) instead of a greeting per probe")
 		padKB    = flag.Int("metrics-pad-kb", 0, "scale: pad each /metrics page to about this many KiB (a real TiDB page is far larger than the 4 metrics read)")
 		cpuProf  = flag.String("cpuprofile", "", "scale: write a CPU profile of the measurement window to this file")
+		traceOut = flag.String("trace", "", "scale: write an execution trace (the scheduler's view: go tool trace) of the window's first 3 s to this file")
 		quietW   = flag.Duration("quiet-wait", 0, "before each measurement, wait up to this long for other processes to use less than -quiet-pct of the machine")
 		quietPct = flag.Float64("quiet-pct", 10, "see -quiet-wait")
 		serve    = flag.Int("serve-backends", 0, "internal: serve this many backends (the child process of the scale test)")
@@ -84,7 +85,7 @@ func main() {
 			Clusters: *clusters, Backends: *backends,
 			Idle: *idle, Settle: *settle,
 			HealthInterval: *health, MetricsInterval: *metrics,
-			Etcd: *etcdBin, Status: *status, ProbeUser: *probeUsr, PadKB: *padKB, CPUProfile: *cpuProf,
+			Etcd: *etcdBin, Status: *status, ProbeUser: *probeUsr, PadKB: *padKB, CPUProfile: *cpuProf, Trace: *traceOut,
 			QuietWait: *quietW, QuietPct: *quietPct,
 		})
 		if err != nil {

@@ -53,7 +53,7 @@ func (r *scaleResult) write(w io.Writer) {
 	}
 	fmt.Fprintf(w, "Each cluster: its own runtime and etcd client, topology prefix `/topology/c<i>` on one shared etcd (%s). "+
 		"%d distinct backends (test/mysqldouble, %s) served by a child process, so their CPU is not the proxy's. "+
-		"Health-check interval %s, metrics interval %s, no Prometheus (so the metrics reader asks etcd for /topology/prometheus each interval, then falls back to scraping). "+
+		"Health-check interval %s, metrics interval %s, no Prometheus (so the metrics reader, which follows /topology/prometheus on the topology watch, scrapes each backend's status port). "+
 		"Measured over %s after everything was healthy plus %s settling; GOMAXPROCS %d.\n\n",
 		r.EtcdDesc, n, status, o.HealthInterval, o.MetricsInterval, r.Wall.Round(100*time.Millisecond), o.Settle, r.GOMAXPROCS)
 	perCluster := func(v float64) float64 { return v / float64(o.Clusters) }
@@ -62,6 +62,7 @@ func (r *scaleResult) write(w io.Writer) {
 	fmt.Fprintf(w, "| Apply -> all %d backends probed healthy | %s | |\n", n, ms(r.Ready))
 	cpuPct := pct(r.CPU, r.Wall)
 	fmt.Fprintf(w, "| proxy CPU (getrusage self, user+sys) / wall | %.2f %% of one core | %.3f %% |\n", cpuPct, perCluster(cpuPct))
+	fmt.Fprintf(w, "| proxy context switches / s (getrusage: its threads' sleeps and wake-ups) | %.0f | %.1f |\n", float64(r.Switches)/r.Wall.Seconds(), perCluster(float64(r.Switches)/r.Wall.Seconds()))
 	if sql := r.Probes + r.Pings; sql > 0 {
 		fmt.Fprintf(w, "| proxy CPU / SQL probe (all of its CPU, status checks and metrics included) | %.0f µs | |\n", float64(r.CPU.Microseconds())/float64(sql))
 	}

@@ -7,8 +7,10 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/switchyard-db/switchyard/bench/internal/benchstat"
@@ -33,6 +35,7 @@ type scaleOptions struct {
 	ProbeUser          bool   // probe with [health-check] sql-user: kept connections and COM_PING
 	PadKB              int    // extra KiB per /metrics page
 	CPUProfile         string // write a CPU profile of the idle window here
+	Trace              string // write an execution trace of the window's first seconds here
 	QuietWait          time.Duration
 	QuietPct           float64
 }
@@ -45,6 +48,7 @@ type scaleResult struct {
 	Ready         time.Duration // Apply -> every backend probed healthy and routable
 	Wall          time.Duration
 	CPU           time.Duration // this process
+	Switches      int64         // this process's context switches (its threads' sleeps and wake-ups)
 	EtcdCPU       time.Duration // the etcd process (0 when embedded)
 	BackendCPU    time.Duration // the backend process
 	OtherPct      float64       // other processes' CPU, % of the whole machine; -1 unknown
@@ -226,8 +230,15 @@ func runScale(ctx context.Context, lg *zap.Logger, o scaleOptions) (*scaleResult
 		}
 		defer stopProfile()
 	}
+	if o.Trace != "" {
+		stopTrace, err := startTrace(o.Trace, 3*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		defer stopTrace()
+	}
 	busy0, steal0, total0, statOK := machineCPU()
-	cpu0, t0 := selfCPU(), time.Now()
+	cpu0, sw0, t0 := selfCPU(), selfSwitches(), time.Now()
 	tick := time.NewTicker(time.Second)
 	for time.Since(t0) < o.Idle {
 		select {
@@ -245,6 +256,7 @@ func runScale(ctx context.Context, lg *zap.Logger, o scaleOptions) (*scaleResult
 	}
 	tick.Stop()
 	res.CPU, res.Wall = selfCPU()-cpu0, time.Since(t0)
+	res.Switches = selfSwitches() - sw0
 	busy1, steal1, total1, statOK1 := machineCPU()
 	if etcd.Pid != 0 {
 		etcd1, _ := procCPU(etcd.Pid)
@@ -276,6 +288,28 @@ func runScale(ctx context.Context, lg *zap.Logger, o scaleOptions) (*scaleResult
 	runtime.ReadMemStats(&ms)
 	res.LiveHeap = ms.HeapAlloc
 	return res, nil
+}
+
+// startTrace traces this process for d, or until the returned func is
+// called.
+func startTrace(path string, d time.Duration) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := trace.Start(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			trace.Stop()
+			_ = f.Close()
+		})
+	}
+	t := time.AfterFunc(d, stop)
+	return func() { t.Stop(); stop() }, nil
 }
 
 // startCPUProfile profiles this process until the returned func is called.

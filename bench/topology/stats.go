@@ -60,6 +60,17 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// selfSwitches is how many times this process's threads gave up a CPU,
+// voluntarily (to sleep: a park, a poll, a futex) or not: a count of its
+// wake-ups, which on an idle process cost more than the work they run.
+func selfSwitches() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Nvcsw + ru.Nivcsw
+}
+
 // procCPU is utime+stime of another process (all its threads); ok is false
 // when it cannot be read.
 func procCPU(pid int) (time.Duration, bool) {

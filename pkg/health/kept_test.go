@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	zapobs "go.uber.org/zap/zaptest/observer"
 
+	"github.com/switchyard-db/switchyard/lib/cadence"
 	"github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/test/testenv"
@@ -96,9 +97,10 @@ func TestKeptConnectionHungBackend(t *testing.T) {
 }
 
 // TestSchedulingSpreadsProbes: after their first probe, a prober's
-// targets are due together in its phase, and probers pick their phases at
-// random, so that many clusters' probes spread over the interval instead of
-// firing together.
+// targets are due together in its phase. Probers draw their phases from the
+// cadence grid: probers that drew the same instant are due at the same
+// instants (so the process wakes once for them), and the draws still spread
+// the probers over the interval's instants.
 func TestSchedulingSpreadsProbes(t *testing.T) {
 	const interval = time.Hour
 	p := newTestProber(t, "c1", HealthConfig{Interval: interval, Timeout: 5 * time.Second})
@@ -133,22 +135,28 @@ func TestSchedulingSpreadsProbes(t *testing.T) {
 	require.False(t, dues[0].After(time.Now().Add(interval)))
 	require.Zero(t, dues[0].Sub(p.phase)%interval, "in the prober's phase")
 
-	// 200 probers: their phases cover the interval.
-	ref := time.Now()
-	slots := map[int64]bool{}
-	lo, hi := interval, time.Duration(0)
+	// 200 probers of a 1 s interval: their phases are instants of the grid,
+	// every instant is drawn, and probers with the same phase are due at
+	// the same instant, to the nanosecond.
+	const second = time.Second
+	now := time.Now()
+	offsets := map[time.Duration]time.Time{} // phase's offset in the interval -> next due
+	ref := cadence.Next(p.phase, second, now)
 	for range 200 {
-		q := NewProber(zap.NewNop(), "c", HealthConfig{Interval: interval})
-		off := q.phase.Sub(ref) % interval
+		q := NewProber(zap.NewNop(), "c", HealthConfig{Interval: second})
+		off := q.phase.Sub(ref) % second
 		if off < 0 {
-			off += interval
+			off += second
 		}
-		lo, hi = min(lo, off), max(hi, off)
-		slots[off.Milliseconds()] = true
+		require.Zero(t, off%cadence.Step, "on the grid")
+		due := q.nextSlot(now)
+		if prev, ok := offsets[off]; ok {
+			require.Equal(t, prev, due, "the same phase, the same instant")
+		}
+		offsets[off] = due
 		q.Close()
 	}
-	require.Greater(t, hi-lo, interval/2, "phases spread over the interval")
-	require.Greater(t, len(slots), 190, "hardly two probers in the same millisecond")
+	require.Len(t, offsets, int(second/cadence.Step), "the probers spread over every instant")
 }
 
 // refusedPort is a loopback port nobody listens on (i only varies the

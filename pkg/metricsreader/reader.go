@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard-db/switchyard/lib/cadence"
 	"github.com/switchyard-db/switchyard/lib/lifecycle"
 	"github.com/switchyard-db/switchyard/lib/notify"
 	"go.uber.org/zap"
@@ -164,14 +165,17 @@ func (r *Reader) Start(ctx context.Context) { r.loop.Start(ctx, r.run) }
 func (r *Reader) Close() { r.loop.Close() }
 
 func (r *Reader) run(ctx context.Context) {
-	ticker := time.NewTicker(r.cfg.Interval)
-	defer ticker.Stop()
+	// On the process's cadence grid, so that the readers of many clusters,
+	// and the probers, share their wake-ups.
+	tick := cadence.NewTimer(r.cfg.Interval)
+	defer tick.Stop()
 	for {
 		r.fetch(ctx)
 		select {
 		case <-ctx.Done():
 			return
-		case <-ticker.C:
+		case <-tick.C():
+			tick.Rearm()
 		case <-r.kick.C():
 		}
 	}

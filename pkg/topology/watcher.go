@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard-db/switchyard/lib/cadence"
 	"github.com/switchyard-db/switchyard/lib/lifecycle"
 	"github.com/switchyard-db/switchyard/lib/notify"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -232,16 +233,19 @@ func (w *Watcher) watch(ctx context.Context, st *state, rev int64) (healthy bool
 	}
 	// The client re-dials a dead endpoint forever without closing the watch
 	// channel, so a periodic bounded Get is what notices that etcd is gone.
-	probe := time.NewTicker(w.probeInterval)
+	// On the process's cadence grid, so that the watchers of many clusters,
+	// and the probers, share their wake-ups.
+	probe := cadence.NewTimer(w.probeInterval)
 	defer probe.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return healthy, ctx.Err()
-		case <-probe.C:
+		case <-probe.C():
 			if err := w.probe(ctx); err != nil {
 				return healthy, err
 			}
+			probe.Rearm()
 		case resp, ok := <-ch:
 			if err := w.checkWatch(w.prefix, resp, ok); err != nil {
 				return healthy, err
