@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime"
@@ -293,37 +294,33 @@ func runScale(ctx context.Context, lg *zap.Logger, o scaleOptions) (*scaleResult
 // startTrace traces this process for d, or until the returned func is
 // called.
 func startTrace(path string, d time.Duration) (func(), error) {
-	f, err := os.Create(path)
+	stop, err := startRecording(path, trace.Start, trace.Stop)
 	if err != nil {
 		return nil, err
 	}
-	if err := trace.Start(f); err != nil {
-		_ = f.Close()
-		return nil, err
-	}
 	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			trace.Stop()
-			_ = f.Close()
-		})
-	}
-	t := time.AfterFunc(d, stop)
-	return func() { t.Stop(); stop() }, nil
+	t := time.AfterFunc(d, func() { once.Do(stop) })
+	return func() { t.Stop(); once.Do(stop) }, nil
 }
 
 // startCPUProfile profiles this process until the returned func is called.
 func startCPUProfile(path string) (func(), error) {
+	return startRecording(path, pprof.StartCPUProfile, pprof.StopCPUProfile)
+}
+
+// startRecording creates path and starts a recorder writing to it; the
+// returned func stops the recorder and closes the file.
+func startRecording(path string, start func(io.Writer) error, stop func()) (func(), error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, err
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
+	if err := start(f); err != nil {
 		_ = f.Close()
 		return nil, err
 	}
 	return func() {
-		pprof.StopCPUProfile()
+		stop()
 		_ = f.Close()
 	}, nil
 }
