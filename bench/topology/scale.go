@@ -239,7 +239,8 @@ func runScale(ctx context.Context, lg *zap.Logger, o scaleOptions) (*scaleResult
 		defer stopTrace()
 	}
 	busy0, steal0, total0, statOK := machineCPU()
-	cpu0, sw0, t0 := selfCPU(), selfSwitches(), time.Now()
+	cpu0, sw0 := selfUsage()
+	t0 := time.Now()
 	tick := time.NewTicker(time.Second)
 	for time.Since(t0) < o.Idle {
 		select {
@@ -256,8 +257,8 @@ func runScale(ctx context.Context, lg *zap.Logger, o scaleOptions) (*scaleResult
 		}
 	}
 	tick.Stop()
-	res.CPU, res.Wall = selfCPU()-cpu0, time.Since(t0)
-	res.Switches = selfSwitches() - sw0
+	cpu1, sw1 := selfUsage()
+	res.CPU, res.Switches, res.Wall = cpu1-cpu0, sw1-sw0, time.Since(t0)
 	busy1, steal1, total1, statOK1 := machineCPU()
 	if etcd.Pid != 0 {
 		etcd1, _ := procCPU(etcd.Pid)

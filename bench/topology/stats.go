@@ -53,22 +53,20 @@ func ms(d time.Duration) string {
 
 // selfCPU is this process's user+system CPU time (all threads).
 func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	cpu, _ := selfUsage()
+	return cpu
 }
 
-// selfSwitches is how many times this process's threads gave up a CPU,
-// voluntarily (to sleep: a park, a poll, a futex) or not: a count of its
-// wake-ups, which on an idle process cost more than the work they run.
-func selfSwitches() int64 {
+// selfUsage reads this process's CPU time (user+system, all threads) and
+// how many times its threads gave up a CPU, voluntarily (to sleep: a park,
+// a poll, a futex) or not: a count of its wake-ups, which on an idle
+// process cost more than the work they run.
+func selfUsage() (cpu time.Duration, switches int64) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return 0, 0
 	}
-	return ru.Nvcsw + ru.Nivcsw
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Nvcsw + ru.Nivcsw
 }
 
 // procCPU is utime+stime of another process (all its threads); ok is false
