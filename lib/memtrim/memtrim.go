@@ -78,25 +78,44 @@ func (p *Policy) Trimmed(s Sample) { p.last = s }
 func Run(ctx context.Context, interval time.Duration, onTrim func(before, after uint64)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	var p Policy
-	p.Step(read())
+	tr := newTrimmer(onTrim)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		s := read()
-		if !p.Step(s) {
-			continue
-		}
-		debug.FreeOSMemory()
-		after := read()
-		p.Trimmed(after)
-		if onTrim != nil {
-			onTrim(s.Held, after.Held)
+			tr.step()
 		}
 	}
+}
+
+// trimmer is one Run: the policy and what it is told after a trim.
+type trimmer struct {
+	p      Policy
+	onTrim func(before, after uint64)
+}
+
+// newTrimmer takes the policy's baseline sample now.
+func newTrimmer(onTrim func(before, after uint64)) *trimmer {
+	t := &trimmer{onTrim: onTrim}
+	t.p.Step(read())
+	return t
+}
+
+// step samples the runtime, trims if the policy says so, and says whether
+// it did.
+func (t *trimmer) step() bool {
+	s := read()
+	if !t.p.Step(s) {
+		return false
+	}
+	debug.FreeOSMemory()
+	after := read()
+	t.p.Trimmed(after)
+	if t.onTrim != nil {
+		t.onTrim(s.Held, after.Held)
+	}
+	return true
 }
 
 var sampleNames = []string{

@@ -3,7 +3,6 @@ package memtrim
 import (
 	"context"
 	"runtime"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,46 +56,56 @@ func TestPolicyLeavesASmallHeapAlone(t *testing.T) {
 
 var sink [][]byte
 
-// Run, in this process: after a busy spell (garbage made and collected),
-// a quiet interval gives memory back to the OS.
-func TestRunGivesMemoryBackWhenQuiet(t *testing.T) {
+// In this process, one step at a time: after a busy spell (garbage made and
+// collected), the first quiet step gives memory back to the OS, and later
+// quiet steps do not trim again. The test takes the steps itself, so a
+// loaded machine's pauses cannot make a step of the busy spell look quiet.
+func TestStepGivesMemoryBackWhenQuiet(t *testing.T) {
 	live := make([][]byte, 0, 32)
 	for range 32 {
 		live = append(live, make([]byte, 1<<20)) // 32 MiB that stays: above minHeap
 	}
-	var trims atomic.Int32
-	var freed atomic.Int64
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		Run(ctx, 100*time.Millisecond, func(before, after uint64) {
-			trims.Add(1)
-			freed.Store(int64(before) - int64(after))
-		})
-	}()
-	// Busy for a few intervals: 512 MiB of garbage, collected on the way.
-	for i := range 512 {
+	runtime.GC() // no collection left to finish after the baseline
+	var trims int
+	var freed int64
+	tr := newTrimmer(func(before, after uint64) {
+		trims++
+		freed = int64(before) - int64(after)
+	})
+	require.False(t, tr.step(), "quiet, and nothing happened before")
+
+	// Busy: 512 MiB of garbage, collected on the way.
+	for range 512 {
 		sink = append(sink, make([]byte, 1<<20))
 		if len(sink) == 64 {
 			sink = nil
 		}
-		if i%32 == 0 {
-			time.Sleep(20 * time.Millisecond)
-		}
 	}
 	sink = nil
-	require.Eventually(t, func() bool { return trims.Load() > 0 }, 10*time.Second, 20*time.Millisecond,
-		"a quiet interval after the busy spell trims")
-	require.Positive(t, freed.Load(), "the trim returned memory to the OS")
-	n := trims.Load()
-	time.Sleep(500 * time.Millisecond) // five quiet intervals
-	require.Equal(t, n, trims.Load(), "no trim again while quiet with nothing new")
+	require.False(t, tr.step(), "busy: the memory would be needed again at once")
+	require.True(t, tr.step(), "the first quiet step after the busy spell trims")
+	require.Equal(t, 1, trims)
+	require.Positive(t, freed, "the trim returned memory to the OS")
+	for range 5 {
+		require.False(t, tr.step(), "no trim again while quiet with nothing new")
+	}
+	require.Equal(t, 1, trims)
+	runtime.KeepAlive(live)
+}
+
+// Run steps on its interval and returns when its context ends.
+func TestRunReturnsWhenContextEnds(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Run(ctx, 10*time.Millisecond, nil)
+	}()
+	time.Sleep(50 * time.Millisecond) // a few steps
 	cancel()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return when its context ended")
 	}
-	runtime.KeepAlive(live)
 }
