@@ -36,8 +36,9 @@ func Freeze(pid int) error {
 	}
 }
 
-// runningThreads counts the threads of pid that are not in the stopped
-// state ('T', or 't' under a tracer) in /proc.
+// runningThreads counts the threads of pid that are neither stopped ('T',
+// or 't' under a tracer) nor dead ('Z', 'X': a process that exited meanwhile
+// answers nothing either) in /proc.
 func runningThreads(pid int) (int, error) {
 	stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
 	if err != nil || len(stats) == 0 {
@@ -56,7 +57,7 @@ func runningThreads(pid int) (int, error) {
 		if i < 0 || i+2 >= len(s) {
 			return 0, fmt.Errorf("testenv: unexpected %s: %q", p, s)
 		}
-		if st := s[i+2]; st != 'T' && st != 't' {
+		if st := s[i+2]; st != 'T' && st != 't' && st != 'Z' && st != 'X' {
 			n++
 		}
 	}
