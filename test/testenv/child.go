@@ -27,7 +27,7 @@ func (c *Child) Pid() int { return c.proc.pid() }
 
 // Signal sends sig (SIGSTOP, SIGCONT, ...) unless the child has already exited, in which case it
 // returns os.ErrProcessDone, so a recycled pid is never hit. SIGSTOP returns once every thread of
-// the child has stopped (Freeze).
+// the child has stopped (as Freeze does).
 func (c *Child) Signal(sig os.Signal) error { return c.proc.signal(sig) }
 
 // Kill sends SIGKILL (which also ends a stopped process) and waits for the exit. It may be

@@ -20,6 +20,11 @@ func Freeze(pid int) error {
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		return fmt.Errorf("testenv: SIGSTOP %d: %w", pid, err)
 	}
+	return waitStopped(pid)
+}
+
+// waitStopped returns once every thread of pid, sent SIGSTOP, has stopped.
+func waitStopped(pid int) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		running, err := runningThreads(pid)

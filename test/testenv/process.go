@@ -56,16 +56,16 @@ func (p *process) exited() bool {
 }
 
 // signal delivers sig unless the process has already been reaped, so a recycled pid is never hit.
-// SIGSTOP returns only once every thread has stopped (Freeze): kill(2) alone lets the process go
+// SIGSTOP returns only once every thread has stopped (as Freeze does): kill(2) alone lets the process go
 // on answering for a while, and a test that freezes a process expects it hung from then on.
 func (p *process) signal(sig os.Signal) error {
 	if p.exited() {
 		return os.ErrProcessDone
 	}
-	if sig == syscall.SIGSTOP {
-		return Freeze(p.pid())
+	if err := p.cmd.Process.Signal(sig); err != nil || sig != syscall.SIGSTOP {
+		return err
 	}
-	return p.cmd.Process.Signal(sig)
+	return waitStopped(p.pid())
 }
 
 // wait blocks until the process exits and returns its exit status.
