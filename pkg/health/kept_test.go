@@ -390,7 +390,7 @@ func TestPingsTogetherOneHung(t *testing.T) {
 		p.mu.Lock()
 		st := p.targets[s.Addr()]
 		heap.Remove(&p.sched, st.idx)
-		st.conn = c
+		st.kept.sql = c
 		p.mu.Unlock()
 		batch = append(batch, st)
 	}
@@ -421,7 +421,7 @@ func TestPingsTogetherOneHung(t *testing.T) {
 		h := res[s.Addr()]
 		require.True(t, h.LastProbe.After(start), s.Addr())
 		p.mu.Lock()
-		conn := p.targets[s.Addr()].conn
+		conn := p.targets[s.Addr()].kept.sql
 		p.mu.Unlock()
 		if hung[s] {
 			require.False(t, h.Healthy)

@@ -1,18 +1,13 @@
 package health
 
 import (
-	"bufio"
 	"container/heap"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
-	neturl "net/url"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -163,8 +158,10 @@ type Prober struct {
 	// instant of the cadence grid, at random.
 	phase time.Time
 
-	// dials counts the connections made to keep a probe connection.
-	dials atomic.Uint64
+	// dials counts the connections made to keep a probe connection;
+	// statusDials the status checks' connections.
+	dials       atomic.Uint64
+	statusDials atomic.Uint64
 
 	mu      sync.Mutex
 	targets map[string]*targetState
@@ -194,9 +191,29 @@ type targetState struct {
 	phased  bool               // scheduled in the prober's phase (after its first probe)
 	removed bool               // gone from the targets; a queued entry is skipped
 	cancel  context.CancelFunc // of the probe in flight, or nil
-	// conn is the kept probe connection (SQLUser set) while no probe runs;
-	// the probe (a worker's, or the loop's pings) holds it meanwhile.
-	conn *mysql.ProbeConn
+	// kept are the target's kept connections while no probe runs; the probe
+	// (a worker's, or the loop's pings) holds them meanwhile.
+	kept keptConns
+}
+
+// keptConns are the connections a target keeps between probes.
+type keptConns struct {
+	sql    *mysql.ProbeConn // logged in as SQLUser (set), pinged
+	status *statusConn      // to the status port, asked for /status
+}
+
+// take hands the connections over: k is empty afterwards.
+func (k *keptConns) take() keptConns {
+	out := *k
+	*k = keptConns{}
+	return out
+}
+
+func (k keptConns) close() {
+	if k.sql != nil {
+		_ = k.sql.Close()
+	}
+	k.status.close()
 }
 
 // schedule is a min-heap of targets by due time.
@@ -267,6 +284,12 @@ func (p *Prober) Close() {
 // failed. Probes without a user, and ProbeNow, are not counted.
 func (p *Prober) Dials() uint64 { return p.dials.Load() }
 
+// StatusDials is how many connections the scheduled status checks have
+// made: one per backend with a status port, plus one each time a kept one
+// failed, was closed by the server or aged out (statusMaxAge). ProbeNow's
+// are not counted.
+func (p *Prober) StatusDials() uint64 { return p.statusDials.Load() }
+
 // SetTargets replaces the set of targets. New ones are probed at once and are
 // healthy until probed; removed ones are forgotten, their probes in flight
 // cancelled and their kept connections closed. A target already known keeps
@@ -277,10 +300,10 @@ func (p *Prober) SetTargets(ts []Target) {
 	for _, t := range ts {
 		want[t.Addr] = t
 	}
-	var closing []*mysql.ProbeConn
+	var closing []keptConns
 	defer func() {
-		for _, c := range closing {
-			_ = c.Close()
+		for _, k := range closing {
+			k.close()
 		}
 	}()
 	p.mu.Lock()
@@ -295,10 +318,7 @@ func (p *Prober) SetTargets(ts []Target) {
 			if st.idx >= 0 {
 				heap.Remove(&p.sched, st.idx)
 			}
-			if st.conn != nil {
-				closing = append(closing, st.conn)
-				st.conn = nil
-			}
+			closing = append(closing, st.kept.take())
 			delete(p.targets, addr)
 			changed = true
 		}
@@ -413,7 +433,7 @@ func (p *Prober) dispatchLocked(ctx context.Context, now time.Time) time.Time {
 	var pings []*targetState
 	for len(p.sched) > 0 && !p.sched[0].due.After(now) {
 		st := heap.Pop(&p.sched).(*targetState)
-		if st.conn != nil && st.t.StatusPort == 0 {
+		if st.kept.sql != nil && st.kept.status == nil && st.t.StatusPort == 0 {
 			pings = append(pings, st)
 		} else {
 			p.ready = append(p.ready, st)
@@ -463,19 +483,18 @@ func (p *Prober) worker(ctx context.Context) {
 		}
 		pctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 		st.cancel = cancel
-		t, conn := st.t, st.conn
-		st.conn = nil
+		t, kept := st.t, st.kept.take()
 		p.mu.Unlock()
 
-		server, conn, err := p.probeKept(pctx, t, conn)
+		server, kept, err := p.probeKept(pctx, t, kept)
 		cancel()
 
 		p.mu.Lock()
-		if p.finishLocked(ctx, st, server, err, conn) {
+		if p.finishLocked(ctx, st, server, err, kept) {
 			p.publishLocked()
-		} else if conn != nil {
+		} else {
 			p.mu.Unlock()
-			_ = conn.Close()
+			kept.close()
 			p.mu.Lock()
 		}
 	}
@@ -498,7 +517,7 @@ func (p *Prober) pingAllLocked(ctx context.Context, batch []*targetState) {
 	conns := make([]*mysql.ProbeConn, len(batch))
 	errs := make([]error, len(batch))
 	for i, st := range batch {
-		conns[i], st.conn = st.conn, nil
+		conns[i] = st.kept.take().sql
 	}
 	p.mu.Unlock()
 
@@ -568,7 +587,7 @@ func (p *Prober) pingAllLocked(ctx context.Context, batch []*targetState) {
 			err = fmt.Errorf("sql port: ping: %w", mysql.StableErr(ctx, err))
 			closing, conn = append(closing, conn), nil
 		}
-		if !p.finishLocked(ctx, st, nil, err, conn) && conn != nil {
+		if !p.finishLocked(ctx, st, nil, err, keptConns{sql: conn}) && conn != nil {
 			closing = append(closing, conn)
 		}
 	}
@@ -584,13 +603,13 @@ func (p *Prober) pingAllLocked(ctx context.Context, batch []*targetState) {
 // finishLocked records a probe's result, keeps its connection and
 // schedules the target's next probe, unless the probe was cut short by
 // Close or the target was removed meanwhile: neither says anything about the
-// backend. It reports whether the target took conn.
-func (p *Prober) finishLocked(ctx context.Context, st *targetState, server *observer.ServerInfo, err error, conn *mysql.ProbeConn) bool {
+// backend. It reports whether the target took kept.
+func (p *Prober) finishLocked(ctx context.Context, st *targetState, server *observer.ServerInfo, err error, kept keptConns) bool {
 	if ctx.Err() != nil || p.targets[st.t.Addr] != st {
 		return false
 	}
 	st.cancel = nil
-	st.conn = conn
+	st.kept = kept
 	p.recordLocked(st, server, err)
 	now := time.Now()
 	switch {
@@ -623,17 +642,14 @@ func (p *Prober) nextSlot(now time.Time) time.Time {
 
 // closeConns closes the kept connections once no worker runs.
 func (p *Prober) closeConns() {
-	var closing []*mysql.ProbeConn
+	var closing []keptConns
 	p.mu.Lock()
 	for _, st := range p.targets {
-		if st.conn != nil {
-			closing = append(closing, st.conn)
-			st.conn = nil
-		}
+		closing = append(closing, st.kept.take())
 	}
 	p.mu.Unlock()
-	for _, c := range closing {
-		_ = c.Close()
+	for _, k := range closing {
+		k.close()
 	}
 }
 
@@ -714,50 +730,69 @@ func (p *Prober) publishLocked() {
 	}
 }
 
-// probeKept is one scheduled probe. With SQLUser set it pings the kept
-// connection conn (nil: none yet), and connects and logs in again when
-// there is none or the ping failed while time was left; the connection to
-// keep is returned (nil after a failure). Without SQLUser it is probe.
-func (p *Prober) probeKept(ctx context.Context, t Target, conn *mysql.ProbeConn) (*observer.ServerInfo, *mysql.ProbeConn, error) {
-	if p.cfg.SQLUser == "" {
-		server, err := p.probe(ctx, t)
-		return server, nil, err
-	}
+// probeKept is one scheduled probe, on the target's kept connections, which
+// it returns (a field is nil when there is none to keep). With SQLUser set
+// it pings the kept SQL connection, and connects and logs in again when
+// there is none or the ping failed while time was left; without, it reads
+// the greeting on a new connection. Then it asks the status port, on the
+// kept status connection (checkStatus).
+func (p *Prober) probeKept(ctx context.Context, t Target, kept keptConns) (*observer.ServerInfo, keptConns, error) {
 	var server *observer.ServerInfo
-	if conn != nil {
-		if err := conn.Ping(ctx); err != nil {
-			_ = conn.Close()
-			conn = nil
-			if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-				// A backend that does not answer in time: no time is left
-				// to connect again, and that is the verdict. (The
-				// connection's deadline may pass just before ctx's timer.)
-				return nil, nil, fmt.Errorf("sql port: %w", err)
-			}
-			// The server may have closed an idle connection (wait_timeout,
-			// KILL, a restart): a new one decides.
-			p.lg.Debug("kept probe connection failed, connecting again", zap.String("addr", t.Addr), zap.Error(err))
+	if p.cfg.SQLUser == "" {
+		hs, err := mysql.ReadGreeting(ctx, p.dialer, t.Addr)
+		if err != nil {
+			return nil, kept, fmt.Errorf("sql port: %w", err)
+		}
+		server = serverInfo(hs)
+	} else {
+		var err error
+		if server, kept.sql, err = p.pingOrLogin(ctx, t, kept.sql); err != nil {
+			return nil, kept, err
 		}
 	}
-	if conn == nil {
-		p.dials.Add(1)
-		c, err := mysql.DialProbe(ctx, p.dialer, t.Addr, p.cfg.SQLUser, p.cfg.SQLPassword)
-		if err != nil {
+	if t.StatusPort == 0 {
+		kept.status.close()
+		kept.status = nil
+		return server, kept, nil
+	}
+	var err error
+	kept.status, err = p.checkStatus(ctx, t, kept.status, true)
+	return server, kept, err
+}
+
+// pingOrLogin pings conn (nil: none yet), and connects and logs in again
+// when there is none or the ping failed while time was left. It returns
+// the connection to keep (nil after a failure), and the greeting when it
+// read one.
+func (p *Prober) pingOrLogin(ctx context.Context, t Target, conn *mysql.ProbeConn) (*observer.ServerInfo, *mysql.ProbeConn, error) {
+	if conn != nil {
+		err := conn.Ping(ctx)
+		if err == nil {
+			return nil, conn, nil
+		}
+		_ = conn.Close()
+		if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			// A backend that does not answer in time: no time is left
+			// to connect again, and that is the verdict. (The
+			// connection's deadline may pass just before ctx's timer.)
 			return nil, nil, fmt.Errorf("sql port: %w", err)
 		}
-		conn, server = c, serverInfo(c.Greeting)
+		// The server may have closed an idle connection (wait_timeout,
+		// KILL, a restart): a new one decides.
+		p.lg.Debug("kept probe connection failed, connecting again", zap.String("addr", t.Addr), zap.Error(err))
 	}
-	if t.StatusPort != 0 {
-		if err := p.checkStatus(ctx, t); err != nil {
-			return server, conn, err
-		}
+	p.dials.Add(1)
+	c, err := mysql.DialProbe(ctx, p.dialer, t.Addr, p.cfg.SQLUser, p.cfg.SQLPassword)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sql port: %w", err)
 	}
-	return server, conn, nil
+	return serverInfo(c.Greeting), c, nil
 }
 
 // probe checks the SQL port on a new connection (logging in when SQLUser is
-// set), then the status port, within ctx. It returns what the greeting
-// announced whenever one was read, even if the probe then failed.
+// set), then the status port on a new connection, within ctx: it keeps
+// nothing, so it also tests that both ports accept. It returns what the
+// greeting announced whenever one was read, even if the probe then failed.
 func (p *Prober) probe(ctx context.Context, t Target) (*observer.ServerInfo, error) {
 	check := mysql.ReadGreeting
 	if user := p.cfg.SQLUser; user != "" {
@@ -773,7 +808,8 @@ func (p *Prober) probe(ctx context.Context, t Target) (*observer.ServerInfo, err
 	if t.StatusPort == 0 {
 		return server, nil
 	}
-	return server, p.checkStatus(ctx, t)
+	_, err = p.checkStatus(ctx, t, nil, false)
+	return server, err
 }
 
 func serverInfo(hs *mysql.InitialHandshake) *observer.ServerInfo {
@@ -787,82 +823,6 @@ func sameServer(a, b *observer.ServerInfo) bool {
 		return a == b
 	}
 	return *a == *b
-}
-
-// checkStatus asks TiDB's status port for /status. TiDB answers 500 there
-// while it shuts down gracefully, when its SQL port still accepts.
-func (p *Prober) checkStatus(ctx context.Context, t Target) error {
-	host, _, err := net.SplitHostPort(t.Addr)
-	if err != nil {
-		return fmt.Errorf("status port: %w", err)
-	}
-	hostPort := net.JoinHostPort(host, strconv.FormatUint(uint64(t.StatusPort), 10))
-	url := p.scheme + "://" + hostPort + "/status"
-	code, err := p.getStatus(ctx, host, hostPort, url)
-	if err != nil {
-		// Rendered as net/http's client renders it: Get "<url>": <cause>.
-		return fmt.Errorf("status port: %w", &neturl.Error{Op: "Get", URL: url, Err: err})
-	}
-	if code != http.StatusOK {
-		return fmt.Errorf("status port answered %d", code)
-	}
-	return nil
-}
-
-// getStatus makes one GET of url on a new connection to hostPort and
-// returns the status code; a redirect is an answer, not somewhere to go.
-// Every probe tests a fresh connection: a pooled one would hide a backend
-// that stopped accepting, and keep stale DNS answers (TiProxy #1177). It
-// speaks HTTP/1.1 on the connection itself, without net/http's Transport,
-// whose dial, read and write goroutines per request were about a quarter
-// of an idle proxy's CPU with 1,000 backends (docs/benchmarks.md, P6).
-func (p *Prober) getStatus(ctx context.Context, host, hostPort, url string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	req.Close = true // Connection: close
-	conn, err := p.dialer.DialContext(ctx, "tcp", hostPort)
-	if err != nil {
-		return 0, err
-	}
-	// Closed with a reset, as a greeting probe is (mysql.ReadGreeting): the
-	// server, told Connection: close, has sent its FIN by then, and the
-	// reset spares it a TIME_WAIT socket per check (1,000 backends checked
-	// each second kept 46,000 of them on bench/topology's one host).
-	if tc, ok := conn.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0)
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
-	defer stop()
-	var c net.Conn = conn
-	if p.statusTLS != nil {
-		cfg := p.statusTLS
-		if cfg.ServerName == "" {
-			cfg = cfg.Clone()
-			cfg.ServerName = host
-		}
-		tc := tls.Client(conn, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return 0, mysql.StableErr(ctx, err)
-		}
-		c = tc
-	}
-	if err := req.Write(c); err != nil {
-		return 0, mysql.StableErr(ctx, err)
-	}
-	// Headers and body together are bounded.
-	resp, err := http.ReadResponse(bufio.NewReaderSize(io.LimitReader(c, 2*maxStatusBody), 4<<10), req)
-	if err != nil {
-		return 0, mysql.StableErr(ctx, err)
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxStatusBody))
-	_ = resp.Body.Close()
-	return resp.StatusCode, nil
 }
 
 // reasonOf renders err without the local address that socket errors carry
