@@ -16,6 +16,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchyard-db/switchyard/lib/cadence"
+	"github.com/switchyard-db/switchyard/lib/ctxerr"
+	"github.com/switchyard-db/switchyard/lib/httpkeep"
 	"github.com/switchyard-db/switchyard/lib/lifecycle"
 	"github.com/switchyard-db/switchyard/lib/notify"
 	"github.com/switchyard-db/switchyard/pkg/mysql"
@@ -158,10 +160,11 @@ type Prober struct {
 	// instant of the cadence grid, at random.
 	phase time.Time
 
-	// dials counts the connections made to keep a probe connection;
-	// statusDials the status checks' connections.
-	dials       atomic.Uint64
-	statusDials atomic.Uint64
+	// dials counts the connections made to keep a probe connection.
+	dials atomic.Uint64
+	// statusKept makes the scheduled status checks, on kept connections;
+	// statusOnce ProbeNow's, each on a new connection.
+	statusKept, statusOnce *httpkeep.Client
 
 	mu      sync.Mutex
 	targets map[string]*targetState
@@ -199,7 +202,7 @@ type targetState struct {
 // keptConns are the connections a target keeps between probes.
 type keptConns struct {
 	sql    *mysql.ProbeConn // logged in as SQLUser (set), pinged
-	status *statusConn      // to the status port, asked for /status
+	status *httpkeep.Conn   // to the status port, asked for /status
 }
 
 // take hands the connections over: k is empty afterwards.
@@ -213,7 +216,7 @@ func (k keptConns) close() {
 	if k.sql != nil {
 		_ = k.sql.Close()
 	}
-	k.status.close()
+	k.status.Close()
 }
 
 // schedule is a min-heap of targets by due time.
@@ -262,6 +265,10 @@ func NewProber(lg *zap.Logger, cluster string, cfg HealthConfig) *Prober {
 		lifeStop:  stop,
 		targets:   map[string]*targetState{},
 	}
+	p.statusKept = &httpkeep.Client{Dialer: dialer, Keep: true, OnRetry: func(hostPort string, err error) {
+		p.lg.Debug("kept status connection failed, connecting again", zap.String("addr", hostPort), zap.Error(err))
+	}}
+	p.statusOnce = &httpkeep.Client{Dialer: dialer}
 	p.phase = cadence.Phase(cfg.Interval)
 	p.results.Store(&map[string]observer.Health{})
 	return p
@@ -286,9 +293,9 @@ func (p *Prober) Dials() uint64 { return p.dials.Load() }
 
 // StatusDials is how many connections the scheduled status checks have
 // made: one per backend with a status port, plus one each time a kept one
-// failed, was closed by the server or aged out (statusMaxAge). ProbeNow's
+// failed, was closed by the server or aged out (httpkeep.MaxAge). ProbeNow's
 // are not counted.
-func (p *Prober) StatusDials() uint64 { return p.statusDials.Load() }
+func (p *Prober) StatusDials() uint64 { return p.statusKept.Dials() }
 
 // SetTargets replaces the set of targets. New ones are probed at once and are
 // healthy until probed; removed ones are forgotten, their probes in flight
@@ -584,7 +591,7 @@ func (p *Prober) pingAllLocked(ctx context.Context, batch []*targetState) {
 			p.ready = append(p.ready, st)
 			continue
 		default:
-			err = fmt.Errorf("sql port: ping: %w", mysql.StableErr(ctx, err))
+			err = fmt.Errorf("sql port: ping: %w", ctxerr.Stable(ctx, err))
 			closing, conn = append(closing, conn), nil
 		}
 		if !p.finishLocked(ctx, st, nil, err, keptConns{sql: conn}) && conn != nil {
@@ -751,7 +758,7 @@ func (p *Prober) probeKept(ctx context.Context, t Target, kept keptConns) (*obse
 		}
 	}
 	if t.StatusPort == 0 {
-		kept.status.close()
+		kept.status.Close()
 		kept.status = nil
 		return server, kept, nil
 	}

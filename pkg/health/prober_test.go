@@ -1,7 +1,6 @@
 package health
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,13 +13,11 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
-	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/switchyard-db/switchyard/pkg/mysql"
@@ -773,28 +770,3 @@ func TestProbeRecordsGreeting(t *testing.T) {
 // neither side keeps a TIME_WAIT socket: the server, which sent its FIN
 // first as net/http's does after Connection: close, reads a reset, not an
 // orderly close.
-func TestStatusCheckClosesWithReset(t *testing.T) {
-	addr, after := testenv.ServeOne(t, func(c net.Conn) error {
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		req, err := http.ReadRequest(bufio.NewReader(c))
-		if err != nil {
-			return err
-		}
-		if !req.Close {
-			return errors.New("the check did not ask for Connection: close")
-		}
-		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")
-		_ = c.(*net.TCPConn).CloseWrite()
-		_, err = c.Read(make([]byte, 1))
-		return err
-	})
-	p := NewProber(zap.NewNop(), "c1", HealthConfig{})
-	t.Cleanup(p.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	code, kept, err := p.getStatus(ctx, "127.0.0.1", addr, nil, false)
-	require.Nil(t, kept, "nothing is kept from a one-off check")
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, code)
-	require.ErrorIs(t, <-after, syscall.ECONNRESET, "the status check's close is a reset")
-}

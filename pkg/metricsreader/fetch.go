@@ -30,6 +30,7 @@ func (r *Reader) fetch(ctx context.Context) {
 			// A scrape sample from before this Prometheus stretch would turn
 			// the next fallback's first CPU figure into a long-term average.
 			clear(r.prev)
+			r.closeConns() // nothing to scrape while Prometheus answers
 			r.setSource(SourcePrometheus, url, nil)
 			r.publish(res)
 			return

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
 // promSample is one series of a fake query answer.
@@ -92,6 +94,7 @@ func (p *fakeProm) serve(w http.ResponseWriter, r *http.Request) {
 type statusServer struct {
 	srv  *httptest.Server
 	port uint
+	cc   *testenv.ConnCounts
 
 	mu   sync.Mutex
 	body string
@@ -99,7 +102,7 @@ type statusServer struct {
 
 func newStatusServer(t *testing.T, body string) *statusServer {
 	s := &statusServer{body: body}
-	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/metrics" {
 			http.NotFound(w, r)
 			return
@@ -110,6 +113,8 @@ func newStatusServer(t *testing.T, body string) *statusServer {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		_, _ = w.Write([]byte(b))
 	}))
+	s.cc = testenv.CountConns(s.srv)
+	s.srv.Start()
 	t.Cleanup(s.srv.Close)
 	s.port = portOf(t, s.srv.Listener.Addr().String())
 	return s

@@ -194,6 +194,8 @@ func TestScrapeAfterPrometheusStartsAFreshRate(t *testing.T) {
 	r.fetch(context.Background())
 	require.Equal(t, SourcePrometheus, r.Source())
 	require.InDelta(t, 0.3, r.Results()[addr].CPU, 1e-9)
+	require.Eventually(t, func() bool { return backend.cc.Closed.Load() == 1 }, 5*time.Second, 5*time.Millisecond,
+		"the scrape's kept connection is closed while Prometheus answers")
 
 	// An hour later Prometheus fails again: the first scrape must not report
 	// the average over that hour.

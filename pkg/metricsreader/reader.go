@@ -2,6 +2,7 @@ package metricsreader
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchyard-db/switchyard/lib/cadence"
+	"github.com/switchyard-db/switchyard/lib/httpkeep"
 	"github.com/switchyard-db/switchyard/lib/lifecycle"
 	"github.com/switchyard-db/switchyard/lib/notify"
 	"go.uber.org/zap"
@@ -76,11 +78,12 @@ type Config struct {
 	// Timeout bounds each request (one query, one scrape, one Discover);
 	// default 2s.
 	Timeout time.Duration
-	// HTTPClient serves both Prometheus and status-port requests, e.g. with
-	// the cluster's TLS settings. Default: a client without keep-alive.
+	// HTTPClient serves the Prometheus queries, e.g. with the cluster's TLS
+	// settings. Default: a client without keep-alive.
 	HTTPClient *http.Client
-	// StatusScheme is "http" (default) or "https" for status-port scrapes.
-	StatusScheme string
+	// StatusTLS, when set, makes the status-port scrapes https. They keep
+	// their connections (lib/httpkeep), one per backend.
+	StatusTLS *tls.Config
 }
 
 func (c Config) withDefaults() Config {
@@ -96,19 +99,15 @@ func (c Config) withDefaults() Config {
 	if c.Timeout <= 0 {
 		c.Timeout = defaultTimeout
 	}
-	if c.StatusScheme == "" {
-		c.StatusScheme = "http"
-	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = defaultHTTPClient()
 	}
 	return c
 }
 
-// defaultHTTPClient does not keep connections alive: a round every few
-// seconds gains little from reuse, and idle connections to backends that come
-// and go would pile up. It ignores HTTP_PROXY because backends and their
-// Prometheus live on the cluster's own network.
+// defaultHTTPClient does not keep connections alive: a query every few
+// seconds gains little from reuse. It ignores HTTP_PROXY because Prometheus
+// lives on the cluster's own network.
 func defaultHTTPClient() *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DisableKeepAlives = true
@@ -134,6 +133,11 @@ type Reader struct {
 	prev    map[string]scrapeSample
 	prom    promClient
 	promURL string
+	// conns are the scrapes' kept connections by target Addr; a round's
+	// scrapes take them and give back the ones to keep.
+	conns map[string]*httpkeep.Conn
+
+	scraper *httpkeep.Client
 
 	loop lifecycle.Loop // the fetching goroutine
 }
@@ -147,7 +151,12 @@ func NewReader(lg *zap.Logger, cluster string, cfg Config) *Reader {
 		updates: notify.NewSignal(),
 		kick:    notify.NewSignal(),
 		prev:    make(map[string]scrapeSample),
+		conns:   make(map[string]*httpkeep.Conn),
 	}
+	r.scraper = &httpkeep.Client{Dialer: &net.Dialer{KeepAlive: -1}, Keep: true,
+		OnRetry: func(hostPort string, err error) {
+			r.lg.Debug("kept scrape connection failed, connecting again", zap.String("addr", hostPort), zap.Error(err))
+		}}
 	empty := map[string]observer.Metrics{}
 	r.results.Store(&empty)
 	none := ""
@@ -160,15 +169,28 @@ func NewReader(lg *zap.Logger, cluster string, cfg Config) *Reader {
 // do nothing.
 func (r *Reader) Start(ctx context.Context) { r.loop.Start(ctx, r.run) }
 
-// Close cancels any request in flight and waits for the goroutine. It is
-// safe to call many times and without Start.
-func (r *Reader) Close() { r.loop.Close() }
+// Close cancels any request in flight, waits for the goroutine and closes
+// the kept connections. It is safe to call many times and without Start.
+func (r *Reader) Close() {
+	r.loop.Close()
+	r.closeConns()
+}
+
+// closeConns closes the scrapes' kept connections. It runs on the fetching
+// goroutine, or once it has ended.
+func (r *Reader) closeConns() {
+	for addr, c := range r.conns {
+		c.Close()
+		delete(r.conns, addr)
+	}
+}
 
 func (r *Reader) run(ctx context.Context) {
 	// On the process's cadence grid, so that the readers of many clusters,
 	// and the probers, share their wake-ups.
 	tick := cadence.NewTimer(r.cfg.Interval)
 	defer tick.Stop()
+	defer r.closeConns()
 	for {
 		r.fetch(ctx)
 		select {

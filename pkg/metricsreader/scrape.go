@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"go.uber.org/zap"
 
+	"github.com/switchyard-db/switchyard/lib/httpkeep"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 )
 
@@ -30,6 +32,10 @@ var scrapedNames = []string{metricCPUSeconds, metricRSS, metricMaxProcs, metricM
 
 // maxParallelScrapes bounds the connections one round opens at once.
 const maxParallelScrapes = 16
+
+// maxPageBytes bounds one /metrics answer as sent (compressed, when the
+// backend compresses); a TiDB page is a few MiB before compression.
+const maxPageBytes = 64 << 20
 
 // maxLineBytes bounds one exposition line; TiDB's longest are far shorter.
 const maxLineBytes = 1 << 20
@@ -64,28 +70,39 @@ func (r *Reader) scrapeAll(ctx context.Context, targets []Target) map[string]obs
 		s    scraped
 		err  error
 		skip bool // no status port: nothing to scrape, nothing to report
+		conn *httpkeep.Conn
 	}
 	outcomes := make([]outcome, len(targets))
 	sem := make(chan struct{}, maxParallelScrapes)
 	var wg sync.WaitGroup
+	// The scrapes take their targets' kept connections; those left here
+	// belong to targets gone, or without a status port now.
+	old := r.conns
+	r.conns = make(map[string]*httpkeep.Conn, len(old))
 	for i, t := range targets {
 		outcomes[i].t = t
 		if t.statusAddr() == "" {
 			outcomes[i].skip = true
 			continue
 		}
+		kept := old[t.Addr]
+		delete(old, t.Addr)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
+				kept.Close()
 				outcomes[i].err = ctx.Err()
 				return
 			}
 			defer func() { <-sem }()
-			outcomes[i].s, outcomes[i].err = r.scrape(ctx, t)
+			outcomes[i].s, outcomes[i].conn, outcomes[i].err = r.scrape(ctx, t, kept)
 		}()
+	}
+	for _, c := range old {
+		c.Close()
 	}
 	wg.Wait()
 
@@ -93,6 +110,9 @@ func (r *Reader) scrapeAll(ctx context.Context, targets []Target) map[string]obs
 	live := make(map[string]bool, len(targets))
 	for _, o := range outcomes {
 		live[o.t.Addr] = true
+		if o.conn != nil {
+			r.conns[o.t.Addr] = o.conn
+		}
 		if o.skip {
 			continue
 		}
@@ -144,31 +164,35 @@ func (r *Reader) derive(t Target, s scraped) (observer.Metrics, bool) {
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
 // scrape fetches and parses one status port's /metrics page.
-func (r *Reader) scrape(ctx context.Context, t Target) (scraped, error) {
+func (r *Reader) scrape(ctx context.Context, t Target, kept *httpkeep.Conn) (scraped, *httpkeep.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	url := r.cfg.StatusScheme + "://" + t.statusAddr() + "/metrics"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return scraped{}, err
+	hostPort := t.statusAddr()
+	host, _, _ := net.SplitHostPort(hostPort)
+	var s scraped
+	code, kept, err := r.scraper.Get(ctx, httpkeep.Target{
+		Host: host, HostPort: hostPort, Path: "/metrics", TLS: r.cfg.StatusTLS,
+		// Plain text only: the filter below works on the text format.
+		Accept: "text/plain;version=0.0.4",
+		Gzip:   true, Budget: maxPageBytes,
+	}, kept, func(body io.Reader) error {
+		var err error
+		s, err = parseExposition(body)
+		return err
+	})
+	if err != nil || code != http.StatusOK {
+		scheme := "http"
+		if r.cfg.StatusTLS != nil {
+			scheme = "https"
+		}
+		url := scheme + "://" + hostPort + "/metrics"
+		if err != nil {
+			return scraped{}, kept, fmt.Errorf("scrape %s: %w", url, err)
+		}
+		return scraped{}, kept, fmt.Errorf("scrape %s: status %d %s", url, code, http.StatusText(code))
 	}
-	// Plain text only: the filter below works on the text format.
-	req.Header.Set("Accept", "text/plain;version=0.0.4")
-	resp, err := r.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return scraped{}, fmt.Errorf("scrape %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	at := r.now()
-	if resp.StatusCode != http.StatusOK {
-		return scraped{}, fmt.Errorf("scrape %s: status %s", url, resp.Status)
-	}
-	s, err := parseExposition(resp.Body)
-	if err != nil {
-		return scraped{}, fmt.Errorf("scrape %s: %w", url, err)
-	}
-	s.at = at
-	return s, nil
+	s.at = r.now()
+	return s, kept, nil
 }
 
 // parseExposition reads the few metrics the reader needs. A TiDB page is

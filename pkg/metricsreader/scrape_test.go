@@ -134,3 +134,38 @@ func TestWanted(t *testing.T) {
 		require.Equal(t, want, wanted([]byte(line)), line)
 	}
 }
+
+// The scrapes keep their connections, one per backend, from round to round;
+// a backend gone, or without a status port now, has its connection closed,
+// and so do they all once Prometheus answers, and on Close.
+func TestScrapeKeepsConnections(t *testing.T) {
+	a := newStatusServer(t, tidbPage(100, gib, 4, 4*gib))
+	b := newStatusServer(t, tidbPage(100, gib, 4, 4*gib))
+	r := NewReader(zaptest.NewLogger(t), "c1", Config{})
+	ta := Target{Addr: "127.0.0.1:4001", StatusPort: a.port}
+	tb := Target{Addr: "127.0.0.1:4002", StatusPort: b.port}
+	r.SetTargets([]Target{ta, tb})
+	for range 3 {
+		r.fetch(context.Background())
+		require.Len(t, r.Results(), 2)
+	}
+	require.EqualValues(t, 1, a.cc.New.Load(), "one connection for three scrapes")
+	require.EqualValues(t, 1, b.cc.New.Load())
+	require.EqualValues(t, 2, r.scraper.Dials())
+
+	r.SetTargets([]Target{ta, {Addr: tb.Addr}})
+	r.fetch(context.Background())
+	require.Eventually(t, func() bool { return b.cc.Closed.Load() == 1 }, 5*time.Second, 5*time.Millisecond,
+		"the connection of a target without a status port now is closed")
+	r.SetTargets([]Target{tb})
+	r.fetch(context.Background())
+	require.Eventually(t, func() bool { return a.cc.Closed.Load() == 1 }, 5*time.Second, 5*time.Millisecond,
+		"the connection of a target gone is closed")
+
+	r.SetTargets([]Target{ta})
+	r.fetch(context.Background())
+	require.EqualValues(t, 2, a.cc.New.Load())
+	r.Close()
+	require.Eventually(t, func() bool { return a.cc.Closed.Load() == 2 }, 5*time.Second, 5*time.Millisecond,
+		"Close closes the kept connections")
+}

@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/switchyard-db/switchyard/lib/ctxerr"
 )
 
 // maxGreeting bounds the first packet; real greetings are under 200 bytes.
@@ -104,7 +106,7 @@ func (c *ProbeConn) greet(ctx context.Context, then func(*PacketIO, *InitialHand
 	defer c.pio.Release()
 	pkt, err := c.pio.ReadPacket(maxGreeting)
 	if err != nil {
-		return nil, fmt.Errorf("read greeting: %w", StableErr(ctx, err))
+		return nil, fmt.Errorf("read greeting: %w", ctxerr.Stable(ctx, err))
 	}
 	if len(pkt) > 0 && pkt[0] == ErrHeader {
 		return nil, fmt.Errorf("server refused: %w", ParseErr(pkt))
@@ -128,19 +130,6 @@ func (c *ProbeConn) greet(ctx context.Context, then func(*PacketIO, *InitialHand
 		return nil, fmt.Errorf("login: %w", err)
 	}
 	return hs, nil
-}
-
-// StableErr reports a silent server as the context's error rather than the
-// socket's, whose text carries the ephemeral local port and so would differ
-// on every probe.
-func StableErr(ctx context.Context, err error) error {
-	if cerr := ctx.Err(); cerr != nil {
-		return cerr
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return context.DeadlineExceeded
-	}
-	return err
 }
 
 // ProbeConn is a logged-in connection that a health prober keeps open and
@@ -172,7 +161,7 @@ func (c *ProbeConn) Ping(ctx context.Context) error {
 		err = c.ReadPong()
 	}
 	if err != nil {
-		return fmt.Errorf("ping: %w", StableErr(ctx, err))
+		return fmt.Errorf("ping: %w", ctxerr.Stable(ctx, err))
 	}
 	if err := c.unbound(ctx, stop); err != nil {
 		return fmt.Errorf("ping: %w", err)

@@ -3,6 +3,9 @@ package testenv
 import (
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -46,4 +49,22 @@ func ServeOne(t testing.TB, serve func(net.Conn) error) (addr string, done <-cha
 		errc <- serve(c)
 	}()
 	return ln.Addr().String(), errc
+}
+
+// ConnCounts counts the connections an HTTP test server accepted (New)
+// and closed (Closed).
+type ConnCounts struct{ New, Closed atomic.Int32 }
+
+// CountConns makes srv, not started yet, count its connections.
+func CountConns(srv *httptest.Server) *ConnCounts {
+	c := &ConnCounts{}
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			c.New.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			c.Closed.Add(1)
+		}
+	}
+	return c
 }
