@@ -39,10 +39,10 @@ const MaxAge = time.Minute
 
 // Target is where a GET goes.
 type Target struct {
-	Host     string // for TLS's server name
 	HostPort string // where to connect
 	Path     string
-	// TLS, when set, makes the GET https.
+	// TLS, when set, makes the GET https; without a ServerName of its own,
+	// the host of HostPort is the server's name.
 	TLS *tls.Config
 	// Accept, when set, is the Accept header.
 	Accept string
@@ -150,8 +150,13 @@ func (cl *Client) dial(ctx context.Context, t Target) (*Conn, error) {
 	if t.TLS != nil {
 		cfg := t.TLS
 		if cfg.ServerName == "" {
+			host, _, err := net.SplitHostPort(t.HostPort)
+			if err != nil {
+				c.Close()
+				return nil, err
+			}
 			cfg = cfg.Clone()
-			cfg.ServerName = t.Host
+			cfg.ServerName = host
 		}
 		tc := tls.Client(tcp, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {

@@ -25,7 +25,6 @@ func (p *Prober) checkStatus(ctx context.Context, t Target, kept *httpkeep.Conn,
 		return nil, fmt.Errorf("status port: %w", err)
 	}
 	target := httpkeep.Target{
-		Host:     host,
 		HostPort: net.JoinHostPort(host, strconv.FormatUint(uint64(t.StatusPort), 10)),
 		Path:     "/status",
 		TLS:      p.statusTLS,

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -168,10 +167,9 @@ func (r *Reader) scrape(ctx context.Context, t Target, kept *httpkeep.Conn) (scr
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	hostPort := t.statusAddr()
-	host, _, _ := net.SplitHostPort(hostPort)
 	var s scraped
 	code, kept, err := r.scraper.Get(ctx, httpkeep.Target{
-		Host: host, HostPort: hostPort, Path: "/metrics", TLS: r.cfg.StatusTLS,
+		HostPort: hostPort, Path: "/metrics", TLS: r.cfg.StatusTLS,
 		// Plain text only: the filter below works on the text format.
 		Accept: "text/plain;version=0.0.4",
 		Gzip:   true, Budget: maxPageBytes,
