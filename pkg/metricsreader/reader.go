@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,16 +47,7 @@ type Target struct {
 
 // statusAddr is the host:port Prometheus scrapes, which is also the value of
 // the instance label on its samples; "" when the target has none.
-func (t Target) statusAddr() string {
-	if t.StatusPort == 0 {
-		return ""
-	}
-	host, _, err := net.SplitHostPort(t.Addr)
-	if err != nil {
-		host = t.Addr // a bare host
-	}
-	return net.JoinHostPort(host, strconv.FormatUint(uint64(t.StatusPort), 10))
-}
+func (t Target) statusAddr() string { return observer.StatusAddr(t.Addr, t.StatusPort) }
 
 // Config tunes a Reader. The zero value works: it discovers nothing and
 // scrapes status ports every 5s.

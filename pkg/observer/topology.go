@@ -1,6 +1,8 @@
 package observer
 
 import (
+	"net"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -13,6 +15,22 @@ func BackendID(cluster, addr string) string { return cluster + "/" + addr }
 // SplitBackendID is the inverse of BackendID.
 func SplitBackendID(id string) (cluster, addr string, ok bool) {
 	return strings.Cut(id, "/")
+}
+
+// StatusAddr is the host:port of a backend's HTTP status port: the host of
+// its SQL address addr (or addr itself, a bare host) with port statusPort;
+// "" when statusPort is 0, a backend without one. The health prober asks
+// it for /status, the metrics reader scrapes its /metrics, and Prometheus
+// labels the backend's samples with it as their instance.
+func StatusAddr(addr string, statusPort uint) string {
+	if statusPort == 0 {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr // a bare host
+	}
+	return net.JoinHostPort(host, strconv.FormatUint(uint64(statusPort), 10))
 }
 
 // Health is the prober's verdict on one backend.
