@@ -25,6 +25,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,7 +94,7 @@ var gzipReaders sync.Pool
 // the next GET (nil: none). read, when set, reads the body; a GET whose
 // read fails fails. A redirect is an answer, not somewhere to go.
 func (cl *Client) Get(ctx context.Context, t Target, kept *Conn, read func(io.Reader) error) (int, *Conn, error) {
-	if kept != nil && (kept.hostPort != t.HostPort || !time.Now().Before(kept.expires)) {
+	if kept != nil && !kept.Fresh(t.HostPort) {
 		kept.Close()
 		kept = nil
 	}
@@ -184,16 +185,59 @@ func (cl *Client) dial(ctx context.Context, t Target) (*Conn, error) {
 
 // get sends one request and reads its answer within ctx. reusable says
 // whether the connection can carry the next one: the answer was read whole,
-// within its budget, and the server did not say it closes.
+// within its budget, the server did not say it closes, and ctx did not end.
+// It leaves the connection without a deadline.
 func (c *Conn) get(ctx context.Context, t Target, read func(io.Reader) error) (code int, reusable bool, err error) {
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.rw.SetDeadline(dl)
-	}
+	dl, _ := ctx.Deadline() // zero: none
+	_ = c.rw.SetDeadline(dl)
 	stop := context.AfterFunc(ctx, func() { _ = c.rw.SetDeadline(time.Now()) })
-	defer stop()
-	if _, err := c.rw.Write(c.req); err != nil {
+	if err := c.Send(); err != nil {
+		stop()
 		return 0, false, ctxerr.Stable(ctx, err)
 	}
+	code, reusable, err = c.Receive(t, read)
+	if !stop() {
+		// ctx ended meanwhile: its AfterFunc may set a past deadline at any
+		// moment, so the connection cannot be trusted any more.
+		reusable = false
+	} else if reusable {
+		_ = c.rw.SetDeadline(time.Time{})
+	}
+	if err != nil {
+		var re readError
+		if errors.As(err, &re) && ctx.Err() == nil && !errors.Is(re.err, os.ErrDeadlineExceeded) {
+			return 0, false, err // read refused the answer
+		} else if re.err != nil {
+			err = re.err // time ran out while read read
+		}
+		return 0, false, ctxerr.Stable(ctx, err)
+	}
+	return code, reusable, nil
+}
+
+// Fresh reports whether c may carry a GET to hostPort now: it is
+// connected there, and has not aged out (MaxAge). Get makes that check
+// itself; a caller of Send and Receive makes it before.
+func (c *Conn) Fresh(hostPort string) bool {
+	return c.hostPort == hostPort && time.Now().Before(c.expires)
+}
+
+// Send writes the connection's request, without waiting for the answer,
+// which Receive reads. With them a caller can send a GET on many
+// connections, then read their answers, and park once for all of them, as
+// the health prober's loop does for its pings. Neither sets a deadline:
+// SetDeadline bounds them. A failed Send or Receive leaves the connection
+// good only for Close.
+func (c *Conn) Send() error {
+	_, err := c.rw.Write(c.req)
+	return err
+}
+
+// Receive reads the answer to Send's GET of t, as Get does: read, when set,
+// reads the body of a 200 answer, and a failure of read's own is an error
+// Get would not retry on a new connection. reusable says whether the
+// connection can carry the next GET.
+func (c *Conn) Receive(t Target, read func(io.Reader) error) (code int, reusable bool, err error) {
 	c.budget.n = t.Budget
 	br := readers.Get().(*bufio.Reader)
 	br.Reset(&c.budget)
@@ -203,23 +247,20 @@ func (c *Conn) get(ctx context.Context, t Target, read func(io.Reader) error) (c
 	}()
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
-		return 0, false, ctxerr.Stable(ctx, err)
+		return 0, false, err
 	}
 	defer resp.Body.Close()
 	var body io.Reader = resp.Body
 	if t.Gzip && strings.EqualFold(resp.Header.Get("Content-Encoding"), "gzip") {
 		zr, err := gzipReader(resp.Body)
 		if err != nil {
-			return 0, false, ctxerr.Stable(ctx, err)
+			return 0, false, err
 		}
 		defer gzipReaders.Put(zr)
 		body = zr
 	}
 	if read != nil && resp.StatusCode == http.StatusOK {
 		if err := read(body); err != nil {
-			if cerr := ctxerr.Stable(ctx, err); cerr != err {
-				return 0, false, cerr
-			}
 			return 0, false, readError{err}
 		}
 	}
@@ -229,6 +270,9 @@ func (c *Conn) get(ctx context.Context, t Target, read func(io.Reader) error) (c
 	}
 	return resp.StatusCode, !resp.Close && br.Buffered() == 0, nil
 }
+
+// SetDeadline bounds Send and Receive (zero: no bound).
+func (c *Conn) SetDeadline(t time.Time) error { return c.rw.SetDeadline(t) }
 
 func gzipReader(r io.Reader) (*gzip.Reader, error) {
 	if zr, ok := gzipReaders.Get().(*gzip.Reader); ok {

@@ -182,3 +182,45 @@ func TestOnceClosesWithReset(t *testing.T) {
 	require.Nil(t, c, "nothing is kept without Keep")
 	require.ErrorIs(t, <-after, syscall.ECONNRESET, "the close is a reset")
 }
+
+// Send and Receive apart: GETs sent on two kept connections before either
+// answer is read are both answered, on the same connections. Get leaves no
+// deadline on the connection it keeps, so they can be used after its
+// context's deadline has passed. Fresh says where a connection may go.
+func TestSendReceiveApart(t *testing.T) {
+	s1, s2 := newServer(t, "one"), newServer(t, "two")
+	cl := &Client{Dialer: &net.Dialer{}, Keep: true}
+	short, cancel := context.WithTimeout(context.Background(), time.Second)
+	_, c1, err := cl.Get(short, s1.target(false), nil, nil)
+	require.NoError(t, err)
+	_, c2, err := cl.Get(short, s2.target(false), nil, nil)
+	require.NoError(t, err)
+	cancel()
+	t.Cleanup(c1.Close)
+	t.Cleanup(c2.Close)
+	require.True(t, c1.Fresh(s1.target(false).HostPort))
+	require.False(t, c1.Fresh(s2.target(false).HostPort), "another address")
+
+	time.Sleep(time.Second + 100*time.Millisecond) // past Get's deadline
+	for range 2 {
+		require.NoError(t, c1.Send())
+		require.NoError(t, c2.Send())
+		for _, x := range []struct {
+			c    *Conn
+			s    *server
+			want string
+		}{{c1, s1, "one"}, {c2, s2, "two"}} {
+			var got string
+			code, reusable, err := x.c.Receive(x.s.target(false), readAll(&got))
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, code)
+			require.True(t, reusable)
+			require.Equal(t, x.want, got)
+		}
+	}
+	require.EqualValues(t, 1, s1.cc.New.Load())
+	require.EqualValues(t, 1, s2.cc.New.Load())
+
+	c1.expires = time.Now()
+	require.False(t, c1.Fresh(s1.target(false).HostPort), "aged out")
+}

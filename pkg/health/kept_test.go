@@ -363,7 +363,7 @@ func TestHealthConfigHidesPassword(t *testing.T) {
 	require.NotContains(t, fmt.Sprintf("%v", &c), "s3cret-pw")
 }
 
-// Due pings on kept connections run together (pingAllLocked), and a backend
+// Due pings on kept connections run together (roundLocked), and a backend
 // that does not answer costs the others nothing: the ones read after it, once
 // its wait used up the time, still count the answers that came, and keep
 // their connections with no deadline left on them. A second hung backend,
@@ -404,7 +404,7 @@ func TestPingsTogetherOneHung(t *testing.T) {
 	go func() {
 		defer close(done)
 		p.mu.Lock()
-		p.pingAllLocked(ctx, batch)
+		p.roundLocked(ctx, batch)
 		p.mu.Unlock()
 	}()
 	select {

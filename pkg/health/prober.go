@@ -1,6 +1,7 @@
 package health
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"crypto/tls"
@@ -75,8 +76,9 @@ type HealthConfig struct {
 	// StatusTLS, when non-nil, makes the status check use https.
 	StatusTLS *tls.Config
 	// MaxInFlight bounds the workers running at once, default
-	// DefaultMaxInFlight. A worker runs one probe at a time; the due pings
-	// on kept connections are the loop's own job, besides.
+	// DefaultMaxInFlight. A worker runs one probe at a time; the due probes
+	// on kept connections (pings, and status checks) are the loop's own
+	// job, besides.
 	MaxInFlight int
 }
 
@@ -114,11 +116,12 @@ func (c HealthConfig) withDefaults() HealthConfig {
 //
 // One loop goroutine schedules every target by the time its next probe is
 // due (a heap); due targets queue for at most MaxInFlight short-lived
-// workers, which exit when the queue is empty. The due pings on kept
-// connections are the loop's own job, which it runs together
-// (pingAllLocked): a worker for them cost a goroutine's start and one more
-// wake-up per round, 0.6-0.9 point of a core for 1,000 backends. So a prober
-// costs one goroutine while idle, however many backends it probes.
+// workers, which exit when the queue is empty. The due probes that need
+// nothing but kept connections (a COM_PING, and a GET of /status) are the
+// loop's own job, which it runs together (roundLocked): a worker for them
+// cost a goroutine's start and one more wake-up per round, 0.6-0.9 point of
+// a core for 1,000 backends. So a prober costs one goroutine while idle,
+// however many backends it probes.
 // (Workers that waited an interval for more work measured worse: more
 // goroutines, and more CPU in timers and wake-ups than the stack growth of
 // new ones.)
@@ -195,7 +198,7 @@ type targetState struct {
 	removed bool               // gone from the targets; a queued entry is skipped
 	cancel  context.CancelFunc // of the probe in flight, or nil
 	// kept are the target's kept connections while no probe runs; the probe
-	// (a worker's, or the loop's pings) holds them meanwhile.
+	// (a worker's, or the loop's round) holds them meanwhile.
 	kept keptConns
 }
 
@@ -210,6 +213,17 @@ func (k *keptConns) take() keptConns {
 	out := *k
 	*k = keptConns{}
 	return out
+}
+
+// minus is the connections of k that keep does not hold.
+func (k keptConns) minus(keep keptConns) keptConns {
+	if k.sql == keep.sql {
+		k.sql = nil
+	}
+	if k.status == keep.status {
+		k.status = nil
+	}
+	return k
 }
 
 func (k keptConns) close() {
@@ -393,7 +407,7 @@ func (p *Prober) ProbeNow(ctx context.Context, addr string) (observer.Health, er
 	return h, nil
 }
 
-// run hands due targets to workers, and pings the kept connections itself,
+// run hands due targets to workers, and probes on kept connections itself,
 // until ctx ends, then waits for the probes in flight, which ctx has
 // cancelled, and closes the kept connections.
 func (p *Prober) run(ctx context.Context) {
@@ -431,26 +445,25 @@ func (p *Prober) run(ctx context.Context) {
 	}
 }
 
-// dispatchLocked queues the targets due by now, starts the workers they
-// need, up to MaxInFlight, and runs the due pings. It returns when the next
-// target is due (zero: none is scheduled).
+// dispatchLocked queues the due targets that need to connect for workers,
+// starts the workers they need, up to MaxInFlight, and runs the round of
+// the others (inRound). It returns when the next target is due (zero: none
+// is scheduled).
 func (p *Prober) dispatchLocked(ctx context.Context, now time.Time) time.Time {
-	// pings are the due targets whose probe is a COM_PING on their kept
-	// connection (SQLUser set, no status port).
-	var pings []*targetState
+	var round []*targetState
 	for len(p.sched) > 0 && !p.sched[0].due.After(now) {
 		st := heap.Pop(&p.sched).(*targetState)
-		if st.kept.sql != nil && st.kept.status == nil && st.t.StatusPort == 0 {
-			pings = append(pings, st)
+		if inRound(st) {
+			round = append(round, st)
 		} else {
 			p.ready = append(p.ready, st)
 		}
 	}
 	p.startWorkersLocked(ctx)
-	if len(pings) > 0 {
+	if len(round) > 0 {
 		// Bounded by Timeout, which also bounds how long a target that
 		// becomes due meanwhile waits to be dispatched.
-		p.pingAllLocked(ctx, pings)
+		p.roundLocked(ctx, round)
 	}
 	if len(p.sched) == 0 {
 		return time.Time{}
@@ -507,65 +520,112 @@ func (p *Prober) worker(ctx context.Context) {
 	}
 }
 
-// pingGrace is how long an answer is waited for once the pings' time is up:
-// long enough to read one that is already there.
+// pingGrace is how long an answer is waited for once the round's time is
+// up: long enough to read one that is already there.
 const pingGrace = time.Millisecond
 
-// pingAllLocked probes batch, targets with a kept connection, together: it
-// writes every COM_PING, then reads the answers in turn. So the loop parks
-// about once for them all instead of once each, and no ping needs a
-// context, a deadline or a goroutine of its own. One timer bounds them all
-// by Timeout: when it fires, the connection being read gets a deadline in
+// inRound reports whether st's probe needs nothing but its kept
+// connections: a COM_PING on the SQL one and, with a status port, a GET of
+// /status on the status one while that is fresh (httpkeep.MaxAge). The
+// loop runs those probes itself, together (roundLocked); the others connect
+// (or read a greeting on a new connection), and run in workers.
+func inRound(st *targetState) bool {
+	k := st.kept
+	switch {
+	case k.sql == nil:
+		return false
+	case st.t.StatusPort == 0:
+		return k.status == nil
+	default:
+		return k.status != nil && k.status.Fresh(observer.StatusAddr(st.t.Addr, st.t.StatusPort))
+	}
+}
+
+// deadliner is a connection a round writes or reads.
+type deadliner interface{ SetDeadline(time.Time) error }
+
+// roundProbe is one target's probe in a round.
+type roundProbe struct {
+	kept   keptConns
+	status httpkeep.Target // the GET, when kept.status is set
+	code   int             // the status port's answer
+	// reusable: the status connection can carry the next GET.
+	reusable          bool
+	sqlErr, statusErr error
+}
+
+// roundLocked probes batch, targets whose probe needs only their kept
+// connections (inRound), together: it writes every COM_PING and every GET of
+// /status, then reads the answers in turn. So the loop parks about once for
+// them all instead of twice per target, and no probe needs a context, a
+// deadline or a goroutine of its own. One timer bounds them all by Timeout:
+// when it fires, the connection being written or read gets a deadline in
 // the past, and each one after it pingGrace to show an answer already
-// there. A target whose connection failed otherwise than by time is queued
-// again, to connect anew in a probe of its own, as probeKept does. It is
-// called with p.mu held, and releases it while it waits on the network.
-func (p *Prober) pingAllLocked(ctx context.Context, batch []*targetState) {
-	conns := make([]*mysql.ProbeConn, len(batch))
-	errs := make([]error, len(batch))
+// there. The verdicts are probeKept's: an answer that does not come in time
+// fails the probe; a connection that failed otherwise (the server may have
+// closed it while it was idle) sends the target to a worker, with the
+// connections that still work, to connect anew within the same probe. It
+// is called with p.mu held, and releases it while it waits on the network.
+func (p *Prober) roundLocked(ctx context.Context, batch []*targetState) {
+	probes := make([]roundProbe, len(batch))
 	for i, st := range batch {
-		conns[i] = st.kept.take().sql
+		probes[i].kept = st.kept.take()
+		if probes[i].kept.status != nil {
+			probes[i].status = p.statusTarget(st.t)
+		}
 	}
 	p.mu.Unlock()
 
 	var (
 		mu      sync.Mutex
-		cur     = -1 // the connection being written or read
-		expired bool // Timeout passed, or ctx ended
-		done    bool // the pings are over: expire must not touch conns
+		cur     deadliner // the connection being written or read
+		expired bool      // Timeout passed, or ctx ended
+		done    bool      // the round is over: expire must not touch the connections
 	)
 	expire := func() {
 		mu.Lock()
 		defer mu.Unlock()
 		if !done {
 			expired = true
-			if cur >= 0 {
-				_ = conns[cur].SetDeadline(time.Now())
+			if cur != nil {
+				_ = cur.SetDeadline(time.Now())
 			}
 		}
 	}
 	timer := time.AfterFunc(p.cfg.Timeout, expire)
 	stop := context.AfterFunc(ctx, expire)
-	step := func(i int, f func(*mysql.ProbeConn) error) {
-		if errs[i] != nil {
-			return
-		}
+	step := func(c deadliner, f func() error) error {
 		mu.Lock()
-		cur = i
+		cur = c
 		if expired {
-			_ = conns[i].SetDeadline(time.Now().Add(pingGrace))
+			_ = c.SetDeadline(time.Now().Add(pingGrace))
 		}
 		mu.Unlock()
-		errs[i] = f(conns[i])
+		err := f()
 		mu.Lock()
-		cur = -1
+		cur = nil
 		mu.Unlock()
+		return err
 	}
-	for i := range conns {
-		step(i, (*mysql.ProbeConn).SendPing)
+	for i := range probes {
+		pr := &probes[i]
+		pr.sqlErr = step(pr.kept.sql, pr.kept.sql.SendPing)
+		if pr.kept.status != nil {
+			pr.statusErr = step(pr.kept.status, pr.kept.status.Send)
+		}
 	}
-	for i := range conns {
-		step(i, (*mysql.ProbeConn).ReadPong)
+	for i := range probes {
+		if pr := &probes[i]; pr.sqlErr == nil {
+			pr.sqlErr = step(pr.kept.sql, pr.kept.sql.ReadPong)
+		}
+	}
+	for i := range probes {
+		if pr := &probes[i]; pr.kept.status != nil && pr.statusErr == nil {
+			pr.statusErr = step(pr.kept.status, func() (err error) {
+				pr.code, pr.reusable, err = pr.kept.status.Receive(pr.status, nil)
+				return err
+			})
+		}
 	}
 	timer.Stop()
 	stop()
@@ -574,37 +634,74 @@ func (p *Prober) pingAllLocked(ctx context.Context, batch []*targetState) {
 	deadlines := expired
 	mu.Unlock()
 
-	var closing []*mysql.ProbeConn
+	var closing []keptConns
 	p.mu.Lock()
 	for i, st := range batch {
-		conn, err := conns[i], errs[i]
-		switch {
-		case err == nil:
-			if deadlines {
-				_ = conn.SetDeadline(time.Time{})
+		keep, err, retry := p.roundVerdict(ctx, &probes[i])
+		closing = append(closing, probes[i].kept.minus(keep))
+		if deadlines {
+			if keep.sql != nil {
+				_ = keep.sql.SetDeadline(time.Time{})
 			}
-		case ctx.Err() == nil && !errors.Is(err, os.ErrDeadlineExceeded) && !st.removed:
-			// As in probeKept: the server may have closed an idle
-			// connection; a new one decides.
-			p.lg.Debug("kept probe connection failed, connecting again", zap.String("addr", st.t.Addr), zap.Error(err))
-			closing = append(closing, conn)
+			if keep.status != nil {
+				_ = keep.status.SetDeadline(time.Time{})
+			}
+		}
+		if retry != nil && !st.removed {
+			p.lg.Debug("kept probe connection failed, connecting again", zap.String("addr", st.t.Addr), zap.Error(retry))
+			st.kept = keep
 			p.ready = append(p.ready, st)
 			continue
-		default:
-			err = fmt.Errorf("sql port: ping: %w", ctxerr.Stable(ctx, err))
-			closing, conn = append(closing, conn), nil
 		}
-		if !p.finishLocked(ctx, st, nil, err, keptConns{sql: conn}) && conn != nil {
-			closing = append(closing, conn)
+		if !p.finishLocked(ctx, st, nil, err, keep) {
+			closing = append(closing, keep)
 		}
 	}
 	p.publishLocked()
 	p.startWorkersLocked(ctx)
 	p.mu.Unlock()
-	for _, c := range closing {
-		_ = c.Close()
+	for _, k := range closing {
+		k.close()
 	}
 	p.mu.Lock()
+}
+
+// roundVerdict is a round's probe's outcome: the connections to keep, and
+// either the probe's error (nil: healthy) or, when a connection failed
+// otherwise than by time and none did by time, why the probe is to be
+// made again by a worker (retry).
+func (p *Prober) roundVerdict(ctx context.Context, pr *roundProbe) (keep keptConns, err, retry error) {
+	late := func(err error) bool { return ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) }
+	keep = pr.kept
+	if pr.sqlErr != nil {
+		keep.sql = nil
+		if late(pr.sqlErr) {
+			err = fmt.Errorf("sql port: ping: %w", ctxerr.Stable(ctx, pr.sqlErr))
+		} else {
+			retry = fmt.Errorf("sql port: ping: %w", pr.sqlErr)
+		}
+	}
+	if keep.status == nil {
+		return keep, err, retry
+	}
+	switch {
+	case pr.statusErr != nil:
+		keep.status = nil
+		if !late(pr.statusErr) {
+			retry = cmp.Or(retry, p.statusError(pr.status, pr.statusErr))
+		} else if err == nil {
+			err = p.statusError(pr.status, ctxerr.Stable(ctx, pr.statusErr))
+		}
+	case !pr.reusable:
+		keep.status = nil
+	}
+	if err != nil {
+		return keep, err, nil
+	}
+	if retry != nil {
+		return keep, nil, retry
+	}
+	return keep, statusVerdict(pr.code), nil
 }
 
 // finishLocked records a probe's result, keeps its connection and

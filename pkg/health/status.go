@@ -3,13 +3,22 @@ package health
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	neturl "net/url"
-	"strconv"
 
 	"github.com/switchyard-db/switchyard/lib/httpkeep"
+	"github.com/switchyard-db/switchyard/pkg/observer"
 )
+
+// statusTarget is the GET of t's /status.
+func (p *Prober) statusTarget(t Target) httpkeep.Target {
+	return httpkeep.Target{
+		HostPort: observer.StatusAddr(t.Addr, t.StatusPort),
+		Path:     "/status",
+		TLS:      p.statusTLS,
+		Budget:   maxStatusBody,
+	}
+}
 
 // checkStatus asks TiDB's status port for /status. TiDB answers 500 there
 // while it shuts down gracefully, when its SQL port still accepts. With
@@ -17,31 +26,33 @@ import (
 // and returns the connection to keep for the next check (nil: none): a new
 // TCP connection and HTTP exchange per backend per second was the largest
 // part of an idle proxy's CPU with 1,000 TiDB backends (docs/benchmarks.md,
-// P6). Without keep it asks on a new connection, which it closes.
+// P6). Without keep it asks on a new connection, which it closes. The
+// prober's loop asks on kept connections itself (roundLocked), with the
+// same verdicts.
 func (p *Prober) checkStatus(ctx context.Context, t Target, kept *httpkeep.Conn, keep bool) (*httpkeep.Conn, error) {
-	host, _, err := net.SplitHostPort(t.Addr)
-	if err != nil {
-		kept.Close()
-		return nil, fmt.Errorf("status port: %w", err)
-	}
-	target := httpkeep.Target{
-		HostPort: net.JoinHostPort(host, strconv.FormatUint(uint64(t.StatusPort), 10)),
-		Path:     "/status",
-		TLS:      p.statusTLS,
-		Budget:   maxStatusBody,
-	}
+	target := p.statusTarget(t)
 	cl := p.statusOnce
 	if keep {
 		cl = p.statusKept
 	}
 	code, kept, err := cl.Get(ctx, target, kept, nil)
 	if err != nil {
-		// Rendered as net/http's client renders it: Get "<url>": <cause>.
-		url := p.scheme + "://" + target.HostPort + "/status"
-		return nil, fmt.Errorf("status port: %w", &neturl.Error{Op: "Get", URL: url, Err: err})
+		return nil, p.statusError(target, err)
 	}
+	return kept, statusVerdict(code)
+}
+
+// statusError is a status check's failure to get an answer, rendered as
+// net/http's client renders it: Get "<url>": <cause>.
+func (p *Prober) statusError(target httpkeep.Target, err error) error {
+	url := p.scheme + "://" + target.HostPort + target.Path
+	return fmt.Errorf("status port: %w", &neturl.Error{Op: "Get", URL: url, Err: err})
+}
+
+// statusVerdict is the verdict of a status check answered with code.
+func statusVerdict(code int) error {
 	if code != http.StatusOK {
-		return kept, fmt.Errorf("status port answered %d", code)
+		return fmt.Errorf("status port answered %d", code)
 	}
-	return kept, nil
+	return nil
 }

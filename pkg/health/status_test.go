@@ -1,11 +1,13 @@
 package health
 
 import (
+	"container/heap"
 	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchyard-db/switchyard/pkg/mysql"
 	"github.com/switchyard-db/switchyard/pkg/observer"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
@@ -97,6 +100,20 @@ func (r *statusRounds) round() observer.Health {
 	return waitHealth(r.t, r.p, r.addr, func(h observer.Health) bool { return h.LastProbe.After(before) })
 }
 
+// bothModes runs test with the default probe (a greeting on a new
+// connection, then the status check, in a worker) and with a probe user
+// (the loop's round: a COM_PING on the kept SQL connection and the status
+// check together, roundLocked).
+func bothModes(t *testing.T, test func(t *testing.T, user string)) {
+	for _, user := range []string{"", "probe"} {
+		name := "greeting"
+		if user != "" {
+			name = "probe user"
+		}
+		t.Run(name, func(t *testing.T) { test(t, user) })
+	}
+}
+
 // The scheduled status checks ask on one kept connection, over plain HTTP
 // and over TLS, with and without a probe user; removing the target closes it.
 func TestStatusConnectionKept(t *testing.T) {
@@ -132,8 +149,12 @@ func TestStatusConnectionKept(t *testing.T) {
 // A kept status connection that the server closed (an idle timeout, a
 // restart) is not a failure: a new connection decides, in the same probe.
 func TestStatusConnectionClosedByServer(t *testing.T) {
+	bothModes(t, testStatusConnectionClosedByServer)
+}
+
+func testStatusConnectionClosedByServer(t *testing.T, user string) {
 	s := newKeptStatusServer(t, false)
-	r := newStatusRounds(t, HealthConfig{Timeout: 5 * time.Second, FailuresToUnhealthy: 1},
+	r := newStatusRounds(t, HealthConfig{Timeout: 5 * time.Second, FailuresToUnhealthy: 1, SQLUser: user},
 		newFakeSQL(t, greetOK).withStatus(s.port()))
 	for i := 2; i <= 4; i++ {
 		s.srv.CloseClientConnections()
@@ -149,8 +170,12 @@ func TestStatusConnectionClosedByServer(t *testing.T) {
 // An answer that is not a 200 is a failed check, and the connection that
 // carried it, still good, is kept.
 func TestStatusConnectionKeptThrough500(t *testing.T) {
+	bothModes(t, testStatusConnectionKeptThrough500)
+}
+
+func testStatusConnectionKeptThrough500(t *testing.T, user string) {
 	s := newKeptStatusServer(t, false)
-	r := newStatusRounds(t, HealthConfig{Timeout: 5 * time.Second, FailuresToUnhealthy: 2},
+	r := newStatusRounds(t, HealthConfig{Timeout: 5 * time.Second, FailuresToUnhealthy: 2, SQLUser: user},
 		newFakeSQL(t, greetOK).withStatus(s.port()))
 	s.mode.Store(answer500)
 	h := r.round()
@@ -169,11 +194,13 @@ func TestStatusConnectionKeptThrough500(t *testing.T) {
 // A status port that stops answering on the kept connection fails the check
 // within the timeout; that connection is dropped, and the next check
 // connects anew.
-func TestStatusConnectionHung(t *testing.T) {
+func TestStatusConnectionHung(t *testing.T) { bothModes(t, testStatusConnectionHung) }
+
+func testStatusConnectionHung(t *testing.T, user string) {
 	s := newKeptStatusServer(t, false)
 	// Long enough for a loaded machine to greet and answer within it.
 	timeout := time.Second
-	r := newStatusRounds(t, HealthConfig{Timeout: timeout, FailuresToUnhealthy: 1},
+	r := newStatusRounds(t, HealthConfig{Timeout: timeout, FailuresToUnhealthy: 1, SQLUser: user},
 		newFakeSQL(t, greetOK).withStatus(s.port()))
 	s.mode.Store(answerHang)
 	start := time.Now()
@@ -194,7 +221,9 @@ func TestStatusConnectionHung(t *testing.T) {
 // A connection is not kept when the server says it closes, or when the
 // answer was too long to read whole: the next check connects anew each time.
 // (lib/httpkeep's tests cover the connection's age.)
-func TestStatusConnectionNotKept(t *testing.T) {
+func TestStatusConnectionNotKept(t *testing.T) { bothModes(t, testStatusConnectionNotKept) }
+
+func testStatusConnectionNotKept(t *testing.T, user string) {
 	for _, tc := range []struct {
 		name string
 		mode int32
@@ -202,7 +231,7 @@ func TestStatusConnectionNotKept(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newKeptStatusServer(t, false)
 			s.mode.Store(tc.mode)
-			r := newStatusRounds(t, HealthConfig{Timeout: 5 * time.Second, FailuresToUnhealthy: 1},
+			r := newStatusRounds(t, HealthConfig{Timeout: 5 * time.Second, FailuresToUnhealthy: 1, SQLUser: user},
 				newFakeSQL(t, greetOK).withStatus(s.port()))
 			for i := 2; i <= 3; i++ {
 				h := r.round()
@@ -222,10 +251,13 @@ func TestStatusConnectionNotKept(t *testing.T) {
 
 // A target whose status port goes away closes the kept connection; one
 // whose status port moves connects to the new one.
-func TestStatusConnectionFollowsTarget(t *testing.T) {
+func TestStatusConnectionFollowsTarget(t *testing.T) { bothModes(t, testStatusConnectionFollowsTarget) }
+
+func testStatusConnectionFollowsTarget(t *testing.T, user string) {
 	s1, s2 := newKeptStatusServer(t, false), newKeptStatusServer(t, false)
 	sql := newFakeSQL(t, greetOK)
-	r := newStatusRounds(t, HealthConfig{Timeout: 5 * time.Second, FailuresToUnhealthy: 1}, sql.withStatus(s1.port()))
+	r := newStatusRounds(t, HealthConfig{Timeout: 5 * time.Second, FailuresToUnhealthy: 1, SQLUser: user},
+		sql.withStatus(s1.port()))
 
 	r.p.SetTargets([]Target{sql.withStatus(s2.port())})
 	require.True(t, r.round().Healthy)
@@ -238,4 +270,135 @@ func TestStatusConnectionFollowsTarget(t *testing.T) {
 	require.Eventually(t, func() bool { return s2.cc.Closed.Load() == 1 }, waitFor, tick,
 		"a target without a status port keeps no status connection")
 	require.EqualValues(t, 1, s2.reqs.Load())
+}
+
+// With a probe user, the loop checks the status ports in its rounds,
+// together with the pings (roundLocked), and its verdicts are a worker's:
+// a 200 keeps both connections; a 500 fails and keeps them; a status port
+// or a SQL port that does not answer in time fails, and only the late
+// connection is dropped; a status connection the server closed while idle
+// is no failure: the target goes to a worker, which connects anew.
+func TestRoundWithStatusPorts(t *testing.T) {
+	const timeout = time.Second // long enough for the fakes to answer on a loaded machine
+	p := newTestProber(t, "c1", HealthConfig{
+		Interval: time.Hour, Timeout: timeout, FailuresToUnhealthy: 1, SQLUser: "probe",
+	})
+	const (
+		ok = iota
+		status500
+		statusHung
+		statusClosed
+		sqlHung
+		n
+	)
+	sqls := make([]*fakeSQL, n)
+	stats := make([]*keptStatusServer, n)
+	var ts []Target
+	for i := range n {
+		sqls[i], stats[i] = newFakeSQL(t, greetOK), newKeptStatusServer(t, false)
+		ts = append(ts, sqls[i].withStatus(stats[i].port()))
+	}
+	p.SetTargets(ts)
+	// Connect as the targets' first probes would, without the prober's
+	// loop, so that the test makes the round.
+	ctx := context.Background()
+	var batch []*targetState
+	for i, tg := range ts {
+		c, err := mysql.DialProbe(ctx, p.dialer, tg.Addr, "probe", "")
+		require.NoError(t, err)
+		code, sc, err := p.statusKept.Get(ctx, p.statusTarget(tg), nil, nil)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code)
+		require.NotNil(t, sc)
+		p.mu.Lock()
+		st := p.targets[tg.Addr]
+		heap.Remove(&p.sched, st.idx)
+		st.kept = keptConns{sql: c, status: sc}
+		require.True(t, inRound(st), "%d: a target with fresh kept connections is probed in the round", i)
+		p.mu.Unlock()
+		batch = append(batch, st)
+	}
+	stats[status500].mode.Store(answer500)
+	stats[statusHung].mode.Store(answerHang)
+	stats[statusClosed].srv.CloseClientConnections()
+	require.Eventually(t, func() bool { return stats[statusClosed].cc.Closed.Load() == 1 }, waitFor, tick)
+	sqls[sqlHung].setMode(greetSilent)
+
+	start := time.Now()
+	p.mu.Lock()
+	p.roundLocked(p.life, batch)
+	p.mu.Unlock()
+	require.GreaterOrEqual(t, time.Since(start), timeout, "the hung backends were waited for")
+
+	kept := func(i int) keptConns {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.targets[ts[i].Addr].kept
+	}
+	res := p.Results()
+	for i, want := range map[int]string{
+		ok:         "",
+		status500:  "status port answered 500",
+		statusHung: `status port: Get "http://127.0.0.1:` + strconv.Itoa(int(stats[statusHung].port())) + `/status": context deadline exceeded`,
+		sqlHung:    "sql port: ping: context deadline exceeded",
+	} {
+		h := res[ts[i].Addr]
+		require.True(t, h.LastProbe.After(start), i)
+		require.Equal(t, want == "", h.Healthy, "%d: %s", i, h.Reason)
+		if want != "" {
+			require.Equal(t, want, h.Reason)
+		}
+		require.EqualValues(t, 1, stats[i].cc.New.Load(), "%d: no new status connection within the round", i)
+	}
+	for _, i := range []int{ok, status500} {
+		k := kept(i)
+		require.NotNil(t, k.sql, i)
+		require.NotNil(t, k.status, i)
+		require.EqualValues(t, 2, stats[i].reqs.Load(), "%d: asked on the kept connection", i)
+		require.EqualValues(t, 1, sqls[i].pings.Load(), i)
+	}
+	require.Nil(t, kept(statusHung).status, "the late status connection is dropped")
+	require.NotNil(t, kept(statusHung).sql, "the SQL connection that answered is kept")
+	require.Nil(t, kept(sqlHung).sql, "the late SQL connection is dropped")
+	require.NotNil(t, kept(sqlHung).status, "the status connection that answered is kept")
+
+	// The closed status connection: a worker probes the target again, on
+	// a new status connection, and finds it healthy.
+	h := waitHealth(t, p, ts[statusClosed].Addr, probed)
+	require.True(t, h.Healthy, h.Reason)
+	require.Zero(t, h.Failures)
+	require.EqualValues(t, 2, stats[statusClosed].cc.New.Load(), "a new status connection")
+	require.EqualValues(t, n+1, p.StatusDials(), "the test's dials, and one by the worker")
+	require.NotNil(t, kept(statusClosed).status)
+}
+
+// The round takes only targets whose probe needs nothing but their kept
+// connections; the others go to workers, which connect.
+func TestInRound(t *testing.T) {
+	s := newKeptStatusServer(t, false)
+	sql := newFakeSQL(t, greetOK)
+	p := newTestProber(t, "c1", HealthConfig{Timeout: 5 * time.Second, SQLUser: "probe"})
+	ctx := context.Background()
+	c, err := mysql.DialProbe(ctx, p.dialer, sql.Addr(), "probe", "")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	_, sc, err := p.statusKept.Get(ctx, p.statusTarget(sql.withStatus(s.port())), nil, nil)
+	require.NoError(t, err)
+	t.Cleanup(sc.Close)
+
+	for _, tc := range []struct {
+		name string
+		t    Target
+		kept keptConns
+		want bool
+	}{
+		{"a kept SQL connection, no status port", sql.target(), keptConns{sql: c}, true},
+		{"both connections kept", sql.withStatus(s.port()), keptConns{sql: c, status: sc}, true},
+		{"no SQL connection yet", sql.withStatus(s.port()), keptConns{status: sc}, false},
+		{"no status connection yet", sql.withStatus(s.port()), keptConns{sql: c}, false},
+		{"the status port moved", sql.withStatus(s.port() + 1), keptConns{sql: c, status: sc}, false},
+		{"the status port went", sql.target(), keptConns{sql: c, status: sc}, false},
+	} {
+		require.Equal(t, tc.want, inRound(&targetState{t: tc.t, kept: tc.kept}), tc.name)
+	}
 }
