@@ -2,7 +2,13 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -11,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard-db/switchyard/lib/api"
+	"github.com/switchyard-db/switchyard/test/etcdtest"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
@@ -122,4 +129,184 @@ func TestKeptProbeHungBackend(t *testing.T) {
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		require.True(c, backends(c)[b.Addr()].Healthy)
 	}, 30*time.Second, 100*time.Millisecond, "healthy again after SIGCONT")
+}
+
+// statusPort is a TiDB-like status port served by the test: /status answers
+// as set (200, 500, or nothing at all), /metrics a page. It records which
+// connections (remote addresses) the scheduled /status checks came on;
+// the fleet's vote probes, which ask once on a new connection with
+// Connection: close, are not recorded.
+type statusPort struct {
+	srv  *httptest.Server
+	mode atomic.Int32 // statusOK, status500 or statusHang
+	hang chan struct{}
+
+	mu    sync.Mutex
+	peers []string // the remote address of each /status request, in order
+}
+
+const (
+	statusOK int32 = iota
+	status500
+	statusHang
+)
+
+func newStatusPort(t *testing.T) *statusPort {
+	s := &statusPort{hang: make(chan struct{})}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/status" {
+			_, _ = io.WriteString(w, "tidb_server_maxprocs 2\nprocess_cpu_seconds_total 1\n")
+			return
+		}
+		if !r.Close {
+			s.mu.Lock()
+			s.peers = append(s.peers, r.RemoteAddr)
+			s.mu.Unlock()
+		}
+		switch s.mode.Load() {
+		case status500:
+			w.WriteHeader(http.StatusInternalServerError)
+		case statusHang:
+			select {
+			case <-s.hang:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		_, _ = io.WriteString(w, `{"connections":0}`)
+	}))
+	t.Cleanup(func() {
+		close(s.hang)
+		s.srv.Close()
+	})
+	return s
+}
+
+func (s *statusPort) port() uint { return uint(s.srv.Listener.Addr().(*net.TCPAddr).Port) }
+
+// since is the connections that /status requests came on from the n-th on,
+// and how many requests that was.
+func (s *statusPort) since(n int) (conns map[string]bool, requests int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	conns = map[string]bool{}
+	for _, p := range s.peers[min(n, len(s.peers)):] {
+		conns[p] = true
+	}
+	return conns, max(len(s.peers)-n, 0)
+}
+
+func (s *statusPort) requests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.peers)
+}
+
+// TestKeptProbeStatusPort: with [health-check] sql-user, backends registered
+// with a status port (as every TiDB is) are checked on two kept connections
+// each, a COM_PING to the real MariaDB and a GET of /status, which the
+// prober's loop sends together for the cluster's backends. The status check
+// asks on one connection round after round; a 500 makes the backend
+// unhealthy and keeps the connection; a status port that stops answering
+// makes it unhealthy within the timeout, and the check connects anew once it
+// answers again. The other backend stays healthy and takes the new sessions
+// meanwhile.
+func TestKeptProbeStatusPort(t *testing.T) {
+	etcd := etcdtest.Start(t)
+	a := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
+	b := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
+	sa, sb := newStatusPort(t), newStatusPort(t)
+	for _, m := range []*testenv.MariaDB{a, b} {
+		_, err := m.RootDB(t).Exec("CREATE USER 'switchyard_probe'@'%'")
+		require.NoError(t, err)
+	}
+	etcdtest.Register(t, etcd.Client, tidbPrefix, a.Addr(), etcdtest.InfoJSON("8.0.11-TiDB-v7.5.0", sa.port(), ""), 30)
+	etcdtest.Register(t, etcd.Client, tidbPrefix, b.Addr(), etcdtest.InfoJSON("8.0.11-TiDB-v7.5.0", sb.port(), ""), 30)
+
+	addr, apiAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	testenv.StartProxy(t, testenv.BuildProxy(t), fmt.Sprintf(`[proxy]
+addr = %q
+%s
+[health-check]
+interval = "200ms"
+timeout = "500ms"
+failures-to-unhealthy = 2
+sql-user = "switchyard_probe"
+[[cluster]]
+name = "db"
+etcd-endpoints = [%q]
+`, addr, apiTOML(apiAddr), etcd.Endpoint))
+	backends := func(c require.TestingT) map[string]api.Backend {
+		var bs []api.Backend
+		require.NoError(c, getAPI(apiAddr, "/api/v1/backends", &bs))
+		m := map[string]api.Backend{}
+		for _, b := range bs {
+			m[b.Addr] = b
+		}
+		return m
+	}
+	healthy := func(m *testenv.MariaDB, msg string) {
+		t.Helper()
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			h := backends(c)[m.Addr()]
+			require.True(c, h.Healthy, "%s: %s", m.Addr(), h.Reason)
+			require.NotNil(c, h.LastProbe)
+		}, 30*time.Second, 100*time.Millisecond, msg)
+	}
+	unhealthy := func(m *testenv.MariaDB, reason ...string) {
+		t.Helper()
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			h := backends(c)[m.Addr()]
+			require.False(c, h.Healthy)
+			for _, r := range reason {
+				require.Contains(c, h.Reason, r)
+			}
+		}, 30*time.Second, 100*time.Millisecond, "%s found unhealthy", m.Addr())
+	}
+	onlyA := func() {
+		t.Helper()
+		for range 5 {
+			port, err := sessionPort(addr)
+			require.NoError(t, err)
+			require.Equal(t, portOf(a), port, "a new session landed on the unhealthy backend")
+		}
+	}
+	healthy(a, "a is healthy")
+	healthy(b, "b is healthy")
+
+	// Round after round on one connection per status port.
+	from := []int{sa.requests(), sb.requests()}
+	time.Sleep(2 * time.Second) // about ten rounds
+	for i, s := range []*statusPort{sa, sb} {
+		conns, n := s.since(from[i])
+		require.GreaterOrEqual(t, n, 5, "the status port was asked every round")
+		require.Len(t, conns, 1, "one kept connection: %v", conns)
+	}
+
+	// A 500: unhealthy, and the connection that carried it is kept.
+	from[1] = sb.requests()
+	sb.mode.Store(status500)
+	unhealthy(b, "status port answered 500")
+	onlyA()
+	sb.mode.Store(statusOK)
+	healthy(b, "b is healthy once /status answers 200 again")
+	conns, _ := sb.since(from[1])
+	require.Len(t, conns, 1, "the connection was kept through the 500s: %v", conns)
+
+	// A status port that stops answering: unhealthy within the timeout;
+	// the check connects anew when it answers again.
+	hangFrom := sb.requests()
+	sb.mode.Store(statusHang)
+	unhealthy(b, "status port: Get", "deadline exceeded")
+	onlyA()
+	require.True(t, backends(t)[a.Addr()].Healthy, "a stays healthy meanwhile")
+	hung, _ := sb.since(hangFrom)
+	from[1] = sb.requests()
+	sb.mode.Store(statusOK)
+	healthy(b, "b is healthy once /status answers again")
+	conns, n := sb.since(from[1])
+	require.Positive(t, n)
+	for c := range conns {
+		require.False(t, hung[c], "a connection that hung was asked again: %s", c)
+	}
 }
