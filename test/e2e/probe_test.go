@@ -68,6 +68,17 @@ instances = [%q]
 	require.Zero(t, login, "login probes are not aborted connects")
 }
 
+// backendsByAddr is the API's backends at apiAddr, by address.
+func backendsByAddr(c require.TestingT, apiAddr string) map[string]api.Backend {
+	var bs []api.Backend
+	require.NoError(c, getAPI(apiAddr, "/api/v1/backends", &bs))
+	m := map[string]api.Backend{}
+	for _, b := range bs {
+		m[b.Addr] = b
+	}
+	return m
+}
+
 // TestKeptProbeHungBackend: with [health-check] sql-user the probes of a
 // cluster's backends are COM_PINGs on kept connections, sent together and
 // read in turn. A backend that hangs (SIGSTOP on mariadbd) is found unhealthy
@@ -85,15 +96,7 @@ func TestKeptProbeHungBackend(t *testing.T) {
 	p := startProxy(t, proxyConfig{backends: []string{a.Addr(), b.Addr()}, apiAddr: apiAddr,
 		extra: "\n[health-check]\ninterval = \"200ms\"\ntimeout = \"500ms\"\nfailures-to-unhealthy = 2\n" +
 			"sql-user = \"switchyard_probe\"\n"})
-	backends := func(c require.TestingT) map[string]api.Backend {
-		var bs []api.Backend
-		require.NoError(c, getAPI(apiAddr, "/api/v1/backends", &bs))
-		m := map[string]api.Backend{}
-		for _, b := range bs {
-			m[b.Addr] = b
-		}
-		return m
-	}
+	backends := func(c require.TestingT) map[string]api.Backend { return backendsByAddr(c, apiAddr) }
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		bs := backends(c)
 		for _, m := range []*testenv.MariaDB{a, b} {
@@ -236,15 +239,7 @@ sql-user = "switchyard_probe"
 name = "db"
 etcd-endpoints = [%q]
 `, addr, apiTOML(apiAddr), etcd.Endpoint))
-	backends := func(c require.TestingT) map[string]api.Backend {
-		var bs []api.Backend
-		require.NoError(c, getAPI(apiAddr, "/api/v1/backends", &bs))
-		m := map[string]api.Backend{}
-		for _, b := range bs {
-			m[b.Addr] = b
-		}
-		return m
-	}
+	backends := func(c require.TestingT) map[string]api.Backend { return backendsByAddr(c, apiAddr) }
 	healthy := func(m *testenv.MariaDB, msg string) {
 		t.Helper()
 		require.EventuallyWithT(t, func(c *assert.CollectT) {
