@@ -82,9 +82,34 @@ type Conn struct {
 	expires  time.Time
 }
 
-// readers are the buffers answers are read through. A kept connection
-// holds none between GETs: a thousand idle ones would hold 4 MiB.
-var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+// Answers are read through pooled buffers: a kept connection holds none
+// between GETs (a thousand idle ones would hold 4 MiB). A small answer (a
+// /status) takes a small one. One that may be large (a /metrics page,
+// which a server writes in chunks of about 4 KiB) takes a larger one, so
+// that a read takes what has arrived, up to 16 KiB, rather than one chunk:
+// with 4 KiB, the reads of 1 MiB pages were half of an idle proxy's CPU
+// with 1,000 backends. 16 KiB took that proxy from 32-34 % of a core to
+// 24-25 % at the same memory; 64 KiB saved a little more CPU for 25-50 MiB
+// more memory (docs/benchmarks.md, P6).
+const (
+	smallReader = 4 << 10
+	largeReader = 16 << 10
+	// largeAnswer: an answer whose budget is over this may be large.
+	largeAnswer = 64 << 10
+)
+
+var smallReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, smallReader) }}
+var largeReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, largeReader) }}
+
+// reader is a pooled buffer for an answer of at most budget bytes, and
+// the pool to put it back in.
+func reader(budget int) (*bufio.Reader, *sync.Pool) {
+	pool := &smallReaders
+	if budget > largeAnswer {
+		pool = &largeReaders
+	}
+	return pool.Get().(*bufio.Reader), pool
+}
 
 // gzipReaders are reused, as each holds about 40 KiB of state.
 var gzipReaders sync.Pool
@@ -239,11 +264,11 @@ func (c *Conn) Send() error {
 // connection can carry the next GET.
 func (c *Conn) Receive(t Target, read func(io.Reader) error) (code int, reusable bool, err error) {
 	c.budget.n = t.Budget
-	br := readers.Get().(*bufio.Reader)
+	br, pool := reader(t.Budget)
 	br.Reset(&c.budget)
 	defer func() {
 		br.Reset(nil)
-		readers.Put(br)
+		pool.Put(br)
 	}()
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {

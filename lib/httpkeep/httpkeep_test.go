@@ -224,3 +224,17 @@ func TestSendReceiveApart(t *testing.T) {
 	c1.expires = time.Now()
 	require.False(t, c1.Fresh(s1.target(false).HostPort), "aged out")
 }
+
+// An answer that may be large is read through a larger buffer than a
+// /status answer.
+func TestReaderSize(t *testing.T) {
+	for _, tc := range []struct{ budget, size int }{
+		{1 << 10, smallReader},
+		{64 << 10, smallReader}, // the health check's /status
+		{64 << 20, largeReader}, // the metrics reader's pages
+	} {
+		br, pool := reader(tc.budget)
+		require.Equal(t, tc.size, br.Size(), "budget %d", tc.budget)
+		pool.Put(br)
+	}
+}
