@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"crypto/rand"
 	"crypto/rsa"
 	"errors"
@@ -43,6 +45,11 @@ type statusHandler struct {
 	start    time.Time
 	requests *atomic.Int64
 	padding  string // extra exposition lines, to model TiDB's large page
+	// paddingGz is padding compressed once, as a gzip member of its own,
+	// when pages are served gzipped to whoever asks (-metrics-gzip), as
+	// TiDB's are: the page is then the four metrics compressed at each
+	// request, followed by it (gzip readers read the members as one).
+	paddingGz []byte
 }
 
 func (h *statusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -54,10 +61,22 @@ func (h *statusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/metrics":
 		up := time.Since(h.start).Seconds()
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		fmt.Fprintf(w, "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %g\n", 0.4*up)
-		fmt.Fprintf(w, "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %d\n", (2<<30)+(int64(up)%64)<<20)
-		_, _ = io.WriteString(w, "# TYPE tidb_server_maxprocs gauge\ntidb_server_maxprocs 4\n")
-		_, _ = io.WriteString(w, "# TYPE tidb_server_memory_quota_bytes gauge\ntidb_server_memory_quota_bytes 8.589934592e+09\n")
+		var out io.Writer = w
+		var zw *gzip.Writer
+		if h.paddingGz != nil && strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			w.Header().Set("Content-Encoding", "gzip")
+			zw = gzip.NewWriter(w)
+			out = zw
+		}
+		fmt.Fprintf(out, "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %g\n", 0.4*up)
+		fmt.Fprintf(out, "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %d\n", (2<<30)+(int64(up)%64)<<20)
+		_, _ = io.WriteString(out, "# TYPE tidb_server_maxprocs gauge\ntidb_server_maxprocs 4\n")
+		_, _ = io.WriteString(out, "# TYPE tidb_server_memory_quota_bytes gauge\ntidb_server_memory_quota_bytes 8.589934592e+09\n")
+		if zw != nil {
+			_ = zw.Close()
+			_, _ = w.Write(h.paddingGz)
+			return
+		}
 		_, _ = io.WriteString(w, h.padding)
 	default:
 		http.NotFound(w, r)
@@ -82,7 +101,7 @@ const (
 )
 
 // serveBackends is the child's main: n backends until stdin closes.
-func serveBackends(n int, status bool, padKB int) error {
+func serveBackends(n int, status bool, padKB int, gz bool) error {
 	// One RSA key for all: each would otherwise generate its own 2048-bit key.
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -92,6 +111,15 @@ func serveBackends(n int, status bool, padKB int) error {
 	h := &statusHandler{start: time.Now(), requests: &requests, padding: padding(padKB)}
 	if padKB == 0 {
 		h.padding = ""
+	}
+	if gz {
+		var b bytes.Buffer
+		zw := gzip.NewWriter(&b)
+		_, _ = io.WriteString(zw, h.padding)
+		if err := zw.Close(); err != nil {
+			return err
+		}
+		h.paddingGz = b.Bytes()
 	}
 	var doubles []*mysqldouble.Server
 	var https []*http.Server
@@ -161,13 +189,14 @@ type backendProc struct {
 }
 
 // startBackendProc re-executes this binary to serve n backends.
-func startBackendProc(n int, status bool, padKB int) (*backendProc, error) {
+func startBackendProc(n int, status bool, padKB int, gz bool) (*backendProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(self, "-serve-backends", strconv.Itoa(n),
-		"-status="+strconv.FormatBool(status), "-metrics-pad-kb", strconv.Itoa(padKB))
+		"-status="+strconv.FormatBool(status), "-metrics-pad-kb", strconv.Itoa(padKB),
+		"-metrics-gzip="+strconv.FormatBool(gz))
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = childProcAttr()
 	in, err := cmd.StdinPipe()

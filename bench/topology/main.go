@@ -32,27 +32,28 @@ import (
 
 func main() {
 	var (
-		only     = flag.String("only", "all", "which test: latency, scale or all")
-		rounds   = flag.Int("rounds", 50, "latency: register/deregister rounds")
-		clusters = flag.Int("clusters", 100, "scale: clusters")
-		backends = flag.Int("backends", 10, "scale: registered backends per cluster")
-		idle     = flag.Duration("idle", 30*time.Second, "scale: measurement window")
-		settle   = flag.Duration("settle", 6*time.Second, "scale: wait after everything is healthy, before measuring (at least one metrics interval)")
-		health   = flag.Duration("health-interval", config.DefaultHealthInterval, "health-check interval")
-		metrics  = flag.Duration("metrics-interval", config.DefaultMetricsInterval, "scale: metrics interval")
-		etcdBin  = flag.String("etcd", "auto", "scale: etcd to use: auto (the etcd binary if installed, else embedded), embedded, or a binary's path")
-		status   = flag.Bool("status", true, "scale: give each backend a TiDB-like HTTP status port (/status, /metrics)")
-		probeUsr = flag.Bool("probe-user", false, "scale: set [health-check] sql-user/sql-password (a kept connection per backend, COM_PING each interval) instead of a greeting per probe")
-		padKB    = flag.Int("metrics-pad-kb", 0, "scale: pad each /metrics page to about this many KiB (a real TiDB page is far larger than the 4 metrics read)")
-		cpuProf  = flag.String("cpuprofile", "", "scale: write a CPU profile of the measurement window to this file")
-		traceOut = flag.String("trace", "", "scale: write an execution trace (the scheduler's view: go tool trace) of the window's first 3 s to this file")
-		quietW   = flag.Duration("quiet-wait", 0, "before each measurement, wait up to this long for other processes to use less than -quiet-pct of the machine")
-		quietPct = flag.Float64("quiet-pct", 10, "see -quiet-wait")
-		serve    = flag.Int("serve-backends", 0, "internal: serve this many backends (the child process of the scale test)")
+		only      = flag.String("only", "all", "which test: latency, scale or all")
+		rounds    = flag.Int("rounds", 50, "latency: register/deregister rounds")
+		clusters  = flag.Int("clusters", 100, "scale: clusters")
+		backends  = flag.Int("backends", 10, "scale: registered backends per cluster")
+		idle      = flag.Duration("idle", 30*time.Second, "scale: measurement window")
+		settle    = flag.Duration("settle", 6*time.Second, "scale: wait after everything is healthy, before measuring (at least one metrics interval)")
+		health    = flag.Duration("health-interval", config.DefaultHealthInterval, "health-check interval")
+		metrics   = flag.Duration("metrics-interval", config.DefaultMetricsInterval, "scale: metrics interval")
+		etcdBin   = flag.String("etcd", "auto", "scale: etcd to use: auto (the etcd binary if installed, else embedded), embedded, or a binary's path")
+		status    = flag.Bool("status", true, "scale: give each backend a TiDB-like HTTP status port (/status, /metrics)")
+		probeUsr  = flag.Bool("probe-user", false, "scale: set [health-check] sql-user/sql-password (a kept connection per backend, COM_PING each interval) instead of a greeting per probe")
+		padKB     = flag.Int("metrics-pad-kb", 0, "scale: pad each /metrics page to about this many KiB (a real TiDB page is far larger than the 4 metrics read)")
+		metricsGz = flag.Bool("metrics-gzip", false, "scale: serve /metrics gzipped to a scraper that asks, as TiDB does (the proxy then decompresses each page)")
+		cpuProf   = flag.String("cpuprofile", "", "scale: write a CPU profile of the measurement window to this file")
+		traceOut  = flag.String("trace", "", "scale: write an execution trace (the scheduler's view: go tool trace) of the window's first 3 s to this file")
+		quietW    = flag.Duration("quiet-wait", 0, "before each measurement, wait up to this long for other processes to use less than -quiet-pct of the machine")
+		quietPct  = flag.Float64("quiet-pct", 10, "see -quiet-wait")
+		serve     = flag.Int("serve-backends", 0, "internal: serve this many backends (the child process of the scale test)")
 	)
 	flag.Parse()
 	if *serve > 0 {
-		if err := serveBackends(*serve, *status, *padKB); err != nil {
+		if err := serveBackends(*serve, *status, *padKB, *metricsGz); err != nil {
 			fmt.Fprintln(os.Stderr, "topology backends:", err)
 			os.Exit(1)
 		}
@@ -85,7 +86,7 @@ func main() {
 			Clusters: *clusters, Backends: *backends,
 			Idle: *idle, Settle: *settle,
 			HealthInterval: *health, MetricsInterval: *metrics,
-			Etcd: *etcdBin, Status: *status, ProbeUser: *probeUsr, PadKB: *padKB, CPUProfile: *cpuProf, Trace: *traceOut,
+			Etcd: *etcdBin, Status: *status, ProbeUser: *probeUsr, PadKB: *padKB, MetricsGzip: *metricsGz, CPUProfile: *cpuProf, Trace: *traceOut,
 			QuietWait: *quietW, QuietPct: *quietPct,
 		})
 		if err != nil {

@@ -49,6 +49,9 @@ func (r *scaleResult) write(w io.Writer) {
 		if o.PadKB > 0 {
 			status += fmt.Sprintf(", page padded to ~%d KiB", o.PadKB)
 		}
+		if o.MetricsGzip {
+			status += ", served gzipped"
+		}
 		status += ")"
 	}
 	fmt.Fprintf(w, "Each cluster: its own runtime and etcd client, topology prefix `/topology/c<i>` on one shared etcd (%s). "+

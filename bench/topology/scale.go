@@ -35,6 +35,7 @@ type scaleOptions struct {
 	Status             bool   // backends have TiDB status ports
 	ProbeUser          bool   // probe with [health-check] sql-user: kept connections and COM_PING
 	PadKB              int    // extra KiB per /metrics page
+	MetricsGzip        bool   // /metrics gzipped to a scraper that asks
 	CPUProfile         string // write a CPU profile of the idle window here
 	Trace              string // write an execution trace of the window's first seconds here
 	QuietWait          time.Duration
@@ -136,7 +137,7 @@ func runScale(ctx context.Context, lg *zap.Logger, o scaleOptions) (*scaleResult
 	}
 
 	fmt.Fprintf(os.Stderr, "topology: starting %d backends in a child process\n", o.Clusters*o.Backends)
-	bp, err := startBackendProc(o.Clusters*o.Backends, o.Status, o.PadKB)
+	bp, err := startBackendProc(o.Clusters*o.Backends, o.Status, o.PadKB, o.MetricsGzip)
 	if err != nil {
 		return nil, err
 	}
