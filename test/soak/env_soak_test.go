@@ -5,6 +5,10 @@ package soak
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,14 +52,14 @@ type registration struct {
 	done   chan struct{}
 }
 
-func register(cli *clientv3.Client, addr string) *registration {
+func register(cli *clientv3.Client, addr string, statusPort uint) *registration {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &registration{cancel: cancel, done: make(chan struct{})}
 	prefix := config.DefaultTopologyPrefix + "/" + addr
 	go func() {
 		defer close(r.done)
 		for ctx.Err() == nil {
-			if err := keepRegistered(ctx, cli, prefix); err != nil && ctx.Err() == nil {
+			if err := keepRegistered(ctx, cli, prefix, statusPort); err != nil && ctx.Err() == nil {
 				// etcd is restarting: register afresh once it is back, as TiDB does.
 				select {
 				case <-ctx.Done():
@@ -69,10 +73,10 @@ func register(cli *clientv3.Client, addr string) *registration {
 
 // keepRegistered writes the keys and keeps the lease alive until ctx ends
 // or the lease is lost.
-func keepRegistered(ctx context.Context, cli *clientv3.Client, prefix string) error {
+func keepRegistered(ctx context.Context, cli *clientv3.Client, prefix string, statusPort uint) error {
 	opCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := cli.Put(opCtx, prefix+"/info", etcdtest.InfoJSON("10.11-MariaDB", 0, "")); err != nil {
+	if _, err := cli.Put(opCtx, prefix+"/info", etcdtest.InfoJSON("10.11-MariaDB", statusPort, "")); err != nil {
 		return err
 	}
 	lease, err := cli.Grant(opCtx, registrationTTL)
@@ -89,6 +93,32 @@ func keepRegistered(ctx context.Context, cli *clientv3.Client, prefix string) er
 	for range ch {
 	}
 	return fmt.Errorf("lease %x lost", lease.ID)
+}
+
+// startStatusPort serves a TiDB-like status port for the MariaDB server at
+// addr, as `proxy register` does: /status answers 200 while the server
+// accepts connections (a TCP connect, nothing read), 500 otherwise, and
+// /metrics a page with the four metrics the proxy reads. The proxies then
+// check each backend of cluster disc on two kept connections, a COM_PING
+// and a GET of /status, in their probers' rounds.
+func startStatusPort(t *testing.T, addr string) uint {
+	start := time.Now()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" {
+			fmt.Fprintf(w, "process_cpu_seconds_total %g\nprocess_resident_memory_bytes 1e+09\n"+
+				"tidb_server_maxprocs 2\ntidb_server_memory_quota_bytes 8e+09\n", 0.1*time.Since(start).Seconds())
+			return
+		}
+		c, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
+		if err != nil {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		_ = c.Close()
+		_, _ = io.WriteString(w, `{"connections":0}`)
+	}))
+	t.Cleanup(srv.Close)
+	return uint(srv.Listener.Addr().(*net.TCPAddr).Port)
 }
 
 // stop stops keeping the lease alive: the ttl key expires within
@@ -160,6 +190,8 @@ format = "json"
 interval = "500ms"
 timeout = "1s"
 failures-to-unhealthy = 2
+sql-user = %q
+sql-password = %q
 
 [balance]
 policy = %q
@@ -187,7 +219,8 @@ migration-password = %q
 [[route]]
 cluster = %q
 ports = [%s]
-%s`, int(v), n.sqlAddr, clusterD, n.apiAddr, adminToken, readToken, v.policy(), v.ratio(),
+%s`, int(v), n.sqlAddr, clusterD, n.apiAddr, adminToken, readToken,
+		testenv.AdminUser, testenv.AdminPassword, v.policy(), v.ratio(),
 		etcdAddr, n.name,
 		clusterD, etcdAddr, testenv.AdminUser, testenv.AdminPassword,
 		clusterS, static[0], static[1], testenv.AdminUser, testenv.AdminPassword,

@@ -132,8 +132,10 @@ func TestSoak(t *testing.T) {
 
 	etcd := startEtcd(t)
 	regs := map[*testenv.MariaDB]*registration{}
+	statusPorts := map[*testenv.MariaDB]uint{}
 	for _, m := range disc {
-		regs[m] = register(etcd.Client, m.Addr())
+		statusPorts[m] = startStatusPort(t, m.Addr())
+		regs[m] = register(etcd.Client, m.Addr(), statusPorts[m])
 	}
 	t.Cleanup(func() {
 		for _, r := range regs {
@@ -334,7 +336,7 @@ func TestSoak(t *testing.T) {
 			if err := m.Restart(); err != nil {
 				f.Err = err.Error()
 			} else {
-				regs[m] = register(etcd.Client, m.Addr())
+				regs[m] = register(etcd.Client, m.Addr(), statusPorts[m])
 			}
 		case FaultEtcdRestart:
 			f.Target = "etcd"
