@@ -232,7 +232,7 @@ addr = %q
 %s
 [health-check]
 interval = "200ms"
-timeout = "500ms"
+timeout = "2s" # long enough that a loaded machine does not time a check out and reconnect
 failures-to-unhealthy = 2
 sql-user = "switchyard_probe"
 [[cluster]]
