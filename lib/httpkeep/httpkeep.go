@@ -88,9 +88,10 @@ type Conn struct {
 // which a server writes in chunks of about 4 KiB) takes a larger one, so
 // that a read takes what has arrived, up to 16 KiB, rather than one chunk:
 // with 4 KiB, the reads of 1 MiB pages were half of an idle proxy's CPU
-// with 1,000 backends. 16 KiB took that proxy from 32-34 % of a core to
-// 24-25 % at the same memory; 64 KiB saved a little more CPU for 25-50 MiB
-// more memory (docs/benchmarks.md, P6).
+// with 1,000 backends. 16 KiB took that proxy from about a third of a core
+// to about a quarter, at about the same memory; 64 KiB saved a little more
+// CPU for 25-50 MiB more memory (docs/benchmarks.md, "Large /metrics
+// pages").
 const (
 	smallReader = 4 << 10
 	largeReader = 16 << 10
@@ -250,7 +251,7 @@ func (c *Conn) Fresh(hostPort string) bool {
 // Send writes the connection's request, without waiting for the answer,
 // which Receive reads. With them a caller can send a GET on many
 // connections, then read their answers, and park once for all of them, as
-// the health prober's loop does for its pings. Neither sets a deadline:
+// the health prober's loop does for its status checks. Neither sets a deadline:
 // SetDeadline bounds them. A failed Send or Receive leaves the connection
 // good only for Close.
 func (c *Conn) Send() error {
