@@ -54,6 +54,15 @@ type Target struct {
 	Budget int
 }
 
+// URL is the GET's URL, as an error names it: https when TLS is set.
+func (t Target) URL() string {
+	scheme := "http"
+	if t.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + t.HostPort + t.Path
+}
+
 // Client makes GETs for one kind of check. Its zero value is not usable:
 // set Dialer.
 type Client struct {

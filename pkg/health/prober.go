@@ -142,7 +142,6 @@ type Prober struct {
 	dialer *net.Dialer
 	// statusTLS, when set, is the status check's TLS client config.
 	statusTLS *tls.Config
-	scheme    string
 
 	// rounds is a test seam. When set, it replaces the schedule: each
 	// receive makes every target that is not being probed due at once, and
@@ -262,17 +261,12 @@ func NewProber(lg *zap.Logger, cluster string, cfg HealthConfig) *Prober {
 	// No TCP keep-alive: a kept probe connection is pinged every interval,
 	// and the others live for one handshake.
 	dialer := &net.Dialer{KeepAlive: -1}
-	scheme := "http"
-	if cfg.StatusTLS != nil {
-		scheme = "https"
-	}
 	life, stop := context.WithCancel(context.Background())
 	p := &Prober{
 		lg:        lg.Named("health").With(zap.String("cluster", cluster)),
 		cfg:       cfg,
 		dialer:    dialer,
 		statusTLS: cfg.StatusTLS.Clone(),
-		scheme:    scheme,
 		updates:   notify.NewSignal(),
 		wake:      notify.NewSignal(),
 		life:      life,
@@ -688,9 +682,9 @@ func (p *Prober) roundVerdict(ctx context.Context, pr *roundProbe) (keep keptCon
 	case pr.statusErr != nil:
 		keep.status = nil
 		if !late(pr.statusErr) {
-			retry = cmp.Or(retry, p.statusError(pr.status, pr.statusErr))
+			retry = cmp.Or(retry, statusError(pr.status, pr.statusErr))
 		} else if err == nil {
-			err = p.statusError(pr.status, ctxerr.Stable(ctx, pr.statusErr))
+			err = statusError(pr.status, ctxerr.Stable(ctx, pr.statusErr))
 		}
 	case !pr.reusable:
 		keep.status = nil

@@ -739,10 +739,11 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, DefaultHealthInterval, p.cfg.Interval)
 	require.Equal(t, DefaultHealthTimeout, p.cfg.Timeout)
 	require.Equal(t, DefaultFailuresToUnhealthy, p.cfg.FailuresToUnhealthy)
-	require.Equal(t, "http", p.scheme)
+	tidb := Target{Addr: "10.0.0.1:4000", StatusPort: 10080}
+	require.Equal(t, "http://10.0.0.1:10080/status", p.statusTarget(tidb).URL())
 	ps := NewProber(zaptest.NewLogger(t), "c1", HealthConfig{StatusTLS: &tls.Config{MinVersion: tls.VersionTLS12}})
 	defer ps.Close()
-	require.Equal(t, "https", ps.scheme)
+	require.Equal(t, "https://10.0.0.1:10080/status", ps.statusTarget(tidb).URL())
 }
 
 // TestProbeRecordsGreeting: the prober records what a backend announces

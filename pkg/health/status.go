@@ -37,16 +37,15 @@ func (p *Prober) checkStatus(ctx context.Context, t Target, kept *httpkeep.Conn,
 	}
 	code, kept, err := cl.Get(ctx, target, kept, nil)
 	if err != nil {
-		return nil, p.statusError(target, err)
+		return nil, statusError(target, err)
 	}
 	return kept, statusVerdict(code)
 }
 
 // statusError is a status check's failure to get an answer, rendered as
 // net/http's client renders it: Get "<url>": <cause>.
-func (p *Prober) statusError(target httpkeep.Target, err error) error {
-	url := p.scheme + "://" + target.HostPort + target.Path
-	return fmt.Errorf("status port: %w", &neturl.Error{Op: "Get", URL: url, Err: err})
+func statusError(target httpkeep.Target, err error) error {
+	return fmt.Errorf("status port: %w", &neturl.Error{Op: "Get", URL: target.URL(), Err: err})
 }
 
 // statusVerdict is the verdict of a status check answered with code.

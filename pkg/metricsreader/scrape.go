@@ -166,28 +166,23 @@ func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 func (r *Reader) scrape(ctx context.Context, t Target, kept *httpkeep.Conn) (scraped, *httpkeep.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	hostPort := t.statusAddr()
-	var s scraped
-	code, kept, err := r.scraper.Get(ctx, httpkeep.Target{
-		HostPort: hostPort, Path: "/metrics", TLS: r.cfg.StatusTLS,
+	target := httpkeep.Target{
+		HostPort: t.statusAddr(), Path: "/metrics", TLS: r.cfg.StatusTLS,
 		// Plain text only: the filter below works on the text format.
 		Accept: "text/plain;version=0.0.4",
 		Gzip:   true, Budget: maxPageBytes,
-	}, kept, func(body io.Reader) error {
+	}
+	var s scraped
+	code, kept, err := r.scraper.Get(ctx, target, kept, func(body io.Reader) error {
 		var err error
 		s, err = parseExposition(body)
 		return err
 	})
-	if err != nil || code != http.StatusOK {
-		scheme := "http"
-		if r.cfg.StatusTLS != nil {
-			scheme = "https"
-		}
-		url := scheme + "://" + hostPort + "/metrics"
-		if err != nil {
-			return scraped{}, kept, fmt.Errorf("scrape %s: %w", url, err)
-		}
-		return scraped{}, kept, fmt.Errorf("scrape %s: status %d %s", url, code, http.StatusText(code))
+	if err != nil {
+		return scraped{}, kept, fmt.Errorf("scrape %s: %w", target.URL(), err)
+	}
+	if code != http.StatusOK {
+		return scraped{}, kept, fmt.Errorf("scrape %s: status %d %s", target.URL(), code, http.StatusText(code))
 	}
 	s.at = r.now()
 	return s, kept, nil
