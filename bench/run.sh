@@ -12,7 +12,7 @@
 #   BENCH_WORKLOADS="point_select read_only range1000"   (also: short_range select1)
 #   BENCH_THREADS="1 8 64"
 #   BENCH_PLACEMENTS="unpinned pinned"
-#   BENCH_TARGETS="direct haproxy switchyard"   also: switchyard-loops, relay-epoll relay-coro relay-go,
+#   BENCH_TARGETS="direct haproxy switchyard"   also: switchyard-loops, switchyard-b, relay-epoll relay-coro relay-go,
 #                           bench/relay's protocol-blind Go relays (an epoll event loop,
 #                           HAProxy's design; blocking-style coroutines driven by that loop; a
 #                           goroutine per direction over Go's netpoller), for what a Go process
@@ -25,6 +25,8 @@
 #   BENCH_EVENT_LOOPS=0     proxy.event-loops of target switchyard (0: a goroutine per session)
 #   BENCH_LOOPS=$(nproc)    proxy.event-loops of target switchyard-loops (the same binary with its
 #                           sessions on event loops; name it in BENCH_TARGETS)
+#   BENCH_PROXY_BIN_B=path  the binary of target switchyard-b: a second build with the same
+#                           config, to compare two builds in one run (an A/B of a change)
 #   BENCH_PROXY_ARGS='--config {config}'   Switchyard arguments; {config} is replaced
 #   BENCH_QUIET_WAIT=0      before each run wait up to this many seconds for other processes
 #                           on the machine to use < BENCH_QUIET_PCT (10)% of it
@@ -217,6 +219,18 @@ if [[ " $TARGETS " == *" switchyard-loops "* ]]; then
 	fi
 fi
 
+# Target switchyard-b: another build (BENCH_PROXY_BIN_B) with the same config, beside the first.
+SWB_PID="" SWB_PORT=""
+if [[ " $TARGETS " == *" switchyard-b "* ]]; then
+	[[ -x "${BENCH_PROXY_BIN_B:-}" ]] || die "target switchyard-b needs BENCH_PROXY_BIN_B, an executable"
+	free_port SWB_PORT
+	sed -e "s/127.0.0.1:$SW_PORT/127.0.0.1:$SWB_PORT/" "$TMP/switchyard.toml" >"$TMP/switchyard-b.toml"
+	printf '\n[api]\naddr = ""\n' >>"$TMP/switchyard-b.toml"
+	SW_BIN_A=$SW_BIN SW_BIN=$BENCH_PROXY_BIN_B
+	start_proxy SWB_PID "$TMP/switchyard-b.toml" "$OUT/switchyard-b.log"
+	SW_BIN=$SW_BIN_A
+fi
+
 wait_sql "$HA_PORT" "$HA_PID" || { cat "$TMP/haproxy.log"; die "HAProxy did not come up"; }
 log "HAProxy pid $HA_PID on 127.0.0.1:$HA_PORT"
 if [[ -n "$SW_PID" ]]; then
@@ -237,6 +251,10 @@ if [[ -n "$SWN_PID" ]] && ! wait_sql "$SWN_PORT" "$SWN_PID"; then
 	SWN_PID=""
 fi
 
+if [[ -n "$SWB_PID" ]]; then
+	wait_sql "$SWB_PORT" "$SWB_PID" || { tail -n 5 "$OUT/switchyard-b.log"; die "switchyard-b did not come up"; }
+	log "switchyard-b ($BENCH_PROXY_BIN_B) pid $SWB_PID on 127.0.0.1:$SWB_PORT"
+fi
 if [[ -n "$SWL_PID" ]]; then
 	wait_sql "$SWL_PORT" "$SWL_PID" || { tail -n 5 "$OUT/switchyard-loops.log"; die "switchyard-loops did not come up"; }
 	log "switchyard-loops pid $SWL_PID on 127.0.0.1:$SWL_PORT"
@@ -247,7 +265,8 @@ for tg in "${!RELAY_PID[@]}"; do
 done
 
 # ---------------------------------------------------------------- measurement helpers
-proxy_pids() { echo "$HA_PID" ${SW_PID:+"$SW_PID"} ${SWN_PID:+"$SWN_PID"} "${RELAY_PID[@]}"; }
+# Every proxy process the harness started: each is placed with the proxy under test.
+proxy_pids() { echo "$HA_PID" ${SW_PID:+"$SW_PID"} ${SWN_PID:+"$SWN_PID"} ${SWL_PID:+"$SWL_PID"} ${SWB_PID:+"$SWB_PID"} "${RELAY_PID[@]}"; }
 place() {
 	local p
 	case $1 in
@@ -315,13 +334,13 @@ parse_sysbench() {
 RAW="$OUT/raw.tsv"
 printf 'placement\tworkload\tthreads\ttarget\trep\tstatus\tqps\tp95_ms\tp99_ms\tqueries\tsecs\tproxy_cpu_us\tdb_cpu_us\tsteal_pct\tother_pct\n' >"$RAW"
 
-target_port() { case $1 in direct) echo "$DB_PORT" ;; haproxy) echo "$HA_PORT" ;; switchyard) echo "$SW_PORT" ;; switchyard-nodigest) echo "$SWN_PORT" ;; switchyard-loops) echo "$SWL_PORT" ;; relay-*) echo "${RELAY_PORT[$1]}" ;; esac; }
-target_pid() { case $1 in direct) echo "" ;; haproxy) echo "$HA_PID" ;; switchyard) echo "$SW_PID" ;; switchyard-nodigest) echo "$SWN_PID" ;; switchyard-loops) echo "$SWL_PID" ;; relay-*) echo "${RELAY_PID[$1]}" ;; esac; }
+target_port() { case $1 in direct) echo "$DB_PORT" ;; haproxy) echo "$HA_PORT" ;; switchyard) echo "$SW_PORT" ;; switchyard-nodigest) echo "$SWN_PORT" ;; switchyard-loops) echo "$SWL_PORT" ;; switchyard-b) echo "$SWB_PORT" ;; relay-*) echo "${RELAY_PORT[$1]}" ;; esac; }
+target_pid() { case $1 in direct) echo "" ;; haproxy) echo "$HA_PID" ;; switchyard) echo "$SW_PID" ;; switchyard-nodigest) echo "$SWN_PID" ;; switchyard-loops) echo "$SWL_PID" ;; switchyard-b) echo "$SWB_PID" ;; relay-*) echo "${RELAY_PID[$1]}" ;; esac; }
 
 # ours_ticks: CPU ticks used so far by the long-running processes of this harness.
 ours_ticks() {
 	local p t=0
-	for p in "$DB_PID" "$HA_PID" ${SW_PID:+"$SW_PID"} ${SWN_PID:+"$SWN_PID"} ${SWL_PID:+"$SWL_PID"} "${RELAY_PID[@]}"; do t=$((t + $(cpu_ticks "$p"))); done
+	for p in "$DB_PID" "$HA_PID" ${SW_PID:+"$SW_PID"} ${SWN_PID:+"$SWN_PID"} ${SWL_PID:+"$SWL_PID"} ${SWB_PID:+"$SWB_PID"} "${RELAY_PID[@]}"; do t=$((t + $(cpu_ticks "$p"))); done
 	echo "$t"
 }
 
@@ -437,6 +456,7 @@ for tg in $TARGETS; do
 	direct | haproxy) ACTIVE_TARGETS+=("$tg") ;;
 	relay-*) ACTIVE_TARGETS+=("$tg") ;; # started above, or the harness died
 	switchyard-loops) [[ -n "$SWL_PID" ]] && ACTIVE_TARGETS+=("$tg") ;;
+	switchyard-b) [[ -n "$SWB_PID" ]] && ACTIVE_TARGETS+=("$tg") ;;
 	switchyard) [[ "$SW_STATUS" == ok ]] && ACTIVE_TARGETS+=("$tg") ;;
 	*) die "unknown target $tg" ;;
 	esac
