@@ -188,7 +188,10 @@ var farFuture = time.Now().Add(100 * 365 * 24 * time.Hour)
 // the old probe can be recognised and dropped.
 type targetState struct {
 	t Target
-	h observer.Health
+	// status is the GET of t's /status (HostPort empty without a status
+	// port), worked out when t is set, not at each probe.
+	status httpkeep.Target
+	h      observer.Health
 	// due is when the next probe should start. idx is the target's place in
 	// the schedule, -1 while it is not there (queued, being probed, removed).
 	due     time.Time
@@ -341,10 +344,10 @@ func (p *Prober) SetTargets(ts []Target) {
 	now := time.Now()
 	for addr, t := range want {
 		if st, ok := p.targets[addr]; ok {
-			st.t = t
+			st.t, st.status = t, p.statusTarget(t)
 			continue
 		}
-		st := &targetState{t: t, h: observer.Health{Healthy: true, Reason: ErrNotProbed.Error()}, due: now, idx: -1}
+		st := &targetState{t: t, status: p.statusTarget(t), h: observer.Health{Healthy: true, Reason: ErrNotProbed.Error()}, due: now, idx: -1}
 		p.targets[addr] = st
 		heap.Push(&p.sched, st)
 		changed, added = true, true
@@ -497,10 +500,10 @@ func (p *Prober) worker(ctx context.Context) {
 		}
 		pctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 		st.cancel = cancel
-		t, kept := st.t, st.kept.take()
+		t, status, kept := st.t, st.status, st.kept.take()
 		p.mu.Unlock()
 
-		server, kept, err := p.probeKept(pctx, t, kept)
+		server, kept, err := p.probeKept(pctx, t, status, kept)
 		cancel()
 
 		p.mu.Lock()
@@ -531,7 +534,7 @@ func inRound(st *targetState) bool {
 	case st.t.StatusPort == 0:
 		return k.status == nil
 	default:
-		return k.status != nil && k.status.Fresh(observer.StatusAddr(st.t.Addr, st.t.StatusPort))
+		return k.status != nil && k.status.Fresh(st.status.HostPort)
 	}
 }
 
@@ -565,7 +568,7 @@ func (p *Prober) roundLocked(ctx context.Context, batch []*targetState) {
 	for i, st := range batch {
 		probes[i].kept = st.kept.take()
 		if probes[i].kept.status != nil {
-			probes[i].status = p.statusTarget(st.t)
+			probes[i].status = st.status
 		}
 	}
 	p.mu.Unlock()
@@ -833,8 +836,8 @@ func (p *Prober) publishLocked() {
 // it pings the kept SQL connection, and connects and logs in again when
 // there is none or the ping failed while time was left; without, it reads
 // the greeting on a new connection. Then it asks the status port, on the
-// kept status connection (checkStatus).
-func (p *Prober) probeKept(ctx context.Context, t Target, kept keptConns) (*observer.ServerInfo, keptConns, error) {
+// kept status connection (checkStatus); status is t's GET of /status.
+func (p *Prober) probeKept(ctx context.Context, t Target, status httpkeep.Target, kept keptConns) (*observer.ServerInfo, keptConns, error) {
 	var server *observer.ServerInfo
 	if p.cfg.SQLUser == "" {
 		hs, err := mysql.ReadGreeting(ctx, p.dialer, t.Addr)
@@ -854,7 +857,7 @@ func (p *Prober) probeKept(ctx context.Context, t Target, kept keptConns) (*obse
 		return server, kept, nil
 	}
 	var err error
-	kept.status, err = p.checkStatus(ctx, t, kept.status, true)
+	kept.status, err = p.checkStatus(ctx, status, kept.status, true)
 	return server, kept, err
 }
 
@@ -906,7 +909,7 @@ func (p *Prober) probe(ctx context.Context, t Target) (*observer.ServerInfo, err
 	if t.StatusPort == 0 {
 		return server, nil
 	}
-	_, err = p.checkStatus(ctx, t, nil, false)
+	_, err = p.checkStatus(ctx, p.statusTarget(t), nil, false)
 	return server, err
 }
 

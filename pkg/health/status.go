@@ -10,7 +10,8 @@ import (
 	"github.com/switchyard-db/switchyard/pkg/observer"
 )
 
-// statusTarget is the GET of t's /status.
+// statusTarget is the GET of t's /status; without a status port its
+// HostPort is empty.
 func (p *Prober) statusTarget(t Target) httpkeep.Target {
 	return httpkeep.Target{
 		HostPort: observer.StatusAddr(t.Addr, t.StatusPort),
@@ -20,7 +21,7 @@ func (p *Prober) statusTarget(t Target) httpkeep.Target {
 	}
 }
 
-// checkStatus asks TiDB's status port for /status. TiDB answers 500 there
+// checkStatus asks TiDB's status port for /status (target: statusTarget). TiDB answers 500 there
 // while it shuts down gracefully, when its SQL port still accepts. With
 // keep it asks on kept (nil: none) through the prober's keep-alive client,
 // and returns the connection to keep for the next check (nil: none): a new
@@ -29,8 +30,7 @@ func (p *Prober) statusTarget(t Target) httpkeep.Target {
 // P6). Without keep it asks on a new connection, which it closes. The
 // prober's loop asks on kept connections itself (roundLocked), with the
 // same verdicts.
-func (p *Prober) checkStatus(ctx context.Context, t Target, kept *httpkeep.Conn, keep bool) (*httpkeep.Conn, error) {
-	target := p.statusTarget(t)
+func (p *Prober) checkStatus(ctx context.Context, target httpkeep.Target, kept *httpkeep.Conn, keep bool) (*httpkeep.Conn, error) {
 	cl := p.statusOnce
 	if keep {
 		cl = p.statusKept

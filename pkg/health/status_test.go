@@ -399,6 +399,6 @@ func TestInRound(t *testing.T) {
 		{"the status port moved", sql.withStatus(s.port() + 1), keptConns{sql: c, status: sc}, false},
 		{"the status port went", sql.target(), keptConns{sql: c, status: sc}, false},
 	} {
-		require.Equal(t, tc.want, inRound(&targetState{t: tc.t, kept: tc.kept}), tc.name)
+		require.Equal(t, tc.want, inRound(&targetState{t: tc.t, status: p.statusTarget(tc.t), kept: tc.kept}), tc.name)
 	}
 }
