@@ -31,12 +31,34 @@ func sockPair(t testing.TB) (*sockConn, net.Conn) {
 	return sc, peer
 }
 
-// openFDs counts the process's open descriptors.
-func openFDs(t *testing.T) int {
+// socketOf names sc's socket as /proc/self/fd shows it ("socket:[inode]").
+func socketOf(t *testing.T, sc *sockConn) string {
+	t.Helper()
+	var link string
+	raw, err := sc.SyscallConn()
+	require.NoError(t, err)
+	require.NoError(t, raw.Control(func(fd uintptr) {
+		link, err = os.Readlink("/proc/self/fd/" + strconv.Itoa(int(fd)))
+	}))
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(link, "socket:["), link)
+	return link
+}
+
+// descriptorsOf counts the process's descriptors open on socket (socketOf).
+// Unlike a count of all of them, other tests' sockets closing meanwhile do
+// not change it.
+func descriptorsOf(t *testing.T, socket string) int {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
 	require.NoError(t, err)
-	return len(ents)
+	n := 0
+	for _, e := range ents {
+		if link, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && link == socket {
+			n++
+		}
+	}
+	return n
 }
 
 // epollEntries lists the descriptors in the idle poller's epoll set.
@@ -62,23 +84,22 @@ func epollEntries(t *testing.T) []int {
 // the first use does by itself, and writes go out, raw ones included.
 func TestSockConnFreezeThaw(t *testing.T) {
 	sc, peer := sockPair(t)
-	_, err := getPoller() // its epoll descriptor is counted from here
-	require.NoError(t, err)
-	before := openFDs(t)
+	socket := socketOf(t, sc)
+	require.Equal(t, 1, descriptorsOf(t, socket))
 	require.True(t, sc.freeze())
 	require.True(t, sc.frozen())
 	require.Nil(t, sc.live.Load())
-	require.Equal(t, before, openFDs(t), "the frozen descriptor replaces the connection's")
+	require.Equal(t, 1, descriptorsOf(t, socket), "the frozen descriptor replaces the connection's")
 	require.True(t, sc.freeze(), "freezing a frozen connection is a no-op")
 
-	_, err = peer.Write([]byte("hello"))
+	_, err := peer.Write([]byte("hello"))
 	require.NoError(t, err)
 	buf := make([]byte, 5)
 	_, err = io.ReadFull(sc, buf)
 	require.NoError(t, err)
 	require.Equal(t, "hello", string(buf))
 	require.False(t, sc.frozen())
-	require.Equal(t, before, openFDs(t), "the thawed connection's descriptor replaces the frozen one")
+	require.Equal(t, 1, descriptorsOf(t, socket), "the thawed connection's descriptor replaces the frozen one")
 
 	// Frozen again, the PacketIO's raw writes thaw it too.
 	require.True(t, sc.freeze())
@@ -99,6 +120,7 @@ func TestSockConnFreezeThaw(t *testing.T) {
 // once), and Close of a frozen one closes the socket without a thaw.
 func TestSockConnFrozenDeadlinesAndClose(t *testing.T) {
 	sc, peer := sockPair(t)
+	socket := socketOf(t, sc)
 	require.True(t, sc.freeze())
 	require.NoError(t, sc.SetReadDeadline(time.Now().Add(-time.Second)))
 	_, err := sc.Read(make([]byte, 1))
@@ -107,10 +129,10 @@ func TestSockConnFrozenDeadlinesAndClose(t *testing.T) {
 
 	require.True(t, sc.freeze())
 	require.NoError(t, sc.SetReadDeadline(time.Time{}), "a cleared deadline is no deadline")
-	before := openFDs(t)
+	require.Equal(t, 1, descriptorsOf(t, socket))
 	require.NoError(t, sc.Close())
 	require.True(t, sc.frozen(), "closed without a thaw")
-	require.Equal(t, before-1, openFDs(t))
+	require.Equal(t, 0, descriptorsOf(t, socket))
 	require.NoError(t, peer.SetReadDeadline(time.Now().Add(5*time.Second)))
 	_, err = peer.Read(make([]byte, 1))
 	require.ErrorIs(t, err, io.EOF, "the peer sees the close")
