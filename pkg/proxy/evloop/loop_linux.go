@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"iter"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -76,10 +78,16 @@ type Loop struct {
 	evbuf []unix.EpollEvent
 	nev   int
 	waitf func(uintptr) bool
-	table []*Conn // registered Conns by descriptor
-	tasks map[*Task]struct{}
-	gen   uint32
-	stop  bool
+	// parked: the last wait found nothing ready and parked the loop.
+	// busySince is when the loop last parked or yielded (yieldIfBusy), and
+	// yields counts the yields.
+	parked    bool
+	busySince time.Time
+	yields    uint64
+	table     []*Conn // registered Conns by descriptor
+	tasks     map[*Task]struct{}
+	gen       uint32
+	stop      bool
 
 	mu     sync.Mutex
 	closed bool
@@ -153,7 +161,33 @@ func (l *Loop) pollOnce(uintptr) bool {
 		return errno != unix.EINTR && errno != unix.EAGAIN
 	}
 	l.nev = n
+	if n == 0 {
+		l.parked = true
+	}
 	return n > 0
+}
+
+// busySlice is how long a loop that always finds events ready runs before
+// it lets the other goroutines of its P run (yieldIfBusy).
+const busySlice = 100 * time.Microsecond
+
+// yieldIfBusy yields the loop's P to the goroutines waiting for it once the
+// loop has run for busySlice without parking. A loop that always finds
+// events ready never parks, and Go would preempt it only after 10 ms: with
+// fewer Ps than loops (GOMAXPROCS follows the CPUs the process may use) the
+// other loops' sessions, and the logins, probes and API on goroutines,
+// would wait that long. A loop that parks between batches never yields.
+func (l *Loop) yieldIfBusy() {
+	now := time.Now()
+	switch {
+	case l.parked:
+		l.parked = false
+		l.busySince = now
+	case now.Sub(l.busySince) >= busySlice:
+		runtime.Gosched()
+		l.yields++
+		l.busySince = time.Now()
+	}
 }
 
 func (l *Loop) run() {
@@ -181,6 +215,7 @@ func (l *Loop) run() {
 		for i := range l.nev {
 			l.event(l.evbuf[i])
 		}
+		l.yieldIfBusy()
 	}
 }
 

@@ -250,3 +250,100 @@ func TestGroupClose(t *testing.T) {
 		t.Fatal("a stopped loop took a task")
 	}
 }
+
+// pingPong starts two Tasks on l that bounce a byte between the two ends of
+// a loopback connection, one end each, until stop is closed. Each waits in
+// the loop for the other's byte, and the other's write has made it ready
+// by the loop's next poll, so the loop always finds an event and never
+// parks. It returns how many round trips were made, once the first Task
+// has ended.
+func pingPong(t *testing.T, l *Loop, stop <-chan struct{}) <-chan int {
+	a, b := tcpPair(t)
+	ca, cb := wrap(t, a), wrap(t, b)
+	trips := make(chan int, 1)
+	l.Go(func(tk *Task) {
+		tk.Attach(ca)
+		buf := make([]byte, 1)
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				trips <- n
+				ca.CloseWrite()
+				return
+			default:
+			}
+			if _, err := ca.Write(buf); err != nil {
+				trips <- -1
+				return
+			}
+			if _, err := io.ReadFull(ca, buf); err != nil {
+				trips <- -1
+				return
+			}
+		}
+	})
+	l.Go(func(tk *Task) {
+		tk.Attach(cb)
+		_, _ = io.Copy(struct{ io.Writer }{cb}, struct{ io.Reader }{cb}) // until ca's CloseWrite
+	})
+	return trips
+}
+
+// A loop that always finds events ready yields its P now and then, so that
+// the goroutines that wait for it (another loop, a login, a probe) do not
+// wait for Go's 10 ms preemption; a loop that parks between its events
+// never yields.
+func TestBusyLoopYields(t *testing.T) {
+	g := newGroup(t, 2)
+	busy, quiet := g.loops[0], g.loops[1]
+	stop := make(chan struct{})
+	trips := pingPong(t, busy, stop)
+
+	peer, srv := tcpPair(t)
+	c := wrap(t, srv)
+	echoed := make(chan error, 1)
+	quiet.Go(func(tk *Task) {
+		tk.Attach(c)
+		buf := make([]byte, 1)
+		for range 20 {
+			if _, err := io.ReadFull(c, buf); err != nil {
+				echoed <- err
+				return
+			}
+			if _, err := c.Write(buf); err != nil {
+				echoed <- err
+				return
+			}
+		}
+		echoed <- nil
+	})
+	for range 20 {
+		time.Sleep(5 * time.Millisecond) // the quiet loop parks meanwhile
+		if _, err := peer.Write([]byte("q")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(peer, make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := awaitErr(t, echoed); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	n := <-trips
+	g.Close() // the loops' counters are read after their goroutines end
+	if n <= 0 {
+		t.Fatalf("the busy loop's task made %d round trips", n)
+	}
+	if busy.yields == 0 {
+		t.Fatalf("the busy loop never yielded in %d round trips", n)
+	}
+	// Each of the quiet loop's 20 events comes after it parked: were the
+	// busy time not counted from the park, each would find more than
+	// busySlice gone and yield. (It may yield once or twice on a loaded
+	// machine, when its thread is descheduled between two of its polls.)
+	if quiet.yields >= 10 {
+		t.Fatalf("the quiet loop yielded %d times for 20 events", quiet.yields)
+	}
+	t.Logf("%d round trips, %d yields", n, busy.yields)
+}
