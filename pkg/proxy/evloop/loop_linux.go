@@ -153,18 +153,19 @@ func newLoop() (*Loop, error) {
 
 // pollOnce is epoll_wait without waiting, as a raw system call (it cannot
 // block); false makes the RawConn wait until the epoll descriptor is
-// readable, that is until some event is ready.
+// readable, that is until some event is ready: the loop parks.
 func (l *Loop) pollOnce(uintptr) bool {
 	n, errno := rawsys.EpollPoll(l.epfd, l.evbuf)
+	l.nev = n
+	done := n > 0
 	if errno != 0 {
 		l.nev = 0
-		return errno != unix.EINTR && errno != unix.EAGAIN
+		done = errno != unix.EINTR && errno != unix.EAGAIN
 	}
-	l.nev = n
-	if n == 0 {
+	if !done {
 		l.parked = true
 	}
-	return n > 0
+	return done
 }
 
 // busySlice is how long a loop that always finds events ready runs before
