@@ -13,7 +13,7 @@
 #                                      sets MDB_PORT, MDB_PID, MDB_SOCK
 #   mdb_sql SOCK SQL                   runs SQL as root over the socket
 #   build_proxy                        builds ./cmd/proxy into $OUT/proxy unless BENCH_PROXY_BIN
-#   start_proxy VAR CONFIG LOGFILE     starts $SW_BIN with PROXY_ARGS, its pid into VAR
+#   start_proxy VAR CONFIG LOGFILE [BIN] starts BIN (default $SW_BIN) with PROXY_ARGS, its pid into VAR
 #   wait_sql PORT PID                  waits until a MySQL login through PORT works
 #   cpu_ticks PID / cpu_sys_ticks PID / cpu_sample / rss_kb PID   /proc readings
 
@@ -163,14 +163,14 @@ build_proxy() {
 	[[ -x "$SW_BIN" ]]
 }
 
-# start_proxy VAR CONFIG LOGFILE: starts $SW_BIN with PROXY_ARGS ({config} replaced by
-# CONFIG), registers it and stores its pid in VAR.
+# start_proxy VAR CONFIG LOGFILE [BINARY]: starts BINARY (default $SW_BIN) with PROXY_ARGS
+# ({config} replaced by CONFIG), registers it and stores its pid in VAR.
 start_proxy() {
-	local pid
+	local pid bin=${4:-$SW_BIN}
 	# shellcheck disable=SC2086 # PROXY_ARGS is a word list by design
-	"$SW_BIN" ${PROXY_ARGS//\{config\}/$2} >"$3" 2>&1 &
+	"$bin" ${PROXY_ARGS//\{config\}/$2} >"$3" 2>&1 &
 	pid=$!
-	register "$pid" "$SW_BIN"
+	register "$pid" "$bin"
 	printf -v "$1" %s "$pid"
 }
 

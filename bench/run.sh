@@ -226,9 +226,7 @@ if [[ " $TARGETS " == *" switchyard-b "* ]]; then
 	free_port SWB_PORT
 	sed -e "s/127.0.0.1:$SW_PORT/127.0.0.1:$SWB_PORT/" "$TMP/switchyard.toml" >"$TMP/switchyard-b.toml"
 	printf '\n[api]\naddr = ""\n' >>"$TMP/switchyard-b.toml"
-	SW_BIN_A=$SW_BIN SW_BIN=$BENCH_PROXY_BIN_B
-	start_proxy SWB_PID "$TMP/switchyard-b.toml" "$OUT/switchyard-b.log"
-	SW_BIN=$SW_BIN_A
+	start_proxy SWB_PID "$TMP/switchyard-b.toml" "$OUT/switchyard-b.log" "$BENCH_PROXY_BIN_B"
 fi
 
 wait_sql "$HA_PORT" "$HA_PID" || { cat "$TMP/haproxy.log"; die "HAProxy did not come up"; }
