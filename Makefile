@@ -42,6 +42,8 @@ unit:
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 	# The session package again with every session on event loops (proxy.event-loops).
 	SWITCHYARD_TEST_EVENT_LOOPS=1 $(GO) test -race -count=1 ./pkg/proxy/backend
+	# The allocation tests, which the race detector's pools would upset.
+	$(GO) test -count=1 -run 'Allocat' ./pkg/mysql ./pkg/proxy/backend
 
 # The end-to-end suite starts real MariaDB servers and the real binary (built
 # with -race: a data race or panic in it fails the test that caused it). A

@@ -174,6 +174,23 @@ func (wr *writer) write(p []byte) error {
 	return nil
 }
 
+// writeHeader writes a packet header of payload length n and sequence id
+// seq. It appends the four bytes itself: a header built in an array and
+// passed to write would escape to the heap (write may hand its slice to
+// dst.Write), an allocation per packet forwarded.
+func (wr *writer) writeHeader(n int, seq byte) error {
+	if wr.pooled == nil {
+		wr.pooled = getBuf()
+		wr.buf = (*wr.pooled)[:0]
+	} else if len(wr.buf)+4 > cap(wr.buf) {
+		if err := wr.flushBuf(); err != nil {
+			return err
+		}
+	}
+	wr.buf = append(wr.buf, byte(n), byte(n>>8), byte(n>>16), seq)
+	return nil
+}
+
 func (wr *writer) flushBuf() error {
 	if len(wr.buf) == 0 {
 		return nil

@@ -243,9 +243,9 @@ func (p *PacketIO) copyPayload(dst *PacketIO, n int) error {
 }
 
 func (p *PacketIO) writeHeader(n int) error {
-	h := [4]byte{byte(n), byte(n >> 8), byte(n >> 16), p.seq}
+	seq := p.seq
 	p.seq++
-	return p.wr.write(h[:])
+	return p.wr.writeHeader(n, seq)
 }
 
 // ReadPacket reads one logical packet, joining continuation packets, into a

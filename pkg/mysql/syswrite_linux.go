@@ -30,6 +30,10 @@ import (
 // rawWriteMax, whose copy takes longer, still go through net.Conn.Write.
 type sysWriter struct {
 	conn rawSocket
+	// rc is a *net.TCPConn's RawConn, got once (each SyscallConn call
+	// allocates one); nil for a Socket, whose RawConn changes as it is
+	// frozen and thawed: a write asks the Socket (which keeps its own).
+	rc syscall.RawConn
 }
 
 // rawSocket is a *net.TCPConn, or a Socket.
@@ -46,7 +50,11 @@ const rawWriteMax = 64 << 10
 func newSysWriter(conn net.Conn) io.Writer {
 	switch c := conn.(type) {
 	case *net.TCPConn:
-		return sysWriter{conn: c}
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return conn
+		}
+		return sysWriter{conn: c, rc: rc}
 	case Socket:
 		return sysWriter{conn: c}
 	}
@@ -72,9 +80,11 @@ func (w sysWriter) Write(b []byte) (int, error) {
 	if len(b) > rawWriteMax || len(b) == 0 {
 		return w.conn.Write(b)
 	}
-	rc, err := w.conn.SyscallConn()
-	if err != nil {
-		return 0, err
+	rc, err := w.rc, error(nil)
+	if rc == nil {
+		if rc, err = w.conn.SyscallConn(); err != nil {
+			return 0, err
+		}
 	}
 	st := writeStates.Get().(*writeState)
 	st.rest, st.n, st.err = b, 0, nil

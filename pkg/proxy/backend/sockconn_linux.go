@@ -38,7 +38,7 @@ import (
 type sockConn struct {
 	// live is the connection serving the socket, nil while frozen. Read
 	// and Write load it without the lock: only its owner freezes it.
-	live atomic.Pointer[net.TCPConn]
+	live atomic.Pointer[liveConn]
 
 	mu     sync.Mutex
 	fd     int32 // the frozen descriptor; -1 while live
@@ -48,15 +48,36 @@ type sockConn struct {
 	rdl, wdl int64
 }
 
+// liveConn is a live sockConn's connection with its RawConn, got once: each
+// SyscallConn call of a net.TCPConn allocates one, and every raw write of
+// PacketIO asks for it.
+type liveConn struct {
+	tc *net.TCPConn
+	rc syscall.RawConn // nil when tc gave none: SyscallConn asks tc
+}
+
 func newSockConn(tc *net.TCPConn) *sockConn {
 	c := &sockConn{fd: -1}
-	c.live.Store(tc)
+	c.setLive(tc)
 	return c
+}
+
+func (c *sockConn) setLive(tc *net.TCPConn) {
+	rc, _ := tc.SyscallConn()
+	c.live.Store(&liveConn{tc: tc, rc: rc})
+}
+
+// liveTCP returns the live connection, nil while frozen.
+func (c *sockConn) liveTCP() *net.TCPConn {
+	if l := c.live.Load(); l != nil {
+		return l.tc
+	}
+	return nil
 }
 
 // conn returns the live connection, thawing a frozen one.
 func (c *sockConn) conn() (*net.TCPConn, error) {
-	if tc := c.live.Load(); tc != nil {
+	if tc := c.liveTCP(); tc != nil {
 		return tc, nil
 	}
 	c.mu.Lock()
@@ -70,7 +91,7 @@ func (c *sockConn) conn() (*net.TCPConn, error) {
 func (c *sockConn) freeze() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	tc := c.live.Load()
+	tc := c.liveTCP()
 	if tc == nil || c.closed {
 		return tc == nil && !c.closed
 	}
@@ -101,7 +122,7 @@ func (c *sockConn) frozen() bool { return c.live.Load() == nil }
 // thawLocked makes a net.TCPConn of the frozen descriptor. The caller holds
 // c.mu.
 func (c *sockConn) thawLocked() (*net.TCPConn, error) {
-	if tc := c.live.Load(); tc != nil {
+	if tc := c.liveTCP(); tc != nil {
 		return tc, nil
 	}
 	if c.closed {
@@ -126,7 +147,7 @@ func (c *sockConn) thawLocked() (*net.TCPConn, error) {
 		_ = tc.SetWriteDeadline(time.Unix(0, c.wdl))
 	}
 	c.rdl, c.wdl = 0, 0
-	c.live.Store(tc)
+	c.setLive(tc)
 	return tc, nil
 }
 
@@ -150,8 +171,11 @@ func (c *sockConn) Write(b []byte) (int, error) {
 // whose Control runs on the bare descriptor (the idle poller registers it)
 // and whose Read and Write thaw it first.
 func (c *sockConn) SyscallConn() (syscall.RawConn, error) {
-	if tc := c.live.Load(); tc != nil {
-		return tc.SyscallConn()
+	if l := c.live.Load(); l != nil {
+		if l.rc != nil {
+			return l.rc, nil
+		}
+		return l.tc.SyscallConn()
 	}
 	return frozenRaw{c}, nil
 }
@@ -171,7 +195,7 @@ func (c *sockConn) CloseWrite() error {
 func (c *sockConn) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if tc := c.live.Load(); tc != nil {
+	if tc := c.liveTCP(); tc != nil {
 		c.closed = true
 		return tc.Close()
 	}
@@ -215,7 +239,7 @@ func (c *sockConn) SetWriteDeadline(t time.Time) error {
 func (c *sockConn) setDeadlines(t time.Time, r, w bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if tc := c.live.Load(); tc != nil {
+	if tc := c.liveTCP(); tc != nil {
 		switch {
 		case r && w:
 			return tc.SetDeadline(t)
@@ -255,9 +279,9 @@ type frozenRaw struct{ c *sockConn }
 // connection thawed since, on the live one's.
 func (r frozenRaw) Control(f func(fd uintptr)) error {
 	r.c.mu.Lock()
-	if tc := r.c.live.Load(); tc != nil {
+	if r.c.live.Load() != nil {
 		r.c.mu.Unlock()
-		rc, err := tc.SyscallConn()
+		rc, err := r.c.SyscallConn()
 		if err != nil {
 			return err
 		}
@@ -289,11 +313,10 @@ func (r frozenRaw) Write(f func(fd uintptr) bool) error {
 
 // thawed thaws the connection for op and returns its RawConn.
 func (r frozenRaw) thawed(op string) (syscall.RawConn, error) {
-	tc, err := r.c.conn()
-	if err != nil {
+	if _, err := r.c.conn(); err != nil {
 		return nil, r.c.opError(op, err)
 	}
-	return tc.SyscallConn()
+	return r.c.SyscallConn()
 }
 
 // freezable wraps a session's TCP connection so that it can be frozen.

@@ -112,6 +112,12 @@ func TestSockConnFreezeThaw(t *testing.T) {
 	_, err = io.ReadFull(peer, got)
 	require.NoError(t, err)
 	require.Equal(t, "ping", string(got[4:]))
+	// Live again, writes go through the thawed connection's RawConn.
+	require.NoError(t, pio.WritePacket([]byte("pong")))
+	require.NoError(t, pio.Flush())
+	_, err = io.ReadFull(peer, got)
+	require.NoError(t, err)
+	require.Equal(t, "pong", string(got[4:]))
 	require.Equal(t, "127.0.0.1", sc.LocalAddr().(*net.TCPAddr).IP.String())
 }
 
