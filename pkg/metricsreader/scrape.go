@@ -66,6 +66,7 @@ type scraped struct {
 func (r *Reader) scrapeAll(ctx context.Context, targets []Target) map[string]observer.Metrics {
 	type outcome struct {
 		t    Target
+		sa   string // t's status address, worked out once a round
 		s    scraped
 		err  error
 		skip bool // no status port: nothing to scrape, nothing to report
@@ -79,8 +80,9 @@ func (r *Reader) scrapeAll(ctx context.Context, targets []Target) map[string]obs
 	old := r.conns
 	r.conns = make(map[string]*httpkeep.Conn, len(old))
 	for i, t := range targets {
-		outcomes[i].t = t
-		if t.statusAddr() == "" {
+		sa := t.statusAddr()
+		outcomes[i].t, outcomes[i].sa = t, sa
+		if sa == "" {
 			outcomes[i].skip = true
 			continue
 		}
@@ -97,7 +99,7 @@ func (r *Reader) scrapeAll(ctx context.Context, targets []Target) map[string]obs
 				return
 			}
 			defer func() { <-sem }()
-			outcomes[i].s, outcomes[i].conn, outcomes[i].err = r.scrape(ctx, t, kept)
+			outcomes[i].s, outcomes[i].conn, outcomes[i].err = r.scrape(ctx, sa, kept)
 		}()
 	}
 	for _, c := range old {
@@ -119,7 +121,7 @@ func (r *Reader) scrapeAll(ctx context.Context, targets []Target) map[string]obs
 			r.lg.Debug("scrape failed", zap.String("backend", o.t.Addr), zap.Error(o.err))
 			continue
 		}
-		if m, ok := r.derive(o.t, o.s); ok {
+		if m, ok := r.derive(o.t.Addr, o.sa, o.s); ok {
 			res[o.t.Addr] = m
 		}
 	}
@@ -134,11 +136,11 @@ func (r *Reader) scrapeAll(ctx context.Context, targets []Target) map[string]obs
 // derive computes the fractions from one page and the target's previous
 // sample, then keeps this page's CPU counter for the next round. A failed
 // scrape keeps the older sample, which still gives a valid (longer) delta.
-func (r *Reader) derive(t Target, s scraped) (observer.Metrics, bool) {
+// addr is the backend's address, sa its status address.
+func (r *Reader) derive(addr, sa string, s scraped) (observer.Metrics, bool) {
 	m := observer.Metrics{Source: SourceScrape, UpdatedAt: s.at}
-	sa := t.statusAddr()
 	if s.hasCPUSeconds {
-		prev, ok := r.prev[t.Addr]
+		prev, ok := r.prev[addr]
 		if ok && prev.statusAddr == sa && s.hasMaxProcs && s.maxProcs > 0 {
 			dt := s.at.Sub(prev.at).Seconds()
 			// A negative delta means the counter restarted with the process.
@@ -146,7 +148,7 @@ func (r *Reader) derive(t Target, s scraped) (observer.Metrics, bool) {
 				m.CPU, m.HasCPU = d/dt/s.maxProcs, true
 			}
 		}
-		r.prev[t.Addr] = scrapeSample{statusAddr: sa, at: s.at, cpuSeconds: s.cpuSeconds}
+		r.prev[addr] = scrapeSample{statusAddr: sa, at: s.at, cpuSeconds: s.cpuSeconds}
 	}
 	if s.hasRSS && s.hasMemoryQuota && s.quota > 0 {
 		m.Memory, m.HasMemory = s.rss/s.quota, true
@@ -162,12 +164,12 @@ func (r *Reader) derive(t Target, s scraped) (observer.Metrics, bool) {
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
-// scrape fetches and parses one status port's /metrics page.
-func (r *Reader) scrape(ctx context.Context, t Target, kept *httpkeep.Conn) (scraped, *httpkeep.Conn, error) {
+// scrape fetches and parses the /metrics page of status address sa.
+func (r *Reader) scrape(ctx context.Context, sa string, kept *httpkeep.Conn) (scraped, *httpkeep.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	target := httpkeep.Target{
-		HostPort: t.statusAddr(), Path: "/metrics", TLS: r.cfg.StatusTLS,
+		HostPort: sa, Path: "/metrics", TLS: r.cfg.StatusTLS,
 		// Plain text only: the filter below works on the text format.
 		Accept: "text/plain;version=0.0.4",
 		Gzip:   true, Budget: maxPageBytes,
