@@ -158,8 +158,7 @@ func (wr *writer) write(p []byte) error {
 			_, err := wr.dst.Write(p)
 			return err
 		}
-		wr.pooled = getBuf()
-		wr.buf = (*wr.pooled)[:0]
+		wr.acquire()
 	}
 	if len(wr.buf)+len(p) > cap(wr.buf) {
 		if err := wr.flushBuf(); err != nil {
@@ -180,8 +179,7 @@ func (wr *writer) write(p []byte) error {
 // dst.Write), an allocation per packet forwarded.
 func (wr *writer) writeHeader(n int, seq byte) error {
 	if wr.pooled == nil {
-		wr.pooled = getBuf()
-		wr.buf = (*wr.pooled)[:0]
+		wr.acquire()
 	} else if len(wr.buf)+4 > cap(wr.buf) {
 		if err := wr.flushBuf(); err != nil {
 			return err
@@ -189,6 +187,12 @@ func (wr *writer) writeHeader(n int, seq byte) error {
 	}
 	wr.buf = append(wr.buf, byte(n), byte(n>>8), byte(n>>16), seq)
 	return nil
+}
+
+// acquire takes an empty buffer from the pool; the writer holds none.
+func (wr *writer) acquire() {
+	wr.pooled = getBuf()
+	wr.buf = (*wr.pooled)[:0]
 }
 
 func (wr *writer) flushBuf() error {

@@ -80,15 +80,16 @@ func (w sysWriter) Write(b []byte) (int, error) {
 	if len(b) > rawWriteMax || len(b) == 0 {
 		return w.conn.Write(b)
 	}
-	rc, err := w.rc, error(nil)
+	rc := w.rc
 	if rc == nil {
+		var err error
 		if rc, err = w.conn.SyscallConn(); err != nil {
 			return 0, err
 		}
 	}
 	st := writeStates.Get().(*writeState)
 	st.rest, st.n, st.err = b, 0, nil
-	err = rc.Write(st.fn) // deadline passed or connection closed
+	err := rc.Write(st.fn) // deadline passed or connection closed
 	n, werr := st.n, st.err
 	st.rest, st.err = nil, nil
 	writeStates.Put(st)

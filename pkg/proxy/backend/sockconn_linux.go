@@ -53,7 +53,15 @@ type sockConn struct {
 // PacketIO asks for it.
 type liveConn struct {
 	tc *net.TCPConn
-	rc syscall.RawConn // nil when tc gave none: SyscallConn asks tc
+	rc syscall.RawConn // nil when tc gave none: raw asks tc
+}
+
+// raw returns the connection's RawConn.
+func (l *liveConn) raw() (syscall.RawConn, error) {
+	if l.rc != nil {
+		return l.rc, nil
+	}
+	return l.tc.SyscallConn()
 }
 
 func newSockConn(tc *net.TCPConn) *sockConn {
@@ -172,10 +180,7 @@ func (c *sockConn) Write(b []byte) (int, error) {
 // and whose Read and Write thaw it first.
 func (c *sockConn) SyscallConn() (syscall.RawConn, error) {
 	if l := c.live.Load(); l != nil {
-		if l.rc != nil {
-			return l.rc, nil
-		}
-		return l.tc.SyscallConn()
+		return l.raw()
 	}
 	return frozenRaw{c}, nil
 }
@@ -279,9 +284,9 @@ type frozenRaw struct{ c *sockConn }
 // connection thawed since, on the live one's.
 func (r frozenRaw) Control(f func(fd uintptr)) error {
 	r.c.mu.Lock()
-	if r.c.live.Load() != nil {
+	if l := r.c.live.Load(); l != nil {
 		r.c.mu.Unlock()
-		rc, err := r.c.SyscallConn()
+		rc, err := l.raw()
 		if err != nil {
 			return err
 		}
