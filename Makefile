@@ -40,8 +40,11 @@ test: deps lint unit e2e fuzz
 
 unit:
 	$(GO) test -race -count=1 $(UNIT_PKGS)
-	# The session package again with every session on event loops (proxy.event-loops).
+	# The session package again with every session on event loops (proxy.event-loops):
+	# one loop (on two or more CPUs it blocks in epoll_wait) and two (they park in the
+	# netpoller on two CPUs).
 	SWITCHYARD_TEST_EVENT_LOOPS=1 $(GO) test -race -count=1 ./pkg/proxy/backend
+	SWITCHYARD_TEST_EVENT_LOOPS=2 $(GO) test -race -count=1 ./pkg/proxy/backend
 	# The allocation tests, which the race detector's pools would upset.
 	$(GO) test -count=1 -run 'Allocat' ./pkg/mysql ./pkg/proxy/backend
 

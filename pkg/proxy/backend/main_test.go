@@ -3,6 +3,7 @@ package backend
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -11,16 +12,18 @@ import (
 	"go.uber.org/goleak"
 )
 
-// testLoops, when SWITCHYARD_TEST_EVENT_LOOPS=1, serves every test's
-// sessions on event loops (onloop.go): the whole package runs both ways.
+// testLoops, when SWITCHYARD_TEST_EVENT_LOOPS=N, serves every test's
+// sessions on N event loops (onloop.go): the whole package runs both ways.
+// With fewer loops than Ps the loops block in epoll_wait, else they park in
+// the netpoller (evloop's setWait), so make unit runs N=1 and N=2.
 var testLoops *evloop.Group
 
 func TestMain(m *testing.M) {
 	// Every test that idles a session past a few round trips parks it, so
 	// that each wake path is exercised on parked sessions too.
 	parkAfter = 30 * time.Millisecond
-	if os.Getenv("SWITCHYARD_TEST_EVENT_LOOPS") == "1" {
-		g, err := evloop.NewGroup(2)
+	if n, _ := strconv.Atoi(os.Getenv("SWITCHYARD_TEST_EVENT_LOOPS")); n > 0 {
+		g, err := evloop.NewGroup(n)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)

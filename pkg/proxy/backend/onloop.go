@@ -50,11 +50,7 @@ func (s *Session) wrapConn(conn net.Conn) net.Conn {
 		}
 		return conn
 	}
-	c, err := evloop.Wrap(tc, mysql.SocketWriter(tc))
-	if err != nil {
-		return conn
-	}
-	return c
+	return evloop.Wrap(tc, mysql.SocketWriter)
 }
 
 // loopConn returns p's Conn when a Task can attach it.
@@ -81,7 +77,12 @@ func (s *Session) serveOnLoop(resumed bool) bool {
 	return s.lp.loop.Go(func(t *evloop.Task) {
 		defer s.contain()
 		s.lp.task, s.lp.be = t, nil
-		t.Attach(loopConn(s.client))
+		if !t.Attach(loopConn(s.client)) {
+			// The client cannot be on the loop (closed, or no descriptor to
+			// spare): this Task serves it off the loop, as a goroutine.
+			t.Detach()
+			s.lp.task = nil
+		}
 		err := s.serve(resumed)
 		if err == errParked {
 			return // the Task ends; a wake starts another
@@ -144,10 +145,9 @@ func (s *Session) attachBackend() {
 		return
 	}
 	be := loopConn(s.backend)
-	if be == nil {
+	if be == nil || !t.Attach(be) {
 		t.Detach()
 		return
 	}
-	t.Attach(be)
 	s.lp.be = be
 }

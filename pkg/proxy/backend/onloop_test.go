@@ -15,7 +15,7 @@ import (
 // suspended in the loop's wait (evloop), not a goroutine in the netpoller;
 // several sessions share one loop and each answers on its own backend
 // connection, interleaved. (The whole package also runs with every session
-// on loops: SWITCHYARD_TEST_EVENT_LOOPS=1, in make unit.)
+// on loops: SWITCHYARD_TEST_EVENT_LOOPS=1 and 2, in make unit.)
 func TestSessionsRunOnLoops(t *testing.T) {
 	if !evloop.Supported {
 		t.Skip("event loops need Linux")

@@ -14,64 +14,154 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Conn is a TCP connection that a Task can attach to its loop. Detached it
-// is its net.TCPConn (writes go through the writer given to Wrap).
+// Conn is a TCP connection that a Task can attach to its loop.
+//
+// The socket leaves Go's runtime when a loop first registers it: the Conn
+// takes a descriptor of its own (a duplicate) and closes the net.TCPConn it
+// was given, so that the runtime's poller no longer holds the socket. Were
+// it still there, every packet would also wake a thread idle in the
+// runtime's netpoller, which finds nothing to run and sleeps again
+// (docs/benchmarks.md, "The single loop at 64 threads, explained").
+//
+// Attached, its Read and Write are raw system calls on that descriptor that
+// yield to the loop on EAGAIN. Released or detached (another goroutine may
+// use it then), a Read or Write still tries the descriptor first; only one
+// that would block thaws the Conn: it makes a net.TCPConn of the socket
+// again and waits on Go's netpoller, until the next attach closes that one.
+// Before its first registration the Conn is the net.TCPConn it was given.
+//
+// Deadlines and Close keep net.Conn's meaning in every state, and wake a
+// Task that waits in the loop. Close may come from any goroutine: the
+// descriptor is closed once no system call on it is in flight, so that its
+// number is never reused under one.
 type Conn struct {
-	*net.TCPConn
-	rc syscall.RawConn
-	w  io.Writer // detached writes
+	// live is the runtime's connection, nil while the socket is bare: the
+	// one given to Wrap until the first registration, afterwards one
+	// thawed for a blocking call off the loop. Changed under mu.
+	live atomic.Pointer[liveConn]
+	// sock is the Conn's own descriptor: -1 until the first registration,
+	// then fixed until closed (written under mu, before st can say closed).
+	sock  int32
+	st    fdState
+	newW  func(net.Conn) io.Writer // a live connection's writer
+	laddr net.Addr
+	raddr net.Addr
 
 	// Loop state (see Loop): the attached Task, the registration, and what
 	// epoll said about the socket since the last EAGAIN.
 	t, owner           *Task
-	gen                uint32
-	fd                 int32
+	gen                uint32 // the registration's; 0: not registered
 	readable, writable bool
 	hup                bool // the peer closed or the socket failed
 	rwait, wwait       bool // t waits for readable, writable
 	loop               atomic.Pointer[Loop]
 
-	// The raw calls' arguments and results (bound once: no allocation per
-	// call).
-	rb, wb     []byte
-	rn, wn     int
-	rerr, werr syscall.Errno
-	readf      func(uintptr) bool
-	writef     func(uintptr) bool
-
-	// Deadlines, to wake a Task that waits in the loop when one passes
-	// (the runtime keeps them for the raw calls themselves).
+	// Deadlines (Unix nanoseconds, 0: none), checked before each system
+	// call on the bare descriptor; a timer wakes a Task that waits in the
+	// loop when the earlier one passes.
+	rdl, wdl atomic.Int64
 	mu       sync.Mutex
-	rdl, wdl time.Time
 	timer    *time.Timer
 }
 
-// Wrap returns tc as a Conn; w does its writes while detached (tc itself
-// when nil).
-func Wrap(tc *net.TCPConn, w io.Writer) (*Conn, error) {
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return nil, err
+// liveConn is a net.TCPConn of the socket with the writer for it.
+type liveConn struct {
+	tc *net.TCPConn
+	w  io.Writer
+}
+
+// fdState counts the system calls in flight on a Conn's descriptor and
+// says whether the Conn is closed: bit 0 closed, bit 1 the descriptor
+// closed, the references from bit 2 up.
+type fdState struct{ v atomic.Int64 }
+
+const (
+	stClosed   = 1
+	stFDClosed = 2
+	stRef      = 4
+)
+
+// release drops a reference; true when the caller must close the
+// descriptor (the Conn was closed while the call was in flight).
+func (s *fdState) release() bool {
+	return s.v.Add(-stRef) == stClosed && s.v.CompareAndSwap(stClosed, stClosed|stFDClosed)
+}
+
+// close marks the Conn closed; true when the caller must close the
+// descriptor (no call is in flight), false when the last release will, or
+// it was closed before.
+func (s *fdState) close() (first, closeFD bool) {
+	old := s.v.Or(stClosed)
+	if old&stClosed != 0 {
+		return false, false
 	}
-	if w == nil {
-		w = tc
+	return true, s.v.CompareAndSwap(stClosed, stClosed|stFDClosed)
+}
+
+func (s *fdState) closed() bool { return s.v.Load()&stClosed != 0 }
+
+// Wrap returns tc as a Conn; newWriter makes the writer of a live
+// connection (the connection itself when nil).
+func Wrap(tc *net.TCPConn, newWriter func(net.Conn) io.Writer) *Conn {
+	if newWriter == nil {
+		newWriter = func(c net.Conn) io.Writer { return c }
 	}
-	c := &Conn{TCPConn: tc, rc: rc, w: w, fd: -1}
-	c.readf, c.writef = c.rawRead, c.rawWrite
-	return c, nil
+	c := &Conn{sock: -1, newW: newWriter, laddr: tc.LocalAddr(), raddr: tc.RemoteAddr()}
+	c.live.Store(&liveConn{tc: tc, w: newWriter(tc)})
+	return c
 }
 
 // maxRawWrite bounds one raw write(2): it cannot be preempted.
 const maxRawWrite = 64 << 10
 
-func (c *Conn) rawRead(fd uintptr) bool {
-	c.rn, c.rerr = rawsys.Read(fd, c.rb)
+// acquire takes a reference for a call on the descriptor; false once the
+// Conn is closed.
+func (c *Conn) acquire() bool {
+	if c.st.v.Add(stRef)&stClosed != 0 {
+		c.releaseFD() // the last reference closes the descriptor, this one too
+		return false
+	}
 	return true
 }
 
-func (c *Conn) rawWrite(fd uintptr) bool {
-	c.wn, c.werr = rawsys.Write(fd, c.wb)
-	return true
+// releaseFD drops a reference, and closes the descriptor when the Conn was
+// closed while the call was in flight.
+func (c *Conn) releaseFD() {
+	if c.st.release() {
+		unix.Close(int(c.sock))
+	}
+}
+
+// sysRead and sysWrite are one raw system call on the descriptor, or
+// EBADF once the Conn is closed.
+func (c *Conn) sysRead(b []byte) (int, syscall.Errno) {
+	if !c.acquire() {
+		return 0, unix.EBADF
+	}
+	n, errno := rawsys.Read(uintptr(c.sock), b)
+	c.releaseFD()
+	return n, errno
+}
+
+func (c *Conn) sysWrite(b []byte) (int, syscall.Errno) {
+	if !c.acquire() {
+		return 0, unix.EBADF
+	}
+	n, errno := rawsys.Write(uintptr(c.sock), b[:min(len(b), maxRawWrite)])
+	c.releaseFD()
+	return n, errno
+}
+
+// check says why a call on the descriptor must fail now: the Conn is
+// closed, or the deadline dl passed.
+func (c *Conn) check(dl *atomic.Int64) error {
+	if c.st.closed() {
+		return net.ErrClosed
+	}
+	if d := dl.Load(); d != 0 && time.Now().UnixNano() >= d {
+		return os.ErrDeadlineExceeded
+	}
+	return nil
 }
 
 // Read reads as net.Conn does; attached, a read that would block yields to
@@ -79,25 +169,23 @@ func (c *Conn) rawWrite(fd uintptr) bool {
 func (c *Conn) Read(b []byte) (int, error) {
 	t := c.t
 	if t == nil {
-		return c.TCPConn.Read(b)
+		return c.readOff(b)
 	}
 	if len(b) == 0 {
 		return 0, nil
 	}
 	for {
+		if err := c.check(&c.rdl); err != nil {
+			return 0, c.opError("read", err)
+		}
 		if !c.readable {
 			if !t.wait(c, false) {
 				return 0, c.opError("read", ErrStopped)
 			}
 			continue
 		}
-		c.rb = b
-		err := c.rc.Read(c.readf) // closed, or the deadline passed
-		c.rb = nil
-		if err != nil {
-			return 0, c.opError("read", err)
-		}
-		switch c.rerr {
+		n, errno := c.sysRead(b)
+		switch errno {
 		case 0:
 		case unix.EINTR:
 			continue
@@ -105,16 +193,50 @@ func (c *Conn) Read(b []byte) (int, error) {
 			c.readable = false
 			continue
 		default:
-			return 0, c.opError("read", os.NewSyscallError("read", c.rerr))
+			return 0, c.errnoError("read", errno)
 		}
-		if c.rn == 0 {
+		if n == 0 {
 			return 0, io.EOF
 		}
-		if c.rn < len(b) && !c.hup {
+		if n < len(b) && !c.hup {
 			// The socket is drained: the next data comes with an edge.
 			c.readable = false
 		}
-		return c.rn, nil
+		return n, nil
+	}
+}
+
+// readOff is Read off the loop: the live connection's, or the bare
+// descriptor's while it has data, else a thawed connection's.
+func (c *Conn) readOff(b []byte) (int, error) {
+	if l := c.live.Load(); l != nil {
+		return l.tc.Read(b)
+	}
+	if len(b) == 0 {
+		return 0, nil
+	}
+	for {
+		if err := c.check(&c.rdl); err != nil {
+			return 0, c.opError("read", err)
+		}
+		n, errno := c.sysRead(b)
+		switch errno {
+		case 0:
+			if n == 0 {
+				return 0, io.EOF
+			}
+			return n, nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+		default:
+			return 0, c.errnoError("read", errno)
+		}
+		l, err := c.thaw()
+		if err != nil {
+			return 0, c.opError("read", err)
+		}
+		return l.tc.Read(b)
 	}
 }
 
@@ -123,105 +245,307 @@ func (c *Conn) Read(b []byte) (int, error) {
 func (c *Conn) Write(b []byte) (int, error) {
 	t := c.t
 	if t == nil {
-		return c.w.Write(b)
+		return c.writeOff(b)
 	}
 	done := 0
 	for done < len(b) {
+		if err := c.check(&c.wdl); err != nil {
+			return done, c.opError("write", err)
+		}
 		if !c.writable {
 			if !t.wait(c, true) {
 				return done, c.opError("write", ErrStopped)
 			}
 			continue
 		}
-		c.wb = b[done:min(len(b), done+maxRawWrite)]
-		err := c.rc.Write(c.writef)
-		c.wb = nil
-		if err != nil {
-			return done, c.opError("write", err)
-		}
-		switch c.werr {
+		n, errno := c.sysWrite(b[done:])
+		switch errno {
 		case 0:
-			done += c.wn
+			done += n
 		case unix.EINTR:
 		case unix.EAGAIN:
 			c.writable = false
 		default:
-			return done, c.opError("write", os.NewSyscallError("write", c.werr))
+			return done, c.errnoError("write", errno)
 		}
 	}
 	return done, nil
+}
+
+// writeOff is Write off the loop: the live connection's, or the bare
+// descriptor's while the socket has room, then a thawed connection's.
+func (c *Conn) writeOff(b []byte) (int, error) {
+	if l := c.live.Load(); l != nil {
+		return l.w.Write(b)
+	}
+	done := 0
+	for done < len(b) {
+		if err := c.check(&c.wdl); err != nil {
+			return done, c.opError("write", err)
+		}
+		n, errno := c.sysWrite(b[done:])
+		switch errno {
+		case 0:
+			done += n
+			continue
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+		default:
+			return done, c.errnoError("write", errno)
+		}
+		l, err := c.thaw()
+		if err != nil {
+			return done, c.opError("write", err)
+		}
+		n, err = l.w.Write(b[done:])
+		return done + n, err
+	}
+	return done, nil
+}
+
+func (c *Conn) errnoError(op string, errno syscall.Errno) error {
+	if errno == unix.EBADF {
+		return c.opError(op, net.ErrClosed) // closed meanwhile
+	}
+	return c.opError(op, os.NewSyscallError(op, errno))
 }
 
 func (c *Conn) opError(op string, err error) error {
 	if oe, ok := err.(*net.OpError); ok {
 		err = oe.Err // RawConn's, as "raw-read"
 	}
-	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.laddr, Addr: c.raddr, Err: err}
 }
+
+// goBare gives the socket a descriptor of the Conn's own and closes the
+// live connection, which takes the socket out of the runtime's poller.
+// The caller owns the Conn (it is attaching it).
+func (c *Conn) goBare() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.st.closed() {
+		return net.ErrClosed
+	}
+	l := c.live.Load()
+	if c.sock < 0 {
+		rc, err := l.tc.SyscallConn()
+		if err != nil {
+			return err
+		}
+		nfd := -1
+		if cerr := rc.Control(func(fd uintptr) { nfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
+			return cerr
+		}
+		if err != nil {
+			return err // no descriptor to spare: the Conn stays live
+		}
+		c.sock = int32(nfd)
+	}
+	if l != nil {
+		c.live.Store(nil)
+		_ = l.tc.Close() // the socket stays open through sock
+	}
+	return nil
+}
+
+// thaw makes a live connection of the bare socket, for a call off the loop
+// that must wait: it waits on Go's netpoller, with the Conn's deadlines.
+func (c *Conn) thaw() (*liveConn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l := c.live.Load(); l != nil {
+		return l, nil
+	}
+	if c.st.closed() {
+		return nil, net.ErrClosed // the descriptor may be closed: do not touch it
+	}
+	nfd, err := unix.FcntlInt(uintptr(c.sock), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("dup", err)
+	}
+	f := os.NewFile(uintptr(nfd), "")
+	nc, err := net.FileConn(f) // another descriptor, in the runtime's poller
+	_ = f.Close()
+	if err != nil {
+		return nil, err
+	}
+	tc := nc.(*net.TCPConn)
+	if d := c.rdl.Load(); d != 0 {
+		_ = tc.SetReadDeadline(time.Unix(0, d))
+	}
+	if d := c.wdl.Load(); d != 0 {
+		_ = tc.SetWriteDeadline(time.Unix(0, d))
+	}
+	l := &liveConn{tc: tc, w: c.newW(tc)}
+	c.live.Store(l)
+	return l, nil
+}
+
+// Frozen reports whether the socket is outside the runtime's poller now.
+func (c *Conn) Frozen() bool { return c.live.Load() == nil }
+
+// LocalAddr is the socket's local address.
+func (c *Conn) LocalAddr() net.Addr { return c.laddr }
+
+// RemoteAddr is the socket's peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.raddr }
 
 // Close closes the connection and wakes a Task that waits for it.
 func (c *Conn) Close() error {
-	err := c.TCPConn.Close()
 	c.mu.Lock()
+	first, closeFD := c.st.close()
+	l := c.live.Swap(nil)
 	if c.timer != nil {
 		c.timer.Stop()
 	}
 	c.mu.Unlock()
+	if !first {
+		return c.opError("close", net.ErrClosed)
+	}
+	var err error
+	if l != nil {
+		err = l.tc.Close()
+	}
+	if closeFD && c.sock >= 0 {
+		if cerr := unix.Close(int(c.sock)); err == nil && cerr != nil {
+			err = c.opError("close", os.NewSyscallError("close", cerr))
+		}
+	}
 	c.wake()
 	return err
 }
 
-// SetDeadline sets both deadlines.
-func (c *Conn) SetDeadline(t time.Time) error {
-	err := c.TCPConn.SetDeadline(t)
-	c.setDeadlines(t, t, true, true)
-	return err
+// CloseWrite shuts down the writing side of the connection.
+func (c *Conn) CloseWrite() error {
+	if l := c.live.Load(); l != nil {
+		return l.tc.CloseWrite()
+	}
+	if !c.acquire() {
+		return c.opError("close", net.ErrClosed)
+	}
+	err := unix.Shutdown(int(c.sock), unix.SHUT_WR)
+	c.releaseFD()
+	if err != nil {
+		return c.opError("close", os.NewSyscallError("shutdown", err))
+	}
+	return nil
 }
+
+// SyscallConn returns a RawConn of the socket: Control runs on the bare
+// descriptor (or the live connection's); Read and Write thaw a bare Conn.
+func (c *Conn) SyscallConn() (syscall.RawConn, error) { return rawConn{c}, nil }
+
+type rawConn struct{ c *Conn }
+
+func (r rawConn) Control(f func(fd uintptr)) error {
+	c := r.c
+	if c.sock < 0 {
+		if l := c.live.Load(); l != nil {
+			rc, err := l.tc.SyscallConn()
+			if err != nil {
+				return err
+			}
+			return rc.Control(f)
+		}
+	}
+	if !c.acquire() {
+		return c.opError("control", net.ErrClosed)
+	}
+	f(uintptr(c.sock))
+	c.releaseFD()
+	return nil
+}
+
+func (r rawConn) Read(f func(fd uintptr) bool) error {
+	rc, err := r.liveRaw()
+	if err != nil {
+		return err
+	}
+	return rc.Read(f)
+}
+
+func (r rawConn) Write(f func(fd uintptr) bool) error {
+	rc, err := r.liveRaw()
+	if err != nil {
+		return err
+	}
+	return rc.Write(f)
+}
+
+func (r rawConn) liveRaw() (syscall.RawConn, error) {
+	l := r.c.live.Load()
+	if l == nil {
+		var err error
+		if l, err = r.c.thaw(); err != nil {
+			return nil, r.c.opError("raw", err)
+		}
+	}
+	return l.tc.SyscallConn()
+}
+
+// SetDeadline sets both deadlines.
+func (c *Conn) SetDeadline(t time.Time) error { return c.setDeadlines(t, true, true) }
 
 // SetReadDeadline sets the read deadline.
-func (c *Conn) SetReadDeadline(t time.Time) error {
-	err := c.TCPConn.SetReadDeadline(t)
-	c.setDeadlines(t, time.Time{}, true, false)
-	return err
-}
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.setDeadlines(t, true, false) }
 
 // SetWriteDeadline sets the write deadline.
-func (c *Conn) SetWriteDeadline(t time.Time) error {
-	err := c.TCPConn.SetWriteDeadline(t)
-	c.setDeadlines(time.Time{}, t, false, true)
-	return err
-}
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.setDeadlines(t, false, true) }
 
-// setDeadlines records the new deadlines and arranges a wake when the
-// earlier one passes: at once if it has, else from a timer.
-func (c *Conn) setDeadlines(rd, wd time.Time, setR, setW bool) {
+// setDeadlines records the new deadlines (and sets them on a live
+// connection) and arranges a wake when the earlier one passes: at once if
+// it has, else from a timer.
+func (c *Conn) setDeadlines(t time.Time, r, w bool) error {
+	ns := int64(0)
+	if !t.IsZero() {
+		ns = max(t.UnixNano(), 1)
+	}
 	c.mu.Lock()
-	if setR {
-		c.rdl = rd
+	if c.st.closed() {
+		c.mu.Unlock()
+		return c.opError("set deadline", net.ErrClosed)
 	}
-	if setW {
-		c.wdl = wd
+	if r {
+		c.rdl.Store(ns)
 	}
-	now := c.armLocked()
+	if w {
+		c.wdl.Store(ns)
+	}
+	var err error
+	if l := c.live.Load(); l != nil {
+		switch {
+		case r && w:
+			err = l.tc.SetDeadline(t)
+		case r:
+			err = l.tc.SetReadDeadline(t)
+		default:
+			err = l.tc.SetWriteDeadline(t)
+		}
+	}
+	passed := c.armLocked()
 	c.mu.Unlock()
-	if now {
+	if passed {
 		c.wake()
 	}
+	return err
 }
 
 // armLocked sets the timer for the earlier deadline, once c is on a loop
 // (before, nothing waits there); true when it has passed already. The
 // caller holds c.mu.
 func (c *Conn) armLocked() (passed bool) {
-	next := c.rdl
-	if next.IsZero() || (!c.wdl.IsZero() && c.wdl.Before(next)) {
-		next = c.wdl
+	next := c.rdl.Load()
+	if w := c.wdl.Load(); next == 0 || (w != 0 && w < next) {
+		next = w
 	}
-	switch d := time.Until(next); {
-	case next.IsZero():
+	if next == 0 {
 		if c.timer != nil {
 			c.timer.Stop()
 		}
+		return false
+	}
+	switch d := time.Until(time.Unix(0, next)); {
 	case d <= 0:
 		return true
 	case c.loop.Load() == nil:

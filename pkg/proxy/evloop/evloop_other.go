@@ -40,8 +40,8 @@ func (l *Loop) Go(func(*Task)) bool { return false }
 // Task is a coroutine on a loop (none here).
 type Task struct{}
 
-// Attach does nothing.
-func (t *Task) Attach(*Conn) {}
+// Attach refuses.
+func (t *Task) Attach(*Conn) bool { return false }
 
 // Release does nothing.
 func (t *Task) Release(*Conn) {}
@@ -58,5 +58,5 @@ func (t *Task) Detached() bool { return true }
 // Conn is its TCPConn here.
 type Conn struct{ *net.TCPConn }
 
-// Wrap fails: only Linux has loops.
-func Wrap(*net.TCPConn, io.Writer) (*Conn, error) { return nil, errUnsupported }
+// Wrap is never reached (NewGroup fails).
+func Wrap(tc *net.TCPConn, _ func(net.Conn) io.Writer) *Conn { return &Conn{tc} }

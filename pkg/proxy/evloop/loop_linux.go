@@ -29,8 +29,9 @@ type Group struct {
 // NewGroup starts n loops (at least one).
 func NewGroup(n int) (*Group, error) {
 	g := &Group{}
-	for range max(n, 1) {
-		l, err := newLoop()
+	n = max(n, 1)
+	for range n {
+		l, err := newLoop(n)
 		if err != nil {
 			g.Close()
 			return nil, err
@@ -72,12 +73,19 @@ var ErrStopped = errors.New("event loop stopped")
 // run at once.
 type Loop struct {
 	epfd  int
-	efd   int             // eventfd: post wakes the loop through it
-	epf   *os.File        // the epoll descriptor in Go's netpoller
-	epr   syscall.RawConn // epf's: the loop parks there when nothing is ready
+	efd   int // eventfd: post wakes the loop through it
 	evbuf []unix.EpollEvent
 	nev   int
-	waitf func(uintptr) bool
+	// How the loop waits when nothing is ready (setWait): blocked in
+	// epoll_wait while the process has a P to spare for everything else,
+	// else parked in Go's netpoller through epf, a duplicate of the epoll
+	// descriptor there (nil while blocking: the runtime's poller must not
+	// hold it then, see setWait).
+	nloops int
+	waits  uint32
+	epf    *os.File
+	epr    syscall.RawConn
+	waitf  func(uintptr) bool
 	// parked: the last wait found nothing ready and parked the loop.
 	// busySince is when the loop last parked or yielded (yieldIfBusy), and
 	// yields counts the yields.
@@ -115,7 +123,7 @@ type msg struct {
 
 const eventsMask = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
 
-func newLoop() (*Loop, error) {
+func newLoop(nloops int) (*Loop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -125,15 +133,11 @@ func newLoop() (*Loop, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	l := &Loop{epfd: epfd, efd: efd, evbuf: make([]unix.EpollEvent, 128), tasks: map[*Task]struct{}{}, done: make(chan struct{})}
+	l := &Loop{epfd: epfd, efd: efd, nloops: nloops, evbuf: make([]unix.EpollEvent, 128), tasks: map[*Task]struct{}{}, done: make(chan struct{})}
 	l.waitf = l.pollOnce
 	fail := func(err error) (*Loop, error) {
 		unix.Close(efd)
-		if l.epf != nil {
-			l.epf.Close()
-		} else {
-			unix.Close(epfd)
-		}
+		unix.Close(epfd)
 		return nil, err
 	}
 	// The eventfd's events carry generation 0, which no Conn has.
@@ -144,11 +148,77 @@ func newLoop() (*Loop, error) {
 	if err := unix.SetNonblock(epfd, true); err != nil {
 		return fail(err)
 	}
-	l.epf = os.NewFile(uintptr(epfd), "evloop")
-	if l.epr, err = l.epf.SyscallConn(); err != nil {
-		return fail(err)
-	}
+	l.setWait()
 	return l, nil
+}
+
+// waitMode, when not waitAuto, fixes how loops wait (tests).
+var waitMode atomic.Int32
+
+const (
+	waitAuto = iota
+	waitPark
+	waitBlock
+)
+
+// setWait chooses how the loop waits when nothing is ready.
+//
+// Blocked in epoll_wait, the loop's thread sleeps until an event and runs
+// on; nothing else is woken. But a goroutine blocked in a system call holds
+// its P until the runtime's monitor takes it back (after 20 µs when no other
+// P is idle, and then it polls every 20 µs), so the loop blocks only while
+// GOMAXPROCS leaves a P beyond the loops' for the logins, probes, API and
+// garbage collector.
+//
+// Parked in the netpoller, the loop gives its P back, but the runtime's
+// epoll set then holds the loop's descriptor, and an event that comes while
+// the loop runs also wakes a thread idle in the netpoller, which finds
+// nothing to run and sleeps again: one loop at 64 threads made 1.3 context
+// switches per query that way, against 0.6-0.7 blocking (docs/benchmarks.md,
+// "The single loop at 64 threads"). GOMAXPROCS can change while the process
+// runs, so the loop looks again every 1024 waits.
+func (l *Loop) setWait() {
+	block := runtime.GOMAXPROCS(0) > l.nloops
+	if m := waitMode.Load(); m != waitAuto {
+		block = m == waitBlock
+	}
+	switch {
+	case block && l.epf != nil:
+		l.epf.Close() // the duplicate: the loop's own descriptor stays open
+		l.epf, l.epr = nil, nil
+	case !block && l.epf == nil:
+		nfd, err := unix.FcntlInt(uintptr(l.epfd), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return // no descriptor to spare: the loop blocks for now
+		}
+		f := os.NewFile(uintptr(nfd), "evloop")
+		rc, err := f.SyscallConn()
+		if err != nil {
+			f.Close()
+			return
+		}
+		l.epf, l.epr = f, rc
+	}
+}
+
+// wait fills evbuf with the next events (l.nev of them), blocking or
+// parking until there is one (setWait).
+func (l *Loop) wait() error {
+	if l.waits++; l.waits%1024 == 0 {
+		l.setWait()
+	}
+	if l.epr != nil {
+		return l.epr.Read(l.waitf)
+	}
+	if l.pollOnce(0) {
+		return nil
+	}
+	n, err := unix.EpollWait(l.epfd, l.evbuf, -1)
+	if err != nil {
+		n = 0 // EINTR: the loop polls again
+	}
+	l.nev = n
+	return nil
 }
 
 // pollOnce is epoll_wait without waiting, as a raw system call (it cannot
@@ -206,11 +276,14 @@ func (l *Loop) run() {
 			}
 		}
 		unix.Close(l.efd)
-		l.epf.Close()
+		if l.epf != nil {
+			l.epf.Close()
+		}
+		unix.Close(l.epfd)
 		close(l.done)
 	}()
 	for !l.stop {
-		if err := l.epr.Read(l.waitf); err != nil {
+		if err := l.wait(); err != nil {
 			return // the descriptor was closed: cannot happen while running
 		}
 		for i := range l.nev {
@@ -415,57 +488,61 @@ func (l *Loop) finish(t *Task) {
 	}
 }
 
-// register adds c to the loop's epoll set, for t.
-func (l *Loop) register(t *Task, c *Conn) {
+// register adds c to the loop's epoll set, for t; false when it cannot be
+// (closed, or no descriptor to spare to take it out of the runtime).
+func (l *Loop) register(t *Task, c *Conn) bool {
+	if err := c.goBare(); err != nil {
+		return false
+	}
 	if c.owner != nil && c.owner.loop == l {
 		c.owner = t // a Task of the same session before this one
 		t.regs = append(t.regs, c)
-		return
+		return true
 	}
 	l.gen++
 	if l.gen == 0 {
 		l.gen = 1
 	}
 	gen := l.gen
-	var fd int32 = -1
-	err := c.rc.Control(func(f uintptr) {
-		fd = int32(f)
-		ev := unix.EpollEvent{Events: eventsMask, Fd: fd, Pad: int32(gen)}
-		if e := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(f), &ev); e != nil {
-			fd = -1
-		}
-	})
-	// Unregistered (closed, or epoll refused), c still works: its I/O
-	// tries the socket and fails as the runtime says.
-	c.readable, c.writable, c.hup = true, true, false
-	if err != nil || fd < 0 {
-		return
+	if !c.acquire() {
+		return false
 	}
-	for int(fd) >= len(l.table) {
+	ev := unix.EpollEvent{Events: eventsMask, Fd: c.sock, Pad: int32(gen)}
+	err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(c.sock), &ev)
+	c.releaseFD()
+	if err != nil {
+		return false
+	}
+	for int(c.sock) >= len(l.table) {
 		l.table = append(l.table, make([]*Conn, max(64, len(l.table)))...)
 	}
-	c.gen, c.fd, c.owner = gen, fd, t
-	l.table[fd] = c
+	c.readable, c.writable, c.hup = true, true, false
+	c.gen, c.owner = gen, t
+	l.table[c.sock] = c
 	t.regs = append(t.regs, c)
 	if c.loop.Swap(l) == nil {
 		// A deadline set before c was on a loop wakes its waits from now
 		// (one that has passed already is found by the next read or
-		// write: c is readable and writable until EAGAIN).
+		// write).
 		c.mu.Lock()
 		c.armLocked()
 		c.mu.Unlock()
 	}
+	return true
 }
 
 func (l *Loop) unregister(c *Conn) {
-	if int(c.fd) < len(l.table) && l.table[c.fd] == c {
-		l.table[c.fd] = nil
+	if l.table[c.sock] == c {
+		l.table[c.sock] = nil
 	}
-	// Through Control: the descriptor cannot be closed (and its number
-	// reused by another socket) meanwhile; when it is already closed,
-	// epoll has forgotten it.
-	_ = c.rc.Control(func(f uintptr) { _ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(f), nil) })
-	c.owner, c.gen, c.fd = nil, 0, -1
+	// Under a reference: the descriptor cannot be closed (and its number
+	// reused by another socket) meanwhile; once it is closed, epoll has
+	// forgotten it.
+	if c.acquire() {
+		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(c.sock), nil)
+		c.releaseFD()
+	}
+	c.owner, c.gen = nil, 0
 	c.rwait, c.wwait = false, false
 	if c.t != nil {
 		// A released Conn (t nil) may be in another goroutine's hands.
@@ -475,24 +552,34 @@ func (l *Loop) unregister(c *Conn) {
 
 // Attach makes c's I/O yield to the loop from now on (after Reattach, if
 // t is detached). Only t's body calls it, and nothing else may use c until
-// Release.
-func (t *Task) Attach(c *Conn) {
+// Release. False when c cannot be on a loop (closed, or no descriptor to
+// spare): it does ordinary blocking I/O, and the caller must Detach before
+// it waits for c.
+func (t *Task) Attach(c *Conn) bool {
 	for _, a := range t.attached {
 		if a == c {
-			return
+			return true
 		}
 	}
-	t.attached = append(t.attached, c)
-	if !t.detached {
-		t.bind(c)
+	if !t.detached && !t.bind(c) {
+		return false
 	}
+	t.attached = append(t.attached, c)
+	return true
 }
 
-func (t *Task) bind(c *Conn) {
+// bind puts c under t: registered with the loop and out of the runtime's
+// poller (a connection thawed off the loop is closed again).
+func (t *Task) bind(c *Conn) bool {
 	if c.owner != t {
-		t.loop.register(t, c)
+		if !t.loop.register(t, c) {
+			return false
+		}
+	} else if !c.Frozen() && c.goBare() != nil {
+		return false
 	}
 	c.t = t
+	return true
 }
 
 // Release gives c back to ordinary blocking I/O: another goroutine may use
@@ -534,7 +621,12 @@ func (t *Task) Reattach() {
 		return
 	}
 	for _, c := range t.attached {
-		t.bind(c)
+		if !t.bind(c) {
+			// c cannot be on the loop (closed, or no descriptor to spare):
+			// the Task goes on off it until it Reattaches again.
+			t.Detach()
+			return
+		}
 	}
 }
 

@@ -43,6 +43,21 @@ func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
 	return a.(*net.TCPConn), r.c.(*net.TCPConn)
 }
 
+// eachWait runs f with the loops blocking in epoll_wait, then parked in the
+// netpoller (setWait).
+func eachWait(t *testing.T, f func(t *testing.T)) {
+	for _, m := range []struct {
+		name string
+		mode int32
+	}{{"block", waitBlock}, {"park", waitPark}} {
+		t.Run(m.name, func(t *testing.T) {
+			waitMode.Store(m.mode)
+			defer waitMode.Store(waitAuto)
+			f(t)
+		})
+	}
+}
+
 func newGroup(t *testing.T, n int) *Group {
 	t.Helper()
 	g, err := NewGroup(n)
@@ -55,101 +70,103 @@ func newGroup(t *testing.T, n int) *Group {
 
 func wrap(t *testing.T, tc *net.TCPConn) *Conn {
 	t.Helper()
-	c, err := Wrap(tc, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return Wrap(tc, nil)
 }
 
 // An attached Conn echoes what its peer sends, in order, including writes
 // far larger than the socket buffers to a peer that reads late (the write
 // waits in the loop for room), and the Task sees the peer's close as EOF.
 func TestEchoWithBackpressure(t *testing.T) {
-	g := newGroup(t, 2)
-	peer, srv := tcpPair(t)
-	c := wrap(t, srv)
-	ended := make(chan error, 1)
-	if !g.Pick().Go(func(tk *Task) {
-		tk.Attach(c)
-		_, err := io.Copy(struct{ io.Writer }{c}, struct{ io.Reader }{c})
-		ended <- err
-		c.CloseWrite()
-	}) {
-		t.Fatal("Go refused")
-	}
-	want := bytes.Repeat([]byte("0123456789abcdef"), 1<<19) // 8 MiB
-	go func() {
-		peer.Write(want)
-		peer.CloseWrite()
-	}()
-	time.Sleep(200 * time.Millisecond) // the echo fills both directions' buffers
-	got, err := io.ReadAll(peer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("echoed %d bytes, want %d (equal: %v)", len(got), len(want), bytes.Equal(got, want[:min(len(got), len(want))]))
-	}
-	if err := <-ended; err != nil {
-		t.Fatalf("copy ended with %v, want EOF (nil)", err)
-	}
+	eachWait(t, func(t *testing.T) {
+		g := newGroup(t, 2)
+		peer, srv := tcpPair(t)
+		c := wrap(t, srv)
+		ended := make(chan error, 1)
+		if !g.Pick().Go(func(tk *Task) {
+			tk.Attach(c)
+			_, err := io.Copy(struct{ io.Writer }{c}, struct{ io.Reader }{c})
+			ended <- err
+			c.CloseWrite()
+		}) {
+			t.Fatal("Go refused")
+		}
+		want := bytes.Repeat([]byte("0123456789abcdef"), 1<<19) // 8 MiB
+		go func() {
+			peer.Write(want)
+			peer.CloseWrite()
+		}()
+		time.Sleep(200 * time.Millisecond) // the echo fills both directions' buffers
+		got, err := io.ReadAll(peer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("echoed %d bytes, want %d (equal: %v)", len(got), len(want), bytes.Equal(got, want[:min(len(got), len(want))]))
+		}
+		if err := <-ended; err != nil {
+			t.Fatalf("copy ended with %v, want EOF (nil)", err)
+		}
+	})
 }
 
 // A read deadline set by another goroutine, in the past or while the Task
 // waits, ends the wait with a timeout; Close ends it with net.ErrClosed.
 func TestWakes(t *testing.T) {
-	g := newGroup(t, 1)
-	for _, tc := range []struct {
-		name  string
-		act   func(c *Conn)
-		check func(error) bool
-	}{
-		{"deadline now", func(c *Conn) { c.SetReadDeadline(time.Now()) }, func(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }},
-		{"deadline later", func(c *Conn) { c.SetReadDeadline(time.Now().Add(50 * time.Millisecond)) }, func(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }},
-		{"close", func(c *Conn) { c.Close() }, func(err error) bool { return errors.Is(err, net.ErrClosed) }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, srv := tcpPair(t)
-			c := wrap(t, srv)
-			ended := readInTask(g.Pick(), c)
-			tc.act(c)
-			err := awaitErr(t, ended)
-			if !tc.check(err) {
-				t.Fatalf("read ended with %v", err)
-			}
-			var ne net.Error
-			if tc.name != "close" && (!errors.As(err, &ne) || !ne.Timeout()) {
-				t.Fatalf("%v is not a net.Error timeout", err)
-			}
-		})
-	}
+	eachWait(t, func(t *testing.T) {
+		g := newGroup(t, 1)
+		for _, tc := range []struct {
+			name  string
+			act   func(c *Conn)
+			check func(error) bool
+		}{
+			{"deadline now", func(c *Conn) { c.SetReadDeadline(time.Now()) }, func(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }},
+			{"deadline later", func(c *Conn) { c.SetReadDeadline(time.Now().Add(50 * time.Millisecond)) }, func(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }},
+			{"close", func(c *Conn) { c.Close() }, func(err error) bool { return errors.Is(err, net.ErrClosed) }},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				_, srv := tcpPair(t)
+				c := wrap(t, srv)
+				ended := readInTask(g.Pick(), c)
+				tc.act(c)
+				err := awaitErr(t, ended)
+				if !tc.check(err) {
+					t.Fatalf("read ended with %v", err)
+				}
+				var ne net.Error
+				if tc.name != "close" && (!errors.As(err, &ne) || !ne.Timeout()) {
+					t.Fatalf("%v is not a net.Error timeout", err)
+				}
+			})
+		}
+	})
 }
 
 // A deadline that passes while the Task waits for another socket is still
 // reported when it reads this one (the wake was not lost).
 func TestDeadlinePassedMeanwhile(t *testing.T) {
-	g := newGroup(t, 1)
-	pa, a := tcpPair(t)
-	_, b := tcpPair(t)
-	ca, cb := wrap(t, a), wrap(t, b)
-	ended := make(chan error, 1)
-	g.Pick().Go(func(tk *Task) {
-		tk.Attach(ca)
-		tk.Attach(cb)
-		cb.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-		if _, err := ca.Read(make([]byte, 1)); err != nil { // waits ~100 ms
+	eachWait(t, func(t *testing.T) {
+		g := newGroup(t, 1)
+		pa, a := tcpPair(t)
+		_, b := tcpPair(t)
+		ca, cb := wrap(t, a), wrap(t, b)
+		ended := make(chan error, 1)
+		g.Pick().Go(func(tk *Task) {
+			tk.Attach(ca)
+			tk.Attach(cb)
+			cb.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			if _, err := ca.Read(make([]byte, 1)); err != nil { // waits ~100 ms
+				ended <- err
+				return
+			}
+			_, err := cb.Read(make([]byte, 1))
 			ended <- err
-			return
+		})
+		time.Sleep(100 * time.Millisecond)
+		pa.Write([]byte("x"))
+		if err := awaitErr(t, ended); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("got %v, want the deadline", err)
 		}
-		_, err := cb.Read(make([]byte, 1))
-		ended <- err
 	})
-	time.Sleep(100 * time.Millisecond)
-	pa.Write([]byte("x"))
-	if err := awaitErr(t, ended); !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("got %v, want the deadline", err)
-	}
 }
 
 // readInTask starts a Task on l that attaches c and reads from it; it
@@ -184,46 +201,48 @@ func awaitErr(t *testing.T, ended <-chan error) error {
 // A detached Task blocks on a channel without stopping its loop: another
 // Task on the same loop goes on; reattached, it reads in the loop again.
 func TestDetach(t *testing.T) {
-	g := newGroup(t, 1)
-	p1, s1 := tcpPair(t)
-	p2, s2 := tcpPair(t)
-	c1, c2 := wrap(t, s1), wrap(t, s2)
-	release := make(chan struct{})
-	out := make(chan string, 4)
-	l := g.Pick()
-	l.Go(func(tk *Task) {
-		tk.Attach(c1)
-		tk.Detach()
-		<-release // blocks: only this Task's goroutine waits
-		tk.Reattach()
-		if tk.Detached() {
-			out <- "still detached"
-			return
+	eachWait(t, func(t *testing.T) {
+		g := newGroup(t, 1)
+		p1, s1 := tcpPair(t)
+		p2, s2 := tcpPair(t)
+		c1, c2 := wrap(t, s1), wrap(t, s2)
+		release := make(chan struct{})
+		out := make(chan string, 4)
+		l := g.Pick()
+		l.Go(func(tk *Task) {
+			tk.Attach(c1)
+			tk.Detach()
+			<-release // blocks: only this Task's goroutine waits
+			tk.Reattach()
+			if tk.Detached() {
+				out <- "still detached"
+				return
+			}
+			b := make([]byte, 3)
+			n, err := io.ReadFull(c1, b)
+			out <- "t1 " + string(b[:n]) + errString(err)
+		})
+		l.Go(func(tk *Task) {
+			tk.Attach(c2)
+			b := make([]byte, 3)
+			n, err := io.ReadFull(c2, b)
+			out <- "t2 " + string(b[:n]) + errString(err)
+		})
+		p2.Write([]byte("two"))
+		select {
+		case got := <-out:
+			if got != "t2 two" {
+				t.Fatalf("got %q", got)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the loop waited for the detached task")
 		}
-		b := make([]byte, 3)
-		n, err := io.ReadFull(c1, b)
-		out <- "t1 " + string(b[:n]) + errString(err)
-	})
-	l.Go(func(tk *Task) {
-		tk.Attach(c2)
-		b := make([]byte, 3)
-		n, err := io.ReadFull(c2, b)
-		out <- "t2 " + string(b[:n]) + errString(err)
-	})
-	p2.Write([]byte("two"))
-	select {
-	case got := <-out:
-		if got != "t2 two" {
+		close(release)
+		p1.Write([]byte("one"))
+		if got := <-out; got != "t1 one" {
 			t.Fatalf("got %q", got)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the loop waited for the detached task")
-	}
-	close(release)
-	p1.Write([]byte("one"))
-	if got := <-out; got != "t1 one" {
-		t.Fatalf("got %q", got)
-	}
+	})
 }
 
 func errString(err error) string {
@@ -235,20 +254,22 @@ func errString(err error) string {
 
 // Closing the group ends a Task's wait with ErrStopped.
 func TestGroupClose(t *testing.T) {
-	g, err := NewGroup(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, srv := tcpPair(t)
-	c := wrap(t, srv)
-	ended := readInTask(g.Pick(), c)
-	g.Close()
-	if err := awaitErr(t, ended); !errors.Is(err, ErrStopped) {
-		t.Fatalf("got %v", err)
-	}
-	if g.Pick().Go(func(*Task) {}) {
-		t.Fatal("a stopped loop took a task")
-	}
+	eachWait(t, func(t *testing.T) {
+		g, err := NewGroup(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, srv := tcpPair(t)
+		c := wrap(t, srv)
+		ended := readInTask(g.Pick(), c)
+		g.Close()
+		if err := awaitErr(t, ended); !errors.Is(err, ErrStopped) {
+			t.Fatalf("got %v", err)
+		}
+		if g.Pick().Go(func(*Task) {}) {
+			t.Fatal("a stopped loop took a task")
+		}
+	})
 }
 
 // pingPong starts two Tasks on l that bounce a byte between the two ends of
