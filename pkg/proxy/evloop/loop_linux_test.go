@@ -310,11 +310,15 @@ func pingPong(t *testing.T, l *Loop, stop <-chan struct{}) <-chan int {
 	return trips
 }
 
-// A loop that always finds events ready yields its P now and then, so that
-// the goroutines that wait for it (another loop, a login, a probe) do not
-// wait for Go's 10 ms preemption; a loop that parks between its events
-// never yields.
+// A parking loop that always finds events ready yields its P now and then,
+// so that the goroutines that wait for it (another loop, a login, a probe)
+// do not wait for Go's 10 ms preemption; a loop that parks between its
+// events never yields, nor does a blocking loop (a P is left to the others).
 func TestBusyLoopYields(t *testing.T) {
+	eachWait(t, testBusyLoopYields)
+}
+
+func testBusyLoopYields(t *testing.T) {
 	g := newGroup(t, 2)
 	busy, quiet := g.loops[0], g.loops[1]
 	stop := make(chan struct{})
@@ -356,8 +360,8 @@ func TestBusyLoopYields(t *testing.T) {
 	if n <= 0 {
 		t.Fatalf("the busy loop's task made %d round trips", n)
 	}
-	if busy.yields == 0 {
-		t.Fatalf("the busy loop never yielded in %d round trips", n)
+	if block := waitMode.Load() == waitBlock; block != (busy.yields == 0) {
+		t.Fatalf("blocking loop: %v; the busy loop yielded %d times in %d round trips", block, busy.yields, n)
 	}
 	// Each of the quiet loop's 20 events comes after it parked: were the
 	// busy time not counted from the park, each would find more than
