@@ -64,15 +64,16 @@ func main() {
 	workDir := flag.String("dir", "", "directory for the proxy's config and log (default: a temporary one)")
 	hold := flag.Duration("hold", 30*time.Second, "after the last checkpoint, hold the sessions this long and report again (the garbage collector and scavenger settle)")
 	cpuProfile := flag.String("cpuprofile", "", "write the proxy's CPU profile of the hold period to this file")
+	eventLoops := flag.String("event-loops", "", `the proxy's [proxy] event-loops ("auto", a number, 0 for a goroutine per session; default: the proxy's default)`)
 	heapProfile := flag.String("heapprofile", "", "write the proxy's heap profile (after a GC) with all sessions open to this file")
 	flag.Parse()
-	if err := run(*proxyBin, *n, *checkpoints, *backends, *sources, *parallel, *workDir, *heapProfile, *cpuProfile, *hold); err != nil {
+	if err := run(*proxyBin, *n, *checkpoints, *backends, *sources, *parallel, *workDir, *heapProfile, *cpuProfile, *eventLoops, *hold); err != nil {
 		fmt.Fprintln(os.Stderr, "idlemany:", err)
 		os.Exit(1)
 	}
 }
 
-func run(proxyBin string, n int, checkpointList string, nBackends, nSources, parallel int, dir, heapProfile, cpuProfile string, hold time.Duration) error {
+func run(proxyBin string, n int, checkpointList string, nBackends, nSources, parallel int, dir, heapProfile, cpuProfile, eventLoops string, hold time.Duration) error {
 	marks, err := parseCheckpoints(checkpointList, n)
 	if err != nil {
 		return err
@@ -128,7 +129,7 @@ func run(proxyBin string, n int, checkpointList string, nBackends, nSources, par
 	cfg := fmt.Sprintf(`[proxy]
 addr = "127.0.0.1:%d"
 max-connections = %d
-
+%s
 [api]
 addr = "127.0.0.1:%d"
 read-token = "%s"
@@ -139,7 +140,7 @@ level = "warn"
 [[cluster]]
 name = "idle"
 instances = [%s]
-`, sqlPort, n+1000, apiPort, readToken, quoteAll(addrs))
+`, sqlPort, n+1000, loopsLine(eventLoops), apiPort, readToken, quoteAll(addrs))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}
@@ -487,4 +488,16 @@ func quoteAll(addrs []string) string {
 		q[i] = strconv.Quote(a)
 	}
 	return strings.Join(q, ", ")
+}
+
+// loopsLine is the config line that sets [proxy] event-loops to v, or none
+// for the proxy's default.
+func loopsLine(v string) string {
+	if v == "" {
+		return ""
+	}
+	if _, err := strconv.Atoi(v); err != nil {
+		v = strconv.Quote(v)
+	}
+	return "event-loops = " + v + "\n"
 }

@@ -85,7 +85,8 @@ func (s *Session) serveOnLoop(resumed bool) bool {
 		}
 		err := s.serve(resumed)
 		if err == errParked {
-			return // the Task ends; a wake starts another
+			s.lp.task, s.lp.be = nil, nil // the Task ends (let it go); a wake starts another
+			return
 		}
 		t.Detach() // the end waits for idle moves and takes locks
 		s.finishServing(err)

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/switchyard-db/switchyard/pkg/proxy/evloop"
 	"golang.org/x/sys/unix"
 )
 
@@ -327,20 +328,36 @@ func (r frozenRaw) thawed(op string) (syscall.RawConn, error) {
 // freezable wraps a session's TCP connection so that it can be frozen.
 func freezable(tc *net.TCPConn) net.Conn { return newSockConn(tc) }
 
-// freezeConn freezes conn when it is a sockConn; false when it stays live.
+// freezeConn freezes conn when it is a sockConn, or an event loop's Conn
+// (a session on a loop); false when it stays live.
 func freezeConn(conn net.Conn) bool {
-	c, ok := conn.(*sockConn)
-	return ok && c.freeze()
+	switch c := conn.(type) {
+	case *sockConn:
+		return c.freeze()
+	case *evloop.Conn:
+		return c.Freeze()
+	}
+	return false
 }
 
-// canFreeze reports whether conn is a live sockConn.
+// canFreeze reports whether conn is a live sockConn or loop Conn.
 func canFreeze(conn net.Conn) bool {
-	c, ok := conn.(*sockConn)
-	return ok && !c.frozen()
+	switch c := conn.(type) {
+	case *sockConn:
+		return !c.frozen()
+	case *evloop.Conn:
+		return !c.Frozen()
+	}
+	return false
 }
 
-// isFrozen reports whether conn is a frozen sockConn.
+// isFrozen reports whether conn is a frozen sockConn or loop Conn.
 func isFrozen(conn net.Conn) bool {
-	c, ok := conn.(*sockConn)
-	return ok && c.frozen()
+	switch c := conn.(type) {
+	case *sockConn:
+		return c.frozen()
+	case *evloop.Conn:
+		return c.Frozen()
+	}
+	return false
 }

@@ -385,6 +385,12 @@ func (c *Conn) thaw() (*liveConn, error) {
 // Frozen reports whether the socket is outside the runtime's poller now.
 func (c *Conn) Frozen() bool { return c.live.Load() == nil }
 
+// Freeze takes the socket out of the runtime's poller before the Conn is
+// on a loop (a parked session's): false when it stays live (closed, or no
+// descriptor to spare). Only the Conn's owner calls it; the descriptor
+// (SyscallConn's Control) is another number afterwards.
+func (c *Conn) Freeze() bool { return c.goBare() == nil }
+
 // LocalAddr is the socket's local address.
 func (c *Conn) LocalAddr() net.Addr { return c.laddr }
 
