@@ -96,6 +96,11 @@ ensure_tools() {
 USED_PORTS=" "
 # free_port VAR: sets VAR (not a subshell, so that USED_PORTS remembers the ports handed
 # out before their servers bind).
+# toml_loops VALUE: proxy.event-loops as TOML, a number bare and "auto" quoted.
+toml_loops() {
+	if [[ "$1" =~ ^[0-9]+$ ]]; then echo "$1"; else echo "\"$1\""; fi
+}
+
 free_port() {
 	local p
 	for _ in $(seq 200); do

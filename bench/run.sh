@@ -22,9 +22,10 @@
 #   BENCH_IDLE_SETTLE=25    the RSS test samples 3 s after the last session opened, and again
 #                           after the sessions idled this many seconds (0: once only)
 #   BENCH_PROXY_BIN=path    use this Switchyard binary instead of building ./cmd/proxy
-#   BENCH_EVENT_LOOPS=0     proxy.event-loops of target switchyard (0: a goroutine per session)
-#   BENCH_LOOPS=$(nproc)    proxy.event-loops of target switchyard-loops (the same binary with its
-#                           sessions on event loops; name it in BENCH_TARGETS)
+#   BENCH_EVENT_LOOPS=auto  proxy.event-loops of target switchyard ("auto", the proxy's default, or a
+#                           number; 0: a goroutine per session)
+#   BENCH_LOOPS=$(nproc)    proxy.event-loops of target switchyard-loops (the same binary with
+#                           another setting, 0 for a goroutine per session; name it in BENCH_TARGETS)
 #   BENCH_PROXY_BIN_B=path  the binary of target switchyard-b: a second build with the same
 #                           config, to compare two builds in one run (an A/B of a change)
 #   BENCH_PROXY_ARGS='--config {config}'   Switchyard arguments; {config} is replaced
@@ -175,7 +176,7 @@ cat >"$TMP/switchyard.toml" <<EOF
 [proxy]
 addr = "127.0.0.1:$SW_PORT"
 max-connections = 19000
-event-loops = ${BENCH_EVENT_LOOPS:-0}
+event-loops = $(toml_loops "${BENCH_EVENT_LOOPS:-auto}")
 
 [log]
 level = "warn"
@@ -204,12 +205,12 @@ if [[ " $TARGETS " == *" switchyard "* ]]; then
 else
 	SW_STATUS="skipped"
 fi
-# Target switchyard-loops: the same proxy with its sessions on event loops
-# (proxy.event-loops = BENCH_LOOPS, default one per CPU), beside the goroutine one.
+# Target switchyard-loops: the same proxy with another proxy.event-loops (BENCH_LOOPS,
+# default one per CPU; 0: a goroutine per session), beside the first.
 SWL_PID="" SWL_PORT=""
 if [[ " $TARGETS " == *" switchyard-loops "* ]]; then
 	free_port SWL_PORT
-	sed -e "s/127.0.0.1:$SW_PORT/127.0.0.1:$SWL_PORT/" -e "s/^event-loops = .*/event-loops = ${BENCH_LOOPS:-$(nproc)}/" \
+	sed -e "s/127.0.0.1:$SW_PORT/127.0.0.1:$SWL_PORT/" -e "s/^event-loops = .*/event-loops = $(toml_loops "${BENCH_LOOPS:-$(nproc)}")/" \
 		"$TMP/switchyard.toml" >"$TMP/switchyard-loops.toml"
 	printf '\n[api]\naddr = ""\n' >>"$TMP/switchyard-loops.toml"
 	if build_proxy; then

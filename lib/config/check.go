@@ -77,8 +77,8 @@ func (p ProxyServer) check(v *validator) {
 	} else if reason := checkHostPort(p.Addr, 0, false); reason != "" {
 		v.addf("proxy.addr", "proxy.addr %q: %s", p.Addr, reason)
 	}
-	if p.EventLoops < 0 || p.EventLoops > 256 {
-		v.addf("proxy.event-loops", "proxy.event-loops %d: must be 0 (a goroutine per session) to 256", p.EventLoops)
+	if n := p.EventLoops.N; !p.EventLoops.Auto && (n < 0 || n > 256) {
+		v.addf("proxy.event-loops", `proxy.event-loops %d: must be "auto", or 0 (a goroutine per session) to 256`, n)
 	}
 	if p.MaxConnections < 0 {
 		v.addf("proxy.max-connections", "proxy.max-connections %d: must be 0 (unlimited) or more", p.MaxConnections)

@@ -61,12 +61,13 @@ type ProxyServer struct {
 	// up its goroutine and read buffers until its client speaks again.
 	// 0 turns parking off (each idle session keeps its goroutine).
 	IdleParkAfter Duration `toml:"idle-park-after"`
-	// EventLoops, when above 0, serves plain-TCP sessions after their login
-	// as coroutines of that many event loops (Linux only), instead of a
-	// goroutine each waiting in Go's netpoller: less CPU per query and a
-	// shorter tail under many clients (docs/benchmarks.md). 0 keeps a
-	// goroutine per session. Read at start: a reload does not change it.
-	EventLoops int `toml:"event-loops"`
+	// EventLoops serves plain-TCP sessions after their login as coroutines
+	// of event loops (Linux only), instead of a goroutine each waiting in
+	// Go's netpoller: less CPU per query and a shorter tail
+	// (docs/benchmarks.md). "auto" (the default) runs one loop fewer than
+	// the process has Ps, and at least one; 0 keeps a goroutine per
+	// session. Read at start: a reload does not change it.
+	EventLoops EventLoops `toml:"event-loops"`
 	// DefaultCluster takes the clients no [[route]] matches. Empty: such clients
 	// get an ERR packet, unless exactly one cluster is configured.
 	DefaultCluster string `toml:"default-cluster"`

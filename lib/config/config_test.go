@@ -140,6 +140,17 @@ func TestRoundTrip(t *testing.T) {
 	require.NoError(t, err, buf.String())
 	require.Equal(t, want, got)
 	require.Contains(t, buf.String(), `graceful-close-conn-timeout = "1m0.5s"`)
+	require.Contains(t, buf.String(), "event-loops = 0\n")
+
+	for el, text := range map[EventLoops]string{AutoEventLoops: `event-loops = "auto"`, EventLoopsN(3): "event-loops = 3\n"} {
+		want.Proxy.EventLoops = el
+		buf.Reset()
+		require.NoError(t, toml.NewEncoder(&buf).Encode(want))
+		got, err = Parse(buf.Bytes())
+		require.NoError(t, err, buf.String())
+		require.Equal(t, want, got)
+		require.Contains(t, buf.String(), text)
+	}
 }
 
 func TestDuration(t *testing.T) {

@@ -75,6 +75,7 @@ func NewDefault() *Config {
 			ConnectTimeout:           NewDuration(DefaultConnectTimeout),
 			HandshakeTimeout:         NewDuration(DefaultHandshakeTimeout),
 			IdleParkAfter:            NewDuration(DefaultIdleParkAfter),
+			EventLoops:               AutoEventLoops,
 		},
 		Log: Log{
 			Level:  DefaultLogLevel,

@@ -40,12 +40,22 @@ func TestProxyTimeoutKeys(t *testing.T) {
 	_, err = parse("idle-park-after = \"-1s\"")
 	require.ErrorContains(t, err, `proxy.idle-park-after "-1s": must not be negative`)
 
-	require.Zero(t, c.Proxy.EventLoops, "event-loops default: off")
-	c, err = parse("event-loops = 2")
-	require.NoError(t, err)
-	require.Equal(t, 2, c.Proxy.EventLoops)
+	require.Equal(t, AutoEventLoops, c.Proxy.EventLoops, "event-loops default: auto")
+	require.Equal(t, 1, c.Proxy.EventLoops.Count(1), "auto, one P")
+	require.Equal(t, 1, c.Proxy.EventLoops.Count(2), "auto, two Ps: one left to the rest")
+	require.Equal(t, 7, c.Proxy.EventLoops.Count(8))
+	for in, want := range map[string]EventLoops{"2": EventLoopsN(2), "0": EventLoopsN(0), `"auto"`: AutoEventLoops} {
+		c, err = parse("event-loops = " + in)
+		require.NoError(t, err, in)
+		require.Equal(t, want, c.Proxy.EventLoops, in)
+	}
+	require.Equal(t, 0, EventLoopsN(0).Count(8), "0: a goroutine per session")
 	for _, bad := range []string{"-1", "257"} {
 		_, err = parse("event-loops = " + bad)
-		require.ErrorContains(t, err, "proxy.event-loops "+bad+": must be 0 (a goroutine per session) to 256")
+		require.ErrorContains(t, err, "proxy.event-loops "+bad+`: must be "auto", or 0 (a goroutine per session) to 256`)
 	}
+	_, err = parse(`event-loops = "many"`)
+	require.ErrorContains(t, err, `proxy.event-loops: must be "auto" or a number of loops, not "many"`)
+	_, err = parse(`event-loops = 1.5`)
+	require.ErrorContains(t, err, `proxy.event-loops: must be "auto" or a number of loops, not a float`)
 }

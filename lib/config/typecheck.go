@@ -7,7 +7,10 @@ import (
 	"strings"
 )
 
-var durationType = reflect.TypeOf(Duration{})
+var (
+	durationType   = reflect.TypeOf(Duration{})
+	eventLoopsType = reflect.TypeOf(EventLoops{})
+)
 
 // typeProblems compares a document decoded into plain maps with the schema, before
 // it is decoded into a Config. The decoder would stop at the first mismatch, name Go
@@ -68,6 +71,14 @@ func (tc *typeChecker) value(t reflect.Type, v any, p keyPath, drop func()) {
 		var d Duration
 		if err := d.UnmarshalText([]byte(s)); err != nil {
 			tc.addf(p, drop, "%v", err)
+		}
+		return
+	}
+	if t == eventLoopsType {
+		if s, ok := v.(string); ok && s != "auto" {
+			tc.addf(p, drop, `must be "auto" or a number of loops, not %q`, s)
+		} else if _, isInt := v.(int64); !ok && !isInt {
+			tc.addf(p, drop, `must be "auto" or a number of loops, not %s`, tomlTypeName(v))
 		}
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -96,7 +97,7 @@ func New(lg *zap.Logger, cm *cfgmgr.Manager) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generating RSA key: %w", err)
 	}
-	loops, err := startLoops(cfg.Proxy.EventLoops, lg)
+	loops, err := startLoops(cfg.Proxy.EventLoops.Count(runtime.GOMAXPROCS(0)), lg)
 	if err != nil {
 		return nil, err
 	}

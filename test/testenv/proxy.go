@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -104,7 +105,9 @@ type Proxy struct {
 
 // WithEventLoops sets proxy.event-loops to $SWITCHYARD_E2E_EVENT_LOOPS in a
 // config that does not set it, so that the whole suite can run with
-// sessions on event loops (`SWITCHYARD_E2E_EVENT_LOOPS=2 make e2e`).
+// sessions on event loops of their own number, or on goroutines
+// (`SWITCHYARD_E2E_EVENT_LOOPS=0 make e2e`; unset, the proxy's default
+// "auto").
 // StartProxy applies it; a test that writes or compares config text of its
 // own applies it too, so that what it writes keeps the running setting.
 func WithEventLoops(configTOML string) string {
@@ -115,6 +118,9 @@ func WithEventLoops(configTOML string) string {
 	lines := strings.SplitAfter(configTOML, "\n")
 	for i, l := range lines {
 		if strings.TrimSpace(l) == "[proxy]" {
+			if _, err := strconv.Atoi(n); err != nil {
+				n = strconv.Quote(n) // "auto"
+			}
 			lines[i] = l + "event-loops = " + n + "\n"
 			return strings.Join(lines, "")
 		}
