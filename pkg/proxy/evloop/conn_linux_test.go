@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -229,4 +230,40 @@ func TestCloseClosesTheDescriptor(t *testing.T) {
 			t.Fatalf("a read after Close: %v", err)
 		}
 	})
+}
+
+// A loop blocked in epoll_wait keeps its P as a running goroutine would
+// (rawsys.EpollBlock), so the runtime must be able to take it back: the
+// world stops for a collection and for a GOMAXPROCS change, and with its P
+// the only one, other goroutines still run (the runtime's preemption
+// signal interrupts the wait).
+func TestBlockedLoopYieldsToTheRuntime(t *testing.T) {
+	waitMode.Store(waitBlock)
+	defer waitMode.Store(waitAuto)
+	g := newGroup(t, 1)
+	_, srv := tcpPair(t)
+	ended := readInTask(g.Pick(), wrap(t, srv)) // the loop blocks now
+	within := func(what string, f func()) {
+		t.Helper()
+		done := make(chan struct{})
+		go func() { f(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s did not finish beside a blocked loop", what)
+		}
+	}
+	within("a collection", runtime.GC)
+	prev := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(prev)
+	within("a goroutine on the only P", func() {
+		for range 20 {
+			time.Sleep(time.Millisecond)
+		}
+	})
+	select {
+	case err := <-ended:
+		t.Fatalf("the Task's read ended: %v", err)
+	default:
+	}
 }
