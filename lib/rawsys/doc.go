@@ -1,8 +1,9 @@
-// Package rawsys makes the data plane's read(2), write(2) and
-// zero-timeout epoll_wait(2) calls as raw system calls (Linux only).
+// Package rawsys makes the data plane's read(2), write(2) and epoll_wait(2)
+// calls as raw system calls (Linux only).
 //
-// A raw call skips the runtime's system-call bookkeeping. It cannot block
-// here (every descriptor is non-blocking and epoll_wait does not wait), but
+// A raw call skips the runtime's system-call bookkeeping. Only EpollBlock
+// blocks (see it: an event loop's wait, which keeps its P on purpose); the
+// others cannot (every descriptor is non-blocking), but
 // on the paravirtualised machines measured a loopback write takes 10-20 µs,
 // and a goroutine that stays that long in an ordinary system call has its P
 // taken back by the runtime's monitor thread (sysmon), which then polls
