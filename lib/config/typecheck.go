@@ -75,9 +75,13 @@ func (tc *typeChecker) value(t reflect.Type, v any, p keyPath, drop func()) {
 		return
 	}
 	if t == eventLoopsType {
-		if s, ok := v.(string); ok && s != "auto" {
-			tc.addf(p, drop, `must be "auto" or a number of loops, not %q`, s)
-		} else if _, isInt := v.(int64); !ok && !isInt {
+		switch x := v.(type) {
+		case int64: // its range is Check's
+		case string:
+			if x != "auto" {
+				tc.addf(p, drop, `must be "auto" or a number of loops, not %q`, x)
+			}
+		default:
 			tc.addf(p, drop, `must be "auto" or a number of loops, not %s`, tomlTypeName(v))
 		}
 		return
