@@ -466,3 +466,32 @@ func TestTargetAddedDuringHungPings(t *testing.T) {
 	require.Equal(t, "sql port: ping: context deadline exceeded", h.Reason)
 	require.True(t, p.Results()[ok.Addr()].Healthy)
 }
+
+// A server at max_connections refuses every new connection with ERR 1040:
+// it is up, so the scheduled probes, with or without a probe user, keep it
+// healthy; with one, the prober logs in and keeps the connection once the
+// server has room again.
+func TestFullServerStaysHealthy(t *testing.T) {
+	for _, user := range []string{"", "probe"} {
+		t.Run("user="+user, func(t *testing.T) {
+			srv := newFakeSQL(t, greetFull)
+			p := newTestProber(t, "c1", HealthConfig{
+				Interval: 10 * time.Millisecond, Timeout: 5 * time.Second, FailuresToUnhealthy: 1,
+				SQLUser: user, SQLPassword: "probe-pw",
+			})
+			p.SetTargets([]Target{srv.target()})
+			p.Start(context.Background())
+			require.Eventually(t, func() bool { return srv.accepted.Load() >= 3 }, waitFor, tick)
+			h := p.Results()[srv.Addr()]
+			require.True(t, h.Healthy, h.Reason)
+			require.Zero(t, h.Failures)
+			if user == "" {
+				return
+			}
+			srv.setMode(greetOK)
+			require.Eventually(t, func() bool { return srv.pings.Load() >= 2 }, waitFor, tick,
+				"logged in once there was room, and pings the kept connection")
+			require.EqualValues(t, 1, srv.logins.Load())
+		})
+	}
+}

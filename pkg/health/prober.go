@@ -841,8 +841,8 @@ func (p *Prober) probeKept(ctx context.Context, t Target, status httpkeep.Target
 	var server *observer.ServerInfo
 	if p.cfg.SQLUser == "" {
 		hs, err := mysql.ReadGreeting(ctx, p.dialer, t.Addr)
-		if err != nil {
-			return nil, kept, fmt.Errorf("sql port: %w", err)
+		if err := sqlPortErr(err); err != nil {
+			return nil, kept, err
 		}
 		server = serverInfo(hs)
 	} else {
@@ -885,9 +885,22 @@ func (p *Prober) pingOrLogin(ctx context.Context, t Target, conn *mysql.ProbeCon
 	p.dials.Add(1)
 	c, err := mysql.DialProbe(ctx, p.dialer, t.Addr, p.cfg.SQLUser, p.cfg.SQLPassword)
 	if err != nil {
-		return nil, nil, fmt.Errorf("sql port: %w", err)
+		return nil, nil, sqlPortErr(err)
 	}
 	return serverInfo(c.Greeting), c, nil
+}
+
+// sqlPortErr is the verdict on the SQL port's error err (nil: none). A
+// server that refused because it is full (ERR 1040 before any login) is up
+// and answering: it passes, as it would be wrong to take a full server out
+// of routing and answer its clients "no healthy backend" instead of its own
+// "Too many connections" (sessions try the cluster's other backends first).
+func sqlPortErr(err error) error {
+	var me *mysql.MySQLError
+	if err == nil || errors.As(err, &me) && me.Code == mysql.ErCONCount {
+		return nil
+	}
+	return fmt.Errorf("sql port: %w", err)
 }
 
 // probe checks the SQL port on a new connection (logging in when SQLUser is
@@ -902,8 +915,8 @@ func (p *Prober) probe(ctx context.Context, t Target) (*observer.ServerInfo, err
 		}
 	}
 	hs, err := check(ctx, p.dialer, t.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("sql port: %w", err)
+	if err := sqlPortErr(err); err != nil {
+		return nil, err
 	}
 	server := serverInfo(hs)
 	if t.StatusPort == 0 {
@@ -913,7 +926,11 @@ func (p *Prober) probe(ctx context.Context, t Target) (*observer.ServerInfo, err
 	return server, err
 }
 
+// serverInfo records hs; nil (a full server's refusal) records nothing.
 func serverInfo(hs *mysql.InitialHandshake) *observer.ServerInfo {
+	if hs == nil {
+		return nil
+	}
 	return &observer.ServerInfo{Version: hs.ServerVersion, Capability: hs.Capability,
 		ExtCapability: hs.ExtCapability, Charset: hs.Charset}
 }

@@ -35,8 +35,9 @@ type sqlMode int32
 
 const (
 	greetOK     sqlMode = iota // a MySQL v10 initial handshake
-	greetErr                   // ERR 1040 Too many connections
+	greetErr                   // ERR 1129: this host is blocked
 	greetSilent                // accept and say nothing until the client leaves
+	greetFull                  // ERR 1040 Too many connections, as MariaDB sends it
 )
 
 // fakeSQL is a loopback TCP server that answers like a MySQL server would,
@@ -123,7 +124,9 @@ func (f *fakeSQL) serve(c net.Conn) {
 		_ = pio.Flush()
 		f.serveCommands(pio)
 	case greetErr:
-		_ = pio.WriteError(mysql.NewError(1040, "Too many connections"))
+		_ = pio.WriteError(mysql.NewError(1129, "Host '127.0.0.1' is blocked because of many connection errors"))
+	case greetFull:
+		_ = pio.WriteError(&mysql.MySQLError{Code: mysql.ErCONCount, Message: "Too many connections", NoState: true})
 	case greetSilent:
 		if _, err := io.Copy(io.Discard, c); err == nil {
 			f.peerClosed.Add(1) // EOF: the prober hung up
@@ -329,7 +332,10 @@ func TestProbeVerdicts(t *testing.T) {
 		}, true, ""},
 		{"ERR greeting", func(t *testing.T) (Target, *tls.Config) {
 			return newFakeSQL(t, greetErr).target(), nil
-		}, false, "sql port: server refused: ERROR 1040 (HY000): Too many connections"},
+		}, false, "sql port: server refused: ERROR 1129 (HY000): Host '127.0.0.1' is blocked"},
+		{"full: up, and refusing for now", func(t *testing.T) (Target, *tls.Config) {
+			return newFakeSQL(t, greetFull).target(), nil
+		}, true, ""},
 		{"silent", func(t *testing.T) (Target, *tls.Config) {
 			return newFakeSQL(t, greetSilent).target(), nil
 		}, false, "sql port: read greeting: context deadline exceeded"},
@@ -362,7 +368,7 @@ func TestProbeVerdicts(t *testing.T) {
 		}, false, `/status": context deadline exceeded`},
 		{"SQL failure wins over a good status port", func(t *testing.T) (Target, *tls.Config) {
 			return newFakeSQL(t, greetErr).withStatus(newStatusServer(t, 200, false).port()), nil
-		}, false, "Too many connections"},
+		}, false, "is blocked"},
 		{"status over https", func(t *testing.T) (Target, *tls.Config) {
 			s := newStatusServer(t, 200, true)
 			return newFakeSQL(t, greetOK).withStatus(s.port()), s.clientTLS()
@@ -415,7 +421,7 @@ func TestUnhealthyAfterNFailuresAndBack(t *testing.T) {
 	}
 	h := waitHealth(t, p, addr, func(h observer.Health) bool { return h.Failures == 3 })
 	require.False(t, h.Healthy)
-	require.Contains(t, h.Reason, "Too many connections")
+	require.Contains(t, h.Reason, "is blocked")
 	requireSignal(t, p.Updates())
 
 	// One good probe is enough to come back.
@@ -583,7 +589,7 @@ func TestProbeNow(t *testing.T) {
 		reason  string
 	}{
 		{"healthy", good.Addr(), true, ""},
-		{"one failure is enough", bad.Addr(), false, "Too many connections"},
+		{"one failure is enough", bad.Addr(), false, "is blocked"},
 		{"status port", good2.Addr(), false, "status port answered 500"},
 	}
 	for _, tt := range tests {
@@ -670,7 +676,7 @@ func TestProbersAreIndependent(t *testing.T) {
 	fast.SetTargets([]Target{bad.target()})
 	fast.Start(context.Background())
 	h := waitHealth(t, fast, bad.Addr(), func(h observer.Health) bool { return !h.Healthy })
-	require.Contains(t, h.Reason, "Too many connections")
+	require.Contains(t, h.Reason, "is blocked")
 
 	// The slow cluster's probes were still in flight all along.
 	for _, h := range slow.Results() {

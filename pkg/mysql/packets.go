@@ -218,6 +218,12 @@ type MySQLError struct {
 	Code    uint16
 	State   string
 	Message string
+	// NoState is set on an error whose packet carried no SQL state: a
+	// server's refusal before the handshake (ERR 1040 Too many
+	// connections), when it cannot know the client's protocol. State is
+	// then HY000 for display, and the packet is re-encoded without one,
+	// so a client hears it through the proxy as it would directly.
+	NoState bool
 }
 
 func (e *MySQLError) Error() string {
@@ -229,10 +235,14 @@ func NewError(code uint16, format string, args ...any) *MySQLError {
 	return &MySQLError{Code: code, State: "HY000", Message: fmt.Sprintf(format, args...)}
 }
 
-// AppendErr encodes an ERR packet (protocol 4.1 layout).
+// AppendErr encodes an ERR packet (protocol 4.1 layout, without the SQL
+// state when e.NoState).
 func AppendErr(b []byte, e *MySQLError) []byte {
 	b = append(b, ErrHeader)
 	b = binary.LittleEndian.AppendUint16(b, e.Code)
+	if e.NoState {
+		return append(b, e.Message...)
+	}
 	state := e.State
 	if len(state) != 5 {
 		state = "HY000"
@@ -254,6 +264,8 @@ func ParseErr(data []byte) *MySQLError {
 	if len(rest) >= 6 && rest[0] == '#' {
 		e.State = string(rest[1:6])
 		rest = rest[6:]
+	} else {
+		e.NoState = true
 	}
 	e.Message = string(rest)
 	return e

@@ -341,9 +341,13 @@ func TestParseErrMalformedAndOld(t *testing.T) {
 		require.Equal(t, "malformed error packet", e.Message)
 	}
 
-	// Pre-4.1 ERR: no SQL state marker.
-	e := ParseErr(append([]byte{0xff, 0x10, 0x04}, "Too many connections"...))
-	require.Equal(t, &MySQLError{Code: 1040, State: "HY000", Message: "Too many connections"}, e)
+	// Pre-4.1 ERR, or a server's refusal before the handshake: no SQL
+	// state marker. It is encoded again as it came, so a client reads the
+	// same error through the proxy as directly.
+	full := append([]byte{0xff, 0x10, 0x04}, "Too many connections"...)
+	e := ParseErr(full)
+	require.Equal(t, &MySQLError{Code: 1040, State: "HY000", Message: "Too many connections", NoState: true}, e)
+	require.Equal(t, full, AppendErr(nil, e))
 
 	// A '#' that is not followed by a whole state belongs to the message.
 	e = ParseErr([]byte{0xff, 0x10, 0x04, '#', 'a', 'b'})

@@ -198,7 +198,13 @@ func TestQueryLogStalledWriterNeverBlocks(t *testing.T) {
 
 	dropped0 := metricValue(t, base, "switchyard_query_log_dropped_total")
 	stalled := runLoad(t, db, clients, n)
-	dropped := metricValue(t, base, "switchyard_query_log_dropped_total") - dropped0
+	// A statement is logged after its reply went out, so the last ones'
+	// counts may land a moment after the client has its answers.
+	var dropped float64
+	require.Eventually(t, func() bool {
+		dropped = metricValue(t, base, "switchyard_query_log_dropped_total") - dropped0
+		return dropped >= n
+	}, 10*time.Second, 20*time.Millisecond, "statements dropped: want %d", n)
 	t.Logf("%d statements: %s with the log off, %s with the log stalled; %v dropped", n, baseline, stalled, dropped)
 	require.Equal(t, float64(n), dropped, "every statement was dropped: the queue was already full")
 	require.Zero(t, metricValue(t, base, "switchyard_query_log_written_total"))

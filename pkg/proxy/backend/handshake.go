@@ -129,12 +129,23 @@ func (s *Session) connectBackend(ctx context.Context, resp *mysql.HandshakeRespo
 	ci := s.ci
 	var exclude []string
 	var lastErr error
+	var full *mysql.MySQLError // the last backend's answer that it is full
 	fullRetries := 0
 	for {
 		lease, err := s.router.Route(ci, exclude)
 		if errors.Is(err, router.ErrNoRoute) {
 			_ = s.client.WriteError(&mysql.MySQLError{Code: mysql.ErUnknown, State: "HY000", Message: "Switchyard: " + err.Error()})
 			return fmt.Errorf("routing: %v: %w", err, errSessionEnded)
+		}
+		if err != nil && full != nil {
+			// Every backend left is full: ask them all again a few times,
+			// then the client hears the server's own refusal.
+			if s.waitForSlot(ctx, &fullRetries) {
+				exclude, full = exclude[:0], nil
+				continue
+			}
+			_ = s.client.WriteError(full)
+			return fmt.Errorf("every backend refused the connection: %w", full)
 		}
 		if err != nil {
 			msg := err.Error()
@@ -169,13 +180,14 @@ func (s *Session) connectBackend(ctx context.Context, resp *mysql.HandshakeRespo
 		}
 		var myErr *mysql.MySQLError
 		if errors.As(err, &myErr) {
-			// The backend answered with an error (too many connections,
-			// host blocked): the client hears it as is, except that a full
-			// server is asked again a few times first.
 			lease.Release()
-			if myErr.Code == mysql.ErCONCount && s.waitForSlot(ctx, &fullRetries) {
+			if myErr.Code == mysql.ErCONCount {
+				// A full server is up: another backend may have room.
+				full = myErr
+				exclude = append(exclude, lease.ID())
 				continue
 			}
+			// Any other refusal (host blocked) the client hears as is.
 			_ = s.client.WriteError(myErr)
 			return fmt.Errorf("backend %s refused the connection: %w", lease.Addr(), err)
 		}
@@ -190,8 +202,9 @@ func (s *Session) connectBackend(ctx context.Context, resp *mysql.HandshakeRespo
 	}
 }
 
-// fullServerBackoff are the waits before asking a server that answered ERR
-// 1040 (max_connections reached, before any login) again: 310 ms in all. A
+// fullServerBackoff are the waits before asking the servers that answered
+// ERR 1040 (max_connections reached, before any login) again, once every
+// backend the session may use has answered so: 310 ms in all. A
 // proxy holds connections to a server that its clients do not see (a
 // health probe; a backend connection the server is still tearing down after
 // its client left), so a client that fills max_connections exactly, which a

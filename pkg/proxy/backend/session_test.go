@@ -773,7 +773,8 @@ func startFullBackend(t *testing.T, backend string, full int64) (string, *atomic
 			}
 			if refused.Add(1) <= full {
 				p := pmysql.NewPacketIO(c)
-				_ = p.WriteError(&pmysql.MySQLError{Code: pmysql.ErCONCount, State: "08004", Message: "Too many connections"})
+				// As MariaDB refuses: before the handshake, so without a SQL state.
+				_ = p.WriteError(&pmysql.MySQLError{Code: pmysql.ErCONCount, Message: "Too many connections", NoState: true})
 				_ = c.Close()
 				continue
 			}
@@ -797,10 +798,11 @@ func startFullBackend(t *testing.T, backend string, full int64) (string, *atomic
 	return ln.Addr().String(), refused
 }
 
-// A server at max_connections refuses before any login; the proxy asks it
-// again a few times (its own probes and closing connections take slots a
-// direct client would have), and only a server that stays full reaches the
-// client, as the server's own ERR 1040.
+// A server at max_connections refuses before any login; the proxy tries
+// the cluster's other backends, then asks again a few times (its own probes
+// and closing connections take slots a direct client would have), and only
+// servers that stay full reach the client, as the server's own ERR 1040:
+// without a SQL state, as a direct client reads it.
 func TestFullBackendIsAskedAgain(t *testing.T) {
 	backend := startBackend(t)
 	t.Run("transient", func(t *testing.T) {
@@ -817,8 +819,20 @@ func TestFullBackendIsAskedAgain(t *testing.T) {
 		start := time.Now()
 		_, err := login(t, clientConfig(t, p.Addr(), "nate", nativeUsers["nate"], ""))
 		me := requireMySQLError(t, err, pmysql.ErCONCount)
-		require.Contains(t, me.Message, "Too many connections")
+		require.Equal(t, "Error 1040: Too many connections", me.Error(), "the server's packet, no SQL state added")
 		require.Equal(t, int64(1+len(fullServerBackoff)), refused.Load(), "asked once and once per retry")
 		require.Less(t, time.Since(start), 5*time.Second)
+	})
+	t.Run("another backend has room", func(t *testing.T) {
+		full, refused := startFullBackend(t, backend.Addr(), 1000)
+		p := startProxy(t, baseConfig(), full, backend.Addr())
+		// The router balances by sessions, so while these stay open the
+		// full backend is picked for some of them.
+		for range 3 {
+			_, conn := openConn(t, clientConfig(t, p.Addr(), "nate", nativeUsers["nate"], ""))
+			require.NoError(t, conn.PingContext(context.Background()))
+		}
+		require.Positive(t, refused.Load(), "the full backend was picked")
+		require.Less(t, refused.Load(), int64(1+len(fullServerBackoff)), "and left for the other at once")
 	})
 }
