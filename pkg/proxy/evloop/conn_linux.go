@@ -164,12 +164,15 @@ func (c *Conn) check(dl *atomic.Int64) error {
 	return nil
 }
 
-// Read reads as net.Conn does; attached, a read that would block yields to
-// the loop.
+// Read reads as net.Conn does. Attached, a read that would block yields to
+// the loop; off the loop it waits on the runtime's poller, through the live
+// connection (thawed for it if the socket is bare).
 func (c *Conn) Read(b []byte) (int, error) {
 	t := c.t
 	if t == nil {
-		return c.readOff(b)
+		if l := c.live.Load(); l != nil {
+			return l.tc.Read(b)
+		}
 	}
 	if len(b) == 0 {
 		return 0, nil
@@ -178,7 +181,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 		if err := c.check(&c.rdl); err != nil {
 			return 0, c.opError("read", err)
 		}
-		if !c.readable {
+		if t != nil && !c.readable {
 			if !t.wait(c, false) {
 				return 0, c.opError("read", ErrStopped)
 			}
@@ -190,15 +193,22 @@ func (c *Conn) Read(b []byte) (int, error) {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			c.readable = false
-			continue
+			if t != nil {
+				c.readable = false
+				continue
+			}
+			l, err := c.thaw()
+			if err != nil {
+				return 0, c.opError("read", err)
+			}
+			return l.tc.Read(b)
 		default:
 			return 0, c.errnoError("read", errno)
 		}
 		if n == 0 {
 			return 0, io.EOF
 		}
-		if n < len(b) && !c.hup {
+		if t != nil && n < len(b) && !c.hup {
 			// The socket is drained: the next data comes with an edge.
 			c.readable = false
 		}
@@ -206,53 +216,22 @@ func (c *Conn) Read(b []byte) (int, error) {
 	}
 }
 
-// readOff is Read off the loop: the live connection's, or the bare
-// descriptor's while it has data, else a thawed connection's.
-func (c *Conn) readOff(b []byte) (int, error) {
-	if l := c.live.Load(); l != nil {
-		return l.tc.Read(b)
-	}
-	if len(b) == 0 {
-		return 0, nil
-	}
-	for {
-		if err := c.check(&c.rdl); err != nil {
-			return 0, c.opError("read", err)
-		}
-		n, errno := c.sysRead(b)
-		switch errno {
-		case 0:
-			if n == 0 {
-				return 0, io.EOF
-			}
-			return n, nil
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-		default:
-			return 0, c.errnoError("read", errno)
-		}
-		l, err := c.thaw()
-		if err != nil {
-			return 0, c.opError("read", err)
-		}
-		return l.tc.Read(b)
-	}
-}
-
-// Write writes as net.Conn does; attached, a write that would block yields
-// to the loop.
+// Write writes as net.Conn does. Attached, a write that would block yields
+// to the loop; off the loop it waits on the runtime's poller, through the
+// live connection (thawed for it if the socket is bare).
 func (c *Conn) Write(b []byte) (int, error) {
 	t := c.t
 	if t == nil {
-		return c.writeOff(b)
+		if l := c.live.Load(); l != nil {
+			return l.w.Write(b)
+		}
 	}
 	done := 0
 	for done < len(b) {
 		if err := c.check(&c.wdl); err != nil {
 			return done, c.opError("write", err)
 		}
-		if !c.writable {
+		if t != nil && !c.writable {
 			if !t.wait(c, true) {
 				return done, c.opError("write", ErrStopped)
 			}
@@ -264,42 +243,19 @@ func (c *Conn) Write(b []byte) (int, error) {
 			done += n
 		case unix.EINTR:
 		case unix.EAGAIN:
-			c.writable = false
+			if t != nil {
+				c.writable = false
+				continue
+			}
+			l, err := c.thaw()
+			if err != nil {
+				return done, c.opError("write", err)
+			}
+			n, err = l.w.Write(b[done:])
+			return done + n, err
 		default:
 			return done, c.errnoError("write", errno)
 		}
-	}
-	return done, nil
-}
-
-// writeOff is Write off the loop: the live connection's, or the bare
-// descriptor's while the socket has room, then a thawed connection's.
-func (c *Conn) writeOff(b []byte) (int, error) {
-	if l := c.live.Load(); l != nil {
-		return l.w.Write(b)
-	}
-	done := 0
-	for done < len(b) {
-		if err := c.check(&c.wdl); err != nil {
-			return done, c.opError("write", err)
-		}
-		n, errno := c.sysWrite(b[done:])
-		switch errno {
-		case 0:
-			done += n
-			continue
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-		default:
-			return done, c.errnoError("write", errno)
-		}
-		l, err := c.thaw()
-		if err != nil {
-			return done, c.opError("write", err)
-		}
-		n, err = l.w.Write(b[done:])
-		return done + n, err
 	}
 	return done, nil
 }
