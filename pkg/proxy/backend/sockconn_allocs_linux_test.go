@@ -36,7 +36,7 @@ func TestSockConnWritesAllocateNothing(t *testing.T) {
 	}
 	for _, thawed := range []bool{false, true} {
 		if thawed {
-			if !sc.freeze() {
+			if !sc.Freeze() {
 				t.Fatal("the connection did not freeze")
 			}
 		}

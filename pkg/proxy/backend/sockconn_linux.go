@@ -94,10 +94,10 @@ func (c *sockConn) conn() (*net.TCPConn, error) {
 	return c.thawLocked()
 }
 
-// freeze makes the socket a bare descriptor and drops its net.TCPConn;
+// Freeze makes the socket a bare descriptor and drops its net.TCPConn;
 // false when it stays live (closed, or no descriptor to spare). The caller
 // owns the connection (see sockConn), and no deadline is set on it.
-func (c *sockConn) freeze() bool {
+func (c *sockConn) Freeze() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	tc := c.liveTCP()
@@ -125,8 +125,8 @@ func (c *sockConn) freeze() bool {
 	return true
 }
 
-// frozen reports whether the socket is a bare descriptor now.
-func (c *sockConn) frozen() bool { return c.live.Load() == nil }
+// Frozen reports whether the socket is a bare descriptor now.
+func (c *sockConn) Frozen() bool { return c.live.Load() == nil }
 
 // thawLocked makes a net.TCPConn of the frozen descriptor. The caller holds
 // c.mu.
@@ -328,36 +328,30 @@ func (r frozenRaw) thawed(op string) (syscall.RawConn, error) {
 // freezable wraps a session's TCP connection so that it can be frozen.
 func freezable(tc *net.TCPConn) net.Conn { return newSockConn(tc) }
 
-// freezeConn freezes conn when it is a sockConn, or an event loop's Conn
-// (a session on a loop); false when it stays live.
+// freezer is a session's connection whose socket can leave Go's runtime
+// while the session idles: a sockConn (a session on goroutines), or an
+// event loop's Conn (a session on a loop).
+type freezer interface {
+	Freeze() bool
+	Frozen() bool
+}
+
+var _, _ freezer = (*sockConn)(nil), (*evloop.Conn)(nil)
+
+// freezeConn freezes conn when it is a freezer; false when it stays live.
 func freezeConn(conn net.Conn) bool {
-	switch c := conn.(type) {
-	case *sockConn:
-		return c.freeze()
-	case *evloop.Conn:
-		return c.Freeze()
-	}
-	return false
+	f, ok := conn.(freezer)
+	return ok && f.Freeze()
 }
 
-// canFreeze reports whether conn is a live sockConn or loop Conn.
+// canFreeze reports whether conn is a live freezer.
 func canFreeze(conn net.Conn) bool {
-	switch c := conn.(type) {
-	case *sockConn:
-		return !c.frozen()
-	case *evloop.Conn:
-		return !c.Frozen()
-	}
-	return false
+	f, ok := conn.(freezer)
+	return ok && !f.Frozen()
 }
 
-// isFrozen reports whether conn is a frozen sockConn or loop Conn.
+// isFrozen reports whether conn is a frozen freezer.
 func isFrozen(conn net.Conn) bool {
-	switch c := conn.(type) {
-	case *sockConn:
-		return c.frozen()
-	case *evloop.Conn:
-		return c.Frozen()
-	}
-	return false
+	f, ok := conn.(freezer)
+	return ok && f.Frozen()
 }

@@ -86,11 +86,11 @@ func TestSockConnFreezeThaw(t *testing.T) {
 	sc, peer := sockPair(t)
 	socket := socketOf(t, sc)
 	require.Equal(t, 1, descriptorsOf(t, socket))
-	require.True(t, sc.freeze())
-	require.True(t, sc.frozen())
+	require.True(t, sc.Freeze())
+	require.True(t, sc.Frozen())
 	require.Nil(t, sc.live.Load())
 	require.Equal(t, 1, descriptorsOf(t, socket), "the frozen descriptor replaces the connection's")
-	require.True(t, sc.freeze(), "freezing a frozen connection is a no-op")
+	require.True(t, sc.Freeze(), "freezing a frozen connection is a no-op")
 
 	_, err := peer.Write([]byte("hello"))
 	require.NoError(t, err)
@@ -98,15 +98,15 @@ func TestSockConnFreezeThaw(t *testing.T) {
 	_, err = io.ReadFull(sc, buf)
 	require.NoError(t, err)
 	require.Equal(t, "hello", string(buf))
-	require.False(t, sc.frozen())
+	require.False(t, sc.Frozen())
 	require.Equal(t, 1, descriptorsOf(t, socket), "the thawed connection's descriptor replaces the frozen one")
 
 	// Frozen again, the PacketIO's raw writes thaw it too.
-	require.True(t, sc.freeze())
+	require.True(t, sc.Freeze())
 	pio := mysql.NewPacketIO(sc)
 	require.NoError(t, pio.WritePacket([]byte("ping")))
 	require.NoError(t, pio.Flush())
-	require.False(t, sc.frozen())
+	require.False(t, sc.Frozen())
 	require.NoError(t, peer.SetReadDeadline(time.Now().Add(5*time.Second)))
 	got := make([]byte, 8)
 	_, err = io.ReadFull(peer, got)
@@ -127,17 +127,17 @@ func TestSockConnFreezeThaw(t *testing.T) {
 func TestSockConnFrozenDeadlinesAndClose(t *testing.T) {
 	sc, peer := sockPair(t)
 	socket := socketOf(t, sc)
-	require.True(t, sc.freeze())
+	require.True(t, sc.Freeze())
 	require.NoError(t, sc.SetReadDeadline(time.Now().Add(-time.Second)))
 	_, err := sc.Read(make([]byte, 1))
 	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
 	require.NoError(t, sc.SetReadDeadline(time.Time{}))
 
-	require.True(t, sc.freeze())
+	require.True(t, sc.Freeze())
 	require.NoError(t, sc.SetReadDeadline(time.Time{}), "a cleared deadline is no deadline")
 	require.Equal(t, 1, descriptorsOf(t, socket))
 	require.NoError(t, sc.Close())
-	require.True(t, sc.frozen(), "closed without a thaw")
+	require.True(t, sc.Frozen(), "closed without a thaw")
 	require.Equal(t, 0, descriptorsOf(t, socket))
 	require.NoError(t, peer.SetReadDeadline(time.Now().Add(5*time.Second)))
 	_, err = peer.Read(make([]byte, 1))
@@ -146,7 +146,7 @@ func TestSockConnFrozenDeadlinesAndClose(t *testing.T) {
 	require.True(t, errors.Is(err, net.ErrClosed), "%v", err)
 	_, err = sc.Write([]byte("x"))
 	require.True(t, errors.Is(err, net.ErrClosed), "%v", err)
-	require.False(t, sc.freeze())
+	require.False(t, sc.Freeze())
 	require.Error(t, sc.Close())
 }
 
@@ -161,7 +161,7 @@ func (r readableTarget) readable(gen uint32) { r <- gen }
 func TestSockConnFrozenInThePoller(t *testing.T) {
 	sc, peer := sockPair(t)
 	base := len(epollEntries(t))
-	require.True(t, sc.freeze())
+	require.True(t, sc.Freeze())
 	target := make(readableTarget, 1)
 	fd, err := pollerAdd(sc, target, 7)
 	require.NoError(t, err)
@@ -182,7 +182,7 @@ func TestSockConnFrozenInThePoller(t *testing.T) {
 	require.Len(t, epollEntries(t), base, "the thaw took it out")
 
 	// Withdrawn before the data came, it reports nothing.
-	require.True(t, sc.freeze())
+	require.True(t, sc.Freeze())
 	fd, err = pollerAdd(sc, target, 8)
 	require.NoError(t, err)
 	pollerRemove(sc, fd, target, 8)
@@ -209,7 +209,7 @@ func BenchmarkSockConnParkWake(b *testing.B) {
 			sc, peer := sockPair(b)
 			buf := make([]byte, 1)
 			for b.Loop() {
-				if freeze && !sc.freeze() {
+				if freeze && !sc.Freeze() {
 					b.Fatal("not frozen")
 				}
 				if _, err := peer.Write(buf); err != nil {
