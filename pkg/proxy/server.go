@@ -240,7 +240,7 @@ func (s *Server) handle(conn net.Conn) {
 func (s *Server) admit(conn net.Conn) *backend.Session {
 	if n := s.count.Add(1); s.opts.MaxConnections > 0 && n > int64(s.opts.MaxConnections) {
 		s.count.Add(-1)
-		s.refuse(conn, &mysql.MySQLError{Code: mysql.ErCONCount, State: "08004", Message: "Too many connections"})
+		s.refuse(conn, mysql.NewError(mysql.ErCONCount, "Too many connections"))
 		return nil
 	}
 	remote := addrPort(conn.RemoteAddr())
@@ -266,7 +266,7 @@ func (s *Server) admit(conn net.Conn) *backend.Session {
 	if s.closing {
 		s.mu.Unlock()
 		s.count.Add(-1)
-		s.refuse(conn, &mysql.MySQLError{Code: mysql.ErServerShutdown, State: "08S01", Message: "Server shutdown in progress"})
+		s.refuse(conn, mysql.NewError(mysql.ErServerShutdown, "Server shutdown in progress"))
 		return nil
 	}
 	s.sessions[id] = sess
@@ -286,6 +286,10 @@ func (s *Server) trusted(a netip.Addr) bool {
 
 // refuse sends an ERR packet in place of the greeting and closes.
 func (s *Server) refuse(conn net.Conn, e *mysql.MySQLError) {
+	// The ERR goes out instead of the greeting, before the client said
+	// which protocol it speaks: as MariaDB and MySQL servers send it, with
+	// no SQL state (MySQL's C client would read "#08004" into the message).
+	e.NoState = true
 	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
 	p := mysql.NewPacketIO(conn)
 	_ = p.WriteError(e)

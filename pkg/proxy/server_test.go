@@ -66,6 +66,7 @@ func TestMaxConnectionsRefusesWithErr1040(t *testing.T) {
 	var me *mysql.MySQLError
 	require.ErrorAs(t, err, &me)
 	require.Equal(t, uint16(1040), me.Number)
+	require.Equal(t, "Error 1040: Too many connections", me.Error(), "before the handshake, as servers send it: no SQL state")
 	require.NoError(t, c1.Close())
 	require.Eventually(t, func() bool { return s.SessionCount() == 0 }, 5*time.Second, 10*time.Millisecond)
 	require.NoError(t, openDB(t, s.Addr().String(), "app").PingContext(ctx))

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"database/sql"
 	"fmt"
 	"io"
 	"net"
@@ -304,4 +305,67 @@ etcd-endpoints = [%q]
 	for c := range conns {
 		require.False(t, hung[c], "a connection that hung was asked again: %s", c)
 	}
+}
+
+// TestFullBackendStaysRoutable: a MariaDB at max_connections answers every
+// new connection with ERR 1040 before the handshake. It is up, so the
+// proxy's probes keep it healthy (two failed probes would take it out of
+// routing here), and a client of the proxy hears the server's own refusal,
+// as a direct client reads it (go-sql-driver's TestConcurrent compares the
+// text), and gets in once a slot is free.
+func TestFullBackendStaysRoutable(t *testing.T) {
+	m := testenv.StartMariaDB(t, testenv.MariaDBOptions{MaxConnections: 6})
+	apiAddr := testenv.FreeAddr(t)
+	addr := startProxy(t, proxyConfig{backends: []string{m.Addr()}, apiAddr: apiAddr,
+		extra: "\n[health-check]\ninterval = \"100ms\"\nfailures-to-unhealthy = 2\n"}).Addr
+	waitRoutable(t, addr, testenv.NativeUser, m)
+	ctx := ctxT(t, time.Minute)
+
+	// Fill the server directly. A probe in flight holds a slot for a
+	// moment, so fill again after the probes have met the full server.
+	direct := nativeDB(t, m.Addr())
+	direct.SetMaxIdleConns(0)
+	var held []*sql.Conn
+	defer func() {
+		for _, c := range held {
+			_ = c.Close()
+		}
+	}()
+	var refusal error
+	fill := func() {
+		for {
+			c, err := direct.Conn(ctx)
+			if err != nil {
+				refusal = err
+				return
+			}
+			held = append(held, c)
+			require.Less(t, len(held), 20, "max_connections is 6")
+		}
+	}
+	fill()
+	time.Sleep(300 * time.Millisecond)
+	fill()
+	require.Equal(t, "Error 1040: Too many connections", refusal.Error())
+
+	time.Sleep(time.Second) // ten probes of the full server
+	b := backendsByAddr(t, apiAddr)[m.Addr()]
+	require.True(t, b.Healthy, "a full server is up: %s", b.Reason)
+
+	proxied := nativeDB(t, addr)
+	proxied.SetMaxIdleConns(0)
+	_, err := proxied.Conn(ctx)
+	require.Error(t, err)
+	require.Equal(t, refusal.Error(), err.Error(), "the client hears what a direct client hears")
+
+	require.NoError(t, held[len(held)-1].Close())
+	held = held[:len(held)-1]
+	require.Eventually(t, func() bool {
+		c, err := proxied.Conn(ctx)
+		if err != nil {
+			return false
+		}
+		_ = c.Close()
+		return true
+	}, 10*time.Second, 50*time.Millisecond, "a freed slot serves the proxy's client")
 }
