@@ -81,7 +81,7 @@ name = "main"
 instances = [%q, %q]
 `, mp.m[0].Addr(), mp.m[1].Addr())
 	mp.base = base
-	text := base + account
+	text := testenv.WithEventLoops(base + account)
 	cfg, err := config.Parse([]byte(text))
 	require.NoError(t, err)
 	lg := zaptest.NewLogger(t)

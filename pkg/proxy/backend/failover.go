@@ -82,15 +82,23 @@ func (s *Session) reestablish() (string, error) {
 // re-establishable, the failed statement got its one clean error
 // (reportBackendLost) and the next command runs on another backend.
 func (s *Session) survivesBackendLoss(err error) bool {
-	if !errors.Is(err, errBackendLost) || s.closed.Load() || s.state.inTxn || s.canFailover() != "" {
+	if !errors.Is(err, errBackendLost) || !s.goesOnElsewhere() {
 		return false
 	}
 	s.backendDead = true
 	return true
 }
 
+// goesOnElsewhere reports whether the session, serving and not closed,
+// can lose its backend and go on on another: outside a transaction, and
+// re-establishable.
+func (s *Session) goesOnElsewhere() bool {
+	return s.serving && !s.closed.Load() && !s.state.inTxn && s.canFailover() == ""
+}
+
 // reportBackendLost tells the client that the backend went away during its
-// command, with one clean server-range error.
+// command, with one clean server-range error. When the session ends with
+// it, the error is its last word (sayLast).
 func (s *Session) reportBackendLost(err error) {
 	name := "backend"
 	if s.lease != nil {
@@ -100,11 +108,35 @@ func (s *Session) reportBackendLost(err error) {
 	if errors.Is(err, errBackendReadTimeout) {
 		e.Message += fmt.Sprintf(" (no answer within proxy.backend-read-timeout, %v)", s.cfg.BackendReadTimeout)
 	}
+	goesOn := s.goesOnElsewhere()
 	if !s.serving {
 		e.Message = "Switchyard: lost connection to backend " + name + " during login"
-	} else if !s.state.inTxn && s.canFailover() == "" {
+	} else if goesOn {
 		e.Message += "; the session goes on on another backend"
 	}
 	s.log(zap.DebugLevel, "backend connection lost", zap.Error(err))
+	if goesOn {
+		_ = s.client.WriteError(e)
+		return
+	}
+	s.sayLast(e)
+}
+
+// sayLast writes e, the last thing the client hears, and ends the
+// connection's writing side in the same TCP segment: the socket is corked
+// while the error is written, and the shutdown puts the FIN on it. A driver
+// that pooled the connection after the error (go-sql-driver keeps one whose
+// COMMIT failed with a server error) checks it for a close before its next
+// command; with the FIN a moment behind the error, that check sometimes
+// came first, and the next BEGIN met a reset.
+func (s *Session) sayLast(e *mysql.MySQLError) {
+	raw := s.client.RawConn()
+	cw, ok := raw.(interface{ CloseWrite() error })
+	if !ok || s.client.IsTLS() {
+		_ = s.client.WriteError(e) // TLS ends with its own close alert
+		return
+	}
+	cork(raw)
 	_ = s.client.WriteError(e)
+	_ = cw.CloseWrite()
 }

@@ -88,6 +88,16 @@ func (s *Session) serveOnLoop(resumed bool) bool {
 			s.lp.task, s.lp.be = nil, nil // the Task ends (let it go); a wake starts another
 			return
 		}
+		// The session ends. Its client hears so at once, a FIN right after
+		// the last answer, and not once the detached Task below has been
+		// scheduled: a driver that pooled the connection after a final ERR
+		// (a transaction lost with its backend) checks it for EOF before
+		// reusing it, and would otherwise send its next command into the
+		// close and read a reset (about 1 in 30 such sessions, with the loop
+		// busy).
+		if c := loopConn(s.client); c != nil {
+			_ = c.CloseWrite()
+		}
 		t.Detach() // the end waits for idle moves and takes locks
 		s.finishServing(err)
 	})

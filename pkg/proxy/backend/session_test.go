@@ -11,6 +11,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -835,4 +836,93 @@ func TestFullBackendIsAskedAgain(t *testing.T) {
 		require.Positive(t, refused.Load(), "the full backend was picked")
 		require.Less(t, refused.Load(), int64(1+len(fullServerBackoff)), "and left for the other at once")
 	})
+}
+
+// cutRelay relays TCP connections to a backend until cut, which closes
+// every relayed connection at once, as a backend that dies.
+type cutRelay struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func startCutRelay(t *testing.T, backend string) *cutRelay {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	r := &cutRelay{ln: ln}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b, err := net.Dial("tcp", backend)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			r.mu.Lock()
+			r.conns = append(r.conns, c, b)
+			r.mu.Unlock()
+			wg.Go(func() { _, _ = io.Copy(b, c); _ = b.Close() })
+			wg.Go(func() { _, _ = io.Copy(c, b); _ = c.Close() })
+		}
+	})
+	t.Cleanup(func() {
+		_ = ln.Close()
+		r.cut()
+		wg.Wait()
+	})
+	return r
+}
+
+func (r *cutRelay) addr() string { return r.ln.Addr().String() }
+
+func (r *cutRelay) cut() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		_ = c.Close()
+	}
+	r.conns = nil
+}
+
+// A session that loses its backend inside a transaction ends with one ERR,
+// and the FIN comes in the same segment: a client that has read the error
+// finds the connection closed at once. go-sql-driver's pool keeps a
+// connection whose COMMIT failed with a server error and checks it for a
+// close before the next command; with the FIN a moment behind, its next
+// BEGIN sometimes went out into the close and read a reset.
+func TestLastErrorComesWithTheClose(t *testing.T) {
+	relay := startCutRelay(t, startBackend(t).Addr())
+	p := startProxy(t, baseConfig(), relay.addr())
+	query := func(rc *rawClient, q string) []byte {
+		rc.pio.ResetSequence()
+		rc.write(append([]byte{pmysql.ComQuery}, q...))
+		return rc.read()
+	}
+	for range 30 {
+		rc := dialRaw(t, p.Addr())
+		rc.write(handshakeResponse(rawCaps, "nate", pmysql.AuthNativePassword))
+		sw, err := pmysql.ParseAuthSwitchRequest(rc.read())
+		require.NoError(t, err)
+		rc.write(nativeToken("n4tive", sw.Data))
+		require.Equal(t, pmysql.OKHeader, rc.read()[0])
+		require.Equal(t, pmysql.OKHeader, query(rc, "BEGIN")[0])
+
+		relay.cut()
+		data := query(rc, "COMMIT")
+		require.Equal(t, pmysql.ErrHeader, data[0], "want ERR, got %q", data)
+		require.Contains(t, pmysql.ParseErr(data).Message, "the open transaction was rolled back")
+		// One read(2) of the non-blocking socket: EOF, not EAGAIN.
+		raw, err := rc.conn.(*net.TCPConn).SyscallConn()
+		require.NoError(t, err)
+		n, rerr := -1, error(nil)
+		require.NoError(t, raw.Control(func(fd uintptr) { n, rerr = syscall.Read(int(fd), make([]byte, 1)) }))
+		require.NoError(t, rerr, "the close came with the error")
+		require.Zero(t, n, "EOF")
+	}
+	p.requireIdle(t)
 }

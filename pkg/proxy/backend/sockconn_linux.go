@@ -355,3 +355,17 @@ func isFrozen(conn net.Conn) bool {
 	f, ok := conn.(freezer)
 	return ok && f.Frozen()
 }
+
+// cork sets TCP_CORK on conn's socket: what is written next is held until
+// the writing side is shut down, which sends it with the FIN (sayLast).
+func cork(conn net.Conn) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, 1) })
+}

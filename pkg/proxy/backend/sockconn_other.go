@@ -14,3 +14,5 @@ func freezeConn(net.Conn) bool { return false }
 func isFrozen(net.Conn) bool { return false }
 
 func canFreeze(net.Conn) bool { return false }
+
+func cork(net.Conn) {}
