@@ -762,41 +762,17 @@ func TestClientWithoutPluginAuth(t *testing.T) {
 // backend. It returns its address and the count of refused connections.
 func startFullBackend(t *testing.T, backend string, full int64) (string, *atomic.Int64) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
 	refused := &atomic.Int64{}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if refused.Add(1) <= full {
-				p := pmysql.NewPacketIO(c)
-				// As MariaDB refuses: before the handshake, so without a SQL state.
-				_ = p.WriteError(&pmysql.MySQLError{Code: pmysql.ErCONCount, Message: "Too many connections", NoState: true})
-				_ = c.Close()
-				continue
-			}
+	r := startRelay(t, backend, func(c net.Conn) bool {
+		if refused.Add(1) > full {
 			refused.Add(-1)
-			wg.Go(func() {
-				defer c.Close()
-				b, err := net.Dial("tcp", backend)
-				if err != nil {
-					return
-				}
-				defer b.Close()
-				go func() { _, _ = io.Copy(b, c); _ = b.Close() }()
-				_, _ = io.Copy(c, b)
-			})
+			return false
 		}
+		// As MariaDB refuses: before the handshake, so without a SQL state.
+		_ = pmysql.NewPacketIO(c).WriteError(&pmysql.MySQLError{Code: pmysql.ErCONCount, Message: "Too many connections", NoState: true})
+		return true
 	})
-	t.Cleanup(func() {
-		_ = ln.Close()
-		wg.Wait()
-	})
-	return ln.Addr().String(), refused
+	return r.addr(), refused
 }
 
 // A server at max_connections refuses before any login; the proxy tries
@@ -838,25 +814,30 @@ func TestFullBackendIsAskedAgain(t *testing.T) {
 	})
 }
 
-// cutRelay relays TCP connections to a backend until cut, which closes
-// every relayed connection at once, as a backend that dies.
-type cutRelay struct {
+// relay relays TCP connections to a backend. refuse, when set, sees each
+// connection first and may answer it itself (true: the relay then closes
+// it). cut closes every relayed connection at once, as a backend that dies.
+type relay struct {
 	ln    net.Listener
 	mu    sync.Mutex
 	conns []net.Conn
 }
 
-func startCutRelay(t *testing.T, backend string) *cutRelay {
+func startRelay(t *testing.T, backend string, refuse func(net.Conn) bool) *relay {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	r := &cutRelay{ln: ln}
+	r := &relay{ln: ln}
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
+			}
+			if refuse != nil && refuse(c) {
+				_ = c.Close()
+				continue
 			}
 			b, err := net.Dial("tcp", backend)
 			if err != nil {
@@ -878,9 +859,9 @@ func startCutRelay(t *testing.T, backend string) *cutRelay {
 	return r
 }
 
-func (r *cutRelay) addr() string { return r.ln.Addr().String() }
+func (r *relay) addr() string { return r.ln.Addr().String() }
 
-func (r *cutRelay) cut() {
+func (r *relay) cut() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, c := range r.conns {
@@ -896,7 +877,7 @@ func (r *cutRelay) cut() {
 // close before the next command; with the FIN a moment behind, its next
 // BEGIN sometimes went out into the close and read a reset.
 func TestLastErrorComesWithTheClose(t *testing.T) {
-	relay := startCutRelay(t, startBackend(t).Addr())
+	relay := startRelay(t, startBackend(t).Addr(), nil)
 	p := startProxy(t, baseConfig(), relay.addr())
 	query := func(rc *rawClient, q string) []byte {
 		rc.pio.ResetSequence()
