@@ -60,7 +60,7 @@ func TestBackendCloseOfIdleSessionReachesClient(t *testing.T) {
 // lost that way, minutes after the kill.
 func TestDeadIdleBackendStaysDeadWhenItsServerReturns(t *testing.T) {
 	b1, b2 := startBackend(t), startBackend(t)
-	fwd := startRestartableFwd(t, b1.Addr())
+	fwd := startRestartableFwd(t, b1.Addr(), nil)
 	cfg := baseConfig()
 	cfg.MigrationAccount = func(string) (string, string, bool) { return "migrator", "pw", true }
 	p := startProxy(t, cfg, fwd.addr, b2.Addr())
@@ -100,11 +100,13 @@ func TestDeadIdleBackendStaysDeadWhenItsServerReturns(t *testing.T) {
 
 // restartableFwd forwards a loopback port to a backend; kill closes the
 // listener and every connection (a crashed server), restart listens on the
-// same port again.
+// same port again. refuse, when set, sees each connection first and may
+// answer it itself (true: the forwarder then closes it).
 type restartableFwd struct {
 	t      *testing.T
 	addr   string
 	target string
+	refuse func(net.Conn) bool
 
 	mu    sync.Mutex
 	ln    net.Listener
@@ -112,10 +114,10 @@ type restartableFwd struct {
 	wg    sync.WaitGroup
 }
 
-func startRestartableFwd(t *testing.T, target string) *restartableFwd {
+func startRestartableFwd(t *testing.T, target string, refuse func(net.Conn) bool) *restartableFwd {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	f := &restartableFwd{t: t, addr: ln.Addr().String(), target: target}
+	f := &restartableFwd{t: t, addr: ln.Addr().String(), target: target, refuse: refuse}
 	f.serve(ln)
 	t.Cleanup(func() {
 		f.kill()
@@ -135,6 +137,10 @@ func (f *restartableFwd) serve(ln net.Listener) {
 			c, err := ln.Accept()
 			if err != nil {
 				return
+			}
+			if f.refuse != nil && f.refuse(c) {
+				_ = c.Close()
+				continue
 			}
 			u, err := net.Dial("tcp", f.target)
 			if err != nil {

@@ -7,7 +7,6 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -763,7 +762,7 @@ func TestClientWithoutPluginAuth(t *testing.T) {
 func startFullBackend(t *testing.T, backend string, full int64) (string, *atomic.Int64) {
 	t.Helper()
 	refused := &atomic.Int64{}
-	r := startRelay(t, backend, func(c net.Conn) bool {
+	fwd := startRestartableFwd(t, backend, func(c net.Conn) bool {
 		if refused.Add(1) > full {
 			refused.Add(-1)
 			return false
@@ -772,7 +771,7 @@ func startFullBackend(t *testing.T, backend string, full int64) (string, *atomic
 		_ = pmysql.NewPacketIO(c).WriteError(&pmysql.MySQLError{Code: pmysql.ErCONCount, Message: "Too many connections", NoState: true})
 		return true
 	})
-	return r.addr(), refused
+	return fwd.addr, refused
 }
 
 // A server at max_connections refuses before any login; the proxy tries
@@ -814,62 +813,6 @@ func TestFullBackendIsAskedAgain(t *testing.T) {
 	})
 }
 
-// relay relays TCP connections to a backend. refuse, when set, sees each
-// connection first and may answer it itself (true: the relay then closes
-// it). cut closes every relayed connection at once, as a backend that dies.
-type relay struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func startRelay(t *testing.T, backend string, refuse func(net.Conn) bool) *relay {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	r := &relay{ln: ln}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if refuse != nil && refuse(c) {
-				_ = c.Close()
-				continue
-			}
-			b, err := net.Dial("tcp", backend)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			r.mu.Lock()
-			r.conns = append(r.conns, c, b)
-			r.mu.Unlock()
-			wg.Go(func() { _, _ = io.Copy(b, c); _ = b.Close() })
-			wg.Go(func() { _, _ = io.Copy(c, b); _ = c.Close() })
-		}
-	})
-	t.Cleanup(func() {
-		_ = ln.Close()
-		r.cut()
-		wg.Wait()
-	})
-	return r
-}
-
-func (r *relay) addr() string { return r.ln.Addr().String() }
-
-func (r *relay) cut() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, c := range r.conns {
-		_ = c.Close()
-	}
-	r.conns = nil
-}
-
 // A session that loses its backend inside a transaction ends with one ERR,
 // and the FIN comes in the same segment: a client that has read the error
 // finds the connection closed at once. go-sql-driver's pool keeps a
@@ -877,8 +820,8 @@ func (r *relay) cut() {
 // close before the next command; with the FIN a moment behind, its next
 // BEGIN sometimes went out into the close and read a reset.
 func TestLastErrorComesWithTheClose(t *testing.T) {
-	relay := startRelay(t, startBackend(t).Addr(), nil)
-	p := startProxy(t, baseConfig(), relay.addr())
+	fwd := startRestartableFwd(t, startBackend(t).Addr(), nil)
+	p := startProxy(t, baseConfig(), fwd.addr)
 	query := func(rc *rawClient, q string) []byte {
 		rc.pio.ResetSequence()
 		rc.write(append([]byte{pmysql.ComQuery}, q...))
@@ -886,14 +829,11 @@ func TestLastErrorComesWithTheClose(t *testing.T) {
 	}
 	for range 30 {
 		rc := dialRaw(t, p.Addr())
-		rc.write(handshakeResponse(rawCaps, "nate", pmysql.AuthNativePassword))
-		sw, err := pmysql.ParseAuthSwitchRequest(rc.read())
-		require.NoError(t, err)
-		rc.write(nativeToken("n4tive", sw.Data))
-		require.Equal(t, pmysql.OKHeader, rc.read()[0])
+		rawNativeLogin(t, rc, "nate", "n4tive")
 		require.Equal(t, pmysql.OKHeader, query(rc, "BEGIN")[0])
 
-		relay.cut()
+		fwd.kill() // the backend dies
+		fwd.restart()
 		data := query(rc, "COMMIT")
 		require.Equal(t, pmysql.ErrHeader, data[0], "want ERR, got %q", data)
 		require.Contains(t, pmysql.ParseErr(data).Message, "the open transaction was rolled back")
