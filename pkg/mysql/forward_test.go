@@ -2,6 +2,8 @@ package mysql
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -117,4 +119,56 @@ func FuzzForwardRun(f *testing.F) {
 			}
 		}
 	})
+}
+
+// failingWriter takes n bytes, then fails every write.
+type failingWriter struct{ n int }
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if len(p) > w.n {
+		k := w.n
+		w.n = 0
+		return k, errors.New("connection reset by peer")
+	}
+	w.n -= len(p)
+	return len(p), nil
+}
+
+// A destination that fails midway through a packet: ForwardCurrent reads
+// the rest of the packet all the same, so the source stays in step, and
+// says whose the error was. A source that ends early is not the
+// destination's fault.
+func TestForwardCurrentDestinationFails(t *testing.T) {
+	for _, size := range []int{300 << 10, MaxPayloadLen + 10} {
+		payload := bytes.Repeat([]byte("d"), size)
+		var wire []byte
+		for seq, rest := byte(2), payload; ; seq++ {
+			n := min(len(rest), MaxPayloadLen)
+			wire = append(wire, wirePacket(seq, rest[:n])...)
+			rest = rest[n:]
+			if n < MaxPayloadLen {
+				wire = append(wire, wirePacket(seq+1, []byte("next"))...)
+				break
+			}
+		}
+		src := NewPacketIO(&fuzzConn{r: bytes.NewReader(wire)})
+		dst := NewPacketIO(&fuzzConn{w: &failingWriter{n: 1000}})
+		pk, err := src.Next()
+		require.NoError(t, err)
+		require.Equal(t, min(size, MaxPayloadLen), pk.Len)
+		err = src.ForwardCurrent(dst)
+		require.ErrorIs(t, err, ErrForwardWrite, "size %d", size)
+		require.ErrorContains(t, err, "connection reset by peer")
+		pk, err = src.Next()
+		require.NoError(t, err, "size %d: the source is in step", size)
+		require.Equal(t, "next", string(pk.Data))
+	}
+
+	short := wirePacket(1, bytes.Repeat([]byte("d"), 300<<10))
+	src := NewPacketIO(&fuzzConn{r: bytes.NewReader(short[:100<<10])})
+	_, err := src.Next()
+	require.NoError(t, err)
+	err = src.ForwardCurrent(NewPacketIO(&fuzzConn{}))
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	require.NotErrorIs(t, err, ErrForwardWrite)
 }

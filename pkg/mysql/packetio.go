@@ -183,9 +183,15 @@ func (p *PacketIO) DiscardCurrent() error {
 	return p.consumeCurrent(nil)
 }
 
+// ErrForwardWrite marks ForwardCurrent's errors that are dst's: the packet
+// could not be written, and was read to its end all the same, so p is still
+// in step with its peer. Any other error is p's own.
+var ErrForwardWrite = errors.New("writing the forwarded packet")
+
 // ForwardCurrent writes the packet announced by Next (and its continuation
 // packets) to dst with dst's sequence ids, streaming payloads that do not fit
-// in a buffer.
+// in a buffer. When dst fails, the rest of the packet is read and dropped,
+// and the error wraps ErrForwardWrite.
 func (p *PacketIO) ForwardCurrent(dst *PacketIO) error {
 	return p.consumeCurrent(dst)
 }
@@ -196,16 +202,24 @@ func (p *PacketIO) consumeCurrent(dst *PacketIO) error {
 	}
 	p.pending = false
 	n := p.curLen
+	var werr error // dst's, after which the packet is only read
 	for {
 		if dst != nil {
 			if err := dst.writeHeader(n); err != nil {
-				return err
+				dst, werr = nil, err
 			}
 		}
-		if err := p.copyPayload(dst, n); err != nil {
+		failed, err := p.copyPayload(dst, n)
+		if err != nil {
 			return err
 		}
+		if failed != nil {
+			dst, werr = nil, failed
+		}
 		if n < MaxPayloadLen {
+			if werr != nil {
+				return fmt.Errorf("%w: %w", ErrForwardWrite, werr)
+			}
 			return nil
 		}
 		if err := p.rd.fillMore(4); err != nil {
@@ -218,28 +232,29 @@ func (p *PacketIO) consumeCurrent(dst *PacketIO) error {
 	}
 }
 
-// copyPayload moves n payload bytes from the read buffer to dst (or drops
-// them when dst is nil).
-func (p *PacketIO) copyPayload(dst *PacketIO, n int) error {
+// copyPayload moves n payload bytes from the read buffer to dst, or drops
+// them when dst is nil. Should dst fail, it drops the rest, and returns
+// dst's error as werr; err is the reader's.
+func (p *PacketIO) copyPayload(dst *PacketIO, n int) (werr, err error) {
 	for n > 0 {
 		if p.rd.r == p.rd.w {
 			if err := p.rd.fill(1); err != nil {
 				if err == io.EOF {
-					return io.ErrUnexpectedEOF
+					return werr, io.ErrUnexpectedEOF
 				}
-				return err
+				return werr, err
 			}
 		}
 		m := min(n, p.rd.w-p.rd.r)
 		if dst != nil {
-			if err := dst.wr.write(p.rd.buf[p.rd.r : p.rd.r+m]); err != nil {
-				return err
+			if werr = dst.wr.write(p.rd.buf[p.rd.r : p.rd.r+m]); werr != nil {
+				dst = nil
 			}
 		}
 		p.rd.r += m
 		n -= m
 	}
-	return nil
+	return werr, nil
 }
 
 func (p *PacketIO) writeHeader(n int) error {

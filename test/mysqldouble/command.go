@@ -126,6 +126,8 @@ func (c *session) query(q string) error {
 		}
 		value, isNull := c.evaluate(expr)
 		return c.writeSingleValue(expr, value, isNull, noRows)
+	case hasPrefixFold(q, loadLocalPrefix):
+		return c.loadLocal(q)
 	case hasPrefixFold(q, "USE "):
 		return c.changeDB(unquote(strings.TrimSpace(q[len("USE "):])))
 	case c.caps&capOptionalMetadata != 0 && hasPrefixFold(q, "SET resultset_metadata"):

@@ -81,7 +81,7 @@ type Stats struct {
 
 type counters struct {
 	connections, fastAuthOK, fullAuthTLS, fullAuthRSA, publicKeyRequests,
-	authSwitches, nativeAuth, failures, protocolErrors, pings atomic.Int64
+	authSwitches, nativeAuth, failures, protocolErrors, pings, infileLines atomic.Int64
 	tokenLogins, tokenFailures, statesShown, statesRestored, migrationRefusals atomic.Int64
 }
 
@@ -207,6 +207,10 @@ func (s *Server) FlushAuthCache() {
 // Pings is how many COM_PINGs the double has answered (kept apart from
 // Stats, which tests compare whole).
 func (s *Server) Pings() int64 { return s.stats.pings.Load() }
+
+// InfileLines is how many lines LOAD DATA LOCAL INFILE statements have
+// brought in whole: a file cut short counts none.
+func (s *Server) InfileLines() int64 { return s.stats.infileLines.Load() }
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {

@@ -298,11 +298,19 @@ func (s *Session) forwardRequest() error {
 	return nil
 }
 
+// forwardRequestAndFlush forwards the client's command and flushes it to
+// the backend. Should the backend fail meanwhile, the command has been read
+// whole from the client all the same, and the client hears of the loss in
+// its reply's place.
 func (s *Session) forwardRequestAndFlush() error {
-	if err := s.forwardRequest(); err != nil {
-		return err
+	err := s.forwardRequest()
+	switch {
+	case err == nil:
+		err = s.backend.Flush()
+	case !errors.Is(err, mysql.ErrForwardWrite):
+		return err // the client's
 	}
-	if err := s.backend.Flush(); err != nil {
+	if err != nil {
 		s.reportBackendLost(err)
 		return fmt.Errorf("%w: writing: %w", errBackendLost, err)
 	}

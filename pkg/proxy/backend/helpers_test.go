@@ -310,6 +310,15 @@ func (rc *rawClient) write(payload []byte) {
 	require.NoError(rc.t, rc.pio.Flush())
 }
 
+// query sends q as a new COM_QUERY and returns the first packet of the
+// answer.
+func (rc *rawClient) query(q string) []byte {
+	rc.t.Helper()
+	rc.pio.ResetSequence()
+	rc.write(append([]byte{pmysql.ComQuery}, q...))
+	return rc.read()
+}
+
 func (rc *rawClient) read() []byte {
 	rc.t.Helper()
 	data, err := rc.pio.ReadPacket(0)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -108,6 +109,9 @@ type restartableFwd struct {
 	target string
 	refuse func(net.Conn) bool
 
+	// up counts the bytes relayed towards the backend.
+	up atomic.Int64
+
 	mu    sync.Mutex
 	ln    net.Listener
 	conns []net.Conn
@@ -151,10 +155,22 @@ func (f *restartableFwd) serve(ln net.Listener) {
 			f.conns = append(f.conns, c, u)
 			f.mu.Unlock()
 			f.wg.Add(2)
-			go func() { defer f.wg.Done(); _, _ = io.Copy(u, c); _ = u.Close() }()
+			go func() { defer f.wg.Done(); _, _ = io.Copy(u, countingReader{c, &f.up}); _ = u.Close() }()
 			go func() { defer f.wg.Done(); _, _ = io.Copy(c, u); _ = c.Close() }()
 		}
 	}()
+}
+
+// countingReader adds what it reads to n.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	c.n.Add(int64(k))
+	return k, err
 }
 
 func (f *restartableFwd) kill() {

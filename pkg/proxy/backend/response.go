@@ -2,6 +2,7 @@ package backend
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/switchyard-db/switchyard/pkg/mysql"
@@ -25,6 +26,9 @@ func (s *Session) next() (mysql.Packet, error) {
 // while the proxy blocks on the backend).
 func (s *Session) forward() error {
 	if err := s.backend.ForwardCurrent(s.client); err != nil {
+		if errors.Is(err, mysql.ErrForwardWrite) {
+			return fmt.Errorf("forwarding response to the client: %w", err)
+		}
 		s.reportBackendLost(err)
 		return fmt.Errorf("%w: forwarding response: %w", errBackendLost, err)
 	}
@@ -281,23 +285,33 @@ func (s *Session) forwardPrepare(text []byte) error {
 }
 
 // relayLocalInfile forwards the file the client sends for LOAD DATA LOCAL
-// INFILE, up to and including the empty packet that ends it.
+// INFILE, up to and including the empty packet that ends it. Should the
+// backend fail meanwhile, the rest of the file is read and dropped, as a
+// server does after an error, and the client hears of the loss once it has
+// sent all: in step, so that the session can go on.
 func (s *Session) relayLocalInfile() error {
+	var lost error
 	for {
 		pk, err := s.client.Next()
 		if err != nil {
 			return fmt.Errorf("reading LOCAL INFILE data from client: %w", err)
 		}
-		if err := s.client.ForwardCurrent(s.backend); err != nil {
-			return fmt.Errorf("forwarding LOCAL INFILE data: %w", err)
+		if lost != nil {
+			err = s.client.DiscardCurrent()
+		} else if err = s.client.ForwardCurrent(s.backend); errors.Is(err, mysql.ErrForwardWrite) {
+			lost, err = err, nil
 		}
-		if pk.Len == 0 || !s.client.Buffered() {
-			if err := s.backend.Flush(); err != nil {
-				s.reportBackendLost(err)
-				return err
-			}
+		if err != nil {
+			return fmt.Errorf("reading LOCAL INFILE data from client: %w", err)
+		}
+		if lost == nil && (pk.Len == 0 || !s.client.Buffered()) {
+			lost = s.backend.Flush()
 		}
 		if pk.Len == 0 {
+			if lost != nil {
+				s.reportBackendLost(lost)
+				return fmt.Errorf("%w: forwarding LOCAL INFILE data: %w", errBackendLost, lost)
+			}
 			return nil
 		}
 	}

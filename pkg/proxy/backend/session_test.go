@@ -822,11 +822,7 @@ func TestFullBackendIsAskedAgain(t *testing.T) {
 func TestLastErrorComesWithTheClose(t *testing.T) {
 	fwd := startRestartableFwd(t, startBackend(t).Addr(), nil)
 	p := startProxy(t, baseConfig(), fwd.addr)
-	query := func(rc *rawClient, q string) []byte {
-		rc.pio.ResetSequence()
-		rc.write(append([]byte{pmysql.ComQuery}, q...))
-		return rc.read()
-	}
+	query := (*rawClient).query
 	for range 30 {
 		rc := dialRaw(t, p.Addr())
 		rawNativeLogin(t, rc, "nate", "n4tive")
