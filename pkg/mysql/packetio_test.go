@@ -107,9 +107,15 @@ func pioTestGo(t *testing.T, fn func() error, conns ...io.Closer) <-chan error {
 	return ch
 }
 
+// smallPayloadsOnly leaves payloads over 1 MiB out: in -short mode, and
+// under the race detector. They add no concurrency to what the small ones
+// run, and under the race detector they took over a minute of CI's time;
+// make unit runs this package without it as well, where they run.
+func smallPayloadsOnly() bool { return testing.Short() || raceEnabled }
+
 func pioTestSkipLarge(t *testing.T, n int) {
-	if testing.Short() && n > 1<<20 {
-		t.Skip("large payload in -short mode")
+	if smallPayloadsOnly() && n > 1<<20 {
+		t.Skip("large payload in -short mode or under the race detector")
 	}
 }
 
@@ -158,7 +164,7 @@ func TestPacketIORoundTripTCP(t *testing.T) {
 	client, server := pioTestTCPPair(t)
 	cp, sp := NewPacketIO(client), NewPacketIO(server)
 	sizes := pioTestSizes
-	if testing.Short() {
+	if smallPayloadsOnly() {
 		sizes = sizes[:8]
 	}
 	errc := pioTestGo(t, func() error {
@@ -256,7 +262,7 @@ func TestPacketIOForwardTCP(t *testing.T) {
 	c2, s2 := pioTestTCPPair(t)
 	client, front, back, backend := NewPacketIO(c1), NewPacketIO(s1), NewPacketIO(c2), NewPacketIO(s2)
 	sizes := pioTestSizes
-	if testing.Short() {
+	if smallPayloadsOnly() {
 		sizes = sizes[:8]
 	}
 	clientErr := pioTestGo(t, func() error {
@@ -417,7 +423,7 @@ func TestPacketIOReadPacketMaxLen(t *testing.T) {
 	require.Equal(t, small, got)
 
 	// The limit applies to the joined packet.
-	if !testing.Short() {
+	if !smallPayloadsOnly() {
 		big := pioTestPayload(MaxPayloadLen + 5)
 		p = pioTestReader(fuzzRefEncode(big, 0))
 		_, err = p.ReadPacket(MaxPayloadLen + 4)
@@ -586,7 +592,7 @@ func TestPacketIOTLS(t *testing.T) {
 	c, s := pioTestTCPPair(t)
 	cp, sp := NewPacketIO(c), NewPacketIO(s)
 	sizes := []int{0, 1, 511, 513, 32769, MaxPayloadLen + 1}
-	if testing.Short() {
+	if smallPayloadsOnly() {
 		sizes = sizes[:5]
 	}
 
@@ -740,7 +746,7 @@ func (c *pioTestCountingConn) Read(p []byte) (int, error) {
 
 func TestPacketIOCompression(t *testing.T) {
 	sizes := []int{0, 1, 49, 50, 513, 32769, 1 << 20, 20 << 20}
-	if testing.Short() {
+	if smallPayloadsOnly() {
 		sizes = sizes[:6]
 	}
 	for _, algo := range []CompressAlgorithm{CompressZlib, CompressZstd} {
@@ -788,7 +794,7 @@ func TestPacketIOCompression(t *testing.T) {
 func TestPacketIOCompressionRandomPayloads(t *testing.T) {
 	// Incompressible data is sent in stored frames and must survive too.
 	sizes := []int{0, 100, 32769, MaxPayloadLen + 1}
-	if testing.Short() {
+	if smallPayloadsOnly() {
 		sizes = sizes[:3]
 	}
 	c, s := pioTestTCPPair(t)
