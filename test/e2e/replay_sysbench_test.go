@@ -29,7 +29,7 @@ func sysbenchSeconds() int {
 	if n, err := strconv.Atoi(os.Getenv("SWITCHYARD_E2E_SYSBENCH_SECONDS")); err == nil && n > 0 {
 		return n
 	}
-	return 15
+	return 10
 }
 
 func mariadbArgs(m *testenv.MariaDB, extra ...string) []string {

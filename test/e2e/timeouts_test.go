@@ -44,7 +44,7 @@ func raiseFDLimit(t *testing.T, n uint64) {
 // proxy.handshake-timeout passes (not before).
 func TestSlowloris(t *testing.T) {
 	const conns = 5000
-	const handshakeTimeout = 15 * time.Second
+	const handshakeTimeout = 10 * time.Second
 	raiseFDLimit(t, 3*conns)
 	db := testenv.SharedMariaDB(t)
 	p := startProxy(t, proxyConfig{
