@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"database/sql"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchyard-db/switchyard/test/testenv"
@@ -208,6 +211,83 @@ func TestLoadDataLocal(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(5000), n)
 	require.Equal(t, "name-4321", queryString(t, db, "SELECT name FROM load_t WHERE id = 4321"))
+}
+
+// A backend connection killed while the client sends a LOAD DATA LOCAL
+// file: the proxy reads the rest of the file and the client gets one clean
+// MySQL error once it has sent all, not a broken connection. (Without a
+// migration account the session cannot go on elsewhere, so that error is
+// its last word; the unit tests cover the session that goes on.)
+func TestLoadDataLocalBackendKilled(t *testing.T) {
+	m := testenv.SharedMariaDB(t)
+	p := proxyFor(t, m)
+	db := nativeDB(t, p.Addr)
+	root := testenv.OpenDB(t, m.Config(testenv.AdminUser, testenv.AdminPassword))
+	ctx := ctxT(t, time.Minute)
+	emptyTable(t, db, "load_killed", "id INT PRIMARY KEY, name VARCHAR(30)")
+
+	rows := func(from, to int) []byte {
+		var b bytes.Buffer
+		for i := from; i < to; i++ {
+			fmt.Fprintf(&b, "%d,name-%d\n", i, i)
+		}
+		return b.Bytes()
+	}
+	// About 1 MiB, then, once the backend connection is killed, 8 MiB more.
+	waiting, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	mysql.RegisterReaderHandler("killed", func() io.Reader {
+		if calls.Add(1) > 1 { // database/sql ran the statement again
+			return bytes.NewReader(rows(0, 540_000))
+		}
+		return io.MultiReader(bytes.NewReader(rows(0, 60_000)), &lazyReader{waiting: waiting, ch: release, open: func() io.Reader {
+			return bytes.NewReader(rows(60_000, 540_000))
+		}})
+	})
+	t.Cleanup(func() { mysql.DeregisterReaderHandler("killed") })
+
+	go func() {
+		defer close(release)
+		select { // the server asked for the file, and has its first part
+		case <-waiting:
+		case <-ctx.Done():
+			return
+		}
+		var id int64
+		for ctx.Err() == nil {
+			err := root.QueryRowContext(ctx, "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'LOAD DATA LOCAL INFILE%load_killed%'").Scan(&id)
+			if err == nil {
+				_, err = root.ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id))
+				assert.NoError(t, err)
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	_, err := db.ExecContext(ctx, "LOAD DATA LOCAL INFILE 'Reader::killed' INTO TABLE load_killed FIELDS TERMINATED BY ','")
+	var me *mysql.MySQLError
+	require.Equal(t, int32(1), calls.Load(), "the statement ran once: the driver did not retry it on another connection")
+	require.ErrorAs(t, err, &me, "a MySQL error, not a broken connection")
+	require.Contains(t, me.Message, "lost connection to backend "+m.Addr())
+	require.Equal(t, "0", queryString(t, db, "SELECT COUNT(*) FROM load_killed"), "nothing was loaded")
+}
+
+// lazyReader closes waiting at its first read, then reads from the reader
+// that open returns once ch is closed.
+type lazyReader struct {
+	waiting chan<- struct{}
+	ch      <-chan struct{}
+	open    func() io.Reader
+	r       io.Reader
+}
+
+func (l *lazyReader) Read(p []byte) (int, error) {
+	if l.r == nil {
+		close(l.waiting)
+		<-l.ch
+		l.r = l.open()
+	}
+	return l.r.Read(p)
 }
 
 // TestMySQLCLI drives the proxy with MariaDB's command-line client, plain
