@@ -2,7 +2,6 @@ package mysqldouble
 
 import (
 	"bytes"
-	"encoding/binary"
 	"strings"
 )
 
@@ -31,11 +30,7 @@ func (c *session) loadLocal(q string) error {
 		lines += uint64(bytes.Count(p, []byte{'\n'}))
 	}
 	c.srv.stats.infileLines.Add(int64(lines))
-	ok := appendLenEncInt([]byte{hdrOK}, lines)
-	ok = append(ok, 0) // last insert id
-	ok = binary.LittleEndian.AppendUint16(ok, c.st.status())
-	ok = binary.LittleEndian.AppendUint16(ok, 0) // warnings
-	return c.pc.writePacket(ok)
+	return c.pc.writePacket(okPacketRows(hdrOK, c.caps, c.st.status(), lines, nil))
 }
 
 const loadLocalPrefix = "LOAD DATA LOCAL INFILE "

@@ -103,7 +103,13 @@ func authSwitchRequest(plugin string, scramble []byte) []byte {
 // okPacket follows MySQL's layout: with CLIENT_SESSION_TRACK the info string is
 // length-encoded and only present when non-empty or when session state is attached.
 func okPacket(header byte, caps uint32, status uint16, sessionState []byte) []byte {
-	b := []byte{header, 0, 0} // affected rows, last insert id
+	return okPacketRows(header, caps, status, 0, sessionState)
+}
+
+// okPacketRows is okPacket with a count of affected rows.
+func okPacketRows(header byte, caps uint32, status uint16, affected uint64, sessionState []byte) []byte {
+	b := appendLenEncInt([]byte{header}, affected)
+	b = append(b, 0) // last insert id
 	if caps&capSessionTrack == 0 {
 		sessionState = nil
 	}

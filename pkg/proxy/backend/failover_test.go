@@ -67,11 +67,10 @@ func TestFailoverReportFollowsPlacement(t *testing.T) {
 func TestBackendLostDuringLocalInfile(t *testing.T) {
 	chunk := bytes.Repeat([]byte("0123456789abcde\n"), 4<<10) // 64 KiB, 4,096 lines
 	const chunks = 64                                         // 4 MiB
-	query := (*rawClient).query
 	// load sends a file of chunks, calling cut after the first, and
 	// returns the answer.
 	load := func(rc *rawClient, cut func()) []byte {
-		require.Equal(t, "\xfbrows.csv", string(query(rc, "LOAD DATA LOCAL INFILE 'rows.csv' INTO TABLE t")))
+		require.Equal(t, "\xfbrows.csv", string(rc.query("LOAD DATA LOCAL INFILE 'rows.csv' INTO TABLE t")))
 		for i := range chunks {
 			rc.write(chunk)
 			if i == 0 {
@@ -95,7 +94,7 @@ func TestBackendLostDuringLocalInfile(t *testing.T) {
 			b := startFailoverPair(t)
 			rc := b.login(t)
 			if tc.txn {
-				require.Equal(t, pmysql.OKHeader, query(rc, "BEGIN")[0])
+				require.Equal(t, pmysql.OKHeader, rc.query("BEGIN")[0])
 			}
 			s, home, i := b.home(t)
 			doubles, fwds := b.doubles, b.fwds
@@ -116,7 +115,7 @@ func TestBackendLostDuringLocalInfile(t *testing.T) {
 				rc.requireClosed()
 				return
 			}
-			require.Equal(t, pmysql.OKHeader, query(rc, "DO 1")[0], "the session goes on")
+			require.Equal(t, pmysql.OKHeader, rc.query("DO 1")[0], "the session goes on")
 			require.Equal(t, fwds[1-i].addr, s.Info().Backend)
 		})
 	}

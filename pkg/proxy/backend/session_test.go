@@ -822,15 +822,14 @@ func TestFullBackendIsAskedAgain(t *testing.T) {
 func TestLastErrorComesWithTheClose(t *testing.T) {
 	fwd := startRestartableFwd(t, startBackend(t).Addr(), nil)
 	p := startProxy(t, baseConfig(), fwd.addr)
-	query := (*rawClient).query
 	for range 30 {
 		rc := dialRaw(t, p.Addr())
 		rawNativeLogin(t, rc, "nate", "n4tive")
-		require.Equal(t, pmysql.OKHeader, query(rc, "BEGIN")[0])
+		require.Equal(t, pmysql.OKHeader, rc.query("BEGIN")[0])
 
 		fwd.kill() // the backend dies
 		fwd.restart()
-		data := query(rc, "COMMIT")
+		data := rc.query("COMMIT")
 		require.Equal(t, pmysql.ErrHeader, data[0], "want ERR, got %q", data)
 		require.Contains(t, pmysql.ParseErr(data).Message, "the open transaction was rolled back")
 		// One read(2) of the non-blocking socket: EOF, not EAGAIN.
