@@ -299,6 +299,9 @@ func (h HealthCheck) check(v *validator) {
 	if h.Interval.Duration <= 0 {
 		v.addf("health-check.interval", "health-check.interval %q: must be positive", h.Interval)
 	}
+	if h.RetryInterval.Duration <= 0 {
+		v.addf("health-check.retry-interval", "health-check.retry-interval %q: must be positive", h.RetryInterval)
+	}
 	if h.Timeout.Duration <= 0 {
 		v.addf("health-check.timeout", "health-check.timeout %q: must be positive", h.Timeout)
 	}

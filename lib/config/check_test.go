@@ -236,6 +236,7 @@ func TestCheckRules(t *testing.T) {
 
 		// health check and balance
 		{name: "health interval zero", modify: func(c *Config) { c.HealthCheck.Interval = NewDuration(0) }, want: `health-check.interval "0s": must be positive`},
+		{name: "health retry interval zero", modify: func(c *Config) { c.HealthCheck.RetryInterval = NewDuration(0) }, want: `health-check.retry-interval "0s": must be positive`},
 		{name: "health timeout negative", modify: func(c *Config) { c.HealthCheck.Timeout = NewDuration(-time.Second) }, want: `health-check.timeout "-1s": must be positive`},
 		{name: "health failures zero", modify: func(c *Config) { c.HealthCheck.FailuresToUnhealthy = 0 }, want: `health-check.failures-to-unhealthy 0: must be at least 1`},
 		{name: "health probe user and password", modify: func(c *Config) { c.HealthCheck.SQLUser, c.HealthCheck.SQLPassword = "probe", "pw" }},

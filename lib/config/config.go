@@ -269,6 +269,11 @@ func (r *Route) ClientNets() []netip.Prefix {
 type HealthCheck struct {
 	// Interval between probes of each backend.
 	Interval Duration `toml:"interval"`
+	// RetryInterval is the wait before probing again a backend whose last
+	// probe failed while it still counts as healthy, so that a failure is
+	// confirmed (or cleared) within a fraction of Interval. It has no effect
+	// when not shorter than Interval.
+	RetryInterval Duration `toml:"retry-interval"`
 	// Timeout bounds one probe.
 	Timeout Duration `toml:"timeout"`
 	// FailuresToUnhealthy consecutive failed probes mark a backend unhealthy;

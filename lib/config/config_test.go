@@ -98,7 +98,7 @@ func fullConfig(t *testing.T) *Config {
 			MaxDownPerMinute: 5,
 			AllowSingleVoter: true,
 		},
-		HealthCheck: HealthCheck{Interval: NewDuration(2 * time.Second), Timeout: NewDuration(300 * time.Millisecond), FailuresToUnhealthy: 5, SQLUser: "switchyard_probe"},
+		HealthCheck: HealthCheck{Interval: NewDuration(2 * time.Second), RetryInterval: NewDuration(250 * time.Millisecond), Timeout: NewDuration(300 * time.Millisecond), FailuresToUnhealthy: 5, SQLUser: "switchyard_probe"},
 		Balance: Balance{Policy: PolicyConnection, MetricsInterval: NewDuration(10 * time.Second),
 			EnableRebalance: true, MigrationsPerSecond: 5, EvictionsPerSecond: 50, RebalanceRatio: 1.5, CPUGap: 0.3,
 			BackendDrainTimeout: NewDuration(2 * time.Minute)},

@@ -24,7 +24,8 @@ const (
 	DefaultLogLevel                 = "info"
 	DefaultLogFormat                = "console"
 	DefaultTopologyPrefix           = "/topology/tidb"
-	DefaultHealthInterval           = time.Second
+	DefaultHealthInterval           = 2 * time.Second
+	DefaultHealthRetryInterval      = 500 * time.Millisecond
 	DefaultHealthTimeout            = time.Second
 	DefaultFailuresToUnhealthy      = 3
 	DefaultMetricsInterval          = 5 * time.Second
@@ -90,6 +91,7 @@ func NewDefault() *Config {
 		},
 		HealthCheck: HealthCheck{
 			Interval:            NewDuration(DefaultHealthInterval),
+			RetryInterval:       NewDuration(DefaultHealthRetryInterval),
 			Timeout:             NewDuration(DefaultHealthTimeout),
 			FailuresToUnhealthy: DefaultFailuresToUnhealthy,
 		},

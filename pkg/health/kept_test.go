@@ -103,7 +103,9 @@ func TestKeptConnectionHungBackend(t *testing.T) {
 // the probers over the interval's instants.
 func TestSchedulingSpreadsProbes(t *testing.T) {
 	const interval = time.Hour
-	p := newTestProber(t, "c1", HealthConfig{Interval: interval, Timeout: 5 * time.Second})
+	// One failure is the verdict, so the refused probes are not retried
+	// (TestRetryAfterFailure) but scheduled in the phase.
+	p := newTestProber(t, "c1", HealthConfig{Interval: interval, Timeout: 5 * time.Second, FailuresToUnhealthy: 1})
 	// Distinct addresses that all refuse fast: the verdict does not matter,
 	// the schedule does.
 	var ts []Target

@@ -443,6 +443,47 @@ func TestUnhealthyAfterNFailuresAndBack(t *testing.T) {
 	require.Equal(t, "status port answered 500", h.Reason)
 }
 
+// TestRetryAfterFailure: a failed probe of a backend that still counts as
+// healthy is made again after RetryInterval, not a whole Interval, so the
+// verdict comes within a fraction of an interval, either way; an unhealthy
+// backend is probed every Interval.
+func TestRetryAfterFailure(t *testing.T) {
+	const interval, retry = 1500 * time.Millisecond, 20 * time.Millisecond
+	srv := newFakeSQL(t, greetOK)
+	p := newTestProber(t, "c1", HealthConfig{Interval: interval, RetryInterval: retry, FailuresToUnhealthy: 3})
+	addr := srv.Addr()
+	p.SetTargets([]Target{srv.target()})
+	p.Start(context.Background())
+	waitHealth(t, p, addr, func(h observer.Health) bool { return probed(h) && h.Healthy && h.Failures == 0 })
+
+	// Confirmed: three failures well within one interval (without retries,
+	// two intervals).
+	srv.setMode(greetErr)
+	first := waitHealth(t, p, addr, func(h observer.Health) bool { return h.Failures >= 1 })
+	require.Equal(t, 1, first.Failures)
+	down := waitHealth(t, p, addr, func(h observer.Health) bool { return !h.Healthy })
+	require.Equal(t, 3, down.Failures)
+	took := down.LastProbe.Sub(first.LastProbe)
+	require.GreaterOrEqual(t, took, 2*retry)
+	require.Less(t, took, interval, "the failure was confirmed by retries, not by the next intervals")
+
+	// Unhealthy: probed every interval, in the prober's phase, not retried.
+	fourth := waitHealth(t, p, addr, func(h observer.Health) bool { return h.Failures >= 4 })
+	fifth := waitHealth(t, p, addr, func(h observer.Health) bool { return h.Failures >= 5 })
+	require.Equal(t, 5, fifth.Failures)
+	require.Greater(t, fifth.LastProbe.Sub(fourth.LastProbe), interval/2)
+
+	// Cleared: one failure of a healthy backend is looked at again soon.
+	srv.setMode(greetOK)
+	waitHealth(t, p, addr, func(h observer.Health) bool { return h.Healthy && h.Failures == 0 })
+	srv.setMode(greetErr)
+	first = waitHealth(t, p, addr, func(h observer.Health) bool { return h.Failures >= 1 })
+	srv.setMode(greetOK)
+	up := waitHealth(t, p, addr, func(h observer.Health) bool { return h.Failures == 0 })
+	require.True(t, up.Healthy)
+	require.Less(t, up.LastProbe.Sub(first.LastProbe), interval, "cleared by a retry")
+}
+
 func TestNewTargetsProbedAtOnceRemovedForgotten(t *testing.T) {
 	a, b := newFakeSQL(t, greetOK), newFakeSQL(t, greetErr)
 	// No round is due for an hour: every probe here comes from SetTargets.
@@ -743,6 +784,7 @@ func TestDefaults(t *testing.T) {
 	p := NewProber(zaptest.NewLogger(t), "c1", HealthConfig{})
 	defer p.Close()
 	require.Equal(t, DefaultHealthInterval, p.cfg.Interval)
+	require.Equal(t, DefaultHealthRetryInterval, p.cfg.RetryInterval)
 	require.Equal(t, DefaultHealthTimeout, p.cfg.Timeout)
 	require.Equal(t, DefaultFailuresToUnhealthy, p.cfg.FailuresToUnhealthy)
 	tidb := Target{Addr: "10.0.0.1:4000", StatusPort: 10080}

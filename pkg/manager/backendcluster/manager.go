@@ -93,6 +93,7 @@ func specs(cfg *config.Config) map[string]spec {
 			Cluster: cl,
 			Health: health.HealthConfig{
 				Interval:            cfg.HealthCheck.Interval.Duration,
+				RetryInterval:       cfg.HealthCheck.RetryInterval.Duration,
 				Timeout:             cfg.HealthCheck.Timeout.Duration,
 				FailuresToUnhealthy: cfg.HealthCheck.FailuresToUnhealthy,
 				SQLUser:             cfg.HealthCheck.SQLUser,
