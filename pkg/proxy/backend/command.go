@@ -145,7 +145,11 @@ func (s *Session) dispatch(pk mysql.Packet) error {
 			st.longData = true
 		}
 		s.mig.ids.requestToBackend(s.client, pk)
-		return s.forwardRequest()
+		err := s.forwardRequest()
+		if errors.Is(err, mysql.ErrForwardWrite) {
+			return s.longDataLost(err)
+		}
+		return err
 	case mysql.ComChangeUser:
 		s.offLoop() // it may dial
 		return s.changeUser(pk)

@@ -122,6 +122,25 @@ func (s *Session) reportBackendLost(err error) {
 	s.sayLast(e)
 }
 
+// longDataLost ends a session whose backend was lost while a
+// COM_STMT_SEND_LONG_DATA was forwarded to it (one larger than the buffer,
+// which is streamed; a smaller one goes with the next command, whose reply
+// reports a loss). The command has no reply to carry the error, and the
+// statement's long data went with the backend, so the session cannot go
+// on elsewhere: an EXECUTE there would run without it. The client reads the
+// error as the answer to its next command, then the connection closes.
+func (s *Session) longDataLost(err error) error {
+	e := backendLostError(s.lease.Addr(), s.state.inTxn)
+	e.Message = "Switchyard: lost connection to backend " + s.lease.Addr() +
+		" while forwarding COM_STMT_SEND_LONG_DATA: the statement's long data was lost with it, and the session ends"
+	if s.state.inTxn {
+		e.Message += "; the open transaction was rolled back"
+	}
+	s.log(zap.DebugLevel, "backend connection lost during COM_STMT_SEND_LONG_DATA", zap.Error(err))
+	s.sayLast(e)
+	return fmt.Errorf("%w: long data lost with the backend: %w", errSessionEnded, err)
+}
+
 // sayLast writes e, the last thing the client hears, and ends the
 // connection's writing side in the same TCP segment: the socket is corked
 // while the error is written, and the shutdown puts the FIN on it. A driver

@@ -150,6 +150,40 @@ func TestBackendLostDuringLargeCommand(t *testing.T) {
 	rc.requireClosed()
 }
 
+// A backend that dies while the proxy streams a COM_STMT_SEND_LONG_DATA
+// larger than its buffer: the command has no reply, and the statement's long
+// data went with the backend, so the session cannot go on elsewhere (an
+// EXECUTE there would run without it). The chunk is read to its end all the
+// same; the client reads one clean error as the answer to its next command,
+// then the connection closes.
+func TestBackendLostDuringLongData(t *testing.T) {
+	b := startFailoverPair(t)
+	rc := b.login(t)
+	_, home, i := b.home(t)
+	ld := []byte{pmysql.ComStmtSendLongData, 1, 0, 0, 0, 0, 0} // statement 1, parameter 0
+	ld = append(ld, bytes.Repeat([]byte("x"), 4<<20)...)
+	wire := append([]byte{byte(len(ld)), byte(len(ld) >> 8), byte(len(ld) >> 16), 0}, ld...)
+	const first = 1 << 20
+	relayed := b.fwds[i].up.Load()
+	_, err := rc.conn.Write(wire[:first])
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return b.fwds[i].up.Load()-relayed > first/2 }, 5*time.Second, time.Millisecond,
+		"the proxy streams the chunk to its backend")
+	b.fwds[i].kill() // the backend dies midway
+	_, err = rc.conn.Write(wire[first:])
+	require.NoError(t, err, "the proxy reads the whole chunk")
+
+	// The EXECUTE that would use the data.
+	rc.pio.ResetSequence()
+	rc.write([]byte{pmysql.ComStmtExecute, 1, 0, 0, 0, 0, 1, 0, 0, 0})
+	data := rc.read()
+	require.Equal(t, pmysql.ErrHeader, data[0], "want ERR, got %q", data)
+	msg := pmysql.ParseErr(data).Message
+	require.Contains(t, msg, "lost connection to backend "+home)
+	require.Contains(t, msg, "long data was lost with it, and the session ends")
+	rc.requireClosed()
+}
+
 // failoverPair is a proxy in front of two MySQL doubles, each behind a
 // forwarder that a test can kill, with a migration account so that a
 // session can go on on the other backend.
