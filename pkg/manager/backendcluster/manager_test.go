@@ -329,3 +329,29 @@ func TestCloseManagerClosesEverything(t *testing.T) {
 	require.Len(t, res.Failed, 5, "Apply after Close fails")
 	// goleak in TestMain checks that nothing is left running.
 }
+
+// Every [health-check] setting reaches the probers, and a change to one
+// rebuilds the runtimes (their specs differ).
+func TestSpecsCarryHealthCheck(t *testing.T) {
+	cfg := config.NewDefault()
+	cfg.Clusters = []config.Cluster{{Name: "c", Instances: []string{"127.0.0.1:1"}}}
+	cfg.HealthCheck = config.HealthCheck{
+		Interval:            config.NewDuration(3 * time.Second),
+		RetryInterval:       config.NewDuration(250 * time.Millisecond),
+		Timeout:             config.NewDuration(700 * time.Millisecond),
+		FailuresToUnhealthy: 4,
+		SQLUser:             "probe",
+		SQLPassword:         "pw",
+	}
+	require.Equal(t, health.HealthConfig{
+		Interval:            3 * time.Second,
+		RetryInterval:       250 * time.Millisecond,
+		Timeout:             700 * time.Millisecond,
+		FailuresToUnhealthy: 4,
+		SQLUser:             "probe",
+		SQLPassword:         "pw",
+	}, specs(cfg)["c"].Health)
+	before := specs(cfg)["c"]
+	cfg.HealthCheck.RetryInterval = config.NewDuration(time.Second)
+	require.NotEqual(t, before, specs(cfg)["c"])
+}
