@@ -133,16 +133,7 @@ func TestBackendLostDuringLargeCommand(t *testing.T) {
 	q := append([]byte{pmysql.ComQuery}, "DO '"...)
 	q = append(q, bytes.Repeat([]byte("x"), 4<<20)...)
 	q = append(q, '\'')
-	wire := append([]byte{byte(len(q)), byte(len(q) >> 8), byte(len(q) >> 16), 0}, q...)
-	const first = 1 << 20
-	relayed := b.fwds[i].up.Load()
-	_, err := rc.conn.Write(wire[:first])
-	require.NoError(t, err)
-	require.Eventually(t, func() bool { return b.fwds[i].up.Load()-relayed > first/2 }, 5*time.Second, time.Millisecond,
-		"the proxy streams the command to its backend")
-	b.fwds[i].kill() // the backend dies midway
-	_, err = rc.conn.Write(wire[first:])
-	require.NoError(t, err, "the proxy reads the whole command")
+	b.sendCut(t, rc, i, q)
 	rc.pio.SetSequence(1)
 	data := rc.read()
 	require.Equal(t, pmysql.ErrHeader, data[0], "want ERR, got %q", data)
@@ -162,16 +153,7 @@ func TestBackendLostDuringLongData(t *testing.T) {
 	_, home, i := b.home(t)
 	ld := []byte{pmysql.ComStmtSendLongData, 1, 0, 0, 0, 0, 0} // statement 1, parameter 0
 	ld = append(ld, bytes.Repeat([]byte("x"), 4<<20)...)
-	wire := append([]byte{byte(len(ld)), byte(len(ld) >> 8), byte(len(ld) >> 16), 0}, ld...)
-	const first = 1 << 20
-	relayed := b.fwds[i].up.Load()
-	_, err := rc.conn.Write(wire[:first])
-	require.NoError(t, err)
-	require.Eventually(t, func() bool { return b.fwds[i].up.Load()-relayed > first/2 }, 5*time.Second, time.Millisecond,
-		"the proxy streams the chunk to its backend")
-	b.fwds[i].kill() // the backend dies midway
-	_, err = rc.conn.Write(wire[first:])
-	require.NoError(t, err, "the proxy reads the whole chunk")
+	b.sendCut(t, rc, i, ld)
 
 	// The EXECUTE that would use the data.
 	rc.pio.ResetSequence()
@@ -210,6 +192,24 @@ func (b *failoverPair) login(t *testing.T) *rawClient {
 	rc := dialRaw(t, b.p.Addr())
 	rawNativeLogin(t, rc, "nate", "n4tive")
 	return rc
+}
+
+// sendCut sends payload, a command larger than the proxy's buffer, as one
+// packet, and kills the forwarder in front of backend i once the proxy has
+// streamed half a MiB of it there: the backend dies midway through the
+// command. The rest is sent all the same, as a client does.
+func (b *failoverPair) sendCut(t *testing.T, rc *rawClient, i int, payload []byte) {
+	t.Helper()
+	wire := append([]byte{byte(len(payload)), byte(len(payload) >> 8), byte(len(payload) >> 16), 0}, payload...)
+	const first = 1 << 20
+	relayed := b.fwds[i].up.Load()
+	_, err := rc.conn.Write(wire[:first])
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return b.fwds[i].up.Load()-relayed > first/2 }, 5*time.Second, time.Millisecond,
+		"the proxy streams the command to its backend")
+	b.fwds[i].kill()
+	_, err = rc.conn.Write(wire[first:])
+	require.NoError(t, err, "the proxy reads the whole command")
 }
 
 // home is the only session, its backend's address and the index of that
