@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchyard-db/switchyard/lib/cadence"
+	"github.com/switchyard-db/switchyard/lib/config"
 	"github.com/switchyard-db/switchyard/lib/ctxerr"
 	"github.com/switchyard-db/switchyard/lib/httpkeep"
 	"github.com/switchyard-db/switchyard/lib/lifecycle"
@@ -25,12 +26,13 @@ import (
 	"github.com/switchyard-db/switchyard/pkg/observer"
 )
 
-// Health prober defaults.
+// Health prober defaults, for the fields of a HealthConfig left zero: the
+// [health-check] defaults of the configuration, so the two cannot part.
 const (
-	DefaultHealthInterval      = 2 * time.Second
-	DefaultHealthRetryInterval = 500 * time.Millisecond
-	DefaultHealthTimeout       = time.Second
-	DefaultFailuresToUnhealthy = 3
+	DefaultHealthInterval      = config.DefaultHealthInterval
+	DefaultHealthRetryInterval = config.DefaultHealthRetryInterval
+	DefaultHealthTimeout       = config.DefaultHealthTimeout
+	DefaultFailuresToUnhealthy = config.DefaultFailuresToUnhealthy
 	// DefaultMaxInFlight bounds the probes of one cluster that run at once:
 	// more backends than this hanging together delay the others' probes by
 	// up to a probe timeout.
