@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -207,7 +208,12 @@ type targetState struct {
 	// status is the GET of t's /status (HostPort empty without a status
 	// port), worked out when t is set, not at each probe.
 	status httpkeep.Target
-	h      observer.Health
+	// greetAt is t's address for a round's greeting probe, when quick
+	// (mysql.GreetingAddr): without SQLUser, such a target's probe is the
+	// round's too.
+	greetAt netip.AddrPort
+	quick   bool
+	h       observer.Health
 	// due is when the next probe should start. idx is the target's place in
 	// the schedule, -1 while it is not there (queued, being probed, removed).
 	due time.Time
@@ -366,6 +372,7 @@ func (p *Prober) SetTargets(ts []Target) {
 			continue
 		}
 		st := &targetState{t: t, status: p.statusTarget(t), h: observer.Health{Healthy: true, Reason: ErrNotProbed.Error()}, due: now, idx: -1}
+		st.greetAt, st.quick = mysql.GreetingAddr(addr)
 		p.targets[addr] = st
 		heap.Push(&p.sched, st)
 		changed, added = true, true
@@ -468,7 +475,7 @@ func (p *Prober) dispatchLocked(ctx context.Context, now time.Time) time.Time {
 	var round []*targetState
 	for len(p.sched) > 0 && !p.sched[0].due.After(now) {
 		st := heap.Pop(&p.sched).(*targetState)
-		if inRound(st) {
+		if p.inRound(st) {
 			round = append(round, st)
 		} else {
 			p.ready = append(p.ready, st)
@@ -544,14 +551,23 @@ func (p *Prober) worker(ctx context.Context) {
 const pingGrace = 10 * time.Millisecond
 
 // inRound reports whether st's probe needs nothing but its kept
-// connections: a COM_PING on the SQL one and, with a status port, a GET of
-// /status on the status one while that is fresh (httpkeep.MaxAge). The
-// loop runs those probes itself, together (roundLocked); the others connect
-// (or read a greeting on a new connection), and run in workers.
-func inRound(st *targetState) bool {
+// connections, or a greeting on a new connection: a COM_PING on the kept
+// SQL connection (SQLUser set) or a greeting (mysql.GreetingProbe, when
+// st's address is an IP and its last probe passed) and, with a status
+// port, a GET of /status on the kept status connection while that is fresh
+// (httpkeep.MaxAge). The loop runs those probes itself, together
+// (roundLocked); the others connect (or read a greeting from an address to
+// resolve), and run in workers.
+//
+// A round lasts until its slowest answer, up to Timeout, and the loop
+// dispatches nothing meanwhile. So a target whose probe failed is probed by
+// a worker until one passes: a backend that went silent stalls one round,
+// as a kept connection's unanswered ping does, not every round. A new
+// target's first probe is a worker's too.
+func (p *Prober) inRound(st *targetState) bool {
 	k := st.kept
 	switch {
-	case k.sql == nil:
+	case p.cfg.SQLUser == "" && !(st.quick && passed(st.h)), p.cfg.SQLUser != "" && k.sql == nil:
 		return false
 	case st.t.StatusPort == 0:
 		return k.status == nil
@@ -560,14 +576,23 @@ func inRound(st *targetState) bool {
 	}
 }
 
+// passed tells whether a target's last probe passed.
+func passed(h observer.Health) bool { return !h.LastProbe.IsZero() && h.Failures == 0 }
+
 // deadliner is a connection a round writes or reads.
 type deadliner interface{ SetDeadline(time.Time) error }
 
 // roundProbe is one target's probe in a round.
 type roundProbe struct {
-	kept   keptConns
-	status httpkeep.Target // the GET, when kept.status is set
-	code   int             // the status port's answer
+	kept keptConns
+	// greeting: the SQL port's probe is a greeting (no SQLUser), greet,
+	// at greetAt; server is what the greeting announced.
+	greeting bool
+	greet    *mysql.GreetingProbe
+	greetAt  netip.AddrPort
+	server   *observer.ServerInfo
+	status   httpkeep.Target // the GET, when kept.status is set
+	code     int             // the status port's answer
 	// reusable: the status connection can carry the next GET.
 	reusable          bool
 	sqlErr, statusErr error
@@ -588,6 +613,7 @@ type roundProbe struct {
 func (p *Prober) roundLocked(ctx context.Context, batch []*targetState) {
 	probes := make([]roundProbe, len(batch))
 	for i, st := range batch {
+		probes[i].greeting, probes[i].greetAt = p.cfg.SQLUser == "", st.greetAt
 		probes[i].kept = st.kept.take()
 		if probes[i].kept.status != nil {
 			probes[i].status = st.status
@@ -628,13 +654,25 @@ func (p *Prober) roundLocked(ctx context.Context, batch []*targetState) {
 	}
 	for i := range probes {
 		pr := &probes[i]
-		pr.sqlErr = step(pr.kept.sql, pr.kept.sql.SendPing)
+		if pr.greeting {
+			pr.greet, pr.sqlErr = mysql.StartGreeting(pr.greetAt)
+		} else {
+			pr.sqlErr = step(pr.kept.sql, pr.kept.sql.SendPing)
+		}
 		if pr.kept.status != nil {
 			pr.statusErr = step(pr.kept.status, pr.kept.status.Send)
 		}
 	}
 	for i := range probes {
-		if pr := &probes[i]; pr.sqlErr == nil {
+		switch pr := &probes[i]; {
+		case pr.sqlErr != nil:
+		case pr.greeting:
+			pr.sqlErr = step(pr.greet, func() error {
+				hs, err := pr.greet.Read(ctx)
+				pr.server = serverInfo(hs)
+				return err
+			})
+		default:
 			pr.sqlErr = step(pr.kept.sql, pr.kept.sql.ReadPong)
 		}
 	}
@@ -672,7 +710,7 @@ func (p *Prober) roundLocked(ctx context.Context, batch []*targetState) {
 			p.ready = append(p.ready, st)
 			continue
 		}
-		if !p.finishLocked(ctx, st, nil, err, keep) {
+		if !p.finishLocked(ctx, st, probes[i].server, err, keep) {
 			closing = append(closing, keep)
 		}
 	}
@@ -692,7 +730,11 @@ func (p *Prober) roundLocked(ctx context.Context, batch []*targetState) {
 func (p *Prober) roundVerdict(ctx context.Context, pr *roundProbe) (keep keptConns, err, retry error) {
 	late := func(err error) bool { return ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) }
 	keep = pr.kept
-	if pr.sqlErr != nil {
+	if pr.greeting {
+		// A greeting probe: its failure is the verdict (a full server's
+		// refusal passes).
+		err = sqlPortErr(pr.sqlErr)
+	} else if pr.sqlErr != nil {
 		keep.sql = nil
 		if late(pr.sqlErr) {
 			err = fmt.Errorf("sql port: ping: %w", ctxerr.Stable(ctx, pr.sqlErr))

@@ -314,7 +314,7 @@ func TestRoundWithStatusPorts(t *testing.T) {
 		st := p.targets[tg.Addr]
 		heap.Remove(&p.sched, st.idx)
 		st.kept = keptConns{sql: c, status: sc}
-		require.True(t, inRound(st), "%d: a target with fresh kept connections is probed in the round", i)
+		require.True(t, p.inRound(st), "%d: a target with fresh kept connections is probed in the round", i)
 		p.mu.Unlock()
 		batch = append(batch, st)
 	}
@@ -399,6 +399,111 @@ func TestInRound(t *testing.T) {
 		{"the status port moved", sql.withStatus(s.port() + 1), keptConns{sql: c, status: sc}, false},
 		{"the status port went", sql.target(), keptConns{sql: c, status: sc}, false},
 	} {
-		require.Equal(t, tc.want, inRound(&targetState{t: tc.t, status: p.statusTarget(tc.t), kept: tc.kept}), tc.name)
+		require.Equal(t, tc.want, p.inRound(&targetState{t: tc.t, status: p.statusTarget(tc.t), kept: tc.kept}), tc.name)
 	}
+
+	// Without SQLUser, the SQL port's probe is a greeting on a new
+	// connection, which the round makes for an address that is an IP.
+	greeting := newTestProber(t, "c2", HealthConfig{Timeout: 5 * time.Second})
+	_, port, err := net.SplitHostPort(sql.Addr())
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name string
+		t    Target
+		kept keptConns
+		want bool
+	}{
+		{"greeting, no status port", sql.target(), keptConns{}, true},
+		{"greeting, kept status connection", sql.withStatus(s.port()), keptConns{status: sc}, true},
+		{"greeting, no status connection yet", sql.withStatus(s.port()), keptConns{}, false},
+		{"greeting at a name to resolve", Target{Addr: net.JoinHostPort("localhost", port)}, keptConns{}, false},
+	} {
+		st := &targetState{t: tc.t, status: greeting.statusTarget(tc.t), kept: tc.kept}
+		st.greetAt, st.quick = mysql.GreetingAddr(tc.t.Addr)
+		require.False(t, greeting.inRound(st), "%s: a new target's first probe is a worker's", tc.name)
+		st.h = observer.Health{Healthy: true, LastProbe: time.Now()}
+		require.Equal(t, tc.want, greeting.inRound(st), tc.name)
+		st.h.Failures = 1
+		require.False(t, greeting.inRound(st), "%s: a failed probe is made again by a worker", tc.name)
+	}
+}
+
+// Without a probe user, the loop reads the greetings of the targets whose
+// last probe passed in its rounds (mysql.GreetingProbe), and its verdicts
+// are a worker's: a greeting passes and is recorded, as does a full
+// server's refusal; an ERR greeting, a refused connect and a server that
+// does not speak in time fail, saying why. The round lasts as long as the
+// silent server is waited for, no longer; nothing goes to a worker.
+func TestGreetingRound(t *testing.T) {
+	const timeout = time.Second // long enough for the fakes to answer on a loaded machine
+	p := newTestProber(t, "c1", HealthConfig{Interval: time.Hour, Timeout: timeout, FailuresToUnhealthy: 1})
+	status := newKeptStatusServer(t, false)
+	silent := newFakeSQL(t, greetSilent)
+	targets := map[string]Target{
+		"greeting":    newFakeSQL(t, greetOK).target(),
+		"full":        newFakeSQL(t, greetFull).target(),
+		"blocked":     newFakeSQL(t, greetErr).target(),
+		"silent":      silent.target(),
+		"refused":     {Addr: closedAddr(t)},
+		"with status": newFakeSQL(t, greetOK).withStatus(status.port()),
+	}
+	want := map[string]string{
+		"greeting":    "",
+		"full":        "",
+		"blocked":     "sql port: server refused: ERROR 1129 (HY000): Host '127.0.0.1' is blocked because of many connection errors",
+		"silent":      "sql port: read greeting: context deadline exceeded",
+		"refused":     "sql port: connect: dial tcp " + targets["refused"].Addr + ": connect: connection refused",
+		"with status": "",
+	}
+	var ts []Target
+	for _, tg := range targets {
+		ts = append(ts, tg)
+	}
+	p.SetTargets(ts)
+	// As after a first probe that passed, without the prober's loop, so
+	// that the test makes the round.
+	ctx := context.Background()
+	var batch []*targetState
+	before := time.Now()
+	for name, tg := range targets {
+		var kept keptConns
+		if tg.StatusPort != 0 {
+			code, sc, err := p.statusKept.Get(ctx, p.statusTarget(tg), nil, nil)
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, code)
+			kept.status = sc
+		}
+		p.mu.Lock()
+		st := p.targets[tg.Addr]
+		heap.Remove(&p.sched, st.idx)
+		st.kept = kept
+		st.h = observer.Health{Healthy: true, LastProbe: before}
+		require.True(t, p.inRound(st), name)
+		p.mu.Unlock()
+		batch = append(batch, st)
+	}
+
+	start := time.Now()
+	p.mu.Lock()
+	p.roundLocked(p.life, batch)
+	workers, queued := p.workers, len(p.ready)
+	p.mu.Unlock()
+	took := time.Since(start)
+	require.GreaterOrEqual(t, took, timeout, "the silent server was waited for")
+	require.Less(t, took, timeout+time.Second, "and only that long")
+	require.Zero(t, workers)
+	require.Zero(t, queued)
+
+	res := p.Results()
+	for name, reason := range want {
+		h := res[targets[name].Addr]
+		require.True(t, h.LastProbe.After(before), name)
+		require.Equal(t, reason, h.Reason, name)
+		require.Equal(t, reason == "", h.Healthy, name)
+	}
+	require.Equal(t, "8.0.11-TiDB-v7.5.0", res[targets["greeting"].Addr].Server.Version, "the greeting is recorded")
+	require.EqualValues(t, 1, status.cc.New.Load(), "the status check used the kept connection")
+	require.EqualValues(t, 2, status.reqs.Load())
+	require.Eventually(t, func() bool { return silent.peerClosed.Load() == 1 }, waitFor, tick,
+		"the silent server's connection is closed")
 }

@@ -25,8 +25,23 @@ func CheckSQL(ctx context.Context, d *net.Dialer, addr string) error {
 
 // ReadGreeting connects to a MySQL server and returns its initial handshake
 // (CheckSQL's check, for callers that want the server version too).
+//
+// An address given as IP and port, dialled with a Dialer that sets nothing
+// but KeepAlive (which a connection closed at once does not use), is probed
+// by a GreetingProbe: the same check, errors and reset, in fewer system
+// calls.
 func ReadGreeting(ctx context.Context, d *net.Dialer, addr string) (*InitialHandshake, error) {
+	if ap, ok := GreetingAddr(addr); ok && plainDialer(d) {
+		return quickGreeting(ctx, ap)
+	}
 	return withGreeting(ctx, d, addr, nil)
+}
+
+// plainDialer tells whether d dials as the zero Dialer does, KeepAlive
+// aside.
+func plainDialer(d *net.Dialer) bool {
+	return d.Timeout == 0 && d.Deadline.IsZero() && d.LocalAddr == nil && d.Control == nil &&
+		d.ControlContext == nil && d.Cancel == nil && !d.MultipathTCP()
 }
 
 // CheckSQLLogin is CheckSQL that then logs in as user, with no password, and
@@ -108,12 +123,9 @@ func (c *ProbeConn) greet(ctx context.Context, then func(*PacketIO, *InitialHand
 	if err != nil {
 		return nil, fmt.Errorf("read greeting: %w", ctxerr.Stable(ctx, err))
 	}
-	if len(pkt) > 0 && pkt[0] == ErrHeader {
-		return nil, fmt.Errorf("server refused: %w", ParseErr(pkt))
-	}
-	hs, err := ParseInitialHandshake(pkt)
+	hs, err := parseGreeting(pkt)
 	if err != nil {
-		return nil, fmt.Errorf("bad greeting: %w", err)
+		return nil, err
 	}
 	if then != nil {
 		if err := then(c.pio, hs); err != nil {
@@ -128,6 +140,19 @@ func (c *ProbeConn) greet(ctx context.Context, then func(*PacketIO, *InitialHand
 	}
 	if err := c.unbound(ctx, stop); err != nil {
 		return nil, fmt.Errorf("login: %w", err)
+	}
+	return hs, nil
+}
+
+// parseGreeting reads a server's first packet: an initial handshake, or the
+// ERR of a server that refuses the connection.
+func parseGreeting(pkt []byte) (*InitialHandshake, error) {
+	if len(pkt) > 0 && pkt[0] == ErrHeader {
+		return nil, fmt.Errorf("server refused: %w", ParseErr(pkt))
+	}
+	hs, err := ParseInitialHandshake(pkt)
+	if err != nil {
+		return nil, fmt.Errorf("bad greeting: %w", err)
 	}
 	return hs, nil
 }

@@ -1,0 +1,190 @@
+package mysql
+
+import (
+	"cmp"
+	"context"
+	"net"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchyard-db/switchyard/test/testenv"
+)
+
+// ReadGreeting's quick path (greeting_linux.go) and net.Dialer's must read
+// the same greetings and fail with the same words, which are what an
+// operator reads as a backend's unhealthy reason.
+func TestQuickGreetingMatchesDialer(t *testing.T) {
+	greeting := AppendInitialHandshake(nil, &InitialHandshake{
+		ServerVersion: "10.11.99-test", Salt: NewSalt(20), Charset: 46, AuthPlugin: AuthNativePassword,
+		Capability: ClientProtocol41 | ClientSecureConnection | ClientPluginAuth,
+	})
+	packet := func(seq byte, payload []byte) []byte {
+		n := len(payload)
+		return append([]byte{byte(n), byte(n >> 8), byte(n >> 16), seq}, payload...)
+	}
+	errPacket := AppendErr(nil, &MySQLError{Code: 1129, State: "HY000", Message: "Host '127.0.0.1' is blocked"})
+	silent := func(c net.Conn) error {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		return err
+	}
+	tests := []struct {
+		name    string
+		serve   func(net.Conn) error // nil: nothing listens
+		timeout time.Duration
+		cancel  bool
+		want    string // the error; "" for a greeting read
+	}{
+		{name: "greeting", serve: func(c net.Conn) error {
+			_, err := c.Write(packet(0, greeting))
+			return err
+		}},
+		{name: "greeting in three writes", serve: func(c net.Conn) error {
+			p := packet(0, greeting)
+			for _, part := range [][]byte{p[:2], p[2:9], p[9:]} {
+				if _, err := c.Write(part); err != nil {
+					return err
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			return nil
+		}},
+		{name: "ERR instead of a greeting", serve: func(c net.Conn) error {
+			_, err := c.Write(packet(0, errPacket))
+			return err
+		}, want: "server refused: ERROR 1129 (HY000): Host '127.0.0.1' is blocked"},
+		{name: "not a greeting", serve: func(c net.Conn) error {
+			_, err := c.Write(packet(0, []byte{0xfe, 1, 2}))
+			return err
+		}, want: "bad greeting: "},
+		{name: "closed before a greeting", serve: func(net.Conn) error { return nil }, want: "read greeting: EOF"},
+		{name: "closed midway", serve: func(c net.Conn) error {
+			_, err := c.Write(packet(0, greeting)[:20])
+			return err
+		}, want: "read greeting: unexpected EOF"},
+		{name: "reset", serve: func(c net.Conn) error {
+			// After the client's connect has finished: net.Dialer's
+			// reports a reset that came before as the connect's error.
+			time.Sleep(50 * time.Millisecond)
+			return c.(*net.TCPConn).SetLinger(0)
+		}, want: "read greeting: read tcp ADDR: read: connection reset by peer"},
+		{name: "too large", serve: func(c net.Conn) error {
+			_, err := c.Write([]byte{0xff, 0xff, 0x01, 0}) // 131,071 bytes announced
+			return err
+		}, want: "read greeting: packet too large: 131071 bytes, limit 65536"},
+		{name: "silent", serve: silent, timeout: 100 * time.Millisecond, want: "read greeting: context deadline exceeded"},
+		{name: "cancelled", serve: silent, cancel: true, want: "read greeting: context canceled"},
+		{name: "nothing listens", want: "connect: dial tcp ADDR: connect: connection refused"},
+	}
+	paths := []func(ctx context.Context, addr string) (*InitialHandshake, error){
+		func(ctx context.Context, addr string) (*InitialHandshake, error) {
+			return quickGreeting(ctx, netip.MustParseAddrPort(addr))
+		},
+		func(ctx context.Context, addr string) (*InitialHandshake, error) {
+			return withGreeting(ctx, &net.Dialer{}, addr, nil)
+		},
+	}
+	local := regexp.MustCompile(`127\.0\.0\.1:\d+->`)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var results [2]struct {
+				hs  *InitialHandshake
+				err string
+			}
+			for i, read := range paths {
+				var addr string
+				if tt.serve != nil {
+					addr, _ = testenv.ServeOne(t, tt.serve)
+				} else {
+					addr = closedPort(t)
+				}
+				timeout := cmp.Or(tt.timeout, 5*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
+				if tt.cancel {
+					time.AfterFunc(50*time.Millisecond, cancel)
+				}
+				start := time.Now()
+				hs, err := read(ctx, addr)
+				cancel()
+				require.Less(t, time.Since(start), timeout+2*time.Second)
+				results[i].hs = hs
+				if err != nil {
+					// The dialer's read errors name the local address too;
+					// the prober's reasons drop it (reasonOf).
+					results[i].err = strings.ReplaceAll(local.ReplaceAllString(err.Error(), ""), addr, "ADDR")
+				}
+			}
+			if tt.want == "" {
+				require.Empty(t, results[0].err)
+				require.Equal(t, "10.11.99-test", results[0].hs.ServerVersion)
+			} else {
+				require.Contains(t, results[0].err, tt.want)
+			}
+			require.Equal(t, results[1], results[0], "the quick path and net.Dialer's disagree")
+		})
+	}
+}
+
+// ReadGreeting takes the quick path for an IP address and a Dialer that
+// sets nothing it would ignore.
+func TestReadGreetingTakesTheQuickPath(t *testing.T) {
+	for _, tt := range []struct {
+		d     *net.Dialer
+		quick bool
+	}{
+		{&net.Dialer{}, true},
+		{&net.Dialer{KeepAlive: -1}, true},
+		{&net.Dialer{Timeout: time.Second}, false},
+		{&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}, false},
+		{&net.Dialer{Control: func(string, string, syscall.RawConn) error { return nil }}, false},
+	} {
+		require.Equal(t, tt.quick, plainDialer(tt.d), "%+v", tt.d)
+	}
+}
+
+// An unanswered connect (a SYN dropped, here by a listener whose accept
+// queue is full) is told apart from a server that accepted and is silent.
+func TestQuickGreetingUnansweredConnect(t *testing.T) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	defer syscall.Close(fd)
+	require.NoError(t, syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	require.NoError(t, syscall.Listen(fd, 0))
+	sa, err := syscall.Getsockname(fd)
+	require.NoError(t, err)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+	// Fill the queue: connections the listener never accepts.
+	var fill []net.Conn
+	defer func() {
+		for _, c := range fill {
+			_ = c.Close()
+		}
+	}()
+	for len(fill) < 4 {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			break
+		}
+		fill = append(fill, c)
+	}
+	require.NotEmpty(t, fill)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = ReadGreeting(ctx, &net.Dialer{}, addr)
+	require.EqualError(t, err, "connect: dial tcp "+addr+": i/o timeout")
+}
+
+func closedPort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
