@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"time"
 )
 
 // Stable reports a peer that did not answer in time as the context's error
@@ -20,4 +21,17 @@ func Stable(ctx context.Context, err error) error {
 		return context.DeadlineExceeded
 	}
 	return err
+}
+
+// Deadliner is a connection whose I/O a deadline bounds.
+type Deadliner interface{ SetDeadline(time.Time) error }
+
+// Bound makes ctx's deadline conn's (none when ctx has none), and ctx's end
+// unblock conn's I/O at once: the deadline alone does not see a
+// cancellation. stop undoes the latter; it reports false when ctx ended
+// first, and its past deadline may then be set at any moment.
+func Bound(ctx context.Context, conn Deadliner) (stop func() bool) {
+	dl, _ := ctx.Deadline() // zero: none
+	_ = conn.SetDeadline(dl)
+	return context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 }

@@ -223,9 +223,7 @@ func (cl *Client) dial(ctx context.Context, t Target) (*Conn, error) {
 // within its budget, the server did not say it closes, and ctx did not end.
 // It leaves the connection without a deadline.
 func (c *Conn) get(ctx context.Context, t Target, read func(io.Reader) error) (code int, reusable bool, err error) {
-	dl, _ := ctx.Deadline() // zero: none
-	_ = c.rw.SetDeadline(dl)
-	stop := context.AfterFunc(ctx, func() { _ = c.rw.SetDeadline(time.Now()) })
+	stop := ctxerr.Bound(ctx, c.rw)
 	if err := c.Send(); err != nil {
 		stop()
 		return 0, false, ctxerr.Stable(ctx, err)

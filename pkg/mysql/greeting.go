@@ -86,11 +86,7 @@ func quickGreeting(ctx context.Context, ap netip.AddrPort) (*InitialHandshake, e
 	if err != nil {
 		return nil, err
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = g.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = g.SetDeadline(time.Now()) })
-	defer stop()
+	defer ctxerr.Bound(ctx, g)()
 	return g.Read(ctx)
 }
 

@@ -240,11 +240,8 @@ func (c *ProbeConn) Close() error {
 // bound makes ctx's deadline the connection's and a cancellation of ctx
 // unblock it; unbound undoes that.
 func (c *ProbeConn) bound(ctx context.Context) (stop func() bool) {
-	dl, _ := ctx.Deadline() // zero: none
-	_ = c.conn.SetDeadline(dl)
-	// The deadline alone does not see a cancellation (a prober closing, a
-	// target removed): unblock the I/O then too.
-	return context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Now()) })
+	// A cancellation is a prober closing or a target removed.
+	return ctxerr.Bound(ctx, c.conn)
 }
 
 // unbound clears the deadline once an exchange succeeded. When ctx ended

@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/switchyard-db/switchyard/lib/ctxerr"
 	"github.com/switchyard-db/switchyard/pkg/mysql"
 )
 
@@ -35,13 +36,9 @@ func dial(ctx context.Context, addr, user string, password []byte, db string, ch
 	if err != nil {
 		return nil, err
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = nc.SetDeadline(dl)
-	}
 	// A mirror that closes cancels ctx: that must end a login the target
 	// never answers.
-	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
-	defer stop()
+	defer ctxerr.Bound(ctx, nc)()
 	c := &conn{nc: nc, pio: mysql.NewPacketIO(nc), db: db, charset: charset}
 	if err := c.login(user, password); err != nil {
 		_ = nc.Close()
