@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"syscall"
 
 	"github.com/switchyard-db/switchyard/lib/rawsys"
@@ -51,11 +52,14 @@ func connectNonblocking(ap netip.AddrPort) (*os.File, error) {
 		family = syscall.AF_INET6
 		sa6 := &syscall.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
 		if zone := a.Zone(); zone != "" {
-			ifi, err := net.InterfaceByName(zone)
-			if err != nil {
+			// A zone is an interface's name or index, as net.Dialer takes it.
+			if n, err := strconv.ParseUint(zone, 10, 32); err == nil {
+				sa6.ZoneId = uint32(n)
+			} else if ifi, err := net.InterfaceByName(zone); err == nil {
+				sa6.ZoneId = uint32(ifi.Index)
+			} else {
 				return nil, err
 			}
-			sa6.ZoneId = uint32(ifi.Index)
 		}
 		sa = sa6
 	}

@@ -188,3 +188,42 @@ func closedPort(t *testing.T) string {
 	require.NoError(t, ln.Close())
 	return addr
 }
+
+// An IPv6 address is probed as an IPv4 one, and an address with a zone,
+// given as an interface's name or index, fails as it does with net.Dialer.
+func TestQuickGreetingIPv6(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skip("no IPv6 loopback here:", err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		pio := NewPacketIO(c)
+		_ = pio.WritePacket(AppendInitialHandshake(nil, &InitialHandshake{
+			ServerVersion: "10.11.99-v6", Salt: NewSalt(20), Charset: 46, AuthPlugin: AuthNativePassword,
+			Capability: ClientProtocol41 | ClientSecureConnection | ClientPluginAuth,
+		}))
+		_ = pio.Flush()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hs, err := quickGreeting(ctx, netip.MustParseAddrPort(ln.Addr().String()))
+	require.NoError(t, err)
+	require.Equal(t, "10.11.99-v6", hs.ServerVersion)
+
+	lo, err := net.InterfaceByName("lo")
+	require.NoError(t, err)
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	for _, host := range []string{"fe80::1%lo", "fe80::1%" + strconv.Itoa(lo.Index)} {
+		addr := net.JoinHostPort(host, port)
+		_, quick := quickGreeting(ctx, netip.MustParseAddrPort(addr))
+		_, dialer := withGreeting(ctx, &net.Dialer{}, addr, nil)
+		require.Error(t, dialer, host)
+		require.EqualError(t, quick, dialer.Error(), host)
+	}
+}
