@@ -56,7 +56,11 @@ func (g *GreetingProbe) Read(ctx context.Context) (*InitialHandshake, error) {
 	defer g.f.Close()
 	pkt, err := g.readPacket()
 	if err == nil {
-		return parseGreeting(pkt)
+		hs, err := parseGreeting(pkt)
+		if err != nil {
+			g.lingerOff()
+		}
+		return hs, err
 	}
 	g.lingerOff()
 	err = ctxerr.Stable(ctx, err)

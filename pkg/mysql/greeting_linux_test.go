@@ -3,6 +3,7 @@ package mysql
 import (
 	"cmp"
 	"context"
+	"io"
 	"net"
 	"net/netip"
 	"regexp"
@@ -226,4 +227,24 @@ func TestQuickGreetingIPv6(t *testing.T) {
 		require.Error(t, dialer, host)
 		require.EqualError(t, quick, dialer.Error(), host)
 	}
+}
+
+// A greeting probe that read no greeting (here an ERR in its place) closes
+// normally, as net.Dialer's path does: only a read greeting is followed by
+// a reset (TestGreetingProbeClosesWithReset).
+func TestQuickGreetingClosesNormallyAfterAFailure(t *testing.T) {
+	addr, after := testenv.ServeOne(t, func(c net.Conn) error {
+		pio := NewPacketIO(c)
+		if err := pio.WriteError(&MySQLError{Code: 1129, State: "HY000", Message: "blocked"}); err != nil {
+			return err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		return err
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := quickGreeting(ctx, netip.MustParseAddrPort(addr))
+	require.ErrorContains(t, err, "server refused")
+	require.ErrorIs(t, <-after, io.EOF, "the close is a normal one")
 }
