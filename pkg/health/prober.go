@@ -208,11 +208,11 @@ type targetState struct {
 	// status is the GET of t's /status (HostPort empty without a status
 	// port), worked out when t is set, not at each probe.
 	status httpkeep.Target
-	// greetAt is t's address for a round's greeting probe, when quick
-	// (mysql.GreetingAddr): without SQLUser, such a target's probe is the
-	// round's too.
+	// greetAt is t's address for a round's greeting probe (zero when
+	// mysql.GreetingAddr takes no such address): without SQLUser, such a
+	// target's probe is the round's too. Set when the target is made, never
+	// changed, so a round reads it without the lock.
 	greetAt netip.AddrPort
-	quick   bool
 	h       observer.Health
 	// due is when the next probe should start. idx is the target's place in
 	// the schedule, -1 while it is not there (queued, being probed, removed).
@@ -372,7 +372,7 @@ func (p *Prober) SetTargets(ts []Target) {
 			continue
 		}
 		st := &targetState{t: t, status: p.statusTarget(t), h: observer.Health{Healthy: true, Reason: ErrNotProbed.Error()}, due: now, idx: -1}
-		st.greetAt, st.quick = mysql.GreetingAddr(addr)
+		st.greetAt, _ = mysql.GreetingAddr(addr)
 		p.targets[addr] = st
 		heap.Push(&p.sched, st)
 		changed, added = true, true
@@ -567,7 +567,7 @@ const pingGrace = 10 * time.Millisecond
 func (p *Prober) inRound(st *targetState) bool {
 	k := st.kept
 	switch {
-	case p.cfg.SQLUser == "" && !(st.quick && passed(st.h)), p.cfg.SQLUser != "" && k.sql == nil:
+	case p.cfg.SQLUser == "" && !(st.greetAt.IsValid() && passed(st.h)), p.cfg.SQLUser != "" && k.sql == nil:
 		return false
 	case st.t.StatusPort == 0:
 		return k.status == nil
@@ -579,20 +579,15 @@ func (p *Prober) inRound(st *targetState) bool {
 // passed tells whether a target's last probe passed.
 func passed(h observer.Health) bool { return !h.LastProbe.IsZero() && h.Failures == 0 }
 
-// deadliner is a connection a round writes or reads.
-type deadliner interface{ SetDeadline(time.Time) error }
-
 // roundProbe is one target's probe in a round.
 type roundProbe struct {
 	kept keptConns
-	// greeting: the SQL port's probe is a greeting (no SQLUser), greet,
-	// at greetAt; server is what the greeting announced.
-	greeting bool
-	greet    *mysql.GreetingProbe
-	greetAt  netip.AddrPort
-	server   *observer.ServerInfo
-	status   httpkeep.Target // the GET, when kept.status is set
-	code     int             // the status port's answer
+	// greet is the SQL port's probe without SQLUser, a greeting; server is
+	// what the greeting announced.
+	greet  *mysql.GreetingProbe
+	server *observer.ServerInfo
+	status httpkeep.Target // the GET, when kept.status is set
+	code   int             // the status port's answer
 	// reusable: the status connection can carry the next GET.
 	reusable          bool
 	sqlErr, statusErr error
@@ -613,7 +608,6 @@ type roundProbe struct {
 func (p *Prober) roundLocked(ctx context.Context, batch []*targetState) {
 	probes := make([]roundProbe, len(batch))
 	for i, st := range batch {
-		probes[i].greeting, probes[i].greetAt = p.cfg.SQLUser == "", st.greetAt
 		probes[i].kept = st.kept.take()
 		if probes[i].kept.status != nil {
 			probes[i].status = st.status
@@ -623,9 +617,9 @@ func (p *Prober) roundLocked(ctx context.Context, batch []*targetState) {
 
 	var (
 		mu      sync.Mutex
-		cur     deadliner // the connection being written or read
-		expired bool      // Timeout passed, or ctx ended
-		done    bool      // the round is over: expire must not touch the connections
+		cur     ctxerr.Deadliner // the connection being written or read
+		expired bool             // Timeout passed, or ctx ended
+		done    bool             // the round is over: expire must not touch the connections
 	)
 	expire := func() {
 		mu.Lock()
@@ -639,7 +633,7 @@ func (p *Prober) roundLocked(ctx context.Context, batch []*targetState) {
 	}
 	timer := time.AfterFunc(p.cfg.Timeout, expire)
 	stop := context.AfterFunc(ctx, expire)
-	step := func(c deadliner, f func() error) error {
+	step := func(c ctxerr.Deadliner, f func() error) error {
 		mu.Lock()
 		cur = c
 		if expired {
@@ -652,10 +646,11 @@ func (p *Prober) roundLocked(ctx context.Context, batch []*targetState) {
 		mu.Unlock()
 		return err
 	}
+	greeting := p.cfg.SQLUser == ""
 	for i := range probes {
 		pr := &probes[i]
-		if pr.greeting {
-			pr.greet, pr.sqlErr = mysql.StartGreeting(pr.greetAt)
+		if greeting {
+			pr.greet, pr.sqlErr = mysql.StartGreeting(batch[i].greetAt)
 		} else {
 			pr.sqlErr = step(pr.kept.sql, pr.kept.sql.SendPing)
 		}
@@ -666,7 +661,7 @@ func (p *Prober) roundLocked(ctx context.Context, batch []*targetState) {
 	for i := range probes {
 		switch pr := &probes[i]; {
 		case pr.sqlErr != nil:
-		case pr.greeting:
+		case greeting:
 			pr.sqlErr = step(pr.greet, func() error {
 				hs, err := pr.greet.Read(ctx)
 				pr.server = serverInfo(hs)
@@ -730,7 +725,7 @@ func (p *Prober) roundLocked(ctx context.Context, batch []*targetState) {
 func (p *Prober) roundVerdict(ctx context.Context, pr *roundProbe) (keep keptConns, err, retry error) {
 	late := func(err error) bool { return ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) }
 	keep = pr.kept
-	if pr.greeting {
+	if p.cfg.SQLUser == "" {
 		// A greeting probe: its failure is the verdict (a full server's
 		// refusal passes).
 		err = sqlPortErr(pr.sqlErr)

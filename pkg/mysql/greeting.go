@@ -28,10 +28,14 @@ type GreetingProbe struct {
 }
 
 // GreetingAddr tells whether StartGreeting can probe addr: an IP and port,
-// on Linux. Other addresses are probed by ReadGreeting, which resolves them.
+// on Linux. Other addresses, for which it returns the zero AddrPort, are
+// probed by ReadGreeting, which resolves them.
 func GreetingAddr(addr string) (netip.AddrPort, bool) {
 	ap, err := netip.ParseAddrPort(addr)
-	return ap, err == nil && quickGreetings
+	if err != nil || !quickGreetings {
+		return netip.AddrPort{}, false
+	}
+	return ap, true
 }
 
 // StartGreeting starts connecting to ap (from GreetingAddr). An error says
