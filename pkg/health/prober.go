@@ -195,6 +195,9 @@ type Prober struct {
 
 	loop   lifecycle.Loop // the schedule loop
 	probes sync.WaitGroup // workers; Added under mu
+	// greetings starts and reads the greeting probes of the loop's rounds
+	// (roundLocked), made at the first; Close closes it.
+	greetings *mysql.GreetingSet
 }
 
 // farFuture is the due time of a target that only a test's round makes due.
@@ -319,6 +322,9 @@ func (p *Prober) Start(ctx context.Context) { p.loop.Start(ctx, p.run) }
 func (p *Prober) Close() {
 	p.lifeStop()
 	p.loop.Close()
+	if p.greetings != nil {
+		_ = p.greetings.Close()
+	}
 }
 
 // Dials is how many connections the prober has made to log in and keep
@@ -647,11 +653,18 @@ func (p *Prober) roundLocked(ctx context.Context, batch []*targetState) {
 		return err
 	}
 	greeting := p.cfg.SQLUser == ""
+	var setErr error
+	if greeting && p.greetings == nil {
+		p.greetings, setErr = mysql.NewGreetingSet()
+	}
 	for i := range probes {
 		pr := &probes[i]
-		if greeting {
-			pr.greet, pr.sqlErr = mysql.StartGreeting(batch[i].greetAt)
-		} else {
+		switch {
+		case setErr != nil:
+			pr.sqlErr = fmt.Errorf("connect: %w", setErr)
+		case greeting:
+			pr.greet, pr.sqlErr = p.greetings.Start(batch[i].greetAt)
+		default:
 			pr.sqlErr = step(pr.kept.sql, pr.kept.sql.SendPing)
 		}
 		if pr.kept.status != nil {

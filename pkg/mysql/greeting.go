@@ -8,26 +8,47 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/switchyard-db/switchyard/lib/ctxerr"
 )
 
-// GreetingProbe is a greeting probe under way, on Linux: StartGreeting
-// starts its connect and returns, Read waits for the server's greeting and
-// closes the connection. A health prober can so start the probes of many
-// backends, then read their greetings in turn, and park about once for
-// them all. Its errors read as those of ReadGreeting on a net.Dialer's
-// connection, which are what an operator reads as a backend's unhealthy
-// reason.
-type GreetingProbe struct {
-	f      *os.File
-	rc     syscall.RawConn
-	remote *net.TCPAddr
+// GreetingSet starts greeting probes and reads their greetings, on Linux.
+// A health prober starts the probes of many backends with one set, then
+// reads their greetings in turn: the set waits on an epoll set of its own,
+// which is in the runtime's poller once, so a probe costs six system calls
+// (socket, setsockopt, connect, epoll_ctl, read, close) and the round's
+// waits are shared. Its probes' errors read as those of ReadGreeting on a
+// net.Dialer's connection, which are what an operator reads as a
+// backend's unhealthy reason.
+//
+// A set is used by one goroutine at a time, SetDeadline aside.
+type GreetingSet struct {
+	sys greetingSys
+	// open are the probes started and not read yet, by descriptor.
+	open map[int32]*GreetingProbe
+	// deadline: a deadline is set on the set's wait (a probe's
+	// SetDeadline); the next Start on an idle set clears it.
+	deadline atomic.Bool
 }
 
-// GreetingAddr tells whether StartGreeting can probe addr: an IP and port,
+// GreetingProbe is a greeting probe under way, started by a GreetingSet:
+// Read waits for the server's greeting and closes the connection.
+type GreetingProbe struct {
+	set    *GreetingSet
+	fd     int
+	remote *net.TCPAddr
+	// buf holds what was read of the greeting: n bytes, of need.
+	buf     []byte
+	n, need int
+	// done: the greeting was read whole, or err says why not.
+	done bool
+	err  error
+}
+
+// GreetingAddr tells whether a GreetingSet can probe addr: an IP and port,
 // on Linux. Other addresses, for which it returns the zero AddrPort, are
 // probed by ReadGreeting, which resolves them.
 func GreetingAddr(addr string) (netip.AddrPort, bool) {
@@ -38,27 +59,38 @@ func GreetingAddr(addr string) (netip.AddrPort, bool) {
 	return ap, true
 }
 
-// StartGreeting starts connecting to ap (from GreetingAddr). An error says
-// the connect could not even start.
-func StartGreeting(ap netip.AddrPort) (*GreetingProbe, error) {
-	g, err := startGreeting(ap)
+// Start starts connecting to ap (from GreetingAddr). An error says the
+// connect could not even start.
+func (s *GreetingSet) Start(ap netip.AddrPort) (*GreetingProbe, error) {
+	if len(s.open) == 0 && s.deadline.Swap(false) {
+		// A new batch: the last one's deadline is not its own.
+		if err := s.sys.setDeadline(time.Time{}); err != nil {
+			return nil, err
+		}
+	}
+	g, err := s.start(ap)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: err})
 	}
 	return g, nil
 }
 
-// SetDeadline bounds Read (zero: no bound). A deadline already past makes
-// Read fail at once, even when the greeting is there to read.
-func (g *GreetingProbe) SetDeadline(t time.Time) error { return g.f.SetReadDeadline(t) }
+// SetDeadline bounds Read (zero: no bound): the set's wait, so every probe
+// read until the next Start on an idle set. A deadline already past makes
+// Read fail at once, unless the greeting was read meanwhile, while another
+// probe's was waited for.
+func (g *GreetingProbe) SetDeadline(t time.Time) error {
+	g.set.deadline.Store(true)
+	return g.set.sys.setDeadline(t)
+}
 
 // Read reads the greeting and closes the connection: with a reset after a
 // greeting, normally otherwise (withGreeting's rule). ctx is the one whose
 // end set a past deadline, if any: a deadline that passed reads as
 // context.DeadlineExceeded, and ctx's end as its error.
 func (g *GreetingProbe) Read(ctx context.Context) (*InitialHandshake, error) {
-	defer g.f.Close()
-	pkt, err := g.readPacket()
+	defer g.close()
+	pkt, err := g.wait()
 	if err == nil {
 		hs, err := parseGreeting(pkt)
 		if err != nil {
@@ -67,7 +99,11 @@ func (g *GreetingProbe) Read(ctx context.Context) (*InitialHandshake, error) {
 		return hs, err
 	}
 	g.lingerOff()
-	err = ctxerr.Stable(ctx, err)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The wait ran out: say whether by time or by ctx's end. An error
+		// read before (the probe's own) stays as it was read.
+		err = ctxerr.Stable(ctx, err)
+	}
 	switch {
 	case connectFailed(err) || errors.Is(err, context.DeadlineExceeded) && !g.connected():
 		// The read reported the connect's failure, or the wait for a
@@ -90,7 +126,12 @@ func (g *GreetingProbe) Read(ctx context.Context) (*InitialHandshake, error) {
 
 // quickGreeting is ReadGreeting on a GreetingProbe, within ctx.
 func quickGreeting(ctx context.Context, ap netip.AddrPort) (*InitialHandshake, error) {
-	g, err := StartGreeting(ap)
+	s, err := NewGreetingSet()
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	defer s.Close()
+	g, err := s.Start(ap)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package mysql
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"net"
@@ -8,16 +9,64 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/switchyard-db/switchyard/lib/rawsys"
 )
 
-// quickGreetings: StartGreeting works here.
+// quickGreetings: a GreetingSet works here.
 const quickGreetings = true
 
-// startGreeting is StartGreeting's connect, made with the fewest system
-// calls a greeting probe takes: a health prober makes one per backend per
-// interval, 500 a second for 1,000 backends.
+// greetingSys is a GreetingSet's epoll set, in the runtime's poller: the
+// set waits for it to be readable, which it is while one of its probes'
+// sockets is. Its sockets are edge-triggered (EPOLLET): a socket is
+// reported when something arrives, and read until its greeting is whole or
+// the read would block, so nothing is reported twice and no socket needs
+// taking out (its close does that).
+type greetingSys struct {
+	ep     *os.File
+	rc     syscall.RawConn
+	events []unix.EpollEvent
+}
+
+// NewGreetingSet makes a set for greeting probes. Close it when done.
+func NewGreetingSet() (*GreetingSet, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	// Non-blocking, so that os.NewFile puts it in the runtime's poller.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		_ = unix.Close(epfd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	ep := os.NewFile(uintptr(epfd), "greetings")
+	rc, err := ep.SyscallConn()
+	if err != nil {
+		_ = ep.Close()
+		return nil, err
+	}
+	return &GreetingSet{
+		sys:  greetingSys{ep: ep, rc: rc, events: make([]unix.EpollEvent, 64)},
+		open: map[int32]*GreetingProbe{},
+	}, nil
+}
+
+// Close closes the probes not read yet, and the set.
+func (s *GreetingSet) Close() error {
+	for _, g := range s.open {
+		g.close()
+	}
+	return s.sys.ep.Close()
+}
+
+func (sys *greetingSys) setDeadline(t time.Time) error { return sys.ep.SetReadDeadline(t) }
+
+// start is Start's connect, made with the fewest system calls a greeting
+// probe takes: a health prober makes one per backend per interval, 500 a
+// second for 1,000 backends.
 //
 // net.Dialer's connection costs twelve system calls and two parks: it waits
 // for the connect to finish, asks for its error, both addresses and
@@ -25,25 +74,27 @@ const quickGreetings = true
 // close after a greeting is a reset, see withGreeting), the connect is left
 // in progress, and the one wait is for the greeting: a refused or
 // unreachable connect makes the socket readable too, and the read says why.
-// So: socket, setsockopt, connect, fcntl and epoll_ctl (os.NewFile), two
-// reads (the first, usually too early, as a raw call), epoll_ctl and close;
-// nine calls, one park.
-func startGreeting(ap netip.AddrPort) (*GreetingProbe, error) {
-	f, err := connectNonblocking(ap)
+// So: socket, setsockopt, connect, epoll_ctl (into the set; a socket
+// already readable is reported at once), the read of the greeting, and
+// close.
+func (s *GreetingSet) start(ap netip.AddrPort) (*GreetingProbe, error) {
+	fd, err := connectNonblocking(ap)
 	if err != nil {
 		return nil, err
 	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		_ = f.Close()
-		return nil, err
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
+	if err := unix.EpollCtl(int(s.sys.ep.Fd()), unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		_ = unix.Close(fd)
+		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
-	return &GreetingProbe{f: f, rc: rc, remote: net.TCPAddrFromAddrPort(ap)}, nil
+	g := &GreetingProbe{set: s, fd: fd, remote: net.TCPAddrFromAddrPort(ap), need: 4}
+	s.open[int32(fd)] = g
+	return g, nil
 }
 
 // connectNonblocking starts a connect to ap on a non-blocking socket whose
-// close will be a reset, and hands it to the runtime's poller.
-func connectNonblocking(ap netip.AddrPort) (*os.File, error) {
+// close will be a reset.
+func connectNonblocking(ap netip.AddrPort) (int, error) {
 	family := syscall.AF_INET
 	var sa syscall.Sockaddr
 	if a := ap.Addr().Unmap(); a.Is4() {
@@ -58,92 +109,128 @@ func connectNonblocking(ap netip.AddrPort) (*os.File, error) {
 			} else if ifi, err := net.InterfaceByName(zone); err == nil {
 				sa6.ZoneId = uint32(ifi.Index)
 			} else {
-				return nil, err
+				return -1, err
 			}
 		}
 		sa = sa6
 	}
 	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, os.NewSyscallError("socket", err)
+		return -1, os.NewSyscallError("socket", err)
 	}
 	if err := syscall.SetsockoptLinger(fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1}); err != nil {
 		_ = syscall.Close(fd)
-		return nil, os.NewSyscallError("setsockopt", err)
+		return -1, os.NewSyscallError("setsockopt", err)
 	}
 	switch err := syscall.Connect(fd, sa); err {
 	case nil, syscall.EINPROGRESS, syscall.EINTR:
 	default:
 		_ = syscall.Close(fd)
-		return nil, os.NewSyscallError("connect", err)
+		return -1, os.NewSyscallError("connect", err)
 	}
-	return os.NewFile(uintptr(fd), "probe"), nil
+	return fd, nil
 }
 
-// readPacket reads one packet of at most maxGreeting bytes. Its first read
-// is made at once, although the greeting has rarely come by then: the
-// poller forgets a readiness it reported before the read began, so waiting
-// first could wait for an event already gone.
-func (g *GreetingProbe) readPacket() ([]byte, error) {
-	buf := make([]byte, 256)
-	n, need := 0, 4
-	var rerr error
-	err := g.rc.Read(func(fd uintptr) bool {
-		for n < need {
-			if n == len(buf) {
-				buf = append(buf, make([]byte, min(need, 4+maxGreeting)-n)...)
-			}
-			m, errno := rawsys.Read(fd, buf[n:])
-			switch {
-			case errno == syscall.EAGAIN:
-				return false
-			case errno == syscall.EINTR:
-				continue
-			case errno != 0:
-				rerr = os.NewSyscallError("read", errno)
-				return true
-			case m == 0:
-				rerr = io.EOF
-				if n > 0 {
-					rerr = io.ErrUnexpectedEOF
-				}
-				return true
-			}
-			n += m
-			if n >= 4 && need == 4 {
-				size := int(buf[0]) | int(buf[1])<<8 | int(buf[2])<<16
-				if size > maxGreeting {
-					rerr = fmt.Errorf("%w: %d bytes, limit %d", ErrPacketTooLarge, size, maxGreeting)
-					return true
-				}
-				need = 4 + size
+// wait waits until g's greeting is read, reading the others' that arrive
+// meanwhile, and returns its payload. The wait is bounded by the set's
+// deadline.
+func (g *GreetingProbe) wait() ([]byte, error) {
+	if !g.done {
+		var herr error
+		err := g.set.sys.rc.Read(func(epfd uintptr) bool {
+			herr = g.set.harvest(int(epfd))
+			return herr != nil || g.done
+		})
+		if !g.done {
+			g.done, g.err = true, cmp.Or(herr, err)
+		}
+	}
+	if g.err != nil {
+		return nil, g.err
+	}
+	return g.buf[4:g.need], nil
+}
+
+// harvest reads the sockets the set reports, until it reports no more.
+// Called first thing in each wait (the poller forgets a readiness it
+// reported before the wait began, and the set's is edge-triggered in it).
+func (s *GreetingSet) harvest(epfd int) error {
+	for {
+		n, errno := rawsys.EpollPoll(epfd, s.sys.events)
+		switch {
+		case errno == syscall.EINTR:
+			continue
+		case errno != 0:
+			return os.NewSyscallError("epoll_wait", errno)
+		}
+		for _, ev := range s.sys.events[:n] {
+			if g := s.open[ev.Fd]; g != nil && !g.done {
+				g.fill()
 			}
 		}
-		return true
-	})
-	if err == nil {
-		err = rerr
+		if n < len(s.sys.events) {
+			return nil
+		}
 	}
-	if err != nil {
-		return nil, err
+}
+
+// fill reads what has come of g's greeting, up to the whole packet of at
+// most maxGreeting bytes, or until the read would block.
+func (g *GreetingProbe) fill() {
+	if g.buf == nil {
+		g.buf = make([]byte, 256)
 	}
-	return buf[4:need], nil
+	for g.n < g.need {
+		if g.n == len(g.buf) {
+			g.buf = append(g.buf, make([]byte, min(g.need, 4+maxGreeting)-g.n)...)
+		}
+		m, errno := rawsys.Read(uintptr(g.fd), g.buf[g.n:])
+		switch {
+		case errno == syscall.EAGAIN:
+			return
+		case errno == syscall.EINTR:
+			continue
+		case errno != 0:
+			g.done, g.err = true, os.NewSyscallError("read", errno)
+			return
+		case m == 0:
+			g.done, g.err = true, io.EOF
+			if g.n > 0 {
+				g.err = io.ErrUnexpectedEOF
+			}
+			return
+		}
+		g.n += m
+		if g.n >= 4 && g.need == 4 {
+			size := int(g.buf[0]) | int(g.buf[1])<<8 | int(g.buf[2])<<16
+			if size > maxGreeting {
+				g.done, g.err = true, fmt.Errorf("%w: %d bytes, limit %d", ErrPacketTooLarge, size, maxGreeting)
+				return
+			}
+			g.need = 4 + size
+		}
+	}
+	g.done = true
+}
+
+// close closes g's socket, which takes it out of the set.
+func (g *GreetingProbe) close() {
+	if g.fd < 0 {
+		return
+	}
+	delete(g.set.open, int32(g.fd))
+	_ = syscall.Close(g.fd)
+	g.fd = -1
 }
 
 // lingerOff makes the close a normal one again.
 func (g *GreetingProbe) lingerOff() {
-	_ = g.rc.Control(func(fd uintptr) {
-		_ = syscall.SetsockoptLinger(int(fd), syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{})
-	})
+	_ = syscall.SetsockoptLinger(g.fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{})
 }
 
 // connected tells whether the connect finished (asked only after a
 // timeout, to say which of the two waits ran out).
 func (g *GreetingProbe) connected() bool {
-	ok := false
-	_ = g.rc.Control(func(fd uintptr) {
-		_, err := syscall.Getpeername(int(fd))
-		ok = err == nil
-	})
-	return ok
+	_, err := syscall.Getpeername(g.fd)
+	return err == nil
 }

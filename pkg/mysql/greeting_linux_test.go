@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchyard-db/switchyard/lib/ctxerr"
 	"github.com/switchyard-db/switchyard/test/testenv"
 )
 
@@ -247,4 +249,108 @@ func TestQuickGreetingClosesNormallyAfterAFailure(t *testing.T) {
 	_, err := quickGreeting(ctx, netip.MustParseAddrPort(addr))
 	require.ErrorContains(t, err, "server refused")
 	require.ErrorIs(t, <-after, io.EOF, "the close is a normal one")
+}
+
+// A set's probes are read in turn, and one wait reads every greeting that
+// has come: a probe whose greeting came while another's was waited for is
+// read at once, also once the set's deadline has passed. A new batch does
+// not inherit the last one's deadline, and Close closes the probes not
+// read.
+func TestGreetingSet(t *testing.T) {
+	greet := func(version string) []byte {
+		p := AppendInitialHandshake(nil, &InitialHandshake{
+			ServerVersion: version, Salt: NewSalt(20), Charset: 46, AuthPlugin: AuthNativePassword,
+			Capability: ClientProtocol41 | ClientSecureConnection | ClientPluginAuth,
+		})
+		return append([]byte{byte(len(p)), byte(len(p) >> 8), byte(len(p) >> 16), 0}, p...)
+	}
+	silent := func(c net.Conn) error {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		return err
+	}
+	// "late" greets only once "at once" and "in parts" have written all
+	// of theirs, so that those are there when its greeting is read.
+	written := make(chan struct{}, 2)
+	atOnce, _ := testenv.ServeOne(t, func(c net.Conn) error {
+		_, err := c.Write(greet("at-once"))
+		written <- struct{}{}
+		return err
+	})
+	inParts, _ := testenv.ServeOne(t, func(c net.Conn) error {
+		p := greet("in-parts")
+		for _, part := range [][]byte{p[:3], p[3:10], p[10:]} {
+			if _, err := c.Write(part); err != nil {
+				return err
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		written <- struct{}{}
+		return nil
+	})
+	late, _ := testenv.ServeOne(t, func(c net.Conn) error {
+		<-written
+		<-written
+		_, err := c.Write(greet("late"))
+		return err
+	})
+	hung, hungDone := testenv.ServeOne(t, silent)
+	refused := closedPort(t)
+
+	s, err := NewGreetingSet()
+	require.NoError(t, err)
+	defer s.Close()
+	start := func(addr string) *GreetingProbe {
+		g, err := s.Start(netip.MustParseAddrPort(addr))
+		require.NoError(t, err)
+		return g
+	}
+	gAtOnce, gInParts, gLate, gHung, gRefused := start(atOnce), start(inParts), start(late), start(hung), start(refused)
+
+	hs, err := gLate.Read(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, "late", hs.ServerVersion)
+	require.True(t, gAtOnce.done && gInParts.done && gRefused.done, "the wait for one greeting read the others that had come")
+	require.False(t, gHung.done)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	stop := ctxerr.Bound(ctx, gHung)
+	_, err = gHung.Read(ctx)
+	stop()
+	require.EqualError(t, err, "read greeting: context deadline exceeded")
+	require.Error(t, <-hungDone, "the silent server's connection is closed")
+
+	// The set's deadline has passed: what was read is still read.
+	for _, g := range []*GreetingProbe{gAtOnce, gInParts} {
+		want := map[*GreetingProbe]string{gAtOnce: "at-once", gInParts: "in-parts"}[g]
+		hs, err := g.Read(ctx)
+		require.NoError(t, err)
+		require.Equal(t, want, hs.ServerVersion)
+	}
+	_, err = gRefused.Read(ctx)
+	require.EqualError(t, err, "connect: dial tcp "+refused+": connect: connection refused")
+	require.Empty(t, s.open)
+
+	// The next batch waits without the last one's deadline.
+	next, _ := testenv.ServeOne(t, func(c net.Conn) error {
+		time.Sleep(150 * time.Millisecond)
+		_, err := c.Write(greet("next"))
+		return err
+	})
+	hs, err = start(next).Read(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, "next", hs.ServerVersion)
+
+	// Close closes a probe not read.
+	unread, unreadDone := testenv.ServeOne(t, silent)
+	start(unread)
+	require.NoError(t, s.Close())
+	select {
+	case err := <-unreadDone:
+		require.Error(t, err, "the connection is closed")
+		require.NotErrorIs(t, err, os.ErrDeadlineExceeded)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close left a probe's connection open")
+	}
 }

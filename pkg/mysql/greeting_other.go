@@ -5,14 +5,27 @@ package mysql
 import (
 	"errors"
 	"net/netip"
+	"time"
 )
 
-// quickGreetings: StartGreeting's system calls (greeting_linux.go) are
+// quickGreetings: a GreetingSet's system calls (greeting_linux.go) are
 // Linux only; GreetingAddr takes no address elsewhere.
 const quickGreetings = false
 
-func startGreeting(netip.AddrPort) (*GreetingProbe, error) { return nil, errors.ErrUnsupported }
+type greetingSys struct{}
 
-func (g *GreetingProbe) readPacket() ([]byte, error) { return nil, errors.ErrUnsupported }
-func (g *GreetingProbe) lingerOff()                  {}
-func (g *GreetingProbe) connected() bool             { return false }
+// NewGreetingSet fails: see quickGreetings.
+func NewGreetingSet() (*GreetingSet, error) { return nil, errors.ErrUnsupported }
+
+func (s *GreetingSet) Close() error { return nil }
+
+func (sys *greetingSys) setDeadline(time.Time) error { return errors.ErrUnsupported }
+
+func (s *GreetingSet) start(netip.AddrPort) (*GreetingProbe, error) {
+	return nil, errors.ErrUnsupported
+}
+
+func (g *GreetingProbe) wait() ([]byte, error) { return nil, errors.ErrUnsupported }
+func (g *GreetingProbe) close()                {}
+func (g *GreetingProbe) lingerOff()            {}
+func (g *GreetingProbe) connected() bool       { return false }
