@@ -1,7 +1,9 @@
 package metricsreader
 
 import (
+	"bytes"
 	"context"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -168,4 +170,88 @@ func TestScrapeKeepsConnections(t *testing.T) {
 	r.Close()
 	require.Eventually(t, func() bool { return a.cc.Closed.Load() == 2 }, 5*time.Second, 5*time.Millisecond,
 		"Close closes the kept connections")
+}
+
+// A TiDB page's lines are read without the text format's parser, and as
+// it reads them; lines in other forms go to the parser.
+func TestSimpleLines(t *testing.T) {
+	read := func(page string) (simpleLines, scraped) {
+		var l simpleLines
+		for line := range strings.Lines(page) {
+			if line := []byte(strings.TrimSuffix(line, "\n")); wanted(line) {
+				l.read(line)
+			}
+		}
+		return l, l.scraped()
+	}
+	l, s := read(tidbPage(12.5, 300, 8, 600))
+	require.False(t, l.other, "a TiDB page's lines are simple")
+	require.Equal(t, scraped{
+		cpuSeconds: 12.5, hasCPUSeconds: true, rss: 300, hasRSS: true,
+		maxProcs: 8, hasMaxProcs: true, quota: 600, hasMemoryQuota: true,
+	}, s)
+	l, s = read(tidbPage(1e+06, 3.2e+09, 4, -1))
+	require.False(t, l.other)
+	require.Equal(t, 1e6, s.cpuSeconds)
+	require.False(t, s.hasMemoryQuota)
+
+	for _, page := range []string{
+		"process_cpu_seconds_total{a=\"b\"} 1\n",
+		"process_cpu_seconds_total 1 1700000000000\n",
+		"process_cpu_seconds_total  1\n",
+		"process_cpu_seconds_total\t1\n",
+		"process_cpu_seconds_total 0x1p-2\n",
+		"process_cpu_seconds_total 1_000\n",
+		"process_cpu_seconds_total one\n",
+		"# TYPE process_cpu_seconds_total counter\n# TYPE process_cpu_seconds_total counter\n",
+		"process_cpu_seconds_total 1\n# TYPE process_cpu_seconds_total counter\n",
+		"# TYPE process_cpu_seconds_total histogram\n",
+		"# TYPE process_cpu_seconds_total COUNTER\n",
+		"# HELP process_cpu_seconds_total a\n# HELP process_cpu_seconds_total b\n",
+		"# HELP process_cpu_seconds_total a \\\\ b\n",
+		"#  TYPE process_cpu_seconds_total counter\n",
+	} {
+		l, _ := read(page)
+		require.True(t, l.other, "%q goes to the parser", page)
+	}
+}
+
+// Whatever simpleLines reads, the text format's parser reads the same, from
+// the same lines.
+func FuzzParseExposition(f *testing.F) {
+	f.Add(tidbPage(12.5, 300, 8, 600))
+	f.Add(tidbPage(0, 0, 0, -1))
+	f.Add("process_cpu_seconds_total NaN\nprocess_resident_memory_bytes +Inf\ntidb_server_maxprocs -inf\n")
+	f.Add("process_cpu_seconds_total 1\nprocess_cpu_seconds_total 2\n# HELP process_cpu_seconds_total x\n")
+	f.Add("# TYPE tidb_server_maxprocs untyped\n# HELP tidb_server_maxprocs \"q\"\ntidb_server_maxprocs 1e3\n")
+	f.Add("process_cpu_seconds_total 1 2\n")
+	for _, typ := range []string{"counter", "gauge", "untyped", "histogram", "summary", "gaugehistogram", "info"} {
+		f.Add("# TYPE process_resident_memory_bytes " + typ + "\nprocess_resident_memory_bytes 7\n")
+	}
+	f.Add("# TYPE process_cpu_seconds_total gauge\nprocess_cpu_seconds_total .5\n")
+	f.Fuzz(func(t *testing.T, page string) {
+		var l simpleLines
+		var kept bytes.Buffer
+		for line := range strings.Lines(page) {
+			line := []byte(strings.TrimSuffix(line, "\n"))
+			if wanted(line) {
+				l.read(line)
+				kept.Write(line)
+				kept.WriteByte('\n')
+			}
+		}
+		if l.other {
+			return
+		}
+		want, err := parseText(&kept)
+		require.NoError(t, err, "simpleLines read lines the parser refuses:\n%s", kept.String())
+		got := l.scraped()
+		same := func(a, b float64) bool { return a == b || math.IsNaN(a) && math.IsNaN(b) }
+		require.True(t, same(want.cpuSeconds, got.cpuSeconds) && same(want.rss, got.rss) &&
+			same(want.maxProcs, got.maxProcs) && same(want.quota, got.quota),
+			"parser %+v, simpleLines %+v, from:\n%s", want, got, kept.String())
+		want.cpuSeconds, want.rss, want.maxProcs, want.quota = 0, 0, 0, 0
+		got.cpuSeconds, got.rss, got.maxProcs, got.quota = 0, 0, 0, 0
+		require.Equal(t, want, got, "from:\n%s", kept.String())
+	})
 }
