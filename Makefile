@@ -68,12 +68,13 @@ fuzz:
 
 # Runs the fuzz targets of the parsers that read what others send (etcd's
 # topology JSON, the API's bodies, COM_STMT_* parameters, compressed packets,
-# the migration's statement scanner) for FUZZLONG each, one after another, and
+# the migration's statement scanner, the scraped /metrics lines) for FUZZLONG each, one after another, and
 # keeps the corpus they grow in the packages' testdata/fuzz (not part of make test).
 FUZZLONG ?= 10m
 fuzz-long:
 	@bash scripts/fuzz-long.sh $(FUZZLONG) ./pkg/topology:FuzzTopologyEvents ./pkg/server/api:FuzzAPIBodies \
-		./pkg/proxy/backend:FuzzStmtCommands ./pkg/mysql:FuzzCompressedRead ./pkg/proxy/backend:FuzzScanStatement
+		./pkg/proxy/backend:FuzzStmtCommands ./pkg/mysql:FuzzCompressedRead ./pkg/proxy/backend:FuzzScanStatement \
+		./pkg/metricsreader:FuzzParseExposition
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
