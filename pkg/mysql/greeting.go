@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -124,19 +125,66 @@ func (g *GreetingProbe) Read(ctx context.Context) (*InitialHandshake, error) {
 	}
 }
 
-// quickGreeting is ReadGreeting on a GreetingProbe, within ctx.
+// quickGreeting is ReadGreeting on a GreetingProbe, within ctx, with a set
+// from idleSets.
 func quickGreeting(ctx context.Context, ap netip.AddrPort) (*InitialHandshake, error) {
-	s, err := NewGreetingSet()
+	s, err := idleSets.get()
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	defer s.Close()
 	g, err := s.Start(ap)
 	if err != nil {
+		idleSets.put(s)
 		return nil, err
 	}
-	defer ctxerr.Bound(ctx, g)()
-	return g.Read(ctx)
+	stop := ctxerr.Bound(ctx, g)
+	hs, err := g.Read(ctx)
+	if stop() {
+		idleSets.put(s)
+	} else {
+		// ctx's end may still set a deadline on the set: not for another
+		// probe's.
+		_ = s.Close()
+	}
+	return hs, err
+}
+
+// idleSets keeps a few sets for quickGreeting, as many as a prober's
+// workers (MaxInFlight's default), so that a probe made alone (a backend's
+// first, one after a failure, a fleet's vote) does not make and close an
+// epoll set each time: six system calls more, 500 a second with 1,000
+// backends down.
+var idleSets = &setPool{max: 8}
+
+type setPool struct {
+	mu   sync.Mutex
+	sets []*GreetingSet
+	max  int
+}
+
+func (p *setPool) get() (*GreetingSet, error) {
+	p.mu.Lock()
+	if n := len(p.sets); n > 0 {
+		s := p.sets[n-1]
+		p.sets = p.sets[:n-1]
+		p.mu.Unlock()
+		return s, nil
+	}
+	p.mu.Unlock()
+	return NewGreetingSet()
+}
+
+// put keeps s, idle (its probes read), or closes it when enough are kept.
+func (p *setPool) put(s *GreetingSet) {
+	p.mu.Lock()
+	if len(p.sets) < p.max {
+		p.sets = append(p.sets, s)
+		s = nil
+	}
+	p.mu.Unlock()
+	if s != nil {
+		_ = s.Close()
+	}
 }
 
 // errDialTimeout is net.Dialer's words for a connect that did not finish

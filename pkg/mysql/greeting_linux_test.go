@@ -354,3 +354,60 @@ func TestGreetingSet(t *testing.T) {
 		t.Fatal("Close left a probe's connection open")
 	}
 }
+
+// A probe made alone takes an idle set and gives it back, unless its
+// context ended, whose deadline could then still reach the set.
+func TestQuickGreetingReusesSets(t *testing.T) {
+	greeting := func(c net.Conn) error {
+		pio := NewPacketIO(c)
+		if err := pio.WritePacket(AppendInitialHandshake(nil, &InitialHandshake{
+			ServerVersion: "10.11.99-pool", Salt: NewSalt(20), Charset: 46, AuthPlugin: AuthNativePassword,
+			Capability: ClientProtocol41 | ClientSecureConnection | ClientPluginAuth,
+		})); err != nil {
+			return err
+		}
+		return pio.Flush()
+	}
+	pool := &setPool{max: 1}
+	saved := idleSets
+	idleSets = pool
+	t.Cleanup(func() {
+		idleSets = saved
+		for _, s := range pool.sets {
+			_ = s.Close()
+		}
+	})
+
+	read := func(ctx context.Context, serve func(net.Conn) error) error {
+		addr, _ := testenv.ServeOne(t, serve)
+		_, err := quickGreeting(ctx, netip.MustParseAddrPort(addr))
+		return err
+	}
+	require.NoError(t, read(context.Background(), greeting))
+	require.Len(t, pool.sets, 1, "the set is kept")
+	first := pool.sets[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	require.NoError(t, read(ctx, greeting))
+	require.Equal(t, []*GreetingSet{first}, pool.sets, "and taken again")
+	// The last probe's deadline is not the next one's.
+	require.NoError(t, read(context.Background(), func(c net.Conn) error {
+		time.Sleep(600 * time.Millisecond)
+		return greeting(c)
+	}))
+	require.Equal(t, []*GreetingSet{first}, pool.sets)
+
+	ctx, cancel = context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	err := read(ctx, func(c net.Conn) error {
+		_, err := c.Read(make([]byte, 1))
+		return err
+	})
+	require.EqualError(t, err, "read greeting: context canceled")
+	require.Empty(t, pool.sets, "a set whose probe's context ended is closed, not kept")
+	_, err = first.sys.ep.Stat()
+	require.ErrorIs(t, err, os.ErrClosed)
+
+	require.NoError(t, read(context.Background(), greeting), "a new set is made")
+	require.Len(t, pool.sets, 1)
+}
