@@ -378,7 +378,7 @@ func (p *Prober) SetTargets(ts []Target) {
 			continue
 		}
 		st := &targetState{t: t, status: p.statusTarget(t), h: observer.Health{Healthy: true, Reason: ErrNotProbed.Error()}, due: now, idx: -1}
-		st.greetAt, _ = mysql.GreetingAddr(addr)
+		st.greetAt = mysql.GreetingAddr(addr)
 		p.targets[addr] = st
 		heap.Push(&p.sched, st)
 		changed, added = true, true

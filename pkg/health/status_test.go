@@ -419,7 +419,7 @@ func TestInRound(t *testing.T) {
 		{"greeting at a name to resolve", Target{Addr: net.JoinHostPort("localhost", port)}, keptConns{}, false},
 	} {
 		st := &targetState{t: tc.t, status: greeting.statusTarget(tc.t), kept: tc.kept}
-		st.greetAt, _ = mysql.GreetingAddr(tc.t.Addr)
+		st.greetAt = mysql.GreetingAddr(tc.t.Addr)
 		require.False(t, greeting.inRound(st), "%s: a new target's first probe is a worker's", tc.name)
 		st.h = observer.Health{Healthy: true, LastProbe: time.Now()}
 		require.Equal(t, tc.want, greeting.inRound(st), tc.name)

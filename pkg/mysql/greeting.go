@@ -49,15 +49,15 @@ type GreetingProbe struct {
 	err  error
 }
 
-// GreetingAddr tells whether a GreetingSet can probe addr: an IP and port,
-// on Linux. Other addresses, for which it returns the zero AddrPort, are
-// probed by ReadGreeting, which resolves them.
-func GreetingAddr(addr string) (netip.AddrPort, bool) {
+// GreetingAddr is addr for a GreetingSet, which probes an IP and port, on
+// Linux. Other addresses, for which it returns the zero (not valid)
+// AddrPort, are probed by ReadGreeting, which resolves them.
+func GreetingAddr(addr string) netip.AddrPort {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil || !quickGreetings {
-		return netip.AddrPort{}, false
+		return netip.AddrPort{}
 	}
-	return ap, true
+	return ap
 }
 
 // Start starts connecting to ap (from GreetingAddr). An error says the

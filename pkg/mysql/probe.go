@@ -31,7 +31,7 @@ func CheckSQL(ctx context.Context, d *net.Dialer, addr string) error {
 // by a GreetingProbe: the same check, errors and reset, in fewer system
 // calls.
 func ReadGreeting(ctx context.Context, d *net.Dialer, addr string) (*InitialHandshake, error) {
-	if ap, ok := GreetingAddr(addr); ok && plainDialer(d) {
+	if ap := GreetingAddr(addr); ap.IsValid() && plainDialer(d) {
 		return quickGreeting(ctx, ap)
 	}
 	return withGreeting(ctx, d, addr, nil)
