@@ -174,14 +174,22 @@ func TestScrapeKeepsConnections(t *testing.T) {
 
 // A TiDB page's lines are read without the text format's parser, and as
 // it reads them; lines in other forms go to the parser.
+// readSimple feeds page's wanted lines to simpleLines, as parseExposition
+// does, and returns them too.
+func readSimple(page string) (l simpleLines, kept bytes.Buffer) {
+	for line := range strings.Lines(page) {
+		if line := []byte(strings.TrimSuffix(line, "\n")); wanted(line) {
+			l.read(line)
+			kept.Write(line)
+			kept.WriteByte('\n')
+		}
+	}
+	return l, kept
+}
+
 func TestSimpleLines(t *testing.T) {
 	read := func(page string) (simpleLines, scraped) {
-		var l simpleLines
-		for line := range strings.Lines(page) {
-			if line := []byte(strings.TrimSuffix(line, "\n")); wanted(line) {
-				l.read(line)
-			}
-		}
+		l, _ := readSimple(page)
 		return l, l.scraped()
 	}
 	l, s := read(tidbPage(12.5, 300, 8, 600))
@@ -230,16 +238,7 @@ func FuzzParseExposition(f *testing.F) {
 	}
 	f.Add("# TYPE process_cpu_seconds_total gauge\nprocess_cpu_seconds_total .5\n")
 	f.Fuzz(func(t *testing.T, page string) {
-		var l simpleLines
-		var kept bytes.Buffer
-		for line := range strings.Lines(page) {
-			line := []byte(strings.TrimSuffix(line, "\n"))
-			if wanted(line) {
-				l.read(line)
-				kept.Write(line)
-				kept.WriteByte('\n')
-			}
-		}
+		l, kept := readSimple(page)
 		if l.other {
 			return
 		}
