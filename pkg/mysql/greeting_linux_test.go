@@ -24,20 +24,8 @@ import (
 // the same greetings and fail with the same words, which are what an
 // operator reads as a backend's unhealthy reason.
 func TestQuickGreetingMatchesDialer(t *testing.T) {
-	greeting := AppendInitialHandshake(nil, &InitialHandshake{
-		ServerVersion: "10.11.99-test", Salt: NewSalt(20), Charset: 46, AuthPlugin: AuthNativePassword,
-		Capability: ClientProtocol41 | ClientSecureConnection | ClientPluginAuth,
-	})
-	packet := func(seq byte, payload []byte) []byte {
-		n := len(payload)
-		return append([]byte{byte(n), byte(n >> 8), byte(n >> 16), seq}, payload...)
-	}
+	greeting := testGreeting("10.11.99-test")
 	errPacket := AppendErr(nil, &MySQLError{Code: 1129, State: "HY000", Message: "Host '127.0.0.1' is blocked"})
-	silent := func(c net.Conn) error {
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err := c.Read(make([]byte, 1))
-		return err
-	}
 	tests := []struct {
 		name    string
 		serve   func(net.Conn) error // nil: nothing listens
@@ -46,11 +34,11 @@ func TestQuickGreetingMatchesDialer(t *testing.T) {
 		want    string // the error; "" for a greeting read
 	}{
 		{name: "greeting", serve: func(c net.Conn) error {
-			_, err := c.Write(packet(0, greeting))
+			_, err := c.Write(framed(greeting))
 			return err
 		}},
 		{name: "greeting in three writes", serve: func(c net.Conn) error {
-			p := packet(0, greeting)
+			p := framed(greeting)
 			for _, part := range [][]byte{p[:2], p[2:9], p[9:]} {
 				if _, err := c.Write(part); err != nil {
 					return err
@@ -60,16 +48,16 @@ func TestQuickGreetingMatchesDialer(t *testing.T) {
 			return nil
 		}},
 		{name: "ERR instead of a greeting", serve: func(c net.Conn) error {
-			_, err := c.Write(packet(0, errPacket))
+			_, err := c.Write(framed(errPacket))
 			return err
 		}, want: "server refused: ERROR 1129 (HY000): Host '127.0.0.1' is blocked"},
 		{name: "not a greeting", serve: func(c net.Conn) error {
-			_, err := c.Write(packet(0, []byte{0xfe, 1, 2}))
+			_, err := c.Write(framed([]byte{0xfe, 1, 2}))
 			return err
 		}, want: "bad greeting: "},
 		{name: "closed before a greeting", serve: func(net.Conn) error { return nil }, want: "read greeting: EOF"},
 		{name: "closed midway", serve: func(c net.Conn) error {
-			_, err := c.Write(packet(0, greeting)[:20])
+			_, err := c.Write(framed(greeting)[:20])
 			return err
 		}, want: "read greeting: unexpected EOF"},
 		{name: "reset", serve: func(c net.Conn) error {
@@ -82,8 +70,8 @@ func TestQuickGreetingMatchesDialer(t *testing.T) {
 			_, err := c.Write([]byte{0xff, 0xff, 0x01, 0}) // 131,071 bytes announced
 			return err
 		}, want: "read greeting: packet too large: 131071 bytes, limit 65536"},
-		{name: "silent", serve: silent, timeout: 100 * time.Millisecond, want: "read greeting: context deadline exceeded"},
-		{name: "cancelled", serve: silent, cancel: true, want: "read greeting: context canceled"},
+		{name: "silent", serve: serveSilent, timeout: 100 * time.Millisecond, want: "read greeting: context deadline exceeded"},
+		{name: "cancelled", serve: serveSilent, cancel: true, want: "read greeting: context canceled"},
 		{name: "nothing listens", want: "connect: dial tcp ADDR: connect: connection refused"},
 	}
 	paths := []func(ctx context.Context, addr string) (*InitialHandshake, error){
@@ -206,12 +194,7 @@ func TestQuickGreetingIPv6(t *testing.T) {
 			return
 		}
 		defer c.Close()
-		pio := NewPacketIO(c)
-		_ = pio.WritePacket(AppendInitialHandshake(nil, &InitialHandshake{
-			ServerVersion: "10.11.99-v6", Salt: NewSalt(20), Charset: 46, AuthPlugin: AuthNativePassword,
-			Capability: ClientProtocol41 | ClientSecureConnection | ClientPluginAuth,
-		}))
-		_ = pio.Flush()
+		_, _ = c.Write(framed(testGreeting("10.11.99-v6")))
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -240,9 +223,7 @@ func TestQuickGreetingClosesNormallyAfterAFailure(t *testing.T) {
 		if err := pio.WriteError(&MySQLError{Code: 1129, State: "HY000", Message: "blocked"}); err != nil {
 			return err
 		}
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err := c.Read(make([]byte, 1))
-		return err
+		return serveSilent(c)
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -257,18 +238,7 @@ func TestQuickGreetingClosesNormallyAfterAFailure(t *testing.T) {
 // not inherit the last one's deadline, and Close closes the probes not
 // read.
 func TestGreetingSet(t *testing.T) {
-	greet := func(version string) []byte {
-		p := AppendInitialHandshake(nil, &InitialHandshake{
-			ServerVersion: version, Salt: NewSalt(20), Charset: 46, AuthPlugin: AuthNativePassword,
-			Capability: ClientProtocol41 | ClientSecureConnection | ClientPluginAuth,
-		})
-		return append([]byte{byte(len(p)), byte(len(p) >> 8), byte(len(p) >> 16), 0}, p...)
-	}
-	silent := func(c net.Conn) error {
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err := c.Read(make([]byte, 1))
-		return err
-	}
+	greet := func(version string) []byte { return framed(testGreeting(version)) }
 	// "late" greets only once "at once" and "in parts" have written all
 	// of theirs, so that those are there when its greeting is read.
 	written := make(chan struct{}, 2)
@@ -294,7 +264,7 @@ func TestGreetingSet(t *testing.T) {
 		_, err := c.Write(greet("late"))
 		return err
 	})
-	hung, hungDone := testenv.ServeOne(t, silent)
+	hung, hungDone := testenv.ServeOne(t, serveSilent)
 	refused := closedPort(t)
 
 	s, err := NewGreetingSet()
@@ -343,7 +313,7 @@ func TestGreetingSet(t *testing.T) {
 	require.Equal(t, "next", hs.ServerVersion)
 
 	// Close closes a probe not read.
-	unread, unreadDone := testenv.ServeOne(t, silent)
+	unread, unreadDone := testenv.ServeOne(t, serveSilent)
 	start(unread)
 	require.NoError(t, s.Close())
 	select {
@@ -359,14 +329,8 @@ func TestGreetingSet(t *testing.T) {
 // context ended, whose deadline could then still reach the set.
 func TestQuickGreetingReusesSets(t *testing.T) {
 	greeting := func(c net.Conn) error {
-		pio := NewPacketIO(c)
-		if err := pio.WritePacket(AppendInitialHandshake(nil, &InitialHandshake{
-			ServerVersion: "10.11.99-pool", Salt: NewSalt(20), Charset: 46, AuthPlugin: AuthNativePassword,
-			Capability: ClientProtocol41 | ClientSecureConnection | ClientPluginAuth,
-		})); err != nil {
-			return err
-		}
-		return pio.Flush()
+		_, err := c.Write(framed(testGreeting("10.11.99-pool")))
+		return err
 	}
 	pool := &setPool{max: 1}
 	saved := idleSets

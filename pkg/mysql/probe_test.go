@@ -115,10 +115,7 @@ func TestProbePingBoundedByContext(t *testing.T) {
 		require.NoError(t, err)
 		conns = append(conns, srv)
 		pio := NewPacketIO(srv)
-		require.NoError(t, pio.WritePacket(AppendInitialHandshake(nil, &InitialHandshake{
-			ServerVersion: "8.0.11-test", Salt: NewSalt(20), Charset: 46, AuthPlugin: AuthNativePassword,
-			Capability: ClientProtocol41 | ClientSecureConnection | ClientPluginAuth,
-		})))
+		require.NoError(t, pio.WritePacket(testGreeting("8.0.11-test")))
 		require.NoError(t, pio.Flush())
 		_, err = pio.ReadPacket(0) // the login
 		require.NoError(t, err)
@@ -147,19 +144,36 @@ func TestProbePingBoundedByContext(t *testing.T) {
 // login probe quits and closes normally, so the server reads its COM_QUIT.
 func TestGreetingProbeClosesWithReset(t *testing.T) {
 	addr, after := testenv.ServeOne(t, func(c net.Conn) error {
-		pio := NewPacketIO(c)
-		_ = pio.WritePacket(AppendInitialHandshake(nil, &InitialHandshake{
-			ServerVersion: "10.11.99-test", Salt: NewSalt(20), Charset: 46, AuthPlugin: AuthNativePassword,
-			Capability: ClientProtocol41 | ClientSecureConnection | ClientPluginAuth,
-		}))
-		_ = pio.Flush()
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err := c.Read(make([]byte, 1))
-		return err
+		if _, err := c.Write(framed(testGreeting("10.11.99-test"))); err != nil {
+			return err
+		}
+		return serveSilent(c)
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := ReadGreeting(ctx, &net.Dialer{}, addr)
 	require.NoError(t, err)
 	require.ErrorIs(t, <-after, syscall.ECONNRESET, "the greeting probe's close is a reset")
+}
+
+// testGreeting is the payload of a server's greeting announcing version.
+func testGreeting(version string) []byte {
+	return AppendInitialHandshake(nil, &InitialHandshake{
+		ServerVersion: version, Salt: NewSalt(20), Charset: 46, AuthPlugin: AuthNativePassword,
+		Capability: ClientProtocol41 | ClientSecureConnection | ClientPluginAuth,
+	})
+}
+
+// framed is payload as a server's first packet (sequence id 0).
+func framed(payload []byte) []byte {
+	n := len(payload)
+	return append([]byte{byte(n), byte(n >> 8), byte(n >> 16), 0}, payload...)
+}
+
+// serveSilent is a server that says nothing and waits, up to 5 s, for the
+// client to write or leave.
+func serveSilent(c net.Conn) error {
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := c.Read(make([]byte, 1))
+	return err
 }
