@@ -17,6 +17,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/connectivity"
 )
 
 // DefaultPrefix is where TiDB registers itself in PD's etcd.
@@ -25,8 +26,11 @@ const DefaultPrefix = "/topology/tidb"
 const (
 	defaultGetTimeout    = 5 * time.Second
 	defaultProbeInterval = 5 * time.Second
-	backoffStart         = 100 * time.Millisecond
-	backoffCap           = 5 * time.Second
+	// defaultReadEvery is how often the liveness check also reads from
+	// etcd; in between it looks at the client's connection only.
+	defaultReadEvery = 30 * time.Second
+	backoffStart     = 100 * time.Millisecond
+	backoffCap       = 5 * time.Second
 )
 
 // ErrWatchClosed is recorded when etcd closes the watch channel without an
@@ -42,6 +46,7 @@ type Watcher struct {
 	// Tunables; tests shorten them before Start.
 	getTimeout    time.Duration
 	probeInterval time.Duration
+	readEvery     time.Duration
 	afterList     func() // test hook: runs between a list and its watch
 	follow        string // Follow's prefix; empty: none
 
@@ -67,13 +72,17 @@ func NewWatcher(lg *zap.Logger, cli *clientv3.Client, prefix string) *Watcher {
 		prefix:        prefix,
 		getTimeout:    defaultGetTimeout,
 		probeInterval: defaultProbeInterval,
+		readEvery:     defaultReadEvery,
 		updates:       notify.NewSignal(),
 	}
 }
 
-// SetTimings sets how often a healthy watch checks that etcd still answers
-// and how long each read may take; call it before Start. Zero keeps the
-// default. An unreachable etcd is noticed within about probe + get.
+// SetTimings sets how often a healthy watch checks that etcd is still
+// reachable and how long each read may take; call it before Start. Zero
+// keeps the default. An etcd that closes or refuses the connection is
+// noticed within about probe + get; one that stops answering (frozen, or
+// behind a dead link), once the client's gRPC keepalive gives up on the
+// connection (lib/etcdclient: 13 s at most) and within probe + get after.
 func (w *Watcher) SetTimings(probe, get time.Duration) {
 	if probe > 0 {
 		w.probeInterval = probe
@@ -232,18 +241,23 @@ func (w *Watcher) watch(ctx context.Context, st *state, rev int64) (healthy bool
 		return healthy, fmt.Errorf("watch %s: no stream to etcd within %s: %w", w.prefix, w.getTimeout, context.DeadlineExceeded)
 	}
 	// The client re-dials a dead endpoint forever without closing the watch
-	// channel, so a periodic bounded Get is what notices that etcd is gone.
-	// On the process's cadence grid, so that the watchers of many clusters,
-	// and the probers, share their wake-ups.
+	// channel, so a periodic check is what notices that etcd is gone (see
+	// probe). On the process's cadence grid, so that the watchers of many
+	// clusters, and the probers, share their wake-ups.
 	probe := cadence.NewTimer(w.probeInterval)
 	defer probe.Stop()
+	lastRead := time.Now() // the list
 	for {
 		select {
 		case <-ctx.Done():
 			return healthy, ctx.Err()
-		case <-probe.C():
-			if err := w.probe(ctx); err != nil {
+		case now := <-probe.C():
+			read := now.Sub(lastRead) >= w.readEvery
+			if err := w.probe(ctx, read); err != nil {
 				return healthy, err
+			}
+			if read {
+				lastRead = now
 			}
 			probe.Rearm()
 		case resp, ok := <-ch:
@@ -300,9 +314,32 @@ func (w *Watcher) checkWatch(prefix string, resp clientv3.WatchResponse, ok bool
 	}
 }
 
-func (w *Watcher) probe(ctx context.Context) error {
+// probe checks that etcd is still reachable, bounded by getTimeout. Most
+// rounds look at the client's gRPC connection only: it must be ready, or
+// become ready in time. That costs nothing, where a read costs a stream, a
+// request and a reply on both sides (with 100 clusters, a read each round was
+// a tenth of the proxy's idle CPU). A connection etcd closed, reset or
+// refuses is not ready; one whose etcd stopped answering is closed by the
+// client's keepalive (lib/etcdclient). read also reads from etcd (a
+// count-only Get): that catches an etcd that answers the keepalive's pings
+// but serves no request.
+func (w *Watcher) probe(ctx context.Context, read bool) error {
 	gctx, cancel := context.WithTimeout(ctx, w.getTimeout)
 	defer cancel()
+	if conn := w.cli.ActiveConnection(); !read && conn != nil {
+		for st := conn.GetState(); st != connectivity.Ready; st = conn.GetState() {
+			if st == connectivity.Idle {
+				conn.Connect()
+			}
+			if !conn.WaitForStateChange(gctx, st) {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return fmt.Errorf("probe %s: the connection to etcd is %s, not ready within %s", w.prefix, strings.ToLower(st.String()), w.getTimeout)
+			}
+		}
+		return nil
+	}
 	if _, err := w.cli.Get(gctx, w.prefix+"/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
 		return fmt.Errorf("probe %s: %w", w.prefix, err)
 	}

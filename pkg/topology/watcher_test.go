@@ -11,11 +11,13 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/switchyard-db/switchyard/lib/etcdclient"
 	"github.com/switchyard-db/switchyard/test/etcdtest"
 	"github.com/switchyard-db/switchyard/test/testenv"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+	"google.golang.org/grpc"
 )
 
 const (
@@ -25,13 +27,20 @@ const (
 
 func newTestWatcher(t *testing.T, cli *clientv3.Client, lg *zap.Logger, hook func()) *Watcher {
 	t.Helper()
+	return newTestWatcherWith(t, cli, lg, func(w *Watcher) { w.afterList = hook })
+}
+
+// newTestWatcherWith starts a watcher with the tests' short timings, after
+// set has changed what it needs. lg may be nil.
+func newTestWatcherWith(t *testing.T, cli *clientv3.Client, lg *zap.Logger, set func(*Watcher)) *Watcher {
+	t.Helper()
 	if lg == nil {
 		lg = zap.NewNop()
 	}
 	w := NewWatcher(lg, cli, "")
 	w.getTimeout = time.Second
 	w.probeInterval = 200 * time.Millisecond
-	w.afterList = hook
+	set(w)
 	w.Start(context.Background())
 	t.Cleanup(w.Close)
 	return w
@@ -221,18 +230,78 @@ func changeAndCompact(cli *clientv3.Client, revoke clientv3.LeaseID) error {
 	return err
 }
 
+// An etcd that goes away is noticed by the watch's liveness check, whether
+// the round looks at the connection or reads from etcd, and the last
+// snapshot is kept.
 func TestEtcdDownKeepsLastSnapshot(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		readEvery time.Duration
+		says      string
+	}{
+		{"connection", time.Hour, "the connection to etcd is"},
+		{"read", 0, "probe " + DefaultPrefix},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			te := etcdtest.Start(t)
+			etcdtest.Register(t, te.Client, DefaultPrefix, "10.0.0.1:4000", etcdtest.InfoJSON("8.5.0", 10080, `{}`), 45)
+			w := newTestWatcherWith(t, te.Client, nil, func(w *Watcher) { w.readEvery = c.readEvery })
+			requireAddrs(t, w, "10.0.0.1:4000")
+			require.NoError(t, w.Err())
+			require.Zero(t, w.ErrorCount())
+
+			// Stop takes seconds (the embedded server waits for its
+			// streams): the probe's error comes during it.
+			stopped := make(chan struct{})
+			go func() { te.Stop(); close(stopped) }()
+			t.Cleanup(func() { <-stopped })
+			var first string // the probe's error, before failed lists replace it
+			require.Eventually(t, func() bool {
+				if err := w.Err(); err != nil {
+					first = err.Error()
+					return true
+				}
+				return false
+			}, waitFor, tick)
+			require.Contains(t, first, c.says)
+			require.Equal(t, []string{"10.0.0.1:4000"}, liveAddrs(w))
+			require.Positive(t, w.ErrorCount())
+		})
+	}
+}
+
+// A healthy watch's rounds look at the client's connection and read from
+// etcd only every readEvery: with 100 clusters, a read each round was a tenth
+// of the proxy's idle CPU.
+func TestLivenessReadsEtcdOnlyEveryReadEvery(t *testing.T) {
 	te := etcdtest.Start(t)
 	etcdtest.Register(t, te.Client, DefaultPrefix, "10.0.0.1:4000", etcdtest.InfoJSON("8.5.0", 10080, `{}`), 45)
-	w := newTestWatcher(t, te.Client, nil, nil)
+	var ranges atomic.Int32
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: []string{te.Endpoint}, DialTimeout: 2 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(
+			func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+				if method == "/etcdserverpb.KV/Range" {
+					ranges.Add(1)
+				}
+				return invoker(ctx, method, req, reply, cc, opts...)
+			})},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cli.Close() })
+	w := newTestWatcherWith(t, cli, nil, func(w *Watcher) {
+		w.probeInterval = 50 * time.Millisecond
+		w.readEvery = time.Second
+	})
 	requireAddrs(t, w, "10.0.0.1:4000")
+	start := ranges.Load() // the list is a Txn, not a Range
+	time.Sleep(2500 * time.Millisecond)
+	reads := ranges.Load() - start
+	// 50 rounds in 2.5 s; one read a second.
+	require.GreaterOrEqual(t, reads, int32(1), "the rounds never read from etcd")
+	require.LessOrEqual(t, reads, int32(3), "the rounds read from etcd more often than every readEvery")
 	require.NoError(t, w.Err())
 	require.Zero(t, w.ErrorCount())
-
-	te.Stop()
-	require.Eventually(t, func() bool { return w.Err() != nil }, waitFor, tick)
-	require.Equal(t, []string{"10.0.0.1:4000"}, liveAddrs(w))
-	require.Positive(t, w.ErrorCount())
 }
 
 func TestCloseWithoutStart(t *testing.T) {
@@ -245,28 +314,54 @@ func TestCloseWithoutStart(t *testing.T) {
 }
 
 // A frozen etcd (SIGSTOP: its connections stay open and nothing answers) is
-// noticed by the watch's liveness probe: the topology is marked stale and
-// keeps its last snapshot, and it is fresh again once etcd answers.
+// noticed by the watch's liveness check: by a read that is not answered, or,
+// in the rounds that look at the connection only, once the client's
+// keepalive (the proxy's own settings, lib/etcdclient) has given up on the
+// connection. The topology is marked stale and keeps its last snapshot, and
+// it is fresh again once etcd answers.
 func TestWatchNoticesFrozenEtcd(t *testing.T) {
-	e := testenv.StartEtcd(t, testenv.EtcdOptions{Name: "topo", LogLevel: "warn"})
-	etcdtest.Register(t, e.Client, DefaultPrefix, "10.0.0.1:4000", etcdtest.InfoJSON("8.5.0", 10080, `{}`), 45)
-	w := newTestWatcher(t, e.Client, nil, nil)
-	requireAddrs(t, w, "10.0.0.1:4000")
-	// Healthy, the watch's probes are answered, round after round: one that
-	// is not would end the watch after getTimeout.
-	time.Sleep(2*w.getTimeout + 2*w.probeInterval)
-	require.NoError(t, w.Err())
-	require.Zero(t, w.ErrorCount())
+	for _, c := range []struct {
+		name      string
+		readEvery time.Duration
+		within    time.Duration
+		says      string
+	}{
+		// Keepalive: a ping after 10 s without a frame, 3 s for its answer.
+		{"connection", time.Hour, 25 * time.Second, "the connection to etcd is"},
+		{"read", 0, waitFor, "probe " + DefaultPrefix + ": context deadline exceeded"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := testenv.StartEtcd(t, testenv.EtcdOptions{Name: "topo", LogLevel: "warn"})
+			etcdtest.Register(t, e.Client, DefaultPrefix, "10.0.0.1:4000", etcdtest.InfoJSON("8.5.0", 10080, `{}`), 45)
+			cli, err := etcdclient.New(zap.NewNop(), []string{e.ClientAddr}, nil)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = cli.Close() })
+			w := newTestWatcherWith(t, cli, nil, func(w *Watcher) { w.readEvery = c.readEvery })
+			requireAddrs(t, w, "10.0.0.1:4000")
+			// Healthy, the watch's checks pass, round after round: one that
+			// does not would end the watch after getTimeout.
+			time.Sleep(2*w.getTimeout + 2*w.probeInterval)
+			require.NoError(t, w.Err())
+			require.Zero(t, w.ErrorCount())
 
-	require.NoError(t, e.Signal(syscall.SIGSTOP))
-	t.Cleanup(func() { _ = e.Signal(syscall.SIGCONT) })
-	require.Eventually(t, func() bool { return w.Err() != nil }, waitFor, tick)
-	require.Contains(t, w.Err().Error(), "probe "+DefaultPrefix)
-	require.Equal(t, []string{"10.0.0.1:4000"}, liveAddrs(w), "the last snapshot is kept")
+			require.NoError(t, e.Signal(syscall.SIGSTOP))
+			t.Cleanup(func() { _ = e.Signal(syscall.SIGCONT) })
+			var first string // the check's error, before failed lists replace it
+			require.Eventually(t, func() bool {
+				if err := w.Err(); err != nil {
+					first = err.Error()
+					return true
+				}
+				return false
+			}, c.within, tick)
+			require.Contains(t, first, c.says)
+			require.Equal(t, []string{"10.0.0.1:4000"}, liveAddrs(w), "the last snapshot is kept")
 
-	require.NoError(t, e.Signal(syscall.SIGCONT))
-	require.Eventually(t, func() bool { return w.Err() == nil }, 3*waitFor, tick)
-	requireAddrs(t, w, "10.0.0.1:4000")
+			require.NoError(t, e.Signal(syscall.SIGCONT))
+			require.Eventually(t, func() bool { return w.Err() == nil }, 3*waitFor, tick)
+			requireAddrs(t, w, "10.0.0.1:4000")
+		})
+	}
 }
 
 // An etcd that goes away between the list and the watch: the client's Watch
