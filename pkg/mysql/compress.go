@@ -142,8 +142,8 @@ func (c *CompressedStream) readFrame() error {
 		}
 		return c.failRead(fmt.Errorf("read compressed packet header: %w", err))
 	}
-	clen := compressGet3(c.hdr[0:3])
-	ulen := compressGet3(c.hdr[4:7])
+	clen := uint24(c.hdr[0:3])
+	ulen := uint24(c.hdr[4:7])
 	// The peer's numbering wins: our replies must continue it.
 	c.seq = c.hdr[3] + 1
 	if ulen != 0 {
@@ -270,9 +270,9 @@ func (c *CompressedStream) writeFrame(chunk []byte) error {
 	if ulen == 0 {
 		out = append(out, chunk...)
 	}
-	compressPut3(out[0:3], len(out)-compressHeaderLen)
+	putUint24(out[0:3], len(out)-compressHeaderLen)
 	out[3] = c.seq
-	compressPut3(out[4:7], ulen)
+	putUint24(out[4:7], ulen)
 	c.seq++
 	_, err := c.rw.Write(out)
 	c.out = compressKeepIdle(out[:0])
@@ -309,14 +309,6 @@ func compressKeepIdle(b []byte) []byte {
 		return nil
 	}
 	return b[:0]
-}
-
-func compressGet3(b []byte) int {
-	return int(b[0]) | int(b[1])<<8 | int(b[2])<<16
-}
-
-func compressPut3(b []byte, v int) {
-	b[0], b[1], b[2] = byte(v), byte(v>>8), byte(v>>16)
 }
 
 // Codecs are expensive to build (zlib and zstd state is hundreds of KiB), so

@@ -58,9 +58,9 @@ func compressTestRandom(n int) []byte {
 // compressTestFrameBytes builds a frame by hand.
 func compressTestFrameBytes(seq byte, ulen int, payload []byte) []byte {
 	b := make([]byte, compressHeaderLen, compressHeaderLen+len(payload))
-	compressPut3(b[0:3], len(payload))
+	putUint24(b[0:3], len(payload))
 	b[3] = seq
-	compressPut3(b[4:7], ulen)
+	putUint24(b[4:7], ulen)
 	return append(b, payload...)
 }
 
@@ -69,11 +69,11 @@ func compressTestSplit(t *testing.T, wire []byte) []compressTestFrame {
 	var frames []compressTestFrame
 	for len(wire) > 0 {
 		require.GreaterOrEqual(t, len(wire), compressHeaderLen)
-		clen := compressGet3(wire[0:3])
+		clen := uint24(wire[0:3])
 		require.GreaterOrEqual(t, len(wire), compressHeaderLen+clen)
 		frames = append(frames, compressTestFrame{
 			seq:     wire[3],
-			ulen:    compressGet3(wire[4:7]),
+			ulen:    uint24(wire[4:7]),
 			payload: wire[compressHeaderLen : compressHeaderLen+clen],
 		})
 		wire = wire[compressHeaderLen+clen:]

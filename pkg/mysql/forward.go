@@ -28,7 +28,7 @@ func (p *PacketIO) ForwardRunEach(dst *PacketIO, each func(payload []byte)) (int
 	seq := dst.seq
 	count := 0
 	for pos+5 <= end {
-		n := int(uint32(buf[pos]) | uint32(buf[pos+1])<<8 | uint32(buf[pos+2])<<16)
+		n := uint24(buf[pos:])
 		if n == 0 || n >= MaxPayloadLen || pos+4+n > end || buf[pos+3] != seq {
 			break
 		}

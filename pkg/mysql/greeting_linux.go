@@ -202,7 +202,7 @@ func (g *GreetingProbe) fill() {
 		}
 		g.n += m
 		if g.n >= 4 && g.need == 4 {
-			size := int(g.buf[0]) | int(g.buf[1])<<8 | int(g.buf[2])<<16
+			size := uint24(g.buf)
 			if size > maxGreeting {
 				g.done, g.err = true, fmt.Errorf("%w: %d bytes, limit %d", ErrPacketTooLarge, size, maxGreeting)
 				return

@@ -152,7 +152,7 @@ func (p *PacketIO) Next() (Packet, error) {
 		return Packet{}, err
 	}
 	h := p.rd.buf[p.rd.r : p.rd.r+4]
-	n := int(uint32(h[0]) | uint32(h[1])<<8 | uint32(h[2])<<16)
+	n := uint24(h)
 	seq := h[3]
 	p.rd.r += 4
 	p.seq = seq + 1
@@ -226,7 +226,7 @@ func (p *PacketIO) consumeCurrent(dst *PacketIO) error {
 			return err
 		}
 		h := p.rd.buf[p.rd.r : p.rd.r+4]
-		n = int(uint32(h[0]) | uint32(h[1])<<8 | uint32(h[2])<<16)
+		n = uint24(h)
 		p.seq = h[3] + 1
 		p.rd.r += 4
 	}
@@ -277,7 +277,7 @@ func (p *PacketIO) ReadPacket(maxLen int) ([]byte, error) {
 			return nil, err
 		}
 		h := p.rd.buf[p.rd.r : p.rd.r+4]
-		n := int(uint32(h[0]) | uint32(h[1])<<8 | uint32(h[2])<<16)
+		n := uint24(h)
 		p.seq = h[3] + 1
 		p.rd.r += 4
 		if maxLen > 0 && len(out)+n > maxLen {

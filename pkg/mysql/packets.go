@@ -9,6 +9,19 @@ import (
 // ErrMalformed is returned when a packet does not parse.
 var ErrMalformed = errors.New("malformed packet")
 
+// uint24 reads the three-byte little-endian integer that begins b: a
+// packet header's payload length, among others.
+func uint24(b []byte) int {
+	_ = b[2]
+	return int(b[0]) | int(b[1])<<8 | int(b[2])<<16
+}
+
+// putUint24 writes the low three bytes of v to b, little-endian.
+func putUint24(b []byte, v int) {
+	_ = b[2]
+	b[0], b[1], b[2] = byte(v), byte(v>>8), byte(v>>16)
+}
+
 // ReadLenEncInt decodes a length-encoded integer. ok is false when b is too
 // short; isNull is set for the 0xfb NULL marker.
 func ReadLenEncInt(b []byte) (v uint64, isNull bool, n int, ok bool) {
@@ -27,7 +40,7 @@ func ReadLenEncInt(b []byte) (v uint64, isNull bool, n int, ok bool) {
 		if len(b) < 4 {
 			return 0, false, 0, false
 		}
-		return uint64(b[1]) | uint64(b[2])<<8 | uint64(b[3])<<16, false, 4, true
+		return uint64(uint24(b[1:])), false, 4, true
 	case 0xfe:
 		if len(b) < 9 {
 			return 0, false, 0, false

@@ -37,7 +37,7 @@ func ParseProgress(data []byte) (Progress, error) {
 		return p, fmt.Errorf("%w: progress report of %d bytes", ErrMalformed, len(data))
 	}
 	p.Stage, p.MaxStage = b[1], b[2]
-	p.Permille = uint32(b[3]) | uint32(b[4])<<8 | uint32(b[5])<<16
+	p.Permille = uint32(uint24(b[3:]))
 	info, _, ok := ReadLenEncString(b[6:])
 	if !ok {
 		return p, fmt.Errorf("%w: progress report info", ErrMalformed)
