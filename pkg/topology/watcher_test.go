@@ -46,6 +46,22 @@ func newTestWatcherWith(t *testing.T, cli *clientv3.Client, lg *zap.Logger, set 
 	return w
 }
 
+// firstErr waits up to within for the watcher to report an error and
+// returns it as first seen: the liveness check's, before the lists that
+// fail after it replace it.
+func firstErr(t *testing.T, w *Watcher, within time.Duration) string {
+	t.Helper()
+	var first string
+	require.Eventually(t, func() bool {
+		if err := w.Err(); err != nil {
+			first = err.Error()
+			return true
+		}
+		return false
+	}, within, tick, "no error reported")
+	return first
+}
+
 func liveAddrs(w *Watcher) []string {
 	s := w.Snapshot()
 	if s == nil {
@@ -255,15 +271,7 @@ func TestEtcdDownKeepsLastSnapshot(t *testing.T) {
 			stopped := make(chan struct{})
 			go func() { te.Stop(); close(stopped) }()
 			t.Cleanup(func() { <-stopped })
-			var first string // the probe's error, before failed lists replace it
-			require.Eventually(t, func() bool {
-				if err := w.Err(); err != nil {
-					first = err.Error()
-					return true
-				}
-				return false
-			}, waitFor, tick)
-			require.Contains(t, first, c.says)
+			require.Contains(t, firstErr(t, w, waitFor), c.says)
 			require.Equal(t, []string{"10.0.0.1:4000"}, liveAddrs(w))
 			require.Positive(t, w.ErrorCount())
 		})
@@ -346,15 +354,7 @@ func TestWatchNoticesFrozenEtcd(t *testing.T) {
 
 			require.NoError(t, e.Signal(syscall.SIGSTOP))
 			t.Cleanup(func() { _ = e.Signal(syscall.SIGCONT) })
-			var first string // the check's error, before failed lists replace it
-			require.Eventually(t, func() bool {
-				if err := w.Err(); err != nil {
-					first = err.Error()
-					return true
-				}
-				return false
-			}, c.within, tick)
-			require.Contains(t, first, c.says)
+			require.Contains(t, firstErr(t, w, c.within), c.says)
 			require.Equal(t, []string{"10.0.0.1:4000"}, liveAddrs(w), "the last snapshot is kept")
 
 			require.NoError(t, e.Signal(syscall.SIGCONT))
