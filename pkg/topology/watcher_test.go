@@ -259,6 +259,7 @@ func TestEtcdDownKeepsLastSnapshot(t *testing.T) {
 		{"read", 0, "probe " + DefaultPrefix},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel() // each has an etcd of its own; stopping one takes seconds
 			te := etcdtest.Start(t)
 			etcdtest.Register(t, te.Client, DefaultPrefix, "10.0.0.1:4000", etcdtest.InfoJSON("8.5.0", 10080, `{}`), 45)
 			w := newTestWatcherWith(t, te.Client, nil, func(w *Watcher) { w.readEvery = c.readEvery })
@@ -339,6 +340,7 @@ func TestWatchNoticesFrozenEtcd(t *testing.T) {
 		{"read", 0, waitFor, "probe " + DefaultPrefix + ": context deadline exceeded"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel() // each has an etcd of its own; the keepalive takes seconds
 			e := testenv.StartEtcd(t, testenv.EtcdOptions{Name: "topo", LogLevel: "warn"})
 			etcdtest.Register(t, e.Client, DefaultPrefix, "10.0.0.1:4000", etcdtest.InfoJSON("8.5.0", 10080, `{}`), 45)
 			cli, err := etcdclient.New(zap.NewNop(), []string{e.ClientAddr}, nil)
