@@ -324,9 +324,13 @@ func (w *Watcher) checkWatch(prefix string, resp clientv3.WatchResponse, ok bool
 // count-only Get): that catches an etcd that answers the keepalive's pings
 // but serves no request.
 func (w *Watcher) probe(ctx context.Context, read bool) error {
+	conn := w.cli.ActiveConnection()
+	if !read && conn != nil && conn.GetState() == connectivity.Ready {
+		return nil
+	}
 	gctx, cancel := context.WithTimeout(ctx, w.getTimeout)
 	defer cancel()
-	if conn := w.cli.ActiveConnection(); !read && conn != nil {
+	if !read && conn != nil {
 		for st := conn.GetState(); st != connectivity.Ready; st = conn.GetState() {
 			if st == connectivity.Idle {
 				conn.Connect()
