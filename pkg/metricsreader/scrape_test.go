@@ -172,8 +172,6 @@ func TestScrapeKeepsConnections(t *testing.T) {
 		"Close closes the kept connections")
 }
 
-// A TiDB page's lines are read without the text format's parser, and as
-// it reads them; lines in other forms go to the parser.
 // readSimple feeds page's wanted lines to simpleLines, as parseExposition
 // does, and returns them too.
 func readSimple(page string) (l simpleLines, kept bytes.Buffer) {
@@ -187,6 +185,8 @@ func readSimple(page string) (l simpleLines, kept bytes.Buffer) {
 	return l, kept
 }
 
+// A TiDB page's lines are read without the text format's parser, and as
+// it reads them; lines in other forms go to the parser.
 func TestSimpleLines(t *testing.T) {
 	read := func(page string) (simpleLines, scraped) {
 		l, _ := readSimple(page)
