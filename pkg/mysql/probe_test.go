@@ -166,8 +166,9 @@ func testGreeting(version string) []byte {
 
 // framed is payload as a server's first packet (sequence id 0).
 func framed(payload []byte) []byte {
-	n := len(payload)
-	return append([]byte{byte(n), byte(n >> 8), byte(n >> 16), 0}, payload...)
+	p := make([]byte, 4, 4+len(payload)) // the sequence id, p[3], is 0
+	putUint24(p, len(payload))
+	return append(p, payload...)
 }
 
 // serveSilent is a server that says nothing and waits, up to 5 s, for the
